@@ -2,6 +2,8 @@
 
 __version__: str
 
+def allocation_count() -> int: ...
+
 # ---- errors (core_ext/py/src/errors.rs) ----
 
 class VppError(Exception): ...

@@ -40,7 +40,10 @@ fn types(py: Python<'_>) -> &Vec<Py<PyType>> {
                 if parent.is_empty() {
                     bases.push(py.get_type::<PyException>().into_any());
                 } else {
-                    let idx = CLASSES.iter().position(|c| c.0 == *parent).expect("parent listed first");
+                    let idx = CLASSES
+                        .iter()
+                        .position(|c| c.0 == *parent)
+                        .expect("parent listed first");
                     bases.push(made[idx].bind(py).clone().into_any());
                 }
                 match extra {
@@ -61,7 +64,10 @@ fn types(py: Python<'_>) -> &Vec<Py<PyType>> {
 
 /// The exception class called `name` (one of `CLASSES`).
 pub fn class<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyType> {
-    let idx = CLASSES.iter().position(|c| c.0 == name).expect("known exception class");
+    let idx = CLASSES
+        .iter()
+        .position(|c| c.0 == name)
+        .expect("known exception class");
     types(py)[idx].bind(py).clone()
 }
 

@@ -62,7 +62,13 @@ pub struct FrameError {
 
 impl FrameError {
     pub const fn new(kind: FrameErrorKind, field: &'static str, offset: usize) -> Self {
-        Self { kind, field, offset, expected: None, found: None }
+        Self {
+            kind,
+            field,
+            offset,
+            expected: None,
+            found: None,
+        }
     }
 
     pub const fn with_values(mut self, expected: u64, found: u64) -> Self {
@@ -96,7 +102,11 @@ impl fmt::Display for FrameError {
             FrameErrorKind::Value => "invalid value",
             FrameErrorKind::Encode => "cannot encode",
         };
-        write!(f, "{what} in field {} at byte offset {}", self.field, self.offset)?;
+        write!(
+            f,
+            "{what} in field {} at byte offset {}",
+            self.field, self.offset
+        )?;
         match (self.expected, self.found) {
             (Some(e), Some(v)) => write!(f, " (expected {e:#x}, found {v:#x})"),
             (None, Some(v)) => write!(f, " (found {v})"),
@@ -119,7 +129,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self { field, reason: reason.into() }
+        Self {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
