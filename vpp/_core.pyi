@@ -7,14 +7,17 @@ def allocation_count() -> int: ...
 # ---- errors (core_ext/py/src/errors.rs) ----
 
 class VppError(Exception): ...
+
 class ConfigError(VppError, ValueError):
     field: str
+
 class FrameError(VppError, ValueError):
     kind: str
     field: str
     offset: int
     expected: int | None
     found: int | None
+
 class TruncatedFrameError(FrameError): ...
 class FrameSizeError(FrameError): ...
 class CrcError(FrameError): ...

@@ -1,0 +1,1 @@
+"""Simulators that speak the real protocols (more arrive with the drivers)."""
