@@ -328,6 +328,23 @@ mod tests {
     }
 
     #[test]
+    fn special_values_never_escape_limits() {
+        let sp = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -1e308, 1e308, 49.0, 51.0, 1e-300];
+        let mut c = DroopConfig::new(100.0);
+        c.inertia_kw_per_hz_s = 50.0;
+        let mut d = DroopController::new(c).unwrap();
+        for (i, &t) in sp.iter().enumerate() {
+            for &f in &sp {
+                for &r in &sp {
+                    let o = d.update(t + i as f64, f, r, sp[i % sp.len()], sp[(i + 3) % sp.len()]);
+                    assert!(o.output_kw.is_finite() && o.target_kw.is_finite());
+                    assert!(o.output_kw.abs() <= 100.0 && o.target_kw.abs() <= 100.0);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn bad_config() {
         let mut c = DroopConfig::new(100.0);
         c.droop_percent = 0.0;

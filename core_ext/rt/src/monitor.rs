@@ -8,6 +8,9 @@
 
 use crate::error::ConfigError;
 
+mod deque;
+use deque::SeqDeque;
+
 /// Operator frequency band (IEGC defaults in [`BandEdges::default`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Band {
@@ -127,48 +130,6 @@ impl MonitorConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// Fixed-capacity deque of sample sequence numbers (never grows after construction).
-#[derive(Debug, Clone)]
-struct SeqDeque {
-    buf: Vec<u64>,
-    head: usize,
-    len: usize,
-}
-
-impl SeqDeque {
-    fn new(cap: usize) -> Self {
-        Self { buf: vec![0; cap], head: 0, len: 0 }
-    }
-    fn front(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.buf[self.head])
-    }
-    fn back(&self) -> Option<u64> {
-        (self.len > 0).then(|| self.buf[(self.head + self.len - 1) % self.buf.len()])
-    }
-    fn pop_front(&mut self) {
-        if self.len > 0 {
-            self.head = (self.head + 1) % self.buf.len();
-            self.len -= 1;
-        }
-    }
-    fn pop_back(&mut self) {
-        self.len = self.len.saturating_sub(1);
-    }
-    /// Callers keep at most `cap` live entries (one per sample in the window).
-    fn push_back(&mut self, v: u64) {
-        if self.len == self.buf.len() {
-            self.pop_front();
-        }
-        let i = (self.head + self.len) % self.buf.len();
-        self.buf[i] = v;
-        self.len += 1;
-    }
-    fn clear(&mut self) {
-        self.head = 0;
-        self.len = 0;
     }
 }
 
