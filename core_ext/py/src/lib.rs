@@ -6,11 +6,13 @@
 
 use pyo3::prelude::*;
 
+mod control;
 mod errors;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    control::register(m)?;
     Ok(())
 }

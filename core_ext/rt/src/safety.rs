@@ -239,6 +239,7 @@ impl SafetyEnvelope {
         }
         // `0.0 - chg` rather than `-chg`: no negative zero in the reported range.
         let (mut lo, mut hi) = (0.0 - chg, dis);
+        (s.max_charge_kw, s.max_discharge_kw) = (chg, dis);
         // Ramp limit around the last clamped output (or the measured power at start).
         if self.last_out.is_nan() {
             self.last_out = if tel.power_kw.is_finite() { tel.power_kw.clamp(lo, hi) } else { 0.0 };

@@ -64,6 +64,7 @@ fn each_check() {
         let s = eval(&mut env(), f);
         assert!(s.has(code), "case {i}: {:?}", s.violations());
         assert_eq!((s.action, s.min_kw, s.max_kw), (action, lo, hi), "case {i}");
+        assert_eq!((-s.max_charge_kw, s.max_discharge_kw), (lo, hi), "case {i}");
     }
 }
 
@@ -131,6 +132,7 @@ fn ramp_limits_clamp() {
     t.timestamp = 0.2;
     e.evaluate(&t, 0.2);
     assert!((e.clamp(5.0) - 1.0).abs() < 1e-12);
+    assert_eq!(e.status().max_discharge_kw, 5.0);
     t.timestamp = 0.4;
     e.evaluate(&t, 0.4);
     assert!((e.clamp(-5.0) - 0.0).abs() < 1e-12);

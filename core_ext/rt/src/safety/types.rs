@@ -128,10 +128,14 @@ impl Telemetry {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SafetyStatus {
     pub action: Action,
-    /// Lowest allowed power, kW (= -max charge; <= 0 unless the ramp limit forbids 0).
+    /// Lowest allowed power, kW, after the ramp limit (= -max_charge_kw when not ramping).
     pub min_kw: f64,
-    /// Highest allowed power, kW (= +max discharge).
+    /// Highest allowed power, kW, after the ramp limit (= max_discharge_kw when not ramping).
     pub max_kw: f64,
+    /// Allowed charge power before the ramp limit, kW (>= 0).
+    pub max_charge_kw: f64,
+    /// Allowed discharge power before the ramp limit, kW (>= 0).
+    pub max_discharge_kw: f64,
     pub latched: bool,
     violations: [Violation; MAX_VIOLATIONS],
     len: usize,
@@ -140,7 +144,16 @@ pub struct SafetyStatus {
 impl SafetyStatus {
     pub(super) fn stopped() -> Self {
         let v = Violation { code: ViolationCode::Latched, value: 0.0, limit: 0.0, action: Action::None };
-        Self { action: Action::Stop, min_kw: 0.0, max_kw: 0.0, latched: false, violations: [v; MAX_VIOLATIONS], len: 0 }
+        Self {
+            action: Action::Stop,
+            min_kw: 0.0,
+            max_kw: 0.0,
+            max_charge_kw: 0.0,
+            max_discharge_kw: 0.0,
+            latched: false,
+            violations: [v; MAX_VIOLATIONS],
+            len: 0,
+        }
     }
 
     pub fn violations(&self) -> &[Violation] {
