@@ -46,7 +46,7 @@ def test_matches_numpy_polyfit_over_window(fps: int) -> None:
         est = r.update(float(t[k]), float(f[k]))
         if est is None:
             continue
-        inwin = (t[: k + 1] >= t[k] - 0.2 - 1e-6)
+        inwin = t[: k + 1] >= t[k] - 0.2 - 1e-6
         expected = np.polyfit(t[: k + 1][inwin] - T0, f[: k + 1][inwin], 1)[0]
         assert est == pytest.approx(expected, abs=1e-6)
         assert len(r) == int(inwin.sum())
