@@ -14,6 +14,7 @@ use vpp_rt::{
 use crate::errors::{config_err, config_error};
 
 mod safety;
+mod telemetry;
 
 /// Operator frequency band (IEGC defaults: 49.50 / 49.90 / 50.05 / 50.50 Hz).
 #[pyclass(module = "vpp._core", name = "Band", eq, eq_int, frozen, hash)]
