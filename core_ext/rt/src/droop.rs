@@ -18,110 +18,8 @@
 
 use crate::error::ConfigError;
 
-/// Parameters of [`DroopController`]. Units: kW, percent, Hz, kW/s, kW per Hz/s, percent SOC, degrees C.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DroopConfig {
-    pub p_max_kw: f64,
-    pub droop_percent: f64,
-    pub nominal_hz: f64,
-    pub deadband_low_hz: f64,
-    pub deadband_high_hz: f64,
-    pub max_charge_kw: f64,
-    pub max_discharge_kw: f64,
-    pub ramp_kw_per_s: f64,
-    pub inertia_kw_per_hz_s: f64,
-    pub soc_min_pct: f64,
-    pub soc_low_knee_pct: f64,
-    pub soc_high_knee_pct: f64,
-    pub soc_max_pct: f64,
-    pub temp_knee_c: f64,
-    pub temp_max_c: f64,
-}
-
-impl DroopConfig {
-    /// Defaults for a unit of `p_max_kw`: droop 5 %, deadband 49.90-50.05 Hz around 50.0,
-    /// limits = p_max both ways, ramp p_max per second, no inertia, discharge derated
-    /// below 20 % to zero at 10 % SOC, charge derated above 90 % to zero at 100 %,
-    /// both derated above 45 C to zero at 55 C.
-    pub fn new(p_max_kw: f64) -> Self {
-        Self {
-            p_max_kw,
-            droop_percent: 5.0,
-            nominal_hz: 50.0,
-            deadband_low_hz: 49.90,
-            deadband_high_hz: 50.05,
-            max_charge_kw: p_max_kw,
-            max_discharge_kw: p_max_kw,
-            ramp_kw_per_s: p_max_kw,
-            inertia_kw_per_hz_s: 0.0,
-            soc_min_pct: 10.0,
-            soc_low_knee_pct: 20.0,
-            soc_high_knee_pct: 90.0,
-            soc_max_pct: 100.0,
-            temp_knee_c: 45.0,
-            temp_max_c: 55.0,
-        }
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let pos = |name: &'static str, v: f64| -> Result<(), ConfigError> {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(ConfigError::new(name, format!("must be positive and finite, got {v}")))
-            }
-        };
-        let nonneg = |name: &'static str, v: f64| -> Result<(), ConfigError> {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(ConfigError::new(name, format!("must be >= 0 and finite, got {v}")))
-            }
-        };
-        pos("p_max_kw", self.p_max_kw)?;
-        if !(self.droop_percent.is_finite() && self.droop_percent > 0.0 && self.droop_percent <= 100.0) {
-            return Err(ConfigError::new("droop_percent", format!("must be in (0, 100], got {}", self.droop_percent)));
-        }
-        pos("nominal_hz", self.nominal_hz)?;
-        pos("deadband_low_hz", self.deadband_low_hz)?;
-        pos("deadband_high_hz", self.deadband_high_hz)?;
-        if self.deadband_low_hz > self.deadband_high_hz {
-            return Err(ConfigError::new(
-                "deadband_low_hz",
-                format!("must be <= deadband_high_hz ({} > {})", self.deadband_low_hz, self.deadband_high_hz),
-            ));
-        }
-        nonneg("max_charge_kw", self.max_charge_kw)?;
-        nonneg("max_discharge_kw", self.max_discharge_kw)?;
-        if self.ramp_kw_per_s.is_nan() || self.ramp_kw_per_s <= 0.0 {
-            return Err(ConfigError::new("ramp_kw_per_s", format!("must be > 0 (inf disables), got {}", self.ramp_kw_per_s)));
-        }
-        nonneg("inertia_kw_per_hz_s", self.inertia_kw_per_hz_s)?;
-        for (name, v) in [
-            ("soc_min_pct", self.soc_min_pct),
-            ("soc_low_knee_pct", self.soc_low_knee_pct),
-            ("soc_high_knee_pct", self.soc_high_knee_pct),
-            ("soc_max_pct", self.soc_max_pct),
-        ] {
-            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
-                return Err(ConfigError::new(name, format!("must be in [0, 100] %, got {v}")));
-            }
-        }
-        if self.soc_min_pct >= self.soc_low_knee_pct {
-            return Err(ConfigError::new("soc_low_knee_pct", "must be above soc_min_pct"));
-        }
-        if self.soc_high_knee_pct >= self.soc_max_pct {
-            return Err(ConfigError::new("soc_high_knee_pct", "must be below soc_max_pct"));
-        }
-        if !(self.temp_knee_c.is_finite() && self.temp_max_c.is_finite() && self.temp_knee_c < self.temp_max_c) {
-            return Err(ConfigError::new(
-                "temp_knee_c",
-                format!("must be finite and below temp_max_c ({} vs {})", self.temp_knee_c, self.temp_max_c),
-            ));
-        }
-        Ok(())
-    }
-}
+mod config;
+pub use config::DroopConfig;
 
 /// One decision of the controller (all kW, positive = discharge).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -159,7 +57,12 @@ pub struct DroopController {
 impl DroopController {
     pub fn new(cfg: DroopConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { cfg, output: 0.0, last_t: f64::NAN, invalid: 0 })
+        Ok(Self {
+            cfg,
+            output: 0.0,
+            last_t: f64::NAN,
+            invalid: 0,
+        })
     }
 
     pub fn config(&self) -> &DroopConfig {
@@ -198,7 +101,11 @@ impl DroopController {
         let c = self.cfg;
         let valid = f.is_finite() && f > 0.0;
         let (droop, inertia) = if valid {
-            let inertia = if rocof.is_finite() { -c.inertia_kw_per_hz_s * rocof } else { 0.0 };
+            let inertia = if rocof.is_finite() {
+                -c.inertia_kw_per_hz_s * rocof
+            } else {
+                0.0
+            };
             (self.droop_kw(f), if inertia == 0.0 { 0.0 } else { inertia })
         } else {
             self.invalid += 1;
@@ -220,7 +127,14 @@ impl DroopController {
             self.invalid += 1;
         }
         self.output = self.output.clamp(-c.max_charge_kw, c.max_discharge_kw);
-        DroopOutput { droop_kw: droop, inertia_kw: inertia, derate, target_kw: target, output_kw: self.output, valid }
+        DroopOutput {
+            droop_kw: droop,
+            inertia_kw: inertia,
+            derate,
+            target_kw: target,
+            output_kw: self.output,
+            valid,
+        }
     }
 
     pub fn output_kw(&self) -> f64 {
@@ -234,7 +148,11 @@ impl DroopController {
     /// Restart the ramp from `output_kw` (e.g. the measured inverter power) at the next frame.
     pub fn reset(&mut self, output_kw: f64) {
         let c = &self.cfg;
-        self.output = if output_kw.is_finite() { output_kw.clamp(-c.max_charge_kw, c.max_discharge_kw) } else { 0.0 };
+        self.output = if output_kw.is_finite() {
+            output_kw.clamp(-c.max_charge_kw, c.max_discharge_kw)
+        } else {
+            0.0
+        };
         self.last_t = f64::NAN;
     }
 }
@@ -329,7 +247,17 @@ mod tests {
 
     #[test]
     fn special_values_never_escape_limits() {
-        let sp = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -1e308, 1e308, 49.0, 51.0, 1e-300];
+        let sp = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -1e308,
+            1e308,
+            49.0,
+            51.0,
+            1e-300,
+        ];
         let mut c = DroopConfig::new(100.0);
         c.inertia_kw_per_hz_s = 50.0;
         let mut d = DroopController::new(c).unwrap();
@@ -351,7 +279,15 @@ mod tests {
         assert_eq!(DroopController::new(c).unwrap_err().field, "droop_percent");
         let mut c = DroopConfig::new(100.0);
         c.deadband_low_hz = 50.1;
-        assert_eq!(DroopController::new(c).unwrap_err().field, "deadband_low_hz");
-        assert_eq!(DroopController::new(DroopConfig::new(f64::NAN)).unwrap_err().field, "p_max_kw");
+        assert_eq!(
+            DroopController::new(c).unwrap_err().field,
+            "deadband_low_hz"
+        );
+        assert_eq!(
+            DroopController::new(DroopConfig::new(f64::NAN))
+                .unwrap_err()
+                .field,
+            "p_max_kw"
+        );
     }
 }

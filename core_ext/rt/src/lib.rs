@@ -15,4 +15,6 @@ pub mod safety;
 pub use droop::{DroopConfig, DroopController, DroopOutput};
 pub use monitor::{Band, BandEdges, FrequencyMonitor, MonitorConfig, Transition};
 pub use rocof::{RocofConfig, RocofEstimator, RocofSource};
-pub use safety::{Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode};
+pub use safety::{
+    Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,
+};

@@ -35,7 +35,12 @@ pub struct MonitorConfig {
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        Self { edges: BandEdges::default(), nominal_hz: 50.0, hysteresis_hz: 0.01, window_samples: 50 }
+        Self {
+            edges: BandEdges::default(),
+            nominal_hz: 50.0,
+            hysteresis_hz: 0.01,
+            window_samples: 50,
+        }
     }
 }
 
@@ -53,7 +58,10 @@ impl MonitorConfig {
             ("nominal_hz", self.nominal_hz),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ConfigError::new(name, format!("must be a positive finite frequency, got {v}")));
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be a positive finite frequency, got {v}"),
+                ));
             }
         }
         if !(e.critical_low < e.low && e.low <= e.high && e.high < e.critical_high) {
@@ -65,13 +73,22 @@ impl MonitorConfig {
                 ),
             ));
         }
-        if !(self.hysteresis_hz.is_finite() && self.hysteresis_hz >= 0.0 && self.hysteresis_hz < 1.0) {
-            return Err(ConfigError::new("hysteresis_hz", format!("must be in [0, 1) Hz, got {}", self.hysteresis_hz)));
+        if !(self.hysteresis_hz.is_finite()
+            && self.hysteresis_hz >= 0.0
+            && self.hysteresis_hz < 1.0)
+        {
+            return Err(ConfigError::new(
+                "hysteresis_hz",
+                format!("must be in [0, 1) Hz, got {}", self.hysteresis_hz),
+            ));
         }
         if self.window_samples == 0 || self.window_samples > MAX_WINDOW_SAMPLES {
             return Err(ConfigError::new(
                 "window_samples",
-                format!("must be in 1..={MAX_WINDOW_SAMPLES}, got {}", self.window_samples),
+                format!(
+                    "must be in 1..={MAX_WINDOW_SAMPLES}, got {}",
+                    self.window_samples
+                ),
             ));
         }
         Ok(())
@@ -147,7 +164,11 @@ impl FrequencyMonitor {
         if lo <= cur && cur <= hi {
             return None;
         }
-        let tr = Transition { from: cur, to: raw, time: t };
+        let tr = Transition {
+            from: cur,
+            to: raw,
+            time: t,
+        };
         self.band = Some(raw);
         self.last = Some(tr);
         self.transitions += 1;
@@ -184,7 +205,11 @@ impl FrequencyMonitor {
         self.since_resum += 1;
         if self.since_resum >= cap {
             let n = self.len();
-            self.sum = if n == cap { self.ring.iter().sum() } else { self.ring[..n].iter().sum() };
+            self.sum = if n == cap {
+                self.ring.iter().sum()
+            } else {
+                self.ring[..n].iter().sum()
+            };
             self.since_resum = 0;
         }
     }
@@ -263,7 +288,12 @@ mod tests {
     use super::*;
 
     fn mon(h: f64, w: usize) -> FrequencyMonitor {
-        FrequencyMonitor::new(MonitorConfig { hysteresis_hz: h, window_samples: w, ..Default::default() }).unwrap()
+        FrequencyMonitor::new(MonitorConfig {
+            hysteresis_hz: h,
+            window_samples: w,
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -342,9 +372,18 @@ mod tests {
 
     #[test]
     fn bad_config_names_field() {
-        let c = MonitorConfig { window_samples: 0, ..Default::default() };
-        assert_eq!(FrequencyMonitor::new(c).unwrap_err().field, "window_samples");
-        let c = MonitorConfig { hysteresis_hz: f64::NAN, ..Default::default() };
+        let c = MonitorConfig {
+            window_samples: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            FrequencyMonitor::new(c).unwrap_err().field,
+            "window_samples"
+        );
+        let c = MonitorConfig {
+            hysteresis_hz: f64::NAN,
+            ..Default::default()
+        };
         assert_eq!(FrequencyMonitor::new(c).unwrap_err().field, "hysteresis_hz");
         let mut c = MonitorConfig::default();
         c.edges.low = 50.1;

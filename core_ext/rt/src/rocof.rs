@@ -47,7 +47,11 @@ pub struct RocofConfig {
 
 impl Default for RocofConfig {
     fn default() -> Self {
-        Self { window_s: 0.2, capacity: 64, source: RocofSource::Frequency }
+        Self {
+            window_s: 0.2,
+            capacity: 64,
+            source: RocofSource::Frequency,
+        }
     }
 }
 
@@ -60,7 +64,10 @@ const EDGE_EPS_S: f64 = 1e-6;
 impl RocofConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.window_s.is_finite() && self.window_s > 0.0 && self.window_s <= 60.0) {
-            return Err(ConfigError::new("window_s", format!("must be in (0, 60] s, got {}", self.window_s)));
+            return Err(ConfigError::new(
+                "window_s",
+                format!("must be in (0, 60] s, got {}", self.window_s),
+            ));
         }
         if self.capacity < 2 || self.capacity > MAX_ROCOF_CAPACITY {
             return Err(ConfigError::new(
@@ -344,7 +351,11 @@ mod tests {
 
     #[test]
     fn dfreq_source_and_invalid() {
-        let mut r = RocofEstimator::new(RocofConfig { source: RocofSource::Dfreq, ..Default::default() }).unwrap();
+        let mut r = RocofEstimator::new(RocofConfig {
+            source: RocofSource::Dfreq,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(r.update(0.0, 50.0, 0.3), Some(0.3));
         assert_eq!(r.update(0.1, 50.0, f64::NAN), None);
         assert_eq!(r.update(f64::INFINITY, 50.0, 0.1), None);
@@ -354,9 +365,15 @@ mod tests {
 
     #[test]
     fn bad_config() {
-        let c = RocofConfig { window_s: 0.0, ..Default::default() };
+        let c = RocofConfig {
+            window_s: 0.0,
+            ..Default::default()
+        };
         assert_eq!(RocofEstimator::new(c).unwrap_err().field, "window_s");
-        let c = RocofConfig { capacity: 1, ..Default::default() };
+        let c = RocofConfig {
+            capacity: 1,
+            ..Default::default()
+        };
         assert_eq!(RocofEstimator::new(c).unwrap_err().field, "capacity");
     }
 }

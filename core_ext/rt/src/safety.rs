@@ -77,8 +77,12 @@ impl SafetyEnvelope {
     }
 
     fn temp_rate(&mut self, t: f64, temp: f64) -> Option<f64> {
-        let (win, min_span) = (self.lim.temp_rise_window_s, self.lim.temp_rise_window_s / 2.0);
-        let newest = (self.hist_len > 0).then(|| self.hist[(self.hist_head + self.hist_len - 1) % TEMP_RING]);
+        let (win, min_span) = (
+            self.lim.temp_rise_window_s,
+            self.lim.temp_rise_window_s / 2.0,
+        );
+        let newest = (self.hist_len > 0)
+            .then(|| self.hist[(self.hist_head + self.hist_len - 1) % TEMP_RING]);
         match newest {
             Some((tn, _)) if t <= tn => {}
             Some((tn, _)) if t - tn < win / TEMP_RING as f64 => {}
@@ -147,23 +151,48 @@ impl SafetyEnvelope {
                 dis = 0.0;
             }
             if tel.pack_voltage_v > l.pack_v_max {
-                s.push(V::PackOvervoltage, tel.pack_voltage_v, l.pack_v_max, A::Stop);
+                s.push(
+                    V::PackOvervoltage,
+                    tel.pack_voltage_v,
+                    l.pack_v_max,
+                    A::Stop,
+                );
                 stop = true;
             }
             if tel.pack_voltage_v < l.pack_v_min {
-                s.push(V::PackUndervoltage, tel.pack_voltage_v, l.pack_v_min, A::Stop);
+                s.push(
+                    V::PackUndervoltage,
+                    tel.pack_voltage_v,
+                    l.pack_v_min,
+                    A::Stop,
+                );
                 stop = true;
             }
             if -tel.current_a > l.max_charge_current_a {
-                s.push(V::ChargeOvercurrent, -tel.current_a, l.max_charge_current_a, A::Reduce);
+                s.push(
+                    V::ChargeOvercurrent,
+                    -tel.current_a,
+                    l.max_charge_current_a,
+                    A::Reduce,
+                );
                 chg = 0.0;
             }
             if tel.current_a > l.max_discharge_current_a {
-                s.push(V::DischargeOvercurrent, tel.current_a, l.max_discharge_current_a, A::Reduce);
+                s.push(
+                    V::DischargeOvercurrent,
+                    tel.current_a,
+                    l.max_discharge_current_a,
+                    A::Reduce,
+                );
                 dis = 0.0;
             }
             if tel.temp_max_c >= l.critical_temp_c {
-                s.push(V::CriticalTemperature, tel.temp_max_c, l.critical_temp_c, A::EmergencyShutdown);
+                s.push(
+                    V::CriticalTemperature,
+                    tel.temp_max_c,
+                    l.critical_temp_c,
+                    A::EmergencyShutdown,
+                );
                 emergency = true;
             }
             if tel.temp_min_c < l.charge_temp_min_c || tel.temp_max_c > l.charge_temp_max_c {
@@ -187,7 +216,12 @@ impl SafetyEnvelope {
             if tel.temp_max_c.is_finite() {
                 if let Some(rate) = self.temp_rate(tel.timestamp, tel.temp_max_c) {
                     if rate > l.max_temp_rise_c_per_s {
-                        s.push(V::TemperatureRiseRate, rate, l.max_temp_rise_c_per_s, A::EmergencyShutdown);
+                        s.push(
+                            V::TemperatureRiseRate,
+                            rate,
+                            l.max_temp_rise_c_per_s,
+                            A::EmergencyShutdown,
+                        );
                         emergency = true;
                     }
                 }
@@ -214,10 +248,20 @@ impl SafetyEnvelope {
                 dis *= l.soh_derate;
             }
             if tel.bms_faults & l.bms_emergency_mask != 0 {
-                s.push(V::BmsEmergency, f64::from(tel.bms_faults), f64::from(l.bms_emergency_mask), A::EmergencyShutdown);
+                s.push(
+                    V::BmsEmergency,
+                    f64::from(tel.bms_faults),
+                    f64::from(l.bms_emergency_mask),
+                    A::EmergencyShutdown,
+                );
                 emergency = true;
             } else if tel.bms_faults & l.bms_stop_mask != 0 {
-                s.push(V::BmsFault, f64::from(tel.bms_faults), f64::from(l.bms_stop_mask), A::Stop);
+                s.push(
+                    V::BmsFault,
+                    f64::from(tel.bms_faults),
+                    f64::from(l.bms_stop_mask),
+                    A::Stop,
+                );
                 stop = true;
             }
             let tol = l.power_tolerance_kw;
@@ -242,7 +286,11 @@ impl SafetyEnvelope {
         (s.max_charge_kw, s.max_discharge_kw) = (chg, dis);
         // Ramp limit around the last clamped output (or the measured power at start).
         if self.last_out.is_nan() {
-            self.last_out = if tel.power_kw.is_finite() { tel.power_kw.clamp(lo, hi) } else { 0.0 };
+            self.last_out = if tel.power_kw.is_finite() {
+                tel.power_kw.clamp(lo, hi)
+            } else {
+                0.0
+            };
         }
         let dt = now - self.last_now;
         if now.is_finite() && !(stop || self.latched) {
@@ -273,7 +321,11 @@ impl SafetyEnvelope {
 
     /// Clamp a requested power (kW, + = discharge) into the allowed range; NaN -> 0 first.
     pub fn clamp(&mut self, requested_kw: f64) -> f64 {
-        let r = if requested_kw.is_nan() { 0.0 } else { requested_kw };
+        let r = if requested_kw.is_nan() {
+            0.0
+        } else {
+            requested_kw
+        };
         let (lo, hi) = (self.status.min_kw, self.status.max_kw);
         let out = if lo <= hi { r.max(lo).min(hi) } else { 0.0 };
         self.last_out = out;

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use vpp_rt::{
-    DroopConfig, DroopController, FrequencyMonitor, MonitorConfig, RocofConfig, RocofEstimator, RocofSource,
-    SafetyEnvelope, SafetyLimits, Telemetry,
+    DroopConfig, DroopController, FrequencyMonitor, MonitorConfig, RocofConfig, RocofEstimator,
+    RocofSource, SafetyEnvelope, SafetyLimits, Telemetry,
 };
 
 struct Counting;
@@ -45,13 +45,28 @@ fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
 }
 
-const SPECIAL: [f64; 10] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e308, -1e308, 49.95, 50.6, 49.3];
+const SPECIAL: [f64; 10] = [
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    0.0,
+    -0.0,
+    1e308,
+    -1e308,
+    49.95,
+    50.6,
+    49.3,
+];
 
 #[test]
 fn per_sample_methods_do_not_allocate() {
     let mut mon = FrequencyMonitor::new(MonitorConfig::default()).unwrap();
     let mut roc = RocofEstimator::new(RocofConfig::default()).unwrap();
-    let mut dfr = RocofEstimator::new(RocofConfig { source: RocofSource::Dfreq, ..Default::default() }).unwrap();
+    let mut dfr = RocofEstimator::new(RocofConfig {
+        source: RocofSource::Dfreq,
+        ..Default::default()
+    })
+    .unwrap();
     let mut cfg = DroopConfig::new(100.0);
     cfg.inertia_kw_per_hz_s = 10.0;
     let mut droop = DroopController::new(cfg).unwrap();
@@ -77,7 +92,11 @@ fn per_sample_methods_do_not_allocate() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let t = f64::from(k) * 0.02;
-        let f = if seed % 7 == 0 { SPECIAL[(seed >> 8) as usize % SPECIAL.len()] } else { 50.0 + (k % 100) as f64 * 1e-3 };
+        let f = if seed % 7 == 0 {
+            SPECIAL[(seed >> 8) as usize % SPECIAL.len()]
+        } else {
+            50.0 + (k % 100) as f64 * 1e-3
+        };
         mon.update(t, f);
         let r = roc.update(t, f, f64::NAN).unwrap_or(f64::NAN);
         dfr.update(t, f, f);
@@ -91,7 +110,11 @@ fn per_sample_methods_do_not_allocate() {
         env.clamp(o.output_kw);
         env.reset();
     }
-    assert_eq!(allocs() - before, 0, "heap allocations on the per-sample path");
+    assert_eq!(
+        allocs() - before,
+        0,
+        "heap allocations on the per-sample path"
+    );
     // The counter itself works: a real allocation is seen.
     let v: Vec<u64> = std::hint::black_box(Vec::with_capacity(8));
     assert!(allocs() > before && v.capacity() >= 8);

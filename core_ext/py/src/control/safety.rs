@@ -3,7 +3,9 @@
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vpp_rt::{Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode};
+use vpp_rt::{
+    Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,
+};
 
 use super::telemetry::PyTelemetry;
 
@@ -120,7 +122,12 @@ pub struct PyViolation {
 
 impl From<&Violation> for PyViolation {
     fn from(v: &Violation) -> Self {
-        Self { code: v.code.into(), value: v.value, limit: v.limit, action: v.action.into() }
+        Self {
+            code: v.code.into(),
+            value: v.value,
+            limit: v.limit,
+            action: v.action.into(),
+        }
     }
 }
 
@@ -128,7 +135,12 @@ impl From<&Violation> for PyViolation {
 impl PyViolation {
     fn __repr__(&self) -> String {
         let code = ViolationCode::from(self.code).name();
-        format!("Violation({code}, value={}, limit={}, action={})", self.value, self.limit, self.action.label())
+        format!(
+            "Violation({code}, value={}, limit={}, action={})",
+            self.value,
+            self.limit,
+            self.action.label()
+        )
     }
 }
 
@@ -178,7 +190,13 @@ impl PySafetyStatus {
     }
     fn __repr__(&self) -> String {
         let s = &self.inner;
-        format!("SafetyStatus({}, [{}, {}] kW, {} violations)", s.action.name(), s.min_kw, s.max_kw, s.violations().len())
+        format!(
+            "SafetyStatus({}, [{}, {}] kW, {} violations)",
+            s.action.name(),
+            s.min_kw,
+            s.max_kw,
+            s.violations().len()
+        )
     }
 }
 
@@ -186,11 +204,33 @@ impl PySafetyStatus {
 macro_rules! float_limits {
     ($mac:ident) => {
         $mac!(
-            cell_v_max_warn, cell_v_max_trip, cell_v_min_warn, cell_v_min_trip, pack_v_min, pack_v_max,
-            max_charge_current_a, max_discharge_current_a, max_charge_kw, max_discharge_kw, ramp_kw_per_s,
-            charge_temp_min_c, charge_temp_max_c, discharge_temp_min_c, discharge_temp_max_c, critical_temp_c,
-            max_temp_rise_c_per_s, temp_rise_window_s, imbalance_warn_mv, imbalance_trip_mv, imbalance_derate,
-            soc_min_pct, soc_max_pct, soh_min_pct, soh_derate, stale_after_s, power_tolerance_kw
+            cell_v_max_warn,
+            cell_v_max_trip,
+            cell_v_min_warn,
+            cell_v_min_trip,
+            pack_v_min,
+            pack_v_max,
+            max_charge_current_a,
+            max_discharge_current_a,
+            max_charge_kw,
+            max_discharge_kw,
+            ramp_kw_per_s,
+            charge_temp_min_c,
+            charge_temp_max_c,
+            discharge_temp_min_c,
+            discharge_temp_max_c,
+            critical_temp_c,
+            max_temp_rise_c_per_s,
+            temp_rise_window_s,
+            imbalance_warn_mv,
+            imbalance_trip_mv,
+            imbalance_derate,
+            soc_min_pct,
+            soc_max_pct,
+            soh_min_pct,
+            soh_derate,
+            stale_after_s,
+            power_tolerance_kw
         )
     };
 }
@@ -235,7 +275,13 @@ impl PySafetyEnvelope {
         let mut l = match preset {
             "lfp_16s" => SafetyLimits::lfp_16s(),
             "nmc_16s" => SafetyLimits::nmc_16s(),
-            other => return Err(config_error(py, "preset", format!("must be 'lfp_16s' or 'nmc_16s', got {other:?}"))),
+            other => {
+                return Err(config_error(
+                    py,
+                    "preset",
+                    format!("must be 'lfp_16s' or 'nmc_16s', got {other:?}"),
+                ))
+            }
         };
         if let Some(kw) = limits {
             for (k, v) in kw.iter() {
@@ -245,16 +291,24 @@ impl PySafetyEnvelope {
                     config_error(py, field, format!("{name}: {e}"))
                 })?;
                 if !known {
-                    return Err(config_error(py, "limits", format!("unknown safety limit {name:?}")));
+                    return Err(config_error(
+                        py,
+                        "limits",
+                        format!("unknown safety limit {name:?}"),
+                    ));
                 }
             }
         }
-        SafetyEnvelope::new(l).map(|inner| Self { inner }).map_err(|e| config_err(py, &e))
+        SafetyEnvelope::new(l)
+            .map(|inner| Self { inner })
+            .map_err(|e| config_err(py, &e))
     }
 
     /// Evaluate telemetry at time `now` (UNIX s) and return the new status.
     fn evaluate(&mut self, telemetry: &PyTelemetry, now: f64) -> PySafetyStatus {
-        PySafetyStatus { inner: *self.inner.evaluate(&Telemetry::from(telemetry), now) }
+        PySafetyStatus {
+            inner: *self.inner.evaluate(&Telemetry::from(telemetry), now),
+        }
     }
 
     /// Clamp a requested power (kW, + = discharge) into the allowed range (NaN -> 0).
@@ -270,7 +324,9 @@ impl PySafetyEnvelope {
 
     #[getter]
     fn status(&self) -> PySafetyStatus {
-        PySafetyStatus { inner: *self.inner.status() }
+        PySafetyStatus {
+            inner: *self.inner.status(),
+        }
     }
     #[getter]
     fn latched(&self) -> bool {

@@ -61,7 +61,13 @@ impl PyTelemetry {
         match (cells, cell_v_min, cell_v_max) {
             (Some(c), None, None) => t.set_cells(&c),
             (None, Some(lo), Some(hi)) => (t.cell_v_min, t.cell_v_max) = (lo, hi),
-            _ => return Err(config_error(py, "cells", "give either cells or both cell_v_min and cell_v_max")),
+            _ => {
+                return Err(config_error(
+                    py,
+                    "cells",
+                    "give either cells or both cell_v_min and cell_v_max",
+                ))
+            }
         }
         Ok(Self::from(t))
     }

@@ -36,7 +36,12 @@ pub struct BandEdges {
 impl Default for BandEdges {
     /// IEGC operator bands around 50.000 Hz: 49.50 / 49.90 / 50.05 / 50.50.
     fn default() -> Self {
-        Self { critical_low: 49.50, low: 49.90, high: 50.05, critical_high: 50.50 }
+        Self {
+            critical_low: 49.50,
+            low: 49.90,
+            high: 50.05,
+            critical_high: 50.50,
+        }
     }
 }
 

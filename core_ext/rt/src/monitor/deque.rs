@@ -10,7 +10,11 @@ pub(super) struct SeqDeque {
 
 impl SeqDeque {
     pub(super) fn new(cap: usize) -> Self {
-        Self { buf: vec![0; cap], head: 0, len: 0 }
+        Self {
+            buf: vec![0; cap],
+            head: 0,
+            len: 0,
+        }
     }
     pub(super) fn front(&self) -> Option<u64> {
         (self.len > 0).then(|| self.buf[self.head])

@@ -112,7 +112,10 @@ impl SafetyLimits {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(ConfigError::new(name, format!("must be positive and finite, got {v}")))
+                Err(ConfigError::new(
+                    name,
+                    format!("must be positive and finite, got {v}"),
+                ))
             }
         };
         let order = |name: &'static str, lo: f64, hi: f64, what: &str| -> Result<(), ConfigError> {
@@ -148,11 +151,36 @@ impl SafetyLimits {
         ] {
             fin(n, v)?;
         }
-        order("cell_v_min_warn", self.cell_v_min_trip, self.cell_v_min_warn, "must be above cell_v_min_trip")?;
-        order("cell_v_max_warn", self.cell_v_min_warn, self.cell_v_max_warn, "must be above cell_v_min_warn")?;
-        order("cell_v_max_trip", self.cell_v_max_warn, self.cell_v_max_trip, "must be above cell_v_max_warn")?;
-        order("pack_v_max", self.pack_v_min, self.pack_v_max, "must be above pack_v_min")?;
-        order("charge_temp_max_c", self.charge_temp_min_c, self.charge_temp_max_c, "must be above charge_temp_min_c")?;
+        order(
+            "cell_v_min_warn",
+            self.cell_v_min_trip,
+            self.cell_v_min_warn,
+            "must be above cell_v_min_trip",
+        )?;
+        order(
+            "cell_v_max_warn",
+            self.cell_v_min_warn,
+            self.cell_v_max_warn,
+            "must be above cell_v_min_warn",
+        )?;
+        order(
+            "cell_v_max_trip",
+            self.cell_v_max_warn,
+            self.cell_v_max_trip,
+            "must be above cell_v_max_warn",
+        )?;
+        order(
+            "pack_v_max",
+            self.pack_v_min,
+            self.pack_v_max,
+            "must be above pack_v_min",
+        )?;
+        order(
+            "charge_temp_max_c",
+            self.charge_temp_min_c,
+            self.charge_temp_max_c,
+            "must be above charge_temp_min_c",
+        )?;
         order(
             "discharge_temp_max_c",
             self.discharge_temp_min_c,
@@ -160,31 +188,62 @@ impl SafetyLimits {
             "must be above discharge_temp_min_c",
         )?;
         let hottest = self.charge_temp_max_c.max(self.discharge_temp_max_c);
-        order("critical_temp_c", hottest, self.critical_temp_c, "must be above both temperature windows")?;
-        order("imbalance_trip_mv", self.imbalance_warn_mv, self.imbalance_trip_mv, "must be above imbalance_warn_mv")?;
+        order(
+            "critical_temp_c",
+            hottest,
+            self.critical_temp_c,
+            "must be above both temperature windows",
+        )?;
+        order(
+            "imbalance_trip_mv",
+            self.imbalance_warn_mv,
+            self.imbalance_trip_mv,
+            "must be above imbalance_warn_mv",
+        )?;
         for (n, v) in [
             ("max_charge_kw", self.max_charge_kw),
             ("max_discharge_kw", self.max_discharge_kw),
             ("power_tolerance_kw", self.power_tolerance_kw),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(ConfigError::new(n, format!("must be >= 0 and finite, got {v}")));
+                return Err(ConfigError::new(
+                    n,
+                    format!("must be >= 0 and finite, got {v}"),
+                ));
             }
         }
         if self.ramp_kw_per_s.is_nan() || self.ramp_kw_per_s <= 0.0 {
-            return Err(ConfigError::new("ramp_kw_per_s", format!("must be > 0 (inf disables), got {}", self.ramp_kw_per_s)));
+            return Err(ConfigError::new(
+                "ramp_kw_per_s",
+                format!("must be > 0 (inf disables), got {}", self.ramp_kw_per_s),
+            ));
         }
-        for (n, v) in [("imbalance_derate", self.imbalance_derate), ("soh_derate", self.soh_derate)] {
+        for (n, v) in [
+            ("imbalance_derate", self.imbalance_derate),
+            ("soh_derate", self.soh_derate),
+        ] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
                 return Err(ConfigError::new(n, format!("must be in [0, 1], got {v}")));
             }
         }
-        for (n, v) in [("soc_min_pct", self.soc_min_pct), ("soc_max_pct", self.soc_max_pct), ("soh_min_pct", self.soh_min_pct)] {
+        for (n, v) in [
+            ("soc_min_pct", self.soc_min_pct),
+            ("soc_max_pct", self.soc_max_pct),
+            ("soh_min_pct", self.soh_min_pct),
+        ] {
             if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
-                return Err(ConfigError::new(n, format!("must be in [0, 100] %, got {v}")));
+                return Err(ConfigError::new(
+                    n,
+                    format!("must be in [0, 100] %, got {v}"),
+                ));
             }
         }
-        order("soc_max_pct", self.soc_min_pct, self.soc_max_pct, "must be above soc_min_pct")?;
+        order(
+            "soc_max_pct",
+            self.soc_min_pct,
+            self.soc_max_pct,
+            "must be above soc_min_pct",
+        )?;
         Ok(())
     }
 }

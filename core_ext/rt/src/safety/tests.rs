@@ -42,19 +42,97 @@ type Case = (fn(&mut Telemetry), ViolationCode, Action, f64, f64);
 fn each_check() {
     use ViolationCode as V;
     let cases: [Case; 17] = [
-        (|t| (t.cell_v_min, t.cell_v_max) = (3.58, 3.6), V::CellOvervoltageWarn, Action::Reduce, 0.0, 5.0),
-        (|t| (t.cell_v_min, t.cell_v_max) = (3.68, 3.7), V::CellOvervoltageTrip, Action::Stop, 0.0, 0.0),
-        (|t| (t.cell_v_min, t.cell_v_max) = (2.7, 2.72), V::CellUndervoltageWarn, Action::Reduce, -5.0, 0.0),
-        (|t| (t.cell_v_min, t.cell_v_max) = (2.4, 2.42), V::CellUndervoltageTrip, Action::Stop, 0.0, 0.0),
-        (|t| t.pack_voltage_v = 60.0, V::PackOvervoltage, Action::Stop, 0.0, 0.0),
-        (|t| t.pack_voltage_v = 39.0, V::PackUndervoltage, Action::Stop, 0.0, 0.0),
-        (|t| t.current_a = -120.0, V::ChargeOvercurrent, Action::Reduce, 0.0, 5.0),
-        (|t| t.current_a = 120.0, V::DischargeOvercurrent, Action::Reduce, -5.0, 0.0),
-        (|t| t.temp_min_c = -1.0, V::ChargeTemperature, Action::Reduce, 0.0, 5.0),
-        (|t| t.temp_max_c = 50.0, V::ChargeTemperature, Action::Reduce, 0.0, 5.0),
-        (|t| t.temp_min_c = -25.0, V::DischargeTemperature, Action::Reduce, 0.0, 0.0),
-        (|t| t.cell_v_max = 3.36, V::CellImbalanceWarn, Action::Log, -5.0, 5.0),
-        (|t| t.cell_v_max = 3.45, V::CellImbalanceTrip, Action::Reduce, -2.5, 2.5),
+        (
+            |t| (t.cell_v_min, t.cell_v_max) = (3.58, 3.6),
+            V::CellOvervoltageWarn,
+            Action::Reduce,
+            0.0,
+            5.0,
+        ),
+        (
+            |t| (t.cell_v_min, t.cell_v_max) = (3.68, 3.7),
+            V::CellOvervoltageTrip,
+            Action::Stop,
+            0.0,
+            0.0,
+        ),
+        (
+            |t| (t.cell_v_min, t.cell_v_max) = (2.7, 2.72),
+            V::CellUndervoltageWarn,
+            Action::Reduce,
+            -5.0,
+            0.0,
+        ),
+        (
+            |t| (t.cell_v_min, t.cell_v_max) = (2.4, 2.42),
+            V::CellUndervoltageTrip,
+            Action::Stop,
+            0.0,
+            0.0,
+        ),
+        (
+            |t| t.pack_voltage_v = 60.0,
+            V::PackOvervoltage,
+            Action::Stop,
+            0.0,
+            0.0,
+        ),
+        (
+            |t| t.pack_voltage_v = 39.0,
+            V::PackUndervoltage,
+            Action::Stop,
+            0.0,
+            0.0,
+        ),
+        (
+            |t| t.current_a = -120.0,
+            V::ChargeOvercurrent,
+            Action::Reduce,
+            0.0,
+            5.0,
+        ),
+        (
+            |t| t.current_a = 120.0,
+            V::DischargeOvercurrent,
+            Action::Reduce,
+            -5.0,
+            0.0,
+        ),
+        (
+            |t| t.temp_min_c = -1.0,
+            V::ChargeTemperature,
+            Action::Reduce,
+            0.0,
+            5.0,
+        ),
+        (
+            |t| t.temp_max_c = 50.0,
+            V::ChargeTemperature,
+            Action::Reduce,
+            0.0,
+            5.0,
+        ),
+        (
+            |t| t.temp_min_c = -25.0,
+            V::DischargeTemperature,
+            Action::Reduce,
+            0.0,
+            0.0,
+        ),
+        (
+            |t| t.cell_v_max = 3.36,
+            V::CellImbalanceWarn,
+            Action::Log,
+            -5.0,
+            5.0,
+        ),
+        (
+            |t| t.cell_v_max = 3.45,
+            V::CellImbalanceTrip,
+            Action::Reduce,
+            -2.5,
+            2.5,
+        ),
         (|t| t.soc_pct = 5.0, V::SocLow, Action::Reduce, -5.0, 0.0),
         (|t| t.soc_pct = 96.0, V::SocHigh, Action::Reduce, 0.0, 5.0),
         (|t| t.soh_pct = 60.0, V::SohLow, Action::Reduce, -2.5, 2.5),
@@ -90,7 +168,10 @@ fn emergency_latches_until_reset() {
     assert!(s.latched);
     assert!(!e.reset(), "condition still present");
     let s = eval(&mut e, |_| {});
-    assert_eq!((s.action, s.min_kw, s.max_kw), (Action::EmergencyShutdown, 0.0, 0.0));
+    assert_eq!(
+        (s.action, s.min_kw, s.max_kw),
+        (Action::EmergencyShutdown, 0.0, 0.0)
+    );
     assert!(s.has(ViolationCode::Latched));
     assert!(e.reset());
     let s = eval(&mut e, |_| {});
@@ -169,7 +250,16 @@ fn clamp_never_leaves_envelope() {
         seed ^= seed << 17;
         seed
     };
-    let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e308, -1e308, f64::MIN_POSITIVE];
+    let specials = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e308,
+        -1e308,
+        f64::MIN_POSITIVE,
+    ];
     let mut pick = move |lo: f64, hi: f64| -> f64 {
         let r = next();
         if r % 10 == 0 {
@@ -204,7 +294,12 @@ fn clamp_never_leaves_envelope() {
             let req = pick(-20.0, 20.0);
             let out = e.clamp(req);
             assert!(out.is_finite());
-            assert!(out >= s.min_kw && out <= s.max_kw, "{out} outside [{}, {}]", s.min_kw, s.max_kw);
+            assert!(
+                out >= s.min_kw && out <= s.max_kw,
+                "{out} outside [{}, {}]",
+                s.min_kw,
+                s.max_kw
+            );
             assert!(out >= -preset.max_charge_kw && out <= preset.max_discharge_kw);
             if s.action >= Action::Stop {
                 assert_eq!(out, 0.0);

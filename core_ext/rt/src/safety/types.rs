@@ -143,7 +143,12 @@ pub struct SafetyStatus {
 
 impl SafetyStatus {
     pub(super) fn stopped() -> Self {
-        let v = Violation { code: ViolationCode::Latched, value: 0.0, limit: 0.0, action: Action::None };
+        let v = Violation {
+            code: ViolationCode::Latched,
+            value: 0.0,
+            limit: 0.0,
+            action: Action::None,
+        };
         Self {
             action: Action::Stop,
             min_kw: 0.0,
@@ -166,7 +171,12 @@ impl SafetyStatus {
 
     pub(super) fn push(&mut self, code: ViolationCode, value: f64, limit: f64, action: Action) {
         if self.len < MAX_VIOLATIONS {
-            self.violations[self.len] = Violation { code, value, limit, action };
+            self.violations[self.len] = Violation {
+                code,
+                value,
+                limit,
+                action,
+            };
             self.len += 1;
         }
         self.action = self.action.max(action);
