@@ -1,0 +1,35 @@
+"""The Python face of the compiled real-time core (``vpp._core``), re-exported by name.
+
+Control (frequency monitor, ROCOF, droop, safety envelope): see docs/control.md.
+Power sign everywhere: positive = discharge. Units: kW, Hz, Hz/s, V, A, degrees C, percent.
+"""
+
+from vpp._core import (
+    Action,
+    Band,
+    DroopController,
+    DroopOutput,
+    FrequencyMonitor,
+    RocofEstimator,
+    SafetyEnvelope,
+    SafetyStatus,
+    Telemetry,
+    Transition,
+    Violation,
+    ViolationCode,
+)
+
+__all__ = [
+    "Action",
+    "Band",
+    "DroopController",
+    "DroopOutput",
+    "FrequencyMonitor",
+    "RocofEstimator",
+    "SafetyEnvelope",
+    "SafetyStatus",
+    "Telemetry",
+    "Transition",
+    "Violation",
+    "ViolationCode",
+]
