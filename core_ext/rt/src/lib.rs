@@ -4,6 +4,7 @@
 //! frame by frame, without heap allocation in steady state. The PyO3 binding lives
 //! in the sibling crate `vpp-py`.
 
+pub mod c37118;
 pub mod error;
 
 pub use error::{ConfigError, FrameError, FrameErrorKind};
