@@ -415,7 +415,12 @@ impl Cfg3Assembler {
             first.fraction,
             first.time_quality,
         );
-        decode_body(&body, &h, BODY_AT).map(Some)
+        // Offsets inside the joined body mean nothing in any one frame: report the
+        // failing field at the CONT_IDX of the last fragment.
+        decode_body(&body, &h, BODY_AT).map(Some).map_err(|mut e| {
+            e.offset = CONT_IDX_AT;
+            e
+        })
     }
 
     /// Number of configurations waiting for more fragments.

@@ -135,11 +135,9 @@ impl StreamDecoder {
         let left = self.end - self.start;
         let err = (left > 0 && !self.in_garbage).then(|| {
             let need = peek(&self.buf[self.start..self.end]).map_or(0, |(_, _, s)| s);
-            FrameError::new(
-                FrameErrorKind::Truncated,
-                "FRAMESIZE",
-                self.pos as usize + 2,
-            )
+            // FRAMESIZE is only there to blame if its bytes arrived.
+            let (field, at) = if left >= 4 { ("FRAMESIZE", 2) } else { ("SYNC", 0) };
+            FrameError::new(FrameErrorKind::Truncated, field, self.pos as usize + at)
             .with_values(need as u64, left as u64)
         });
         self.pos += left as u64;
