@@ -6,11 +6,13 @@
 
 use pyo3::prelude::*;
 
+mod c37118;
 mod errors;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    c37118::register(m)?;
     Ok(())
 }
