@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use vpp_rt::alloc_count::{self, CountingAllocator};
 
 mod control;
+mod c37118;
 mod errors;
 
 // Counting every Rust heap allocation lets benchmarks and tests show, from Python, that
@@ -27,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(allocation_count, m)?)?;
     errors::register(m)?;
     control::register(m)?;
+    c37118::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the
     // Python faces (vpp.core, vpp.c37118, vpp.errors), so the private module has none.
     m.delattr("__all__")?;

@@ -5,6 +5,7 @@
 //! in the sibling crate `vpp-py`.
 
 pub mod alloc_count;
+pub mod c37118;
 pub mod error;
 
 pub use error::{ConfigError, FrameError, FrameErrorKind};

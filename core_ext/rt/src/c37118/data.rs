@@ -1,0 +1,363 @@
+//! Data frames: decoded against the configuration of their IDCODE, on the hot path
+//! without allocation (`decode_data_into` reuses the output's vectors).
+
+use super::common::{
+    begin_frame, check_frame, check_header_for_encode, finish_frame, FrameType, Header, Reader,
+    TimeQuality, HEADER_LEN,
+};
+use super::config::Config;
+use crate::error::{FrameError, FrameErrorKind};
+
+/// One phasor in engineering units (V or A) and radians.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Phasor {
+    pub magnitude: f64,
+    pub angle: f64,
+}
+
+impl Phasor {
+    pub fn from_rect(re: f64, im: f64) -> Self {
+        Self {
+            magnitude: re.hypot(im),
+            angle: im.atan2(re),
+        }
+    }
+    pub fn real(&self) -> f64 {
+        self.magnitude * self.angle.cos()
+    }
+    pub fn imag(&self) -> f64 {
+        self.magnitude * self.angle.sin()
+    }
+}
+
+/// The STAT word of one PMU block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Stat(pub u16);
+
+impl Stat {
+    /// Bits 15-14: 0 good, 1 PMU error, 2 test mode or absent data, 3 PMU error.
+    pub const fn data_error(self) -> u8 {
+        (self.0 >> 14) as u8
+    }
+    /// Bit 13: PMU not in sync with UTC.
+    pub const fn sync_lost(self) -> bool {
+        self.0 & 0x2000 != 0
+    }
+    /// Bit 12: data sorted by arrival instead of by timestamp.
+    pub const fn sorted_by_arrival(self) -> bool {
+        self.0 & 0x1000 != 0
+    }
+    /// Bit 11: a trigger was detected.
+    pub const fn trigger(self) -> bool {
+        self.0 & 0x0800 != 0
+    }
+    /// Bit 10: the configuration will change; re-read it.
+    pub const fn config_changed(self) -> bool {
+        self.0 & 0x0400 != 0
+    }
+    /// Bit 9: data modified by post-processing.
+    pub const fn data_modified(self) -> bool {
+        self.0 & 0x0200 != 0
+    }
+    /// Bits 8-6: PMU time quality (0 not used, 1 < 100 ns .. 7 > 10 ms).
+    pub const fn time_quality(self) -> u8 {
+        ((self.0 >> 6) & 0x07) as u8
+    }
+    /// Bits 5-4: time since sync was lost (0 < 10 s, 1 < 100 s, 2 < 1000 s, 3 > 1000 s).
+    pub const fn unlocked_time(self) -> u8 {
+        ((self.0 >> 4) & 0x03) as u8
+    }
+    /// Bits 3-0: trigger reason.
+    pub const fn trigger_reason(self) -> u8 {
+        (self.0 & 0x0F) as u8
+    }
+}
+
+/// One PMU block of a data frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PmuData {
+    pub idcode: u16,
+    pub stat: Stat,
+    pub phasors: Vec<Phasor>,
+    /// Absolute frequency, Hz.
+    pub freq: f64,
+    /// Rate of change of frequency, Hz/s.
+    pub dfreq: f64,
+    pub analogs: Vec<f64>,
+    pub digitals: Vec<u16>,
+}
+
+/// A decoded data frame.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DataFrame {
+    pub version: u8,
+    pub idcode: u16,
+    pub soc: u32,
+    /// FRACSEC bits 23-0.
+    pub fraction: u32,
+    pub time_quality: TimeQuality,
+    /// TIME_BASE of the configuration the frame was read with.
+    pub time_base: u32,
+    pub pmus: Vec<PmuData>,
+}
+
+impl DataFrame {
+    /// An empty frame whose vectors can hold a frame of `cfg` without growing.
+    pub fn with_capacity_for(cfg: &Config) -> Self {
+        let pmus = cfg
+            .pmus
+            .iter()
+            .map(|p| PmuData {
+                phasors: Vec::with_capacity(p.phnmr()),
+                analogs: Vec::with_capacity(p.annmr()),
+                digitals: Vec::with_capacity(p.dgnmr()),
+                ..Default::default()
+            })
+            .collect();
+        Self {
+            pmus,
+            time_base: cfg.time_base,
+            ..Default::default()
+        }
+    }
+    /// SOC + FRACSEC / TIME_BASE, seconds since the UNIX epoch.
+    #[inline]
+    pub fn time(&self) -> f64 {
+        f64::from(self.soc) + f64::from(self.fraction) / f64::from(self.time_base.max(1))
+    }
+    /// Frequency of the first PMU (Hz), NaN if there is none.
+    #[inline]
+    pub fn freq(&self) -> f64 {
+        self.pmus.first().map_or(f64::NAN, |p| p.freq)
+    }
+    /// ROCOF of the first PMU (Hz/s), NaN if there is none.
+    #[inline]
+    pub fn dfreq(&self) -> f64 {
+        self.pmus.first().map_or(f64::NAN, |p| p.dfreq)
+    }
+    pub fn header(&self) -> Header {
+        Header::new(
+            FrameType::Data,
+            self.version,
+            self.idcode,
+            self.soc,
+            self.fraction,
+            self.time_quality,
+        )
+    }
+}
+
+/// Decode a data frame into `out`, reusing its vectors: no allocation once they have
+/// the capacity (see `DataFrame::with_capacity_for`). On error `out` holds partial data.
+pub fn decode_data_into(buf: &[u8], cfg: &Config, out: &mut DataFrame) -> Result<(), FrameError> {
+    let h = check_frame(buf)?;
+    if h.frame_type != FrameType::Data {
+        return Err(FrameError::new(FrameErrorKind::Value, "SYNC", 1)
+            .with_values(0, u64::from(h.frame_type.code())));
+    }
+    decode_checked(buf, &h, cfg, out)
+}
+
+/// `decode_data_into` for a frame whose header was already checked.
+pub fn decode_checked(
+    buf: &[u8],
+    h: &Header,
+    cfg: &Config,
+    out: &mut DataFrame,
+) -> Result<(), FrameError> {
+    if h.idcode != cfg.idcode {
+        return Err(FrameError::new(FrameErrorKind::Mismatch, "IDCODE", 4)
+            .with_values(u64::from(cfg.idcode), u64::from(h.idcode)));
+    }
+    let expected = cfg.data_frame_size();
+    if h.framesize != expected {
+        return Err(FrameError::new(FrameErrorKind::Mismatch, "FRAMESIZE", 2)
+            .with_values(expected as u64, h.framesize as u64));
+    }
+    out.version = h.version;
+    out.idcode = h.idcode;
+    out.soc = h.soc;
+    out.fraction = h.fraction;
+    out.time_quality = h.time_quality;
+    out.time_base = cfg.time_base;
+    out.pmus.truncate(cfg.pmus.len());
+    while out.pmus.len() < cfg.pmus.len() {
+        out.pmus.push(PmuData::default());
+    }
+    let mut r = Reader::new(buf, HEADER_LEN, h.framesize - 2);
+    for (pc, pd) in cfg.pmus.iter().zip(out.pmus.iter_mut()) {
+        let f = pc.format;
+        pd.idcode = pc.idcode;
+        pd.stat = Stat(r.u16("STAT")?);
+        pd.phasors.clear();
+        for i in 0..pc.phnmr() {
+            let p = if f.phasors_float() {
+                let (a, b) = (f64::from(r.f32("PHASORS")?), f64::from(r.f32("PHASORS")?));
+                if f.polar() {
+                    Phasor {
+                        magnitude: a,
+                        angle: b,
+                    }
+                } else {
+                    Phasor::from_rect(a, b)
+                }
+            } else {
+                let k = pc.phasor_factor(i);
+                if f.polar() {
+                    let m = f64::from(r.u16("PHASORS")?);
+                    let a = f64::from(r.i16("PHASORS")?);
+                    Phasor {
+                        magnitude: m * k,
+                        angle: a * 1e-4,
+                    }
+                } else {
+                    let (re, im) = (f64::from(r.i16("PHASORS")?), f64::from(r.i16("PHASORS")?));
+                    Phasor::from_rect(re * k, im * k)
+                }
+            };
+            pd.phasors.push(p);
+        }
+        if f.freq_float() {
+            pd.freq = f64::from(r.f32("FREQ")?);
+            pd.dfreq = f64::from(r.f32("DFREQ")?);
+        } else {
+            pd.freq = pc.fnom() + f64::from(r.i16("FREQ")?) * 1e-3;
+            pd.dfreq = f64::from(r.i16("DFREQ")?) * 1e-2;
+        }
+        pd.analogs.clear();
+        for i in 0..pc.annmr() {
+            let v = if f.analogs_float() {
+                f64::from(r.f32("ANALOG")?)
+            } else {
+                let (k, off) = pc.analog_factor(i);
+                f64::from(r.i16("ANALOG")?) * k + off
+            };
+            pd.analogs.push(v);
+        }
+        pd.digitals.clear();
+        for _ in 0..pc.dgnmr() {
+            pd.digitals.push(r.u16("DIGITAL")?);
+        }
+    }
+    Ok(())
+}
+
+/// Decode a data frame into a new `DataFrame`.
+pub fn decode_data(buf: &[u8], cfg: &Config) -> Result<DataFrame, FrameError> {
+    let mut out = DataFrame::with_capacity_for(cfg);
+    decode_data_into(buf, cfg, &mut out)?;
+    Ok(out)
+}
+
+fn to_int<T: TryFrom<i64>>(v: f64, field: &'static str, at: usize) -> Result<T, FrameError> {
+    let r = v.round();
+    if !r.is_finite() || r.abs() > 1e15 {
+        return Err(FrameError::new(FrameErrorKind::Encode, field, at));
+    }
+    T::try_from(r as i64)
+        .map_err(|_| FrameError::new(FrameErrorKind::Encode, field, at).with_found(r as i64 as u64))
+}
+
+/// Wrap an angle to [-pi, pi] so that it fits the int16 x 1e-4 encoding.
+fn wrap_angle(a: f64) -> f64 {
+    let w = a.rem_euclid(std::f64::consts::TAU);
+    if w > std::f64::consts::PI {
+        w - std::f64::consts::TAU
+    } else {
+        w
+    }
+}
+
+/// Append a data frame of `df`'s values in the formats of `cfg` to `out`.
+pub fn encode_data(df: &DataFrame, cfg: &Config, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    check_header_for_encode(&df.header())?;
+    let start = out.len();
+    let r = encode_body(df, cfg, out);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn encode_body(df: &DataFrame, cfg: &Config, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let enc = |field, at: usize| FrameError::new(FrameErrorKind::Encode, field, at);
+    if df.pmus.len() != cfg.pmus.len() {
+        return Err(
+            enc("NUM_PMU", HEADER_LEN).with_values(cfg.pmus.len() as u64, df.pmus.len() as u64)
+        );
+    }
+    let mut h = df.header();
+    h.idcode = cfg.idcode;
+    let start = begin_frame(out, &h);
+    for (pc, pd) in cfg.pmus.iter().zip(&df.pmus) {
+        let f = pc.format;
+        if pd.phasors.len() != pc.phnmr() {
+            return Err(enc("PHASORS", out.len() - start)
+                .with_values(pc.phnmr() as u64, pd.phasors.len() as u64));
+        }
+        if pd.analogs.len() != pc.annmr() {
+            return Err(enc("ANALOG", out.len() - start)
+                .with_values(pc.annmr() as u64, pd.analogs.len() as u64));
+        }
+        if pd.digitals.len() != pc.dgnmr() {
+            return Err(enc("DIGITAL", out.len() - start)
+                .with_values(pc.dgnmr() as u64, pd.digitals.len() as u64));
+        }
+        out.extend_from_slice(&pd.stat.0.to_be_bytes());
+        for (i, p) in pd.phasors.iter().enumerate() {
+            let at = out.len() - start;
+            if f.phasors_float() {
+                let (a, b) = if f.polar() {
+                    (p.magnitude, p.angle)
+                } else {
+                    (p.real(), p.imag())
+                };
+                out.extend_from_slice(&(a as f32).to_be_bytes());
+                out.extend_from_slice(&(b as f32).to_be_bytes());
+            } else {
+                let k = pc.phasor_factor(i);
+                if k <= 0.0 {
+                    return Err(enc("PHUNIT", at));
+                }
+                if f.polar() {
+                    let m: u16 = to_int(p.magnitude / k, "PHASORS", at)?;
+                    let a: i16 = to_int(wrap_angle(p.angle) * 1e4, "PHASORS", at)?;
+                    out.extend_from_slice(&m.to_be_bytes());
+                    out.extend_from_slice(&a.to_be_bytes());
+                } else {
+                    let re: i16 = to_int(p.real() / k, "PHASORS", at)?;
+                    let im: i16 = to_int(p.imag() / k, "PHASORS", at)?;
+                    out.extend_from_slice(&re.to_be_bytes());
+                    out.extend_from_slice(&im.to_be_bytes());
+                }
+            }
+        }
+        let at = out.len() - start;
+        if f.freq_float() {
+            out.extend_from_slice(&(pd.freq as f32).to_be_bytes());
+            out.extend_from_slice(&(pd.dfreq as f32).to_be_bytes());
+        } else {
+            let fr: i16 = to_int((pd.freq - pc.fnom()) * 1e3, "FREQ", at)?;
+            let df: i16 = to_int(pd.dfreq * 1e2, "DFREQ", at + 2)?;
+            out.extend_from_slice(&fr.to_be_bytes());
+            out.extend_from_slice(&df.to_be_bytes());
+        }
+        for (i, &v) in pd.analogs.iter().enumerate() {
+            let at = out.len() - start;
+            if f.analogs_float() {
+                out.extend_from_slice(&(v as f32).to_be_bytes());
+            } else {
+                let (k, off) = pc.analog_factor(i);
+                if k == 0.0 {
+                    return Err(enc("ANUNIT", at));
+                }
+                let raw: i16 = to_int((v - off) / k, "ANALOG", at)?;
+                out.extend_from_slice(&raw.to_be_bytes());
+            }
+        }
+        for d in &pd.digitals {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+    }
+    finish_frame(out, start)
+}
