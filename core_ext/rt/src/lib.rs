@@ -11,11 +11,13 @@ pub mod error;
 pub use error::{ConfigError, FrameError, FrameErrorKind};
 pub mod droop;
 pub mod monitor;
+pub mod pipeline;
 pub mod rocof;
 pub mod safety;
 
 pub use droop::{DroopConfig, DroopController, DroopOutput};
 pub use monitor::{Band, BandEdges, FrequencyMonitor, MonitorConfig, Transition};
+pub use pipeline::{Decision, Outcome, Pipeline, PipelineConfig, PipelineStats};
 pub use rocof::{RocofConfig, RocofEstimator, RocofSource};
 pub use safety::{
     Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,

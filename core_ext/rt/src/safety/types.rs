@@ -111,6 +111,23 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// No telemetry yet: every field NaN, so the envelope treats it as stale and stops.
+    pub const fn missing() -> Self {
+        Self {
+            timestamp: f64::NAN,
+            pack_voltage_v: f64::NAN,
+            current_a: f64::NAN,
+            cell_v_min: f64::NAN,
+            cell_v_max: f64::NAN,
+            temp_min_c: f64::NAN,
+            temp_max_c: f64::NAN,
+            soc_pct: f64::NAN,
+            soh_pct: f64::NAN,
+            bms_faults: 0,
+            power_kw: f64::NAN,
+        }
+    }
+
     /// Set `cell_v_min` / `cell_v_max` from an array of cell voltages (non-finite -> NaN).
     pub fn set_cells(&mut self, cells: &[f64]) {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -1,0 +1,398 @@
+//! The per-frame pipeline: one call per PMU frame turns bytes into a safe setpoint.
+//!
+//! decode -> frequency band -> ROCOF -> droop -> + base schedule -> safety clamp.
+//!
+//! Configuration frames update the config store (and may allocate: they are rare);
+//! data frames are decoded into a reused `DataFrame`, and everything after that works
+//! on fixed-size state, so steady-state processing allocates nothing (see
+//! `tests/no_alloc_pipeline.rs`). Every error is counted by kind and returned; the
+//! pipeline's state is untouched by a bad frame, so the caller's loop simply goes on.
+
+use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType};
+use crate::error::{ConfigError, FrameError, FrameErrorKind};
+use crate::monitor::{Band, FrequencyMonitor, MonitorConfig, Transition};
+use crate::rocof::{RocofConfig, RocofEstimator};
+use crate::safety::{SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry};
+use crate::{DroopConfig, DroopController};
+
+const ERROR_KINDS: usize = 9;
+
+fn kind_index(k: FrameErrorKind) -> usize {
+    match k {
+        FrameErrorKind::Truncated => 0,
+        FrameErrorKind::FrameSize => 1,
+        FrameErrorKind::Crc => 2,
+        FrameErrorKind::Sync => 3,
+        FrameErrorKind::Count => 4,
+        FrameErrorKind::NoConfig => 5,
+        FrameErrorKind::Mismatch => 6,
+        FrameErrorKind::Value => 7,
+        FrameErrorKind::Encode => 8,
+    }
+}
+
+/// The error kinds in the order of `PipelineStats::errors`.
+pub const ERROR_KIND_ORDER: [FrameErrorKind; ERROR_KINDS] = [
+    FrameErrorKind::Truncated,
+    FrameErrorKind::FrameSize,
+    FrameErrorKind::Crc,
+    FrameErrorKind::Sync,
+    FrameErrorKind::Count,
+    FrameErrorKind::NoConfig,
+    FrameErrorKind::Mismatch,
+    FrameErrorKind::Value,
+    FrameErrorKind::Encode,
+];
+
+/// Which measurement drives the response, and how implausible values are treated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineConfig {
+    /// Only data frames of this stream IDCODE drive the response (None: any stream).
+    pub idcode: Option<u16>,
+    /// Which PMU block of the data frame carries the frequency (0 = first).
+    pub pmu_index: usize,
+    /// A frequency further than this from nominal (Hz) is treated as a bad measurement,
+    /// not as a grid event: the response goes (ramped) to zero rather than to full power.
+    pub max_deviation_hz: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            idcode: None,
+            pmu_index: 0,
+            max_deviation_hz: 5.0,
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.max_deviation_hz.is_finite() && self.max_deviation_hz > 0.0) {
+            return Err(ConfigError::new(
+                "max_deviation_hz",
+                format!(
+                    "must be a positive number of Hz, got {}",
+                    self.max_deviation_hz
+                ),
+            ));
+        }
+        if self.pmu_index > 255 {
+            return Err(ConfigError::new(
+                "pmu_index",
+                format!("must be below 256, got {}", self.pmu_index),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the pipeline decided for one data frame. `Copy` and fixed size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Frame time (SOC + FRACSEC / TIME_BASE), UNIX seconds.
+    pub time: f64,
+    /// IDCODE of the stream the frame came from.
+    pub idcode: u16,
+    /// Measured frequency, Hz (NaN when the frame carried none).
+    pub freq: f64,
+    /// False when the PMU flagged its data as bad or the value is implausible.
+    pub freq_valid: bool,
+    /// ROCOF, Hz/s (NaN until the estimator's window holds two samples).
+    pub rocof: f64,
+    /// Frequency band after hysteresis (None before the first valid sample).
+    pub band: Option<Band>,
+    /// A band change that happened on this frame.
+    pub transition: Option<Transition>,
+    /// Frequency response (droop + inertia, derated and ramped), kW.
+    pub response_kw: f64,
+    /// Base schedule, kW.
+    pub base_kw: f64,
+    /// base + response before the safety envelope, kW.
+    pub requested_kw: f64,
+    /// What the battery is commanded: always inside the safety envelope, kW.
+    pub setpoint_kw: f64,
+    /// The safety envelope's verdict (allowed range, action, violations).
+    pub safety: SafetyStatus,
+    /// Number of decisions made so far (1 for the first).
+    pub sequence: u64,
+}
+
+/// What one call to `process` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A data frame produced a decision (read it with `Pipeline::decision`).
+    Decision,
+    /// A configuration frame was stored for this IDCODE.
+    Config(u16),
+    /// One fragment of a CFG-3 arrived; the configuration is not complete yet.
+    Fragment(u16),
+    /// A frame that carries no measurement (header, command), or a data frame of
+    /// another stream than the configured one.
+    Ignored(FrameType),
+}
+
+/// Counters of what the pipeline has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PipelineStats {
+    pub frames: u64,
+    pub decisions: u64,
+    pub configs: u64,
+    pub ignored: u64,
+    /// Data frames whose measurement was flagged bad or implausible.
+    pub invalid_measurements: u64,
+    /// Errors by kind, in the order of `ERROR_KIND_ORDER`.
+    pub errors: [u64; ERROR_KINDS],
+}
+
+impl PipelineStats {
+    pub fn error_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// Frame-by-frame frequency response with a safety envelope.
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    configs: ConfigStore,
+    cfg3: Cfg3Assembler,
+    frame: DataFrame,
+    monitor: FrequencyMonitor,
+    rocof: RocofEstimator,
+    droop: DroopController,
+    safety: SafetyEnvelope,
+    telemetry: Telemetry,
+    base_kw: f64,
+    decision: Decision,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    /// A pipeline from its parts (each already validated by its own constructor).
+    pub fn new(
+        cfg: PipelineConfig,
+        monitor: FrequencyMonitor,
+        rocof: RocofEstimator,
+        droop: DroopController,
+        safety: SafetyEnvelope,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let decision = Decision {
+            time: f64::NAN,
+            idcode: 0,
+            freq: f64::NAN,
+            freq_valid: false,
+            rocof: f64::NAN,
+            band: None,
+            transition: None,
+            response_kw: 0.0,
+            base_kw: 0.0,
+            requested_kw: 0.0,
+            setpoint_kw: 0.0,
+            safety: *safety.status(),
+            sequence: 0,
+        };
+        Ok(Self {
+            cfg,
+            configs: ConfigStore::new(),
+            cfg3: Cfg3Assembler::new(),
+            frame: DataFrame::default(),
+            monitor,
+            rocof,
+            droop,
+            safety,
+            telemetry: Telemetry::missing(),
+            base_kw: 0.0,
+            decision,
+            stats: PipelineStats::default(),
+        })
+    }
+
+    /// Defaults: IEGC bands, 0.2 s ROCOF window, 5 % droop with the 49.90-50.05 Hz
+    /// deadband on a pack of `p_max_kw`, and the 16S LFP safety limits.
+    pub fn with_defaults(p_max_kw: f64) -> Result<Self, ConfigError> {
+        let mut limits = SafetyLimits::lfp_16s();
+        limits.max_charge_kw = p_max_kw;
+        limits.max_discharge_kw = p_max_kw;
+        Self::new(
+            PipelineConfig::default(),
+            FrequencyMonitor::new(MonitorConfig::default())?,
+            RocofEstimator::new(RocofConfig::default())?,
+            DroopController::new(DroopConfig::new(p_max_kw))?,
+            SafetyEnvelope::new(limits)?,
+        )
+    }
+
+    /// Feed one whole frame. Data frames produce a decision (`Outcome::Decision`, then
+    /// read `decision()`); configuration frames are stored. Errors are counted by kind.
+    pub fn process(&mut self, buf: &[u8]) -> Result<Outcome, FrameError> {
+        self.stats.frames += 1;
+        let r = self.process_inner(buf);
+        match r {
+            Ok(Outcome::Decision) => self.stats.decisions += 1,
+            Ok(Outcome::Config(_)) => self.stats.configs += 1,
+            Ok(Outcome::Ignored(_)) => self.stats.ignored += 1,
+            Ok(Outcome::Fragment(_)) => {}
+            Err(e) => self.stats.errors[kind_index(e.kind)] += 1,
+        }
+        r
+    }
+
+    fn process_inner(&mut self, buf: &[u8]) -> Result<Outcome, FrameError> {
+        let h = c37118::check_frame(buf)?;
+        if h.frame_type == FrameType::Data {
+            if self.cfg.idcode.is_some_and(|id| id != h.idcode) {
+                return Ok(Outcome::Ignored(FrameType::Data));
+            }
+            let cfg = self.configs.get(h.idcode).ok_or_else(|| {
+                FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
+                    .with_found(u64::from(h.idcode))
+            })?;
+            c37118::data::decode_checked(buf, &h, cfg, &mut self.frame)?;
+            let Some(pmu) = self.frame.pmus.get(self.cfg.pmu_index) else {
+                return Err(FrameError::new(FrameErrorKind::Mismatch, "NUM_PMU", 14)
+                    .with_values(self.cfg.pmu_index as u64 + 1, self.frame.pmus.len() as u64));
+            };
+            let (t, f, dfreq, good) = (
+                self.frame.time(),
+                pmu.freq,
+                pmu.dfreq,
+                pmu.stat.data_error() == 0,
+            );
+            let fnom = cfg.pmus[self.cfg.pmu_index].fnom();
+            let plausible = (f - fnom).abs() <= self.cfg.max_deviation_hz;
+            self.step(t, h.idcode, f, dfreq, good && plausible);
+            return Ok(Outcome::Decision);
+        }
+        match c37118::decode_checked(buf, &h, &self.configs)? {
+            Frame::Config(c) => Ok(self.store_config(c)),
+            Frame::Cfg3Fragment(frag) => {
+                let id = frag.idcode;
+                match self.cfg3.push(frag)? {
+                    Some(c) => Ok(self.store_config(c)),
+                    None => Ok(Outcome::Fragment(id)),
+                }
+            }
+            other => Ok(Outcome::Ignored(other.frame_type())),
+        }
+    }
+
+    fn store_config(&mut self, c: c37118::Config) -> Outcome {
+        let id = c.idcode;
+        // Size the reused data frame for the new configuration now, so that data frames
+        // decode without growing it.
+        if self.cfg.idcode.is_none_or(|want| want == id) {
+            self.frame = DataFrame::with_capacity_for(&c);
+        }
+        self.configs.insert(c);
+        Outcome::Config(id)
+    }
+
+    /// One measurement from any source (time in UNIX seconds, frequency Hz, the PMU's
+    /// ROCOF in Hz/s or NaN, and whether the measurement is good).
+    pub fn step(&mut self, t: f64, idcode: u16, f: f64, dfreq: f64, valid: bool) -> &Decision {
+        let valid = valid && f.is_finite() && t.is_finite();
+        if !valid {
+            self.stats.invalid_measurements += 1;
+        }
+        let f_used = if valid { f } else { f64::NAN };
+        let transition = self.monitor.update(t, f_used);
+        let rocof = if valid {
+            self.rocof.update(t, f_used, dfreq)
+        } else {
+            self.rocof.value()
+        };
+        let tel = self.telemetry;
+        let out = self
+            .droop
+            .update(t, f_used, rocof.unwrap_or(0.0), tel.soc_pct, tel.temp_max_c);
+        let requested = self.base_kw + out.output_kw;
+        let safety = *self.safety.evaluate(&tel, t);
+        let setpoint = self.safety.clamp(requested);
+        self.decision = Decision {
+            time: t,
+            idcode,
+            freq: f,
+            freq_valid: valid,
+            rocof: rocof.unwrap_or(f64::NAN),
+            band: self.monitor.band(),
+            transition,
+            response_kw: out.output_kw,
+            base_kw: self.base_kw,
+            requested_kw: requested,
+            setpoint_kw: setpoint,
+            safety,
+            sequence: self.decision.sequence + 1,
+        };
+        &self.decision
+    }
+
+    /// The latest decision.
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+
+    /// Latest battery telemetry, used by the safety envelope and the droop derating.
+    /// Until it is set (and whenever it is older than the stale limit) the envelope
+    /// stops the battery.
+    pub fn set_telemetry(&mut self, telemetry: Telemetry) {
+        self.telemetry = telemetry;
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Base schedule (kW, positive = discharge) the frequency response is added to.
+    /// A non-finite value is refused and the previous schedule kept.
+    pub fn set_base_kw(&mut self, kw: f64) -> Result<(), ConfigError> {
+        if !kw.is_finite() {
+            return Err(ConfigError::new(
+                "base_kw",
+                format!("must be finite, got {kw}"),
+            ));
+        }
+        self.base_kw = kw;
+        Ok(())
+    }
+
+    pub fn base_kw(&self) -> f64 {
+        self.base_kw
+    }
+
+    /// Clear a latched emergency shutdown; true if the envelope allowed it.
+    pub fn reset_safety(&mut self) -> bool {
+        self.safety.reset()
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    pub fn configs(&self) -> &ConfigStore {
+        &self.configs
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    pub fn monitor(&self) -> &FrequencyMonitor {
+        &self.monitor
+    }
+
+    pub fn rocof(&self) -> &RocofEstimator {
+        &self.rocof
+    }
+
+    pub fn droop(&self) -> &DroopController {
+        &self.droop
+    }
+
+    pub fn safety(&self) -> &SafetyEnvelope {
+        &self.safety
+    }
+}
+
+#[cfg(test)]
+mod tests;
