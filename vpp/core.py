@@ -1,15 +1,18 @@
 """The Python face of the compiled real-time core (``vpp._core``), re-exported by name.
 
 Control (frequency monitor, ROCOF, droop, safety envelope): see docs/control.md.
+The per-frame ``Pipeline`` composes them behind the C37.118 decoder: docs/pipeline.md.
 Power sign everywhere: positive = discharge. Units: kW, Hz, Hz/s, V, A, degrees C, percent.
 """
 
 from vpp._core import (
     Action,
     Band,
+    Decision,
     DroopController,
     DroopOutput,
     FrequencyMonitor,
+    Pipeline,
     RocofEstimator,
     SafetyEnvelope,
     SafetyStatus,
@@ -22,9 +25,11 @@ from vpp._core import (
 __all__ = [
     "Action",
     "Band",
+    "Decision",
     "DroopController",
     "DroopOutput",
     "FrequencyMonitor",
+    "Pipeline",
     "RocofEstimator",
     "SafetyEnvelope",
     "SafetyStatus",

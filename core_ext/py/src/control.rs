@@ -14,9 +14,9 @@ use vpp_rt::{
 
 use crate::errors::{config_err, config_error};
 
-mod droop;
-mod safety;
-mod telemetry;
+pub(crate) mod droop;
+pub(crate) mod safety;
+pub(crate) mod telemetry;
 
 /// Operator frequency band (IEGC defaults: 49.50 / 49.90 / 50.05 / 50.50 Hz).
 #[pyclass(module = "vpp._core", name = "Band", eq, eq_int, frozen, hash)]
@@ -101,7 +101,7 @@ impl PyTransition {
 /// `window_samples` valid samples (O(1) amortised per sample).
 #[pyclass(module = "vpp._core", name = "FrequencyMonitor")]
 pub struct PyFrequencyMonitor {
-    inner: FrequencyMonitor,
+    pub(crate) inner: FrequencyMonitor,
 }
 
 #[pymethods]
@@ -197,7 +197,7 @@ impl PyFrequencyMonitor {
 /// DFREQ passed through (`source="dfreq"`).
 #[pyclass(module = "vpp._core", name = "RocofEstimator")]
 pub struct PyRocofEstimator {
-    inner: RocofEstimator,
+    pub(crate) inner: RocofEstimator,
 }
 
 #[pymethods]

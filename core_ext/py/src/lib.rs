@@ -7,9 +7,10 @@
 use pyo3::prelude::*;
 use vpp_rt::alloc_count::{self, CountingAllocator};
 
-mod control;
 mod c37118;
+mod control;
 mod errors;
+mod pipeline;
 
 // Counting every Rust heap allocation lets benchmarks and tests show, from Python, that
 // the per-frame pipeline allocates nothing. Python objects use Python's own allocator.
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     control::register(m)?;
     c37118::register(m)?;
+    pipeline::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the
     // Python faces (vpp.core, vpp.c37118, vpp.errors), so the private module has none.
     m.delattr("__all__")?;

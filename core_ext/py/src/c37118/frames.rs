@@ -6,8 +6,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use vpp_rt::c37118::{
-    Cfg3Fragment as RtFragment, Command, CommandFrame as RtCommand, Config, ConfigKind, DataFrame as RtData, Format,
-    HeaderFrame as RtHeader, Phasor, PmuConfig as RtPmuConfig, PmuData as RtPmuData, Stat, TimeQuality as RtTq,
+    Cfg3Fragment as RtFragment, Command, CommandFrame as RtCommand, Config, ConfigKind,
+    DataFrame as RtData, Format, HeaderFrame as RtHeader, Phasor, PmuConfig as RtPmuConfig,
+    PmuData as RtPmuData, Stat, TimeQuality as RtTq,
 };
 
 use crate::errors::config_error;
@@ -22,7 +23,11 @@ fn tq(py: Python<'_>, raw: u8) -> PyResult<Py<TimeQuality>> {
 
 fn check_fracsec(py: Python<'_>, fracsec: u32, time_quality: u8) -> PyResult<()> {
     if fracsec > 0x00FF_FFFF {
-        return Err(config_error(py, "fracsec", format!("{fracsec} does not fit 24 bits")));
+        return Err(config_error(
+            py,
+            "fracsec",
+            format!("{fracsec} does not fit 24 bits"),
+        ));
     }
     let _ = time_quality;
     Ok(())
@@ -65,7 +70,9 @@ impl TimeQuality {
         RtTq(self.raw).max_error_s()
     }
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<TimeQuality>().is_ok_and(|o| o.get().raw == self.raw)
+        other
+            .cast::<TimeQuality>()
+            .is_ok_and(|o| o.get().raw == self.raw)
     }
     fn __hash__(&self) -> u64 {
         u64::from(self.raw)
@@ -86,12 +93,23 @@ pub struct PmuData {
 impl PmuData {
     #[new]
     #[pyo3(signature = (phasors, freq, dfreq=0.0, analogs=Vec::new(), digitals=Vec::new(), stat=0, idcode=0))]
-    fn new(phasors: Vec<(f64, f64)>, freq: f64, dfreq: f64, analogs: Vec<f64>, digitals: Vec<u16>, stat: u16, idcode: u16) -> Self {
+    fn new(
+        phasors: Vec<(f64, f64)>,
+        freq: f64,
+        dfreq: f64,
+        analogs: Vec<f64>,
+        digitals: Vec<u16>,
+        stat: u16,
+        idcode: u16,
+    ) -> Self {
         Self {
             inner: RtPmuData {
                 idcode,
                 stat: Stat(stat),
-                phasors: phasors.into_iter().map(|(magnitude, angle)| Phasor { magnitude, angle }).collect(),
+                phasors: phasors
+                    .into_iter()
+                    .map(|(magnitude, angle)| Phasor { magnitude, angle })
+                    .collect(),
                 freq,
                 dfreq,
                 analogs,
@@ -111,7 +129,11 @@ impl PmuData {
     /// List of (magnitude, angle): V or A, radians.
     #[getter]
     fn phasors(&self) -> Vec<(f64, f64)> {
-        self.inner.phasors.iter().map(|p| (p.magnitude, p.angle)).collect()
+        self.inner
+            .phasors
+            .iter()
+            .map(|p| (p.magnitude, p.angle))
+            .collect()
     }
     #[getter]
     fn freq(&self) -> f64 {
@@ -170,7 +192,10 @@ impl PmuData {
         self.inner.stat.trigger_reason()
     }
     fn __repr__(&self) -> String {
-        format!("PmuData(idcode={}, stat=0x{:04x}, freq={}, dfreq={})", self.inner.idcode, self.inner.stat.0, self.inner.freq, self.inner.dfreq)
+        format!(
+            "PmuData(idcode={}, stat=0x{:04x}, freq={}, dfreq={})",
+            self.inner.idcode, self.inner.stat.0, self.inner.freq, self.inner.dfreq
+        )
     }
 }
 
@@ -198,8 +223,16 @@ impl DataFrame {
         let cfg = Arc::clone(&config.get().inner);
         let pmus = pmus
             .iter()
-            .zip(cfg.pmus.iter().map(|p| p.idcode).chain(std::iter::repeat(0)))
-            .map(|(p, id)| RtPmuData { idcode: id, ..p.get().inner.clone() })
+            .zip(
+                cfg.pmus
+                    .iter()
+                    .map(|p| p.idcode)
+                    .chain(std::iter::repeat(0)),
+            )
+            .map(|(p, id)| RtPmuData {
+                idcode: id,
+                ..p.get().inner.clone()
+            })
             .collect();
         let inner = RtData {
             version: version.unwrap_or(cfg.version),
@@ -258,15 +291,29 @@ impl DataFrame {
     }
     #[getter]
     fn pmus(&self, py: Python<'_>) -> PyResult<Vec<Py<PmuData>>> {
-        self.inner.pmus.iter().map(|p| Py::new(py, PmuData { inner: p.clone() })).collect()
+        self.inner
+            .pmus
+            .iter()
+            .map(|p| Py::new(py, PmuData { inner: p.clone() }))
+            .collect()
     }
     /// The configuration the frame was decoded against.
     #[getter]
     fn config(&self, py: Python<'_>) -> PyResult<Py<ConfigFrame>> {
-        Py::new(py, ConfigFrame { inner: Arc::clone(&self.config) })
+        Py::new(
+            py,
+            ConfigFrame {
+                inner: Arc::clone(&self.config),
+            },
+        )
     }
     fn __repr__(&self) -> String {
-        format!("DataFrame(idcode={}, time={:.6}, freq={})", self.inner.idcode, self.inner.time(), self.inner.freq())
+        format!(
+            "DataFrame(idcode={}, time={:.6}, freq={})",
+            self.inner.idcode,
+            self.inner.time(),
+            self.inner.freq()
+        )
     }
 }
 
@@ -300,7 +347,11 @@ impl PmuConfig {
         cfgcnt: u16,
     ) -> PyResult<Self> {
         if fnom != 50.0 && fnom != 60.0 {
-            return Err(config_error(py, "fnom", format!("{fnom} Hz is neither 50 nor 60")));
+            return Err(config_error(
+                py,
+                "fnom",
+                format!("{fnom} Hz is neither 50 nor 60"),
+            ));
         }
         Ok(Self {
             inner: RtPmuConfig {
@@ -384,13 +435,17 @@ impl PmuConfig {
     /// Per-phasor engineering units per integer count (PHUNIT x 1e-5, or CFG-3 PHSCALE).
     #[getter]
     fn phasor_scales(&self) -> Vec<f64> {
-        (0..self.inner.phnmr()).map(|i| self.inner.phasor_factor(i)).collect()
+        (0..self.inner.phnmr())
+            .map(|i| self.inner.phasor_factor(i))
+            .collect()
     }
     /// CFG-3 fields as a dict (global_pmu_id, latitude, longitude, elevation, svc_class,
     /// window, group_delay), None for CFG-1/2.
     #[getter]
     fn cfg3<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
-        let Some(x) = &self.inner.cfg3 else { return Ok(None) };
+        let Some(x) = &self.inner.cfg3 else {
+            return Ok(None);
+        };
         let d = pyo3::types::PyDict::new(py);
         d.set_item("global_pmu_id", PyBytes::new(py, &x.global_pmu_id))?;
         d.set_item("latitude", x.latitude)?;
@@ -402,7 +457,10 @@ impl PmuConfig {
         Ok(Some(d))
     }
     fn __repr__(&self) -> String {
-        format!("PmuConfig(station={:?}, idcode={}, format=0x{:x})", self.inner.station, self.inner.idcode, self.inner.format.0)
+        format!(
+            "PmuConfig(station={:?}, idcode={}, format=0x{:x})",
+            self.inner.station, self.inner.idcode, self.inner.format.0
+        )
     }
 }
 
@@ -411,7 +469,11 @@ pub fn kind_of(py: Python<'_>, kind: &str) -> PyResult<ConfigKind> {
         "cfg1" => Ok(ConfigKind::Cfg1),
         "cfg2" => Ok(ConfigKind::Cfg2),
         "cfg3" => Ok(ConfigKind::Cfg3),
-        _ => Err(config_error(py, "kind", format!("{kind:?} is not cfg1, cfg2 or cfg3"))),
+        _ => Err(config_error(
+            py,
+            "kind",
+            format!("{kind:?} is not cfg1, cfg2 or cfg3"),
+        )),
     }
 }
 
@@ -450,8 +512,11 @@ impl ConfigFrame {
             data_rate,
             pmus: pmus.iter().map(|p| p.get().inner.clone()).collect(),
         };
-        cfg.validate().map_err(|e| crate::errors::frame_err(py, &e))?;
-        Ok(Self { inner: Arc::new(cfg) })
+        cfg.validate()
+            .map_err(|e| crate::errors::frame_err(py, &e))?;
+        Ok(Self {
+            inner: Arc::new(cfg),
+        })
     }
     /// "cfg1", "cfg2" or "cfg3".
     #[getter(r#type)]
@@ -497,7 +562,11 @@ impl ConfigFrame {
     }
     #[getter]
     fn pmus(&self, py: Python<'_>) -> PyResult<Vec<Py<PmuConfig>>> {
-        self.inner.pmus.iter().map(|p| Py::new(py, PmuConfig { inner: p.clone() })).collect()
+        self.inner
+            .pmus
+            .iter()
+            .map(|p| Py::new(py, PmuConfig { inner: p.clone() }))
+            .collect()
     }
     /// FRAMESIZE of the data frames this configuration describes.
     #[getter]
@@ -515,15 +584,27 @@ impl ConfigFrame {
     }
     /// Encode as CFG-3 frames of at most `max_frame_size` bytes (CONT_IDX fragments when needed).
     #[pyo3(signature = (max_frame_size=65535))]
-    fn encode_cfg3_fragments<'py>(&self, py: Python<'py>, max_frame_size: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let frames = vpp_rt::c37118::encode_cfg3_frames(&self.inner, max_frame_size).map_err(|e| crate::errors::frame_err(py, &e))?;
+    fn encode_cfg3_fragments<'py>(
+        &self,
+        py: Python<'py>,
+        max_frame_size: usize,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let frames = vpp_rt::c37118::encode_cfg3_frames(&self.inner, max_frame_size)
+            .map_err(|e| crate::errors::frame_err(py, &e))?;
         Ok(frames.iter().map(|f| PyBytes::new(py, f)).collect())
     }
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<ConfigFrame>().is_ok_and(|o| *o.get().inner == *self.inner)
+        other
+            .cast::<ConfigFrame>()
+            .is_ok_and(|o| *o.get().inner == *self.inner)
     }
     fn __repr__(&self) -> String {
-        format!("ConfigFrame(kind={:?}, idcode={}, pmus={})", self.inner.kind.name(), self.inner.idcode, self.inner.pmus.len())
+        format!(
+            "ConfigFrame(kind={:?}, idcode={}, pmus={})",
+            self.inner.kind.name(),
+            self.inner.idcode,
+            self.inner.pmus.len()
+        )
     }
 }
 
@@ -537,13 +618,30 @@ pub struct HeaderFrame {
 impl HeaderFrame {
     #[new]
     #[pyo3(signature = (idcode, text, soc=0, fracsec=0, time_quality=0, version=2))]
-    fn new(py: Python<'_>, idcode: u16, text: &Bound<'_, PyAny>, soc: u32, fracsec: u32, time_quality: u8, version: u8) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        idcode: u16,
+        text: &Bound<'_, PyAny>,
+        soc: u32,
+        fracsec: u32,
+        time_quality: u8,
+        version: u8,
+    ) -> PyResult<Self> {
         check_fracsec(py, fracsec, time_quality)?;
         let data = match text.extract::<String>() {
             Ok(s) => s.into_bytes(),
             Err(_) => text.extract::<Vec<u8>>()?,
         };
-        Ok(Self { inner: RtHeader { version, idcode, soc, fraction: fracsec, time_quality: RtTq(time_quality), data } })
+        Ok(Self {
+            inner: RtHeader {
+                version,
+                idcode,
+                soc,
+                fraction: fracsec,
+                time_quality: RtTq(time_quality),
+                data,
+            },
+        })
     }
     #[getter(r#type)]
     fn frame_type(&self) -> &'static str {
@@ -584,19 +682,32 @@ impl HeaderFrame {
         PyBytes::new(py, &self.inner.data)
     }
     fn __repr__(&self) -> String {
-        format!("HeaderFrame(idcode={}, text={:?})", self.inner.idcode, self.inner.text())
+        format!(
+            "HeaderFrame(idcode={}, text={:?})",
+            self.inner.idcode,
+            self.inner.text()
+        )
     }
 }
 
 pub fn command_of(py: Python<'_>, command: &Bound<'_, PyAny>) -> PyResult<Command> {
     if let Ok(code) = command.extract::<u16>() {
-        return Command::from_code(code).ok_or_else(|| config_error(py, "command", format!("reserved CMD code {code}")));
+        return Command::from_code(code)
+            .ok_or_else(|| config_error(py, "command", format!("reserved CMD code {code}")));
     }
     let name: String = command.extract()?;
-    [Command::DataOff, Command::DataOn, Command::SendHeader, Command::SendCfg1, Command::SendCfg2, Command::SendCfg3, Command::Extended]
-        .into_iter()
-        .find(|c| c.name() == name)
-        .ok_or_else(|| config_error(py, "command", format!("unknown command {name:?}")))
+    [
+        Command::DataOff,
+        Command::DataOn,
+        Command::SendHeader,
+        Command::SendCfg1,
+        Command::SendCfg2,
+        Command::SendCfg3,
+        Command::Extended,
+    ]
+    .into_iter()
+    .find(|c| c.name() == name)
+    .ok_or_else(|| config_error(py, "command", format!("unknown command {name:?}")))
 }
 
 /// A command frame: CMD code (1-6, 8, or 0x0100-0x0FFF) and the extended-frame payload.
@@ -622,7 +733,17 @@ impl CommandFrame {
     ) -> PyResult<Self> {
         check_fracsec(py, fracsec, time_quality)?;
         let command = command_of(py, command)?;
-        Ok(Self { inner: RtCommand { version, idcode, soc, fraction: fracsec, time_quality: RtTq(time_quality), command, extended } })
+        Ok(Self {
+            inner: RtCommand {
+                version,
+                idcode,
+                soc,
+                fraction: fracsec,
+                time_quality: RtTq(time_quality),
+                command,
+                extended,
+            },
+        })
     }
     #[getter(r#type)]
     fn frame_type(&self) -> &'static str {
@@ -667,7 +788,11 @@ impl CommandFrame {
         PyBytes::new(py, &self.inner.extended)
     }
     fn __repr__(&self) -> String {
-        format!("CommandFrame(idcode={}, command={})", self.inner.idcode, self.inner.command.name())
+        format!(
+            "CommandFrame(idcode={}, command={})",
+            self.inner.idcode,
+            self.inner.command.name()
+        )
     }
 }
 
@@ -717,6 +842,9 @@ impl Cfg3Fragment {
         PyBytes::new(py, &self.inner.payload)
     }
     fn __repr__(&self) -> String {
-        format!("Cfg3Fragment(idcode={}, cont_idx={})", self.inner.idcode, self.inner.cont_idx)
+        format!(
+            "Cfg3Fragment(idcode={}, cont_idx={})",
+            self.inner.idcode, self.inner.cont_idx
+        )
     }
 }

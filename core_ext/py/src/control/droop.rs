@@ -45,7 +45,7 @@ impl PyDroopOutput {
 /// defaults to `p_max_kw` per second.
 #[pyclass(module = "vpp._core", name = "DroopController")]
 pub struct PyDroopController {
-    inner: DroopController,
+    pub(crate) inner: DroopController,
 }
 
 #[pymethods]

@@ -147,7 +147,7 @@ impl PyViolation {
 /// Verdict of one evaluation: action, allowed range [min_kw, max_kw], latch, violations.
 #[pyclass(module = "vpp._core", name = "SafetyStatus", frozen)]
 pub struct PySafetyStatus {
-    inner: SafetyStatus,
+    pub(crate) inner: SafetyStatus,
 }
 
 #[pymethods]
@@ -264,7 +264,7 @@ fn limits_dict<'py>(py: Python<'py>, l: &SafetyLimits) -> PyResult<Bound<'py, Py
 /// "lfp_16s" or "nmc_16s"; any limit (see `limits`) can be overridden by keyword.
 #[pyclass(module = "vpp._core", name = "SafetyEnvelope")]
 pub struct PySafetyEnvelope {
-    inner: SafetyEnvelope,
+    pub(crate) inner: SafetyEnvelope,
 }
 
 #[pymethods]

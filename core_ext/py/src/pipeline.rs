@@ -1,0 +1,397 @@
+//! Python face of the per-frame pipeline (`vpp_rt::pipeline`).
+
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use vpp_rt::c37118::check_frame;
+use vpp_rt::pipeline::ERROR_KIND_ORDER;
+use vpp_rt::{
+    Decision, DroopConfig, DroopController, FrequencyMonitor, MonitorConfig, Outcome, Pipeline,
+    PipelineConfig, RocofConfig, RocofEstimator, SafetyEnvelope, SafetyLimits,
+};
+
+use crate::control::droop::PyDroopController;
+use crate::control::safety::{PyAction, PySafetyEnvelope, PySafetyStatus, PyViolation};
+use crate::control::telemetry::PyTelemetry;
+use crate::control::{PyBand, PyFrequencyMonitor, PyRocofEstimator, PyTransition};
+use crate::errors::{config_err, frame_err};
+
+/// What the pipeline decided for one data frame (all powers in kW, positive = discharge).
+#[pyclass(module = "vpp._core", name = "Decision", frozen)]
+pub struct PyDecision {
+    d: Decision,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+#[pymethods]
+impl PyDecision {
+    /// Frame time, UNIX seconds (SOC + FRACSEC / TIME_BASE).
+    #[getter]
+    fn time(&self) -> f64 {
+        self.d.time
+    }
+    #[getter]
+    fn idcode(&self) -> u16 {
+        self.d.idcode
+    }
+    /// Measured frequency, Hz.
+    #[getter]
+    fn freq(&self) -> f64 {
+        self.d.freq
+    }
+    /// False when the PMU flagged the data bad or the value was implausible.
+    #[getter]
+    fn freq_valid(&self) -> bool {
+        self.d.freq_valid
+    }
+    /// ROCOF, Hz/s (None until the estimator has two samples).
+    #[getter]
+    fn rocof(&self) -> Option<f64> {
+        finite(self.d.rocof)
+    }
+    #[getter]
+    fn band(&self) -> Option<PyBand> {
+        self.d.band.map(PyBand::from)
+    }
+    /// The band change that happened on this frame, if any.
+    #[getter]
+    fn transition(&self) -> Option<PyTransition> {
+        self.d.transition.map(PyTransition::from)
+    }
+    /// Frequency response (droop + inertia, derated and ramped).
+    #[getter]
+    fn response_kw(&self) -> f64 {
+        self.d.response_kw
+    }
+    #[getter]
+    fn base_kw(&self) -> f64 {
+        self.d.base_kw
+    }
+    /// base + response, before the safety envelope.
+    #[getter]
+    fn requested_kw(&self) -> f64 {
+        self.d.requested_kw
+    }
+    /// The command for the battery: always inside [min_kw, max_kw].
+    #[getter]
+    fn setpoint_kw(&self) -> f64 {
+        self.d.setpoint_kw
+    }
+    #[getter]
+    fn min_kw(&self) -> f64 {
+        self.d.safety.min_kw
+    }
+    #[getter]
+    fn max_kw(&self) -> f64 {
+        self.d.safety.max_kw
+    }
+    #[getter]
+    fn action(&self) -> PyAction {
+        self.d.safety.action.into()
+    }
+    #[getter]
+    fn violations(&self) -> Vec<PyViolation> {
+        self.d
+            .safety
+            .violations()
+            .iter()
+            .map(PyViolation::from)
+            .collect()
+    }
+    /// The whole safety verdict.
+    #[getter]
+    fn safety(&self) -> PySafetyStatus {
+        PySafetyStatus {
+            inner: self.d.safety,
+        }
+    }
+    /// Number of decisions the pipeline has made (1 for the first).
+    #[getter]
+    fn sequence(&self) -> u64 {
+        self.d.sequence
+    }
+
+    /// A plain dict (JSON-friendly: names for band and action, violations as dicts).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("time", self.d.time)?;
+        d.set_item("idcode", self.d.idcode)?;
+        d.set_item("freq", self.d.freq)?;
+        d.set_item("freq_valid", self.d.freq_valid)?;
+        d.set_item("rocof", finite(self.d.rocof))?;
+        d.set_item("band", self.d.band.map(|b| b.name()))?;
+        d.set_item("response_kw", self.d.response_kw)?;
+        d.set_item("base_kw", self.d.base_kw)?;
+        d.set_item("requested_kw", self.d.requested_kw)?;
+        d.set_item("setpoint_kw", self.d.setpoint_kw)?;
+        d.set_item("min_kw", self.d.safety.min_kw)?;
+        d.set_item("max_kw", self.d.safety.max_kw)?;
+        d.set_item("action", self.d.safety.action.name())?;
+        let v: Vec<Bound<'py, PyDict>> = self
+            .d
+            .safety
+            .violations()
+            .iter()
+            .map(|v| {
+                let e = PyDict::new(py);
+                e.set_item("code", v.code.name())?;
+                e.set_item("value", v.value)?;
+                e.set_item("limit", v.limit)?;
+                e.set_item("action", v.action.name())?;
+                Ok(e)
+            })
+            .collect::<PyResult<_>>()?;
+        d.set_item("violations", v)?;
+        d.set_item("sequence", self.d.sequence)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Decision(t={:.3}, f={:.4} Hz, band={}, rocof={:.3} Hz/s, response={:.3} kW, \
+             setpoint={:.3} kW in [{:.3}, {:.3}], action={})",
+            self.d.time,
+            self.d.freq,
+            self.d.band.map_or("none", |b| b.name()),
+            self.d.rocof,
+            self.d.response_kw,
+            self.d.setpoint_kw,
+            self.d.safety.min_kw,
+            self.d.safety.max_kw,
+            self.d.safety.action.name(),
+        )
+    }
+}
+
+/// One call per PMU frame: decode -> band -> ROCOF -> droop -> + base -> safety clamp.
+///
+/// Components given as objects are copied (configuration and state) into the pipeline;
+/// the defaults are the IEGC bands, a 0.2 s ROCOF window, 5 % droop with the
+/// 49.90-50.05 Hz deadband on `p_max_kw`, and the 16S LFP safety limits at `p_max_kw`.
+/// `process` releases the GIL and allocates nothing per frame in steady state.
+#[pyclass(module = "vpp._core", name = "Pipeline")]
+pub struct PyPipeline {
+    inner: Pipeline,
+}
+
+#[pymethods]
+impl PyPipeline {
+    #[new]
+    #[pyo3(signature = (*, p_max_kw=5.0, monitor=None, rocof=None, droop=None, safety=None,
+                        idcode=None, pmu_index=0, max_deviation_hz=5.0, base_kw=0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        p_max_kw: f64,
+        monitor: Option<PyRef<'_, PyFrequencyMonitor>>,
+        rocof: Option<PyRef<'_, PyRocofEstimator>>,
+        droop: Option<PyRef<'_, PyDroopController>>,
+        safety: Option<PyRef<'_, PySafetyEnvelope>>,
+        idcode: Option<u16>,
+        pmu_index: usize,
+        max_deviation_hz: f64,
+        base_kw: f64,
+    ) -> PyResult<Self> {
+        let e = |e: vpp_rt::ConfigError| config_err(py, &e);
+        let monitor = match monitor {
+            Some(m) => m.inner.clone(),
+            None => FrequencyMonitor::new(MonitorConfig::default()).map_err(e)?,
+        };
+        let rocof = match rocof {
+            Some(r) => r.inner.clone(),
+            None => RocofEstimator::new(RocofConfig::default()).map_err(e)?,
+        };
+        let droop = match droop {
+            Some(d) => d.inner.clone(),
+            None => DroopController::new(DroopConfig::new(p_max_kw)).map_err(e)?,
+        };
+        let safety = match safety {
+            Some(s) => s.inner.clone(),
+            None => {
+                let mut l = SafetyLimits::lfp_16s();
+                l.max_charge_kw = p_max_kw;
+                l.max_discharge_kw = p_max_kw;
+                SafetyEnvelope::new(l).map_err(e)?
+            }
+        };
+        let cfg = PipelineConfig {
+            idcode,
+            pmu_index,
+            max_deviation_hz,
+        };
+        let mut inner = Pipeline::new(cfg, monitor, rocof, droop, safety).map_err(e)?;
+        inner.set_base_kw(base_kw).map_err(e)?;
+        Ok(Self { inner })
+    }
+
+    /// Feed one whole C37.118 frame. Returns the decision for a data frame, None for a
+    /// configuration, header or command frame (configurations are remembered). Raises a
+    /// `FrameError` subclass for a bad frame; the pipeline is unchanged by it.
+    fn process(&mut self, py: Python<'_>, frame: &[u8]) -> PyResult<Option<PyDecision>> {
+        let inner = &mut self.inner;
+        match py.detach(|| inner.process(frame)) {
+            Ok(Outcome::Decision) => Ok(Some(PyDecision {
+                d: *self.inner.decision(),
+            })),
+            Ok(_) => Ok(None),
+            Err(err) => Err(frame_err(py, &err)),
+        }
+    }
+
+    /// One measurement from another source than a C37.118 frame.
+    #[pyo3(signature = (t, freq, dfreq=f64::NAN, valid=true, idcode=0))]
+    fn step(&mut self, t: f64, freq: f64, dfreq: f64, valid: bool, idcode: u16) -> PyDecision {
+        PyDecision {
+            d: *self.inner.step(t, idcode, freq, dfreq, valid),
+        }
+    }
+
+    /// Feed a buffer of concatenated frames (configurations and data) with the GIL
+    /// released; returns NumPy arrays with one entry per decision: time, freq, rocof,
+    /// response_kw, setpoint_kw, min_kw, max_kw, band (code, -1 none) and action (code),
+    /// plus `errors`, the number of frames that failed. A bad frame is skipped up to the
+    /// next SYNC byte.
+    fn process_buffer<'py>(
+        &mut self,
+        py: Python<'py>,
+        buffer: &[u8],
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &mut self.inner;
+        let cols = py.detach(|| run_buffer(inner, buffer));
+        let d = PyDict::new(py);
+        d.set_item("time", cols.time.into_pyarray(py))?;
+        d.set_item("freq", cols.freq.into_pyarray(py))?;
+        d.set_item("rocof", cols.rocof.into_pyarray(py))?;
+        d.set_item("response_kw", cols.response.into_pyarray(py))?;
+        d.set_item("setpoint_kw", cols.setpoint.into_pyarray(py))?;
+        d.set_item("min_kw", cols.min_kw.into_pyarray(py))?;
+        d.set_item("max_kw", cols.max_kw.into_pyarray(py))?;
+        let band: Bound<'py, PyArray1<i8>> = cols.band.into_pyarray(py);
+        d.set_item("band", band)?;
+        d.set_item("action", cols.action.into_pyarray(py))?;
+        d.set_item("errors", cols.errors)?;
+        Ok(d)
+    }
+
+    /// Latest battery telemetry (safety envelope and droop derating). Until it is set,
+    /// and whenever it is older than the stale limit, the battery is stopped.
+    fn set_telemetry(&mut self, telemetry: &PyTelemetry) {
+        self.inner.set_telemetry(telemetry.into());
+    }
+
+    #[getter]
+    fn telemetry(&self) -> PyTelemetry {
+        (*self.inner.telemetry()).into()
+    }
+
+    /// Base schedule, kW (positive = discharge).
+    #[getter]
+    fn base_kw(&self) -> f64 {
+        self.inner.base_kw()
+    }
+
+    #[setter]
+    fn set_base_kw(&mut self, py: Python<'_>, kw: f64) -> PyResult<()> {
+        self.inner.set_base_kw(kw).map_err(|e| config_err(py, &e))
+    }
+
+    /// The latest decision (None before the first data frame).
+    #[getter]
+    fn decision(&self) -> Option<PyDecision> {
+        let d = *self.inner.decision();
+        (d.sequence > 0).then_some(PyDecision { d })
+    }
+
+    /// Clear a latched emergency shutdown; True if the safety envelope allowed it.
+    fn reset_safety(&mut self) -> bool {
+        self.inner.reset_safety()
+    }
+
+    /// IDCODEs of the configurations received so far.
+    fn idcodes(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.inner.configs().idcodes().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Counters: frames, decisions, configs, ignored, invalid_measurements, errors (by kind).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("frames", s.frames)?;
+        d.set_item("decisions", s.decisions)?;
+        d.set_item("configs", s.configs)?;
+        d.set_item("ignored", s.ignored)?;
+        d.set_item("invalid_measurements", s.invalid_measurements)?;
+        let errors = PyDict::new(py);
+        for (k, n) in ERROR_KIND_ORDER.iter().zip(s.errors) {
+            errors.set_item(k.name(), n)?;
+        }
+        d.set_item("errors", errors)?;
+        d.set_item("error_total", s.error_total())?;
+        Ok(d)
+    }
+}
+
+#[derive(Default)]
+struct Columns {
+    time: Vec<f64>,
+    freq: Vec<f64>,
+    rocof: Vec<f64>,
+    response: Vec<f64>,
+    setpoint: Vec<f64>,
+    min_kw: Vec<f64>,
+    max_kw: Vec<f64>,
+    band: Vec<i8>,
+    action: Vec<u8>,
+    errors: u64,
+}
+
+fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
+    let mut c = Columns::default();
+    let mut pos = 0;
+    while pos + 4 <= buf.len() {
+        let size = usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]));
+        let end = (pos + size).min(buf.len());
+        let ok_header = buf[pos] == 0xAA && size >= 4 && check_frame(&buf[pos..end]).is_ok();
+        if !ok_header {
+            c.errors += 1;
+            // Resynchronise on the next SYNC byte.
+            pos += 1 + buf[pos + 1..]
+                .iter()
+                .position(|&b| b == 0xAA)
+                .unwrap_or(buf.len());
+            continue;
+        }
+        match p.process(&buf[pos..end]) {
+            Ok(Outcome::Decision) => {
+                let d = p.decision();
+                c.time.push(d.time);
+                c.freq.push(d.freq);
+                c.rocof.push(d.rocof);
+                c.response.push(d.response_kw);
+                c.setpoint.push(d.setpoint_kw);
+                c.min_kw.push(d.safety.min_kw);
+                c.max_kw.push(d.safety.max_kw);
+                c.band.push(d.band.map_or(-1, |b| b as i8));
+                c.action.push(d.safety.action as u8);
+            }
+            Ok(_) => {}
+            Err(_) => c.errors += 1,
+        }
+        pos = end;
+    }
+    if pos < buf.len() {
+        c.errors += 1;
+    }
+    c
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDecision>()?;
+    m.add_class::<PyPipeline>()?;
+    Ok(())
+}
