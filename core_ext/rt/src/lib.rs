@@ -5,5 +5,7 @@
 //! in the sibling crate `vpp-py`.
 
 pub mod error;
+pub mod ticker;
 
 pub use error::{ConfigError, FrameError, FrameErrorKind};
+pub use ticker::{Tick, TickStats, Ticker};
