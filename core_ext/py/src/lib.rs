@@ -7,10 +7,12 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod ticker;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    ticker::register(m)?;
     Ok(())
 }
