@@ -10,15 +10,19 @@ at wake-up) and as observed in Python right after ``wait()`` returns (includes t
 GIL back). The ratio against asyncio uses the Python-observed figure, which is what a loop
 body sees, like the asyncio figure.
 
-Usage: ``python benchmarks/bench_ticker.py [--quick] [--realtime] [--seconds S]``
-(``--realtime`` asks SCHED_FIFO/mlockall for the ticker thread; off by default so both
-loops run at the same priority).
+Usage: ``python benchmarks/bench_ticker.py [--quick] [--seconds S] [--realtime WHO]``
+
+``--realtime`` asks SCHED_FIFO at priority 50 and mlockall: ``none`` (default, both loops
+at normal priority), ``ticker`` (the ticker through ``Ticker(realtime=True)``, as deployed
+on an RTU, against the usual asyncio loop) or ``both`` (the asyncio child too, through
+``os.sched_setscheduler`` and libc ``mlockall``: compares the timing mechanisms alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import math
 import os
@@ -35,6 +39,8 @@ if str(ROOT) not in sys.path:
 
 PERIOD_S = 0.1
 TARGET_P99_MS = 0.5
+RT_PRIORITY = 50
+REALTIME_CHOICES = ("none", "ticker", "both")
 TARGET_RATIO = 10.0
 REFERENCE = "asyncio.sleep absolute-deadline loop, child process, same run"
 
@@ -69,8 +75,21 @@ async def _asyncio_paced(seconds: float, period: float) -> list[float]:
     return lateness
 
 
-def asyncio_child(seconds: float, period: float) -> None:
+def _child_realtime(priority: int) -> None:
+    """Give the asyncio child what ``Ticker(realtime=True)`` gives the ticker thread."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as e:
+        print(f"asyncio child: SCHED_FIFO refused: {e}", file=sys.stderr)
+    mcl_current_future = 1 | 2  # Linux x86/arm values of MCL_CURRENT | MCL_FUTURE
+    if ctypes.CDLL(None, use_errno=True).mlockall(mcl_current_future) != 0:
+        print(f"asyncio child: mlockall refused: errno {ctypes.get_errno()}", file=sys.stderr)
+
+
+def asyncio_child(seconds: float, period: float, realtime: bool) -> None:
     """Entry point of the child process: run the asyncio loop, print lateness as JSON."""
+    if realtime:
+        _child_realtime(RT_PRIORITY)
     print(json.dumps(asyncio.run(_asyncio_paced(seconds, period))))
 
 
@@ -78,7 +97,7 @@ def ticker_loop(seconds: float, period: float, realtime: bool, out: dict[str, An
     """Run the ticker for ``seconds``; fill ``out`` with lateness lists and stats."""
     from vpp.core import Ticker
 
-    ticker = Ticker(period_s=period, realtime=realtime)
+    ticker = Ticker(period_s=period, realtime=realtime, priority=RT_PRIORITY)
     n = int(seconds / period + 1e-9)
     returned: list[float] = []
     observed: list[float] = []
@@ -117,22 +136,30 @@ def _row(
 
 
 def run(
-    quick: bool = False, *, seconds: float | None = None, realtime: bool = False
+    quick: bool = False, *, seconds: float | None = None, realtime: str = "none"
 ) -> list[dict[str, Any]]:
-    """Run both loops concurrently and return the benchmark rows."""
+    """Run both loops concurrently and return the benchmark rows.
+
+    ``realtime`` is ``"none"``, ``"ticker"`` or ``"both"`` (see the module docstring).
+    """
+    if realtime not in REALTIME_CHOICES:
+        raise ValueError(f"realtime must be one of {REALTIME_CHOICES}, got {realtime!r}")
     secs = seconds if seconds is not None else (5.0 if quick else 60.0)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     child = subprocess.Popen(
-        [sys.executable, __file__, "--asyncio-child", str(secs)],
+        [sys.executable, __file__, "--asyncio-child", str(secs)]
+        + (["--realtime", "both"] if realtime == "both" else []),
         stdout=subprocess.PIPE,
         text=True,
         env=env,
     )
     out: dict[str, Any] = {}
-    th = threading.Thread(target=ticker_loop, args=(secs, PERIOD_S, realtime, out), name="ticker")
+    th = threading.Thread(
+        target=ticker_loop, args=(secs, PERIOD_S, realtime != "none", out), name="ticker"
+    )
     th.start()
     th.join()
     child_out, _ = child.communicate(timeout=secs + 60)
@@ -176,6 +203,7 @@ def run(
         )
     )
     rows.append(_row("ticker.spin", float(out["spin_us"]), unit="us"))
+    rows.append(_row("asyncio.realtime", float(realtime == "both"), unit="bool"))
     for key in ("sched_fifo", "mlockall"):
         rows.append(_row(f"ticker.realtime.{key}", float(out["realtime"][key]), unit="bool"))
     return rows
@@ -185,11 +213,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 s instead of 60 s")
     parser.add_argument("--seconds", type=float, help="override the duration")
-    parser.add_argument("--realtime", action="store_true", help="ask SCHED_FIFO for the ticker")
+    parser.add_argument(
+        "--realtime",
+        choices=REALTIME_CHOICES,
+        default="none",
+        help="which loops get SCHED_FIFO + mlockall (default: none)",
+    )
     parser.add_argument("--asyncio-child", type=float, metavar="S", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.asyncio_child is not None:
-        asyncio_child(args.asyncio_child, PERIOD_S)
+        asyncio_child(args.asyncio_child, PERIOD_S, args.realtime == "both")
         return
     for r in run(args.quick, seconds=args.seconds, realtime=args.realtime):
         ratio = "" if r["ratio"] is None else f"  ratio {r['ratio']:.1f}x"
