@@ -10,7 +10,8 @@ at wake-up) and as observed in Python right after ``wait()`` returns (includes t
 GIL back). The ratio against asyncio uses the Python-observed figure, which is what a loop
 body sees, like the asyncio figure.
 
-Usage: ``python benchmarks/bench_ticker.py [--quick] [--seconds S] [--realtime WHO]``
+Usage: ``python benchmarks/bench_ticker.py [--quick] [--seconds S] [--realtime WHO]
+[--spin-us US]``
 
 ``--realtime`` asks SCHED_FIFO at priority 50 and mlockall: ``none`` (default, both loops
 at normal priority), ``ticker`` (the ticker through ``Ticker(realtime=True)``, as deployed
@@ -93,11 +94,14 @@ def asyncio_child(seconds: float, period: float, realtime: bool) -> None:
     print(json.dumps(asyncio.run(_asyncio_paced(seconds, period))))
 
 
-def ticker_loop(seconds: float, period: float, realtime: bool, out: dict[str, Any]) -> None:
+def ticker_loop(
+    seconds: float, period: float, realtime: bool, spin_us: int | None, out: dict[str, Any]
+) -> None:
     """Run the ticker for ``seconds``; fill ``out`` with lateness lists and stats."""
     from vpp.core import Ticker
 
-    ticker = Ticker(period_s=period, realtime=realtime, priority=RT_PRIORITY)
+    spin = {} if spin_us is None else {"spin_us": spin_us}
+    ticker = Ticker(period_s=period, realtime=realtime, priority=RT_PRIORITY, **spin)
     n = int(seconds / period + 1e-9)
     returned: list[float] = []
     observed: list[float] = []
@@ -136,11 +140,16 @@ def _row(
 
 
 def run(
-    quick: bool = False, *, seconds: float | None = None, realtime: str = "none"
+    quick: bool = False,
+    *,
+    seconds: float | None = None,
+    realtime: str = "none",
+    spin_us: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run both loops concurrently and return the benchmark rows.
 
-    ``realtime`` is ``"none"``, ``"ticker"`` or ``"both"`` (see the module docstring).
+    ``realtime`` is ``"none"``, ``"ticker"`` or ``"both"`` (see the module docstring);
+    ``spin_us`` overrides the ticker's default final spin.
     """
     if realtime not in REALTIME_CHOICES:
         raise ValueError(f"realtime must be one of {REALTIME_CHOICES}, got {realtime!r}")
@@ -158,7 +167,7 @@ def run(
     )
     out: dict[str, Any] = {}
     th = threading.Thread(
-        target=ticker_loop, args=(secs, PERIOD_S, realtime != "none", out), name="ticker"
+        target=ticker_loop, args=(secs, PERIOD_S, realtime != "none", spin_us, out), name="ticker"
     )
     th.start()
     th.join()
@@ -219,12 +228,13 @@ def main() -> None:
         default="none",
         help="which loops get SCHED_FIFO + mlockall (default: none)",
     )
+    parser.add_argument("--spin-us", type=int, help="ticker final spin (default: Ticker's)")
     parser.add_argument("--asyncio-child", type=float, metavar="S", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.asyncio_child is not None:
         asyncio_child(args.asyncio_child, PERIOD_S, args.realtime == "both")
         return
-    for r in run(args.quick, seconds=args.seconds, realtime=args.realtime):
+    for r in run(args.quick, seconds=args.seconds, realtime=args.realtime, spin_us=args.spin_us):
         ratio = "" if r["ratio"] is None else f"  ratio {r['ratio']:.1f}x"
         ok = "" if r["ok"] is None else ("  OK" if r["ok"] else "  MISS")
         target = f"  target {r['target']}" if r["target"] else ""
