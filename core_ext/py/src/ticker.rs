@@ -61,9 +61,14 @@ impl PyTicker {
                     Err(TryLockError::WouldBlock) => return Err(WaitError::Busy),
                 };
                 let res = s.wait_interruptible();
-                self.next_deadline_ns.store(s.next_deadline_ns(), Ordering::Relaxed);
+                self.next_deadline_ns
+                    .store(s.next_deadline_ns(), Ordering::Relaxed);
                 res.map_err(|e| {
-                    if e.kind() == io::ErrorKind::Interrupted { WaitError::Interrupted } else { WaitError::Os(e) }
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        WaitError::Interrupted
+                    } else {
+                        WaitError::Os(e)
+                    }
                 })
             });
             match res {
@@ -75,9 +80,13 @@ impl PyTicker {
                 // same deadline: the schedule did not move.
                 Err(WaitError::Interrupted) => py.check_signals()?,
                 Err(WaitError::Busy) => {
-                    return Err(PyRuntimeError::new_err("Ticker.wait() is already running in another thread"))
+                    return Err(PyRuntimeError::new_err(
+                        "Ticker.wait() is already running in another thread",
+                    ))
                 }
-                Err(WaitError::Os(e)) => return Err(ticker_err(py, format!("clock_nanosleep failed: {e}"))),
+                Err(WaitError::Os(e)) => {
+                    return Err(ticker_err(py, format!("clock_nanosleep failed: {e}")))
+                }
             }
         }
     }
@@ -91,8 +100,15 @@ const _: () = assert!(ticker::DEFAULT_SPIN.as_micros() == DEFAULT_SPIN_US);
 impl PyTicker {
     #[new]
     #[pyo3(signature = (period_s = 0.1, spin_us = 100, realtime = false, priority = 50))]
-    fn new(py: Python<'_>, period_s: f64, spin_us: i64, realtime: bool, priority: i32) -> PyResult<Self> {
-        let period = ticker::duration_from_secs("period_s", period_s).map_err(|e| config_err(py, &e))?;
+    fn new(
+        py: Python<'_>,
+        period_s: f64,
+        spin_us: i64,
+        realtime: bool,
+        priority: i32,
+    ) -> PyResult<Self> {
+        let period =
+            ticker::duration_from_secs("period_s", period_s).map_err(|e| config_err(py, &e))?;
         let spin = u64::try_from(spin_us)
             .map(Duration::from_micros)
             .map_err(|_| config_error(py, "spin_us", format!("must be >= 0, got {spin_us}")))?;
