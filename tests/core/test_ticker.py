@@ -86,7 +86,8 @@ def test_overruns_are_counted_and_missed_deadlines_skipped() -> None:
     ticker.wait()
     time.sleep(2.5 * period)  # a loop body longer than two periods
     lateness = ticker.wait()
-    assert ticker.overruns == 1
+    # Noise on a loaded machine can only add overruns, never remove the forced ones.
+    assert ticker.overruns >= 1
     assert ticker.skipped >= 1
     assert lateness >= period
     # No burst: the next tick waits for the next grid point still ahead.
@@ -98,9 +99,9 @@ def test_overruns_are_counted_and_missed_deadlines_skipped() -> None:
     for _ in range(3):
         time.sleep(1.5 * period)
         ticker.wait()
-    assert ticker.overruns == 4
+    assert ticker.overruns >= 4
     assert ticker.count == 6
-    assert ticker.stats()["overruns"] == 4
+    assert ticker.stats()["overruns"] == ticker.overruns
 
 
 @pytest.mark.parametrize("period", [0.0, -0.1, math.nan, math.inf, 1e-6, 1e5])
