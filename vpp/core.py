@@ -2,6 +2,7 @@
 
 Control (frequency monitor, ROCOF, droop, safety envelope): see docs/control.md.
 The per-frame ``Pipeline`` composes them behind the C37.118 decoder: docs/pipeline.md.
+The 10 Hz control loop is paced by ``Ticker`` (absolute monotonic deadlines): docs/ticker.md.
 Power sign everywhere: positive = discharge. Units: kW, Hz, Hz/s, V, A, degrees C, percent.
 """
 
@@ -17,6 +18,7 @@ from vpp._core import (
     SafetyEnvelope,
     SafetyStatus,
     Telemetry,
+    Ticker,
     Transition,
     Violation,
     ViolationCode,
@@ -34,6 +36,7 @@ __all__ = [
     "SafetyEnvelope",
     "SafetyStatus",
     "Telemetry",
+    "Ticker",
     "Transition",
     "Violation",
     "ViolationCode",

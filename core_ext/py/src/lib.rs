@@ -22,6 +22,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 fn allocation_count() -> u64 {
     alloc_count::allocations()
 }
+mod ticker;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -31,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     control::register(m)?;
     c37118::register(m)?;
     pipeline::register(m)?;
+    ticker::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the
     // Python faces (vpp.core, vpp.c37118, vpp.errors), so the private module has none.
     m.delattr("__all__")?;

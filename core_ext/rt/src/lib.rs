@@ -7,6 +7,7 @@
 pub mod alloc_count;
 pub mod c37118;
 pub mod error;
+pub mod ticker;
 
 pub use error::{ConfigError, FrameError, FrameErrorKind};
 pub mod droop;
@@ -22,3 +23,4 @@ pub use rocof::{RocofConfig, RocofEstimator, RocofSource};
 pub use safety::{
     Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,
 };
+pub use ticker::{Tick, TickStats, Ticker};

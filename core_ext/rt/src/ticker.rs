@@ -1,0 +1,399 @@
+//! Periodic ticker for the control loop: absolute deadlines on `CLOCK_MONOTONIC`.
+//!
+//! Tick `k` is due at `start + k * period` (k = 1, 2, ...). Deadlines are computed from
+//! the start, never by adding sleeps, so the schedule cannot drift however long each loop
+//! body takes. Sleeping uses `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`, retried on
+//! `EINTR` with the same absolute deadline; an optional final spin of `spin` nanoseconds
+//! reads the clock in a busy loop up to the deadline.
+//!
+//! Overrun policy: when `wait()` is called and its deadline has already passed, the tick is
+//! an overrun. It is returned at once (no sleep) with its true lateness, counted in
+//! `overruns`, and every further deadline that has also passed is skipped (counted in
+//! `skipped`): the next tick is the first grid point still in the future. A slow loop body
+//! therefore never causes a burst of back-to-back catch-up ticks, and ticks stay on the
+//! `start + k * period` grid.
+//!
+//! Statistics (count, overruns, skipped, max and a log-linear histogram for percentiles)
+//! live in fixed-size arrays: `wait()` never allocates (`stats.rs`). Real-time privileges
+//! (`SCHED_FIFO`, `mlockall`) are optional (`realtime.rs`).
+
+use std::cell::Cell;
+use std::io;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+mod realtime;
+mod stats;
+
+pub use realtime::{try_mlockall, try_realtime, try_sched_fifo, RealtimeStatus};
+pub use stats::TickStats;
+
+/// Shortest accepted period; below this the tick rate is dominated by syscall cost.
+pub const MIN_PERIOD: Duration = Duration::from_micros(100);
+/// Longest accepted period.
+pub const MAX_PERIOD: Duration = Duration::from_secs(3600);
+/// Longest accepted final spin (it burns a CPU core for that long every tick).
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+/// Default final spin. Measured on a 2-core VM (see docs/ticker.md): even with the timer
+/// slack at 1 ns, `clock_nanosleep` wakes a median ~70 us late there; a 100 us spin takes
+/// the median to ~10-30 us for 0.1 % of a core at 10 Hz. It does not help the p99, which
+/// is set by preemption from other load.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
+/// Timer slack asked for the waiting thread. Linux's default of 50 us is added to every
+/// sleep of a non-real-time thread; 1 ns turns it off.
+pub const TIMER_SLACK_NS: u64 = 1;
+
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// Read `CLOCK_MONOTONIC` in nanoseconds (the same clock as Python's `time.monotonic()`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
+}
+
+/// Sleep until `CLOCK_MONOTONIC` reaches `deadline_ns`, resuming after signals.
+pub fn sleep_until_ns(deadline_ns: u64) -> io::Result<()> {
+    sleep_until(deadline_ns, true)
+}
+
+/// Sleep until `deadline_ns`; on a signal either resume (`retry`) or return an
+/// `ErrorKind::Interrupted` error so the caller can run its signal handlers.
+fn sleep_until(deadline_ns: u64, retry: bool) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / NS_PER_S) as libc::time_t,
+        tv_nsec: (deadline_ns % NS_PER_S) as libc::c_long,
+    };
+    loop {
+        // SAFETY: `ts` is a valid timespec; a null remainder is allowed with TIMER_ABSTIME.
+        let rc = unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                std::ptr::null_mut(),
+            )
+        };
+        match rc {
+            0 => return Ok(()),
+            // An absolute deadline makes the retry exact: nothing to recompute.
+            libc::EINTR if retry => continue,
+            err => return Err(io::Error::from_raw_os_error(err)),
+        }
+    }
+}
+
+thread_local! {
+    static SLACK_SET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Set the calling thread's timer slack to `TIMER_SLACK_NS`, once per thread.
+fn ensure_timer_slack() {
+    SLACK_SET.with(|set| {
+        if !set.get() {
+            // SAFETY: PR_SET_TIMERSLACK takes an unsigned long and affects this thread only.
+            // A failure only leaves the default slack, so the result is not needed.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS as libc::c_ulong) };
+            set.set(true);
+        }
+    });
+}
+
+/// Convert a period or duration in seconds to a `Duration`, refusing NaN, infinities and
+/// values that are not positive.
+pub fn duration_from_secs(field: &'static str, secs: f64) -> Result<Duration, ConfigError> {
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(ConfigError::new(
+            field,
+            format!("must be a positive finite number of seconds, got {secs}"),
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| ConfigError::new(field, format!("{secs} s: {e}")))
+}
+
+/// One tick, as returned by [`Ticker::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick {
+    /// Index `k` of the deadline this tick answered (`deadline_ns = start + k * period`).
+    pub index: u64,
+    /// The deadline, `CLOCK_MONOTONIC` nanoseconds.
+    pub deadline_ns: u64,
+    /// How long after the deadline `wait()` returned, in nanoseconds.
+    pub lateness_ns: u64,
+    /// The deadline had already passed when `wait()` was called.
+    pub overrun: bool,
+    /// Deadlines skipped after this one because they had passed too.
+    pub skipped: u64,
+}
+
+/// The deadline grid and the sleeping, without statistics. [`Ticker`] pairs it with
+/// [`TickStats`]; the binding keeps them apart so that statistics can be read while a
+/// thread is blocked in `wait()`.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    start_ns: u64,
+    period_ns: u64,
+    spin_ns: u64,
+    /// Index of the next deadline.
+    next: u64,
+}
+
+impl Schedule {
+    /// A schedule anchored now: the first deadline is one period from now.
+    pub fn new(period: Duration, spin: Duration) -> Result<Self, ConfigError> {
+        Self::starting_at(monotonic_ns(), period, spin)
+    }
+
+    /// A schedule anchored at `start_ns` (`CLOCK_MONOTONIC` nanoseconds).
+    pub fn starting_at(
+        start_ns: u64,
+        period: Duration,
+        spin: Duration,
+    ) -> Result<Self, ConfigError> {
+        if !(MIN_PERIOD..=MAX_PERIOD).contains(&period) {
+            return Err(ConfigError::new(
+                "period_s",
+                format!("{period:?} is outside {MIN_PERIOD:?}..={MAX_PERIOD:?}"),
+            ));
+        }
+        if spin > MAX_SPIN || spin >= period {
+            return Err(ConfigError::new(
+                "spin_us",
+                format!(
+                    "{spin:?} must be at most {MAX_SPIN:?} and shorter than the period {period:?}"
+                ),
+            ));
+        }
+        Ok(Self {
+            start_ns,
+            period_ns: period.as_nanos() as u64,
+            spin_ns: spin.as_nanos() as u64,
+            next: 1,
+        })
+    }
+
+    /// The anchor, `CLOCK_MONOTONIC` nanoseconds (deadline 0; tick 1 is one period later).
+    pub fn start_ns(&self) -> u64 {
+        self.start_ns
+    }
+
+    /// The period, nanoseconds.
+    pub fn period_ns(&self) -> u64 {
+        self.period_ns
+    }
+
+    /// The final busy-wait before each deadline, nanoseconds.
+    pub fn spin_ns(&self) -> u64 {
+        self.spin_ns
+    }
+
+    /// Deadline of tick `k`.
+    pub fn deadline_ns(&self, k: u64) -> u64 {
+        self.start_ns + k * self.period_ns
+    }
+
+    /// Deadline the next `wait()` will aim for.
+    pub fn next_deadline_ns(&self) -> u64 {
+        self.deadline_ns(self.next)
+    }
+
+    /// Block until the next deadline and return the tick (see the module docs for the
+    /// overrun policy). Errors only if the clock cannot be slept on.
+    pub fn wait(&mut self) -> io::Result<Tick> {
+        self.wait_inner(true)
+    }
+
+    /// As [`wait`](Self::wait), but a signal arriving during the sleep returns an
+    /// `ErrorKind::Interrupted` error with the schedule unchanged, so the caller can run
+    /// its signal handlers (Python's KeyboardInterrupt) and call again for the same tick.
+    pub fn wait_interruptible(&mut self) -> io::Result<Tick> {
+        self.wait_inner(false)
+    }
+
+    fn wait_inner(&mut self, retry: bool) -> io::Result<Tick> {
+        let k = self.next;
+        let deadline = self.deadline_ns(k);
+        let now = monotonic_ns();
+        if now >= deadline {
+            // Overrun: return at once, realign on the first grid point still ahead.
+            let next = (now - self.start_ns) / self.period_ns + 1;
+            self.next = next;
+            return Ok(Tick {
+                index: k,
+                deadline_ns: deadline,
+                lateness_ns: now - deadline,
+                overrun: true,
+                skipped: next - k - 1,
+            });
+        }
+        ensure_timer_slack();
+        let wake = deadline - self.spin_ns;
+        if now < wake {
+            sleep_until(wake, retry)?;
+        }
+        let mut now = monotonic_ns();
+        while now < deadline {
+            std::hint::spin_loop();
+            now = monotonic_ns();
+        }
+        self.next = k + 1;
+        Ok(Tick {
+            index: k,
+            deadline_ns: deadline,
+            lateness_ns: now - deadline,
+            overrun: false,
+            skipped: 0,
+        })
+    }
+}
+
+/// A periodic ticker with running statistics.
+#[derive(Debug, Clone)]
+pub struct Ticker {
+    pub schedule: Schedule,
+    pub stats: TickStats,
+}
+
+impl Ticker {
+    /// A ticker whose first deadline is one `period` from now, with a final busy-wait of
+    /// `spin` before each deadline (`Duration::ZERO` for none).
+    pub fn new(period: Duration, spin: Duration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            schedule: Schedule::new(period, spin)?,
+            stats: TickStats::default(),
+        })
+    }
+
+    /// Block until the next deadline; record and return the tick.
+    pub fn wait(&mut self) -> io::Result<Tick> {
+        let tick = self.schedule.wait()?;
+        self.stats.record(&tick);
+        Ok(tick)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn busy(d: Duration) {
+        let end = monotonic_ns() + d.as_nanos() as u64;
+        while monotonic_ns() < end {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn deadlines_are_absolute_and_do_not_drift() {
+        let period = 2 * MS;
+        let mut t = Ticker::new(period, Duration::ZERO).unwrap();
+        let start = t.schedule.start_ns();
+        let n = 200u64;
+        let mut k = 0;
+        while k < n {
+            // A loop body of varying length must not shift later deadlines.
+            busy(Duration::from_micros(100 + (k % 7) * 100));
+            let tick = t.wait().unwrap();
+            assert_eq!(
+                tick.deadline_ns,
+                start + tick.index * period.as_nanos() as u64
+            );
+            k = tick.index + tick.skipped;
+        }
+        let now = monotonic_ns();
+        let expected = start + n * period.as_nanos() as u64;
+        // Sleeping one period after each body would drift by the body time plus the
+        // wake-up error every tick (~400 us * 200 = 80 ms by now); absolute deadlines
+        // keep the 200th tick within one tick's jitter of start + 200 * period (the bound
+        // is loose for loaded CI machines).
+        assert!(now >= expected, "returned before the deadline");
+        assert!(
+            now - expected < 20 * MS.as_nanos() as u64,
+            "200th tick {} ns late",
+            now - expected
+        );
+        assert!(t.stats.overruns < n / 10, "{:?}", t.stats);
+    }
+
+    #[test]
+    fn deadline_grid_is_start_plus_k_period() {
+        let s = Schedule::starting_at(1_000, 10 * MS, Duration::ZERO).unwrap();
+        assert_eq!(s.next_deadline_ns(), 1_000 + 10_000_000);
+        assert_eq!(s.deadline_ns(1_000_000), 1_000 + 1_000_000 * 10_000_000);
+    }
+
+    #[test]
+    fn overrun_is_counted_and_missed_deadlines_skipped() {
+        // 20 ms periods leave a 10 ms margin before the realigned deadline below, so a
+        // loaded machine does not turn the on-time tick into an overrun.
+        let period = 20 * MS;
+        let mut t = Ticker::new(period, Duration::ZERO).unwrap();
+        let first = t.wait().unwrap();
+        // Work for 2.5 periods: the next deadline is returned late, the one after skipped.
+        busy(period * 5 / 2);
+        let late = t.wait().unwrap();
+        assert!(late.overrun);
+        assert_eq!(late.index, first.index + 1);
+        assert!(late.lateness_ns >= period.as_nanos() as u64, "{late:?}");
+        assert!(late.skipped >= 1, "{late:?}");
+        assert_eq!(t.stats.overruns, 1 + u64::from(first.overrun));
+        // Next tick is back on the grid and on time: no burst.
+        let next = t.wait().unwrap();
+        assert!(!next.overrun);
+        assert_eq!(next.index, late.index + late.skipped + 1);
+        assert_eq!(
+            next.deadline_ns,
+            t.schedule.start_ns() + next.index * period.as_nanos() as u64
+        );
+    }
+
+    #[test]
+    fn invalid_period_and_spin_are_config_errors() {
+        assert_eq!(
+            Ticker::new(Duration::ZERO, Duration::ZERO)
+                .unwrap_err()
+                .field,
+            "period_s"
+        );
+        assert_eq!(
+            Ticker::new(Duration::from_micros(10), Duration::ZERO)
+                .unwrap_err()
+                .field,
+            "period_s"
+        );
+        assert_eq!(
+            Ticker::new(Duration::from_secs(7200), Duration::ZERO)
+                .unwrap_err()
+                .field,
+            "period_s"
+        );
+        assert_eq!(Ticker::new(MS, MS).unwrap_err().field, "spin_us");
+        assert_eq!(
+            duration_from_secs("period", f64::NAN).unwrap_err().field,
+            "period"
+        );
+        assert!(duration_from_secs("period", -0.1).is_err());
+        assert!(duration_from_secs("period", f64::INFINITY).is_err());
+        assert_eq!(
+            duration_from_secs("period", 0.1).unwrap(),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn spin_lands_on_the_deadline() {
+        let mut t = Ticker::new(2 * MS, Duration::from_micros(200)).unwrap();
+        for _ in 0..20 {
+            let tick = t.wait().unwrap();
+            assert!(tick.lateness_ns < 2 * MS.as_nanos() as u64);
+        }
+    }
+}
