@@ -53,8 +53,13 @@ fn frame_to_py(py: Python<'_>, frame: Frame, cfg: Option<Arc<Config>>) -> PyResu
 fn decode(py: Python<'_>, data: &[u8], configs: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
     let h = rt::check_frame(data).map_err(|e| frame_err(py, &e))?;
     if h.frame_type == rt::FrameType::Data {
-        let cfgs = configs_of(configs)?;
-        let cfg = cfgs.into_iter().find(|c| c.idcode == h.idcode).ok_or_else(|| {
+        // One ConfigFrame is the common case: skip building a list for it.
+        let single = configs.and_then(|o| o.cast::<ConfigFrame>().ok()).map(|c| Arc::clone(&c.get().inner));
+        let cfg = match single {
+            Some(c) => Some(c).filter(|c| c.idcode == h.idcode),
+            None => configs_of(configs)?.into_iter().find(|c| c.idcode == h.idcode),
+        };
+        let cfg = cfg.ok_or_else(|| {
             frame_err(py, &FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4).with_found(u64::from(h.idcode)))
         })?;
         let mut out = rt::DataFrame::with_capacity_for(&cfg);
@@ -165,69 +170,13 @@ impl StreamDecoder {
     }
 }
 
-/// Column buffers of `decode_batch`, filled without the GIL.
-struct Columns {
-    n: usize,
-    time: Vec<f64>,
-    soc: Vec<u32>,
-    fracsec: Vec<u32>,
-    freq: Vec<f64>,
-    dfreq: Vec<f64>,
-    stat: Vec<u16>,
-    magnitude: Vec<f64>,
-    angle: Vec<f64>,
-    analogs: Vec<f64>,
-    digitals: Vec<u16>,
-}
-
-fn decode_columns(buf: &[u8], cfg: &Config) -> Result<Columns, FrameError> {
-    let size = cfg.data_frame_size();
-    let n = buf.len() / size;
-    if buf.len() % size != 0 {
-        // Report the incomplete last frame where it starts.
-        let at = n * size;
-        return Err(FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", at + 2).with_values(size as u64, (buf.len() - at) as u64));
-    }
-    let np = cfg.pmus.len();
-    let nph: usize = cfg.pmus.iter().map(|p| p.phnmr()).sum();
-    let nan: usize = cfg.pmus.iter().map(|p| p.annmr()).sum();
-    let ndg: usize = cfg.pmus.iter().map(|p| p.dgnmr()).sum();
-    let mut c = Columns {
-        n,
-        time: Vec::with_capacity(n),
-        soc: Vec::with_capacity(n),
-        fracsec: Vec::with_capacity(n),
-        freq: Vec::with_capacity(n * np),
-        dfreq: Vec::with_capacity(n * np),
-        stat: Vec::with_capacity(n * np),
-        magnitude: Vec::with_capacity(n * nph),
-        angle: Vec::with_capacity(n * nph),
-        analogs: Vec::with_capacity(n * nan),
-        digitals: Vec::with_capacity(n * ndg),
-    };
-    let mut df = rt::DataFrame::with_capacity_for(cfg);
-    for (i, frame) in buf.chunks_exact(size).enumerate() {
-        rt::decode_data_into(frame, cfg, &mut df).map_err(|e| e.shifted(i * size))?;
-        c.time.push(df.time());
-        c.soc.push(df.soc);
-        c.fracsec.push(df.fraction);
-        for p in &df.pmus {
-            c.freq.push(p.freq);
-            c.dfreq.push(p.dfreq);
-            c.stat.push(p.stat.0);
-            for ph in &p.phasors {
-                c.magnitude.push(ph.magnitude);
-                c.angle.push(ph.angle);
-            }
-            c.analogs.extend_from_slice(&p.analogs);
-            c.digitals.extend_from_slice(&p.digitals);
-        }
-    }
-    Ok(c)
-}
-
 fn array2<'py, T: numpy::Element>(py: Python<'py>, n: usize, m: usize, v: Vec<T>) -> Bound<'py, PyAny> {
     Array2::from_shape_vec((n, m), v).expect("column sizes match").into_pyarray(py).into_any()
+}
+
+/// Threads for `decode_batch`: the machine's parallelism, at most 8.
+fn batch_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Decode a buffer of back-to-back data frames of one configuration, without the GIL,
@@ -238,13 +187,12 @@ fn array2<'py, T: numpy::Element>(py: Python<'py>, n: usize, m: usize, v: Vec<T>
 #[pyfunction]
 fn decode_batch<'py>(py: Python<'py>, buffer: &[u8], config: &Bound<'py, ConfigFrame>) -> PyResult<Bound<'py, PyDict>> {
     let cfg = Arc::clone(&config.get().inner);
-    let c = py.detach(|| decode_columns(buffer, &cfg)).map_err(|e| frame_err(py, &e))?;
-    let np = cfg.pmus.len();
-    let n = c.n;
-    let first = |v: &Vec<f64>| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
+    let c = py.detach(|| rt::batch::decode_batch(buffer, &cfg, batch_threads())).map_err(|e| frame_err(py, &e))?;
+    let (n, np) = (c.rows, c.num_pmu);
+    let first_f64 = |v: &[f64]| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
     let d = PyDict::new(py);
-    d.set_item("freq", first(&c.freq).into_pyarray(py))?;
-    d.set_item("dfreq", first(&c.dfreq).into_pyarray(py))?;
+    d.set_item("freq", first_f64(&c.freq).into_pyarray(py))?;
+    d.set_item("dfreq", first_f64(&c.dfreq).into_pyarray(py))?;
     d.set_item("stat", c.stat.iter().step_by(np.max(1)).copied().collect::<Vec<u16>>().into_pyarray(py))?;
     d.set_item("time", c.time.into_pyarray(py))?;
     d.set_item("soc", c.soc.into_pyarray(py))?;
@@ -252,11 +200,10 @@ fn decode_batch<'py>(py: Python<'py>, buffer: &[u8], config: &Bound<'py, ConfigF
     d.set_item("pmu_freq", array2(py, n, np, c.freq))?;
     d.set_item("pmu_dfreq", array2(py, n, np, c.dfreq))?;
     d.set_item("pmu_stat", array2(py, n, np, c.stat))?;
-    let nph = cfg.pmus.iter().map(|p| p.phnmr()).sum();
-    d.set_item("magnitude", array2(py, n, nph, c.magnitude))?;
-    d.set_item("angle", array2(py, n, nph, c.angle))?;
-    d.set_item("analogs", array2(py, n, cfg.pmus.iter().map(|p| p.annmr()).sum(), c.analogs))?;
-    d.set_item("digitals", array2(py, n, cfg.pmus.iter().map(|p| p.dgnmr()).sum(), c.digitals))?;
+    d.set_item("magnitude", array2(py, n, c.phasors, c.magnitude))?;
+    d.set_item("angle", array2(py, n, c.phasors, c.angle))?;
+    d.set_item("analogs", array2(py, n, c.analogs, c.analog))?;
+    d.set_item("digitals", array2(py, n, c.digitals, c.digital))?;
     Ok(d)
 }
 

@@ -2,10 +2,10 @@
 //! without allocation (`decode_data_into` reuses the output's vectors).
 
 use super::common::{
-    begin_frame, check_frame, check_header_for_encode, finish_frame, FrameType, Header, Reader,
+    begin_frame, check_frame, check_header_for_encode, finish_frame, FrameType, Header,
     TimeQuality, HEADER_LEN,
 };
-use super::config::Config;
+use super::config::{Config, PmuConfig};
 use crate::error::{FrameError, FrameErrorKind};
 
 /// One phasor in engineering units (V or A) and radians.
@@ -184,62 +184,122 @@ pub fn decode_checked(
     while out.pmus.len() < cfg.pmus.len() {
         out.pmus.push(PmuData::default());
     }
-    let mut r = Reader::new(buf, HEADER_LEN, h.framesize - 2);
+    let mut pos = HEADER_LEN;
     for (pc, pd) in cfg.pmus.iter().zip(out.pmus.iter_mut()) {
-        let f = pc.format;
         pd.idcode = pc.idcode;
-        pd.stat = Stat(r.u16("STAT")?);
         pd.phasors.clear();
-        for i in 0..pc.phnmr() {
-            let p = if f.phasors_float() {
-                let (a, b) = (f64::from(r.f32("PHASORS")?), f64::from(r.f32("PHASORS")?));
-                if f.polar() {
-                    Phasor {
-                        magnitude: a,
-                        angle: b,
-                    }
-                } else {
-                    Phasor::from_rect(a, b)
-                }
-            } else {
-                let k = pc.phasor_factor(i);
-                if f.polar() {
-                    let m = f64::from(r.u16("PHASORS")?);
-                    let a = f64::from(r.i16("PHASORS")?);
-                    Phasor {
-                        magnitude: m * k,
-                        angle: a * 1e-4,
-                    }
-                } else {
-                    let (re, im) = (f64::from(r.i16("PHASORS")?), f64::from(r.i16("PHASORS")?));
-                    Phasor::from_rect(re * k, im * k)
-                }
-            };
-            pd.phasors.push(p);
-        }
-        if f.freq_float() {
-            pd.freq = f64::from(r.f32("FREQ")?);
-            pd.dfreq = f64::from(r.f32("DFREQ")?);
-        } else {
-            pd.freq = pc.fnom() + f64::from(r.i16("FREQ")?) * 1e-3;
-            pd.dfreq = f64::from(r.i16("DFREQ")?) * 1e-2;
-        }
         pd.analogs.clear();
-        for i in 0..pc.annmr() {
-            let v = if f.analogs_float() {
-                f64::from(r.f32("ANALOG")?)
-            } else {
-                let (k, off) = pc.analog_factor(i);
-                f64::from(r.i16("ANALOG")?) * k + off
-            };
-            pd.analogs.push(v);
-        }
         pd.digitals.clear();
-        for _ in 0..pc.dgnmr() {
-            pd.digitals.push(r.u16("DIGITAL")?);
-        }
+        walk_pmu(buf, &mut pos, pc, pd);
     }
     Ok(())
+}
+
+/// Receives the values of one PMU block as `walk_pmu` reads them.
+pub(crate) trait PmuSink {
+    fn stat(&mut self, s: Stat);
+    fn phasor(&mut self, p: Phasor);
+    fn freq(&mut self, freq: f64, dfreq: f64);
+    fn analog(&mut self, v: f64);
+    fn digital(&mut self, d: u16);
+}
+
+impl PmuSink for PmuData {
+    #[inline]
+    fn stat(&mut self, s: Stat) {
+        self.stat = s;
+    }
+    #[inline]
+    fn phasor(&mut self, p: Phasor) {
+        self.phasors.push(p);
+    }
+    #[inline]
+    fn freq(&mut self, freq: f64, dfreq: f64) {
+        self.freq = freq;
+        self.dfreq = dfreq;
+    }
+    #[inline]
+    fn analog(&mut self, v: f64) {
+        self.analogs.push(v);
+    }
+    #[inline]
+    fn digital(&mut self, d: u16) {
+        self.digitals.push(d);
+    }
+}
+
+#[inline]
+fn be16(buf: &[u8], at: usize) -> [u8; 2] {
+    [buf[at], buf[at + 1]]
+}
+#[inline]
+fn be32(buf: &[u8], at: usize) -> [u8; 4] {
+    [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+}
+
+/// Read one PMU block at `*pos`. The caller has checked that FRAMESIZE equals the size
+/// the configuration implies, so every field is inside `buf` (indexing cannot fail).
+#[inline]
+pub(crate) fn walk_pmu<S: PmuSink>(buf: &[u8], pos: &mut usize, pc: &PmuConfig, sink: &mut S) {
+    let f = pc.format;
+    let mut p = *pos;
+    sink.stat(Stat(u16::from_be_bytes(be16(buf, p))));
+    p += 2;
+    for i in 0..pc.phnmr() {
+        let ph = if f.phasors_float() {
+            let a = f64::from(f32::from_be_bytes(be32(buf, p)));
+            let b = f64::from(f32::from_be_bytes(be32(buf, p + 4)));
+            p += 8;
+            if f.polar() {
+                Phasor { magnitude: a, angle: b }
+            } else {
+                Phasor::from_rect(a, b)
+            }
+        } else {
+            let k = pc.phasor_factor(i);
+            let r = p;
+            p += 4;
+            if f.polar() {
+                let m = f64::from(u16::from_be_bytes(be16(buf, r)));
+                let a = f64::from(i16::from_be_bytes(be16(buf, r + 2)));
+                Phasor { magnitude: m * k, angle: a * 1e-4 }
+            } else {
+                let re = f64::from(i16::from_be_bytes(be16(buf, r)));
+                let im = f64::from(i16::from_be_bytes(be16(buf, r + 2)));
+                Phasor::from_rect(re * k, im * k)
+            }
+        };
+        sink.phasor(ph);
+    }
+    if f.freq_float() {
+        let fr = f64::from(f32::from_be_bytes(be32(buf, p)));
+        let df = f64::from(f32::from_be_bytes(be32(buf, p + 4)));
+        p += 8;
+        sink.freq(fr, df);
+    } else {
+        let fr = f64::from(i16::from_be_bytes(be16(buf, p)));
+        let df = f64::from(i16::from_be_bytes(be16(buf, p + 2)));
+        p += 4;
+        sink.freq(pc.fnom() + fr * 1e-3, df * 1e-2);
+    }
+    for i in 0..pc.annmr() {
+        let v = if f.analogs_float() {
+            let v = f64::from(f32::from_be_bytes(be32(buf, p)));
+            p += 4;
+            v
+        } else {
+            let (k, off) = pc.analog_factor(i);
+            let v = f64::from(i16::from_be_bytes(be16(buf, p)));
+            p += 2;
+            v * k + off
+        };
+        sink.analog(v);
+    }
+    for _ in 0..pc.dgnmr() {
+        sink.digital(u16::from_be_bytes(be16(buf, p)));
+        p += 2;
+    }
+    *pos = p;
 }
 
 /// Decode a data frame into a new `DataFrame`.

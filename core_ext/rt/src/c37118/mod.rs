@@ -6,6 +6,7 @@
 //! input makes the codec panic, and nothing is allocated from an untrusted length beyond
 //! what the frame's own size allows.
 
+pub mod batch;
 pub mod cfg3;
 pub mod command;
 pub mod common;
