@@ -1,8 +1,9 @@
 """C37.118 data-frame decoding: vpp's compiled codec against pyPMU on the same bytes.
 
-The frame is one PMU with 4 phasors, 3 analogs and 1 digital word (all integer
-fields: pyPMU cannot read a float FREQ of 50 Hz, see tests/c37118/test_interop_pypmu.py). Each figure is the median over repeated timed blocks
-(time.perf_counter_ns), divided by the calls per block.
+The frame is one PMU with 4 phasors, 3 analogs and 1 digital word, all integer fields
+(pyPMU cannot read a float FREQ of 50 Hz; see tests/c37118/test_interop_pypmu.py).
+Each figure is the median over repeated timed blocks (time.perf_counter_ns), divided
+by the calls per block. The batch figure is one `decode_batch` call over 10 000 frames.
 
 Run ``python benchmarks/bench_decode.py [--quick]`` to print the rows, or call
 :func:`run` from the benchmark suite.
@@ -12,6 +13,12 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import os
+
+# NumPy's OpenBLAS starts worker threads that spin and compete with the measured code for
+# cores; nothing here uses BLAS. Must be set before NumPy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import statistics
 import sys
 import time
@@ -66,10 +73,24 @@ def _pypmu_frame_module() -> Any:
 
 
 def _row(
-    name: str, value: float, unit: str, reference: str | None, ratio: float | None, target: str, minimum: float | None
+    name: str,
+    value: float,
+    unit: str,
+    reference: str | None,
+    ratio: float | None,
+    target: str,
+    minimum: float | None,
 ) -> dict[str, Any]:
     ok = None if ratio is None or minimum is None else ratio >= minimum
-    return {"name": name, "value": value, "unit": unit, "reference": reference, "ratio": ratio, "target": target, "ok": ok}
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "reference": reference,
+        "ratio": ratio,
+        "target": target,
+        "ok": ok,
+    }
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -83,7 +104,15 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     batch_ns = _median_ns(lambda: c.decode_batch(batch, cfg), 1, blocks) / BATCH_FRAMES
 
     rows = [
-        _row("c37118 decode, one data frame from Python", ours_ns / 1e3, "us/frame", None, None, "-", None),
+        _row(
+            "c37118 decode, one data frame from Python",
+            ours_ns / 1e3,
+            "us/frame",
+            None,
+            None,
+            "-",
+            None,
+        ),
         _row("c37118 decode_batch, per frame", batch_ns / 1e3, "us/frame", None, None, "-", None),
     ]
     try:
@@ -91,18 +120,40 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     except ImportError:
         return rows
     cfg_p = fr.ConfigFrame2.convert2frame(c.encode(cfg))
-    ref_ns = _median_ns(lambda: fr.DataFrame.convert2frame(raw, cfg_p), 100 if quick else 1_000, blocks)
+    ref_ns = _median_ns(
+        lambda: fr.DataFrame.convert2frame(raw, cfg_p), 100 if quick else 1_000, blocks
+    )
     ref = "pyPMU DataFrame.convert2frame"
     return [
-        _row("c37118 decode, one data frame from Python", ours_ns / 1e3, "us/frame", ref, ref_ns / ours_ns, ">= 100x", 100),
-        _row("c37118 decode_batch, per frame", batch_ns / 1e3, "us/frame", ref, ref_ns / batch_ns, ">= 1000x", 1000),
+        _row(
+            "c37118 decode, one data frame from Python",
+            ours_ns / 1e3,
+            "us/frame",
+            ref,
+            ref_ns / ours_ns,
+            ">= 100x",
+            100,
+        ),
+        _row(
+            "c37118 decode_batch, per frame",
+            batch_ns / 1e3,
+            "us/frame",
+            ref,
+            ref_ns / batch_ns,
+            ">= 1000x",
+            1000,
+        ),
         _row(ref, ref_ns / 1e3, "us/frame", None, None, "reference", None),
     ]
 
 
 def main(argv: list[str]) -> int:
     for r in run(quick="--quick" in argv):
-        ratio = "" if r["ratio"] is None else f"  x{r['ratio']:.0f} vs {r['reference']} (target {r['target']}, ok={r['ok']})"
+        ratio = (
+            ""
+            if r["ratio"] is None
+            else f"  x{r['ratio']:.0f} vs {r['reference']} (target {r['target']}, ok={r['ok']})"
+        )
         print(f"{r['name']:<45} {r['value']:10.3f} {r['unit']}{ratio}")
     return 0
 
