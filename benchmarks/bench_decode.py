@@ -67,7 +67,7 @@ def _frame(cfg: c.ConfigFrame, i: int) -> bytes:
 def _pypmu_frame_module() -> Any:
     # pyPMU still uses collections.Sequence, removed in Python 3.10.
     collections.Sequence = collections.abc.Sequence  # type: ignore[attr-defined]
-    from synchrophasor import frame
+    from synchrophasor import frame  # type: ignore[import-untyped]
 
     return frame
 
