@@ -89,7 +89,10 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 
 fn check(e: &FrameError, limit: usize, what: &str, input: &[u8]) {
     if e.field.is_empty() || e.offset > limit {
-        eprintln!("malformed error {e:?} ({what}, input {} bytes): {input:02x?}", input.len());
+        eprintln!(
+            "malformed error {e:?} ({what}, input {} bytes): {input:02x?}",
+            input.len()
+        );
         std::process::exit(1);
     }
 }

@@ -84,23 +84,37 @@ impl PmuSink for Cursor<'_, '_> {
     }
 }
 
-fn decode_block(buf: &[u8], first_row: usize, cfg: &Config, c: &Columns, mut b: Block<'_>) -> Result<(), FrameError> {
+fn decode_block(
+    buf: &[u8],
+    first_row: usize,
+    cfg: &Config,
+    c: &Columns,
+    mut b: Block<'_>,
+) -> Result<(), FrameError> {
     let size = cfg.data_frame_size();
     let tb = f64::from(cfg.time_base.max(1));
     for (i, frame) in buf.chunks_exact(size).enumerate() {
         let at = (first_row + i) * size;
         let h = check_frame(frame).map_err(|e| e.shifted(at))?;
         if h.frame_type != FrameType::Data {
-            return Err(FrameError::new(FrameErrorKind::Value, "SYNC", at + 1).with_values(0, u64::from(h.frame_type.code())));
+            return Err(FrameError::new(FrameErrorKind::Value, "SYNC", at + 1)
+                .with_values(0, u64::from(h.frame_type.code())));
         }
         if h.idcode != cfg.idcode {
-            return Err(FrameError::new(FrameErrorKind::Mismatch, "IDCODE", at + 4).with_values(u64::from(cfg.idcode), u64::from(h.idcode)));
+            return Err(FrameError::new(FrameErrorKind::Mismatch, "IDCODE", at + 4)
+                .with_values(u64::from(cfg.idcode), u64::from(h.idcode)));
         }
         b.time[i] = f64::from(h.soc) + f64::from(h.fraction) / tb;
         b.soc[i] = h.soc;
         b.fracsec[i] = h.fraction;
         let mut pos = super::common::HEADER_LEN;
-        let mut cur = Cursor { b: &mut b, pmu: i * c.num_pmu, ph: i * c.phasors, an: i * c.analogs, dg: i * c.digitals };
+        let mut cur = Cursor {
+            b: &mut b,
+            pmu: i * c.num_pmu,
+            ph: i * c.phasors,
+            an: i * c.analogs,
+            dg: i * c.digitals,
+        };
         for pc in &cfg.pmus {
             walk_pmu(frame, &mut pos, pc, &mut cur);
             cur.pmu += 1;
@@ -113,12 +127,23 @@ fn decode_block(buf: &[u8], first_row: usize, cfg: &Config, c: &Columns, mut b: 
 /// `threads` threads (1 = this thread only). The first failing frame's error is
 /// returned, with its offset in `buf`.
 pub fn decode_batch(buf: &[u8], cfg: &Config, threads: usize) -> Result<Columns, FrameError> {
+    decode_batch_split(buf, cfg, threads, ROWS_PER_THREAD)
+}
+
+/// `decode_batch` with the smallest number of rows a thread is given as a parameter.
+pub fn decode_batch_split(
+    buf: &[u8],
+    cfg: &Config,
+    threads: usize,
+    rows_per_thread: usize,
+) -> Result<Columns, FrameError> {
     let size = cfg.data_frame_size();
     let rows = buf.len() / size;
     if buf.len() % size != 0 {
         let at = rows * size;
         // FRAMESIZE of a partial last frame may itself be missing: blame where it starts.
-        return Err(FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", at).with_values(size as u64, (buf.len() - at) as u64));
+        return Err(FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", at)
+            .with_values(size as u64, (buf.len() - at) as u64));
     }
     let num_pmu = cfg.pmus.len();
     let phasors = cfg.pmus.iter().map(|p| p.phnmr()).sum();
@@ -141,9 +166,19 @@ pub fn decode_batch(buf: &[u8], cfg: &Config, threads: usize) -> Result<Columns,
         analog: vec![0.0; rows * analogs],
         digital: vec![0; rows * digitals],
     };
-    let threads = threads.clamp(1, 64).min(rows / ROWS_PER_THREAD).max(1);
+    let threads = threads
+        .clamp(1, 64)
+        .min(rows / rows_per_thread.max(1))
+        .max(1);
     let per = rows.div_ceil(threads).max(1);
-    let shape = Columns { rows, num_pmu, phasors, analogs, digitals, ..Default::default() };
+    let shape = Columns {
+        rows,
+        num_pmu,
+        phasors,
+        analogs,
+        digitals,
+        ..Default::default()
+    };
     let mut blocks = Vec::with_capacity(threads);
     {
         let mut rest = (
@@ -172,13 +207,26 @@ pub fn decode_batch(buf: &[u8], cfg: &Config, threads: usize) -> Result<Columns,
             let (an, r8) = std::mem::take(&mut rest.8).split_at_mut(n * analogs);
             let (dg, r9) = std::mem::take(&mut rest.9).split_at_mut(n * digitals);
             rest = (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9);
-            let block = Block { time: t, soc: s, fracsec: f, freq: fr, dfreq: df, stat: st, magnitude: m, angle: a, analog: an, digital: dg };
+            let block = Block {
+                time: t,
+                soc: s,
+                fracsec: f,
+                freq: fr,
+                dfreq: df,
+                stat: st,
+                magnitude: m,
+                angle: a,
+                analog: an,
+                digital: dg,
+            };
             blocks.push((row, &buf[row * size..(row + n) * size], block));
             row += n;
         }
     }
     let result = if blocks.len() <= 1 {
-        blocks.into_iter().try_for_each(|(row, part, b)| decode_block(part, row, cfg, &shape, b))
+        blocks
+            .into_iter()
+            .try_for_each(|(row, part, b)| decode_block(part, row, cfg, &shape, b))
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = blocks
@@ -191,7 +239,9 @@ pub fn decode_batch(buf: &[u8], cfg: &Config, threads: usize) -> Result<Columns,
             // Joined in order, so the first error is the earliest frame's.
             let mut first = Ok(());
             for h in handles {
-                let r = h.join().unwrap_or_else(|_| Err(FrameError::new(FrameErrorKind::Value, "SYNC", 0)));
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(FrameError::new(FrameErrorKind::Value, "SYNC", 0)));
                 if first.is_ok() {
                     first = r;
                 }
@@ -210,20 +260,34 @@ mod tests {
 
     #[test]
     fn columns_match_frame_decoding() {
-        for cfg in [one_pmu(Format(0x01)), one_pmu(Format(0x0E)), two_pmus(ConfigKind::Cfg2)] {
-            let rows = ROWS_PER_THREAD + 1000;
+        for cfg in [
+            one_pmu(Format(0x01)),
+            one_pmu(Format(0x0E)),
+            two_pmus(ConfigKind::Cfg2),
+        ] {
+            let rows = 3000;
             let buf: Vec<u8> = (0..rows).flat_map(|i| data_bytes(&cfg, i as u32)).collect();
             for threads in [1, 2, 3] {
-                let c = decode_batch(&buf, &cfg, threads).unwrap();
+                let c = decode_batch_split(&buf, &cfg, threads, 500).unwrap();
                 assert_eq!(c.rows, rows);
                 for i in [0, 1, rows / 2, rows / 2 + 1, rows - 1] {
-                    let want = super::super::decode_data(&buf[i * cfg.data_frame_size()..(i + 1) * cfg.data_frame_size()], &cfg).unwrap();
+                    let want = super::super::decode_data(
+                        &buf[i * cfg.data_frame_size()..(i + 1) * cfg.data_frame_size()],
+                        &cfg,
+                    )
+                    .unwrap();
                     assert_eq!(c.time[i], want.time());
                     assert_eq!(c.freq[i * c.num_pmu], want.pmus[0].freq);
                     let p = &want.pmus[c.num_pmu - 1];
                     assert_eq!(c.stat[i * c.num_pmu + c.num_pmu - 1], p.stat.0);
-                    assert_eq!(c.magnitude[(i + 1) * c.phasors - 1], p.phasors.last().unwrap().magnitude);
-                    assert_eq!(c.digital[(i + 1) * c.digitals - 1], *p.digitals.last().unwrap());
+                    assert_eq!(
+                        c.magnitude[(i + 1) * c.phasors - 1],
+                        p.phasors.last().unwrap().magnitude
+                    );
+                    assert_eq!(
+                        c.digital[(i + 1) * c.digitals - 1],
+                        *p.digitals.last().unwrap()
+                    );
                 }
                 let _ = data_for(&cfg, 0);
             }
@@ -234,14 +298,17 @@ mod tests {
     fn errors_carry_buffer_offsets() {
         let cfg = one_pmu(Format(0x01));
         let size = cfg.data_frame_size();
-        let rows = 2 * ROWS_PER_THREAD as u32 + 10;
+        let rows = 3000;
         let mut buf: Vec<u8> = (0..rows).flat_map(|i| data_bytes(&cfg, i)).collect();
-        let (a, b) = (ROWS_PER_THREAD + 5, ROWS_PER_THREAD + 9);
+        let (a, b) = (1505, 2509);
         buf[a * size + 20] ^= 1;
         buf[b * size + 20] ^= 1;
         for threads in [1, 2] {
-            let e = decode_batch(&buf, &cfg, threads).unwrap_err();
-            assert_eq!((e.kind, e.offset), (FrameErrorKind::Crc, (a + 1) * size - 2));
+            let e = decode_batch_split(&buf, &cfg, threads, 1000).unwrap_err();
+            assert_eq!(
+                (e.kind, e.offset),
+                (FrameErrorKind::Crc, (a + 1) * size - 2)
+            );
         }
         let e = decode_batch(&buf[..size + 3], &cfg, 1).unwrap_err();
         assert_eq!((e.kind, e.offset), (FrameErrorKind::Truncated, size));

@@ -14,7 +14,11 @@ const fn build_tables() -> [[u16; 256]; 16] {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         t[0][i] = crc;
@@ -38,7 +42,8 @@ const fn build_tables() -> [[u16; 256]; 16] {
 /// loop unrolls into independent lookups.
 #[inline(always)]
 fn block<const N: usize>(crc: u16, c: &[u8; N]) -> u16 {
-    let mut acc = TABLES[N - 1][usize::from(c[0] ^ (crc >> 8) as u8)] ^ TABLES[N - 2][usize::from(c[1] ^ crc as u8)];
+    let mut acc = TABLES[N - 1][usize::from(c[0] ^ (crc >> 8) as u8)]
+        ^ TABLES[N - 2][usize::from(c[1] ^ crc as u8)];
     let mut j = 2;
     while j < N {
         acc ^= TABLES[N - 1 - j][usize::from(c[j])];
@@ -115,7 +120,12 @@ mod tests {
         }
         let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
         for n in 0..40 {
-            assert_eq!(crc_ccitt(&data[n..]), bitwise(&data[n..]), "length {}", 1000 - n);
+            assert_eq!(
+                crc_ccitt(&data[n..]),
+                bitwise(&data[n..]),
+                "length {}",
+                1000 - n
+            );
         }
     }
 }

@@ -136,9 +136,13 @@ impl StreamDecoder {
         let err = (left > 0 && !self.in_garbage).then(|| {
             let need = peek(&self.buf[self.start..self.end]).map_or(0, |(_, _, s)| s);
             // FRAMESIZE is only there to blame if its bytes arrived.
-            let (field, at) = if left >= 4 { ("FRAMESIZE", 2) } else { ("SYNC", 0) };
+            let (field, at) = if left >= 4 {
+                ("FRAMESIZE", 2)
+            } else {
+                ("SYNC", 0)
+            };
             FrameError::new(FrameErrorKind::Truncated, field, self.pos as usize + at)
-            .with_values(need as u64, left as u64)
+                .with_values(need as u64, left as u64)
         });
         self.pos += left as u64;
         self.start = 0;
