@@ -1,7 +1,10 @@
-//! `vpp._core` face of the C37.118 codec: frame classes (in `c37118/frames.rs`),
+//! `vpp._core` face of the C37.118 codec: frame classes (in `c37118/`),
 //! `decode`, `encode`, `StreamDecoder` and the GIL-free `decode_batch` to NumPy arrays.
 
-mod frames;
+mod config;
+mod data;
+mod header_command;
+mod time;
 
 use std::sync::Arc;
 
@@ -9,16 +12,23 @@ use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
-use vpp_rt::c37118::{self as rt, Config, ConfigStore, Frame, FrameStream as RtStream, StreamEvent};
+use vpp_rt::c37118::{
+    self as rt, Config, ConfigStore, Frame, FrameStream as RtStream, StreamEvent,
+};
 use vpp_rt::{FrameError, FrameErrorKind};
 
 use crate::errors::frame_err;
-pub use frames::{Cfg3Fragment, CommandFrame, ConfigFrame, DataFrame, HeaderFrame, PmuConfig, PmuData, TimeQuality};
+pub use config::{Cfg3Fragment, ConfigFrame, PmuConfig};
+pub use data::{DataFrame, PmuData};
+pub use header_command::{CommandFrame, HeaderFrame};
+pub use time::TimeQuality;
 
 /// The configurations passed as `configs=`: None, one ConfigFrame, an iterable of them,
 /// or a dict whose values are ConfigFrames.
 fn configs_of(configs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Arc<Config>>> {
-    let Some(obj) = configs else { return Ok(Vec::new()) };
+    let Some(obj) = configs else {
+        return Ok(Vec::new());
+    };
     if obj.is_none() {
         return Ok(Vec::new());
     }
@@ -29,7 +39,8 @@ fn configs_of(configs: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Arc<Config>>> 
         Ok(d) => d.values().into_any().try_iter()?,
         Err(_) => obj.try_iter()?,
     };
-    iter.map(|item| Ok(Arc::clone(&item?.cast::<ConfigFrame>()?.get().inner))).collect()
+    iter.map(|item| Ok(Arc::clone(&item?.cast::<ConfigFrame>()?.get().inner)))
+        .collect()
 }
 
 /// Wrap a decoded frame in its Python class; data frames take their configuration from `cfg`.
@@ -40,7 +51,13 @@ fn frame_to_py(py: Python<'_>, frame: Frame, cfg: Option<Arc<Config>>) -> PyResu
             Py::new(py, DataFrame { inner, config })?.into_any()
         }
         Frame::Header(inner) => Py::new(py, HeaderFrame { inner })?.into_any(),
-        Frame::Config(c) => Py::new(py, ConfigFrame { inner: cfg.unwrap_or_else(|| Arc::new(c)) })?.into_any(),
+        Frame::Config(c) => Py::new(
+            py,
+            ConfigFrame {
+                inner: cfg.unwrap_or_else(|| Arc::new(c)),
+            },
+        )?
+        .into_any(),
         Frame::Cfg3Fragment(inner) => Py::new(py, Cfg3Fragment { inner })?.into_any(),
         Frame::Command(inner) => Py::new(py, CommandFrame { inner })?.into_any(),
     })
@@ -54,17 +71,32 @@ fn decode(py: Python<'_>, data: &[u8], configs: Option<&Bound<'_, PyAny>>) -> Py
     let h = rt::check_frame(data).map_err(|e| frame_err(py, &e))?;
     if h.frame_type == rt::FrameType::Data {
         // One ConfigFrame is the common case: skip building a list for it.
-        let single = configs.and_then(|o| o.cast::<ConfigFrame>().ok()).map(|c| Arc::clone(&c.get().inner));
+        let single = configs
+            .and_then(|o| o.cast::<ConfigFrame>().ok())
+            .map(|c| Arc::clone(&c.get().inner));
         let cfg = match single {
             Some(c) => Some(c).filter(|c| c.idcode == h.idcode),
-            None => configs_of(configs)?.into_iter().find(|c| c.idcode == h.idcode),
+            None => configs_of(configs)?
+                .into_iter()
+                .find(|c| c.idcode == h.idcode),
         };
         let cfg = cfg.ok_or_else(|| {
-            frame_err(py, &FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4).with_found(u64::from(h.idcode)))
+            frame_err(
+                py,
+                &FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
+                    .with_found(u64::from(h.idcode)),
+            )
         })?;
         let mut out = rt::DataFrame::with_capacity_for(&cfg);
         rt::data::decode_checked(data, &h, &cfg, &mut out).map_err(|e| frame_err(py, &e))?;
-        return Ok(Py::new(py, DataFrame { inner: out, config: cfg })?.into_any());
+        return Ok(Py::new(
+            py,
+            DataFrame {
+                inner: out,
+                config: cfg,
+            },
+        )?
+        .into_any());
     }
     let frame = rt::decode_checked(data, &h, &ConfigStore::new()).map_err(|e| frame_err(py, &e))?;
     frame_to_py(py, frame, None)
@@ -114,7 +146,11 @@ fn event_to_py(py: Python<'_>, ev: StreamEvent, store: &ConfigStore) -> PyResult
             (offset, frame_to_py(py, frame, cfg)?)
         }
     };
-    Ok(PyTuple::new(py, [offset.into_pyobject(py)?.into_any().unbind(), item])?.into_any().unbind())
+    Ok(
+        PyTuple::new(py, [offset.into_pyobject(py)?.into_any().unbind(), item])?
+            .into_any()
+            .unbind(),
+    )
 }
 
 #[pymethods]
@@ -126,7 +162,9 @@ impl StreamDecoder {
         for c in configs_of(configs)? {
             store.insert_arc(c);
         }
-        Ok(Self { inner: RtStream::with_configs(store) })
+        Ok(Self {
+            inner: RtStream::with_configs(store),
+        })
     }
 
     /// Push bytes; returns the completed `(stream offset, frame or FrameError)` pairs.
@@ -144,14 +182,20 @@ impl StreamDecoder {
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         if let Some(e) = self.inner.finish() {
-            out.append(event_to_py(py, StreamEvent::Error(e), self.inner.configs())?)?;
+            out.append(event_to_py(
+                py,
+                StreamEvent::Error(e),
+                self.inner.configs(),
+            )?)?;
         }
         Ok(out)
     }
 
     /// Remember a configuration (for data frames whose configuration came out of band).
     fn add_config(&mut self, config: &Bound<'_, ConfigFrame>) {
-        self.inner.configs_mut().insert_arc(Arc::clone(&config.get().inner));
+        self.inner
+            .configs_mut()
+            .insert_arc(Arc::clone(&config.get().inner));
     }
 
     /// The configurations known so far.
@@ -160,7 +204,16 @@ impl StreamDecoder {
         let s = self.inner.configs();
         let mut ids: Vec<u16> = s.idcodes().collect();
         ids.sort_unstable();
-        ids.into_iter().map(|id| Py::new(py, ConfigFrame { inner: s.get_arc(id).expect("listed") })).collect()
+        ids.into_iter()
+            .map(|id| {
+                Py::new(
+                    py,
+                    ConfigFrame {
+                        inner: s.get_arc(id).expect("listed"),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Stream offset of the next byte not yet consumed.
@@ -170,8 +223,16 @@ impl StreamDecoder {
     }
 }
 
-fn array2<'py, T: numpy::Element>(py: Python<'py>, n: usize, m: usize, v: Vec<T>) -> Bound<'py, PyAny> {
-    Array2::from_shape_vec((n, m), v).expect("column sizes match").into_pyarray(py).into_any()
+fn array2<'py, T: numpy::Element>(
+    py: Python<'py>,
+    n: usize,
+    m: usize,
+    v: Vec<T>,
+) -> Bound<'py, PyAny> {
+    Array2::from_shape_vec((n, m), v)
+        .expect("column sizes match")
+        .into_pyarray(py)
+        .into_any()
 }
 
 /// Threads for `decode_batch`: the machine's parallelism, at most 8.
@@ -185,15 +246,29 @@ fn batch_threads() -> usize {
 /// `magnitude`, `angle` (n, all phasors), `analogs` (n, all analogs), `digitals`
 /// (n, all digital words), columns in configuration order.
 #[pyfunction]
-fn decode_batch<'py>(py: Python<'py>, buffer: &[u8], config: &Bound<'py, ConfigFrame>) -> PyResult<Bound<'py, PyDict>> {
+fn decode_batch<'py>(
+    py: Python<'py>,
+    buffer: &[u8],
+    config: &Bound<'py, ConfigFrame>,
+) -> PyResult<Bound<'py, PyDict>> {
     let cfg = Arc::clone(&config.get().inner);
-    let c = py.detach(|| rt::batch::decode_batch(buffer, &cfg, batch_threads())).map_err(|e| frame_err(py, &e))?;
+    let c = py
+        .detach(|| rt::batch::decode_batch(buffer, &cfg, batch_threads()))
+        .map_err(|e| frame_err(py, &e))?;
     let (n, np) = (c.rows, c.num_pmu);
     let first_f64 = |v: &[f64]| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
     let d = PyDict::new(py);
     d.set_item("freq", first_f64(&c.freq).into_pyarray(py))?;
     d.set_item("dfreq", first_f64(&c.dfreq).into_pyarray(py))?;
-    d.set_item("stat", c.stat.iter().step_by(np.max(1)).copied().collect::<Vec<u16>>().into_pyarray(py))?;
+    d.set_item(
+        "stat",
+        c.stat
+            .iter()
+            .step_by(np.max(1))
+            .copied()
+            .collect::<Vec<u16>>()
+            .into_pyarray(py),
+    )?;
     d.set_item("time", c.time.into_pyarray(py))?;
     d.set_item("soc", c.soc.into_pyarray(py))?;
     d.set_item("fracsec", c.fracsec.into_pyarray(py))?;
