@@ -126,6 +126,9 @@ fn encode<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py
     Ok(PyBytes::new(py, &out))
 }
 
+/// Feeds at least this large release the GIL while they decode.
+const DETACH_BYTES: usize = 16 * 1024;
+
 /// Incremental decoder of a C37.118 byte stream (TCP): `feed` bytes in any chunks and
 /// get `(offset, frame_or_error)` pairs; configurations seen are kept so that data frames
 /// decode, CFG-3 fragments are joined, and garbage is reported once before resync.
@@ -169,8 +172,14 @@ impl StreamDecoder {
 
     /// Push bytes; returns the completed `(stream offset, frame or FrameError)` pairs.
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let mut events = Vec::new();
-        self.inner.feed(data, |e| events.push(e));
+        let inner = &mut self.inner;
+        // Large reads (a file, a backlog) decode without the GIL; small ones are not
+        // worth the hand-over.
+        let events = if data.len() >= DETACH_BYTES {
+            py.detach(|| inner.feed_collect(data))
+        } else {
+            inner.feed_collect(data)
+        };
         let out = PyList::empty(py);
         for ev in events {
             out.append(event_to_py(py, ev, self.inner.configs())?)?;

@@ -4,7 +4,7 @@
 
 use super::common::check_frame;
 use super::config::Config;
-use super::data::{walk_pmu, Phasor, PmuSink, Stat};
+use super::data::{walk_pmu, Phasor, PmuLayout, PmuSink, Stat};
 use super::FrameType;
 use crate::error::{FrameError, FrameErrorKind};
 
@@ -88,6 +88,7 @@ fn decode_block(
     buf: &[u8],
     first_row: usize,
     cfg: &Config,
+    layout: &[PmuLayout],
     c: &Columns,
     mut b: Block<'_>,
 ) -> Result<(), FrameError> {
@@ -115,8 +116,8 @@ fn decode_block(
             an: i * c.analogs,
             dg: i * c.digitals,
         };
-        for pc in &cfg.pmus {
-            walk_pmu(frame, &mut pos, pc, &mut cur);
+        for pl in layout {
+            walk_pmu(frame, &mut pos, pl, &mut cur);
             cur.pmu += 1;
         }
     }
@@ -179,6 +180,8 @@ pub fn decode_batch_split(
         digitals,
         ..Default::default()
     };
+    // Scale factors once per call, not once per frame.
+    let layout: Vec<PmuLayout> = cfg.pmus.iter().map(PmuLayout::of).collect();
     let mut blocks = Vec::with_capacity(threads);
     {
         let mut rest = (
@@ -226,14 +229,15 @@ pub fn decode_batch_split(
     let result = if blocks.len() <= 1 {
         blocks
             .into_iter()
-            .try_for_each(|(row, part, b)| decode_block(part, row, cfg, &shape, b))
+            .try_for_each(|(row, part, b)| decode_block(part, row, cfg, &layout, &shape, b))
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = blocks
                 .into_iter()
                 .map(|(row, part, b)| {
                     let shape = &shape;
-                    s.spawn(move || decode_block(part, row, cfg, shape, b))
+                    let layout = &layout[..];
+                    s.spawn(move || decode_block(part, row, cfg, layout, shape, b))
                 })
                 .collect();
             // Joined in order, so the first error is the earliest frame's.

@@ -2,7 +2,7 @@
 //! without allocation (`decode_data_into` reuses the output's vectors).
 
 use super::common::{check_frame, FrameType, Header, TimeQuality, HEADER_LEN};
-use super::config::{Config, PmuConfig};
+use super::config::{Config, Format, PmuConfig};
 pub use super::data_encode::encode_data;
 use crate::error::{FrameError, FrameErrorKind};
 
@@ -193,6 +193,83 @@ pub fn decode_checked(
     Ok(())
 }
 
+/// What `walk_pmu` needs to know about a PMU: its FORMAT, counts and scale factors.
+pub(crate) trait PmuScales {
+    fn format(&self) -> Format;
+    /// (PHNMR, ANNMR, DGNMR).
+    fn counts(&self) -> (usize, usize, usize);
+    fn phasor_factor(&self, i: usize) -> f64;
+    fn analog_factor(&self, i: usize) -> (f64, f64);
+    fn fnom(&self) -> f64;
+}
+
+impl PmuScales for PmuConfig {
+    #[inline]
+    fn format(&self) -> Format {
+        self.format
+    }
+    #[inline]
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.phnmr(), self.annmr(), self.dgnmr())
+    }
+    #[inline]
+    fn phasor_factor(&self, i: usize) -> f64 {
+        PmuConfig::phasor_factor(self, i)
+    }
+    #[inline]
+    fn analog_factor(&self, i: usize) -> (f64, f64) {
+        PmuConfig::analog_factor(self, i)
+    }
+    #[inline]
+    fn fnom(&self) -> f64 {
+        PmuConfig::fnom(self)
+    }
+}
+
+/// Scale factors of one PMU worked out once, for decoding many frames (batch).
+pub(crate) struct PmuLayout {
+    format: Format,
+    phasor: Vec<f64>,
+    analog: Vec<(f64, f64)>,
+    dgnmr: usize,
+    fnom: f64,
+}
+
+impl PmuLayout {
+    pub(crate) fn of(pc: &PmuConfig) -> Self {
+        Self {
+            format: pc.format,
+            phasor: (0..pc.phnmr()).map(|i| pc.phasor_factor(i)).collect(),
+            analog: (0..pc.annmr()).map(|i| pc.analog_factor(i)).collect(),
+            dgnmr: pc.dgnmr(),
+            fnom: pc.fnom(),
+        }
+    }
+}
+
+impl PmuScales for PmuLayout {
+    #[inline]
+    fn format(&self) -> Format {
+        self.format
+    }
+    #[inline]
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.phasor.len(), self.analog.len(), self.dgnmr)
+    }
+    #[inline]
+    fn phasor_factor(&self, i: usize) -> f64 {
+        self.phasor[i]
+    }
+    #[inline]
+    fn analog_factor(&self, i: usize) -> (f64, f64) {
+        self.analog[i]
+    }
+    #[inline]
+    fn fnom(&self) -> f64 {
+        self.fnom
+    }
+}
+
 /// Receives the values of one PMU block as `walk_pmu` reads them.
 pub(crate) trait PmuSink {
     fn stat(&mut self, s: Stat);
@@ -238,12 +315,18 @@ fn be32(buf: &[u8], at: usize) -> [u8; 4] {
 /// Read one PMU block at `*pos`. The caller has checked that FRAMESIZE equals the size
 /// the configuration implies, so every field is inside `buf` (indexing cannot fail).
 #[inline]
-pub(crate) fn walk_pmu<S: PmuSink>(buf: &[u8], pos: &mut usize, pc: &PmuConfig, sink: &mut S) {
-    let f = pc.format;
+pub(crate) fn walk_pmu<S: PmuSink, P: PmuScales>(
+    buf: &[u8],
+    pos: &mut usize,
+    pc: &P,
+    sink: &mut S,
+) {
+    let f = pc.format();
+    let (phnmr, annmr, dgnmr) = pc.counts();
     let mut p = *pos;
     sink.stat(Stat(u16::from_be_bytes(be16(buf, p))));
     p += 2;
-    for i in 0..pc.phnmr() {
+    for i in 0..phnmr {
         let ph = if f.phasors_float() {
             let a = f64::from(f32::from_be_bytes(be32(buf, p)));
             let b = f64::from(f32::from_be_bytes(be32(buf, p + 4)));
@@ -286,7 +369,7 @@ pub(crate) fn walk_pmu<S: PmuSink>(buf: &[u8], pos: &mut usize, pc: &PmuConfig, 
         p += 4;
         sink.freq(pc.fnom() + fr * 1e-3, df * 1e-2);
     }
-    for i in 0..pc.annmr() {
+    for i in 0..annmr {
         let v = if f.analogs_float() {
             let v = f64::from(f32::from_be_bytes(be32(buf, p)));
             p += 4;
@@ -299,7 +382,7 @@ pub(crate) fn walk_pmu<S: PmuSink>(buf: &[u8], pos: &mut usize, pc: &PmuConfig, 
         };
         sink.analog(v);
     }
-    for _ in 0..pc.dgnmr() {
+    for _ in 0..dgnmr {
         sink.digital(u16::from_be_bytes(be16(buf, p)));
         p += 2;
     }
