@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use vpp_rt::c37118::{FrameStream, StreamEvent};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&k, rest)) = data.split_first() else { return };
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(k) + 1;
     let mut s = FrameStream::new();
     for part in rest.chunks(chunk) {

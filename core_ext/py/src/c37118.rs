@@ -1,7 +1,10 @@
-//! `vpp._core` face of the C37.118 codec: frame classes (in `c37118/frames.rs`),
+//! `vpp._core` face of the C37.118 codec: frame classes (in `c37118/`),
 //! `decode`, `encode`, `StreamDecoder` and the GIL-free `decode_batch` to NumPy arrays.
 
-mod frames;
+mod config;
+mod data;
+mod header_command;
+mod time;
 
 use std::sync::Arc;
 
@@ -15,10 +18,10 @@ use vpp_rt::c37118::{
 use vpp_rt::{FrameError, FrameErrorKind};
 
 use crate::errors::frame_err;
-pub use frames::{
-    Cfg3Fragment, CommandFrame, ConfigFrame, DataFrame, HeaderFrame, PmuConfig, PmuData,
-    TimeQuality,
-};
+pub use config::{Cfg3Fragment, ConfigFrame, PmuConfig};
+pub use data::{DataFrame, PmuData};
+pub use header_command::{CommandFrame, HeaderFrame};
+pub use time::TimeQuality;
 
 /// The configurations passed as `configs=`: None, one ConfigFrame, an iterable of them,
 /// or a dict whose values are ConfigFrames.
@@ -67,17 +70,23 @@ fn frame_to_py(py: Python<'_>, frame: Frame, cfg: Option<Arc<Config>>) -> PyResu
 fn decode(py: Python<'_>, data: &[u8], configs: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
     let h = rt::check_frame(data).map_err(|e| frame_err(py, &e))?;
     if h.frame_type == rt::FrameType::Data {
-        let cfgs = configs_of(configs)?;
-        let cfg = cfgs
-            .into_iter()
-            .find(|c| c.idcode == h.idcode)
-            .ok_or_else(|| {
-                frame_err(
-                    py,
-                    &FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
-                        .with_found(u64::from(h.idcode)),
-                )
-            })?;
+        // One ConfigFrame is the common case: skip building a list for it.
+        let single = configs
+            .and_then(|o| o.cast::<ConfigFrame>().ok())
+            .map(|c| Arc::clone(&c.get().inner));
+        let cfg = match single {
+            Some(c) => Some(c).filter(|c| c.idcode == h.idcode),
+            None => configs_of(configs)?
+                .into_iter()
+                .find(|c| c.idcode == h.idcode),
+        };
+        let cfg = cfg.ok_or_else(|| {
+            frame_err(
+                py,
+                &FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
+                    .with_found(u64::from(h.idcode)),
+            )
+        })?;
         let mut out = rt::DataFrame::with_capacity_for(&cfg);
         rt::data::decode_checked(data, &h, &cfg, &mut out).map_err(|e| frame_err(py, &e))?;
         return Ok(Py::new(
@@ -116,6 +125,9 @@ fn encode<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py
     res.map_err(|e| frame_err(py, &e))?;
     Ok(PyBytes::new(py, &out))
 }
+
+/// Feeds at least this large release the GIL while they decode.
+const DETACH_BYTES: usize = 16 * 1024;
 
 /// Incremental decoder of a C37.118 byte stream (TCP): `feed` bytes in any chunks and
 /// get `(offset, frame_or_error)` pairs; configurations seen are kept so that data frames
@@ -160,8 +172,14 @@ impl StreamDecoder {
 
     /// Push bytes; returns the completed `(stream offset, frame or FrameError)` pairs.
     fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let mut events = Vec::new();
-        self.inner.feed(data, |e| events.push(e));
+        let inner = &mut self.inner;
+        // Large reads (a file, a backlog) decode without the GIL; small ones are not
+        // worth the hand-over.
+        let events = if data.len() >= DETACH_BYTES {
+            py.detach(|| inner.feed_collect(data))
+        } else {
+            inner.feed_collect(data)
+        };
         let out = PyList::empty(py);
         for ev in events {
             out.append(event_to_py(py, ev, self.inner.configs())?)?;
@@ -214,70 +232,6 @@ impl StreamDecoder {
     }
 }
 
-/// Column buffers of `decode_batch`, filled without the GIL.
-struct Columns {
-    n: usize,
-    time: Vec<f64>,
-    soc: Vec<u32>,
-    fracsec: Vec<u32>,
-    freq: Vec<f64>,
-    dfreq: Vec<f64>,
-    stat: Vec<u16>,
-    magnitude: Vec<f64>,
-    angle: Vec<f64>,
-    analogs: Vec<f64>,
-    digitals: Vec<u16>,
-}
-
-fn decode_columns(buf: &[u8], cfg: &Config) -> Result<Columns, FrameError> {
-    let size = cfg.data_frame_size();
-    let n = buf.len() / size;
-    if buf.len() % size != 0 {
-        // Report the incomplete last frame where it starts.
-        let at = n * size;
-        return Err(
-            FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", at + 2)
-                .with_values(size as u64, (buf.len() - at) as u64),
-        );
-    }
-    let np = cfg.pmus.len();
-    let nph: usize = cfg.pmus.iter().map(|p| p.phnmr()).sum();
-    let nan: usize = cfg.pmus.iter().map(|p| p.annmr()).sum();
-    let ndg: usize = cfg.pmus.iter().map(|p| p.dgnmr()).sum();
-    let mut c = Columns {
-        n,
-        time: Vec::with_capacity(n),
-        soc: Vec::with_capacity(n),
-        fracsec: Vec::with_capacity(n),
-        freq: Vec::with_capacity(n * np),
-        dfreq: Vec::with_capacity(n * np),
-        stat: Vec::with_capacity(n * np),
-        magnitude: Vec::with_capacity(n * nph),
-        angle: Vec::with_capacity(n * nph),
-        analogs: Vec::with_capacity(n * nan),
-        digitals: Vec::with_capacity(n * ndg),
-    };
-    let mut df = rt::DataFrame::with_capacity_for(cfg);
-    for (i, frame) in buf.chunks_exact(size).enumerate() {
-        rt::decode_data_into(frame, cfg, &mut df).map_err(|e| e.shifted(i * size))?;
-        c.time.push(df.time());
-        c.soc.push(df.soc);
-        c.fracsec.push(df.fraction);
-        for p in &df.pmus {
-            c.freq.push(p.freq);
-            c.dfreq.push(p.dfreq);
-            c.stat.push(p.stat.0);
-            for ph in &p.phasors {
-                c.magnitude.push(ph.magnitude);
-                c.angle.push(ph.angle);
-            }
-            c.analogs.extend_from_slice(&p.analogs);
-            c.digitals.extend_from_slice(&p.digitals);
-        }
-    }
-    Ok(c)
-}
-
 fn array2<'py, T: numpy::Element>(
     py: Python<'py>,
     n: usize,
@@ -288,6 +242,11 @@ fn array2<'py, T: numpy::Element>(
         .expect("column sizes match")
         .into_pyarray(py)
         .into_any()
+}
+
+/// Threads for `decode_batch`: the machine's parallelism, at most 8.
+fn batch_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
 /// Decode a buffer of back-to-back data frames of one configuration, without the GIL,
@@ -303,14 +262,13 @@ fn decode_batch<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let cfg = Arc::clone(&config.get().inner);
     let c = py
-        .detach(|| decode_columns(buffer, &cfg))
+        .detach(|| rt::batch::decode_batch(buffer, &cfg, batch_threads()))
         .map_err(|e| frame_err(py, &e))?;
-    let np = cfg.pmus.len();
-    let n = c.n;
-    let first = |v: &Vec<f64>| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
+    let (n, np) = (c.rows, c.num_pmu);
+    let first_f64 = |v: &[f64]| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
     let d = PyDict::new(py);
-    d.set_item("freq", first(&c.freq).into_pyarray(py))?;
-    d.set_item("dfreq", first(&c.dfreq).into_pyarray(py))?;
+    d.set_item("freq", first_f64(&c.freq).into_pyarray(py))?;
+    d.set_item("dfreq", first_f64(&c.dfreq).into_pyarray(py))?;
     d.set_item(
         "stat",
         c.stat
@@ -326,17 +284,10 @@ fn decode_batch<'py>(
     d.set_item("pmu_freq", array2(py, n, np, c.freq))?;
     d.set_item("pmu_dfreq", array2(py, n, np, c.dfreq))?;
     d.set_item("pmu_stat", array2(py, n, np, c.stat))?;
-    let nph = cfg.pmus.iter().map(|p| p.phnmr()).sum();
-    d.set_item("magnitude", array2(py, n, nph, c.magnitude))?;
-    d.set_item("angle", array2(py, n, nph, c.angle))?;
-    d.set_item(
-        "analogs",
-        array2(py, n, cfg.pmus.iter().map(|p| p.annmr()).sum(), c.analogs),
-    )?;
-    d.set_item(
-        "digitals",
-        array2(py, n, cfg.pmus.iter().map(|p| p.dgnmr()).sum(), c.digitals),
-    )?;
+    d.set_item("magnitude", array2(py, n, c.phasors, c.magnitude))?;
+    d.set_item("angle", array2(py, n, c.phasors, c.angle))?;
+    d.set_item("analogs", array2(py, n, c.analogs, c.analog))?;
+    d.set_item("digitals", array2(py, n, c.digitals, c.digital))?;
     Ok(d)
 }
 

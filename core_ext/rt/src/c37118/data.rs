@@ -1,11 +1,9 @@
 //! Data frames: decoded against the configuration of their IDCODE, on the hot path
 //! without allocation (`decode_data_into` reuses the output's vectors).
 
-use super::common::{
-    begin_frame, check_frame, check_header_for_encode, finish_frame, FrameType, Header, Reader,
-    TimeQuality, HEADER_LEN,
-};
-use super::config::Config;
+use super::common::{check_frame, FrameType, Header, TimeQuality, HEADER_LEN};
+use super::config::{Config, Format, PmuConfig};
+pub use super::data_encode::encode_data;
 use crate::error::{FrameError, FrameErrorKind};
 
 /// One phasor in engineering units (V or A) and radians.
@@ -184,62 +182,211 @@ pub fn decode_checked(
     while out.pmus.len() < cfg.pmus.len() {
         out.pmus.push(PmuData::default());
     }
-    let mut r = Reader::new(buf, HEADER_LEN, h.framesize - 2);
+    let mut pos = HEADER_LEN;
     for (pc, pd) in cfg.pmus.iter().zip(out.pmus.iter_mut()) {
-        let f = pc.format;
         pd.idcode = pc.idcode;
-        pd.stat = Stat(r.u16("STAT")?);
         pd.phasors.clear();
-        for i in 0..pc.phnmr() {
-            let p = if f.phasors_float() {
-                let (a, b) = (f64::from(r.f32("PHASORS")?), f64::from(r.f32("PHASORS")?));
-                if f.polar() {
-                    Phasor {
-                        magnitude: a,
-                        angle: b,
-                    }
-                } else {
-                    Phasor::from_rect(a, b)
-                }
-            } else {
-                let k = pc.phasor_factor(i);
-                if f.polar() {
-                    let m = f64::from(r.u16("PHASORS")?);
-                    let a = f64::from(r.i16("PHASORS")?);
-                    Phasor {
-                        magnitude: m * k,
-                        angle: a * 1e-4,
-                    }
-                } else {
-                    let (re, im) = (f64::from(r.i16("PHASORS")?), f64::from(r.i16("PHASORS")?));
-                    Phasor::from_rect(re * k, im * k)
-                }
-            };
-            pd.phasors.push(p);
-        }
-        if f.freq_float() {
-            pd.freq = f64::from(r.f32("FREQ")?);
-            pd.dfreq = f64::from(r.f32("DFREQ")?);
-        } else {
-            pd.freq = pc.fnom() + f64::from(r.i16("FREQ")?) * 1e-3;
-            pd.dfreq = f64::from(r.i16("DFREQ")?) * 1e-2;
-        }
         pd.analogs.clear();
-        for i in 0..pc.annmr() {
-            let v = if f.analogs_float() {
-                f64::from(r.f32("ANALOG")?)
-            } else {
-                let (k, off) = pc.analog_factor(i);
-                f64::from(r.i16("ANALOG")?) * k + off
-            };
-            pd.analogs.push(v);
-        }
         pd.digitals.clear();
-        for _ in 0..pc.dgnmr() {
-            pd.digitals.push(r.u16("DIGITAL")?);
-        }
+        walk_pmu(buf, &mut pos, pc, pd);
     }
     Ok(())
+}
+
+/// What `walk_pmu` needs to know about a PMU: its FORMAT, counts and scale factors.
+pub(crate) trait PmuScales {
+    fn format(&self) -> Format;
+    /// (PHNMR, ANNMR, DGNMR).
+    fn counts(&self) -> (usize, usize, usize);
+    fn phasor_factor(&self, i: usize) -> f64;
+    fn analog_factor(&self, i: usize) -> (f64, f64);
+    fn fnom(&self) -> f64;
+}
+
+impl PmuScales for PmuConfig {
+    #[inline]
+    fn format(&self) -> Format {
+        self.format
+    }
+    #[inline]
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.phnmr(), self.annmr(), self.dgnmr())
+    }
+    #[inline]
+    fn phasor_factor(&self, i: usize) -> f64 {
+        PmuConfig::phasor_factor(self, i)
+    }
+    #[inline]
+    fn analog_factor(&self, i: usize) -> (f64, f64) {
+        PmuConfig::analog_factor(self, i)
+    }
+    #[inline]
+    fn fnom(&self) -> f64 {
+        PmuConfig::fnom(self)
+    }
+}
+
+/// Scale factors of one PMU worked out once, for decoding many frames (batch).
+pub(crate) struct PmuLayout {
+    format: Format,
+    phasor: Vec<f64>,
+    analog: Vec<(f64, f64)>,
+    dgnmr: usize,
+    fnom: f64,
+}
+
+impl PmuLayout {
+    pub(crate) fn of(pc: &PmuConfig) -> Self {
+        Self {
+            format: pc.format,
+            phasor: (0..pc.phnmr()).map(|i| pc.phasor_factor(i)).collect(),
+            analog: (0..pc.annmr()).map(|i| pc.analog_factor(i)).collect(),
+            dgnmr: pc.dgnmr(),
+            fnom: pc.fnom(),
+        }
+    }
+}
+
+impl PmuScales for PmuLayout {
+    #[inline]
+    fn format(&self) -> Format {
+        self.format
+    }
+    #[inline]
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.phasor.len(), self.analog.len(), self.dgnmr)
+    }
+    #[inline]
+    fn phasor_factor(&self, i: usize) -> f64 {
+        self.phasor[i]
+    }
+    #[inline]
+    fn analog_factor(&self, i: usize) -> (f64, f64) {
+        self.analog[i]
+    }
+    #[inline]
+    fn fnom(&self) -> f64 {
+        self.fnom
+    }
+}
+
+/// Receives the values of one PMU block as `walk_pmu` reads them.
+pub(crate) trait PmuSink {
+    fn stat(&mut self, s: Stat);
+    fn phasor(&mut self, p: Phasor);
+    fn freq(&mut self, freq: f64, dfreq: f64);
+    fn analog(&mut self, v: f64);
+    fn digital(&mut self, d: u16);
+}
+
+impl PmuSink for PmuData {
+    #[inline]
+    fn stat(&mut self, s: Stat) {
+        self.stat = s;
+    }
+    #[inline]
+    fn phasor(&mut self, p: Phasor) {
+        self.phasors.push(p);
+    }
+    #[inline]
+    fn freq(&mut self, freq: f64, dfreq: f64) {
+        self.freq = freq;
+        self.dfreq = dfreq;
+    }
+    #[inline]
+    fn analog(&mut self, v: f64) {
+        self.analogs.push(v);
+    }
+    #[inline]
+    fn digital(&mut self, d: u16) {
+        self.digitals.push(d);
+    }
+}
+
+#[inline]
+fn be16(buf: &[u8], at: usize) -> [u8; 2] {
+    [buf[at], buf[at + 1]]
+}
+#[inline]
+fn be32(buf: &[u8], at: usize) -> [u8; 4] {
+    [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+}
+
+/// Read one PMU block at `*pos`. The caller has checked that FRAMESIZE equals the size
+/// the configuration implies, so every field is inside `buf` (indexing cannot fail).
+#[inline]
+pub(crate) fn walk_pmu<S: PmuSink, P: PmuScales>(
+    buf: &[u8],
+    pos: &mut usize,
+    pc: &P,
+    sink: &mut S,
+) {
+    let f = pc.format();
+    let (phnmr, annmr, dgnmr) = pc.counts();
+    let mut p = *pos;
+    sink.stat(Stat(u16::from_be_bytes(be16(buf, p))));
+    p += 2;
+    for i in 0..phnmr {
+        let ph = if f.phasors_float() {
+            let a = f64::from(f32::from_be_bytes(be32(buf, p)));
+            let b = f64::from(f32::from_be_bytes(be32(buf, p + 4)));
+            p += 8;
+            if f.polar() {
+                Phasor {
+                    magnitude: a,
+                    angle: b,
+                }
+            } else {
+                Phasor::from_rect(a, b)
+            }
+        } else {
+            let k = pc.phasor_factor(i);
+            let r = p;
+            p += 4;
+            if f.polar() {
+                let m = f64::from(u16::from_be_bytes(be16(buf, r)));
+                let a = f64::from(i16::from_be_bytes(be16(buf, r + 2)));
+                Phasor {
+                    magnitude: m * k,
+                    angle: a * 1e-4,
+                }
+            } else {
+                let re = f64::from(i16::from_be_bytes(be16(buf, r)));
+                let im = f64::from(i16::from_be_bytes(be16(buf, r + 2)));
+                Phasor::from_rect(re * k, im * k)
+            }
+        };
+        sink.phasor(ph);
+    }
+    if f.freq_float() {
+        let fr = f64::from(f32::from_be_bytes(be32(buf, p)));
+        let df = f64::from(f32::from_be_bytes(be32(buf, p + 4)));
+        p += 8;
+        sink.freq(fr, df);
+    } else {
+        let fr = f64::from(i16::from_be_bytes(be16(buf, p)));
+        let df = f64::from(i16::from_be_bytes(be16(buf, p + 2)));
+        p += 4;
+        sink.freq(pc.fnom() + fr * 1e-3, df * 1e-2);
+    }
+    for i in 0..annmr {
+        let v = if f.analogs_float() {
+            let v = f64::from(f32::from_be_bytes(be32(buf, p)));
+            p += 4;
+            v
+        } else {
+            let (k, off) = pc.analog_factor(i);
+            let v = f64::from(i16::from_be_bytes(be16(buf, p)));
+            p += 2;
+            v * k + off
+        };
+        sink.analog(v);
+    }
+    for _ in 0..dgnmr {
+        sink.digital(u16::from_be_bytes(be16(buf, p)));
+        p += 2;
+    }
+    *pos = p;
 }
 
 /// Decode a data frame into a new `DataFrame`.
@@ -247,117 +394,4 @@ pub fn decode_data(buf: &[u8], cfg: &Config) -> Result<DataFrame, FrameError> {
     let mut out = DataFrame::with_capacity_for(cfg);
     decode_data_into(buf, cfg, &mut out)?;
     Ok(out)
-}
-
-fn to_int<T: TryFrom<i64>>(v: f64, field: &'static str, at: usize) -> Result<T, FrameError> {
-    let r = v.round();
-    if !r.is_finite() || r.abs() > 1e15 {
-        return Err(FrameError::new(FrameErrorKind::Encode, field, at));
-    }
-    T::try_from(r as i64)
-        .map_err(|_| FrameError::new(FrameErrorKind::Encode, field, at).with_found(r as i64 as u64))
-}
-
-/// Wrap an angle to [-pi, pi] so that it fits the int16 x 1e-4 encoding.
-fn wrap_angle(a: f64) -> f64 {
-    let w = a.rem_euclid(std::f64::consts::TAU);
-    if w > std::f64::consts::PI {
-        w - std::f64::consts::TAU
-    } else {
-        w
-    }
-}
-
-/// Append a data frame of `df`'s values in the formats of `cfg` to `out`.
-pub fn encode_data(df: &DataFrame, cfg: &Config, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    check_header_for_encode(&df.header())?;
-    let start = out.len();
-    let r = encode_body(df, cfg, out);
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
-}
-
-fn encode_body(df: &DataFrame, cfg: &Config, out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let enc = |field, at: usize| FrameError::new(FrameErrorKind::Encode, field, at);
-    if df.pmus.len() != cfg.pmus.len() {
-        return Err(
-            enc("NUM_PMU", HEADER_LEN).with_values(cfg.pmus.len() as u64, df.pmus.len() as u64)
-        );
-    }
-    let mut h = df.header();
-    h.idcode = cfg.idcode;
-    let start = begin_frame(out, &h);
-    for (pc, pd) in cfg.pmus.iter().zip(&df.pmus) {
-        let f = pc.format;
-        if pd.phasors.len() != pc.phnmr() {
-            return Err(enc("PHASORS", out.len() - start)
-                .with_values(pc.phnmr() as u64, pd.phasors.len() as u64));
-        }
-        if pd.analogs.len() != pc.annmr() {
-            return Err(enc("ANALOG", out.len() - start)
-                .with_values(pc.annmr() as u64, pd.analogs.len() as u64));
-        }
-        if pd.digitals.len() != pc.dgnmr() {
-            return Err(enc("DIGITAL", out.len() - start)
-                .with_values(pc.dgnmr() as u64, pd.digitals.len() as u64));
-        }
-        out.extend_from_slice(&pd.stat.0.to_be_bytes());
-        for (i, p) in pd.phasors.iter().enumerate() {
-            let at = out.len() - start;
-            if f.phasors_float() {
-                let (a, b) = if f.polar() {
-                    (p.magnitude, p.angle)
-                } else {
-                    (p.real(), p.imag())
-                };
-                out.extend_from_slice(&(a as f32).to_be_bytes());
-                out.extend_from_slice(&(b as f32).to_be_bytes());
-            } else {
-                let k = pc.phasor_factor(i);
-                if k <= 0.0 {
-                    return Err(enc("PHUNIT", at));
-                }
-                if f.polar() {
-                    let m: u16 = to_int(p.magnitude / k, "PHASORS", at)?;
-                    let a: i16 = to_int(wrap_angle(p.angle) * 1e4, "PHASORS", at)?;
-                    out.extend_from_slice(&m.to_be_bytes());
-                    out.extend_from_slice(&a.to_be_bytes());
-                } else {
-                    let re: i16 = to_int(p.real() / k, "PHASORS", at)?;
-                    let im: i16 = to_int(p.imag() / k, "PHASORS", at)?;
-                    out.extend_from_slice(&re.to_be_bytes());
-                    out.extend_from_slice(&im.to_be_bytes());
-                }
-            }
-        }
-        let at = out.len() - start;
-        if f.freq_float() {
-            out.extend_from_slice(&(pd.freq as f32).to_be_bytes());
-            out.extend_from_slice(&(pd.dfreq as f32).to_be_bytes());
-        } else {
-            let fr: i16 = to_int((pd.freq - pc.fnom()) * 1e3, "FREQ", at)?;
-            let df: i16 = to_int(pd.dfreq * 1e2, "DFREQ", at + 2)?;
-            out.extend_from_slice(&fr.to_be_bytes());
-            out.extend_from_slice(&df.to_be_bytes());
-        }
-        for (i, &v) in pd.analogs.iter().enumerate() {
-            let at = out.len() - start;
-            if f.analogs_float() {
-                out.extend_from_slice(&(v as f32).to_be_bytes());
-            } else {
-                let (k, off) = pc.analog_factor(i);
-                if k == 0.0 {
-                    return Err(enc("ANUNIT", at));
-                }
-                let raw: i16 = to_int((v - off) / k, "ANALOG", at)?;
-                out.extend_from_slice(&raw.to_be_bytes());
-            }
-        }
-        for d in &pd.digitals {
-            out.extend_from_slice(&d.to_be_bytes());
-        }
-    }
-    finish_frame(out, start)
 }

@@ -6,22 +6,31 @@
 //! input makes the codec panic, and nothing is allocated from an untrusted length beyond
 //! what the frame's own size allows.
 
+pub mod batch;
+pub mod cfg12;
 pub mod cfg3;
 pub mod command;
 pub mod common;
 pub mod config;
 pub mod crc;
 pub mod data;
+pub mod data_encode;
+pub mod fragments;
 pub mod header;
 pub mod samples;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_errors;
+#[cfg(test)]
+mod tests_stream;
 
-pub use cfg3::{encode_cfg3_frames, Cfg3Assembler, Cfg3Fragment};
+pub use cfg3::Cfg3Fragment;
 pub use command::{Command, CommandFrame};
 pub use common::{check_frame, FrameType, Header, TimeQuality, MAX_FRAME, MIN_FRAME};
 pub use config::{
@@ -29,6 +38,7 @@ pub use config::{
 };
 pub use crc::crc_ccitt;
 pub use data::{decode_data, decode_data_into, DataFrame, Phasor, PmuData, Stat};
+pub use fragments::{encode_cfg3_frames, Cfg3Assembler};
 pub use header::HeaderFrame;
 pub use session::{FrameStream, StreamEvent};
 pub use store::ConfigStore;
@@ -111,8 +121,8 @@ impl Frame {
 /// Append a configuration frame of the kind `c.kind` says.
 pub fn encode_config(c: &Config, out: &mut Vec<u8>) -> Result<(), FrameError> {
     match c.kind {
-        ConfigKind::Cfg3 => cfg3::encode_cfg3(c, out),
-        _ => config::encode_cfg12(c, out),
+        ConfigKind::Cfg3 => fragments::encode_cfg3(c, out),
+        _ => cfg12::encode_cfg12(c, out),
     }
 }
 
@@ -136,7 +146,7 @@ pub fn decode_checked(buf: &[u8], h: &Header, configs: &ConfigStore) -> Result<F
             Frame::Data(out)
         }
         FrameType::Header => Frame::Header(header::decode_header(buf, h)),
-        FrameType::Cfg1 | FrameType::Cfg2 => Frame::Config(config::decode_cfg12(buf, h)?),
+        FrameType::Cfg1 | FrameType::Cfg2 => Frame::Config(cfg12::decode_cfg12(buf, h)?),
         FrameType::Cfg3 => match cfg3::decode_cfg3(buf, h)? {
             cfg3::Cfg3Frame::Whole(c) => Frame::Config(c),
             cfg3::Cfg3Frame::Fragment(f) => Frame::Cfg3Fragment(f),

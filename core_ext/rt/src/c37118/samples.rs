@@ -1,11 +1,11 @@
 //! Sample configurations, data and frames of every type and FORMAT, for tests, the
 //! mutation fuzzer and benchmarks (not for production use).
 
-use super::cfg3::encode_cfg3_frames;
 use super::command::{Command, CommandFrame};
 use super::common::TimeQuality;
 use super::config::{anunit, phunit, Config, ConfigKind, Format, PmuConfig};
 use super::data::{encode_data, DataFrame, Phasor, PmuData, Stat};
+use super::fragments::encode_cfg3_frames;
 use super::header::HeaderFrame;
 use super::{encode_config, header};
 

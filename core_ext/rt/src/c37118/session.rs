@@ -1,7 +1,7 @@
 //! A decoding session over a byte stream: framing (`StreamDecoder`), the configurations
 //! seen so far (so data frames decode), and CFG-3 reassembly.
 
-use super::cfg3::Cfg3Assembler;
+use super::fragments::Cfg3Assembler;
 use super::store::ConfigStore;
 use super::stream::{StreamDecoder, StreamItem};
 use super::{decode_checked, Frame};
