@@ -1,7 +1,9 @@
 """Type stub of the compiled core ``vpp._core`` (checked against it by mypy.stubtest)."""
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, TypedDict, final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeAlias, TypedDict, final
+
+from numpy.typing import NDArray
 
 __version__: str
 
@@ -34,10 +36,6 @@ class TickerError(VppError, OSError): ...
 
 # ---- c37118 (core_ext/py/src/c37118.rs) ----
 
-from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
-from typing import Any, TypeAlias, final  # noqa: E402
-
-from numpy.typing import NDArray  # noqa: E402
 
 @final
 class TimeQuality:

@@ -38,11 +38,16 @@ def pmu_config(rate: int, soc: int) -> c37118.ConfigFrame:
     return c37118.ConfigFrame("cfg2", IDCODE, [pmu], data_rate=rate, soc=soc)
 
 
+def _clock(t: float) -> str:
+    """Frame time as UTC clock time with hundredths."""
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 100) % 100:02d}"
+
+
 def _status_line(d: Decision, soc: float) -> str:
     rocof = "   n/a" if d.rocof is None else f"{d.rocof:+6.3f}"
     band = d.band.label if d.band is not None else "-"
     return (
-        f"t={d.time % 1000:8.2f}s  f={d.freq:7.4f} Hz  band={band:<13} rocof={rocof} Hz/s  "
+        f"{_clock(d.time)}  f={d.freq:7.4f} Hz  band={band:<13} rocof={rocof} Hz/s  "
         f"response={d.response_kw:+6.3f} kW  setpoint={d.setpoint_kw:+6.3f} kW  "
         f"SOC={soc:5.1f} %  safety={d.action.label}"
     )
@@ -77,7 +82,8 @@ def run(
     if not as_json:
         print(
             f"vpp run: simulated PMU at {rate} frames/s, profile '{profile}', "
-            f"{duration:g} s; 5 kW / 10 kWh LFP battery; droop 5 %, deadband 49.90-50.05 Hz",
+            f"{duration:g} s; 5 kW / 10 kWh LFP battery; droop 5 % (full output 2.5 Hz "
+            "beyond the deadband 49.90-50.05 Hz); times are the PMU's (UTC)",
             file=out,
         )
     try:

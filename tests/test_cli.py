@@ -1,0 +1,95 @@
+"""The ``vpp`` command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from vpp import c37118
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vpp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vpp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_run_prints_decisions_that_follow_the_frequency_event() -> None:
+    r = vpp("run", "--duration", "12", "--fast", "--json", "--every", "25")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(lines) >= 20
+    for d in lines:
+        assert d["min_kw"] <= d["setpoint_kw"] <= d["max_kw"]
+    # Before the event the frequency is nominal and the battery idles; after it the
+    # frequency falls below 49.90 Hz and the battery discharges (positive power).
+    assert lines[0]["band"] == "normal" and lines[0]["setpoint_kw"] == 0.0
+    low = [d for d in lines if d["freq"] < 49.85]
+    assert low, "the event should take the frequency below 49.85 Hz"
+    assert all(d["band"] == "low" and d["setpoint_kw"] > 0 for d in low)
+    assert max(d["setpoint_kw"] for d in lines) > 0.25
+
+
+def test_run_human_output_and_summary() -> None:
+    r = vpp("run", "--duration", "3", "--rate", "10", "--fast")
+    assert r.returncode == 0, r.stderr
+    assert "band=normal" in r.stdout
+    assert "done: 30 decisions, 0 frame errors" in r.stdout
+
+
+def test_pmu_decode_prints_one_json_object_per_frame_and_goes_on_after_corruption(
+    tmp_path: Path,
+) -> None:
+    pmu = c37118.PmuConfig("PMU A", 9, 0b1111, ["VA", "VB"], [0, 0], fnom=50.0)
+    cfg = c37118.ConfigFrame("cfg2", 9, [pmu], data_rate=25, soc=1_700_000_000)
+    frames = [c37118.encode(cfg)]
+    for k in range(3):
+        df = c37118.DataFrame(
+            cfg,
+            [c37118.PmuData([(230.0, 0.1), (231.0, -2.0)], 49.95 + 0.01 * k, -0.25)],
+            soc=1_700_000_000,
+            fracsec=k * 40_000,
+        )
+        frames.append(c37118.encode(df))
+    bad = bytearray(frames[2])
+    bad[-1] ^= 0x01
+    frames[2] = bytes(bad)
+    path = tmp_path / "capture.bin"
+    path.write_bytes(b"".join(frames))
+
+    r = vpp("pmu", "decode", str(path))
+    assert r.returncode == 0, r.stderr
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["type"] for o in objs] == ["cfg2", "data", "error", "data"]
+    c = objs[0]
+    assert c["idcode"] == 9 and c["data_rate"] == 25 and c["time_base"] == 1_000_000
+    assert c["pmus"][0]["station"] == "PMU A" and c["pmus"][0]["fnom"] == 50.0
+    assert c["pmus"][0]["phasor_names"] == ["VA", "VB"]
+    d = objs[1]
+    for key in ("version", "idcode", "soc", "fracsec", "time", "time_quality", "pmus"):
+        assert key in d
+    p = d["pmus"][0]
+    assert abs(p["freq"] - 49.95) < 1e-4 and abs(p["rocof"] + 0.25) < 1e-6
+    assert abs(p["phasors"][0]["magnitude"] - 230.0) < 1e-3
+    assert abs(p["phasors"][0]["angle"] - 0.1) < 1e-6
+    e = objs[2]
+    # The offset is that of the failing field in the stream: CHK, the frame's last 2 bytes.
+    assert e["offset"] == len(frames[0]) + len(frames[1]) + len(frames[2]) - 2
+    assert e["field"] == "CHK" and "reason" in e
+    assert abs(objs[3]["time"] - (1_700_000_000 + 0.08)) < 1e-9
+    assert "1 corrupt frame" in r.stderr
+
+
+def test_bench_lists_its_benchmarks_and_rejects_unknown_names() -> None:
+    r = vpp("bench", "no_such_benchmark")
+    assert r.returncode != 0
+    assert "unknown benchmark" in r.stderr
