@@ -33,12 +33,17 @@ def _udp_packet(payload: bytes, sport: int = 40000, dport: int = SYNPHASOR_UDP_P
     return eth + ip + udp
 
 
-def write_pcap(path: Path, frames: Sequence[bytes]) -> None:
-    """Write each frame as one UDP datagram of a pcap file (linktype Ethernet)."""
+def write_pcap(path: Path, frames: Sequence[bytes], sports: Sequence[int] | None = None) -> None:
+    """Write each frame as one UDP datagram of a pcap file (linktype Ethernet).
+
+    ``sports`` gives each frame's source port: Wireshark decodes a data frame with the
+    last configuration frame of the same conversation, so separate streams need
+    separate ports.
+    """
     with path.open("wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i, frame in enumerate(frames):
-            pkt = _udp_packet(frame)
+            pkt = _udp_packet(frame, sport=sports[i] if sports else 40000)
             f.write(struct.pack("<IIII", 1_700_000_000 + i, 0, len(pkt), len(pkt)))
             f.write(pkt)
 
@@ -63,11 +68,14 @@ def dissect(path: Path) -> list[list[tuple[str, str, str]]]:
     root = ET.fromstring(out)
     packets: list[list[tuple[str, str, str]]] = []
     for packet in root.iter("packet"):
-        fields = [
-            (f.get("name", ""), f.get("show", ""), f.get("showname", ""))
-            for f in packet.iter("field")
-            if f.get("name", "").startswith("synphasor")
-        ]
+        fields = []
+        for f in packet.iter("field"):
+            name, show = f.get("name", ""), f.get("show", "")
+            if name.startswith("synphasor"):
+                fields.append((name, show, f.get("showname", "")))
+            elif name == "" and (m := _STATION.match(show)):
+                # CFG-1/2 station names are only the label of an unnamed subtree.
+                fields.append(("station", m.group(1).rstrip(), show))
         packets.append(fields)
     return packets
 
@@ -77,6 +85,7 @@ def values(fields: list[tuple[str, str, str]], name: str) -> list[str]:
     return [show for n, show, _ in fields if n == name]
 
 
+_STATION = re.compile(r'Station #\d+: "(.*)"$')
 _PHASOR = re.compile(r"Phasor #\d+: \"[^\"]*\",\s*([-\d.]+)[VA]? ∠\s*([-\d.]+)°")
 _FREQ = re.compile(r"(?:actual frequency: |Actual frequency value: )([-\d.]+)")
 _ROCOF = re.compile(r"Rate of change of frequency: ([-\d.]+)")
