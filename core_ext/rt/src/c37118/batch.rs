@@ -4,7 +4,8 @@
 
 use super::common::check_frame;
 use super::config::Config;
-use super::data::{walk_pmu, Phasor, PmuLayout, PmuSink, Stat};
+use super::data::{Phasor, Stat};
+use super::walk::{walk_pmu, PmuLayout, PmuSink};
 use super::FrameType;
 use crate::error::{FrameError, FrameErrorKind};
 
