@@ -1,5 +1,5 @@
 //! Quick timing of the data-frame hot path, CRC and batch decoding (a developer tool, not
-//! a test): cargo run --release -p vpp-rt --example bench_hot [data]
+//! a test): cargo run --release -p vpp-rt --example bench_hot [data|batch]
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -10,9 +10,10 @@ fn main() {
     let frame = samples::data_bytes(&cfg, 3);
     let mut out = DataFrame::with_capacity_for(&cfg);
     let only_data = std::env::args().any(|a| a == "data");
+    let only_batch = std::env::args().any(|a| a == "batch");
     let n = if only_data { 50_000_000u32 } else { 5_000_000 };
     let t = Instant::now();
-    for _ in 0..n {
+    for _ in 0..if only_batch { 0 } else { n } {
         decode_data_into(black_box(&frame), &cfg, &mut out).unwrap();
     }
     println!(
@@ -23,6 +24,7 @@ fn main() {
     if only_data {
         return;
     }
+    let n = if only_batch { 0 } else { n };
     let t = Instant::now();
     for _ in 0..n {
         black_box(crc_ccitt(black_box(&frame[..frame.len() - 2])));

@@ -11,7 +11,9 @@
 
 use std::time::Instant;
 
-use vpp_rt::c37118::{crc_ccitt, decode, samples, ConfigStore, Frame, FrameStream, StreamEvent};
+use vpp_rt::c37118::{
+    batch, crc_ccitt, decode, samples, ConfigStore, Frame, FrameStream, StreamEvent,
+};
 use vpp_rt::FrameError;
 
 /// xorshift64*: deterministic and dependency-free.
@@ -136,6 +138,24 @@ fn main() {
         }
         pending.extend_from_slice(&input);
         if i % 64 == 63 {
+            // The batch decoder gets the same bytes against one of the configurations.
+            let ids: Vec<u16> = store.idcodes().collect();
+            let cfg = store.get(ids[rng.below(ids.len())]).expect("listed");
+            if let Err(e) = batch::decode_batch(&pending, cfg, 1 + rng.below(2)) {
+                check(&e, pending.len(), "batch", &[]);
+            }
+            // And whole data frames of that configuration with one of them mutated.
+            let mut frames: Vec<u8> = (0..8).flat_map(|s| samples::data_bytes(cfg, s)).collect();
+            let size = cfg.data_frame_size();
+            let at = rng.below(frames.len());
+            frames[at] ^= 1 << rng.below(8);
+            if rng.below(2) == 0 {
+                let start = at / size * size;
+                refit(&mut frames[start..start + size]);
+            }
+            if let Err(e) = batch::decode_batch(&frames, cfg, 1) {
+                check(&e, frames.len(), "batch frames", &[]);
+            }
             let mut s = FrameStream::with_configs(store.clone());
             let total = pending.len();
             let mut rest = &pending[..];

@@ -4,7 +4,9 @@
 
 use super::common::check_frame;
 use super::config::Config;
-use super::data::{walk_pmu, Phasor, PmuLayout, PmuSink, Stat};
+use super::crc::crc_ccitt;
+use super::data::{Phasor, Stat};
+use super::walk::{walk_pmu, PmuLayout, PmuSink};
 use super::FrameType;
 use crate::error::{FrameError, FrameErrorKind};
 
@@ -84,6 +86,20 @@ impl PmuSink for Cursor<'_, '_> {
     }
 }
 
+/// The error of a frame that failed the fast checks of `decode_block`.
+#[cold]
+fn frame_error(frame: &[u8], cfg: &Config) -> FrameError {
+    match check_frame(frame) {
+        Err(e) => e,
+        Ok(h) if h.frame_type != FrameType::Data => {
+            FrameError::new(FrameErrorKind::Value, "SYNC", 1)
+                .with_values(0, u64::from(h.frame_type.code()))
+        }
+        Ok(h) => FrameError::new(FrameErrorKind::Mismatch, "IDCODE", 4)
+            .with_values(u64::from(cfg.idcode), u64::from(h.idcode)),
+    }
+}
+
 fn decode_block(
     buf: &[u8],
     first_row: usize,
@@ -96,18 +112,20 @@ fn decode_block(
     let tb = f64::from(cfg.time_base.max(1));
     for (i, frame) in buf.chunks_exact(size).enumerate() {
         let at = (first_row + i) * size;
-        let h = check_frame(frame).map_err(|e| e.shifted(at))?;
-        if h.frame_type != FrameType::Data {
-            return Err(FrameError::new(FrameErrorKind::Value, "SYNC", at + 1)
-                .with_values(0, u64::from(h.frame_type.code())));
+        // Fast acceptance test of the common header; anything unexpected goes through
+        // `frame_error` for the exact error.
+        let size_ok = usize::from(u16::from_be_bytes([frame[2], frame[3]])) == size;
+        let sync_ok = frame[0] == 0xAA && (frame[1] == 0x01 || frame[1] == 0x02);
+        let id_ok = u16::from_be_bytes([frame[4], frame[5]]) == cfg.idcode;
+        let chk = u16::from_be_bytes([frame[size - 2], frame[size - 1]]);
+        if !(size_ok && sync_ok && id_ok && chk == crc_ccitt(&frame[..size - 2])) {
+            return Err(frame_error(frame, cfg).shifted(at));
         }
-        if h.idcode != cfg.idcode {
-            return Err(FrameError::new(FrameErrorKind::Mismatch, "IDCODE", at + 4)
-                .with_values(u64::from(cfg.idcode), u64::from(h.idcode)));
-        }
-        b.time[i] = f64::from(h.soc) + f64::from(h.fraction) / tb;
-        b.soc[i] = h.soc;
-        b.fracsec[i] = h.fraction;
+        let soc = u32::from_be_bytes([frame[6], frame[7], frame[8], frame[9]]);
+        let fraction = u32::from_be_bytes([0, frame[11], frame[12], frame[13]]);
+        b.time[i] = f64::from(soc) + f64::from(fraction) / tb;
+        b.soc[i] = soc;
+        b.fracsec[i] = fraction;
         let mut pos = super::common::HEADER_LEN;
         let mut cur = Cursor {
             b: &mut b,
@@ -316,5 +334,30 @@ mod tests {
         }
         let e = decode_batch(&buf[..size + 3], &cfg, 1).unwrap_err();
         assert_eq!((e.kind, e.offset), (FrameErrorKind::Truncated, size));
+    }
+
+    #[test]
+    fn idcode_and_type_mismatches_are_reported() {
+        let cfg = one_pmu(Format(0x01));
+        let size = cfg.data_frame_size();
+        let mut buf: Vec<u8> = (0..4).flat_map(|i| data_bytes(&cfg, i)).collect();
+        let mut other = cfg.clone();
+        other.idcode = 99;
+        buf[2 * size..3 * size].copy_from_slice(&data_bytes(&other, 2));
+        let e = decode_batch(&buf, &cfg, 1).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (FrameErrorKind::Mismatch, "IDCODE", 2 * size + 4)
+        );
+        let mut hdr = data_bytes(&cfg, 0);
+        hdr[1] = 0x12; // a header frame of the same size
+        let n = hdr.len();
+        let crc = super::super::crc_ccitt(&hdr[..n - 2]);
+        hdr[n - 2..].copy_from_slice(&crc.to_be_bytes());
+        let e = decode_batch(&hdr, &cfg, 1).unwrap_err();
+        assert_eq!(
+            (e.kind, e.field, e.offset),
+            (FrameErrorKind::Value, "SYNC", 1)
+        );
     }
 }

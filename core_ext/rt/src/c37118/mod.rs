@@ -21,6 +21,7 @@ pub mod samples;
 pub mod session;
 pub mod store;
 pub mod stream;
+pub mod walk;
 pub mod wire;
 
 #[cfg(test)]
