@@ -10,7 +10,7 @@ use vpp_rt::c37118::{
     TimeQuality as RtTq,
 };
 
-use super::time::{check_fracsec, time_of, tq, TimeQuality};
+use super::time::{check_fracsec, frame_pymethods, time_of, tq, TimeQuality};
 use crate::errors::config_error;
 
 fn format_word(format: &Bound<'_, PyAny>) -> PyResult<Format> {
@@ -179,8 +179,10 @@ pub struct ConfigFrame {
     pub inner: Arc<Config>,
 }
 
-#[pymethods]
-impl ConfigFrame {
+frame_pymethods! {
+    impl ConfigFrame;
+    type = |f: &Self| f.inner.kind.name();
+    time = |f: &Self| f.inner.time();
     #[new]
     #[pyo3(signature = (kind, idcode, pmus, time_base=1_000_000, data_rate=50, soc=0, fracsec=0, time_quality=0, version=2))]
     #[allow(clippy::too_many_arguments)]
@@ -214,38 +216,9 @@ impl ConfigFrame {
             inner: Arc::new(cfg),
         })
     }
-    /// "cfg1", "cfg2" or "cfg3".
-    #[getter(r#type)]
-    fn frame_type(&self) -> &'static str {
-        self.inner.kind.name()
-    }
     #[getter]
     fn kind(&self) -> &'static str {
         self.inner.kind.name()
-    }
-    #[getter]
-    fn version(&self) -> u8 {
-        self.inner.version
-    }
-    #[getter]
-    fn idcode(&self) -> u16 {
-        self.inner.idcode
-    }
-    #[getter]
-    fn soc(&self) -> u32 {
-        self.inner.soc
-    }
-    #[getter]
-    fn fracsec(&self) -> u32 {
-        self.inner.fraction
-    }
-    #[getter]
-    fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
-        tq(py, self.inner.time_quality.0)
-    }
-    #[getter]
-    fn time(&self) -> f64 {
-        self.inner.time()
     }
     #[getter]
     fn time_base(&self) -> u32 {
@@ -310,36 +283,10 @@ pub struct Cfg3Fragment {
     pub inner: RtFragment,
 }
 
-#[pymethods]
-impl Cfg3Fragment {
-    #[getter(r#type)]
-    fn frame_type(&self) -> &'static str {
-        "cfg3"
-    }
-    #[getter]
-    fn version(&self) -> u8 {
-        self.inner.version
-    }
-    #[getter]
-    fn idcode(&self) -> u16 {
-        self.inner.idcode
-    }
-    #[getter]
-    fn soc(&self) -> u32 {
-        self.inner.soc
-    }
-    #[getter]
-    fn fracsec(&self) -> u32 {
-        self.inner.fraction
-    }
-    #[getter]
-    fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
-        tq(py, self.inner.time_quality.0)
-    }
-    #[getter]
-    fn time(&self) -> f64 {
-        time_of(self.inner.soc, self.inner.fraction, 1_000_000)
-    }
+frame_pymethods! {
+    impl Cfg3Fragment;
+    type = |_: &Self| "cfg3";
+    time = |f: &Self| time_of(f.inner.soc, f.inner.fraction, 1_000_000);
     /// 1 = first, 2.. = next, 0xFFFF = last.
     #[getter]
     fn cont_idx(&self) -> u16 {

@@ -8,7 +8,7 @@ use vpp_rt::c37118::{
 };
 
 use super::config::ConfigFrame;
-use super::time::{check_fracsec, tq, TimeQuality};
+use super::time::{check_fracsec, frame_pymethods, tq, TimeQuality};
 
 /// One PMU block of a data frame: STAT, phasors (magnitude, angle in radians), FREQ (Hz),
 /// DFREQ (Hz/s), analogs (scaled) and digital words.
@@ -134,8 +134,10 @@ pub struct DataFrame {
     pub config: Arc<Config>,
 }
 
-#[pymethods]
-impl DataFrame {
+frame_pymethods! {
+    impl DataFrame;
+    type = |_: &Self| "data";
+    time = |f: &Self| f.inner.time();
     #[new]
     #[pyo3(signature = (config, pmus, soc, fracsec=0, time_quality=0, version=None))]
     fn new(
@@ -173,39 +175,9 @@ impl DataFrame {
         };
         Ok(Self { inner, config: cfg })
     }
-    #[getter(r#type)]
-    fn frame_type(&self) -> &'static str {
-        "data"
-    }
-    #[getter]
-    fn version(&self) -> u8 {
-        self.inner.version
-    }
-    #[getter]
-    fn idcode(&self) -> u16 {
-        self.inner.idcode
-    }
-    #[getter]
-    fn soc(&self) -> u32 {
-        self.inner.soc
-    }
-    /// FRACSEC bits 23-0 (count of 1/TIME_BASE).
-    #[getter]
-    fn fracsec(&self) -> u32 {
-        self.inner.fraction
-    }
-    #[getter]
-    fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
-        tq(py, self.inner.time_quality.0)
-    }
     #[getter]
     fn time_base(&self) -> u32 {
         self.inner.time_base
-    }
-    /// SOC + FRACSEC / TIME_BASE, UNIX seconds.
-    #[getter]
-    fn time(&self) -> f64 {
-        self.inner.time()
     }
     /// Frequency of the first PMU, Hz.
     #[getter]

@@ -6,7 +6,7 @@ use vpp_rt::c37118::{
     Command, CommandFrame as RtCommand, HeaderFrame as RtHeader, TimeQuality as RtTq,
 };
 
-use super::time::{check_fracsec, time_of, tq, TimeQuality};
+use super::time::{check_fracsec, frame_pymethods, time_of, tq, TimeQuality};
 use crate::errors::config_error;
 
 /// A header frame (free text).
@@ -15,8 +15,10 @@ pub struct HeaderFrame {
     pub inner: RtHeader,
 }
 
-#[pymethods]
-impl HeaderFrame {
+frame_pymethods! {
+    impl HeaderFrame;
+    type = |_: &Self| "header";
+    time = |f: &Self| time_of(f.inner.soc, f.inner.fraction, 1_000_000);
     #[new]
     #[pyo3(signature = (idcode, text, soc=0, fracsec=0, time_quality=0, version=2))]
     fn new(
@@ -43,35 +45,6 @@ impl HeaderFrame {
                 data,
             },
         })
-    }
-    #[getter(r#type)]
-    fn frame_type(&self) -> &'static str {
-        "header"
-    }
-    #[getter]
-    fn version(&self) -> u8 {
-        self.inner.version
-    }
-    #[getter]
-    fn idcode(&self) -> u16 {
-        self.inner.idcode
-    }
-    #[getter]
-    fn soc(&self) -> u32 {
-        self.inner.soc
-    }
-    #[getter]
-    fn fracsec(&self) -> u32 {
-        self.inner.fraction
-    }
-    #[getter]
-    fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
-        tq(py, self.inner.time_quality.0)
-    }
-    /// Time with TIME_BASE 1 000 000 (a header frame carries none of its own).
-    #[getter]
-    fn time(&self) -> f64 {
-        time_of(self.inner.soc, self.inner.fraction, 1_000_000)
     }
     /// The text (bytes that are not UTF-8 replaced).
     #[getter]
@@ -117,8 +90,10 @@ pub struct CommandFrame {
     pub inner: RtCommand,
 }
 
-#[pymethods]
-impl CommandFrame {
+frame_pymethods! {
+    impl CommandFrame;
+    type = |_: &Self| "command";
+    time = |f: &Self| time_of(f.inner.soc, f.inner.fraction, 1_000_000);
     #[new]
     #[pyo3(signature = (idcode, command, extended=Vec::new(), soc=0, fracsec=0, time_quality=0, version=2))]
     #[allow(clippy::too_many_arguments)]
@@ -145,34 +120,6 @@ impl CommandFrame {
                 extended,
             },
         })
-    }
-    #[getter(r#type)]
-    fn frame_type(&self) -> &'static str {
-        "command"
-    }
-    #[getter]
-    fn version(&self) -> u8 {
-        self.inner.version
-    }
-    #[getter]
-    fn idcode(&self) -> u16 {
-        self.inner.idcode
-    }
-    #[getter]
-    fn soc(&self) -> u32 {
-        self.inner.soc
-    }
-    #[getter]
-    fn fracsec(&self) -> u32 {
-        self.inner.fraction
-    }
-    #[getter]
-    fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
-        tq(py, self.inner.time_quality.0)
-    }
-    #[getter]
-    fn time(&self) -> f64 {
-        time_of(self.inner.soc, self.inner.fraction, 1_000_000)
     }
     /// The CMD code.
     #[getter]

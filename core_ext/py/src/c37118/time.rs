@@ -73,3 +73,60 @@ impl TimeQuality {
         format!("TimeQuality(0x{:02x})", self.raw)
     }
 }
+
+/// The `#[pymethods]` block of a frame class: the common-header getters every frame
+/// has (`type`, `version`, `idcode`, `soc`, `fracsec`, `time_quality`, `time`), then
+/// the class's own methods. PyO3 takes one `#[pymethods]` block per class, so the
+/// shared getters are written once here rather than in each class. `type` and `time`
+/// differ by class and come as functions of the frame.
+macro_rules! frame_pymethods {
+    (
+        impl $ty:ident;
+        type = $kind:expr;
+        time = $time:expr;
+        $($rest:tt)*
+    ) => {
+        #[pymethods]
+        impl $ty {
+            /// Frame type: "data", "header", "cfg1", "cfg2", "cfg3" or "command".
+            #[getter(r#type)]
+            fn frame_type(&self) -> &'static str {
+                let kind: fn(&Self) -> &'static str = $kind;
+                kind(self)
+            }
+            /// 1 = IEEE C37.118-2005, 2 = C37.118.2-2011.
+            #[getter]
+            fn version(&self) -> u8 {
+                self.inner.version
+            }
+            #[getter]
+            fn idcode(&self) -> u16 {
+                self.inner.idcode
+            }
+            /// Second of century (UNIX seconds).
+            #[getter]
+            fn soc(&self) -> u32 {
+                self.inner.soc
+            }
+            /// FRACSEC bits 23-0 (count of 1/TIME_BASE).
+            #[getter]
+            fn fracsec(&self) -> u32 {
+                self.inner.fraction
+            }
+            /// FRACSEC bits 31-24 as named fields.
+            #[getter]
+            fn time_quality(&self, py: Python<'_>) -> PyResult<Py<TimeQuality>> {
+                tq(py, self.inner.time_quality.0)
+            }
+            /// SOC + FRACSEC / TIME_BASE, UNIX seconds (TIME_BASE 1 000 000 for frames
+            /// that carry none of their own: header, command, CFG-3 fragment).
+            #[getter]
+            fn time(&self) -> f64 {
+                let time: fn(&Self) -> f64 = $time;
+                time(self)
+            }
+            $($rest)*
+        }
+    };
+}
+pub(super) use frame_pymethods;
