@@ -13,9 +13,11 @@ body sees, like the asyncio figure.
 Usage: ``python benchmarks/bench_ticker.py [--quick] [--seconds S] [--realtime WHO]
 [--spin-us US]``
 
-``--realtime`` asks SCHED_FIFO at priority 50 and mlockall: ``none`` (default, both loops
-at normal priority), ``ticker`` (the ticker through ``Ticker(realtime=True)``, as deployed
-on an RTU, against the usual asyncio loop) or ``both`` (the asyncio child too, through
+``--realtime`` asks SCHED_FIFO at priority 50 and mlockall: ``none`` (both loops at
+normal priority), ``ticker`` (default: the ticker through ``Ticker(realtime=True)``, as
+deployed on an RTU, against the usual asyncio loop; where the system refuses real-time
+scheduling the ticker runs without it and the row ``ticker.realtime.sched_fifo`` says so)
+or ``both`` (the asyncio child too, through
 ``os.sched_setscheduler`` and libc ``mlockall``: compares the timing mechanisms alone).
 """
 
@@ -143,7 +145,7 @@ def run(
     quick: bool = False,
     *,
     seconds: float | None = None,
-    realtime: str = "none",
+    realtime: str = "ticker",
     spin_us: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run both loops concurrently and return the benchmark rows.
@@ -225,7 +227,7 @@ def main() -> None:
     parser.add_argument(
         "--realtime",
         choices=REALTIME_CHOICES,
-        default="none",
+        default="ticker",
         help="which loops get SCHED_FIFO + mlockall (default: none)",
     )
     parser.add_argument("--spin-us", type=int, help="ticker final spin (default: Ticker's)")
