@@ -4,7 +4,7 @@
 
 use super::common::check_frame;
 use super::config::Config;
-use super::crc::crc_ccitt;
+use super::crc::crc_table;
 use super::data::{Phasor, Stat};
 use super::walk::{walk_pmu, PmuLayout, PmuSink};
 use super::FrameType;
@@ -100,13 +100,53 @@ fn frame_error(frame: &[u8], cfg: &Config) -> FrameError {
     }
 }
 
+/// Decode the rows of one block, with the fastest CRC this CPU has.
 fn decode_block(
     buf: &[u8],
     first_row: usize,
     cfg: &Config,
     layout: &[PmuLayout],
     c: &Columns,
+    b: Block<'_>,
+) -> Result<(), FrameError> {
+    #[cfg(target_arch = "x86_64")]
+    if cfg.data_frame_size() - 2 >= super::crc::clmul::MIN_LEN && super::crc::clmul::available() {
+        // SAFETY: `available()` has just confirmed that the CPU supports PCLMULQDQ.
+        return unsafe { decode_block_clmul(buf, first_row, cfg, layout, c, b) };
+    }
+    decode_rows(buf, first_row, cfg, layout, c, b, crc_table)
+}
+
+/// `decode_rows` compiled with PCLMULQDQ enabled, so that the carry-less CRC inlines into
+/// the row loop (a call per frame through the feature check would cost more than it saves).
+///
+/// # Safety
+/// The CPU must support PCLMULQDQ, and frames must be at least `clmul::MIN_LEN + 2` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq")]
+unsafe fn decode_block_clmul(
+    buf: &[u8],
+    first_row: usize,
+    cfg: &Config,
+    layout: &[PmuLayout],
+    c: &Columns,
+    b: Block<'_>,
+) -> Result<(), FrameError> {
+    // SAFETY: the caller guarantees PCLMULQDQ and the message length.
+    decode_rows(buf, first_row, cfg, layout, c, b, |m| unsafe {
+        super::crc::clmul::crc(m)
+    })
+}
+
+#[inline(always)]
+fn decode_rows(
+    buf: &[u8],
+    first_row: usize,
+    cfg: &Config,
+    layout: &[PmuLayout],
+    c: &Columns,
     mut b: Block<'_>,
+    crc_ccitt: impl Fn(&[u8]) -> u16,
 ) -> Result<(), FrameError> {
     let size = cfg.data_frame_size();
     let tb = f64::from(cfg.time_base.max(1));

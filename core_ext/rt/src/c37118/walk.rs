@@ -125,7 +125,9 @@ fn be32(buf: &[u8], at: usize) -> [u8; 4] {
 
 /// Read one PMU block at `*pos`. The caller has checked that FRAMESIZE equals the size
 /// the configuration implies, so every field is inside `buf` (indexing cannot fail).
-#[inline]
+/// Always inlined: the batch row loop is compiled with extra target features, and LLVM
+/// otherwise leaves this as a call per PMU and frame.
+#[inline(always)]
 pub(crate) fn walk_pmu<S: PmuSink, P: PmuScales>(
     buf: &[u8],
     pos: &mut usize,
