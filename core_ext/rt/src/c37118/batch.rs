@@ -2,6 +2,8 @@
 //! (a capture file, a ring buffer): one row per frame, written straight into
 //! preallocated columns, optionally split over threads.
 
+use std::mem::MaybeUninit;
+
 use super::common::check_frame;
 use super::config::Config;
 use super::crc::crc_table;
@@ -35,18 +37,19 @@ pub struct Columns {
     pub digital: Vec<u16>,
 }
 
-/// Mutable views of one block of rows.
+/// The not yet written storage of one block of rows; `decode_rows` writes every element
+/// of every slice (each row writes all its fields) before it returns `Ok`.
 struct Block<'a> {
-    time: &'a mut [f64],
-    soc: &'a mut [u32],
-    fracsec: &'a mut [u32],
-    freq: &'a mut [f64],
-    dfreq: &'a mut [f64],
-    stat: &'a mut [u16],
-    magnitude: &'a mut [f64],
-    angle: &'a mut [f64],
-    analog: &'a mut [f64],
-    digital: &'a mut [u16],
+    time: &'a mut [MaybeUninit<f64>],
+    soc: &'a mut [MaybeUninit<u32>],
+    fracsec: &'a mut [MaybeUninit<u32>],
+    freq: &'a mut [MaybeUninit<f64>],
+    dfreq: &'a mut [MaybeUninit<f64>],
+    stat: &'a mut [MaybeUninit<u16>],
+    magnitude: &'a mut [MaybeUninit<f64>],
+    angle: &'a mut [MaybeUninit<f64>],
+    analog: &'a mut [MaybeUninit<f64>],
+    digital: &'a mut [MaybeUninit<u16>],
 }
 
 /// Writes one PMU block into the row's columns through running cursors.
@@ -61,27 +64,27 @@ struct Cursor<'b, 'a> {
 impl PmuSink for Cursor<'_, '_> {
     #[inline]
     fn stat(&mut self, s: Stat) {
-        self.b.stat[self.pmu] = s.0;
+        self.b.stat[self.pmu].write(s.0);
     }
     #[inline]
     fn phasor(&mut self, p: Phasor) {
-        self.b.magnitude[self.ph] = p.magnitude;
-        self.b.angle[self.ph] = p.angle;
+        self.b.magnitude[self.ph].write(p.magnitude);
+        self.b.angle[self.ph].write(p.angle);
         self.ph += 1;
     }
     #[inline]
     fn freq(&mut self, freq: f64, dfreq: f64) {
-        self.b.freq[self.pmu] = freq;
-        self.b.dfreq[self.pmu] = dfreq;
+        self.b.freq[self.pmu].write(freq);
+        self.b.dfreq[self.pmu].write(dfreq);
     }
     #[inline]
     fn analog(&mut self, v: f64) {
-        self.b.analog[self.an] = v;
+        self.b.analog[self.an].write(v);
         self.an += 1;
     }
     #[inline]
     fn digital(&mut self, d: u16) {
-        self.b.digital[self.dg] = d;
+        self.b.digital[self.dg].write(d);
         self.dg += 1;
     }
 }
@@ -163,9 +166,9 @@ fn decode_rows(
         }
         let soc = u32::from_be_bytes([frame[6], frame[7], frame[8], frame[9]]);
         let fraction = u32::from_be_bytes([0, frame[11], frame[12], frame[13]]);
-        b.time[i] = f64::from(soc) + f64::from(fraction) / tb;
-        b.soc[i] = soc;
-        b.fracsec[i] = fraction;
+        b.time[i].write(f64::from(soc) + f64::from(fraction) / tb);
+        b.soc[i].write(soc);
+        b.fracsec[i].write(fraction);
         let mut pos = super::common::HEADER_LEN;
         let mut cur = Cursor {
             b: &mut b,
@@ -178,6 +181,16 @@ fn decode_rows(
             walk_pmu(frame, &mut pos, pl, &mut cur);
             cur.pmu += 1;
         }
+        // Every element of the row was written (the columns' `set_len` relies on it).
+        debug_assert_eq!(
+            (cur.pmu, cur.ph, cur.an, cur.dg),
+            (
+                (i + 1) * c.num_pmu,
+                (i + 1) * c.phasors,
+                (i + 1) * c.analogs,
+                (i + 1) * c.digitals
+            )
+        );
     }
     Ok(())
 }
@@ -208,23 +221,17 @@ pub fn decode_batch_split(
     let phasors = cfg.pmus.iter().map(|p| p.phnmr()).sum();
     let analogs = cfg.pmus.iter().map(|p| p.annmr()).sum();
     let digitals = cfg.pmus.iter().map(|p| p.dgnmr()).sum();
-    let mut c = Columns {
-        rows,
-        num_pmu,
-        phasors,
-        analogs,
-        digitals,
-        time: vec![0.0; rows],
-        soc: vec![0; rows],
-        fracsec: vec![0; rows],
-        freq: vec![0.0; rows * num_pmu],
-        dfreq: vec![0.0; rows * num_pmu],
-        stat: vec![0; rows * num_pmu],
-        magnitude: vec![0.0; rows * phasors],
-        angle: vec![0.0; rows * phasors],
-        analog: vec![0.0; rows * analogs],
-        digital: vec![0; rows * digitals],
-    };
+    // Allocated, not zeroed: every element is written before `set_len` below.
+    let mut time = Vec::with_capacity(rows);
+    let mut soc = Vec::with_capacity(rows);
+    let mut fracsec = Vec::with_capacity(rows);
+    let mut freq = Vec::with_capacity(rows * num_pmu);
+    let mut dfreq = Vec::with_capacity(rows * num_pmu);
+    let mut stat = Vec::with_capacity(rows * num_pmu);
+    let mut magnitude = Vec::with_capacity(rows * phasors);
+    let mut angle = Vec::with_capacity(rows * phasors);
+    let mut analog = Vec::with_capacity(rows * analogs);
+    let mut digital = Vec::with_capacity(rows * digitals);
     let threads = threads
         .clamp(1, 64)
         .min(rows / rows_per_thread.max(1))
@@ -243,16 +250,16 @@ pub fn decode_batch_split(
     let mut blocks = Vec::with_capacity(threads);
     {
         let mut rest = (
-            &mut c.time[..],
-            &mut c.soc[..],
-            &mut c.fracsec[..],
-            &mut c.freq[..],
-            &mut c.dfreq[..],
-            &mut c.stat[..],
-            &mut c.magnitude[..],
-            &mut c.angle[..],
-            &mut c.analog[..],
-            &mut c.digital[..],
+            &mut time.spare_capacity_mut()[..rows],
+            &mut soc.spare_capacity_mut()[..rows],
+            &mut fracsec.spare_capacity_mut()[..rows],
+            &mut freq.spare_capacity_mut()[..rows * num_pmu],
+            &mut dfreq.spare_capacity_mut()[..rows * num_pmu],
+            &mut stat.spare_capacity_mut()[..rows * num_pmu],
+            &mut magnitude.spare_capacity_mut()[..rows * phasors],
+            &mut angle.spare_capacity_mut()[..rows * phasors],
+            &mut analog.spare_capacity_mut()[..rows * analogs],
+            &mut digital.spare_capacity_mut()[..rows * digitals],
         );
         let mut row = 0;
         while row < rows {
@@ -311,7 +318,35 @@ pub fn decode_batch_split(
             first
         })
     };
-    result.map(|()| c)
+    result?;
+    // SAFETY: the blocks covered rows 0..rows of every column, and `decode_rows`
+    // returned `Ok` for each, so every element up to these lengths has been written
+    // (checked element by element against per-frame decoding in the tests below).
+    unsafe {
+        time.set_len(rows);
+        soc.set_len(rows);
+        fracsec.set_len(rows);
+        freq.set_len(rows * num_pmu);
+        dfreq.set_len(rows * num_pmu);
+        stat.set_len(rows * num_pmu);
+        magnitude.set_len(rows * phasors);
+        angle.set_len(rows * phasors);
+        analog.set_len(rows * analogs);
+        digital.set_len(rows * digitals);
+    }
+    Ok(Columns {
+        time,
+        soc,
+        fracsec,
+        freq,
+        dfreq,
+        stat,
+        magnitude,
+        angle,
+        analog,
+        digital,
+        ..shape
+    })
 }
 
 #[cfg(test)]
@@ -320,40 +355,74 @@ mod tests {
     use super::super::{ConfigKind, Format};
     use super::*;
 
+    /// Every element of every column (the columns are allocated uninitialised, so this
+    /// also shows that each one was written) equals per-frame decoding, for every FORMAT,
+    /// two PMUs, and thread splits with uneven blocks.
+    fn assert_columns_match(buf: &[u8], cfg: &super::super::Config, c: &Columns) {
+        let size = cfg.data_frame_size();
+        let rows = buf.len() / size;
+        assert_eq!(c.rows, rows);
+        assert_eq!(c.time.len(), rows);
+        assert_eq!(c.freq.len(), rows * c.num_pmu);
+        assert_eq!(c.magnitude.len(), rows * c.phasors);
+        assert_eq!(c.analog.len(), rows * c.analogs);
+        assert_eq!(c.digital.len(), rows * c.digitals);
+        for i in 0..rows {
+            let want = super::super::decode_data(&buf[i * size..(i + 1) * size], cfg).unwrap();
+            // Bit patterns, so that NaN (float fields) compares equal to itself.
+            let bits = |v: f64| v.to_bits();
+            assert_eq!(bits(c.time[i]), bits(want.time()), "row {i}");
+            assert_eq!(c.soc[i], want.soc);
+            assert_eq!(c.fracsec[i], want.fraction);
+            let (mut ph, mut an, mut dg) = (i * c.phasors, i * c.analogs, i * c.digitals);
+            for (k, p) in want.pmus.iter().enumerate() {
+                let at = i * c.num_pmu + k;
+                assert_eq!(c.stat[at], p.stat.0);
+                assert_eq!(bits(c.freq[at]), bits(p.freq));
+                assert_eq!(bits(c.dfreq[at]), bits(p.dfreq));
+                for x in &p.phasors {
+                    assert_eq!(bits(c.magnitude[ph]), bits(x.magnitude), "row {i}");
+                    assert_eq!(bits(c.angle[ph]), bits(x.angle), "row {i}");
+                    ph += 1;
+                }
+                for &x in &p.analogs {
+                    assert_eq!(bits(c.analog[an]), bits(x), "row {i}");
+                    an += 1;
+                }
+                for &x in &p.digitals {
+                    assert_eq!(c.digital[dg], x, "row {i}");
+                    dg += 1;
+                }
+            }
+            assert_eq!(
+                (ph, an, dg),
+                (
+                    (i + 1) * c.phasors,
+                    (i + 1) * c.analogs,
+                    (i + 1) * c.digitals
+                )
+            );
+        }
+    }
+
     #[test]
     fn columns_match_frame_decoding() {
-        for cfg in [
-            one_pmu(Format(0x01)),
-            one_pmu(Format(0x0E)),
-            two_pmus(ConfigKind::Cfg2),
-        ] {
-            let rows = 3000;
+        let mut cfgs: Vec<_> = (0..16).map(|f| one_pmu(Format(f))).collect();
+        cfgs.push(two_pmus(ConfigKind::Cfg2));
+        cfgs.push(two_pmus(ConfigKind::Cfg3));
+        for cfg in cfgs {
+            let rows = 1001;
             let buf: Vec<u8> = (0..rows).flat_map(|i| data_bytes(&cfg, i as u32)).collect();
             for threads in [1, 2, 3] {
-                let c = decode_batch_split(&buf, &cfg, threads, 500).unwrap();
-                assert_eq!(c.rows, rows);
-                for i in [0, 1, rows / 2, rows / 2 + 1, rows - 1] {
-                    let want = super::super::decode_data(
-                        &buf[i * cfg.data_frame_size()..(i + 1) * cfg.data_frame_size()],
-                        &cfg,
-                    )
-                    .unwrap();
-                    assert_eq!(c.time[i], want.time());
-                    assert_eq!(c.freq[i * c.num_pmu], want.pmus[0].freq);
-                    let p = &want.pmus[c.num_pmu - 1];
-                    assert_eq!(c.stat[i * c.num_pmu + c.num_pmu - 1], p.stat.0);
-                    assert_eq!(
-                        c.magnitude[(i + 1) * c.phasors - 1],
-                        p.phasors.last().unwrap().magnitude
-                    );
-                    assert_eq!(
-                        c.digital[(i + 1) * c.digitals - 1],
-                        *p.digitals.last().unwrap()
-                    );
-                }
-                let _ = data_for(&cfg, 0);
+                let c = decode_batch_split(&buf, &cfg, threads, 300).unwrap();
+                assert_columns_match(&buf, &cfg, &c);
             }
+            let _ = data_for(&cfg, 0);
         }
+        // An empty buffer gives empty columns.
+        let cfg = one_pmu(Format(0x01));
+        let c = decode_batch(&[], &cfg, 2).unwrap();
+        assert_columns_match(&[], &cfg, &c);
     }
 
     #[test]
