@@ -114,19 +114,22 @@ fn decode_block(
 ) -> Result<(), FrameError> {
     #[cfg(target_arch = "x86_64")]
     if cfg.data_frame_size() - 2 >= super::crc::clmul::MIN_LEN && super::crc::clmul::available() {
-        // SAFETY: `available()` has just confirmed that the CPU supports PCLMULQDQ.
+        // SAFETY: `available()` has just confirmed PCLMULQDQ and SSSE3.
         return unsafe { decode_block_clmul(buf, first_row, cfg, layout, c, b) };
     }
-    decode_rows(buf, first_row, cfg, layout, c, b, crc_table)
+    decode_rows(buf, first_row, cfg, layout, c, b, |buf, at, len| {
+        crc_table(&buf[at..at + len])
+    })
 }
 
 /// `decode_rows` compiled with PCLMULQDQ enabled, so that the carry-less CRC inlines into
 /// the row loop (a call per frame through the feature check would cost more than it saves).
 ///
 /// # Safety
-/// The CPU must support PCLMULQDQ, and frames must be at least `clmul::MIN_LEN + 2` bytes.
+/// The CPU must support PCLMULQDQ and SSSE3, and frames must be at least
+/// `clmul::MIN_LEN + 2` bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "pclmulqdq")]
+#[target_feature(enable = "pclmulqdq,ssse3")]
 unsafe fn decode_block_clmul(
     buf: &[u8],
     first_row: usize,
@@ -135,9 +138,10 @@ unsafe fn decode_block_clmul(
     c: &Columns,
     b: Block<'_>,
 ) -> Result<(), FrameError> {
-    // SAFETY: the caller guarantees PCLMULQDQ and the message length.
-    decode_rows(buf, first_row, cfg, layout, c, b, |m| unsafe {
-        super::crc::clmul::crc(m)
+    let fixed = super::crc::clmul::FixedLen::new(cfg.data_frame_size() - 2);
+    // SAFETY: the caller guarantees PCLMULQDQ, SSSE3 (and the length `FixedLen` needs).
+    decode_rows(buf, first_row, cfg, layout, c, b, |buf, at, _| unsafe {
+        fixed.crc_at(buf, at)
     })
 }
 
@@ -149,7 +153,8 @@ fn decode_rows(
     layout: &[PmuLayout],
     c: &Columns,
     mut b: Block<'_>,
-    crc_ccitt: impl Fn(&[u8]) -> u16,
+    // CRC of `len` bytes at an offset of the block (the frames before it can be read).
+    crc_ccitt: impl Fn(&[u8], usize, usize) -> u16,
 ) -> Result<(), FrameError> {
     let size = cfg.data_frame_size();
     let tb = f64::from(cfg.time_base.max(1));
@@ -161,7 +166,7 @@ fn decode_rows(
         let sync_ok = frame[0] == 0xAA && (frame[1] == 0x01 || frame[1] == 0x02);
         let id_ok = u16::from_be_bytes([frame[4], frame[5]]) == cfg.idcode;
         let chk = u16::from_be_bytes([frame[size - 2], frame[size - 1]]);
-        if !(size_ok && sync_ok && id_ok && chk == crc_ccitt(&frame[..size - 2])) {
+        if !(size_ok && sync_ok && id_ok && chk == crc_ccitt(buf, i * size, size - 2)) {
             return Err(frame_error(frame, cfg).shifted(at));
         }
         let soc = u32::from_be_bytes([frame[6], frame[7], frame[8], frame[9]]);

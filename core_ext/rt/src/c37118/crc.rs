@@ -112,7 +112,11 @@ pub fn crc_table(data: &[u8]) -> u16 {
 /// independent multiplies instead of sixteen table loads, and frames of a batch overlap.
 #[cfg(target_arch = "x86_64")]
 pub mod clmul {
-    use std::arch::x86_64::{__m128i, _mm_clmulepi64_si128, _mm_cvtsi64_si128};
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_clmulepi64_si128, _mm_cvtsi128_si32, _mm_cvtsi64_si128,
+        _mm_move_epi64, _mm_set_epi8, _mm_shuffle_epi8, _mm_slli_si128, _mm_srli_epi64,
+        _mm_srli_si128, _mm_xor_si128,
+    };
 
     /// P(x) = x^16 + x^12 + x^5 + 1 with its x^16 term.
     const POLY: u64 = 0x1_1021;
@@ -155,10 +159,12 @@ pub mod clmul {
     const K64: u64 = xpow_mod(64);
     const MU: u64 = barrett_mu();
 
-    /// Whether this CPU has PCLMULQDQ (the answer is cached by the standard library).
+    /// Whether this CPU has PCLMULQDQ and SSSE3 (the answers are cached by the standard
+    /// library; every CPU with the first has the second).
     #[inline]
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("ssse3")
     }
 
     /// Carry-less product of two 64-bit polynomials.
@@ -201,6 +207,119 @@ pub mod clmul {
     #[target_feature(enable = "pclmulqdq")]
     pub unsafe fn crc(data: &[u8]) -> u16 {
         crc_from(0xFFFF, data)
+    }
+
+    /// CRC-CCITT of many messages of one length `len` that sit inside a larger buffer
+    /// (the frames of a batch), with the per-length work done once: instead of shifting
+    /// the first partial block into place, `crc_at` loads the 16 bytes that end where
+    /// that block ends (the tail of the previous message) and masks off what is not
+    /// part of this message; the initial value's position is a constant too.
+    #[derive(Debug, Clone, Copy)]
+    pub struct FixedLen {
+        len: usize,
+        /// Bytes of the first, partial block (1..=16).
+        head: usize,
+        mask: u128,
+        /// The initial value at its place in the first and (head of one byte) second block.
+        init_first: u128,
+        init_second: u128,
+    }
+
+    impl FixedLen {
+        /// For messages of `len >= MIN_LEN` bytes.
+        pub fn new(len: usize) -> Self {
+            assert!(len >= MIN_LEN);
+            let head = match len % 16 {
+                0 => 16,
+                r => r,
+            };
+            let mask = if head == 16 {
+                u128::MAX
+            } else {
+                (1u128 << (8 * head)) - 1
+            };
+            let (init_first, init_second) = if head == 1 {
+                (0xFF, 0xFF << 120)
+            } else {
+                (0xFFFFu128 << (8 * head - 16), 0)
+            };
+            Self {
+                len,
+                head,
+                mask,
+                init_first,
+                init_second,
+            }
+        }
+
+        /// CRC-CCITT of `buf[at..at + len]`.
+        ///
+        /// The same algorithm as `crc`, kept in SSE registers throughout (the fold
+        /// constants paired so that one register serves both multiplies of a step): some
+        /// thirty instructions for a 44-byte frame, a third of the general path's.
+        ///
+        /// # Safety
+        /// The CPU must support PCLMULQDQ and SSSE3 (see `available`).
+        #[inline]
+        #[target_feature(enable = "pclmulqdq,ssse3")]
+        pub unsafe fn crc_at(&self, buf: &[u8], at: usize) -> u16 {
+            let data = &buf[at..at + self.len];
+            let Some(start) = (at + self.head).checked_sub(16) else {
+                // No 16 bytes before the end of the first block: the general path.
+                return crc_from(0xFFFF, data);
+            };
+            let fold = xmm(u128::from(K128) | u128::from(K192) << 64);
+            let mut acc = _mm_xor_si128(
+                _mm_and_si128(load_be(&buf[start..start + 16]), xmm(self.mask)),
+                xmm(self.init_first),
+            );
+            let mut blocks = data[self.head..].chunks_exact(16);
+            let step = |acc: __m128i, c: &[u8]| {
+                let shifted = _mm_xor_si128(
+                    _mm_clmulepi64_si128::<0x00>(acc, fold),
+                    _mm_clmulepi64_si128::<0x11>(acc, fold),
+                );
+                _mm_xor_si128(shifted, load_be(c))
+            };
+            if let Some(c) = blocks.next() {
+                acc = _mm_xor_si128(step(acc, c), xmm(self.init_second));
+            }
+            for c in blocks {
+                acc = step(acc, c);
+            }
+            // As `reduce`: lane 0 of `red` is x^80 mod P and lane 1 x^64 mod P; lane 0 of
+            // `bar` is Barrett's mu and lane 1 is P.
+            let red = xmm(u128::from(K80) | u128::from(K64) << 64);
+            let bar = xmm(u128::from(MU) | u128::from(POLY) << 64);
+            let t = _mm_xor_si128(
+                _mm_clmulepi64_si128::<0x01>(acc, red),
+                _mm_slli_si128::<2>(_mm_move_epi64(acc)),
+            );
+            // Lane 0 is v; lane 1 keeps t's top, which nothing below reads.
+            let v = _mm_xor_si128(_mm_clmulepi64_si128::<0x11>(t, red), t);
+            let q = _mm_srli_si128::<6>(_mm_clmulepi64_si128::<0x00>(_mm_srli_epi64::<16>(v), bar));
+            let r = _mm_xor_si128(v, _mm_clmulepi64_si128::<0x10>(q, bar));
+            _mm_cvtsi128_si32(r) as u16
+        }
+    }
+
+    /// A `u128` as an SSE register (lane 0 = low 64 bits).
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,ssse3")]
+    fn xmm(v: u128) -> __m128i {
+        // SAFETY: both are 16 bytes of plain data with no invalid bit patterns.
+        unsafe { std::mem::transmute::<u128, __m128i>(v) }
+    }
+
+    /// 16 bytes read as a big-endian number (first byte highest), as `u128::from_be_bytes`.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq,ssse3")]
+    fn load_be(c: &[u8]) -> __m128i {
+        let raw = xmm(u128::from_le_bytes(c.try_into().expect("16-byte block")));
+        _mm_shuffle_epi8(
+            raw,
+            _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        )
     }
 
     #[inline]
@@ -304,6 +423,16 @@ mod tests {
                 // SAFETY: `available()` returned true above.
                 let fast = unsafe { clmul::crc(&data[..len]) };
                 assert_eq!(fast, crc_table(&data[..len]), "round {round} length {len}");
+            }
+        }
+        // The fixed-length form, for every head size and position in a buffer (messages
+        // at the start take the general path).
+        for len in clmul::MIN_LEN..70 {
+            let f = clmul::FixedLen::new(len);
+            for at in 0..40 {
+                // SAFETY: `available()` returned true above.
+                let fast = unsafe { f.crc_at(&data, at) };
+                assert_eq!(fast, crc_table(&data[at..at + len]), "len {len} at {at}");
             }
         }
         let mut v = b"123456789".repeat(3);
