@@ -158,15 +158,25 @@ fn decode_rows(
 ) -> Result<(), FrameError> {
     let size = cfg.data_frame_size();
     let tb = f64::from(cfg.time_base.max(1));
+    // The first six bytes of an acceptable frame: SYNC (0xAA, then a data frame of
+    // version 1 or 2), FRAMESIZE and IDCODE. A size that FRAMESIZE cannot hold gets a
+    // value no 48-bit field equals (the cold path then names the error).
+    let (v1, v2) = match u16::try_from(size) {
+        Ok(sz) => {
+            let rest = u64::from(sz) << 16 | u64::from(cfg.idcode);
+            ((0xAA01 << 32) | rest, (0xAA02 << 32) | rest)
+        }
+        Err(_) => (u64::MAX, u64::MAX),
+    };
     for (i, frame) in buf.chunks_exact(size).enumerate() {
         let at = (first_row + i) * size;
-        // Fast acceptance test of the common header; anything unexpected goes through
-        // `frame_error` for the exact error.
-        let size_ok = usize::from(u16::from_be_bytes([frame[2], frame[3]])) == size;
-        let sync_ok = frame[0] == 0xAA && (frame[1] == 0x01 || frame[1] == 0x02);
-        let id_ok = u16::from_be_bytes([frame[4], frame[5]]) == cfg.idcode;
+        // Fast acceptance test of the common header and CHK, one comparison per version
+        // and without early exits; anything unexpected goes through `frame_error` for
+        // the exact error.
+        let head = u64::from_be_bytes(frame[..8].try_into().expect("8 bytes")) >> 16;
+        let head_ok = (head == v1) | (head == v2);
         let chk = u16::from_be_bytes([frame[size - 2], frame[size - 1]]);
-        if !(size_ok && sync_ok && id_ok && chk == crc_ccitt(buf, i * size, size - 2)) {
+        if !(head_ok & (chk == crc_ccitt(buf, i * size, size - 2))) {
             return Err(frame_error(frame, cfg).shifted(at));
         }
         let soc = u32::from_be_bytes([frame[6], frame[7], frame[8], frame[9]]);
