@@ -517,8 +517,8 @@ mod tests {
     }
 
     /// Integer polar phasors go four at a time through SSE2 with the rest one by one:
-    /// random field bytes (every magnitude and sign of angle) for 0 to 9 phasors, two
-    /// PMUs, against per-frame decoding.
+    /// random field bytes (every magnitude and sign of angle) for 0 to 9 phasors and 0
+    /// to 5 analogs, two PMUs, against per-frame decoding.
     #[test]
     fn int_polar_blocks_match_frame_decoding() {
         use super::super::samples::{config, pmu_config};
@@ -535,8 +535,8 @@ mod tests {
                 2,
                 9,
                 vec![
-                    pmu_config(1, "A", Format(0x01), ph, 1, 1),
-                    pmu_config(2, "B", Format(0x01), ph + 5, 0, 0),
+                    pmu_config(1, "A", Format(0x01), ph, ph % 6, 1),
+                    pmu_config(2, "B", Format(0x01), ph + 5, 5 - ph % 6, 0),
                 ],
             );
             let size = cfg.data_frame_size();
