@@ -189,13 +189,31 @@ fn decode_block(
     b: Block<'_>,
 ) -> Result<(), FrameError> {
     #[cfg(target_arch = "x86_64")]
-    if cfg.data_frame_size() - 2 >= super::crc::clmul::MIN_LEN && super::crc::clmul::available() {
+    if !table_only()
+        && cfg.data_frame_size() - 2 >= super::crc::clmul::MIN_LEN
+        && super::crc::clmul::available()
+    {
         // SAFETY: `available()` has just confirmed PCLMULQDQ and SSSE3.
         return unsafe { decode_block_clmul(buf, first_row, cfg, layout, c, b) };
     }
     decode_rows(buf, first_row, cfg, layout, c, b, |buf, at, len| {
         crc_table(&buf[at..at + len])
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the portable (table CRC) path on machines with PCLMULQDQ.
+    static TABLE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread must use the portable path (only ever true in tests).
+#[inline]
+fn table_only() -> bool {
+    #[cfg(test)]
+    return TABLE_ONLY.get();
+    #[cfg(not(test))]
+    false
 }
 
 /// `decode_rows` compiled with PCLMULQDQ enabled, so that the carry-less CRC inlines into
@@ -556,6 +574,22 @@ mod tests {
                 assert_columns_match(&buf, &cfg, &c);
             }
         }
+    }
+
+    /// The portable path (table CRC) gives the same columns and errors.
+    #[test]
+    fn table_path_matches() {
+        TABLE_ONLY.set(true);
+        for cfg in [one_pmu(Format(0x01)), two_pmus(ConfigKind::Cfg3)] {
+            let size = cfg.data_frame_size();
+            let mut buf: Vec<u8> = (0..300).flat_map(|i| data_bytes(&cfg, i)).collect();
+            let c = decode_batch(&buf, &cfg, 1).unwrap();
+            assert_columns_match(&buf, &cfg, &c);
+            buf[123 * size + 20] ^= 4;
+            let e = decode_batch(&buf, &cfg, 1).unwrap_err();
+            assert_eq!((e.kind, e.offset), (FrameErrorKind::Crc, 124 * size - 2));
+        }
+        TABLE_ONLY.set(false);
     }
 
     #[test]
