@@ -244,9 +244,21 @@ fn array2<'py, T: numpy::Element>(
         .into_any()
 }
 
-/// Threads for `decode_batch`: the machine's parallelism, at most 8.
+/// Threads for `decode_batch`: the machine's parallelism, at most 8. Asked once:
+/// `available_parallelism` reads cgroup files on Linux, which costs microseconds a call.
 fn batch_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// The first PMU's column of a row-major (rows, `np`) array: a plain copy when there is
+/// one PMU (the common case, a memcpy), else every `np`-th element.
+fn first_column<T: Copy>(v: &[T], np: usize) -> Vec<T> {
+    if np == 1 {
+        v.to_vec()
+    } else {
+        v.iter().step_by(np.max(1)).copied().collect()
+    }
 }
 
 /// Decode a buffer of back-to-back data frames of one configuration, without the GIL,
@@ -265,19 +277,10 @@ fn decode_batch<'py>(
         .detach(|| rt::batch::decode_batch(buffer, &cfg, batch_threads()))
         .map_err(|e| frame_err(py, &e))?;
     let (n, np) = (c.rows, c.num_pmu);
-    let first_f64 = |v: &[f64]| -> Vec<f64> { v.iter().step_by(np.max(1)).copied().collect() };
     let d = PyDict::new(py);
-    d.set_item("freq", first_f64(&c.freq).into_pyarray(py))?;
-    d.set_item("dfreq", first_f64(&c.dfreq).into_pyarray(py))?;
-    d.set_item(
-        "stat",
-        c.stat
-            .iter()
-            .step_by(np.max(1))
-            .copied()
-            .collect::<Vec<u16>>()
-            .into_pyarray(py),
-    )?;
+    d.set_item("freq", first_column(&c.freq, np).into_pyarray(py))?;
+    d.set_item("dfreq", first_column(&c.dfreq, np).into_pyarray(py))?;
+    d.set_item("stat", first_column(&c.stat, np).into_pyarray(py))?;
     d.set_item("time", c.time.into_pyarray(py))?;
     d.set_item("soc", c.soc.into_pyarray(py))?;
     d.set_item("fracsec", c.fracsec.into_pyarray(py))?;

@@ -12,6 +12,10 @@ pub(crate) trait PmuScales {
     fn phasor_factor(&self, i: usize) -> f64;
     fn analog_factor(&self, i: usize) -> (f64, f64);
     fn fnom(&self) -> f64;
+    /// All phasor scale factors at once, where they are worked out ahead (`PmuLayout`).
+    fn phasor_factors(&self) -> Option<&[f64]> {
+        None
+    }
 }
 
 impl PmuScales for PmuConfig {
@@ -79,6 +83,10 @@ impl PmuScales for PmuLayout {
     fn fnom(&self) -> f64 {
         self.fnom
     }
+    #[inline]
+    fn phasor_factors(&self) -> Option<&[f64]> {
+        Some(&self.phasor)
+    }
 }
 
 /// Receives the values of one PMU block as `walk_pmu` reads them.
@@ -88,6 +96,15 @@ pub(crate) trait PmuSink {
     fn freq(&mut self, freq: f64, dfreq: f64);
     fn analog(&mut self, v: f64);
     fn digital(&mut self, d: u16);
+    /// The integer polar phasors of `block` (4 bytes each, as many as `factors`), each
+    /// magnitude scaled by its factor. Sinks that can take a whole block at once (batch
+    /// columns) override this; the results must equal `phasor_int_polar`'s.
+    #[inline(always)]
+    fn int_polar_block(&mut self, block: &[u8], factors: &[f64]) {
+        for (c, &k) in block.chunks_exact(4).zip(factors) {
+            self.phasor(phasor_int_polar(c, k));
+        }
+    }
 }
 
 impl PmuSink for PmuData {
@@ -114,6 +131,17 @@ impl PmuSink for PmuData {
     }
 }
 
+/// An integer polar phasor (u16 magnitude, i16 angle in 1e-4 rad) from its 4 bytes.
+#[inline(always)]
+pub(crate) fn phasor_int_polar(c: &[u8], k: f64) -> Phasor {
+    let m = f64::from(u16::from_be_bytes([c[0], c[1]]));
+    let a = f64::from(i16::from_be_bytes([c[2], c[3]]));
+    Phasor {
+        magnitude: m * k,
+        angle: a * 1e-4,
+    }
+}
+
 #[inline]
 fn be16(buf: &[u8], at: usize) -> [u8; 2] {
     [buf[at], buf[at + 1]]
@@ -125,7 +153,9 @@ fn be32(buf: &[u8], at: usize) -> [u8; 4] {
 
 /// Read one PMU block at `*pos`. The caller has checked that FRAMESIZE equals the size
 /// the configuration implies, so every field is inside `buf` (indexing cannot fail).
-#[inline]
+/// Always inlined: the batch row loop is compiled with extra target features, and LLVM
+/// otherwise leaves this as a call per PMU and frame.
+#[inline(always)]
 pub(crate) fn walk_pmu<S: PmuSink, P: PmuScales>(
     buf: &[u8],
     pos: &mut usize,
@@ -160,16 +190,14 @@ pub(crate) fn walk_pmu<S: PmuSink, P: PmuScales>(
                 sink.phasor(Phasor::from_rect(f64::from(re), f64::from(im)));
             }
         }
-        (false, true) => {
-            for (i, c) in block.chunks_exact(4).enumerate() {
-                let m = f64::from(u16::from_be_bytes([c[0], c[1]]));
-                let a = f64::from(i16::from_be_bytes([c[2], c[3]]));
-                sink.phasor(Phasor {
-                    magnitude: m * pc.phasor_factor(i),
-                    angle: a * 1e-4,
-                });
+        (false, true) => match pc.phasor_factors() {
+            Some(factors) => sink.int_polar_block(block, factors),
+            None => {
+                for (i, c) in block.chunks_exact(4).enumerate() {
+                    sink.phasor(phasor_int_polar(c, pc.phasor_factor(i)));
+                }
             }
-        }
+        },
         (false, false) => {
             for (i, c) in block.chunks_exact(4).enumerate() {
                 let k = pc.phasor_factor(i);
