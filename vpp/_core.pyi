@@ -640,7 +640,12 @@ class Ticker:
     """Periodic ticker on absolute CLOCK_MONOTONIC deadlines (tick k at start + k * period)."""
 
     def __new__(
-        cls, period_s: float = 0.1, spin_us: int = 100, realtime: bool = False, priority: int = 50
+        cls,
+        period_s: float = 0.1,
+        spin_us: int = 100,
+        realtime: bool = False,
+        priority: int = 50,
+        warmup_us: int | None = None,
     ) -> Ticker: ...
     def wait(self) -> float:
         """Sleep (GIL released) until the next deadline; return the lateness in seconds."""
@@ -658,6 +663,8 @@ class Ticker:
     def period(self) -> float: ...
     @property
     def spin_us(self) -> int: ...
+    @property
+    def warmup_us(self) -> int: ...
     @property
     def start(self) -> float: ...
     @property

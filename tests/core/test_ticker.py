@@ -190,3 +190,18 @@ def test_realtime_request_reports_what_was_granted() -> None:
     for key in ("sched_fifo", "mlockall"):
         assert isinstance(st[key], bool)
         assert (st[f"{key}_error"] is None) == st[key]
+
+
+def test_warmup_defaults_to_a_quarter_period_at_most_and_is_validated() -> None:
+    assert Ticker(period_s=0.1).warmup_us == 10_000
+    assert Ticker(period_s=0.02).warmup_us == 5_000
+    assert Ticker(period_s=0.1, warmup_us=0, spin_us=100).warmup_us == 100
+    for bad in (-1, 60_000):
+        with pytest.raises(ConfigError) as err:
+            Ticker(period_s=0.1, warmup_us=bad)
+        assert err.value.field == "warmup_us"
+    # With a warm-up the grid is unchanged and no tick returns before its deadline.
+    t = Ticker(period_s=0.01, warmup_us=2_000)
+    for k in range(1, 6):
+        t.wait()
+        assert time.monotonic() >= t.start + k * 0.01

@@ -48,6 +48,7 @@ pub struct PyTicker {
     start_ns: u64,
     period_ns: u64,
     spin_ns: u64,
+    warmup_ns: u64,
     next_deadline_ns: AtomicU64,
 }
 
@@ -99,13 +100,14 @@ const _: () = assert!(ticker::DEFAULT_SPIN.as_micros() == DEFAULT_SPIN_US);
 #[pymethods]
 impl PyTicker {
     #[new]
-    #[pyo3(signature = (period_s = 0.1, spin_us = 100, realtime = false, priority = 50))]
+    #[pyo3(signature = (period_s = 0.1, spin_us = 100, realtime = false, priority = 50, warmup_us = None))]
     fn new(
         py: Python<'_>,
         period_s: f64,
         spin_us: i64,
         realtime: bool,
         priority: i32,
+        warmup_us: Option<i64>,
     ) -> PyResult<Self> {
         let period =
             ticker::duration_from_secs("period_s", period_s).map_err(|e| config_err(py, &e))?;
@@ -118,11 +120,20 @@ impl PyTicker {
             None
         };
         // Anchor the schedule after the (slow) realtime requests, so tick 1 is a full period away.
-        let schedule = Schedule::new(period, spin).map_err(|e| config_err(py, &e))?;
+        let mut schedule = Schedule::new(period, spin).map_err(|e| config_err(py, &e))?;
+        if let Some(us) = warmup_us {
+            let warmup = u64::try_from(us)
+                .map(Duration::from_micros)
+                .map_err(|_| config_error(py, "warmup_us", format!("must be >= 0, got {us}")))?;
+            schedule = schedule
+                .with_warmup(warmup)
+                .map_err(|e| config_err(py, &e))?;
+        }
         Ok(Self {
             start_ns: schedule.start_ns(),
             period_ns: schedule.period_ns(),
             spin_ns: schedule.spin_ns(),
+            warmup_ns: schedule.warmup_ns(),
             next_deadline_ns: AtomicU64::new(schedule.next_deadline_ns()),
             schedule: Mutex::new(schedule),
             stats: Mutex::new(TickStats::default()),
@@ -177,6 +188,13 @@ impl PyTicker {
     #[getter]
     fn spin_us(&self) -> u64 {
         self.spin_ns / 1000
+    }
+
+    /// The warm-up before each deadline (short sleeps that keep the CPU out of deep idle),
+    /// microseconds.
+    #[getter]
+    fn warmup_us(&self) -> u64 {
+        self.warmup_ns / 1000
     }
 
     /// Anchor of the schedule, in ``time.monotonic()`` seconds (tick k is due at
@@ -239,9 +257,10 @@ impl PyTicker {
     fn __repr__(&self) -> String {
         let s = lock(&self.stats);
         format!(
-            "Ticker(period_s={}, spin_us={}, count={}, overruns={})",
+            "Ticker(period_s={}, spin_us={}, warmup_us={}, count={}, overruns={})",
             self.period_ns as f64 * NS,
             self.spin_ns / 1000,
+            self.warmup_ns / 1000,
             s.count,
             s.overruns
         )
