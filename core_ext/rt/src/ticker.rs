@@ -69,6 +69,12 @@ pub fn sleep_until_ns(deadline_ns: u64) -> io::Result<()> {
     sleep_until(deadline_ns, true)
 }
 
+/// Sleep until `deadline_ns`; a signal returns an `ErrorKind::Interrupted` error so the
+/// caller can run its handlers (then call again: the deadline is absolute).
+pub fn sleep_until_interruptible(deadline_ns: u64) -> io::Result<()> {
+    sleep_until(deadline_ns, false)
+}
+
 /// Sleep until `deadline_ns`; on a signal either resume (`retry`) or return an
 /// `ErrorKind::Interrupted` error so the caller can run its signal handlers.
 fn sleep_until(deadline_ns: u64, retry: bool) -> io::Result<()> {
@@ -150,6 +156,20 @@ pub struct Schedule {
     warmup_ns: u64,
     /// Index of the next deadline.
     next: u64,
+    /// A wait is under way (between its first `step` and its tick): a deadline passed
+    /// by then is a late wake-up, not an overrun.
+    in_wait: bool,
+}
+
+/// What to do next in a wait, from [`Schedule::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Sleep until this `CLOCK_MONOTONIC` time (ns), then call `step` again.
+    Sleep(u64),
+    /// Busy-wait to this deadline with [`Schedule::spin_to`], which returns the tick.
+    Spin(u64),
+    /// The deadline had already passed when the wait began: this is the (overrun) tick.
+    Done(Tick),
 }
 
 impl Schedule {
@@ -185,6 +205,7 @@ impl Schedule {
             spin_ns: spin.as_nanos() as u64,
             warmup_ns: warmup.as_nanos() as u64,
             next: 1,
+            in_wait: false,
         })
     }
 
@@ -251,14 +272,33 @@ impl Schedule {
     }
 
     fn wait_inner(&mut self, retry: bool) -> io::Result<Tick> {
+        loop {
+            match self.step() {
+                Step::Sleep(until) => {
+                    if let Err(e) = sleep_until(until, retry) {
+                        // The same deadline is resumed by the next wait.
+                        self.in_wait = false;
+                        return Err(e);
+                    }
+                }
+                Step::Spin(deadline) => return Ok(self.spin_to(deadline)),
+                Step::Done(tick) => return Ok(tick),
+            }
+        }
+    }
+
+    /// One step of a wait, for callers that do their own sleeping between steps (the
+    /// Python binding retakes the GIL after every warm-up sleep: see docs/ticker.md).
+    /// Call it until it returns `Spin` or `Done`; `wait` is exactly that loop.
+    pub fn step(&mut self) -> Step {
         let k = self.next;
         let deadline = self.deadline_ns(k);
         let now = monotonic_ns();
-        if now >= deadline {
+        if !self.in_wait && now >= deadline {
             // Overrun: return at once, realign on the first grid point still ahead.
             let next = (now - self.start_ns) / self.period_ns + 1;
             self.next = next;
-            return Ok(Tick {
+            return Step::Done(Tick {
                 index: k,
                 deadline_ns: deadline,
                 lateness_ns: now - deadline,
@@ -266,32 +306,46 @@ impl Schedule {
                 skipped: next - k - 1,
             });
         }
-        ensure_timer_slack();
+        if !self.in_wait {
+            ensure_timer_slack();
+            self.in_wait = true;
+        }
         let spin_from = deadline - self.spin_ns;
         let warm_from = deadline - self.warmup_ns;
         if now < warm_from {
-            sleep_until(warm_from, retry)?;
+            return Step::Sleep(warm_from);
         }
         // Warm-up: short sleeps up to the spin, so that a slow wake-up from a long idle
         // (see `with_warmup`) is absorbed before the deadline.
-        let step = WARMUP_STEP.as_nanos() as u64;
-        let mut now = monotonic_ns();
-        while now < spin_from {
-            sleep_until((now + step).min(spin_from), retry)?;
-            now = monotonic_ns();
+        if now < spin_from {
+            return Step::Sleep((now + WARMUP_STEP.as_nanos() as u64).min(spin_from));
         }
+        Step::Spin(deadline)
+    }
+
+    /// Give up a wait begun with `step` (the caller's sleep was interrupted and it will
+    /// not resume): the next `step` starts afresh, overrun check included.
+    pub fn abort_wait(&mut self) {
+        self.in_wait = false;
+    }
+
+    /// Busy-wait to `deadline` (from `Step::Spin`) and return the tick.
+    pub fn spin_to(&mut self, deadline: u64) -> Tick {
+        let mut now = monotonic_ns();
         while now < deadline {
             std::hint::spin_loop();
             now = monotonic_ns();
         }
+        let k = self.next;
         self.next = k + 1;
-        Ok(Tick {
+        self.in_wait = false;
+        Tick {
             index: k,
             deadline_ns: deadline,
             lateness_ns: now - deadline,
             overrun: false,
             skipped: 0,
-        })
+        }
     }
 }
 
@@ -364,6 +418,30 @@ mod tests {
             now - expected
         );
         assert!(t.stats.overruns < n / 4, "{:?}", t.stats);
+    }
+
+    #[test]
+    fn a_deadline_passed_during_a_wait_is_late_not_an_overrun() {
+        let mut s = Schedule::new(2 * MS, Duration::ZERO).unwrap();
+        let Step::Sleep(_) = s.step() else {
+            panic!("a fresh schedule sleeps first")
+        };
+        busy(3 * MS); // the caller's sleep overshot the deadline
+        let Step::Spin(deadline) = s.step() else {
+            panic!("inside a wait a passed deadline is spun to, not an overrun")
+        };
+        let tick = s.spin_to(deadline);
+        assert!(!tick.overrun && tick.lateness_ns >= MS.as_nanos() as u64);
+        // Abandoned waits start afresh: now the passed deadline is an overrun.
+        let Step::Sleep(_) = s.step() else {
+            panic!("next deadline is ahead")
+        };
+        s.abort_wait();
+        busy(3 * MS);
+        let Step::Done(late) = s.step() else {
+            panic!("after abort_wait a passed deadline is an overrun")
+        };
+        assert!(late.overrun);
     }
 
     #[test]
