@@ -1,0 +1,1 @@
+"""Protocol layer: register maps and the device drivers built on them."""
