@@ -367,4 +367,3 @@ def markdown_table(regmap: RegisterMap) -> str:
                 f"{scale} | {p.unit} | {sign} | {p.access} | {desc} |"
             )
     return "\n".join(lines) + "\n"
-

@@ -1,0 +1,353 @@
+"""A BESS that speaks Modbus TCP: a pymodbus server backed by :class:`BessModel`.
+
+The registers follow a register map (by default ``vpp/drivers/maps/bess_default.yaml``,
+see docs/register_map.md). Writes to the command points (enable, mode, setpoints, ramp
+rate) act on the model; the measurement points are refreshed from the model, which steps
+at a fixed rate on the real clock::
+
+    async with BessSimulator(port=0, capacity_kwh=1000, rated_power_kw=500) as sim:
+        ...  # a Modbus client on ("127.0.0.1", sim.port), device id sim.device_id
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from vpp.drivers.register_map import (
+    DEFAULT_MAP,
+    Point,
+    PointType,
+    RegisterMap,
+    Table,
+    decode,
+    encode,
+    load_register_map,
+)
+from vpp.errors import ConfigError
+from vpp.sim.bess_model import BessCommand, BessModel
+
+__all__ = ["BessSimulator"]
+
+
+# Modbus function codes by the table they touch.
+_FC_TABLE = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE, 4: Table.INPUT}
+_FC_TABLE.update({fc: Table.HOLDING for fc in (3, 6, 16, 22, 23)})
+# The simulator cannot work without these; every other point is optional.
+_REQUIRED = ("active_power_setpoint", "active_power", "soc")
+
+
+def _config_error(message: str, field: str) -> ConfigError:
+    err = ConfigError(message)
+    err.field = field
+    return err
+
+
+class BessSimulator:
+    """A simulated battery behind a Modbus TCP server (start/stop as an async context).
+
+    ``port=0`` binds an ephemeral port; :attr:`port` reports the bound one. Requests for
+    another device id are answered with a Modbus exception (pymodbus's behaviour).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 502,
+        device_id: int = 1,
+        capacity_kwh: float = 1000.0,
+        rated_power_kw: float = 500.0,
+        rated_kva: float | None = None,
+        initial_soc_pct: float = 50.0,
+        ramp_kw_s: float = 100.0,
+        step_hz: float = 10.0,
+        register_map: RegisterMap | str | Path = DEFAULT_MAP,
+        model: BessModel | None = None,
+    ) -> None:
+        """Configure the simulator; ``model`` replaces the one built from the ratings."""
+        if not 1 <= device_id <= 247:
+            raise _config_error(f"device_id must be 1..247, got {device_id}", "device_id")
+        if not 0 <= port <= 65535:
+            raise _config_error(f"port must be 0..65535, got {port}", "port")
+        if not (math.isfinite(step_hz) and 0 < step_hz <= 1000):
+            raise _config_error(f"step_hz must be in (0, 1000], got {step_hz}", "step_hz")
+        self.host = host
+        self.device_id = device_id
+        self.step_s = 1.0 / step_hz
+        self._port = port
+        self.map = (
+            register_map
+            if isinstance(register_map, RegisterMap)
+            else load_register_map(register_map)
+        )
+        for name in _REQUIRED:
+            self.map.point(name)
+        self.model = model or BessModel(
+            capacity_kwh=capacity_kwh,
+            p_max_kw=rated_power_kw,
+            s_max_kva=rated_kva or rated_power_kw,
+            soc_pct=initial_soc_pct,
+            ramp_kw_s=ramp_kw_s,
+        )
+        self.command = BessCommand()
+        self.steps = 0
+        self.encode_errors = 0
+        # Register images: the model writes them, the Modbus action copies them out.
+        self._image: dict[Table, dict[int, int | bool]] = {t: {} for t in Table}
+        self._server: ModbusTcpServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._init_image()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server is bound to (the ephemeral one after ``port=0``)."""
+        return self._port
+
+    async def start(self) -> None:
+        """Bind the server and start stepping the model."""
+        if self._server is not None:
+            raise RuntimeError("BessSimulator already started")
+        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+        await server.serve_forever(background=True)
+        self._server = server
+        sockets = getattr(server.transport, "sockets", None)
+        if sockets:
+            self._port = int(sockets[0].getsockname()[1])
+        self._task = asyncio.create_task(self._run(), name=f"bess-sim:{self._port}")
+
+    async def stop(self) -> None:
+        """Stop stepping and close the server and its connections."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
+            # Let the transports run their close callbacks before the loop moves on.
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> BessSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- model stepping ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = time.monotonic()
+        deadline = loop.time()
+        while True:
+            # Absolute deadlines: a slow step does not shift every later one.
+            deadline += self.step_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            now = time.monotonic()
+            # Integrate over the time that really passed, so SOC stays right under jitter.
+            self.step(now - last)
+            last = now
+
+    def step(self, dt: float) -> None:
+        """Advance the model by ``dt`` seconds and refresh the measurement registers."""
+        self.model.step(self.command, dt)
+        self.steps += 1
+        self._publish()
+
+    def _measurements(self) -> dict[str, float | bool]:
+        m = self.model
+        return {
+            "active_power": m.power_kw,
+            "reactive_power": m.q_kvar,
+            "soc": m.soc_pct,
+            "soh": m.soh_pct,
+            "dc_voltage": m.dc_voltage_v(),
+            "dc_current": m.dc_current_a(),
+            "max_charge_power": m.max_charge_kw(),
+            "max_discharge_power": m.max_discharge_kw(),
+            "temperature_min": m.temp_c - 1.0,
+            "temperature_max": m.temp_c,
+            "alarm_bits": m.alarms,
+            "fault_bits": m.faults,
+            "state": m.state,
+            "heartbeat": self.steps % 0x10000,
+            "running": m.state == 1,
+            "alarm_active": m.alarms != 0,
+            "fault_active": m.faults != 0,
+        }
+
+    def _publish(self) -> None:
+        for name, value in self._measurements().items():
+            self._put(name, value)
+
+    def _put(self, name: str, value: float | bool) -> None:
+        point = self._find(name)
+        if point is None:
+            return
+        image = self._image[point.table]
+        if point.type is PointType.BOOL:
+            image[point.address] = bool(value)
+            return
+        try:
+            words = encode(point, float(value))
+        except ConfigError:
+            # A value the map cannot carry keeps the last one; counted, never fatal.
+            self.encode_errors += 1
+            return
+        for i, w in enumerate(words):
+            image[point.address + i] = w
+
+    def _find(self, name: str) -> Point | None:
+        try:
+            return self.map.point(name)
+        except ConfigError:
+            return None
+
+    def _init_image(self) -> None:
+        m = self.model
+        for name, value in (
+            ("active_power_setpoint", 0.0),
+            ("reactive_power_setpoint", 0.0),
+            ("mode", 0),
+            ("ramp_rate", m.ramp_kw_s),
+            ("rated_power", m.p_max_kw),
+            ("rated_apparent_power", m.s_max_kva),
+            ("rated_energy", m.capacity_kwh),
+            ("enable", False),
+        ):
+            self._put(name, value)
+        self._publish()
+
+    # --- Modbus side -----------------------------------------------------------------------
+
+    def _device(self) -> SimDevice:
+        tables: list[list[SimData]] = []
+        for table in (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT):
+            blocks: list[SimData] = []
+            for p in self.map.table(table):
+                if table.is_bits:
+                    value = bool(self._image[table].get(p.address, False))
+                    blocks.append(SimData(p.address, values=[value], datatype=DataType.BITS))
+                else:
+                    image = self._image[table]
+                    words = [int(image.get(p.address + i, 0)) for i in range(p.type.words)]
+                    blocks.append(
+                        SimData(
+                            p.address,
+                            values=words,
+                            datatype=DataType.REGISTERS,
+                            readonly=p.access == "r",
+                        )
+                    )
+            if not blocks:
+                # pymodbus needs every table defined; one invalid register rejects all access.
+                blocks.append(SimData(0, datatype=DataType.INVALID))
+            tables.append(blocks)
+        return SimDevice(
+            id=self.device_id,
+            simdata=(tables[0], tables[1], tables[2], tables[3]),
+            action=self._action,
+        )
+
+    async def _action(
+        self,
+        func_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """pymodbus calls this before every access, with the table's live registers."""
+        del count
+        table = _FC_TABLE.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if values is None:
+            self._copy_out(table, start, registers)
+            return None
+        if table is Table.COIL:
+            return self._write_bits(address, [bool(v) for v in values])
+        return self._write_registers(start, address, [int(v) for v in values], registers)
+
+    def _copy_out(self, table: Table, start: int, registers: list[int]) -> None:
+        image = self._image[table]
+        if table.is_bits:
+            # Bit tables are packed 16 to a register, bit 0 first, from register `start`.
+            for addr, bit in image.items():
+                i, b = divmod(addr, 16)
+                i -= start
+                if 0 <= i < len(registers):
+                    registers[i] = (registers[i] | (1 << b)) if bit else (registers[i] & ~(1 << b))
+        else:
+            for addr, word in image.items():
+                if 0 <= addr - start < len(registers):
+                    registers[addr - start] = int(word)
+
+    def _write_bits(self, address: int, bits: list[bool]) -> ExcCodes | None:
+        for p in self.map.table(Table.COIL):
+            if address <= p.address < address + len(bits):
+                bit = bits[p.address - address]
+                if p.name == "enable":
+                    self.command.enable = bit
+                self._image[Table.COIL][p.address] = bit
+        return None
+
+    def _write_registers(
+        self, start: int, address: int, values: list[int], registers: list[int]
+    ) -> ExcCodes | None:
+        # Decode against the registers as they will be after the write, so a request
+        # that writes only one word of a 32-bit point still yields the whole value.
+        merged = list(registers)
+        merged[address - start : address - start + len(values)] = values
+        end = address + len(values)
+        updates: list[tuple[Callable[[float], None], float]] = []
+        for p in self.map.table(Table.HOLDING):
+            if p.access != "rw" or p.end <= address or p.address >= end:
+                continue
+            value = decode(p, merged[p.address - start : p.end - start])
+            apply = self._command_setter(p, value)
+            if apply is None:
+                return ExcCodes.ILLEGAL_VALUE
+            updates.append((apply, value))
+        # All or nothing: one rejected point rejects the whole request.
+        for apply, value in updates:
+            apply(value)
+        for i, v in enumerate(values):
+            self._image[Table.HOLDING][address + i] = v
+        return None
+
+    def _command_setter(self, p: Point, value: float) -> Callable[[float], None] | None:
+        """How a written value acts on the model; None if the device rejects it."""
+        if p.values is not None and int(value) not in p.values:
+            return None
+        if p.name == "active_power_setpoint":
+            return lambda v: setattr(self.command, "p_kw", v)
+        if p.name == "reactive_power_setpoint":
+            return lambda v: setattr(self.command, "q_kvar", v)
+        if p.name == "mode":
+            return lambda v: setattr(self.command, "mode", int(v))
+        if p.name == "ramp_rate":
+            if value <= 0:
+                return None
+            return lambda v: setattr(self.model, "ramp_kw_s", v)
+        return lambda v: None
