@@ -8,6 +8,7 @@ from numpy.typing import NDArray
 __version__: str
 
 def allocation_count() -> int: ...
+def thread_allocation_count() -> int: ...
 
 # ---- errors (core_ext/py/src/errors.rs) ----
 

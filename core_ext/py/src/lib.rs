@@ -24,10 +24,17 @@ fn allocation_count() -> u64 {
 }
 mod ticker;
 
+/// Number of Rust heap allocations made by the compiled core on the calling thread.
+#[pyfunction]
+fn thread_allocation_count() -> u64 {
+    alloc_count::thread_allocations()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(allocation_count, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_allocation_count, m)?)?;
     errors::register(m)?;
     control::register(m)?;
     c37118::register(m)?;

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use vpp_rt::alloc_count::{allocations, CountingAllocator};
+use vpp_rt::alloc_count::{thread_allocations, CountingAllocator};
 use vpp_rt::c37118::config::Format;
 use vpp_rt::c37118::data::encode_data;
 use vpp_rt::c37118::{encode_config, samples};
@@ -84,7 +84,7 @@ fn main() {
     }
 
     let mut lat = vec![0u32; n];
-    let alloc_before = allocations();
+    let alloc_before = thread_allocations();
     let mut sum = 0.0;
     let t_all = Instant::now();
     for (i, slot) in lat.iter_mut().enumerate() {
@@ -98,7 +98,7 @@ fn main() {
         sum += p.decision().setpoint_kw;
     }
     let wall = t_all.elapsed().as_secs_f64();
-    let allocs = allocations() - alloc_before;
+    let allocs = thread_allocations() - alloc_before;
     lat.sort_unstable();
     let q = |f: f64| lat[((n as f64 - 1.0) * f).round() as usize];
 

@@ -1,7 +1,7 @@
 //! The per-frame pipeline allocates nothing in steady state: decode, monitor, ROCOF,
 //! droop and safety over many frames with changing frequency, telemetry and errors.
 
-use vpp_rt::alloc_count::{allocations, CountingAllocator};
+use vpp_rt::alloc_count::{thread_allocations, CountingAllocator};
 use vpp_rt::c37118::config::Format;
 use vpp_rt::c37118::data::encode_data;
 use vpp_rt::c37118::{encode_config, samples};
@@ -53,7 +53,7 @@ fn steady_state_processing_allocates_nothing() {
             p.set_telemetry(tel(*t, k));
             p.process(b).unwrap();
         }
-        let before = allocations();
+        let before = thread_allocations();
         let mut setpoint_sum = 0.0;
         for round in 0..20 {
             for (k, (t, b)) in frames.iter().enumerate().skip(10) {
@@ -68,7 +68,7 @@ fn steady_state_processing_allocates_nothing() {
                 }
             }
         }
-        let after = allocations();
+        let after = thread_allocations();
         assert_eq!(
             after - before,
             0,
