@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from vpp import c37118 as c
 
@@ -157,7 +157,7 @@ class PdcClient:
         self.health.state = "connected"
         return reader
 
-    async def frames(self) -> AsyncIterator[c.Frame]:
+    async def frames(self) -> AsyncGenerator[c.Frame, None]:
         """Connect (and reconnect) and yield decoded frames until :meth:`close`."""
         attempt, connected_before = 0, False
         try:
@@ -310,7 +310,7 @@ class UdpReceiver:
     def __aiter__(self) -> AsyncIterator[c.DataFrame]:
         return self.frames()
 
-    async def frames(self) -> AsyncIterator[c.DataFrame]:
+    async def frames(self) -> AsyncGenerator[c.DataFrame, None]:
         """Yield the data frames received (bad datagrams are counted and skipped)."""
         if self._transport is None:
             await self.start()

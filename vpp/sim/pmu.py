@@ -46,12 +46,16 @@ V_PHASE = 110_000 / math.sqrt(3)
 
 
 def build_config(
-    idcode: int, rate: int, nominal: float = 50.0, station: str = "VPP SIM PMU"
+    idcode: int,
+    rate: int,
+    nominal: float = 50.0,
+    station: str = "VPP SIM PMU",
+    data_format: int = FORMAT_FLOAT_POLAR,
 ) -> c.ConfigFrame:
-    """The CFG-2 of the simulated PMU: three voltage phasors, float polar format."""
-    pmu = c.PmuConfig(
-        station, idcode, FORMAT_FLOAT_POLAR, ["VA", "VB", "VC"], [0, 0, 0], fnom=nominal
-    )
+    """The CFG-2 of the simulated PMU: three voltage phasors (float polar by default;
+    with integer phasors PHUNIT is 1 V per count)."""
+    unit = 0 if data_format & 0b10 else 100_000
+    pmu = c.PmuConfig(station, idcode, data_format, ["VA", "VB", "VC"], [unit] * 3, fnom=nominal)
     return c.ConfigFrame("cfg2", idcode, [pmu], time_base=TIME_BASE, data_rate=rate)
 
 
@@ -81,7 +85,11 @@ class PmuServer:
     beyond which its frames are dropped; ``send_buffer`` sets SO_SNDBUF of client
     sockets (a small kernel buffer makes a stalled client show up sooner).
     ``record_lateness`` keeps the last that many send-time offsets from the deadline
-    grid (seconds) in :attr:`lateness`.
+    grid (seconds): in :attr:`lateness` when the frame has been written to every client,
+    in :attr:`wake_lateness` when the ticker woke up to write it (frames are encoded
+    before the wait).
+    ``data_format`` is the FORMAT word (default all float, polar; bit 3 clear sends
+    FREQ as int16 mHz from nominal, which some PDCs need).
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class PmuServer:
         send_buffer: int | None = None,
         record_lateness: int = 0,
         station: str = "VPP SIM PMU",
+        data_format: int = FORMAT_FLOAT_POLAR,
     ) -> None:
         if rate not in RATES:
             raise ValueError(f"rate must be one of {RATES}, got {rate}")
@@ -106,7 +115,7 @@ class PmuServer:
         # time, so the noise is drawn here from one generator for the whole run.
         self._clean = dataclasses.replace(self.profile, noise=0.0)
         self._rng = np.random.default_rng(self.profile.seed)
-        self.config = build_config(idcode, rate, self.profile.nominal, station)
+        self.config = build_config(idcode, rate, self.profile.nominal, station, data_format)
         self.header = c.HeaderFrame(idcode, f"{station}: simulated PMU, vpp.sim.pmu")
         self._port = port
         self._udp_targets = list(udp_targets)
@@ -125,6 +134,7 @@ class PmuServer:
         self.skipped = 0
         self.finished: list[ClientStats] = []
         self.lateness: deque[float] = deque(maxlen=max(record_lateness, 1))
+        self.wake_lateness: deque[float] = deque(maxlen=max(record_lateness, 1))
         self._record = record_lateness > 0
 
     @property
@@ -219,6 +229,8 @@ class PmuServer:
         k = 0
         while True:
             deadline = mono0 + k / self.rate
+            # Build the frame before the wait, so only the write is left at the deadline.
+            frame = self.data_frame(k)
             delay = deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -230,8 +242,10 @@ class PmuServer:
                 self.skipped += behind
                 k += behind
                 continue
-            self._broadcast(self.data_frame(k))
+            woke = loop.time()
+            self._broadcast(frame)
             if self._record:
+                self.wake_lateness.append(woke - deadline)
                 self.lateness.append(loop.time() - deadline)
             self.ticks += 1
             k += 1
