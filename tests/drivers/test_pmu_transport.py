@@ -67,6 +67,7 @@ def test_server_closing_mid_stream_client_reconnects_and_resumes() -> None:
         assert h.reconnects >= 1 and h.errors["disconnect"] >= 1
         assert got[-1].time > got[9].time
         assert h.state == "closed" and h.data_frames == 20
+        assert h.last_frame_time == got[-1].time and h.last_arrival is not None
 
     run(main())
 
@@ -164,5 +165,40 @@ def test_udp_receiver_with_config_fetched_over_tcp() -> None:
         idx = [f.soc * 50 + f.fracsec // step for f in data]
         assert idx == list(range(idx[0], idx[0] + 10))
         assert rx.health.error_count == 1
+
+    run(main())
+
+
+def test_a_silent_connection_times_out_and_the_client_reconnects() -> None:
+    accepted = 0
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(100):  # takes the commands, never answers
+                pass
+        await close_writer(writer)
+
+    async def main() -> None:
+        srv = await asyncio.start_server(mute, "127.0.0.1", 0)
+        client = PdcClient(
+            "127.0.0.1", srv.sockets[0].getsockname()[1], read_timeout=0.2,
+            backoff=fast_backoff(),
+        )  # fmt: skip
+        task = asyncio.create_task(collect(client, 1))
+        try:
+            await asyncio.sleep(1.0)
+            assert not task.done()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
+            srv.close()
+            await srv.wait_closed()
+        h = client.health
+        assert h.errors["timeout"] >= 2 and h.reconnects >= 1 and accepted >= 2
+        assert h.data_frames == 0 and h.state == "closed"
 
     run(main())

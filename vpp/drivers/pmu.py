@@ -171,9 +171,12 @@ class PdcClient:
                 if connected_before:
                     self.health.reconnects += 1
                 connected_before = True
-                async for frame in self._session(reader):
-                    attempt = 0  # the link works: the next failure starts from scratch
-                    yield frame
+                # aclosing: leaving the iteration mid-session closes the session now,
+                # not whenever the garbage collector finds it.
+                async with contextlib.aclosing(self._session(reader)) as session:
+                    async for frame in session:
+                        attempt = 0  # the link works: the next failure starts afresh
+                        yield frame
                 await self._disconnect()
                 if not self._closed:
                     self._error("disconnect")
@@ -184,7 +187,7 @@ class PdcClient:
             await self._disconnect()
             self.health.state = "closed"
 
-    async def _session(self, reader: asyncio.StreamReader) -> AsyncIterator[c.Frame]:
+    async def _session(self, reader: asyncio.StreamReader) -> AsyncGenerator[c.Frame, None]:
         assert self._writer is not None
         dec = c.StreamDecoder(list(self._configs) or None)
         data_on = bool(self._configs)
