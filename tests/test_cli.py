@@ -93,3 +93,35 @@ def test_bench_lists_its_benchmarks_and_rejects_unknown_names() -> None:
     r = vpp("bench", "no_such_benchmark")
     assert r.returncode != 0
     assert "unknown benchmark" in r.stderr
+
+
+def test_pmu_serve_and_listen_on_an_ephemeral_port() -> None:
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "vpp", "pmu", "serve", "--port", "0", "--idcode", "77",
+         "--rate", "25", "--profile", "step", "--magnitude", "-0.2", "--start", "0",
+         "--noise", "0", "--duration", "60"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert serve.stderr is not None
+        line = serve.stderr.readline()  # "vpp pmu serve: listening on 127.0.0.1:PORT ..."
+        port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        r = vpp("pmu", "listen", f"127.0.0.1:{port}", "--count", "5", timeout=30)
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)
+        serve.stderr.close()  # type: ignore[union-attr]
+    assert r.returncode == 0, r.stderr
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["type"] for o in objs] == ["cfg2"] + ["data"] * 5
+    assert objs[0]["idcode"] == 77 and objs[0]["data_rate"] == 25
+    keys = ("version", "idcode", "soc", "fracsec", "time", "time_quality", "pmus")
+    for d in objs[1:]:
+        assert all(k in d for k in keys)
+        assert d["fracsec"] % 40_000 == 0
+        assert abs(d["pmus"][0]["freq"] - 49.8) < 1e-4
+
+
+def test_pmu_listen_rejects_a_bad_address() -> None:
+    r = vpp("pmu", "listen", "nowhere", timeout=30)
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr

@@ -3,6 +3,8 @@
 - ``vpp run``: run the main job (for now the core pipeline on a simulated PMU stream,
   printing one decision per line; the orchestrator will take this over).
 - ``vpp pmu decode FILE``: decode a raw C37.118 byte stream to JSON lines.
+- ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
+- ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -42,6 +44,72 @@ def _cmd_pmu_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pmu_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from vpp.sim.frequency import FrequencyProfile
+    from vpp.sim.pmu import PmuServer
+
+    profile = FrequencyProfile(
+        kind=args.profile,
+        nominal=args.nominal,
+        magnitude=args.magnitude,
+        start=args.start,
+        period=args.period,
+        noise=args.noise,
+        seed=args.seed,
+    )
+
+    async def serve() -> None:
+        async with PmuServer(args.idcode, args.rate, profile, args.host, args.port) as srv:
+            # Printed after binding so that a caller using --port 0 learns the port.
+            print(
+                f"vpp pmu serve: listening on {args.host}:{srv.port} "
+                f"(IDCODE {args.idcode}, {args.rate} frames/s, profile {args.profile})",
+                file=sys.stderr,
+                flush=True,
+            )
+            await srv.serve_for(args.duration)
+
+    asyncio.run(serve())
+    return 0
+
+
+def _cmd_pmu_listen(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from vpp import c37118
+    from vpp.drivers.pmu import PdcClient
+
+    host, _, port = args.address.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"vpp pmu listen: expected HOST:PORT, got {args.address!r}", file=sys.stderr)
+        return 2
+
+    def on_error(err: c37118.FrameError) -> None:
+        sys.stdout.write(json.dumps(c37118.error_to_json(err)) + "\n")
+
+    async def listen() -> int:
+        client = PdcClient(host.strip("[]"), int(port), args.idcode, on_error=on_error)
+        data = 0
+        try:
+            async with contextlib.aclosing(client.frames()) as frames:
+                async for frame in frames:
+                    sys.stdout.write(json.dumps(c37118.frame_to_json(frame)) + "\n")
+                    sys.stdout.flush()
+                    if isinstance(frame, c37118.DataFrame):
+                        data += 1
+                        if args.count and data >= args.count:
+                            break
+        finally:
+            await client.close()
+        return 0
+
+    code: int = asyncio.run(listen())
+    return code
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vpp import bench
 
@@ -79,6 +147,33 @@ def build_parser() -> argparse.ArgumentParser:
     dec = pmu_sub.add_parser("decode", help="decode a raw C37.118 byte stream to JSON lines")
     dec.add_argument("file", help="file of frames (configuration before data), or - for stdin")
     dec.set_defaults(func=_cmd_pmu_decode)
+
+    from vpp.sim.frequency import PROFILES
+
+    serve = pmu_sub.add_parser("serve", help="run a simulated PMU (C37.118 over TCP)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4712, help="TCP port (default 4712; 0: any)")
+    serve.add_argument("--idcode", type=int, default=7734, help="IDCODE (default 7734)")
+    serve.add_argument("--rate", type=int, default=50, choices=(10, 25, 50), help="frames/s")
+    serve.add_argument("--profile", default="event", choices=PROFILES, help="frequency profile")
+    serve.add_argument("--nominal", type=float, default=50.0, help="nominal Hz (50 or 60)")
+    serve.add_argument(
+        "--magnitude", type=float, default=-0.35, help="disturbance in Hz (ramp: Hz/s)"
+    )
+    serve.add_argument("--start", type=float, default=2.0, help="disturbance start (s)")
+    serve.add_argument("--period", type=float, default=4.0, help="oscillation period (s)")
+    serve.add_argument("--noise", type=float, default=0.0005, help="noise std dev (Hz)")
+    serve.add_argument("--seed", type=int, default=1, help="noise seed")
+    serve.add_argument(
+        "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
+    )
+    serve.set_defaults(func=_cmd_pmu_serve)
+
+    listen = pmu_sub.add_parser("listen", help="connect as a PDC; print frames as JSON lines")
+    listen.add_argument("address", metavar="HOST:PORT", help="the PMU to connect to")
+    listen.add_argument("--count", type=int, default=0, help="stop after N data frames")
+    listen.add_argument("--idcode", type=int, default=1, help="IDCODE of our commands")
+    listen.set_defaults(func=_cmd_pmu_listen)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

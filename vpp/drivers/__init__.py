@@ -1,1 +1,2 @@
-"""Protocol layer: register maps and the device drivers built on them."""
+"""Protocol layer: register maps as data, and the transports to field devices
+(for now the C37.118 PDC client and UDP receiver)."""
