@@ -166,3 +166,28 @@ def test_callback_errors_do_not_stop_polling() -> None:
                 await comm.close()
 
     run(main)
+
+
+def test_unanswered_command_gives_a_failed_ack() -> None:
+    async def main() -> None:
+        comm = communicator()
+        async with silent_server() as port:
+            try:
+                # The driver's own timeout fires first.
+                comm.add_resource("a", "modbus_tcp", config(port, timeout=0.2))
+                ack = await comm.send_command("a", "enable", timeout=2.0)
+                assert not ack.ok and "no answer" in ack.detail and ack.latency < 1.0
+                assert comm.health()["a"]["errors"]["timeout"] == 1
+                with pytest.raises(DeviceOfflineError, match="'a' is offline"):
+                    await comm.send_command("a", "enable")
+                # The command's timeout fires first.
+                comm.add_resource("b", "modbus_tcp", config(port, timeout=5.0))
+                ack = await comm.send_command("b", "enable", timeout=0.2)
+                assert not ack.ok and "no ack within 0.2 s" in ack.detail
+                assert comm.status()["b"]["online"] is False
+                # The cut-short request's connection is dropped, not reused.
+                assert comm.health()["b"]["state"] == "disconnected"
+            finally:
+                await comm.close()
+
+    run(main)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.aio import free_port
-from tests.support.devices import run, silent_server, wait_until
+from tests.support.devices import run, short_reply_server, silent_server, wait_until
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
@@ -181,5 +181,20 @@ def test_silent_device_times_out() -> None:
             assert loop.time() - t0 < 2.0
             assert proto.health.errors["timeout"] == 1
             await proto.close()
+
+    run(main)
+
+
+def test_wrong_reply_length_is_a_protocol_error() -> None:
+    async def main() -> None:
+        async with short_reply_server() as port:
+            proto = driver(port)
+            try:
+                with pytest.raises(ProtocolError, match="registers in the reply") as info:
+                    await proto.read_status()
+                assert info.value.point
+                assert proto.health.errors["protocol"] == 1
+            finally:
+                await proto.close()
 
     run(main)

@@ -277,6 +277,13 @@ class BaseProtocol(abc.ABC):
             try:
                 await self._ensure_connected()
                 result = await asyncio.wait_for(op(), self.config.timeout)
+            except asyncio.CancelledError:
+                # A caller's deadline cut the request short; its reply may still arrive
+                # and be taken for the next request's, so start the next one afresh.
+                if self.health.state is not ConnectionState.CLOSED:
+                    await self._disconnect()
+                    self.health.state = ConnectionState.DISCONNECTED
+                raise
             except (asyncio.TimeoutError, TimeoutError, OSError, DriverError) as exc:
                 err = self._as_driver_error(exc)
                 self.health.failure(err.category)
