@@ -1,2 +1,2 @@
-"""Protocol layer: register maps as data, and the transports to field devices
-(for now the C37.118 PDC client and UDP receiver)."""
+"""Protocol layer: register maps as data, the base protocol class, the protocol factory,
+the resource communicator, the Modbus TCP driver and the C37.118 transports."""

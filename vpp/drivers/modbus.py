@@ -1,0 +1,298 @@
+"""Modbus TCP driver: :class:`ModbusTcpProtocol`, driven by a register map file.
+
+:meth:`~vpp.drivers.base.BaseProtocol.read_status` reads every point of the map in as
+few requests as :func:`~vpp.drivers.register_map.read_blocks` allows and decodes them
+to engineering values in vpp's sign (positive = discharge; a ``charge_positive`` point
+is negated by the map's codec).
+
+Standard commands and the map points they write (a map without a point makes the
+command fail with ValidationError naming the point):
+
+=====================  ================================================================
+command                writes
+=====================  ================================================================
+set_power              ``active_power_setpoint`` = params["kw"] (kW, + = discharge)
+set_reactive_power     ``reactive_power_setpoint`` = params["kvar"] (kvar)
+set_mode               ``mode`` = params["mode"] (a name from the point's ``values``,
+                       e.g. ``power_control``, or its number)
+enable                 coil ``enable`` = on
+disable                coil ``enable`` = off
+reset_alarms           coil ``alarm_reset`` = on (the default BESS map has none: its
+                       alarms clear themselves)
+emergency_stop         coil ``enable`` = off, then both setpoints = 0, then ``mode`` =
+                       ``standby``
+=====================  ================================================================
+
+Signed values are written as two's complement (via ``register_map.encode``). A Modbus
+exception response raises ProtocolError with the exception code and the point; no
+answer within the timeout raises DeviceTimeoutError; a reply of the wrong length
+raises ProtocolError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
+from vpp.drivers.errors import (
+    DeviceOfflineError,
+    DeviceTimeoutError,
+    ProtocolError,
+    ValidationError,
+)
+from vpp.drivers.register_map import (
+    DEFAULT_MAP,
+    Point,
+    PointType,
+    ReadBlock,
+    RegisterMap,
+    Table,
+    decode_block,
+    encode,
+    load_register_map,
+    read_blocks,
+)
+from vpp.errors import ConfigError
+
+__all__ = ["COMMANDS", "ModbusTcpConfig", "ModbusTcpProtocol"]
+
+COMMANDS = frozenset(
+    {
+        "set_power",
+        "set_reactive_power",
+        "set_mode",
+        "enable",
+        "disable",
+        "reset_alarms",
+        "emergency_stop",
+    }
+)
+
+
+class ModbusTcpConfig(ProtocolConfig):
+    """Settings of a Modbus TCP device."""
+
+    host: str = Field(min_length=1, description="device address")
+    port: int = Field(default=502, ge=1, le=65535)
+    device_id: int = Field(default=1, ge=1, le=247, description="Modbus unit id")
+    map: str = Field(default=DEFAULT_MAP, min_length=1, description="register map file")
+
+
+def _number(command: str, params: Mapping[str, Any], key: str, resource: str) -> float:
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(
+            f"command {command!r} needs a number {key!r}, got {value!r}", resource=resource
+        )
+    return float(value)
+
+
+class ModbusTcpProtocol(BaseProtocol):
+    """A Modbus TCP device described by a register map (see the module docstring)."""
+
+    Config: ClassVar[type[ProtocolConfig]] = ModbusTcpConfig
+    commands: ClassVar[frozenset[str]] = COMMANDS
+
+    def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
+        """Load the register map now, so a bad map fails at creation, not at first read."""
+        if not isinstance(config, ModbusTcpConfig):
+            raise TypeError("ModbusTcpProtocol needs a ModbusTcpConfig")
+        super().__init__(config, name=name)
+        self.cfg = config
+        try:
+            self.map: RegisterMap = load_register_map(config.map)
+        except ConfigError as exc:
+            err = ConfigError(f"protocol 'modbus_tcp': field 'map': {exc}")
+            err.field = "map"
+            raise err from exc
+        self.blocks: list[ReadBlock] = read_blocks(self.map.points)
+        self._client: AsyncModbusTcpClient | None = None
+
+    # --- transport ---------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        # A fresh client per connection: pymodbus's own reconnect loop is left off
+        # (reconnect_delay=0) because the base class owns retries and backoff.
+        client = AsyncModbusTcpClient(
+            self.cfg.host,
+            port=self.cfg.port,
+            timeout=self.cfg.timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+        self._client = client
+        if not await client.connect():
+            raise DeviceOfflineError(
+                f"cannot connect to {self.cfg.host}:{self.cfg.port}", resource=self.name
+            )
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    async def _request(
+        self, what: str, point: str, call: Callable[[], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
+        """Make one pymodbus request and turn its failures into driver errors."""
+        try:
+            # Called inside the try: pymodbus raises "not connected" on the call itself.
+            reply = await call()
+        except ConnectionException as exc:
+            raise DeviceOfflineError(
+                f"connection lost during {what} ({point})", resource=self.name, point=point
+            ) from exc
+        except ModbusIOException as exc:
+            raise DeviceTimeoutError(
+                f"no answer to {what} ({point}) within {self.cfg.timeout:g} s",
+                resource=self.name,
+                point=point,
+            ) from exc
+        except ModbusException as exc:
+            raise ProtocolError(
+                f"{what} ({point}) failed: {exc}", resource=self.name, point=point
+            ) from exc
+        if reply.isError():
+            code = int(getattr(reply, "exception_code", 0))
+            raise ProtocolError(
+                f"device answered {what} ({point}) with Modbus exception code {code}",
+                resource=self.name,
+                point=point,
+                code=code,
+            )
+        return reply
+
+    def _live(self) -> AsyncModbusTcpClient:
+        if self._client is None:
+            raise DeviceOfflineError("not connected", resource=self.name)
+        return self._client
+
+    async def _read(self) -> Status:
+        client, dev = self._live(), self.cfg.device_id
+        status: Status = {}
+        for block in self.blocks:
+            names = ",".join(p.name for p in block.points)
+            what = f"read {block.table.value} {block.start}+{block.count}"
+            if block.table is Table.COIL:
+                read = client.read_coils
+            elif block.table is Table.DISCRETE:
+                read = client.read_discrete_inputs
+            elif block.table is Table.HOLDING:
+                read = client.read_holding_registers
+            else:
+                read = client.read_input_registers
+            reply = await self._request(
+                what, names, partial(read, block.start, count=block.count, device_id=dev)
+            )
+            if block.table.is_bits:
+                # Bits come padded to whole bytes: fewer than asked is wrong, more is padding.
+                bits = list(reply.bits)
+                if len(bits) < block.count:
+                    raise ProtocolError(
+                        f"{what} ({names}): {len(bits)} bits in the reply",
+                        resource=self.name,
+                        point=names,
+                    )
+                for p in block.points:
+                    status[p.name] = bool(bits[p.address - block.start])
+            else:
+                words = list(reply.registers)
+                if len(words) != block.count:
+                    raise ProtocolError(
+                        f"{what} ({names}): {len(words)} registers in the reply",
+                        resource=self.name,
+                        point=names,
+                    )
+                status.update(decode_block(block.points, block.start, words))
+        return status
+
+    # --- commands ------------------------------------------------------------------------------
+
+    def _point(self, name: str, command: str) -> Point:
+        try:
+            point = self.map.point(name)
+        except ConfigError as exc:
+            raise ValidationError(
+                f"command {command!r} needs point {name!r}, which map {self.map.name!r} "
+                "does not have",
+                resource=self.name,
+                point=name,
+            ) from exc
+        if point.access != "rw":
+            raise ValidationError(
+                f"command {command!r}: point {name!r} is read-only",
+                resource=self.name,
+                point=name,
+            )
+        return point
+
+    async def _put(self, command: str, name: str, value: float | bool) -> str:
+        point = self._point(name, command)
+        client, dev = self._live(), self.cfg.device_id
+        if point.type is PointType.BOOL:
+            await self._request(
+                f"write coil {point.address}",
+                name,
+                partial(client.write_coil, point.address, bool(value), device_id=dev),
+            )
+            return f"{name}={'on' if value else 'off'}"
+        try:
+            words = encode(point, float(value))
+        except ConfigError as exc:
+            raise ValidationError(
+                f"command {command!r}: {exc}", resource=self.name, point=name
+            ) from exc
+        await self._request(
+            f"write holding {point.address}+{len(words)}",
+            name,
+            partial(client.write_registers, point.address, words, device_id=dev),
+        )
+        return f"{name}={value:g}{point.unit}"
+
+    def _mode_value(self, command: str, mode: object) -> int:
+        point = self._point("mode", command)
+        codes = point.values or {}
+        if isinstance(mode, str):
+            for code, label in codes.items():
+                if label == mode:
+                    return code
+        elif isinstance(mode, int) and not isinstance(mode, bool) and mode in codes:
+            return mode
+        raise ValidationError(
+            f"command {command!r}: mode {mode!r} is not one of {sorted(codes.values())}",
+            resource=self.name,
+            point="mode",
+        )
+
+    async def _write(self, command: str, params: Mapping[str, Any]) -> str:
+        if command == "set_power":
+            return await self._put(
+                command, "active_power_setpoint", _number(command, params, "kw", self.name)
+            )
+        if command == "set_reactive_power":
+            return await self._put(
+                command, "reactive_power_setpoint", _number(command, params, "kvar", self.name)
+            )
+        if command == "set_mode":
+            return await self._put(command, "mode", self._mode_value(command, params.get("mode")))
+        if command in ("enable", "disable"):
+            return await self._put(command, "enable", command == "enable")
+        if command == "reset_alarms":
+            return await self._put(command, "alarm_reset", True)
+        if command == "emergency_stop":
+            # Output off first: it is the one write that stops the power on its own.
+            done = [await self._put(command, "enable", False)]
+            done.append(await self._put(command, "active_power_setpoint", 0.0))
+            done.append(await self._put(command, "reactive_power_setpoint", 0.0))
+            done.append(await self._put(command, "mode", self._mode_value(command, "standby")))
+            return ", ".join(done)
+        raise ValidationError(f"unknown command {command!r}", resource=self.name)
