@@ -27,7 +27,10 @@ __all__ = ["ENTRY_POINT_GROUP", "ProtocolFactory"]
 ENTRY_POINT_GROUP = "vpp.protocols"
 
 # Built-ins as "module:class", so that a protocol's dependencies load only when used.
-_BUILTIN = {"modbus_tcp": "vpp.drivers.modbus:ModbusTcpProtocol"}
+_BUILTIN = {
+    "modbus_tcp": "vpp.drivers.modbus:ModbusTcpProtocol",
+    "can_bms": "vpp.drivers.can_bms:CanBmsProtocol",
+}
 
 
 def _config_error(message: str, field: str) -> ConfigError:
