@@ -15,6 +15,7 @@ import pytest
 from tests.support.devices import run, wait_until
 from vpp.core import SafetyEnvelope, ViolationCode
 from vpp.drivers.can_bms import CanBmsProtocol, default_dbc_path
+from vpp.drivers.errors import DeviceOfflineError
 from vpp.drivers.factory import ProtocolFactory
 from vpp.errors import ConfigError
 from vpp.sim.battery import SimBattery
@@ -142,7 +143,8 @@ def test_faults_show_up(inject: Any, alarm: str, check: Any) -> None:
             others = [k for k in s if k.startswith("alarm_") and s[k] and k != f"alarm_{alarm}"]
             assert others == []
             status = SafetyEnvelope().evaluate(proto.telemetry(time.time()), time.time())
-            assert status.violations, "the envelope sees the fault"
+            assert status.has(ViolationCode.BMS_FAULT)
+            assert status.max_kw == 0.0 and status.min_kw == 0.0
 
     run(main)
 
@@ -238,6 +240,9 @@ def test_factory_validates_the_config() -> None:
         factory.create("can_bms", {"channel": "x", "stale_after_s": {"BMS_Alarms": -1}})
     assert info.value.field == "stale_after_s"
     with pytest.raises(ConfigError) as info:
+        factory.create("can_bms", {"channel": "x", "stale_after_s": {"BMS_Nope": 1.0}})
+    assert info.value.field == "stale_after_s" and "BMS_Nope" in str(info.value)
+    with pytest.raises(ConfigError) as info:
         factory.create("can_bms", {"channel": "x", "bogus": 1})
     assert info.value.field == "bogus"
     proto = factory.create("can_bms", {"interface": "virtual", "channel": "x"})
@@ -248,3 +253,13 @@ def test_factory_validates_the_config() -> None:
 def test_the_dbc_ships_with_the_package() -> None:
     path = default_dbc_path()
     assert path.is_file() and path.read_text().count("\nBO_ ") == 9
+
+
+def test_a_bus_that_cannot_open_is_offline() -> None:
+    async def main() -> None:
+        proto = driver(channel(), interface="no-such-interface")
+        with pytest.raises(DeviceOfflineError):
+            await proto.connect()
+        await proto.close()
+
+    run(main)

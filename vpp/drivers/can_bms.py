@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 from vpp.core import Telemetry
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
+from vpp.errors import ConfigError
 
 __all__ = [
     "ALARMS",
@@ -65,6 +66,8 @@ REQUIRED_MESSAGES = (
 _STALE_PERIODS = 3.0
 # The receive task polls the bus this often when it is idle (virtual buses have no fd).
 _POLL_S = 0.005
+# Frames handled before the receive task yields to the event loop.
+_BATCH = 256
 
 
 def default_dbc_path() -> Path:
@@ -124,10 +127,13 @@ class CanBmsProtocol(BaseProtocol):
         names = {m.name for m in self.db.messages}
         unknown = sorted(set(config.stale_after_s) - names)
         if unknown:
-            raise ValidationError(
-                f"stale_after_s names unknown messages {unknown}; known: {sorted(names)}",
-                resource=self.name,
+            # Only the DBC knows the message names, so this check cannot live in Config.
+            err = ConfigError(
+                f"protocol 'can_bms': field 'stale_after_s': unknown messages {unknown}; "
+                f"known: {sorted(names)}"
             )
+            err.field = "stale_after_s"
+            raise err
         self.stale_after: dict[str, float] = {}
         for msg in self.db.messages:
             period = (msg.cycle_time or 1000) / 1000.0
@@ -169,16 +175,22 @@ class CanBmsProtocol(BaseProtocol):
 
     async def _receive_loop(self, bus: can.BusABC) -> None:
         while True:
-            try:
-                msg = bus.recv(timeout=0)
-            except can.CanError:
-                # A transient bus error (error frame, buffer overrun): keep listening.
-                log.warning("%s: CAN receive error", self.name, exc_info=True)
-                msg = None
-            if msg is None:
-                await asyncio.sleep(_POLL_S)
-                continue
-            self.handle_frame(msg.arbitration_id, bytes(msg.data), time.time())
+            # Drain a bounded batch, then yield: a busy bus must not starve the loop.
+            for _ in range(_BATCH):
+                try:
+                    msg = bus.recv(timeout=0)
+                except can.CanError:
+                    # A transient bus error (error frame, overrun): keep listening.
+                    log.warning("%s: CAN receive error", self.name, exc_info=True)
+                    msg = None
+                if msg is None:
+                    await asyncio.sleep(_POLL_S)
+                    break
+                if msg.is_error_frame or msg.is_remote_frame:
+                    continue
+                self.handle_frame(msg.arbitration_id, bytes(msg.data), time.time())
+            else:
+                await asyncio.sleep(0)
 
     def handle_frame(self, frame_id: int, data: bytes, received: float) -> None:
         """Decode one frame into :attr:`latest`; count (never raise on) a bad frame."""
