@@ -151,7 +151,6 @@ def test_concurrent_wait_is_refused() -> None:
     assert ticker.count == 1
 
 
-@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs setitimer")
 def test_signal_interrupts_wait_without_moving_the_schedule() -> None:
     class AlarmError(Exception):
         pass

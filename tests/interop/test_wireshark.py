@@ -15,10 +15,6 @@ import pytest
 from tests.interop import tshark
 from vpp import c37118
 
-pytestmark = pytest.mark.skipif(
-    not tshark.available(), reason="tshark not installed (scripts/setup test installs it)"
-)
-
 SOC = 1_700_000_000
 V_UNIT = 915_527  # PHUNIT: voltage, 9.15527 V per count
 I_UNIT = (1 << 24) | 45_776  # PHUNIT: current, 0.45776 A per count

@@ -48,17 +48,15 @@ def write_pcap(path: Path, frames: Sequence[bytes], sports: Sequence[int] | None
             f.write(pkt)
 
 
-def available() -> bool:
-    """True when tshark is installed (scripts/setup installs it for the tests)."""
-    return shutil.which("tshark") is not None
-
-
 def dissect(path: Path) -> list[list[tuple[str, str, str]]]:
     """Every ``synphasor.*`` field of every packet as (name, show, showname), in order.
 
     PDML is used rather than JSON because only its ``showname`` carries the values
     Wireshark computed (scaled phasors, absolute frequency, analog values).
     """
+    # A missing tshark fails the interop tests; it is not a reason to skip them.
+    if shutil.which("tshark") is None:
+        raise FileNotFoundError("tshark is not installed: run `bash scripts/setup test`")
     out = subprocess.run(
         ["tshark", "-r", str(path), "-T", "pdml"],
         check=True,
