@@ -1,37 +1,13 @@
 //! Codec tests across modules: round trips of every frame type and FORMAT, known bytes,
 //! every error kind, allocation-free data decoding, and stream chunking and resync.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use super::samples::*;
 use super::*;
+use crate::alloc_count::{thread_allocations as allocs, CountingAllocator};
 use crate::error::FrameErrorKind as K;
 
-/// Counts allocations per thread, so parallel tests do not disturb each other.
-struct CountingAlloc;
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocs() -> usize {
-    ALLOCS.with(Cell::get)
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn store_of(c: &Config) -> ConfigStore {
     let mut s = ConfigStore::new();
