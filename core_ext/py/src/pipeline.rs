@@ -4,10 +4,9 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use vpp_rt::c37118::check_frame;
-use vpp_rt::pipeline::ERROR_KIND_ORDER;
 use vpp_rt::{
-    Decision, DroopConfig, DroopController, FrequencyMonitor, MonitorConfig, Outcome, Pipeline,
-    PipelineConfig, RocofConfig, RocofEstimator, SafetyEnvelope, SafetyLimits,
+    Decision, DroopConfig, DroopController, FrameErrorKind, FrequencyMonitor, MonitorConfig,
+    Outcome, Pipeline, PipelineConfig, RocofConfig, RocofEstimator, SafetyEnvelope, SafetyLimits,
 };
 
 use crate::control::droop::PyDroopController;
@@ -327,7 +326,7 @@ impl PyPipeline {
         d.set_item("ignored", s.ignored)?;
         d.set_item("invalid_measurements", s.invalid_measurements)?;
         let errors = PyDict::new(py);
-        for (k, n) in ERROR_KIND_ORDER.iter().zip(s.errors) {
+        for (k, n) in FrameErrorKind::ALL.iter().zip(s.errors) {
             errors.set_item(k.name(), n)?;
         }
         d.set_item("errors", errors)?;

@@ -30,6 +30,19 @@ pub enum FrameErrorKind {
 }
 
 impl FrameErrorKind {
+    /// Every kind, in declaration order: `kind as usize` indexes this array.
+    pub const ALL: [FrameErrorKind; 9] = [
+        Self::Truncated,
+        Self::FrameSize,
+        Self::Crc,
+        Self::Sync,
+        Self::Count,
+        Self::NoConfig,
+        Self::Mismatch,
+        Self::Value,
+        Self::Encode,
+    ];
+
     /// Short stable name, used as the Python exception class selector and in JSON output.
     pub fn name(self) -> &'static str {
         match self {
@@ -143,3 +156,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameErrorKind;
+
+    #[test]
+    fn all_lists_every_kind_at_its_discriminant() {
+        for (i, k) in FrameErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+        }
+        let names: std::collections::HashSet<_> =
+            FrameErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), FrameErrorKind::ALL.len());
+    }
+}

@@ -15,35 +15,6 @@ use crate::rocof::{RocofConfig, RocofEstimator};
 use crate::safety::{SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry};
 use crate::{DroopConfig, DroopController};
 
-const ERROR_KINDS: usize = 9;
-
-fn kind_index(k: FrameErrorKind) -> usize {
-    match k {
-        FrameErrorKind::Truncated => 0,
-        FrameErrorKind::FrameSize => 1,
-        FrameErrorKind::Crc => 2,
-        FrameErrorKind::Sync => 3,
-        FrameErrorKind::Count => 4,
-        FrameErrorKind::NoConfig => 5,
-        FrameErrorKind::Mismatch => 6,
-        FrameErrorKind::Value => 7,
-        FrameErrorKind::Encode => 8,
-    }
-}
-
-/// The error kinds in the order of `PipelineStats::errors`.
-pub const ERROR_KIND_ORDER: [FrameErrorKind; ERROR_KINDS] = [
-    FrameErrorKind::Truncated,
-    FrameErrorKind::FrameSize,
-    FrameErrorKind::Crc,
-    FrameErrorKind::Sync,
-    FrameErrorKind::Count,
-    FrameErrorKind::NoConfig,
-    FrameErrorKind::Mismatch,
-    FrameErrorKind::Value,
-    FrameErrorKind::Encode,
-];
-
 /// Which measurement drives the response, and how implausible values are treated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PipelineConfig {
@@ -141,8 +112,8 @@ pub struct PipelineStats {
     pub ignored: u64,
     /// Data frames whose measurement was flagged bad or implausible.
     pub invalid_measurements: u64,
-    /// Errors by kind, in the order of `ERROR_KIND_ORDER`.
-    pub errors: [u64; ERROR_KINDS],
+    /// Errors by kind, indexed by `kind as usize` (the order of `FrameErrorKind::ALL`).
+    pub errors: [u64; FrameErrorKind::ALL.len()],
 }
 
 impl PipelineStats {
@@ -233,7 +204,7 @@ impl Pipeline {
             Ok(Outcome::Config(_)) => self.stats.configs += 1,
             Ok(Outcome::Ignored(_)) => self.stats.ignored += 1,
             Ok(Outcome::Fragment(_)) => {}
-            Err(e) => self.stats.errors[kind_index(e.kind)] += 1,
+            Err(e) => self.stats.errors[e.kind as usize] += 1,
         }
         r
     }

@@ -124,7 +124,7 @@ fn data_before_its_configuration_is_a_counted_error() {
     let e = p.process(&bytes).unwrap_err();
     assert_eq!(e.kind, FrameErrorKind::NoConfig);
     assert_eq!(e.field, "IDCODE");
-    assert_eq!(p.stats().errors[5], 1);
+    assert_eq!(p.stats().errors[FrameErrorKind::NoConfig as usize], 1);
     assert_eq!(p.decision().sequence, 0);
 }
 
