@@ -3,7 +3,7 @@
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use vpp_rt::c37118::check_frame;
+use vpp_rt::c37118::{StreamDecoder, StreamItem};
 use vpp_rt::{
     Decision, DroopConfig, DroopController, FrameErrorKind, FrequencyMonitor, MonitorConfig,
     Outcome, Pipeline, PipelineConfig, RocofConfig, RocofEstimator, SafetyEnvelope, SafetyLimits,
@@ -251,8 +251,8 @@ impl PyPipeline {
     /// Feed a buffer of concatenated frames (configurations and data) with the GIL
     /// released; returns NumPy arrays with one entry per decision: time, freq, rocof,
     /// response_kw, setpoint_kw, min_kw, max_kw, band (code, -1 none) and action (code),
-    /// plus `errors`, the number of frames that failed. A bad frame is skipped up to the
-    /// next SYNC byte.
+    /// plus `errors`, the number of frames that failed. After garbage the stream
+    /// resynchronises on the next valid frame, as `StreamDecoder` does.
     fn process_buffer<'py>(
         &mut self,
         py: Python<'py>,
@@ -351,21 +351,12 @@ struct Columns {
 
 fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
     let mut c = Columns::default();
-    let mut pos = 0;
-    while pos + 4 <= buf.len() {
-        let size = usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]));
-        let end = (pos + size).min(buf.len());
-        let ok_header = buf[pos] == 0xAA && size >= 4 && check_frame(&buf[pos..end]).is_ok();
-        if !ok_header {
-            c.errors += 1;
-            // Resynchronise on the next SYNC byte.
-            pos += 1 + buf[pos + 1..]
-                .iter()
-                .position(|&b| b == 0xAA)
-                .unwrap_or(buf.len());
-            continue;
-        }
-        match p.process(&buf[pos..end]) {
+    // The codec's stream decoder splits the buffer and resynchronises after garbage
+    // (one error per run of garbage), exactly as for a TCP stream.
+    let mut stream = StreamDecoder::new();
+    stream.feed(buf, |item| match item {
+        StreamItem::Error(_) => c.errors += 1,
+        StreamItem::Frame { bytes, .. } => match p.process(bytes) {
             Ok(Outcome::Decision) => {
                 let d = p.decision();
                 c.time.push(d.time);
@@ -380,10 +371,9 @@ fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
             }
             Ok(_) => {}
             Err(_) => c.errors += 1,
-        }
-        pos = end;
-    }
-    if pos < buf.len() {
+        },
+    });
+    if stream.finish().is_some() {
         c.errors += 1;
     }
     c
