@@ -11,8 +11,6 @@ Run ``python benchmarks/bench_decode.py [--quick]`` to print the rows, or call
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import os
 
 # NumPy's OpenBLAS starts worker threads that spin and compete with the measured code for
@@ -24,7 +22,10 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
 
 from vpp import c37118 as c
 
@@ -63,14 +64,6 @@ def _frame(cfg: c.ConfigFrame, i: int) -> bytes:
     phasors = [(230.0 * 9.15527 * 100, 0.1 * k + i * 1e-4) for k in range(3)] + [(400.0, -0.5)]
     data = c.PmuData(phasors, 50.0 + (i % 100) * 1e-4, 0.01, [10.0, -5.0, 42.0], [i & 0xFFFF])
     return c.encode(c.DataFrame(cfg, [data], 1_700_000_000 + i // 50, fracsec=(i % 50) * 20_000))
-
-
-def _pypmu_frame_module() -> Any:
-    # pyPMU still uses collections.Sequence, removed in Python 3.10.
-    collections.Sequence = collections.abc.Sequence  # type: ignore[attr-defined]
-    from synchrophasor import frame  # type: ignore[import-untyped]
-
-    return frame
 
 
 def _row(
@@ -119,7 +112,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         _row("c37118 decode_batch, per frame", batch_ns / 1e3, "us/frame", None, None, "-", None),
     ]
     try:
-        fr = _pypmu_frame_module()
+        from tests.support import pypmu as fr  # the one pyPMU import shim
     except ImportError:
         return rows
     cfg_p = fr.ConfigFrame2.convert2frame(c.encode(cfg))

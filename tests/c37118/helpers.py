@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from types import ModuleType
 
 from vpp import c37118 as c
 
@@ -99,15 +98,3 @@ def assert_data_equal(got: c.DataFrame, want: c.DataFrame, rel: float = 1e-6) ->
             assert math.isclose(gm * math.sin(ga), wm * math.sin(wa), rel_tol=rel, abs_tol=1e-4)
         for ga2, wa2 in zip(g.analogs, w.analogs, strict=True):
             assert math.isclose(ga2, wa2, rel_tol=1e-6)
-
-
-def import_pypmu() -> ModuleType:
-    """Import pyPMU's frame module. It uses ``collections.Sequence``, which Python 3.10
-    removed, so the alias is restored first."""
-    import collections
-    import collections.abc
-
-    collections.Sequence = collections.abc.Sequence  # type: ignore[attr-defined]
-    from synchrophasor import frame
-
-    return frame

@@ -21,16 +21,12 @@ pyPMU quirks found here (we test against the standard, not against them):
 from __future__ import annotations
 
 import math
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.support import pypmu as fr
 from vpp import c37118 as c
-
-from .helpers import import_pypmu
-
-fr: ModuleType = import_pypmu()
 
 SOC = 1_700_000_000
 FRAC = 123_456
