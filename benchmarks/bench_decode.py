@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
 
 from vpp import c37118 as c
+from vpp.bench import row
 
 BATCH_FRAMES = 10_000
 
@@ -66,27 +67,6 @@ def _frame(cfg: c.ConfigFrame, i: int) -> bytes:
     return c.encode(c.DataFrame(cfg, [data], 1_700_000_000 + i // 50, fracsec=(i % 50) * 20_000))
 
 
-def _row(
-    name: str,
-    value: float,
-    unit: str,
-    reference: str | None,
-    ratio: float | None,
-    target: str,
-    minimum: float | None,
-) -> dict[str, Any]:
-    ok = None if ratio is None or minimum is None else ratio >= minimum
-    return {
-        "name": name,
-        "value": value,
-        "unit": unit,
-        "reference": reference,
-        "ratio": ratio,
-        "target": target,
-        "ok": ok,
-    }
-
-
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """Measure and return the rows (see the module docstring)."""
     blocks = 5 if quick else 21
@@ -100,16 +80,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     batch_ns = _median_ns(lambda: c.decode_batch(batch, cfg), 1, blocks) / BATCH_FRAMES
 
     rows = [
-        _row(
-            "c37118 decode, one data frame from Python",
-            ours_ns / 1e3,
-            "us/frame",
-            None,
-            None,
-            "-",
-            None,
-        ),
-        _row("c37118 decode_batch, per frame", batch_ns / 1e3, "us/frame", None, None, "-", None),
+        row("c37118 decode, one data frame from Python", ours_ns / 1e3, "us/frame"),
+        row("c37118 decode_batch, per frame", batch_ns / 1e3, "us/frame"),
     ]
     try:
         from tests.support import pypmu as fr  # the one pyPMU import shim
@@ -121,25 +93,25 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     )
     ref = "pyPMU DataFrame.convert2frame"
     return [
-        _row(
+        row(
             "c37118 decode, one data frame from Python",
             ours_ns / 1e3,
             "us/frame",
-            ref,
-            ref_ns / ours_ns,
-            ">= 100x",
-            100,
+            reference=ref,
+            ratio=ref_ns / ours_ns,
+            target=">= 100x",
+            minimum=100,
         ),
-        _row(
+        row(
             "c37118 decode_batch, per frame",
             batch_ns / 1e3,
             "us/frame",
-            ref,
-            ref_ns / batch_ns,
-            ">= 1000x",
-            1000,
+            reference=ref,
+            ratio=ref_ns / batch_ns,
+            target=">= 1000x",
+            minimum=1000,
         ),
-        _row(ref, ref_ns / 1e3, "us/frame", None, None, "reference", None),
+        row(ref, ref_ns / 1e3, "us/frame", target="reference"),
     ]
 
 

@@ -37,7 +37,6 @@ class TickerError(VppError, OSError): ...
 
 # ---- c37118 (core_ext/py/src/c37118.rs) ----
 
-
 @final
 class TimeQuality:
     def __new__(cls, raw: int) -> TimeQuality: ...

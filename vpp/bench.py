@@ -22,6 +22,31 @@ Row = dict[str, Any]
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def row(
+    name: str,
+    value: float,
+    unit: str,
+    *,
+    reference: str | None = None,
+    ratio: float | None = None,
+    target: str = "-",
+    ok: bool | None = None,
+    minimum: float | None = None,
+) -> Row:
+    """One benchmark row. With ``minimum``, ``ok`` is whether ``ratio`` reaches it."""
+    if minimum is not None and ratio is not None:
+        ok = ratio >= minimum
+    return {
+        "name": name,
+        "value": value,
+        "unit": unit,
+        "reference": reference,
+        "ratio": ratio,
+        "target": target,
+        "ok": ok,
+    }
+
+
 def discover(bench_dir: Path = BENCH_DIR) -> dict[str, Path]:
     """Benchmark scripts by short name (``bench_decode.py`` -> ``decode``)."""
     return {p.stem.removeprefix("bench_"): p for p in sorted(bench_dir.glob("bench_*.py"))}

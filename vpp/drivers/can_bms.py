@@ -205,8 +205,9 @@ class CanBmsProtocol(BaseProtocol):
             # cantools would decode a longer frame silently; a wrong length means the
             # sender uses another layout, so its values cannot be trusted.
             self.frames_malformed += 1
-            log.warning("%s: %s with %d bytes, expected %d", self.name, msg.name, len(data),
-                        msg.length)
+            log.warning(
+                "%s: %s with %d bytes, expected %d", self.name, msg.name, len(data), msg.length
+            )
             return
         try:
             values = msg.decode(data, decode_choices=False, scaling=True)
