@@ -10,7 +10,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     // `const`-initialised and without a destructor: reading it never allocates, so it is
@@ -19,9 +18,8 @@ thread_local! {
 }
 
 #[inline]
-fn count(bytes: usize) {
+fn count() {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     // try_with: during thread teardown the slot may be gone; the global count still counts.
     let _ = THREAD_ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
 }
@@ -32,17 +30,17 @@ pub struct CountingAllocator;
 // SAFETY: every call is forwarded unchanged to the system allocator.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
+        count();
         System.alloc(layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
+        count();
         System.alloc_zeroed(layout)
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
+        count();
         System.realloc(ptr, layout, new_size)
     }
 
@@ -61,9 +59,4 @@ pub fn allocations() -> u64 {
 /// other threads, such as a test harness's, do not disturb it).
 pub fn thread_allocations() -> u64 {
     THREAD_ALLOCATIONS.with(Cell::get)
-}
-
-/// Bytes requested so far through the counting allocator.
-pub fn allocated_bytes() -> u64 {
-    BYTES.load(Ordering::Relaxed)
 }

@@ -64,11 +64,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * NS_PER_S + ts.tv_nsec as u64
 }
 
-/// Sleep until `CLOCK_MONOTONIC` reaches `deadline_ns`, resuming after signals.
-pub fn sleep_until_ns(deadline_ns: u64) -> io::Result<()> {
-    sleep_until(deadline_ns, true)
-}
-
 /// Sleep until `deadline_ns`; a signal returns an `ErrorKind::Interrupted` error so the
 /// caller can run its handlers (then call again: the deadline is absolute).
 pub fn sleep_until_interruptible(deadline_ns: u64) -> io::Result<()> {
@@ -261,23 +256,12 @@ impl Schedule {
     /// Block until the next deadline and return the tick (see the module docs for the
     /// overrun policy). Errors only if the clock cannot be slept on.
     pub fn wait(&mut self) -> io::Result<Tick> {
-        self.wait_inner(true)
-    }
-
-    /// As [`wait`](Self::wait), but a signal arriving during the sleep returns an
-    /// `ErrorKind::Interrupted` error with the schedule unchanged, so the caller can run
-    /// its signal handlers (Python's KeyboardInterrupt) and call again for the same tick.
-    pub fn wait_interruptible(&mut self) -> io::Result<Tick> {
-        self.wait_inner(false)
-    }
-
-    fn wait_inner(&mut self, retry: bool) -> io::Result<Tick> {
         loop {
             match self.step() {
                 Step::Sleep(until) => {
-                    if let Err(e) = sleep_until(until, retry) {
-                        // The same deadline is resumed by the next wait.
-                        self.in_wait = false;
+                    // Signals are retried inside; any other error abandons this wait.
+                    if let Err(e) = sleep_until(until, true) {
+                        self.abort_wait();
                         return Err(e);
                     }
                 }
