@@ -1,0 +1,150 @@
+"""The battery schedule LP: known optima, every constraint recomputed, beats the heuristic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pydantic
+import pytest
+
+from vpp.orchestrator.market import (
+    BatteryParams,
+    ScheduleError,
+    greedy_schedule,
+    optimise,
+    round_schedule,
+)
+
+DT = 0.25
+
+
+def prices(seed: int, n: int = 96) -> list[float]:
+    """A two-peak day with noise, Rs/MWh on the 1-rupee tick."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / n
+    p = 4000 + 2500 * np.sin(2 * np.pi * 2 * t + seed) + rng.normal(0, 600, n)
+    return [float(x) for x in np.clip(np.round(p), 0, 10_000)]
+
+
+def big(**kw: float | None) -> BatteryParams:
+    base: dict[str, float | None] = dict(
+        p_charge_max_mw=10.0, p_discharge_max_mw=8.0, soc_min_mwh=2.0, soc_max_mwh=20.0,
+        soc_initial_mwh=10.0, eta_charge=0.95, eta_discharge=0.92, degradation_rs_mwh=150.0,
+        reserve_mw=2.0, reserve_duration_h=0.5,
+    )  # fmt: skip
+    base.update(kw)
+    return BatteryParams(**base)  # type: ignore[arg-type]
+
+
+def replay(net: tuple[float, ...], b: BatteryParams) -> list[float]:
+    """SOC at every boundary, computed here independently of the package."""
+    soc = [b.soc_initial_mwh]
+    for p in net:
+        energy = p * DT
+        soc.append(soc[-1] - (energy / b.eta_discharge if p > 0 else energy * b.eta_charge))
+    return soc
+
+
+def assert_feasible(net: tuple[float, ...], b: BatteryParams) -> None:
+    r, h = b.reserve_mw, b.reserve_duration_h
+    for p in net:
+        assert p <= b.p_discharge_max_mw - r + 1e-6
+        assert -p <= b.p_charge_max_mw - r + 1e-6
+    soc = replay(net, b)
+    lo = b.soc_min_mwh + r * h / b.eta_discharge
+    hi = b.soc_max_mwh - r * h * b.eta_charge
+    for s in soc[1:]:
+        assert lo - 1e-6 <= s <= hi + 1e-6
+    if b.soc_final_mwh is not None:
+        assert soc[-1] >= b.soc_final_mwh - 1e-6
+
+
+def test_two_block_optimum_by_hand() -> None:
+    # Charge 4 MW x 0.25 h = 1 MWh at Rs 1000, store 0.9; deliver 0.81 MWh at Rs 5000.
+    b = BatteryParams(p_charge_max_mw=4, p_discharge_max_mw=4, soc_max_mwh=1,
+                      soc_initial_mwh=0, eta_charge=0.9, eta_discharge=0.9,
+                      degradation_rs_mwh=100)  # fmt: skip
+    s = optimise([1000, 5000], b)
+    assert s.net_mw == pytest.approx((-4.0, 3.24))
+    assert s.soc_mwh == pytest.approx((0.0, 0.9, 0.0), abs=1e-9)
+    assert s.revenue_rs == pytest.approx(5000 * 0.81 - 1000 * 1.0 - 100 * 1.81)  # 2869
+
+
+def test_lossless_optimum_and_no_trade_when_the_spread_does_not_pay() -> None:
+    b = BatteryParams(p_charge_max_mw=4, p_discharge_max_mw=4, soc_max_mwh=1,
+                      soc_initial_mwh=0, eta_charge=1, eta_discharge=1)  # fmt: skip
+    assert optimise([1000, 5000], b).revenue_rs == pytest.approx(4000.0)
+    # Spread Rs 100/MWh, round-trip degradation Rs 200/MWh: stay idle.
+    costly = b.model_copy(update={"degradation_rs_mwh": 100.0})
+    s = optimise([1000, 1100], costly)
+    assert s.net_mw == (0.0, 0.0)
+    assert s.revenue_rs == 0.0
+
+
+def test_a_full_battery_sells_in_the_dearest_blocks_first() -> None:
+    b = BatteryParams(p_charge_max_mw=4, p_discharge_max_mw=4, soc_max_mwh=1,
+                      soc_initial_mwh=1, eta_charge=1, eta_discharge=1)  # fmt: skip
+    s = optimise([3000, 7000, 2000, 6000], b)
+    assert s.net_mw == pytest.approx((0.0, 4.0, -4.0, 4.0))
+    assert s.revenue_rs == pytest.approx(7000 - 2000 + 6000)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_constraint_holds_before_and_after_rounding(seed: int) -> None:
+    b = big(soc_final_mwh=10.0)
+    s = optimise(prices(seed), b)
+    assert len(s.net_mw) == 96 and len(s.soc_mwh) == 97
+    assert_feasible(s.net_mw, b)
+    assert s.soc_mwh == pytest.approx(replay(s.net_mw, b))
+    r = round_schedule(s, b)
+    assert_feasible(r.net_mw, b)
+    assert all(math.isclose(p * 10, round(p * 10), abs_tol=1e-9) for p in r.net_mw)
+    assert all(p == 0 or abs(p) >= 0.1 - 1e-9 for p in r.net_mw)
+    # Rounding to 0.1 MW costs little: a few blocks' worth of 0.05 MW at most.
+    assert r.revenue_rs <= s.revenue_rs + 1e-6
+    assert r.revenue_rs >= s.revenue_rs - 96 * 0.05 * DT * 10_000
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lp_beats_the_threshold_heuristic(seed: int) -> None:
+    b = big()
+    p = prices(seed)
+    lp, naive = optimise(p, b), greedy_schedule(p, b)
+    assert_feasible(naive.net_mw, b)
+    assert lp.revenue_rs >= naive.revenue_rs - 1e-6
+    assert lp.revenue_rs > 0
+
+
+def test_reserve_holds_back_power_and_energy() -> None:
+    # Prices that reward emptying and filling flat out.
+    p = [100.0] * 24 + [9000.0] * 24 + [100.0] * 24 + [9000.0] * 24
+    free = big(reserve_mw=0.0, reserve_duration_h=0.0)
+    held = big(reserve_mw=3.0, reserve_duration_h=1.0)
+    s_free, s_held = optimise(p, free), optimise(p, held)
+    assert max(s_free.net_mw) == pytest.approx(8.0)
+    assert max(s_held.net_mw) == pytest.approx(5.0)
+    assert min(s_held.net_mw) == pytest.approx(-7.0)
+    soc = replay(s_held.net_mw, held)
+    # Enough energy to discharge 3 MW for 1 h (through eta 0.92) and to absorb 3 MW for 1 h.
+    assert min(soc) == pytest.approx(2.0 + 3.0 / 0.92)
+    assert max(soc) == pytest.approx(20.0 - 3.0 * 0.95)
+    assert s_held.revenue_rs < s_free.revenue_rs
+
+
+def test_infeasible_final_soc_and_bad_input_are_typed_errors() -> None:
+    b = BatteryParams(p_charge_max_mw=1, p_discharge_max_mw=1, soc_max_mwh=10,
+                      soc_initial_mwh=0, soc_final_mwh=9)  # fmt: skip
+    with pytest.raises(ScheduleError, match="no feasible schedule") as e:
+        optimise([1000.0, 2000.0], b)
+    assert e.value.field == "battery"
+    with pytest.raises(ScheduleError, match="finite"):
+        optimise([1000.0, float("nan")], b)
+    with pytest.raises(ScheduleError):
+        optimise([], b)
+    with pytest.raises(pydantic.ValidationError, match="reserve_mw exceeds"):
+        big(reserve_mw=9.0)
+    with pytest.raises(pydantic.ValidationError, match="soc_initial_mwh"):
+        big(soc_initial_mwh=25.0)
+    with pytest.raises(pydantic.ValidationError, match="does not fit"):
+        big(reserve_mw=5.0, reserve_duration_h=4.0)

@@ -1,0 +1,228 @@
+"""Schedules: from the optimiser's MW per block to exchange bids, and from the exchange's
+awards back to the base schedule (kW per block) the field controllers follow.
+
+A :class:`Schedule` holds net MW per block (positive = discharge = sell), the SOC at each
+block boundary and the expected revenue. :func:`round_schedule` moves it onto the
+exchange's volume step without breaking a battery constraint, and :func:`check_schedule`
+recomputes every constraint from the net MW alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import TYPE_CHECKING
+
+from vpp.orchestrator.market.bids import Bid, BidLimits, Side, Step, snap
+from vpp.orchestrator.market.errors import ScheduleError
+from vpp.orchestrator.market.products import (
+    BLOCK_H,
+    BLOCK_S,
+    BLOCKS_PER_DAY,
+    Product,
+    block_start,
+    session_of_block,
+)
+
+if TYPE_CHECKING:
+    from vpp.orchestrator.market.optimiser import BatteryParams
+
+__all__ = [
+    "Award",
+    "BaseSchedule",
+    "Schedule",
+    "base_schedule",
+    "check_schedule",
+    "revenue",
+    "round_schedule",
+    "soc_trajectory",
+    "to_bids",
+]
+
+_TOL = 1e-6  # MW / MWh slack when re-checking a schedule
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Net MW per block (+ discharge), SOC (MWh) at the n+1 boundaries, revenue (Rs)."""
+
+    net_mw: tuple[float, ...]
+    soc_mwh: tuple[float, ...]
+    prices_rs_mwh: tuple[float, ...]
+    revenue_rs: float
+    first_block: int = 0
+
+
+@dataclass(frozen=True)
+class Award:
+    """What the exchange accepted of one bid: MW at the block's clearing price."""
+
+    bid_id: str
+    product: Product
+    delivery: date
+    block: int
+    side: Side
+    accepted_mw: float
+    price_rs_mwh: float | None
+
+
+@dataclass(frozen=True)
+class BaseSchedule:
+    """kW per 15-minute block from ``start`` (UNIX s); positive = discharge."""
+
+    start: float
+    kw: tuple[float, ...]
+
+    def at(self, t: float) -> float:
+        """The base setpoint at UNIX time ``t`` (0 outside the schedule)."""
+        i = math.floor((t - self.start) / BLOCK_S)
+        return self.kw[i] if 0 <= i < len(self.kw) else 0.0
+
+
+def soc_trajectory(net_mw: Sequence[float], battery: BatteryParams) -> tuple[float, ...]:
+    """SOC (MWh) at every block boundary, starting from the battery's initial SOC."""
+    s = battery.soc_initial_mwh
+    out = [s]
+    for p in net_mw:
+        # Discharge draws more than it delivers; charge stores less than it takes.
+        s -= p * BLOCK_H / battery.eta_discharge if p > 0 else p * BLOCK_H * battery.eta_charge
+        out.append(s)
+    return tuple(out)
+
+
+def revenue(net_mw: Sequence[float], prices: Sequence[float], degradation_rs_mwh: float) -> float:
+    """Rs earned at ``prices`` minus the degradation cost of the throughput."""
+    return sum(BLOCK_H * (p * c - degradation_rs_mwh * abs(p))
+               for p, c in zip(net_mw, prices, strict=True))  # fmt: skip
+
+
+def check_schedule(net_mw: Sequence[float], battery: BatteryParams) -> list[str]:
+    """Every constraint the schedule breaks, recomputed from ``net_mw`` (empty when none)."""
+    bad: list[str] = []
+    lo, hi = battery.soc_bounds()
+    for t, p in enumerate(net_mw):
+        if p > battery.discharge_limit_mw + _TOL or -p > battery.charge_limit_mw + _TOL:
+            bad.append(f"block {t}: {p:g} MW beyond the power limit less the reserve")
+    soc = soc_trajectory(net_mw, battery)
+    for t, s in enumerate(soc[1:]):
+        if not lo - _TOL <= s <= hi + _TOL:
+            bad.append(f"block {t}: SOC {s:.6g} MWh outside {lo:.6g}..{hi:.6g}")
+    final = battery.soc_final_mwh
+    if final is not None and soc[-1] < final - _TOL:
+        bad.append(f"final SOC {soc[-1]:.6g} MWh below {final:g}")
+    return bad
+
+
+def _grid_candidates(
+    p: float, step: float, lo_mw: float, hi_mw: float, min_mw: float
+) -> list[float]:
+    base = math.floor(p / step)
+    out = []
+    for k in (base - 1, base, base + 1, base + 2):
+        v = snap(k * step, step)
+        if lo_mw - _TOL <= v <= hi_mw + _TOL and (v == 0.0 or abs(v) >= min_mw - _TOL):
+            out.append(v)
+    return out
+
+
+def round_schedule(
+    schedule: Schedule, battery: BatteryParams, limits: BidLimits | None = None
+) -> Schedule:
+    """``schedule`` on the exchange's volume grid, every constraint re-checked.
+
+    Block by block, the grid value nearest the unrounded one is chosen that keeps the SOC
+    closest to the unrounded trajectory (so rounding errors do not pile up); a final SOC
+    left short by rounding is then made up by charging one step more in the cheapest
+    blocks that allow it. Raises :class:`ScheduleError` when no rounding fits.
+    """
+    lim = limits or BidLimits()
+    step, lo, hi = lim.volume_step_mw, *battery.soc_bounds()
+    p_lo, p_hi = -battery.charge_limit_mw, battery.discharge_limit_mw
+    ed, ec = battery.eta_discharge, battery.eta_charge
+    s = battery.soc_initial_mwh
+    net: list[float] = []
+    for t, p in enumerate(schedule.net_mw):
+        target = schedule.soc_mwh[t + 1]
+        best: tuple[float, float, float] | None = None
+        for v in _grid_candidates(p, step, p_lo, p_hi, lim.min_volume_mw):
+            s_new = s - (v * BLOCK_H / ed if v > 0 else v * BLOCK_H * ec)
+            if not lo - _TOL <= s_new <= hi + _TOL:
+                continue
+            key = (abs(s_new - target), abs(v), v)
+            if best is None or key < best:
+                best = key
+        if best is None:
+            raise ScheduleError("no volume on the grid keeps the SOC in range", field="net_mw",
+                                block=schedule.first_block + t)  # fmt: skip
+        net.append(best[2])
+        s -= best[2] * BLOCK_H / ed if best[2] > 0 else best[2] * BLOCK_H * ec
+    final = battery.soc_final_mwh
+    by_price = sorted(range(len(net)), key=lambda i: schedule.prices_rs_mwh[i])
+    while final is not None and soc_trajectory(net, battery)[-1] < final - _TOL:
+        for t in by_price:
+            trial = list(net)
+            v = snap(net[t] - step, step)
+            # Below the minimum volume: a sell falls to nothing, a buy grows to the minimum.
+            if 0.0 < v < lim.min_volume_mw - _TOL:
+                v = 0.0
+            elif -lim.min_volume_mw + _TOL < v < 0.0:
+                v = -lim.min_volume_mw
+            trial[t] = v
+            if trial[t] >= p_lo - _TOL and not [m for m in check_schedule(trial, battery)
+                                                  if not m.startswith("final")]:  # fmt: skip
+                net = trial
+                break
+        else:
+            raise ScheduleError("rounding leaves the final SOC short", field="soc_final_mwh")
+    bad = check_schedule(net, battery)
+    if bad:
+        raise ScheduleError("; ".join(bad), field="net_mw")
+    net_t = tuple(net)
+    gain = revenue(net_t, schedule.prices_rs_mwh, battery.degradation_rs_mwh)
+    return replace(schedule, net_mw=net_t, soc_mwh=soc_trajectory(net_t, battery), revenue_rs=gain)
+
+
+def to_bids(
+    schedule: Schedule,
+    delivery: date,
+    *,
+    product: Product = Product.DAM,
+    limits: BidLimits | None = None,
+    price_taker: bool = True,
+) -> list[Bid]:
+    """One bid per block with a non-zero (rounded) net: sell for discharge, buy for charge.
+
+    A price taker sells at the band's floor and buys at its cap, so the schedule clears
+    whatever the price (the exchange pays the uniform clearing price, not the bid's);
+    otherwise the limit is the forecast price on the tick.
+    """
+    lim = limits or BidLimits()
+    bids = []
+    for i, p in enumerate(schedule.net_mw):
+        if p == 0.0:
+            continue
+        block = schedule.first_block + i
+        side = Side.SELL if p > 0 else Side.BUY
+        if price_taker:
+            price = lim.price_min_rs_mwh if side is Side.SELL else lim.price_max_rs_mwh
+        else:
+            price = snap(schedule.prices_rs_mwh[i], lim.price_tick_rs_mwh)
+            price = min(lim.price_max_rs_mwh, max(lim.price_min_rs_mwh, price))
+        session = session_of_block(block) if product is Product.RTM else None
+        bids.append(Bid(f"{product.value}-{delivery.isoformat()}-{block:02d}-{side.value}",
+                        product, delivery, block, side,
+                        (Step(price, snap(abs(p), lim.volume_step_mw)),), session))  # fmt: skip
+    return bids
+
+
+def base_schedule(awards: Iterable[Award], delivery: date) -> BaseSchedule:
+    """kW per block of ``delivery`` from the exchange's awards (sells +, buys -)."""
+    kw = [0.0] * BLOCKS_PER_DAY
+    for a in awards:
+        if a.delivery != delivery:
+            continue
+        sign = 1.0 if a.side is Side.SELL else -1.0
+        kw[a.block] += sign * 1000.0 * a.accepted_mw
+    return BaseSchedule(block_start(delivery, 0), tuple(kw))
