@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vpp.orchestrator.market import (
     IST,
@@ -117,3 +119,41 @@ def test_bad_bids_are_refused_counted_and_windows_checked() -> None:
     assert sorted(res.blocks) == [20, 21]
     assert res.awards["r"].accepted_mw == pytest.approx(1.0)
     assert list(ex.clear(Product.DAM, DAY).awards) == ["z"]
+
+
+orders_st = st.lists(
+    st.tuples(st.sampled_from([B, S]), st.integers(0, 60), st.integers(1, 50)), max_size=25
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(orders_st)
+def test_clearing_invariants_on_random_books(raw: list[tuple[Side, int, int]]) -> None:
+    orders = book(*((side, float(p), v / 10) for side, p, v in raw))
+    r, acc = clear_block(orders)
+    buys = [o for o in orders if o.side is B]
+    sells = [o for o in orders if o.side is S]
+    crossing = bool(buys and sells) and max(o.price_rs_mwh for o in buys) >= min(
+        o.price_rs_mwh for o in sells
+    )
+    assert (r.price_rs_mwh is not None) == crossing
+    # The volume is the most any single price could trade (brute force over all prices).
+    best = 0.0
+    for p in range(61):
+        d = sum(o.volume_mw for o in buys if o.price_rs_mwh >= p)
+        s = sum(o.volume_mw for o in sells if o.price_rs_mwh <= p)
+        best = max(best, min(d, s))
+    assert r.volume_mw == pytest.approx(best)
+    got_b = sum(v for k, v in acc.items() if orders[k].side is B)
+    got_s = sum(v for k, v in acc.items() if orders[k].side is S)
+    assert got_b == pytest.approx(r.volume_mw) and got_s == pytest.approx(r.volume_mw)
+    for k, v in acc.items():
+        o = orders[k]
+        assert -1e-9 <= v <= o.volume_mw + 1e-9
+        assert r.price_rs_mwh is not None
+        if o.side is B:
+            assert o.price_rs_mwh >= r.price_rs_mwh
+        else:
+            assert o.price_rs_mwh <= r.price_rs_mwh
+    if r.price_rs_mwh is not None:
+        assert r.price_rs_mwh == int(r.price_rs_mwh)  # on the Rs 1 tick
