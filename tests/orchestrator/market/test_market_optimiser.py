@@ -8,12 +8,15 @@ import numpy as np
 import pydantic
 import pytest
 
+from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.market import (
     BatteryParams,
+    BidLimits,
     ScheduleError,
     greedy_schedule,
     optimise,
     round_schedule,
+    validated,
 )
 
 DT = 0.25
@@ -148,3 +151,18 @@ def test_infeasible_final_soc_and_bad_input_are_typed_errors() -> None:
         big(soc_initial_mwh=25.0)
     with pytest.raises(pydantic.ValidationError, match="does not fit"):
         big(reserve_mw=5.0, reserve_duration_h=4.0)
+
+
+def test_configuration_from_a_mapping_gives_config_errors_with_the_field() -> None:
+    good = {"p_charge_max_mw": 2, "p_discharge_max_mw": 2, "soc_max_mwh": 4,
+            "soc_initial_mwh": 1}  # fmt: skip
+    assert validated(BatteryParams, good).charge_limit_mw == 2.0
+    with pytest.raises(ConfigError) as e:
+        validated(BatteryParams, {**good, "eta_charge": 1.5})
+    assert e.value.field == "eta_charge" and isinstance(e.value, VppError)
+    with pytest.raises(ConfigError, match="reserve_mw exceeds") as e:
+        validated(BatteryParams, {**good, "reserve_mw": 3})
+    assert e.value.field == "BatteryParams"
+    with pytest.raises(ConfigError) as e:
+        validated(BidLimits, {"price_tick": 1})
+    assert e.value.field == "price_tick"

@@ -6,9 +6,16 @@ Each says what and where: ``field`` (the bid or schedule field at fault), ``bloc
 
 from __future__ import annotations
 
-from vpp.errors import VppError
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
-__all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError"]
+import pydantic
+
+from vpp.errors import ConfigError, VppError
+
+__all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError", "validated"]
+
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 class MarketError(VppError, ValueError):
@@ -37,3 +44,20 @@ class BidWindowError(MarketError):
 
 class ScheduleError(MarketError):
     """A schedule cannot be built or breaks a battery constraint (infeasible, out of bounds)."""
+
+
+def validated(model: type[M], data: Mapping[str, Any]) -> M:
+    """``data`` as a ``model`` (``BidLimits``, ``BatteryParams``), or a :class:`ConfigError`.
+
+    The error's ``field`` is the first field at fault (the model's name when the fields
+    are each fine but do not fit together).
+    """
+    try:
+        return model.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or model.__name__
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        err = ConfigError(f"{model.__name__}: {field}: {first['msg']}{more}")
+        err.field = field
+        raise err from exc
