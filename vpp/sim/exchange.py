@@ -156,16 +156,16 @@ class SyntheticMarket:
         """The block's synthetic orders, keys counting up from ``first_key``."""
         rng = np.random.default_rng([self.seed, delivery.toordinal(), block])
         ref = self.reference_price(block)
-        out = []
-        key = first_key
+        lim, n = limits, self.orders_per_side
+        tick, step = lim.price_tick_rs_mwh, lim.volume_step_mw
+        out: list[Order] = []
         for side in (Side.BUY, Side.SELL):
-            prices = rng.normal(ref, self.spread_rs_mwh, self.orders_per_side)
-            vols = rng.uniform(*self.volume_mw, self.orders_per_side)
-            for p, v in zip(prices, vols, strict=True):
-                p = min(limits.price_max_rs_mwh, max(limits.price_min_rs_mwh, float(p)))
-                mw = max(limits.min_volume_mw, snap(float(v), limits.volume_step_mw))
-                out.append(Order(key, side, snap(p, limits.price_tick_rs_mwh), mw))
-                key += 1
+            price = np.round(rng.normal(ref, self.spread_rs_mwh, n) / tick) * tick
+            price = np.clip(price, lim.price_min_rs_mwh, lim.price_max_rs_mwh).round(6)
+            mw = np.round(rng.uniform(*self.volume_mw, n) / step) * step
+            mw = np.maximum(lim.min_volume_mw, mw).round(6)
+            pairs = zip(price.tolist(), mw.tolist(), strict=True)
+            out += [Order(first_key + len(out) + i, side, p, v) for i, (p, v) in enumerate(pairs)]
         return out
 
 
