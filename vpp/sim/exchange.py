@@ -33,11 +33,13 @@ from vpp.orchestrator.market import (
     BLOCKS_PER_DAY,
     Award,
     Bid,
+    BidError,
     BidLimits,
     Product,
     Side,
     Step,
     check_window,
+    session_blocks,
     snap,
     validate_bid,
 )
@@ -181,7 +183,8 @@ class ClearingResult:
 class SimExchange:
     """Collects validated bids per auction and clears them with the synthetic market.
 
-    An auction is a DAM delivery day, or an RTM session of a delivery day. Refused bids
+    An auction is a DAM delivery day, or an RTM session of a delivery day. A bid whose
+    ``bid_id`` is already in its auction's book replaces the earlier one. Refused bids
     raise a :class:`~vpp.orchestrator.market.BidError` or ``BidWindowError`` and are
     counted in :attr:`rejected`.
     """
@@ -208,11 +211,14 @@ class SimExchange:
         self, product: Product, delivery: date, session: int | None = None
     ) -> ClearingResult:
         """Clear the auction's blocks; its bids leave the book."""
-        bids = list(self._book.pop((product, delivery, session), {}).values())
         if product is Product.DAM:
             blocks: Sequence[int] = range(BLOCKS_PER_DAY)
+            session = None
         else:
-            blocks = [] if session is None else [2 * session, 2 * session + 1]
+            if session is None:
+                raise BidError("an RTM auction needs its session", field="session")
+            blocks = session_blocks(session)
+        bids = list(self._book.pop((product, delivery, session), {}).values())
         results: dict[int, BlockResult] = {}
         accepted: dict[int, float] = {}
         for b in blocks:

@@ -9,6 +9,7 @@ import pytest
 from vpp.orchestrator.market import (
     Award,
     BatteryParams,
+    BidError,
     BidLimits,
     Product,
     Schedule,
@@ -115,3 +116,24 @@ def test_coarser_exchange_steps_round_onto_their_grid() -> None:
     assert check_schedule(s.net_mw, BATTERY) == []
     for b in to_bids(s, DAY, limits=lim):
         validate_bid(b, lim)
+
+
+def test_an_rtm_session_from_optimiser_to_base_schedule() -> None:
+    # Session 10 (05:00-05:30 IST): buy cheap in block 20, sell dear in block 21. Selling
+    # 2 MW for 0.25 h takes 0.5 MWh; 0.2 are stored, so 1.2 MW are bought for 0.25 h.
+    b = BatteryParams(p_charge_max_mw=2, p_discharge_max_mw=2, soc_max_mwh=1,
+                      soc_initial_mwh=0.2, eta_charge=1, eta_discharge=1)  # fmt: skip
+    s = round_schedule(optimise([1000.0, 6000.0], b, first_block=20), b)
+    assert s.net_mw == pytest.approx((-1.2, 2.0)) and s.first_block == 20
+    bids = to_bids(s, DAY, product=Product.RTM)
+    assert [(x.block, x.session, x.side) for x in bids] == [(20, 10, Side.BUY), (21, 10, Side.SELL)]
+    ex = SimExchange(market=SyntheticMarket(seed=1))
+    window_open = block_start(DAY, 20) - 3600 - 60
+    for x in bids:
+        ex.submit(x, now=window_open)
+    with pytest.raises(BidError, match="session"):
+        ex.clear(Product.RTM, DAY)
+    res = ex.clear(Product.RTM, DAY, 10)
+    kw = base_schedule(res.awards.values(), DAY).kw
+    assert (kw[20], kw[21]) == pytest.approx((-1200.0, 2000.0))
+    assert sum(abs(x) for x in kw) == pytest.approx(3200.0)

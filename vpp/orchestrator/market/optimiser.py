@@ -83,8 +83,14 @@ class BatteryParams(BaseModel):
         return self.soc_min_mwh + e / self.eta_discharge, self.soc_max_mwh - e * self.eta_charge
 
 
-def optimise(prices_rs_mwh: Sequence[float], battery: BatteryParams) -> Schedule:
-    """The revenue-maximising schedule at the forecast prices (not yet rounded to 0.1 MW)."""
+def optimise(
+    prices_rs_mwh: Sequence[float], battery: BatteryParams, first_block: int = 0
+) -> Schedule:
+    """The revenue-maximising schedule at the forecast prices (not yet rounded to 0.1 MW).
+
+    ``prices_rs_mwh`` has one price per block from ``first_block`` on (96 for a DAM day,
+    2 for an RTM session).
+    """
     price = np.asarray(prices_rs_mwh, dtype=float)
     n = len(price)
     if n == 0 or not np.all(np.isfinite(price)):
@@ -117,7 +123,8 @@ def optimise(prices_rs_mwh: Sequence[float], battery: BatteryParams) -> Schedule
     net[np.abs(net) < 1e-9] = 0.0
     net_t = tuple(float(v) for v in net)
     return Schedule(net_t, soc_trajectory(net_t, battery), tuple(float(p) for p in price),
-                    revenue(net_t, price.tolist(), battery.degradation_rs_mwh))  # fmt: skip
+                    revenue(net_t, price.tolist(), battery.degradation_rs_mwh),
+                    first_block)  # fmt: skip
 
 
 def greedy_schedule(
