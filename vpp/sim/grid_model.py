@@ -1,0 +1,312 @@
+"""A single-area grid frequency model with an external power injection (the fleet).
+
+Per unit on the system base ``base_mw`` (S) and nominal frequency f0, with
+``w = (f - f0) / f0``:
+
+    2H dw/dt   = Pm + Pb - PL - D w                  swing equation with load damping
+    Tg dx/dt   = -w / R - x                          governor (droop R, time constant Tg)
+    Trh dy/dt  = x - y                               reheat stage (Trh = 0: none)
+    Pm         = Fhp x + (1 - Fhp) y                 turbine output (Pm = x without reheat)
+
+``PL`` is the sum of the scheduled :class:`GridEvent` steps (MW / S, positive = a
+deficit: load added or generation lost) and ``Pb`` the fleet's power (kW / 1000 / S,
+positive = discharge, which raises frequency). The governor valve ``x`` is clamped to
+``+-governor_limit_pu`` when set. Integration is fixed-step RK4 with sub-steps of at
+most ``max_step_s``, split exactly at event times, so a run is deterministic and does
+not depend on how the caller chops time. Checks in tests/sim/test_grid_model.py: the
+ROCOF right after a step is -dP f0 / (2 H S) and the settled deviation is
+-dP / (D + 1/R) per unit.
+
+:class:`GridFrequencySource` lets a :class:`~vpp.sim.pmu.PmuServer` stream the model's
+frequency, so a fleet that sets :attr:`GridModel.fleet_kw` sees its own effect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydantic
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.errors import ConfigError
+
+__all__ = [
+    "GridEvent",
+    "GridFrequencySource",
+    "GridModel",
+    "GridModelConfig",
+    "GridRun",
+    "generation_loss",
+]
+
+FloatArray = NDArray[np.float64]
+#: A controller in the loop: (t s, f Hz, rocof Hz/s) -> fleet power kW.
+FleetController = Callable[[float, float, float], float]
+
+
+def config_error(message: str, field: str) -> ConfigError:
+    """A :class:`~vpp.errors.ConfigError` naming ``field``."""
+    err = ConfigError(message)
+    err.field = field
+    return err
+
+
+def validate_model(cls: type[BaseModel], data: Mapping[str, Any], what: str) -> Any:
+    """``data`` validated as ``cls``; a pydantic error becomes a ConfigError on its field."""
+    try:
+        return cls.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or what
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise config_error(f"{what}: field {field!r}: {first['msg']}{more}", field) from exc
+
+
+class GridModelConfig(BaseModel):
+    """Parameters of the single-area model (defaults: a 100 MW area, see docs/grid.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nominal_hz: float = Field(default=50.0, gt=0, description="f0, Hz")
+    base_mw: float = Field(default=100.0, gt=0, description="system base S, MW")
+    inertia_s: float = Field(default=5.0, gt=0, description="H on the system base, s")
+    damping_pu: float = Field(default=1.0, ge=0, description="D, pu power per pu frequency")
+    droop_pu: float = Field(default=0.05, gt=0, le=1, description="governor droop R, pu")
+    governor_time_s: float = Field(default=0.5, gt=0, description="Tg, s")
+    reheat_time_s: float = Field(default=7.0, ge=0, description="Trh, s; 0 = no reheat")
+    hp_fraction: float = Field(default=0.3, ge=0, le=1, description="Fhp, of turbine power")
+    governor_limit_pu: float | None = Field(
+        default=None, gt=0, description="clamp of the governor valve, pu of S; None = none"
+    )
+    max_step_s: float = Field(default=0.005, gt=0, le=0.1, description="RK4 sub-step, s")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> GridModelConfig:
+        """Validated config; a bad value raises ConfigError with ``field`` set."""
+        cfg: GridModelConfig = validate_model(cls, data, "grid model")
+        return cfg
+
+
+@dataclass(frozen=True)
+class GridEvent:
+    """A power step at ``time_s`` (s from the start): ``delta_mw`` > 0 is a deficit
+    (load connected, generation lost), < 0 a surplus (load lost)."""
+
+    time_s: float
+    delta_mw: float
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.time_s) and self.time_s >= 0):
+            raise config_error(f"grid event time must be >= 0 s, got {self.time_s}", "time_s")
+        if not math.isfinite(self.delta_mw):
+            raise config_error(f"grid event size must be finite, got {self.delta_mw}", "delta_mw")
+
+
+def generation_loss(time_s: float, fraction: float, base_mw: float) -> GridEvent:
+    """The trip of a generator of ``fraction`` of the system base at ``time_s``."""
+    return GridEvent(time_s, fraction * base_mw, f"loss of {fraction:.1%} generation")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """Samples of a :meth:`GridModel.run`: times (s), frequency (Hz), ROCOF (Hz/s) and the
+    fleet power (kW) that was applied over the step starting at each time."""
+
+    t: FloatArray
+    f: FloatArray
+    rocof: FloatArray
+    fleet_kw: FloatArray
+
+
+class GridModel:
+    """The model of the module docstring, starting in steady state at f0 at t = 0 s."""
+
+    def __init__(
+        self, config: GridModelConfig | None = None, events: Iterable[GridEvent] = ()
+    ) -> None:
+        self.config = config if config is not None else GridModelConfig()
+        self._events = sorted(events, key=lambda e: e.time_s)
+        self._next = 0
+        self.t = 0.0
+        # State: frequency deviation w, governor valve x, reheat stage y (all pu).
+        self._s = np.zeros(3)
+        self._load_pu = 0.0
+        self._fleet_kw = 0.0
+        self._apply_due_events()
+
+    # ---- inputs ----
+
+    @property
+    def fleet_kw(self) -> float:
+        """The fleet's total injection (kW, positive = discharge), held until changed."""
+        return self._fleet_kw
+
+    @fleet_kw.setter
+    def fleet_kw(self, kw: float) -> None:
+        if not math.isfinite(kw):
+            raise config_error(f"fleet power must be finite, got {kw}", "fleet_kw")
+        self._fleet_kw = float(kw)
+
+    def add_event(self, event: GridEvent) -> None:
+        """Schedule ``event``; one at or before the current time applies at once."""
+        pending = [*self._events[self._next :], event]
+        self._events = self._events[: self._next] + sorted(pending, key=lambda e: e.time_s)
+        self._apply_due_events()
+
+    @property
+    def events(self) -> list[GridEvent]:
+        """Every scheduled event, applied or not, in time order."""
+        return list(self._events)
+
+    # ---- outputs ----
+
+    @property
+    def frequency(self) -> float:
+        """Frequency now, Hz."""
+        return self.config.nominal_hz * (1.0 + float(self._s[0]))
+
+    @property
+    def rocof(self) -> float:
+        """df/dt now (Hz/s), from the swing equation with the current inputs."""
+        return self.config.nominal_hz * float(self._deriv(self._s, self._fleet_pu())[0])
+
+    @property
+    def load_mw(self) -> float:
+        """The net deficit of the applied events, MW."""
+        return self._load_pu * self.config.base_mw
+
+    @property
+    def mechanical_mw(self) -> float:
+        """The turbines' output change from the initial dispatch, MW."""
+        return self._mech_pu(self._s) * self.config.base_mw
+
+    # ---- integration ----
+
+    def step(self, dt: float) -> float:
+        """Advance by ``dt`` seconds (events inside the step apply at their time); the
+        frequency at the end, Hz."""
+        if not (math.isfinite(dt) and dt >= 0):
+            raise config_error(f"step must be a finite time >= 0 s, got {dt}", "dt")
+        return self.advance_to(self.t + dt)
+
+    def advance_to(self, t: float) -> float:
+        """Advance to time ``t`` (s from the start; no-op if already there or past); the
+        frequency at ``t``, Hz. Events at or before ``t`` have been applied on return."""
+        if not math.isfinite(t):
+            raise config_error(f"time must be finite, got {t}", "t")
+        while self.t < t:
+            stop = t
+            if self._next < len(self._events):
+                stop = min(stop, self._events[self._next].time_s)
+            self._integrate(stop - self.t)
+            self.t = stop
+            self._apply_due_events()
+        return self.frequency
+
+    def run(self, duration: float, dt: float, controller: FleetController | None = None) -> GridRun:
+        """Sample every ``dt`` for ``duration`` s; ``controller`` (if any) sets the fleet
+        power from the sample before each step, as a fleet in the loop would."""
+        if not (math.isfinite(dt) and dt > 0):
+            raise config_error(f"sample interval must be > 0 s, got {dt}", "dt")
+        if not (math.isfinite(duration) and duration >= 0):
+            raise config_error(f"duration must be >= 0 s, got {duration}", "duration")
+        n = round(duration / dt) + 1
+        t, f, r, p = (np.empty(n) for _ in range(4))
+        t0 = self.t
+        for k in range(n):
+            # Times from the index, not by summing dt, so samples land on event times.
+            self.advance_to(t0 + k * dt)
+            t[k], f[k], r[k] = self.t, self.frequency, self.rocof
+            if controller is not None:
+                self.fleet_kw = controller(t[k], f[k], r[k])
+                r[k] = self.rocof
+            p[k] = self._fleet_kw
+        return GridRun(t, f, r, p)
+
+    def _fleet_pu(self) -> float:
+        return self._fleet_kw / 1000.0 / self.config.base_mw
+
+    def _valve(self, s: FloatArray) -> float:
+        lim = self.config.governor_limit_pu
+        return float(s[1]) if lim is None else min(max(float(s[1]), -lim), lim)
+
+    def _mech_pu(self, s: FloatArray) -> float:
+        c = self.config
+        if c.reheat_time_s == 0:
+            return self._valve(s)
+        return float(c.hp_fraction * self._valve(s) + (1.0 - c.hp_fraction) * s[2])
+
+    def _deriv(self, s: FloatArray, pb: float) -> FloatArray:
+        c = self.config
+        x = self._valve(s)
+        dw = (self._mech_pu(s) + pb - self._load_pu - c.damping_pu * s[0]) / (2 * c.inertia_s)
+        dx = (-s[0] / c.droop_pu - x) / c.governor_time_s
+        lim = c.governor_limit_pu
+        if lim is not None and abs(x) >= lim and dx * x > 0:
+            # At the limit the valve stops (no wind-up), so RK4's stages see it held.
+            dx = 0.0
+        dy = (x - s[2]) / c.reheat_time_s if c.reheat_time_s else 0.0
+        return np.array([dw, dx, dy])
+
+    def _integrate(self, span: float) -> None:
+        n = max(1, math.ceil(span / self.config.max_step_s - 1e-9))
+        h = span / n
+        pb = self._fleet_pu()
+        lim = self.config.governor_limit_pu
+        s = self._s
+        for _ in range(n):
+            k1 = self._deriv(s, pb)
+            k2 = self._deriv(s + 0.5 * h * k1, pb)
+            k3 = self._deriv(s + 0.5 * h * k2, pb)
+            k4 = self._deriv(s + h * k3, pb)
+            s = s + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            if lim is not None:
+                s[1] = min(max(s[1], -lim), lim)
+        self._s = s
+
+    def _apply_due_events(self) -> None:
+        while self._next < len(self._events) and self._events[self._next].time_s <= self.t:
+            self._load_pu += self._events[self._next].delta_mw / self.config.base_mw
+            self._next += 1
+
+
+class GridFrequencySource:
+    """The model as a PMU's frequency source (``PmuServer(source=...)``).
+
+    :meth:`sample` advances the model to the requested time (seconds from the PMU's
+    start) and returns (frequency with white measurement noise of ``noise_hz`` standard
+    deviation, model ROCOF). Set the fleet's power on :attr:`fleet_kw` between frames.
+    """
+
+    def __init__(self, model: GridModel, noise_hz: float = 0.0, seed: int = 1) -> None:
+        if not (math.isfinite(noise_hz) and noise_hz >= 0):
+            raise config_error(f"noise must be >= 0 Hz, got {noise_hz}", "noise_hz")
+        self.model = model
+        self.noise_hz = noise_hz
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def nominal(self) -> float:
+        """Nominal frequency, Hz."""
+        return self.model.config.nominal_hz
+
+    @property
+    def fleet_kw(self) -> float:
+        """The fleet's injection into the model (kW, positive = discharge)."""
+        return self.model.fleet_kw
+
+    @fleet_kw.setter
+    def fleet_kw(self, kw: float) -> None:
+        self.model.fleet_kw = kw
+
+    def sample(self, t: float) -> tuple[float, float]:
+        """(frequency Hz, ROCOF Hz/s) at ``t`` s from the start."""
+        f = self.model.advance_to(t)
+        noise = float(self._rng.normal(0.0, self.noise_hz)) if self.noise_hz else 0.0
+        return f + noise, self.model.rocof
