@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pydantic
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.errors import ConfigError
+from vpp.validation import config_error, validate_model
 
 __all__ = [
     "GridEvent",
@@ -47,24 +46,6 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 #: A controller in the loop: (t s, f Hz, rocof Hz/s) -> fleet power kW.
 FleetController = Callable[[float, float, float], float]
-
-
-def config_error(message: str, field: str) -> ConfigError:
-    """A :class:`~vpp.errors.ConfigError` naming ``field``."""
-    err = ConfigError(message)
-    err.field = field
-    return err
-
-
-def validate_model(cls: type[BaseModel], data: Mapping[str, Any], what: str) -> Any:
-    """``data`` validated as ``cls``; a pydantic error becomes a ConfigError on its field."""
-    try:
-        return cls.model_validate(dict(data))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or what
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise config_error(f"{what}: field {field!r}: {first['msg']}{more}", field) from exc
 
 
 class GridModelConfig(BaseModel):
@@ -88,8 +69,7 @@ class GridModelConfig(BaseModel):
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GridModelConfig:
         """Validated config; a bad value raises ConfigError with ``field`` set."""
-        cfg: GridModelConfig = validate_model(cls, data, "grid model")
-        return cfg
+        return validate_model(cls, data, "grid model")
 
 
 @dataclass(frozen=True)
