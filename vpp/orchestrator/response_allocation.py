@@ -170,6 +170,10 @@ def allocate(units: Iterable[UnitAvailability], config: AllocationConfig) -> All
             caps[uid] = head
             weights[uid] = head if config.basis == "headroom" else unit.rated_kw
     shares = _water_fill(config.obligation_kw, weights, caps)
+    for uid in [k for k, v in shares.items() if not v > 0]:
+        # A headroom so small (sub-normal) that its share rounds to nothing.
+        excluded[uid] = "negligible headroom"
+        del shares[uid]
     slope = config.droop_percent / 100.0 * config.nominal_hz
     out = [
         UnitAllocation(
