@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+#: Model state: frequency deviation w, governor valve x, reheat stage y (all pu).
+State = tuple[float, float, float]
 #: A controller in the loop: (t s, f Hz, rocof Hz/s) -> fleet power kW.
 FleetController = Callable[[float, float, float], float]
 
@@ -114,8 +116,7 @@ class GridModel:
         self._events = sorted(events, key=lambda e: e.time_s)
         self._next = 0
         self.t = 0.0
-        # State: frequency deviation w, governor valve x, reheat stage y (all pu).
-        self._s = np.zeros(3)
+        self._s: State = (0.0, 0.0, 0.0)
         self._load_pu = 0.0
         self._fleet_kw = 0.0
         self._apply_due_events()
@@ -149,12 +150,12 @@ class GridModel:
     @property
     def frequency(self) -> float:
         """Frequency now, Hz."""
-        return self.config.nominal_hz * (1.0 + float(self._s[0]))
+        return self.config.nominal_hz * (1.0 + self._s[0])
 
     @property
     def rocof(self) -> float:
         """df/dt now (Hz/s), from the swing equation with the current inputs."""
-        return self.config.nominal_hz * float(self._deriv(self._s, self._fleet_pu())[0])
+        return self.config.nominal_hz * self._deriv(self._s, self._fleet_pu())[0]
 
     @property
     def load_mw(self) -> float:
@@ -212,48 +213,51 @@ class GridModel:
     def _fleet_pu(self) -> float:
         return self._fleet_kw / 1000.0 / self.config.base_mw
 
-    def _valve(self, s: FloatArray) -> float:
+    def _valve(self, x: float) -> float:
         lim = self.config.governor_limit_pu
-        return float(s[1]) if lim is None else min(max(float(s[1]), -lim), lim)
+        return x if lim is None else min(max(x, -lim), lim)
 
-    def _mech_pu(self, s: FloatArray) -> float:
+    def _mech_pu(self, s: State) -> float:
         c = self.config
-        if c.reheat_time_s == 0:
-            return self._valve(s)
-        return float(c.hp_fraction * self._valve(s) + (1.0 - c.hp_fraction) * s[2])
+        x = self._valve(s[1])
+        return x if c.reheat_time_s == 0 else c.hp_fraction * x + (1.0 - c.hp_fraction) * s[2]
 
-    def _deriv(self, s: FloatArray, pb: float) -> FloatArray:
+    def _deriv(self, s: State, pb: float) -> State:
         c = self.config
-        x = self._valve(s)
-        dw = (self._mech_pu(s) + pb - self._load_pu - c.damping_pu * s[0]) / (2 * c.inertia_s)
-        dx = (-s[0] / c.droop_pu - x) / c.governor_time_s
+        w, _, y = s
+        x = self._valve(s[1])
+        dw = (self._mech_pu(s) + pb - self._load_pu - c.damping_pu * w) / (2 * c.inertia_s)
+        dx = (-w / c.droop_pu - x) / c.governor_time_s
         lim = c.governor_limit_pu
         if lim is not None and abs(x) >= lim and dx * x > 0:
             # At the limit the valve stops (no wind-up), so RK4's stages see it held.
             dx = 0.0
-        dy = (x - s[2]) / c.reheat_time_s if c.reheat_time_s else 0.0
-        return np.array([dw, dx, dy])
+        dy = (x - y) / c.reheat_time_s if c.reheat_time_s else 0.0
+        return (dw, dx, dy)
 
     def _integrate(self, span: float) -> None:
+        # Plain floats, not arrays: three states make NumPy's per-call overhead dominate.
         n = max(1, math.ceil(span / self.config.max_step_s - 1e-9))
         h = span / n
         pb = self._fleet_pu()
-        lim = self.config.governor_limit_pu
         s = self._s
         for _ in range(n):
             k1 = self._deriv(s, pb)
-            k2 = self._deriv(s + 0.5 * h * k1, pb)
-            k3 = self._deriv(s + 0.5 * h * k2, pb)
-            k4 = self._deriv(s + h * k3, pb)
-            s = s + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-            if lim is not None:
-                s[1] = min(max(s[1], -lim), lim)
+            k2 = self._deriv(_axpy(s, 0.5 * h, k1), pb)
+            k3 = self._deriv(_axpy(s, 0.5 * h, k2), pb)
+            k4 = self._deriv(_axpy(s, h, k3), pb)
+            w, x, y = (s[i] + (h / 6.0) * (k1[i] + 2 * k2[i] + 2 * k3[i] + k4[i]) for i in range(3))
+            s = (w, self._valve(x), y)
         self._s = s
 
     def _apply_due_events(self) -> None:
         while self._next < len(self._events) and self._events[self._next].time_s <= self.t:
             self._load_pu += self._events[self._next].delta_mw / self.config.base_mw
             self._next += 1
+
+
+def _axpy(s: State, a: float, k: State) -> State:
+    return (s[0] + a * k[0], s[1] + a * k[1], s[2] + a * k[2])
 
 
 class GridFrequencySource:
