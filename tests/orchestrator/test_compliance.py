@@ -65,6 +65,7 @@ def test_late_response_fails_the_start_time() -> None:
     res = check_unit("u1", ev, t, f, BASE + late, CHAR)
     start = res.criterion("start_delay")
     assert not start.passed and start.value == pytest.approx(2.0)
+    assert res.metrics["start_delay_after_event_s"] == pytest.approx(2.0)
     assert "start_delay: 2.000 s over 1.0 s" in res.failures
     full = res.criterion("full_delay")
     assert full.passed and full.value == pytest.approx(2.0)  # within the 10 s allowed
@@ -156,6 +157,8 @@ def test_core_droop_in_a_grid_model_event_passes() -> None:
     m = res.metrics
     assert m["peak_expected_kw"] == pytest.approx(-5000 / 2.5 * (ev.nadir_hz - 49.90), rel=1e-6)
     assert m["start_delay_s"] <= 0.02 and m["full_delay_s"] <= 0.1
+    # The ROCOF trigger came at the loss; f left the deadband later.
+    assert 0.1 < m["start_delay_after_event_s"] < 1.0
     assert m["rms_error_pct"] < 0.1 and m["gain_ratio"] == pytest.approx(1.0, abs=0.01)
 
 

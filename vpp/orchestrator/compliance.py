@@ -203,6 +203,9 @@ def _assess(
             continue
         delay = t_meas - t_exp
         metrics[f"{name}_s"] = delay
+        # Also from the event start, which a ROCOF-triggered event puts before the
+        # frequency leaves the deadband (so before any response is due).
+        metrics[f"{name}_after_event_s"] = t_meas - event.start
         ok = delay <= limit
         verdict = "within" if ok else "over"
         crits.append(
