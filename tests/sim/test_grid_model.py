@@ -186,3 +186,37 @@ def test_pmu_server_streams_the_model_and_sees_the_fleet() -> None:
     without = np.array([bare.advance_to(float(t)) for t in times])
     late = times > 0.3
     assert np.all(got[late] > without[late] + 1e-4)
+
+
+def test_fleet_in_the_loop_over_c37118_raises_the_nadir() -> None:
+    """Closed loop over loopback TCP: PmuServer streams the model, a PDC client feeds each
+    frame to the core's DroopController, and its output goes back into the model."""
+    cfg = GridModelConfig(base_mw=10.0, inertia_s=2.0)
+    loss = [GridEvent(0.2, 0.5)]  # 5 % of a 10 MW island
+    open_loop = GridModel(cfg, loss).run(3.0, 0.02)
+    source = GridFrequencySource(GridModel(cfg, loss))
+    droop = DroopController(p_max_kw=2000.0, deadband_low_hz=49.98, ramp_kw_per_s=20_000.0)
+
+    async def main() -> tuple[list[float], list[float]]:
+        freqs: list[float] = []
+        outputs: list[float] = []
+        async with PmuServer(rate=50, port=0, source=source) as srv:
+            client = PdcClient("127.0.0.1", srv.port)
+            async with contextlib.aclosing(client.frames()) as frames:
+                async for fr in frames:
+                    if not isinstance(fr, c.DataFrame):
+                        continue
+                    out = droop.update(fr.time, fr.freq, soc_pct=50.0, temp_c=25.0)
+                    source.fleet_kw = out.output_kw
+                    freqs.append(fr.freq)
+                    outputs.append(out.output_kw)
+                    if source.model.t >= 3.0:
+                        break
+            await client.close()
+            return freqs, outputs
+
+    freqs, outputs = run(main())
+    assert open_loop.f.min() == pytest.approx(49.608, abs=0.001)
+    assert open_loop.f.min() + 0.08 < min(freqs) < 49.76  # the fleet holds it up
+    assert max(outputs) > 150.0  # and it was the fleet: ~190 kW at the nadir
+
