@@ -1,1 +1,1 @@
-"""The processes of the VPP: bus wiring, field, campus, grid and market services."""
+"""The processes of the VPP and the logic they run: bus, field, campus, grid and market."""

@@ -9,6 +9,7 @@ arrested by inertia and primary response, and the recovery to a quasi-steady val
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +17,20 @@ from numpy.typing import NDArray
 from vpp.errors import ConfigError
 
 FloatArray = NDArray[np.float64]
+
+class FrequencySource(Protocol):
+    """A stateful frequency source for a simulated PMU (e.g. a grid model): ``sample`` is
+    called with increasing times (s from the start) and returns (Hz, ROCOF Hz/s)."""
+
+    @property
+    def nominal(self) -> float:
+        """Nominal frequency, Hz."""
+        ...
+
+    def sample(self, t: float) -> tuple[float, float]:
+        """(frequency Hz, ROCOF Hz/s) at ``t`` s from the start."""
+        ...
+
 
 PROFILES = ("constant", "ramp", "step", "oscillation", "event")
 

@@ -4,7 +4,9 @@
 the time ``t0 + k / rate`` exactly (SOC and FRACSEC computed from integers, so the
 timestamps sit on the reporting grid) and is sent at that absolute deadline: the
 schedule is computed from the start time, never by adding periods, so it cannot drift.
-Frequency comes from a :class:`~vpp.sim.frequency.FrequencyProfile` plus white noise.
+Frequency comes from a :class:`~vpp.sim.frequency.FrequencyProfile` plus white noise,
+or from a :class:`~vpp.sim.frequency.FrequencySource` such as the grid model's
+:class:`~vpp.sim.grid_model.GridFrequencySource` (sampled once per frame, in order).
 
 Every TCP client has its own data on/off state and answers to its command frames
 (data off 1, data on 2, header 3, CFG-1 4, CFG-2 5, CFG-3 6). A frame is encoded once
@@ -28,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vpp import c37118 as c
-from vpp.sim.frequency import FrequencyProfile
+from vpp.sim.frequency import FrequencyProfile, FrequencySource
 
 __all__ = ["RATES", "ClientStats", "PmuServer", "build_config"]
 
@@ -90,6 +92,8 @@ class PmuServer:
     before the wait).
     ``data_format`` is the FORMAT word (default all float, polar; bit 3 clear sends
     FREQ as int16 mHz from nominal, which some PDCs need).
+    ``source``, when given, replaces the profile: frame ``k`` carries
+    ``source.sample(k / rate)`` and the CFG-2 its ``nominal``.
     """
 
     def __init__(
@@ -106,16 +110,19 @@ class PmuServer:
         record_lateness: int = 0,
         station: str = "VPP SIM PMU",
         data_format: int = FORMAT_FLOAT_POLAR,
+        source: FrequencySource | None = None,
     ) -> None:
         if rate not in RATES:
             raise ValueError(f"rate must be one of {RATES}, got {rate}")
         self.idcode, self.rate, self.host = idcode, rate, host
         self.profile = profile if profile is not None else FrequencyProfile()
+        self.source = source
+        self.nominal = source.nominal if source is not None else self.profile.nominal
         # The profile's own noise is seeded per call; frames are generated one at a
         # time, so the noise is drawn here from one generator for the whole run.
         self._clean = dataclasses.replace(self.profile, noise=0.0)
         self._rng = np.random.default_rng(self.profile.seed)
-        self.config = build_config(idcode, rate, self.profile.nominal, station, data_format)
+        self.config = build_config(idcode, rate, self.nominal, station, data_format)
         self.header = c.HeaderFrame(idcode, f"{station}: simulated PMU, vpp.sim.pmu")
         self._port = port
         self._udp_targets = list(udp_targets)
@@ -196,6 +203,8 @@ class PmuServer:
 
     def frequency(self, t: float) -> tuple[float, float]:
         """(frequency Hz with noise, ROCOF Hz/s of the clean profile) at ``t`` s from start."""
+        if self.source is not None:
+            return self.source.sample(t)
         dt = 1.0 / self.rate
         f0, f1 = self._clean.at(np.array([t - dt, t]))
         noise = float(self._rng.normal(0.0, self.profile.noise)) if self.profile.noise else 0.0
@@ -207,7 +216,7 @@ class PmuServer:
         soc, frac = divmod(n, self.rate)
         freq, rocof = self.frequency(k / self.rate)
         # The phasor angle turns at the deviation from nominal, as a real PMU's would.
-        self._phase = (self._phase + 2 * math.pi * (freq - self.profile.nominal) / self.rate) % (
+        self._phase = (self._phase + 2 * math.pi * (freq - self.nominal) / self.rate) % (
             2 * math.pi
         )
         phasors = [(V_PHASE, self._phase + s * 2 * math.pi / 3) for s in (0, -1, 1)]
