@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from vpp.errors import ConfigError, VppError
+from vpp.errors import VppError
+from vpp.validation import validate_model
 
 __all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError", "validated"]
 
@@ -52,12 +53,4 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
     The error's ``field`` is the first field at fault (the model's name when the fields
     are each fine but do not fit together).
     """
-    try:
-        return model.model_validate(dict(data))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or model.__name__
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        err = ConfigError(f"{model.__name__}: {field}: {first['msg']}{more}")
-        err.field = field
-        raise err from exc
+    return validate_model(model, data, model.__name__)
