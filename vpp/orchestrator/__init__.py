@@ -1,0 +1,1 @@
+"""The orchestrator processes and their pure logic (fleet state, dispatch)."""
