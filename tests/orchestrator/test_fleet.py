@@ -56,8 +56,14 @@ def _expected(us: list[Unit], level: int) -> dict[str, dict[str, float]]:
 @given(units())
 def test_totals_at_every_level_equal_brute_force_sums(us: list[Unit]) -> None:
     fleet = build(us)
+    rolled_up = fleet.totals(NOW)  # all levels at once: summed at node level, rolled up
     for level, name in enumerate(LEVELS):
         want = _expected(us, level)
+        table = rolled_up[name]
+        for path, w in want.items():
+            g = table.paths.index(path)
+            for key in ("units", "online", "power_kw", "available_charge_kw", "stored_kwh"):
+                assert getattr(table, key)[g] == pytest.approx(w[key], rel=1e-9, abs=1e-9)
         got = fleet.aggregates(name, NOW)
         assert set(got) == set(want)
         for path, w in want.items():
@@ -203,9 +209,11 @@ def test_telemetry_of_an_unknown_unit() -> None:
     assert fleet.errors["unit"] == 1
 
 
-def test_unknown_level() -> None:
+def test_unknown_level_and_no_level() -> None:
     with pytest.raises(ValueError, match="region"):
         _fleet().aggregates("region", 0.0)
+    assert _fleet().totals(0.0, ()) == {}
+    assert Fleet().aggregates("campus", 0.0) == {}
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,8 @@ def _waterfill(a: FloatArray, b: FloatArray, cap: FloatArray, target: float) -> 
     start = -a / b
     x = np.concatenate([start, start + cap / b])
     dslope = np.concatenate([b, -b])
-    order = np.argsort(x, kind="stable")
+    # Tie order among equal breakpoints does not change the total: any sort will do.
+    order = np.argsort(x)
     x = x[order]
     slope = np.cumsum(dslope[order])  # slope of the total on [x[k], x[k+1]]
     total = np.empty_like(x)

@@ -161,6 +161,9 @@ class Fleet:
         self._high = 0
         self._keys: list[dict[str, int]] = [{} for _ in LEVELS]
         self._paths: list[list[str]] = [[] for _ in LEVELS]
+        # Group number at the level above, per group (level 0: none); as arrays, cached.
+        self._parent: list[list[int]] = [[] for _ in LEVELS]
+        self._parent_array: list[IntArray] = [np.zeros(0, np.intp) for _ in LEVELS]
         # Per-slot columns (see _COLUMNS); declared for the type checker.
         self.registered: BoolArray
         self.rated_charge: FloatArray
@@ -288,6 +291,7 @@ class Fleet:
         return slot
 
     def _place(self, slot: int, parts: tuple[str, ...]) -> None:
+        parent = -1
         for level in range(len(LEVELS)):
             path = "/".join(parts[: level + 1])
             keys = self._keys[level]
@@ -295,7 +299,15 @@ class Fleet:
             if gid is None:
                 gid = keys[path] = len(keys)
                 self._paths[level].append(path)
+                self._parent[level].append(parent)
             self.group[level, slot] = gid
+            parent = gid
+
+    def _parents(self, level: int) -> IntArray:
+        """Per group of ``level``: its group at ``level - 1``."""
+        if len(self._parent_array[level]) != len(self._parent[level]):
+            self._parent_array[level] = np.array(self._parent[level], dtype=np.intp)
+        return self._parent_array[level]
 
     def remove(self, unit_id: str) -> None:
         """Forget a unit (its slot is reused by the next registration)."""
@@ -385,6 +397,8 @@ class Fleet:
         unknown = [lv for lv in levels if lv not in LEVELS]
         if unknown:
             raise ValueError(f"unknown level(s) {unknown}; levels: {LEVELS}")
+        if not levels:
+            return {}
         n = self.size
         reg = self.registered[:n]
         on = self.online(now)
@@ -408,14 +422,24 @@ class Fleet:
                 np.where(reporting, energy, 0.0),
             ]
         ).astype(np.float64)
+        wanted = sorted(LEVELS.index(level) for level in levels)
+        rows = len(weights)
+
+        def group_sums(index: IntArray, values: FloatArray, ng: int) -> FloatArray:
+            # Offsetting each row's group numbers lets one bincount sum every row.
+            offset = index + (np.arange(rows) * ng)[:, None]
+            sums = np.bincount(offset.ravel(), weights=values.ravel(), minlength=ng * rows)
+            return sums.reshape(rows, ng).astype(np.float64, copy=False)
+
+        # Sum units into the finest level wanted, then roll groups up level by level.
+        lv = wanted[-1]
+        by_level = {lv: group_sums(self.group[lv, :n], weights, len(self._paths[lv]))}
+        while lv > wanted[0]:
+            by_level[lv - 1] = group_sums(self._parents(lv), by_level[lv], len(self._paths[lv - 1]))
+            lv -= 1
         out: dict[str, LevelTotals] = {}
-        for level in levels:
-            lv = LEVELS.index(level)
-            ng = len(self._paths[lv])
-            # Offsetting each row's group numbers lets one bincount sum every column.
-            index = self.group[lv, :n] + (np.arange(len(weights)) * ng)[:, None]
-            sums = np.bincount(index.ravel(), weights=weights.ravel(), minlength=ng * len(weights))
-            cols = sums.reshape(len(weights), ng)
+        for lv in wanted:
+            level, cols = LEVELS[lv], by_level[lv]
             with np.errstate(invalid="ignore", divide="ignore"):
                 soc = np.where(cols[10] > 0, 100.0 * cols[9] / cols[10], np.nan)
             out[level] = LevelTotals(
