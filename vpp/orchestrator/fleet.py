@@ -8,16 +8,17 @@ fleet (liveness, aggregates, dispatch inputs) is vectorised.
 
 Locations are paths ``country/state/city/campus/building/node``. A unit belongs to one
 group per level (the path prefix of that length); group numbers are assigned at
-registration, so the aggregates of a level are ``np.bincount`` sums over those numbers.
+registration, so the totals of a level are ``np.bincount`` sums over those numbers
+(:mod:`vpp.orchestrator.fleet_totals`).
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -25,14 +26,15 @@ import numpy.typing as npt
 from vpp.errors import VppError
 from vpp.orchestrator.campus_config import FleetConfig
 
+if TYPE_CHECKING:
+    from vpp.orchestrator.fleet_totals import Aggregate, LevelTotals
+
 __all__ = [
     "LEVELS",
     "SAFETY_STATES",
     "SAFETY_STOP",
-    "Aggregate",
     "Fleet",
     "FleetInputError",
-    "LevelTotals",
     "UnknownUnitError",
 ]
 
@@ -82,53 +84,6 @@ class FleetInputError(VppError, ValueError):
 
 class UnknownUnitError(FleetInputError, LookupError):
     """Telemetry for a unit that has not registered by heartbeat."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Aggregate:
-    """Totals of one location group.
-
-    Counts cover every registered unit. Ratings and ``energy_kwh`` are installed
-    figures (all registered units). ``power_kw``, ``stored_kwh`` and ``soc_pct`` (energy
-    weighted; NaN when no unit reports) cover online units that have sent telemetry.
-    ``available_*_kw`` are the safety-envelope limits (capped at the rating) summed over
-    the units dispatch may use, so they are the group's headroom each way.
-    """
-
-    level: str
-    path: str
-    units: int
-    online: int
-    offline: int
-    dispatchable: int
-    power_kw: float
-    rated_charge_kw: float
-    rated_discharge_kw: float
-    available_charge_kw: float
-    available_discharge_kw: float
-    energy_kwh: float
-    stored_kwh: float
-    soc_pct: float
-
-
-@dataclasses.dataclass(frozen=True)
-class LevelTotals:
-    """The :class:`Aggregate` figures of every group of one level, as arrays indexed
-    like ``paths`` (counts as floats; ``offline = units - online``)."""
-
-    level: str
-    paths: list[str]
-    units: FloatArray
-    online: FloatArray
-    dispatchable: FloatArray
-    power_kw: FloatArray
-    rated_charge_kw: FloatArray
-    rated_discharge_kw: FloatArray
-    available_charge_kw: FloatArray
-    available_discharge_kw: FloatArray
-    energy_kwh: FloatArray
-    stored_kwh: FloatArray
-    soc_pct: FloatArray
 
 
 def _parse_location(unit: str, location: str | Sequence[str]) -> tuple[str, ...]:
@@ -303,7 +258,7 @@ class Fleet:
             self.group[level, slot] = gid
             parent = gid
 
-    def _parents(self, level: int) -> IntArray:
+    def parents(self, level: int) -> IntArray:
         """Per group of ``level``: its group at ``level - 1``."""
         if len(self._parent_array[level]) != len(self._parent[level]):
             self._parent_array[level] = np.array(self._parent[level], dtype=np.intp)
@@ -391,91 +346,20 @@ class Fleet:
             np.minimum(self.discharge_limit[:n], self.rated_discharge[:n]),
         )
 
+    def paths(self, level: int) -> list[str]:
+        """The paths of the groups of level number ``level``, by group number."""
+        return self._paths[level]
+
     def totals(self, now: float, levels: Sequence[str] = LEVELS) -> dict[str, LevelTotals]:
-        """Columnar totals of every group of each of ``levels`` (vectorised; the per-unit
-        masks are computed once for all levels). Groups left without units read as 0."""
-        unknown = [lv for lv in levels if lv not in LEVELS]
-        if unknown:
-            raise ValueError(f"unknown level(s) {unknown}; levels: {LEVELS}")
-        if not levels:
-            return {}
-        n = self.size
-        reg = self.registered[:n]
-        on = self.online(now)
-        reporting = on & (self.telemetry_time[:n] > -math.inf)
-        usable = self.eligibility(now) == ELIGIBLE
-        charge, discharge = self.available()
-        energy = self.energy[:n]
-        # One weight row per column; masked rows are zero where the unit does not count.
-        weights = np.stack(
-            [
-                reg,
-                on,
-                usable,
-                np.where(reporting, self.power[:n], 0.0),
-                np.where(reg, self.rated_charge[:n], 0.0),
-                np.where(reg, self.rated_discharge[:n], 0.0),
-                np.where(usable, charge, 0.0),
-                np.where(usable, discharge, 0.0),
-                np.where(reg, energy, 0.0),
-                np.where(reporting, energy * self.soc[:n] / 100.0, 0.0),
-                np.where(reporting, energy, 0.0),
-            ]
-        ).astype(np.float64)
-        wanted = sorted(LEVELS.index(level) for level in levels)
-        rows = len(weights)
+        """Columnar totals of every group of each of ``levels``
+        (see :func:`vpp.orchestrator.fleet_totals.level_totals`)."""
+        from vpp.orchestrator.fleet_totals import level_totals
 
-        def group_sums(index: IntArray, values: FloatArray, ng: int) -> FloatArray:
-            # Offsetting each row's group numbers lets one bincount sum every row.
-            offset = index + (np.arange(rows) * ng)[:, None]
-            sums = np.bincount(offset.ravel(), weights=values.ravel(), minlength=ng * rows)
-            return sums.reshape(rows, ng).astype(np.float64, copy=False)
-
-        # Sum units into the finest level wanted, then roll groups up level by level.
-        lv = wanted[-1]
-        by_level = {lv: group_sums(self.group[lv, :n], weights, len(self._paths[lv]))}
-        while lv > wanted[0]:
-            by_level[lv - 1] = group_sums(self._parents(lv), by_level[lv], len(self._paths[lv - 1]))
-            lv -= 1
-        out: dict[str, LevelTotals] = {}
-        for lv in wanted:
-            level, cols = LEVELS[lv], by_level[lv]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                soc = np.where(cols[10] > 0, 100.0 * cols[9] / cols[10], np.nan)
-            out[level] = LevelTotals(
-                level=level,
-                paths=self._paths[lv],
-                units=cols[0],
-                online=cols[1],
-                dispatchable=cols[2],
-                power_kw=cols[3],
-                rated_charge_kw=cols[4],
-                rated_discharge_kw=cols[5],
-                available_charge_kw=cols[6],
-                available_discharge_kw=cols[7],
-                energy_kwh=cols[8],
-                stored_kwh=cols[9],
-                soc_pct=soc,
-            )
-        return out
+        return level_totals(self, now, levels)
 
     def aggregates(self, level: str, now: float) -> dict[str, Aggregate]:
-        """Totals of every group of ``level`` (one of :data:`LEVELS`) that has units."""
-        t = self.totals(now, (level,))[level]
-        keep = np.flatnonzero(t.units > 0)
-        names = [f.name for f in dataclasses.fields(LevelTotals)][2:]
-        cols = {name: getattr(t, name)[keep].tolist() for name in names}
-        paths = [t.paths[g] for g in keep.tolist()]
-        out: dict[str, Aggregate] = {}
-        for i, path in enumerate(paths):
-            units, online = int(cols["units"][i]), int(cols["online"][i])
-            out[path] = Aggregate(
-                level=level,
-                path=path,
-                units=units,
-                online=online,
-                offline=units - online,
-                dispatchable=int(cols["dispatchable"][i]),
-                **{name: cols[name][i] for name in names[3:]},
-            )
-        return out
+        """Totals of every group of ``level`` that has units, by path
+        (see :func:`vpp.orchestrator.fleet_totals.aggregates`)."""
+        from vpp.orchestrator.fleet_totals import aggregates
+
+        return aggregates(self, level, now)
