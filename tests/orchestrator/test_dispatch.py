@@ -176,12 +176,13 @@ def test_default_strategy_comes_from_the_config() -> None:
     assert r.strategy == "priority" and r.setpoints == {"a": 0.0, "b": 50.0}
 
 
-def test_exact_total_over_many_units() -> None:
+@pytest.mark.parametrize("unit_kw", [250.0, 2500.0])
+def test_exact_total_over_10000_units(unit_kw: float) -> None:
     rng = np.random.default_rng(3)
-    n = 5000
-    cap = rng.uniform(0, 250, n)
+    n = 10_000
+    cap = rng.uniform(0, unit_kw, n)
     args = {
-        "cap": cap, "rating": rng.uniform(1, 250, n), "soc": rng.uniform(0, 100, n),
+        "cap": cap, "rating": rng.uniform(1, unit_kw, n), "soc": rng.uniform(0, 100, n),
         "energy": rng.uniform(10, 1000, n), "efficiency": rng.uniform(0.8, 1, n),
     }  # fmt: skip
     for strategy in STRATEGIES:

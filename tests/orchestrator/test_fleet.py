@@ -115,8 +115,8 @@ def test_unit_goes_offline_after_the_timeout_and_back_on_heartbeat() -> None:
 
 def test_out_of_order_telemetry_is_dropped_and_counted() -> None:
     fleet = _fleet()
-    fleet.telemetry("a", 5.0, 50.0, 10.0, 10.0, 0, 10.0)
-    fleet.telemetry("a", 7.0, 40.0, 10.0, 10.0, 0, 9.0)
+    assert fleet.telemetry("a", 5.0, 50.0, 10.0, 10.0, 0, 10.0) is True
+    assert fleet.telemetry("a", 7.0, 40.0, 10.0, 10.0, 0, 9.0) is False
     assert fleet.out_of_order == 1
     assert fleet.power[fleet.slot("a")] == 5.0
 
@@ -156,6 +156,9 @@ def test_growth_removal_and_slot_reuse() -> None:
         ({"efficiency": 1.5}, "efficiency"),
         ({"timestamp": math.inf}, "timestamp"),
         ({"unit_id": ""}, "unit"),
+        ({"energy_kwh": "100"}, "energy_kwh"),
+        ({"efficiency": None}, "efficiency"),
+        ({"rated_charge_kw": True}, "rated_charge_kw"),
     ],
 )
 def test_bad_heartbeat_is_refused_with_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -183,6 +186,10 @@ def test_bad_heartbeat_is_refused_with_the_field(kwargs: dict[str, object], fiel
         ((math.nan, 50.0, 1.0, 1.0, 0), "power_kw"),
         ((0.0, 50.0, 1.0, 1.0, "tripped"), "safety"),
         ((0.0, 50.0, 1.0, 1.0, 5), "safety"),
+        ((0.0, 50.0, 1.0, 1.0, None), "safety"),
+        ((0.0, "50", 1.0, 1.0, 0), "soc_pct"),
+        ((None, 50.0, 1.0, 1.0, 0), "power_kw"),
+        ((0.0, 50.0, [1.0], 1.0, 0), "charge_limit_kw"),
     ],
 )
 def test_bad_telemetry_is_refused_and_keeps_the_last_values(
@@ -199,6 +206,19 @@ def test_bad_telemetry_is_refused_and_keeps_the_last_values(
         3.0, 40.0, 2, 1.0,
     )  # fmt: skip
     assert fleet.errors[field] == 1
+
+
+def test_a_unit_that_moves_is_counted_at_its_new_location_only() -> None:
+    fleet = _fleet()
+    fleet.telemetry("a", 10.0, 50.0, 1.0, 1.0, 0, 1.0)
+    fleet.heartbeat(
+        "a", "IN/KA/Bengaluru/north/B2/n1", rated_charge_kw=100, rated_discharge_kw=120,
+        energy_kwh=200, timestamp=1.5,
+    )  # fmt: skip
+    buildings = fleet.aggregates("building", 2.0)
+    assert set(buildings) == {"IN/KA/Bengaluru/north/B2"}
+    assert buildings["IN/KA/Bengaluru/north/B2"].power_kw == 10.0
+    assert fleet.aggregates("campus", 2.0)["IN/KA/Bengaluru/north"].units == 1
 
 
 def test_telemetry_of_an_unknown_unit() -> None:

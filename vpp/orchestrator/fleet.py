@@ -18,7 +18,7 @@ import collections
 import logging
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +84,10 @@ class FleetInputError(VppError, ValueError):
 
 class UnknownUnitError(FleetInputError, LookupError):
     """Telemetry for a unit that has not registered by heartbeat."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _parse_location(unit: str, location: str | Sequence[str]) -> tuple[str, ...]:
@@ -158,11 +162,13 @@ class Fleet:
 
     def slot(self, unit_id: str) -> int:
         """The slot of ``unit_id`` (UnknownUnitError when it never registered)."""
-        try:
-            return self._slot[unit_id]
-        except KeyError:
-            self.errors["unit"] += 1
-            raise UnknownUnitError("not registered", unit=unit_id, field="unit") from None
+        slot = self._slot.get(unit_id)
+        return self._unknown(unit_id) if slot is None else slot
+
+    def _unknown(self, unit_id: str) -> NoReturn:
+        self.errors["unit"] += 1
+        log.warning("fleet: unit %r: not registered", unit_id)
+        raise UnknownUnitError("not registered", unit=str(unit_id), field="unit")
 
     def unit_id(self, slot: int) -> str:
         """The unit id held in ``slot``."""
@@ -206,15 +212,15 @@ class Fleet:
         except FleetInputError:
             self.errors["location"] += 1
             raise
-        for name, value, ok in (
-            ("rated_charge_kw", rated_charge_kw, rated_charge_kw >= 0),
-            ("rated_discharge_kw", rated_discharge_kw, rated_discharge_kw >= 0),
-            ("energy_kwh", energy_kwh, energy_kwh > 0),
-            ("efficiency", efficiency, 0 < efficiency <= 1),
-            ("timestamp", timestamp, True),
+        for name, value, low, high in (
+            ("rated_charge_kw", rated_charge_kw, 0.0, math.inf),
+            ("rated_discharge_kw", rated_discharge_kw, 0.0, math.inf),
+            ("energy_kwh", energy_kwh, math.ulp(0.0), math.inf),
+            ("efficiency", efficiency, math.ulp(0.0), 1.0),
+            ("timestamp", timestamp, -math.inf, math.inf),
         ):
-            if not (math.isfinite(value) and ok):
-                raise self._bad(unit_id, name, f"invalid value {value!r}")
+            if not (_is_number(value) and math.isfinite(value) and low <= value <= high):
+                raise self._bad(unit_id, name, f"must be in [{low:g}, {high:g}], got {value!r}")
         slot = self._slot.get(unit_id)
         if slot is None:
             slot = self._new_slot(unit_id)
@@ -281,8 +287,8 @@ class Fleet:
         discharge_limit_kw: float,
         safety: int | str,
         timestamp: float,
-    ) -> None:
-        """Record one telemetry update (O(1)).
+    ) -> bool:
+        """Record one telemetry update (O(1)); False when it was older than the latest.
 
         ``charge_limit_kw`` and ``discharge_limit_kw`` are the magnitudes (>= 0) the
         unit's safety envelope allows now; ``safety`` is a :data:`SAFETY_STATES` name or
@@ -290,26 +296,40 @@ class Fleet:
         """
         slot = self._slot.get(unit_id)
         if slot is None:
-            self.slot(unit_id)  # raises and counts
-        assert slot is not None
-        if not (0.0 <= soc_pct <= 100.0):
-            raise self._bad(unit_id, "soc_pct", f"must be 0..100 %, got {soc_pct!r}")
-        if not (charge_limit_kw >= 0.0 and charge_limit_kw < math.inf):
-            raise self._bad(unit_id, "charge_limit_kw", f"must be >= 0, got {charge_limit_kw!r}")
-        if not (discharge_limit_kw >= 0.0 and discharge_limit_kw < math.inf):
-            raise self._bad(
-                unit_id, "discharge_limit_kw", f"must be >= 0, got {discharge_limit_kw!r}"
-            )
-        if not math.isfinite(power_kw):
-            raise self._bad(unit_id, "power_kw", f"must be finite, got {power_kw!r}")
-        if not math.isfinite(timestamp):
-            raise self._bad(unit_id, "timestamp", f"must be finite, got {timestamp!r}")
-        code = _SAFETY_CODE.get(safety) if isinstance(safety, str) else safety
-        if code is None or not 0 <= code < len(SAFETY_STATES):
-            raise self._bad(unit_id, "safety", f"unknown safety state {safety!r}")
+            return self._unknown(unit_id)
+        try:
+            if not (0.0 <= soc_pct <= 100.0):
+                raise self._bad(unit_id, "soc_pct", f"must be 0..100 %, got {soc_pct!r}")
+            if not (0.0 <= charge_limit_kw < math.inf):
+                raise self._bad(
+                    unit_id, "charge_limit_kw", f"must be >= 0, got {charge_limit_kw!r}"
+                )
+            if not (0.0 <= discharge_limit_kw < math.inf):
+                raise self._bad(
+                    unit_id, "discharge_limit_kw", f"must be >= 0, got {discharge_limit_kw!r}"
+                )
+            if not math.isfinite(power_kw):
+                raise self._bad(unit_id, "power_kw", f"must be finite, got {power_kw!r}")
+            if not math.isfinite(timestamp):
+                raise self._bad(unit_id, "timestamp", f"must be finite, got {timestamp!r}")
+            code = _SAFETY_CODE.get(safety) if isinstance(safety, str) else safety
+            if code is None or not 0 <= code < len(SAFETY_STATES):
+                raise self._bad(unit_id, "safety", f"unknown safety state {safety!r}")
+        except TypeError:
+            # Off the hot path: find which value is not a number.
+            values: dict[str, object] = {
+                "power_kw": power_kw,
+                "soc_pct": soc_pct,
+                "charge_limit_kw": charge_limit_kw,
+                "discharge_limit_kw": discharge_limit_kw,
+                "timestamp": timestamp,
+            }
+            field = next((k for k, v in values.items() if not _is_number(v)), "safety")
+            value = values.get(field, safety)
+            raise self._bad(unit_id, field, f"not a number: {value!r}") from None
         if timestamp < self.telemetry_time[slot]:
             self.out_of_order += 1
-            return
+            return False
         self.telemetry_time[slot] = timestamp
         if timestamp > self.last_seen[slot]:
             self.last_seen[slot] = timestamp
@@ -318,6 +338,7 @@ class Fleet:
         self.charge_limit[slot] = charge_limit_kw
         self.discharge_limit[slot] = discharge_limit_kw
         self.safety[slot] = code
+        return True
 
     # ---- fleet-wide reads (vectorised) ----
 
