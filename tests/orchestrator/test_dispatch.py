@@ -203,6 +203,14 @@ def test_bad_requests_are_refused(target: float, strategy: str, field: str) -> N
     assert info.value.field == field and isinstance(info.value, ValueError)
 
 
+def test_allocate_refuses_a_capped_unit_without_rating() -> None:
+    one = np.ones(2)
+    with pytest.raises(DispatchError) as info:
+        allocate("proportional", 1.0, cap=one, rating=np.array([1.0, 0.0]), soc=one,
+                 energy=one, efficiency=one)  # fmt: skip
+    assert info.value.field == "rating"
+
+
 @pytest.mark.parametrize(
     ("data", "field"),
     [({"default_strategy": "greedy"}, "default_strategy"),

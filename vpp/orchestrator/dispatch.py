@@ -96,7 +96,8 @@ def _waterfill(a: FloatArray, b: FloatArray, cap: FloatArray, target: float) -> 
 def _settle(p: FloatArray, cap: FloatArray, target: float) -> FloatArray:
     """Remove the rounding residue of ``sum(p) - target`` by moving it, in proportion,
     onto the units with room in the needed direction. The residue is a few ulp of the
-    target, so three passes reach 1e-9 kW for any fleet whose total is below ~1e6 MW."""
+    target; three passes bring it to 1e-9 kW or to the float64 resolution of the
+    target, whichever is larger (about 1e-7 kW at 1e9 kW)."""
     for _ in range(3):
         residue = target - float(p.sum())
         if abs(residue) <= 1e-9:
@@ -123,9 +124,11 @@ def allocate(
     """Magnitudes (>= 0 kW) that add up to ``min(|target_kw|, sum(cap))``.
 
     All arrays are per unit for the target's direction: ``cap`` the most the unit may
-    take, ``rating`` its rated power that way, ``soc`` in %, ``energy`` in kWh (> 0),
-    ``efficiency`` one way in (0, 1].
+    take, ``rating`` its rated power that way (> 0 where ``cap`` > 0), ``soc`` in %,
+    ``energy`` in kWh (> 0), ``efficiency`` one way in (0, 1].
     """
+    if strategy not in STRATEGIES:
+        raise DispatchError(f"unknown strategy {strategy!r}; known: {STRATEGIES}", field="strategy")
     want = abs(target_kw)
     out = np.zeros(len(cap), dtype=np.float64)
     if want == 0.0 or len(cap) == 0:
@@ -143,8 +146,10 @@ def allocate(
         p[order] = np.clip(want - before, 0.0, c[order])
     elif strategy == "proportional":
         r = rating[use]
+        if not np.all(r > 0):
+            raise DispatchError("a unit with a cap > 0 must have a rating > 0", field="rating")
         p = _waterfill(np.zeros_like(c), r, c, want)
-    elif strategy == "balanced":
+    else:  # balanced
         e, eta, s = energy[use], efficiency[use], soc[use]
         # kW per % of SOC over the horizon; discharging draws p/eta from the cells,
         # charging stores p*eta.
@@ -152,8 +157,6 @@ def allocate(
         # discharge: p = k (s - L), lam = -L; charge: p = k (L - s), lam = L.
         a = k * s if target_kw > 0 else -k * s
         p = _waterfill(a, k, c, want)
-    else:
-        raise DispatchError(f"unknown strategy {strategy!r}; known: {STRATEGIES}", field="strategy")
     out[use] = _settle(p, c, want)
     return out
 
