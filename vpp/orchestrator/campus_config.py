@@ -1,0 +1,70 @@
+"""Configuration of the campus aggregator: :class:`FleetConfig` and :class:`DispatchConfig`.
+
+Both are frozen pydantic models with documented defaults. :func:`load` validates a
+mapping (a YAML section) and turns the first problem into a
+:class:`vpp.errors.ConfigError` whose ``field`` is the dotted name of the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.errors import ConfigError
+
+__all__ = ["STRATEGIES", "DispatchConfig", "FleetConfig", "Strategy", "load"]
+
+#: The dispatch strategies by name (see docs/orchestrator-campus.md).
+Strategy = Literal["proportional", "balanced", "priority"]
+STRATEGIES: tuple[Strategy, ...] = ("proportional", "balanced", "priority")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class FleetConfig(BaseModel):
+    """Fleet state settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    offline_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="a unit whose last heartbeat or telemetry is older than this is offline",
+    )
+    initial_capacity: int = Field(
+        default=1024, ge=1, le=10_000_000, description="unit slots allocated up front"
+    )
+
+
+class DispatchConfig(BaseModel):
+    """Dispatch settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_strategy: Strategy = Field(
+        default="proportional", description="strategy used when a request names none"
+    )
+    balance_horizon_h: float = Field(
+        default=0.25,
+        gt=0,
+        le=24,
+        description="balanced: hours over which the setpoints would bring units to one SOC",
+    )
+
+
+def load(model: type[M], data: Mapping[str, Any], *, section: str = "") -> M:
+    """Validate ``data`` as ``model``; the first problem raises ConfigError with ``.field``."""
+    try:
+        return model.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "config"
+        field = f"{section}.{key}" if section else key
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        err = ConfigError(f"{model.__name__}: field {field!r}: {first['msg']}{more}")
+        err.field = field
+        raise err from exc
