@@ -69,6 +69,10 @@ def test_discovery_finds_every_model_at_its_address(base: int) -> None:
             # Models follow each other: the next starts right after ID, L and L registers.
             for (_, a0, n0), (_, a1, _) in zip(proto.chain, proto.chain[1:], strict=False):
                 assert a1 == a0 + 2 + n0
+            # A status read takes models 701..802 (adjacent, 371 registers) in 3 requests.
+            before = sim.requests
+            await proto.read_status()
+            assert sim.requests - before == 3
             assert proto.common == {
                 "manufacturer": "vpp",
                 "model": "sim-bess",

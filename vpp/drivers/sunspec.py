@@ -55,8 +55,8 @@ COMMANDS = frozenset(
         "emergency_stop",
     }
 )
-# Registers per read request (Modbus allows 125).
-_MAX_READ = 120
+# Registers per read request: the most Modbus allows.
+_MAX_READ = 125
 # A chain longer than this is a device bug (or not SunSpec): stop walking.
 _MAX_MODELS = 100
 
@@ -238,8 +238,10 @@ class SunSpecProtocol(BaseProtocol):
         for block in self.blocks.values():
             await self._load(block)
 
-    async def _load(self, block: ModelBlock) -> None:
-        words = await self._read_words(block.address, block.length + 2, f"model {block.model_id}")
+    async def _load(self, block: ModelBlock, words: list[int] | None = None) -> None:
+        if words is None:
+            what = f"model {block.model_id}"
+            words = await self._read_words(block.address, block.length + 2, what)
         try:
             block.load(words)
         except SunSpecLayoutError as exc:
@@ -265,11 +267,29 @@ class SunSpecProtocol(BaseProtocol):
             out["serial"] = serial
         return out
 
+    def _spans(self) -> list[list[ModelBlock]]:
+        """The blocks of a status read, adjacent ones grouped to share requests. Model 1
+        is static: it is read at discovery only."""
+        spans: list[list[ModelBlock]] = []
+        for block in sorted(self.blocks.values(), key=lambda b: b.address):
+            if block.model_id == 1:
+                continue
+            last = spans[-1][-1] if spans else None
+            if last is not None and last.address + last.length + 2 == block.address:
+                spans[-1].append(block)
+            else:
+                spans.append([block])
+        return spans
+
     async def _read(self) -> Status:
-        # Model 1 is static: read at discovery only.
-        for model_id, block in self.blocks.items():
-            if model_id != 1:
-                await self._load(block)
+        for span in self._spans():
+            start = span[0].address
+            count = span[-1].address + span[-1].length + 2 - start
+            names = "+".join(str(b.model_id) for b in span)
+            words = await self._read_words(start, count, f"models {names}")
+            for block in span:
+                offset = block.address - start
+                await self._load(block, words[offset : offset + block.length + 2])
         status, self.names = status_of(self.blocks)
         return status
 

@@ -90,6 +90,8 @@ class SunSpecBessSimulator(BessSimulator):
         self.frequency_hz = frequency_hz
         self.voltage_v = voltage_v
         self.latched_events = 0
+        #: Modbus requests served (reads and writes).
+        self.requests = 0
         self.blocks: dict[int, Any] = {}  # model id -> pysunspec2 Model (untyped)
         self._offsets: dict[int, int] = {}  # model id -> register offset from base
         self._words: list[int] = []
@@ -232,6 +234,7 @@ class SunSpecBessSimulator(BessSimulator):
     ) -> ExcCodes | None:
         """pymodbus calls this before every access, with the table's live registers."""
         del count
+        self.requests += 1
         if func_code not in (3, 6, 16):
             return ExcCodes.ILLEGAL_FUNCTION
         if values is not None:
