@@ -64,7 +64,7 @@ def test_discovery_finds_every_model_at_its_address(base: int) -> None:
                 assert address == sim.address_of(model_id)
                 if model_id != 711:  # 711's length depends on its curve count
                     assert length == model_length(model_id)
-            # One stored droop curve: 9 registers of header + 10 of curve + 3 scale factors.
+            # One stored droop curve: 12 registers of settings and scale factors + 10 of curve.
             assert dict((m, n) for m, _, n in proto.chain)[711] == 22
             # Models follow each other: the next starts right after ID, L and L registers.
             for (_, a0, n0), (_, a1, _) in zip(proto.chain, proto.chain[1:], strict=False):
@@ -116,7 +116,11 @@ def test_discharge_is_positive_and_soc_falls() -> None:
     async def main() -> None:
         async with bess() as (sim, proto):
             soc0 = (await proto.read_status())["soc_pct"]
-            await start_power(proto, 234.5)
+            await start_power(proto, 100.0)
+            before = sim.requests
+            await proto.send_command("set_power", {"kw": 234.5})
+            # WSetEna, WSetMod, WSet are adjacent: one request, applied at once.
+            assert sim.requests - before == 1
             # WSet is in W at WSet_SF 0: the model gets exactly what was asked.
             assert sim.command.p_kw == pytest.approx(234.5)
             assert sim.command.enable and sim.command.mode == 1

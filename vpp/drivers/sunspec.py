@@ -310,7 +310,7 @@ class SunSpecProtocol(BaseProtocol):
         self, command: str, model_id: int, points: list[tuple[str, float | str]]
     ) -> str:
         """Write ``points`` (engineering values, or symbol names of enum points) of one
-        model, merging adjacent registers into one request."""
+        model in the order given, adjacent registers sharing one request."""
         block = self._block(model_id, command)
         writes: list[tuple[int, list[int]]] = []
         for name, value in points:
@@ -325,7 +325,8 @@ class SunSpecProtocol(BaseProtocol):
                     resource=self.name,
                     point=name,
                 ) from exc
-        writes.sort()
+        # In the order given (a setpoint before its enable), merging a write into the
+        # previous request when it starts where that one ends.
         merged: list[tuple[int, list[int]]] = []
         for address, words in writes:
             if merged and merged[-1][0] + len(merged[-1][1]) == address:
@@ -345,12 +346,13 @@ class SunSpecProtocol(BaseProtocol):
             watts = 1000.0 * _number(command, params, "kw", self.name)
             # Setpoint and mode in one request, so the device never runs a stale WSet.
             return await self._put(
-                command, 704, [("WSet", watts), ("WSetMod", "WATTS"), ("WSetEna", "ENABLED")]
+                command, 704, [("WSetEna", "ENABLED"), ("WSetMod", "WATTS"), ("WSet", watts)]
             )
         if command == "set_reactive_power":
             vars_ = 1000.0 * _number(command, params, "kvar", self.name)
+            # VarSetPri lies between the mode and the setpoint and is left alone.
             return await self._put(
-                command, 704, [("VarSet", vars_), ("VarSetMod", "VARS"), ("VarSetEna", "ENABLED")]
+                command, 704, [("VarSet", vars_), ("VarSetEna", "ENABLED"), ("VarSetMod", "VARS")]
             )
         if command == "set_mode":
             mode = params.get("mode")
