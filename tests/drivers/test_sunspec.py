@@ -291,3 +291,6 @@ def test_factory_validates_the_config() -> None:
     with pytest.raises(ConfigError) as info:
         factory.create("sunspec", {"host": "127.0.0.1", "device_id": 0})
     assert info.value.field == "device_id"
+    with pytest.raises(ConfigError) as info:
+        factory.create("sunspec", {"host": "h", "base_addresses": [40000, 70000]})
+    assert info.value.field == "base_addresses.1"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 from pymodbus.client import AsyncModbusTcpClient
@@ -73,16 +73,20 @@ class SunSpecModelMissingError(ProtocolError):
         self.model_id = model_id
 
 
+Address = Annotated[int, Field(ge=0, le=0xFFFD)]
+ModelId = Annotated[int, Field(ge=1, le=0xFFFE)]
+
+
 class SunSpecConfig(ProtocolConfig):
     """Settings of a SunSpec device on Modbus TCP."""
 
     host: str = Field(min_length=1, description="device address")
     port: int = Field(default=502, ge=1, le=65535)
     device_id: int = Field(default=1, ge=1, le=247, description="Modbus unit id")
-    base_addresses: tuple[int, ...] = Field(
+    base_addresses: tuple[Address, ...] = Field(
         default=(40000, 0, 50000), min_length=1, description="where to look for 'SunS'"
     )
-    required_models: tuple[int, ...] = Field(
+    required_models: tuple[ModelId, ...] = Field(
         default=(1, 701, 702, 704, 713, 802), description="models the device must have"
     )
 
