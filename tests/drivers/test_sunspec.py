@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from tests.support.devices import run, silent_server, wait_until
+from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, ValidationError
 from vpp.drivers.factory import ProtocolFactory
+from vpp.drivers.pmu import Backoff
 from vpp.drivers.sunspec import (
     SunSpecModelMissingError,
     SunSpecNotFoundError,
@@ -294,3 +296,30 @@ def test_factory_validates_the_config() -> None:
     with pytest.raises(ConfigError) as info:
         factory.create("sunspec", {"host": "h", "base_addresses": [40000, 70000]})
     assert info.value.field == "base_addresses.1"
+
+
+def test_communicator_polls_a_sunspec_resource_beside_a_modbus_one() -> None:
+    async def main() -> None:
+        comm = ResourceCommunicator(poll_interval=0.05, backoff=Backoff(initial=0.02, maximum=0.1))
+        async with (
+            SunSpecBessSimulator(port=0, ramp_kw_s=1e4, initial_soc_pct=55.0) as ss,
+            BessSimulator(port=0, initial_soc_pct=45.0) as mb,
+        ):
+            try:
+                comm.add_resource("ss", "sunspec", {"host": "127.0.0.1", "port": ss.port})
+                comm.add_resource("mb", "modbus_tcp", {"host": "127.0.0.1", "port": mb.port})
+                seen: list[dict[str, Any]] = []
+                comm.subscribe_to_resource("ss", seen.append)
+                comm.subscribe_to_resource("mb", lambda _s: None)
+                await wait_until(lambda: len(seen) >= 2)
+                assert seen[-1]["soc_pct"] == pytest.approx(55.0)
+                for command, params in (("enable", {}), ("set_power", {"kw": -80.0})):
+                    ack = await comm.send_command("ss", command, params, timeout=2.0)
+                    assert ack.ok, ack
+                await wait_until(lambda: bool(seen[-1]["power_kw"] < -79.9))
+                state = comm.status()
+                assert state["ss"]["online"] and state["mb"]["online"]
+            finally:
+                await comm.close()
+
+    run(main)
