@@ -249,6 +249,13 @@ def test_missing_required_model_is_named() -> None:
             with pytest.raises(ValidationError, match="model 802"):
                 await proto.send_command("enable")
 
+        # Without 713, SOC, SOH and capacity come from the battery model (802).
+        async with bess(opts, models=(1, 701, 704, 802), initial_soc_pct=37.0) as (_sim, proto):
+            status = await proto.read_status()
+            assert status["soc_pct"] == pytest.approx(37.0)
+            assert status["capacity_kwh"] == pytest.approx(2.0)
+            assert "energy_available_kwh" not in status
+
     run(main)
 
 

@@ -62,7 +62,10 @@ def test_writes_are_checked_and_percent_setpoints_act() -> None:
     run(main)
 
 
-def test_unsupported_model_is_a_config_error() -> None:
+def test_unsupported_model_or_base_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         SunSpecBessSimulator(port=0, models=(1, 103))
     assert info.value.field == "models"
+    with pytest.raises(ConfigError) as info:
+        SunSpecBessSimulator(port=0, base_address=65000)
+    assert info.value.field == "base_address"

@@ -86,6 +86,10 @@ class SunSpecBessSimulator(BessSimulator):
             err.field = "models"
             raise err
         self.models = tuple(m for m in ALL_MODELS if m in models)
+        if not 0 <= base_address <= 0xFFFF - 600:  # room for the seven models
+            err = ConfigError(f"SunSpec simulator: base_address {base_address} out of range")
+            err.field = "base_address"
+            raise err
         self.base_address = base_address
         self.frequency_hz = frequency_hz
         self.voltage_v = voltage_v
