@@ -229,12 +229,13 @@ class SunSpecProtocol(BaseProtocol):
             raise ProtocolError(
                 f"no end model after {_MAX_MODELS} models from {base}", resource=self.name
             )
+        found = [m for m, _, _ in self.chain]
         for model_id in self.cfg.required_models:
-            if model_id not in self.blocks and model_id not in {m for m, _, _ in self.chain}:
-                name = MODEL_NAMES.get(model_id, "")
+            if model_id not in found:
+                name = MODEL_NAMES.get(model_id, "unknown")
                 raise SunSpecModelMissingError(
-                    f"required SunSpec model {model_id} ({name or 'unknown'}) not found; "
-                    f"the device has {[m for m, _, _ in self.chain]}",
+                    f"required SunSpec model {model_id} ({name}) not found; "
+                    f"the device has {found}",
                     resource=self.name,
                     model_id=model_id,
                 )
