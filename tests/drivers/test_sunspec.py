@@ -242,12 +242,15 @@ def test_missing_required_model_is_named() -> None:
 
         # Not required: the driver works without it, and says so when a command needs it.
         opts = {"required_models": (1, 701, 704)}
-        async with bess(opts, models=(1, 701, 704, 713)) as (_sim, proto):
+        async with bess(opts, models=(1, 701, 704, 713)) as (sim, proto):
             status = await proto.read_status()
             assert "soc_pct" in status and "dc_voltage_v" not in status
             assert "droop_enabled" not in status
             with pytest.raises(ValidationError, match="model 802"):
                 await proto.send_command("enable")
+            # No 802 to start the inverter: 704 alone runs it.
+            assert (await proto.send_command("set_power", {"kw": 50.0})).ok
+            await wait_until(lambda: sim.model.power_kw > 49.9)
 
         # Without 713, SOC, SOH and capacity come from the battery model (802).
         async with bess(opts, models=(1, 701, 704, 802), initial_soc_pct=37.0) as (_sim, proto):

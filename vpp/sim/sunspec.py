@@ -15,6 +15,7 @@ Writes to the control points act on the model: 704 ``WSet`` (W, + = discharge) w
 request while ``WSetEna`` is ENABLED (else standby); ``VarSet`` while ``VarSetEna``;
 802 ``SetOp`` = CONNECT and ``SetInvState`` = INVERTER_STARTED enable the inverter;
 ``AlmRst`` = 1 clears the latched 802 events (those no longer active) and reads back 0.
+A map without 802 has no start/stop: the inverter follows 704 alone.
 A write that touches a read-only point is refused with ILLEGAL_ADDRESS; an enum value
 outside its symbols with ILLEGAL_VALUE.
 """
@@ -157,7 +158,7 @@ class SunSpecBessSimulator(BessSimulator):
             self._offsets[model_id] = offset
             offset += int(model.len)
         self._words = [*SUNS_MARKER] + [0] * (offset - 2) + [END_MODEL_ID, 0]
-        self._publish()
+        self._apply()
 
     def _serialise(self, model_id: int) -> None:
         words = bytes_to_words(self.blocks[model_id].get_mb())
@@ -284,7 +285,10 @@ class SunSpecBessSimulator(BessSimulator):
     def _apply(self) -> None:
         """Turn the control points into the model's command."""
         cmd, m = self.command, self.model
-        cmd.enable = self._raw(802, "SetOp") == 1 and self._raw(802, "SetInvState") == 3
+        # Without 802 there is no start/stop: the inverter follows 704 alone.
+        cmd.enable = 802 not in self.blocks or (
+            self._raw(802, "SetOp") == 1 and self._raw(802, "SetInvState") == 3
+        )
         if 704 in self.blocks:
             cmd.mode = 1 if self._raw(704, "WSetEna") == 1 else 0
             if self._raw(704, "WSetMod") == 1:
