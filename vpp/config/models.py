@@ -1,0 +1,265 @@
+"""The site configuration: one YAML file that every process of the VPP reads.
+
+Sections: ``site``, ``bus``, ``field`` (one entry per field controller, each with its
+battery units and their devices), ``campus``, ``grid``, ``market``, ``simulation`` and
+``history``. Every limit has a documented default (docs/configuration.md). Models
+forbid unknown keys, so a misspelt key is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vpp.orchestrator.campus_config import DispatchConfig, FleetConfig
+from vpp.orchestrator.compliance import ComplianceConfig
+from vpp.orchestrator.frequency_events import EventDetectionConfig
+from vpp.orchestrator.market.bids import BidLimits
+from vpp.sim.grid_model import GridModelConfig
+
+__all__ = [
+    "CampusSection",
+    "DeviceConfig",
+    "DroopSettings",
+    "FieldConfig",
+    "GridSection",
+    "HistoryConfig",
+    "Location",
+    "MarketSection",
+    "PmuSource",
+    "SimBess",
+    "SimEvent",
+    "SimPmu",
+    "SimulationConfig",
+    "SiteConfig",
+    "SiteInfo",
+    "UnitConfig",
+]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class Location(BaseModel):
+    """Where a unit is: the six levels of the location hierarchy."""
+
+    model_config = _STRICT
+    country: str = "IN"
+    state: str = "KA"
+    city: str = "Bengaluru"
+    campus: str = "campus-1"
+    building: str = "building-1"
+    node: str = "node-1"
+
+    def path(self) -> tuple[str, str, str, str, str, str]:
+        """(country, state, city, campus, building, node)."""
+        return (self.country, self.state, self.city, self.campus, self.building, self.node)
+
+
+class DeviceConfig(BaseModel):
+    """A device behind a protocol of the ProtocolFactory (validated by it at start)."""
+
+    model_config = _STRICT
+    protocol: str = Field(description="protocol name: modbus_tcp, modbus_rtu, sunspec, mqtt, can_bms")
+    config: dict[str, Any] = Field(default_factory=dict, description="the protocol's config")
+    secondary: dict[str, Any] | None = Field(
+        default=None, description="a second path to the same device, used on failover"
+    )
+    poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+
+
+class DroopSettings(BaseModel):
+    """Primary frequency response of a unit (the core's DroopController)."""
+
+    model_config = _STRICT
+    droop_percent: float = Field(default=5.0, gt=0, le=20)
+    deadband_low_hz: float = 49.90
+    deadband_high_hz: float = 50.05
+    ramp_kw_per_s: float | None = Field(default=None, gt=0)
+    inertia_kw_per_hz_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _band(self) -> DroopSettings:
+        if not self.deadband_low_hz < self.deadband_high_hz:
+            raise ValueError("deadband_low_hz must be below deadband_high_hz")
+        return self
+
+
+class UnitConfig(BaseModel):
+    """One battery unit: its rating, its inverter (and BMS) and its response."""
+
+    model_config = _STRICT
+    id: str = Field(min_length=1)
+    location: Location = Field(default_factory=Location)
+    rated_power_kw: float = Field(gt=0, description="discharge and charge limit, kW")
+    capacity_kwh: float = Field(gt=0)
+    chemistry: Literal["lfp_16s", "nmc_16s"] = "lfp_16s"
+    inverter: DeviceConfig
+    bms: DeviceConfig | None = None
+    droop: DroopSettings = Field(default_factory=DroopSettings)
+    write_threshold_kw: float = Field(
+        default=0.0,
+        ge=0,
+        description="a new setpoint is written when it differs from the last by more than this",
+    )
+
+
+class PmuSource(BaseModel):
+    """Where a field controller gets its synchrophasor stream (C37.118)."""
+
+    model_config = _STRICT
+    host: str = "127.0.0.1"
+    port: int = Field(default=4712, ge=0, le=65535)
+    idcode: int = Field(default=7734, ge=1, le=65534)
+    transport: Literal["tcp", "udp"] = "tcp"
+    udp_port: int = Field(default=0, ge=0, le=65535)
+
+
+class FieldConfig(BaseModel):
+    """A field controller (one per site or RTU)."""
+
+    model_config = _STRICT
+    id: str = Field(min_length=1)
+    pmu: PmuSource = Field(default_factory=PmuSource)
+    units: list[UnitConfig] = Field(min_length=1)
+    telemetry_interval_s: float = Field(default=1.0, gt=0, le=60)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
+    decisions_every: int = Field(
+        default=5, ge=1, description="publish one decision in this many PMU frames"
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> FieldConfig:
+        ids = [u.id for u in self.units]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"unit ids repeat: {sorted(dup)}")
+        return self
+
+
+class CampusSection(BaseModel):
+    """The campus aggregator."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    dispatch_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    target_kw: float | None = Field(
+        default=None, description="a fixed campus target; None follows the market schedule"
+    )
+
+
+class GridSection(BaseModel):
+    """The grid service (frequency monitoring, response allocation, compliance)."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    events: EventDetectionConfig = Field(default_factory=EventDetectionConfig)
+    compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
+    obligation_kw: float | None = Field(
+        default=None, gt=0, description="fleet primary-response obligation; None = the fleet's rating"
+    )
+    basis: Literal["headroom", "rating"] = Field(
+        default="headroom", description="units share the obligation pro rata to this"
+    )
+
+
+class MarketSection(BaseModel):
+    """The market gateway (IEX DAM/RTM)."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    limits: BidLimits = Field(default_factory=BidLimits)
+    reserve_fraction: float = Field(
+        default=0.2, ge=0, le=1, description="share of fleet power held back for frequency response"
+    )
+    degradation_rs_per_mwh: float = Field(default=500.0, ge=0)
+    seed: int = 1
+
+
+class SimBess(BaseModel):
+    """A simulated BESS (Modbus TCP server over a physical model) for one unit."""
+
+    model_config = _STRICT
+    unit: str = Field(description="the unit id it stands for")
+    port: int = Field(default=0, ge=0, le=65535, description="0: chosen at start")
+    initial_soc_pct: float = Field(default=60.0, ge=0, le=100)
+
+
+class SimPmu(BaseModel):
+    """The simulated PMU measuring the grid model's frequency."""
+
+    model_config = _STRICT
+    port: int = Field(default=0, ge=0, le=65535, description="0: chosen at start")
+    idcode: int = Field(default=7734, ge=1, le=65534)
+    rate: Literal[10, 25, 50] = 50
+    noise_hz: float = Field(default=0.0005, ge=0)
+
+
+class SimEvent(BaseModel):
+    """A power step in the simulated grid: ``delta_mw`` > 0 is a deficit (a generator
+    trips or load connects), < 0 a surplus."""
+
+    model_config = _STRICT
+    time_s: float = Field(ge=0, description="seconds after the start")
+    delta_mw: float
+
+
+class SimulationConfig(BaseModel):
+    """The simulated plant: BESS units, their BMSs, a grid with a PMU."""
+
+    model_config = _STRICT
+    enabled: bool = False
+    grid: GridModelConfig = Field(default_factory=GridModelConfig)
+    events: list[SimEvent] = Field(default_factory=list)
+    repeat_s: float | None = Field(
+        default=None, gt=0, description="the events repeat with this period; None = once"
+    )
+    pmu: SimPmu = Field(default_factory=SimPmu)
+    bess: list[SimBess] = Field(default_factory=list)
+
+
+class HistoryConfig(BaseModel):
+    """The embedded SQLite history."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    path: str = "vpp-history.db"
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class SiteInfo(BaseModel):
+    model_config = _STRICT
+    name: str = "site"
+
+
+class SiteConfig(BaseModel):
+    """The whole site: every process reads this."""
+
+    model_config = _STRICT
+    site: SiteInfo = Field(default_factory=SiteInfo)
+    bus: dict[str, Any] = Field(default_factory=dict)
+    field: list[FieldConfig] = Field(min_length=1)
+    campus: CampusSection = Field(default_factory=CampusSection)
+    grid: GridSection = Field(default_factory=GridSection)
+    market: MarketSection = Field(default_factory=MarketSection)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiteConfig:
+        ids = [f.id for f in self.field]
+        units = [u.id for f in self.field for u in f.units]
+        for what, names in (("field controller", ids), ("unit", units)):
+            dup = sorted({i for i in names if names.count(i) > 1})
+            if dup:
+                raise ValueError(f"{what} ids repeat: {dup}")
+        for b in self.simulation.bess:
+            if b.unit not in units:
+                raise ValueError(f"simulation.bess names unit {b.unit!r}, which no field has")
+        return self
+
+    def units(self) -> list[UnitConfig]:
+        """Every unit of every field controller."""
+        return [u for f in self.field for u in f.units]
