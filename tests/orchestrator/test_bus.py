@@ -99,6 +99,31 @@ def test_subscriber_counts_bad_messages_and_keeps_receiving(ipc_dir: Path) -> No
     assert dict(sub.errors) == {"json": 1, "type": 1, "version": 1, "field": 1, "frames": 1}
 
 
+def test_recv_batch_returns_the_valid_messages_in_order(ipc_dir: Path) -> None:
+    async def go() -> tuple[list[float], Subscriber]:
+        pub = Publisher(f"ipc://{ipc_dir}/ev")
+        sub = Subscriber(pub.endpoint, ("telemetry/",))
+        try:
+            await _join(pub, sub, s.make(telemetry(), "probe"))
+            for i in range(300):
+                if i % 100 == 50:
+                    await pub.publish_raw(b"telemetry/x", b"{broken")
+                await pub.publish(s.make(telemetry(p_kw=float(i)), "field1"))
+            got: list[float] = []
+            while len(got) < 300:
+                batch = await asyncio.wait_for(sub.recv_batch(limit=64), 5)
+                assert len(batch) <= 64
+                got += [m.body.p_kw for m in batch if isinstance(m, s.TelemetryMsg)]
+            return got, sub
+        finally:
+            sub.close()
+            pub.close()
+
+    got, sub = run(go())
+    assert got == [float(i) for i in range(300)]
+    assert dict(sub.errors) == {"json": 3}
+
+
 async def _add(msg: s.CommandMsg) -> Any:
     p = msg.body.params
     if p.get("fail"):
