@@ -301,8 +301,13 @@ def test_bus_config_builds_curve_setups(keys_dir: Path) -> None:
     client = BusConfig(name="client", keys_dir=keys_dir).client_curve()
     assert client is not None and client.server_public == cfg.server_curve().public  # type: ignore[union-attr]
     assert BusConfig(name="x").server_curve() is None
-    with pytest.raises(ValueError, match="must start with"):
-        BusConfig(name="x", events="http://host")
+    with pytest.raises(ConfigError, match="must start with") as info:
+        BusConfig.load({"name": "x", "events": "http://host"})
+    assert info.value.field == "events"
+    with pytest.raises(ConfigError) as info:
+        BusConfig.load({"name": "x", "liveness_misses": 0})
+    assert info.value.field == "liveness_misses"
+    assert BusConfig.load({"name": "x", "command_retries": 5}).command_retries == 5
 
 
 def test_heartbeats_keep_a_peer_online_and_silence_takes_it_offline(ipc_dir: Path) -> None:
