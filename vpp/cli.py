@@ -5,6 +5,7 @@
 - ``vpp pmu decode FILE``: decode a raw C37.118 byte stream to JSON lines.
 - ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
 - ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
+- ``vpp keys NAME``: create a CurveZMQ key pair for the orchestrator bus.
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -121,6 +122,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0 if all(r.get("ok") is not False for r in rows) or not args.strict else 1
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from vpp.orchestrator import keys
+
+    return keys.cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vpp`` command (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="vpp", description=__doc__.splitlines()[0])
@@ -174,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--count", type=int, default=0, help="stop after N data frames")
     listen.add_argument("--idcode", type=int, default=1, help="IDCODE of our commands")
     listen.set_defaults(func=_cmd_pmu_listen)
+
+    keys = sub.add_parser("keys", help="create a CurveZMQ key pair (NAME.key, NAME.key_secret)")
+    keys.add_argument("name", help="key pair name (e.g. campus, field-site1)")
+    keys.add_argument("--dir", default="keys", help="directory of the keys (default ./keys)")
+    keys.add_argument("--force", action="store_true", help="replace an existing pair")
+    keys.set_defaults(func=_cmd_keys)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -1,7 +1,8 @@
 """The one exception hierarchy of vpp (created by the compiled core, re-exported here).
 
 ``VppError`` is the base of everything vpp raises. Frame errors are also ``ValueError``
-and carry ``kind``, ``field``, ``offset``, ``expected`` and ``found``.
+and carry ``kind``, ``field``, ``offset``, ``expected`` and ``found``. The bus errors
+(:class:`MessageError`, :class:`CommandTimeoutError`) are defined here in Python.
 """
 
 from vpp._core import (
@@ -20,7 +21,32 @@ from vpp._core import (
     VppError,
 )
 
+
+class MessageError(VppError, ValueError):
+    """A bus message that cannot be decoded or is invalid.
+
+    ``kind`` is the counter it is counted under (``frames``, ``json``, ``type``,
+    ``version``, ``field``, ``unexpected``), ``field`` the offending field as a dotted
+    path ("" when it concerns the whole message), ``where`` the endpoint and/or sender.
+    """
+
+    def __init__(self, message: str, *, kind: str, field: str = "", where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.kind = kind
+        self.field = field
+        self.where = where
+
+
+class CommandTimeoutError(VppError, TimeoutError):
+    """A command got no acknowledgement within its timeout, retries included."""
+
+    def __init__(self, message: str, *, command: str = "", where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.command = command
+        self.where = where
+
 __all__ = [
+    "CommandTimeoutError",
     "ConfigError",
     "ConfigMismatchError",
     "CrcError",
@@ -29,6 +55,7 @@ __all__ = [
     "FrameError",
     "FrameSizeError",
     "FrameValueError",
+    "MessageError",
     "NoConfigError",
     "SyncError",
     "TickerError",

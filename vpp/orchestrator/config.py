@@ -1,0 +1,80 @@
+"""Configuration of the orchestrator bus: endpoints, keys, timeouts, heartbeats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vpp.errors import ConfigError
+from vpp.orchestrator.curve import ClientCurve, ServerCurve
+
+__all__ = ["BusConfig"]
+
+_SCHEMES = ("ipc://", "tcp://", "inproc://")
+
+
+class BusConfig(BaseModel):
+    """Where the bus sockets are and how they behave.
+
+    Endpoints are ZeroMQ strings: ``ipc:///run/vpp/events`` on one host,
+    ``tcp://10.0.0.5:5560`` across hosts. Keys live in ``keys_dir`` (``NAME.key`` and
+    ``NAME.key_secret`` from ``vpp keys``); a command server admits the client keys in
+    ``authorized_dir`` (default ``keys_dir/authorized``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="this process: sender id and key pair name")
+    events: str = "ipc:///tmp/vpp-events"
+    """PUB/SUB endpoint of telemetry, frequency, events and heartbeats."""
+    commands: str = "ipc:///tmp/vpp-commands"
+    """ROUTER/DEALER endpoint of commands and acks."""
+    keys_dir: Path | None = None
+    server_key: str = "server"
+    """Name of the command server's key pair (clients need its ``.key``)."""
+    authorized_dir: Path | None = None
+    insecure: bool = False
+    """Allow a tcp command endpoint without Curve (clear text, anyone may command)."""
+    command_timeout_s: float = Field(default=1.0, gt=0.0)
+    command_retries: int = Field(default=2, ge=0)
+    dedup_size: int = Field(default=4096, ge=1)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0.0)
+    liveness_misses: int = Field(default=3, ge=1)
+    hwm: int = Field(default=10_000, ge=1)
+
+    @field_validator("events", "commands")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not v.startswith(_SCHEMES):
+            raise ValueError(f"endpoint {v!r} must start with one of {_SCHEMES}")
+        return v
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> BusConfig:
+        """Validate a mapping (e.g. a YAML section); :class:`ConfigError` names the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            field = ".".join(str(p) for p in first["loc"])
+            err = ConfigError(f"bus configuration: {field}: {first['msg']}")
+            err.field = field
+            raise err from None
+
+    def server_curve(self) -> ServerCurve | None:
+        """The Curve setup of a command server named :attr:`name` (None without keys)."""
+        if self.keys_dir is None:
+            return None
+        authorized = self.authorized_dir or self.keys_dir / "authorized"
+        return ServerCurve(self.keys_dir / f"{self.name}.key_secret", authorized)
+
+    def client_curve(self) -> ClientCurve | None:
+        """The Curve setup of a command client named :attr:`name` (None without keys)."""
+        if self.keys_dir is None:
+            return None
+        return ClientCurve(
+            self.keys_dir / f"{self.name}.key_secret", self.keys_dir / f"{self.server_key}.key"
+        )

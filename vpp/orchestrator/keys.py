@@ -1,0 +1,81 @@
+"""CurveZMQ key pairs: create them (``vpp keys``) and load them for the bus.
+
+A key pair ``NAME`` is two files in the keys directory: ``NAME.key`` (public; copy it to
+the peers that must trust you) and ``NAME.key_secret`` (secret; mode 0600, never copied).
+A command server admits the clients whose public ``*.key`` files are in its authorized
+directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import zmq.auth
+
+from vpp.errors import ConfigError
+
+__all__ = ["cli", "create_keypair", "load_public", "load_secret"]
+
+
+def _config_error(message: str, field: str) -> ConfigError:
+    err = ConfigError(message)
+    err.field = field
+    return err
+
+
+def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> tuple[Path, Path]:
+    """Create ``NAME.key`` and ``NAME.key_secret`` in ``directory``; their paths.
+
+    The directory is created with mode 0700 when missing; the secret file gets 0600.
+    An existing pair is kept unless ``force`` (replacing a key locks out its peers).
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise _config_error(f"invalid key name {name!r}", "name")
+    d = Path(directory)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    public, secret = d / f"{name}.key", d / f"{name}.key_secret"
+    if not force and (public.exists() or secret.exists()):
+        raise _config_error(f"key pair {name!r} already exists in {d}", "name")
+    # create_certificates writes the secret with the process umask; narrow it while it does.
+    old = os.umask(0o077)
+    try:
+        pub_file, sec_file = zmq.auth.create_certificates(str(d), name)
+    finally:
+        os.umask(old)
+    os.chmod(sec_file, 0o600)
+    os.chmod(pub_file, 0o644)
+    return Path(pub_file), Path(sec_file)
+
+
+def load_public(path: Path | str) -> bytes:
+    """The Z85 public key of a ``.key`` (or ``.key_secret``) file."""
+    try:
+        public, _ = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise _config_error(f"cannot read public key {path}: {exc}", "keys_dir") from None
+    return public
+
+
+def load_secret(path: Path | str) -> tuple[bytes, bytes]:
+    """The (public, secret) Z85 keys of a ``.key_secret`` file."""
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise _config_error(f"cannot read secret key {path}: {exc}", "keys_dir") from None
+    if secret is None:
+        raise _config_error(f"{path} holds no secret key", "keys_dir")
+    return public, secret
+
+
+def cli(args: argparse.Namespace) -> int:
+    """``vpp keys [--dir DIR] [--force] NAME``: create a key pair and print its paths."""
+    try:
+        public, secret = create_keypair(args.dir, args.name, force=args.force)
+    except ConfigError as exc:
+        print(f"vpp keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"public key: {public}\nsecret key: {secret} (mode 0600; keep it on this host)")
+    return 0
