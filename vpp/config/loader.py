@@ -61,7 +61,9 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     return load_text(text, str(p), env)
 
 
-def load_text(text: str, file: str = "<string>", env: Mapping[str, str] | None = None) -> SiteConfig:
+def load_text(
+    text: str, file: str = "<string>", env: Mapping[str, str] | None = None
+) -> SiteConfig:
     """Parse, substitute secrets, apply overrides and validate (see the module docstring)."""
     env = os.environ if env is None else env
     try:

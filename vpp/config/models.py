@@ -16,6 +16,7 @@ from vpp.orchestrator.campus_config import DispatchConfig, FleetConfig
 from vpp.orchestrator.compliance import ComplianceConfig
 from vpp.orchestrator.frequency_events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
+from vpp.orchestrator.topology import BusSection
 from vpp.sim.grid_model import GridModelConfig
 
 __all__ = [
@@ -60,7 +61,7 @@ class DeviceConfig(BaseModel):
     """A device behind a protocol of the ProtocolFactory (validated by it at start)."""
 
     model_config = _STRICT
-    protocol: str = Field(description="protocol name: modbus_tcp, modbus_rtu, sunspec, mqtt, can_bms")
+    protocol: str = Field(description="modbus_tcp, modbus_rtu, sunspec, mqtt, can_bms, ...")
     config: dict[str, Any] = Field(default_factory=dict, description="the protocol's config")
     secondary: dict[str, Any] | None = Field(
         default=None, description="a second path to the same device, used on failover"
@@ -158,7 +159,7 @@ class GridSection(BaseModel):
     events: EventDetectionConfig = Field(default_factory=EventDetectionConfig)
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     obligation_kw: float | None = Field(
-        default=None, gt=0, description="fleet primary-response obligation; None = the fleet's rating"
+        default=None, gt=0, description="fleet response at full activation; None = fleet rating"
     )
     basis: Literal["headroom", "rating"] = Field(
         default="headroom", description="units share the obligation pro rata to this"
@@ -239,7 +240,7 @@ class SiteConfig(BaseModel):
 
     model_config = _STRICT
     site: SiteInfo = Field(default_factory=SiteInfo)
-    bus: dict[str, Any] = Field(default_factory=dict)
+    bus: BusSection = Field(default_factory=BusSection)
     field: list[FieldConfig] = Field(min_length=1)
     campus: CampusSection = Field(default_factory=CampusSection)
     grid: GridSection = Field(default_factory=GridSection)

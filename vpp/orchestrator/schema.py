@@ -29,6 +29,8 @@ __all__ = [
     "Capabilities",
     "Command",
     "CommandMsg",
+    "Decision",
+    "DecisionMsg",
     "Dispatch",
     "DispatchMsg",
     "Event",
@@ -115,6 +117,24 @@ class Heartbeat(_Body):
     id: str
     location: str = ""
     capabilities: Capabilities = Capabilities()
+    owner: str = ""
+    """For a battery unit: the field controller that commands it."""
+    endpoint: str = ""
+    """Where this peer takes commands (its ROUTER endpoint), if it does."""
+
+
+class Decision(_Body):
+    """One per-frame control decision of a unit's core pipeline (published decimated)."""
+
+    unit: str
+    t: float
+    hz: float
+    rocof: float | None = None
+    band: str = ""
+    response_kw: float
+    base_kw: float
+    setpoint_kw: float
+    action: str = ""
 
 
 class Command(_Body):
@@ -198,6 +218,13 @@ class HeartbeatMsg(_Envelope):
     body: Heartbeat
 
 
+class DecisionMsg(_Envelope):
+    """Envelope of a :class:`Decision`."""
+
+    type: Literal["decision"] = "decision"
+    body: Decision
+
+
 class CommandMsg(_Envelope):
     """Envelope of a :class:`Command` body."""
 
@@ -231,6 +258,7 @@ Message: TypeAlias = Annotated[
     | FrequencyMsg
     | EventMsg
     | HeartbeatMsg
+    | DecisionMsg
     | CommandMsg
     | AckMsg
     | ScheduleMsg
@@ -245,6 +273,7 @@ _BODY_TO_MSG: dict[type[_Body], type[_Envelope]] = {
     Frequency: FrequencyMsg,
     Event: EventMsg,
     Heartbeat: HeartbeatMsg,
+    Decision: DecisionMsg,
     Command: CommandMsg,
     Ack: AckMsg,
     Schedule: ScheduleMsg,
