@@ -100,6 +100,8 @@ class Event(_Body):
     severity: Severity = "info"
     text: str = ""
     unit: str = ""
+    data: dict[str, Any] = {}
+    """Structured detail (a command's target, params, issuer and outcome; a bid)."""
 
 
 class Capabilities(_Body):
