@@ -263,6 +263,30 @@ def test_tcp_command_endpoint_requires_keys_or_insecure() -> None:
     assert run(go())["sum"] == 3
 
 
+def test_bad_endpoints_raise_config_error(keys_dir: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        Publisher("tcp://no-such-interface:1")
+    assert info.value.field == "endpoint" and "no-such-interface" in str(info.value)
+    with pytest.raises(ConfigError):
+        Subscriber("bogus://x")
+
+    async def go() -> None:
+        tcp = Publisher("tcp://127.0.0.1:0")  # holds the port the servers try to bind
+        try:
+            taken = tcp.endpoint
+            curve = ServerCurve(keys_dir / "server.key_secret", keys_dir / "authorized")
+            with pytest.raises(ConfigError, match="cannot bind"):
+                async with Server(taken, {}, curve=curve):
+                    pass
+            with pytest.raises(ConfigError, match="cannot bind"):
+                async with Server(taken, {}, insecure=True):
+                    pass
+        finally:
+            tcp.close()
+
+    run(go())
+
+
 def _curve(keys: Path, secret: str, server_key: str) -> ClientCurve:
     return ClientCurve(keys / f"{secret}.key_secret", keys / f"{server_key}.key")
 

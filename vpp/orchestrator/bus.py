@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from vpp.errors import CommandTimeoutError, MessageError
+from vpp.errors import CommandTimeoutError, ConfigError, MessageError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.config import BusConfig
 from vpp.orchestrator.curve import ClientCurve, ServerCurve
@@ -50,6 +50,25 @@ def _recv_now(sock: zmq.Socket[bytes]) -> list[bytes]:
 
 Handler = Callable[[s.CommandMsg], Awaitable[Any]]
 """A command handler: its return value is the ack's ``result``; an exception a not-ok ack."""
+
+
+def _attach(sock: zmq.asyncio.Socket, endpoint: str, bind: bool) -> str:
+    """Bind or connect; the endpoint actually used (port 0 resolved).
+
+    A refused endpoint (bad syntax, address in use, unknown host) closes the socket and
+    raises :class:`ConfigError` naming it.
+    """
+    try:
+        if bind:
+            sock.bind(endpoint)
+            return sock.get_string(zmq.LAST_ENDPOINT)
+        sock.connect(endpoint)
+        return endpoint
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        err = ConfigError(f"cannot {'bind' if bind else 'connect'} {endpoint!r}: {exc}")
+        err.field = "endpoint"
+        raise err from None
 
 
 def _context(ctx: zmq.asyncio.Context | None) -> zmq.asyncio.Context:
@@ -90,13 +109,7 @@ class Publisher(_Endpoint):
     ) -> None:
         sock = _context(ctx).socket(zmq.PUB)
         sock.sndhwm = hwm
-        # Bound to port 0 the real endpoint is only known after binding.
-        if bind:
-            sock.bind(endpoint)
-            endpoint = sock.get_string(zmq.LAST_ENDPOINT)
-        else:
-            sock.connect(endpoint)
-        super().__init__(sock, endpoint)
+        super().__init__(sock, _attach(sock, endpoint, bind))
 
     async def publish(self, msg: s.Message) -> None:
         """Send one message under its topic (dropped when subscribers lag past the HWM)."""
@@ -128,12 +141,7 @@ class Subscriber(_Endpoint):
         sock.rcvhwm = hwm
         for topic in topics:
             sock.subscribe(topic.encode())
-        if bind:
-            sock.bind(endpoint)
-            endpoint = sock.get_string(zmq.LAST_ENDPOINT)
-        else:
-            sock.connect(endpoint)
-        super().__init__(sock, endpoint)
+        super().__init__(sock, _attach(sock, endpoint, bind))
         self._streak = 0
 
     async def recv(self) -> s.Message:
@@ -251,9 +259,11 @@ class Server(_Endpoint):
             # handler libzmq admits every Curve client.
             assert self._own_ctx is not None
             self.curve.start(self.sock, self._own_ctx, self.errors)
-        # Bound to port 0 the real endpoint is only known after binding.
-        self.sock.bind(self.endpoint)
-        self.endpoint = self.sock.get_string(zmq.LAST_ENDPOINT)
+        try:
+            self.endpoint = _attach(self.sock, self.endpoint, bind=True)
+        except ConfigError:
+            await self.aclose()
+            raise
         self._task = asyncio.create_task(self._serve(), name=f"bus-server {self.endpoint}")
         return self
 
@@ -345,8 +355,7 @@ class Client(_Endpoint):
         sock.linger = 0
         if curve is not None:
             curve.apply(sock)
-        sock.connect(endpoint)
-        super().__init__(sock, endpoint)
+        super().__init__(sock, _attach(sock, endpoint, bind=False))
         self.name = name
         self.timeout = timeout
         self.retries = retries
