@@ -124,6 +124,41 @@ def test_recv_batch_returns_the_valid_messages_in_order(ipc_dir: Path) -> None:
     assert dict(sub.errors) == {"json": 3}
 
 
+def test_a_busy_stream_does_not_starve_other_tasks(ipc_dir: Path) -> None:
+    async def go() -> int:
+        pub = Publisher(f"ipc://{ipc_dir}/ev", hwm=5000)
+        sub = Subscriber(pub.endpoint, ("telemetry/",), hwm=5000)
+        ticks = 0
+
+        async def other() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        try:
+            await _join(pub, sub, s.make(telemetry(), "probe"))
+            for i in range(2000):
+                await pub.publish(s.make(telemetry(p_kw=float(i)), "field1"))
+            # Wait until every message is queued, so that recv() never has to wait.
+            await _until(lambda: sub.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN != 0)
+            await asyncio.sleep(0.2)
+            task = asyncio.create_task(other())
+            await asyncio.sleep(0)
+            ticks = 0
+            for _ in range(2000):
+                await sub.recv()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return ticks
+        finally:
+            sub.close()
+            pub.close()
+
+    # recv() yields every 256 messages taken without waiting: 2000 // 256 = 7 turns.
+    assert run(go()) >= 7
+
+
 async def _add(msg: s.CommandMsg) -> Any:
     p = msg.body.params
     if p.get("fail"):
