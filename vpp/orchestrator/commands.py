@@ -103,7 +103,7 @@ class Server(Endpoint):
         if self.curve is not None:
             await self.curve.stop()
         self.close()
-        if self._own_ctx is not None:
+        if self._own_ctx is not None and not self._own_ctx.closed:
             self._own_ctx.term()
 
     async def _serve(self) -> None:
