@@ -112,7 +112,8 @@ class ServerCurve:
                 await self._monitor_task
             self._monitor_task = None
         if self._sock is not None and self._monitor is not None:
-            self._sock.disable_monitor()
+            if not self._sock.closed:  # closed already when binding failed
+                self._sock.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
         if self._auth is not None:
