@@ -22,13 +22,15 @@ def config_error(message: str, field: str) -> ConfigError:
     return err
 
 
-def validate_model(cls: type[M], data: Mapping[str, Any], what: str) -> M:
+def validate_model(cls: type[M], data: Mapping[str, Any], what: str, section: str = "") -> M:
     """``data`` validated as ``cls``; the first pydantic error becomes a ConfigError on
-    its field (dotted path), with ``what`` saying which configuration it was."""
+    its field (dotted path, after ``section.`` when given), with ``what`` saying which
+    configuration it was."""
     try:
         return cls.model_validate(dict(data))
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or what
+        field = f"{section}.{field}" if section else field
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise config_error(f"{what}: field {field!r}: {first['msg']}{more}", field) from exc

@@ -19,7 +19,7 @@ import pydantic
 
 from vpp.drivers.base import BaseProtocol, ProtocolConfig
 from vpp.drivers.errors import ProtocolUnavailableError
-from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = ["ENTRY_POINT_GROUP", "ProtocolFactory"]
 
@@ -32,12 +32,6 @@ _BUILTIN = {
     "can_bms": "vpp.drivers.can_bms:CanBmsProtocol",
     "sunspec": "vpp.drivers.sunspec:SunSpecProtocol",
 }
-
-
-def _config_error(message: str, field: str) -> ConfigError:
-    err = ConfigError(message)
-    err.field = field
-    return err
 
 
 class ProtocolFactory:
@@ -102,7 +96,7 @@ class ProtocolFactory:
             first = exc.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "config"
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise _config_error(
+            raise config_error(
                 f"protocol {name!r}: field {field!r}: {first['msg']}{more}", field
             ) from exc
 

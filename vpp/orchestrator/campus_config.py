@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.errors import ConfigError
+from vpp.validation import validate_model
 
 __all__ = ["STRATEGIES", "DispatchConfig", "FleetConfig", "Strategy", "load"]
 
@@ -58,13 +57,4 @@ class DispatchConfig(BaseModel):
 
 def load(model: type[M], data: Mapping[str, Any], *, section: str = "") -> M:
     """Validate ``data`` as ``model``; the first problem raises ConfigError with ``.field``."""
-    try:
-        return model.model_validate(dict(data))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "config"
-        field = f"{section}.{key}" if section else key
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        err = ConfigError(f"{model.__name__}: field {field!r}: {first['msg']}{more}")
-        err.field = field
-        raise err from exc
+    return validate_model(model, data, model.__name__, section)

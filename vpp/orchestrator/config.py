@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vpp.errors import ConfigError
 from vpp.orchestrator.curve import ClientCurve, ServerCurve
+from vpp.validation import validate_model
 
 __all__ = ["BusConfig"]
 
@@ -55,14 +55,7 @@ class BusConfig(BaseModel):
     @classmethod
     def load(cls, data: Mapping[str, Any]) -> BusConfig:
         """Validate a mapping (e.g. a YAML section); :class:`ConfigError` names the field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            field = ".".join(str(p) for p in first["loc"])
-            err = ConfigError(f"bus configuration: {field}: {first['msg']}")
-            err.field = field
-            raise err from None
+        return validate_model(cls, data, "bus configuration")
 
     def server_curve(self) -> ServerCurve | None:
         """The Curve setup of a command server named :attr:`name` (None without keys)."""

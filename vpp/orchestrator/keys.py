@@ -16,14 +16,9 @@ from pathlib import Path
 import zmq.auth
 
 from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = ["cli", "create_keypair", "load_public", "load_secret"]
-
-
-def _config_error(message: str, field: str) -> ConfigError:
-    err = ConfigError(message)
-    err.field = field
-    return err
 
 
 def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> tuple[Path, Path]:
@@ -33,12 +28,12 @@ def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> 
     An existing pair is kept unless ``force`` (replacing a key locks out its peers).
     """
     if not name or "/" in name or name.startswith("."):
-        raise _config_error(f"invalid key name {name!r}", "name")
+        raise config_error(f"invalid key name {name!r}", "name")
     d = Path(directory)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     public, secret = d / f"{name}.key", d / f"{name}.key_secret"
     if not force and (public.exists() or secret.exists()):
-        raise _config_error(f"key pair {name!r} already exists in {d}", "name")
+        raise config_error(f"key pair {name!r} already exists in {d}", "name")
     # create_certificates writes the secret with the process umask; narrow it while it does.
     old = os.umask(0o077)
     try:
@@ -55,7 +50,7 @@ def load_public(path: Path | str) -> bytes:
     try:
         public, _ = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise _config_error(f"cannot read public key {path}: {exc}", "keys_dir") from None
+        raise config_error(f"cannot read public key {path}: {exc}", "keys_dir") from None
     return public
 
 
@@ -64,9 +59,9 @@ def load_secret(path: Path | str) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise _config_error(f"cannot read secret key {path}: {exc}", "keys_dir") from None
+        raise config_error(f"cannot read secret key {path}: {exc}", "keys_dir") from None
     if secret is None:
-        raise _config_error(f"{path} holds no secret key", "keys_dir")
+        raise config_error(f"{path} holds no secret key", "keys_dir")
     return public, secret
 
 
