@@ -1,4 +1,4 @@
-"""A BESS that speaks Modbus TCP: a pymodbus server backed by :class:`BessModel`.
+"""A BESS that speaks Modbus TCP or RTU: a pymodbus server backed by :class:`BessModel`.
 
 The registers follow a register map (by default ``vpp/drivers/maps/bess_default.yaml``,
 see docs/register_map.md). Writes to the command points (enable, mode, setpoints, ramp
@@ -7,6 +7,9 @@ at a fixed rate on the real clock::
 
     async with BessSimulator(port=0, capacity_kwh=1000, rated_power_kw=500) as sim:
         ...  # a Modbus client on ("127.0.0.1", sim.port), device id sim.device_id
+
+    async with BessSimulator(rtu=SerialLine("/dev/ttyS1")) as sim:
+        ...  # Modbus RTU on that serial port instead of TCP
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from vpp.drivers.register_map import (
@@ -36,7 +41,7 @@ from vpp.drivers.register_map import (
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
 
-__all__ = ["BessSimulator"]
+__all__ = ["BessSimulator", "SerialLine"]
 
 
 # Modbus function codes by the table they touch.
@@ -52,11 +57,24 @@ def _config_error(message: str, field: str) -> ConfigError:
     return err
 
 
-class BessSimulator:
-    """A simulated battery behind a Modbus TCP server (start/stop as an async context).
+@dataclass(frozen=True)
+class SerialLine:
+    """A serial port and its line settings, for serving Modbus RTU."""
 
-    ``port=0`` binds an ephemeral port; :attr:`port` reports the bound one. Requests for
-    another device id are answered with a Modbus exception (pymodbus's behaviour).
+    port: str
+    baudrate: int = 19200
+    parity: str = "E"  # the Modbus serial-line default
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+class BessSimulator:
+    """A simulated battery behind a Modbus server (start/stop as an async context).
+
+    TCP by default: ``port=0`` binds an ephemeral port; :attr:`port` reports the bound
+    one; requests for another device id are answered with a Modbus exception (as a TCP
+    gateway does). With ``rtu`` it serves Modbus RTU on that serial line instead and,
+    like a device on a multi-drop bus, stays silent to requests for another device id.
     """
 
     def __init__(
@@ -73,6 +91,7 @@ class BessSimulator:
         step_hz: float = 10.0,
         register_map: RegisterMap | str | Path = DEFAULT_MAP,
         model: BessModel | None = None,
+        rtu: SerialLine | None = None,
     ) -> None:
         """Configure the simulator; ``model`` replaces the one built from the ratings."""
         if not 1 <= device_id <= 247:
@@ -82,6 +101,7 @@ class BessSimulator:
         if not (math.isfinite(step_hz) and 0 < step_hz <= 1000):
             raise _config_error(f"step_hz must be in (0, 1000], got {step_hz}", "step_hz")
         self.host = host
+        self.rtu = rtu
         self.device_id = device_id
         self.step_s = 1.0 / step_hz
         self._port = port
@@ -104,7 +124,7 @@ class BessSimulator:
         self.encode_errors = 0
         # Register images: the model writes them, the Modbus action copies them out.
         self._image: dict[Table, dict[int, int | bool]] = {t: {} for t in Table}
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusBaseServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._init_image()
 
@@ -119,13 +139,45 @@ class BessSimulator:
         """Bind the server and start stepping the model."""
         if self._server is not None:
             raise RuntimeError("BessSimulator already started")
-        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
-        await server.serve_forever(background=True)
+        server: ModbusBaseServer
+        if self.rtu is None:
+            server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+            where, field = f"{self.host}:{self._port}", "port"
+        else:
+            line = self.rtu
+            server = ModbusSerialServer(
+                self._device(),
+                port=line.port,
+                baudrate=line.baudrate,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                bytesize=line.bytesize,
+                trace_pdu=self._addressed_to_me,  # type: ignore[arg-type]  # may drop a PDU
+            )
+            where, field = f"serial port {line.port}", "rtu"
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            # pymodbus logs the OS error and raises a bare RuntimeError.
+            await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
+            raise _config_error(f"BESS simulator cannot listen on {where}", field) from exc
         self._server = server
         sockets = getattr(server.transport, "sockets", None)
         if sockets:
             self._port = int(sockets[0].getsockname()[1])
-        self._task = asyncio.create_task(self._run(), name=f"bess-sim:{self._port}")
+        label = self.rtu.port if self.rtu else str(self._port)
+        self._task = asyncio.create_task(self._run(), name=f"bess-sim:{label}")
+
+    def _addressed_to_me(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
+        """RTU only: drop requests for other device ids, so that they get no answer.
+
+        pymodbus's simulator answers every id (``ignore_missing_devices`` does not reach
+        it), but a device on a serial bus must stay silent when not addressed. Returning
+        None from the trace hook leaves the server without a request to handle.
+        """
+        if sending or pdu.dev_id == self.device_id:
+            return pdu
+        return None
 
     async def stop(self) -> None:
         """Stop stepping and close the server and its connections."""
