@@ -52,6 +52,7 @@ def test_read_status_decodes_every_point_in_few_requests() -> None:
             assert status["soc"] == pytest.approx(60.0)
             assert status["rated_power"] == pytest.approx(500.0)
             assert status["enable"] is False and status["running"] is False
+            assert status["mode"] == "standby" and status["state"] == "standby"
             assert len(proto.blocks) == len(read_blocks(sim.map.points)) == 4
 
     run(main)
@@ -118,7 +119,8 @@ def test_reactive_power_and_emergency_stop() -> None:
             await wait_until(lambda: sim.model.power_kw == 0.0)
             status = await proto.read_status()
             assert status["active_power"] == 0.0
-            assert status["enable"] is False and status["mode"] == 0
+            assert status["enable"] is False and status["mode"] == "standby"
+            assert status["state"] == "standby"
             assert status["active_power_setpoint"] == 0.0
 
     run(main)
@@ -131,7 +133,7 @@ def test_command_errors_are_clear() -> None:
                 await proto.send_command("fly")
             with pytest.raises(ValidationError, match="needs a number 'kw'"):
                 await proto.send_command("set_power", {"kw": "lots"})
-            with pytest.raises(ValidationError, match="mode 'turbo'"):
+            with pytest.raises(ValidationError, match="'turbo' is not one of"):
                 await proto.send_command("set_mode", {"mode": "turbo"})
             with pytest.raises(ValidationError, match="active_power_setpoint") as info:
                 await proto.send_command("set_power", {"kw": 1e12})

@@ -86,6 +86,10 @@ def test_status_and_commands_over_both_transports(transport: str) -> None:
             assert sim.command.enable is True and sim.command.mode == 1
             assert sim.command.p_kw == pytest.approx(-120.0)
             assert sim.command.q_kvar == pytest.approx(30.0)
+            # Coded points read as their names from the map's enum.
+            await wait_until(lambda: sim.model.state == 1)
+            named = await proto.read_status()
+            assert named["mode"] == "power_control" and named["state"] == "running"
             await wait_until(lambda: sim.model.power_kw < -110.0)
             await asyncio.sleep(0.2)
             status = await proto.read_status()

@@ -18,7 +18,7 @@ command                writes
 =====================  ================================================================
 set_power              ``active_power_setpoint`` = params["kw"] (kW, + = discharge)
 set_reactive_power     ``reactive_power_setpoint`` = params["kvar"] (kvar)
-set_mode               ``mode`` = params["mode"] (a name from the point's ``values``,
+set_mode               ``mode`` = params["mode"] (a name from the point's ``enum``,
                        e.g. ``power_control``, or its number)
 enable                 coil ``enable`` = on
 disable                coil ``enable`` = off
@@ -286,19 +286,12 @@ class ModbusProtocol(BaseProtocol):
         return f"{name}={value:g}{point.unit}"
 
     def _mode_value(self, command: str, mode: object) -> int:
-        point = self._point("mode", command)
-        codes = point.values or {}
-        if isinstance(mode, str):
-            for code, label in codes.items():
-                if label == mode:
-                    return code
-        elif isinstance(mode, int) and not isinstance(mode, bool) and mode in codes:
-            return mode
-        raise ValidationError(
-            f"command {command!r}: mode {mode!r} is not one of {sorted(codes.values())}",
-            resource=self.name,
-            point="mode",
-        )
+        try:
+            return self._point("mode", command).code(mode)
+        except ConfigError as exc:
+            raise ValidationError(
+                f"command {command!r}: {exc}", resource=self.name, point="mode"
+            ) from exc
 
     async def _write(self, command: str, params: Mapping[str, Any]) -> str:
         if command == "set_power":

@@ -390,7 +390,7 @@ class BessSimulator:
 
     def _command_setter(self, p: Point, value: float) -> Callable[[float], None] | None:
         """How a written value acts on the model; None if the device rejects it."""
-        if p.values is not None and int(value) not in p.values:
+        if p.enum is not None and int(value) not in p.enum:
             return None
         if p.name == "active_power_setpoint":
             return lambda v: setattr(self.command, "p_kw", v)
