@@ -50,6 +50,7 @@ def test_default_map_loads_with_every_bess_point() -> None:
         "reactive_power_setpoint",
         "mode",
         "enable",
+        "alarm_reset",
         "active_power",
         "reactive_power",
         "soc",
@@ -256,7 +257,7 @@ def test_decode_block_decodes_only_whole_points() -> None:
 def test_default_map_reads_in_one_request_per_table() -> None:
     blocks = read_blocks(load_register_map().points)
     assert [(b.table, b.start, b.count) for b in blocks] == [
-        (Table.COIL, 0, 1),
+        (Table.COIL, 0, 2),
         (Table.DISCRETE, 0, 3),
         (Table.HOLDING, 0, 12),
         (Table.INPUT, 0, 20),

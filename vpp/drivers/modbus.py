@@ -22,8 +22,8 @@ set_mode               ``mode`` = params["mode"] (a name from the point's ``enum
                        e.g. ``power_control``, or its number)
 enable                 coil ``enable`` = on
 disable                coil ``enable`` = off
-reset_alarms           coil ``alarm_reset`` = on (the default BESS map has none: its
-                       alarms clear themselves)
+reset_alarms           coil ``alarm_reset`` = on (the device clears the latched faults
+                       whose cause has gone)
 emergency_stop         coil ``enable`` = off, then both setpoints = 0, then ``mode`` =
                        ``standby``
 =====================  ================================================================

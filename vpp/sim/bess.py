@@ -1,9 +1,9 @@
 """A BESS that speaks Modbus TCP or RTU: a pymodbus server backed by :class:`BessModel`.
 
 The registers follow a register map (by default ``vpp/drivers/maps/bess_default.yaml``,
-see docs/register_map.md). Writes to the command points (enable, mode, setpoints, ramp
-rate) act on the model; the measurement points are refreshed from the model, which steps
-at a fixed rate on the real clock::
+see docs/register_map.md). Writes to the command points (enable, alarm reset, mode,
+setpoints, ramp rate) act on the model; the measurement points are refreshed from the
+model, which steps at a fixed rate on the real clock::
 
     async with BessSimulator(port=0, capacity_kwh=1000, rated_power_kw=500) as sim:
         ...  # a Modbus client on ("127.0.0.1", sim.port), device id sim.device_id
@@ -285,6 +285,7 @@ class BessSimulator:
             ("rated_apparent_power", m.s_max_kva),
             ("rated_energy", m.capacity_kwh),
             ("enable", False),
+            ("alarm_reset", False),
         ):
             self._put(name, value)
         self._publish()
@@ -361,6 +362,12 @@ class BessSimulator:
                 bit = bits[p.address - address]
                 if p.name == "enable":
                     self.command.enable = bit
+                elif p.name == "alarm_reset":
+                    if bit:
+                        self.model.reset_alarms()
+                        self._publish()  # the fault bits change now, not at the next step
+                    # A pulse: the coil reads back off.
+                    bit = False
                 self._image[Table.COIL][p.address] = bit
         return None
 
