@@ -5,6 +5,8 @@
 - ``vpp pmu decode FILE``: decode a raw C37.118 byte stream to JSON lines.
 - ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
 - ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
+- ``vpp sim bess``: run the BESS simulator (Modbus TCP or RTU) until a signal
+  (subcommands in :mod:`vpp.sim.cli`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -174,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--count", type=int, default=0, help="stop after N data frames")
     listen.add_argument("--idcode", type=int, default=1, help="IDCODE of our commands")
     listen.set_defaults(func=_cmd_pmu_listen)
+
+    from vpp.sim import cli as sim_cli
+
+    sim_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
