@@ -26,20 +26,18 @@ from types import TracebackType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
 
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
-    PointType,
     RegisterMap,
     Table,
     decode,
-    encode,
     load_register_map,
 )
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
+from vpp.sim.register_image import RegisterImage
 
 __all__ = ["BessSimulator", "SerialLine"]
 
@@ -121,9 +119,8 @@ class BessSimulator:
         )
         self.command = BessCommand()
         self.steps = 0
-        self.encode_errors = 0
-        # Register images: the model writes them, the Modbus action copies them out.
-        self._image: dict[Table, dict[int, int | bool]] = {t: {} for t in Table}
+        # The model writes the image; the Modbus action copies it out.
+        self.image = RegisterImage(self.map)
         self._server: ModbusBaseServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._init_image()
@@ -140,13 +137,14 @@ class BessSimulator:
         if self._server is not None:
             raise RuntimeError("BessSimulator already started")
         server: ModbusBaseServer
+        device = self.image.sim_device(self.device_id, self._action)
         if self.rtu is None:
-            server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+            server = ModbusTcpServer(device, address=(self.host, self._port))
             where, field = f"{self.host}:{self._port}", "port"
         else:
             line = self.rtu
             server = ModbusSerialServer(
-                self._device(),
+                device,
                 port=line.port,
                 baudrate=line.baudrate,
                 parity=line.parity,
@@ -249,30 +247,7 @@ class BessSimulator:
 
     def _publish(self) -> None:
         for name, value in self._measurements().items():
-            self._put(name, value)
-
-    def _put(self, name: str, value: float | bool) -> None:
-        point = self._find(name)
-        if point is None:
-            return
-        image = self._image[point.table]
-        if point.type is PointType.BOOL:
-            image[point.address] = bool(value)
-            return
-        try:
-            words = encode(point, float(value))
-        except ConfigError:
-            # A value the map cannot carry keeps the last one; counted, never fatal.
-            self.encode_errors += 1
-            return
-        for i, w in enumerate(words):
-            image[point.address + i] = w
-
-    def _find(self, name: str) -> Point | None:
-        try:
-            return self.map.point(name)
-        except ConfigError:
-            return None
+            self.image.put(name, value)
 
     def _init_image(self) -> None:
         m = self.model
@@ -287,39 +262,10 @@ class BessSimulator:
             ("enable", False),
             ("alarm_reset", False),
         ):
-            self._put(name, value)
+            self.image.put(name, value)
         self._publish()
 
     # --- Modbus side -----------------------------------------------------------------------
-
-    def _device(self) -> SimDevice:
-        tables: list[list[SimData]] = []
-        for table in (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT):
-            blocks: list[SimData] = []
-            for p in self.map.table(table):
-                if table.is_bits:
-                    value = bool(self._image[table].get(p.address, False))
-                    blocks.append(SimData(p.address, values=[value], datatype=DataType.BITS))
-                else:
-                    image = self._image[table]
-                    words = [int(image.get(p.address + i, 0)) for i in range(p.type.words)]
-                    blocks.append(
-                        SimData(
-                            p.address,
-                            values=words,
-                            datatype=DataType.REGISTERS,
-                            readonly=p.access == "r",
-                        )
-                    )
-            if not blocks:
-                # pymodbus needs every table defined; one invalid register rejects all access.
-                blocks.append(SimData(0, datatype=DataType.INVALID))
-            tables.append(blocks)
-        return SimDevice(
-            id=self.device_id,
-            simdata=(tables[0], tables[1], tables[2], tables[3]),
-            action=self._action,
-        )
 
     async def _action(
         self,
@@ -336,25 +282,11 @@ class BessSimulator:
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         if values is None:
-            self._copy_out(table, start, registers)
+            self.image.copy_out(table, start, registers)
             return None
         if table is Table.COIL:
             return self._write_bits(address, [bool(v) for v in values])
         return self._write_registers(start, address, [int(v) for v in values], registers)
-
-    def _copy_out(self, table: Table, start: int, registers: list[int]) -> None:
-        image = self._image[table]
-        if table.is_bits:
-            # Bit tables are packed 16 to a register, bit 0 first, from register `start`.
-            for addr, bit in image.items():
-                i, b = divmod(addr, 16)
-                i -= start
-                if 0 <= i < len(registers):
-                    registers[i] = (registers[i] | (1 << b)) if bit else (registers[i] & ~(1 << b))
-        else:
-            for addr, word in image.items():
-                if 0 <= addr - start < len(registers):
-                    registers[addr - start] = int(word)
 
     def _write_bits(self, address: int, bits: list[bool]) -> ExcCodes | None:
         for p in self.map.table(Table.COIL):
@@ -368,7 +300,7 @@ class BessSimulator:
                         self._publish()  # the fault bits change now, not at the next step
                     # A pulse: the coil reads back off.
                     bit = False
-                self._image[Table.COIL][p.address] = bit
+                self.image.tables[Table.COIL][p.address] = bit
         return None
 
     def _write_registers(
@@ -392,7 +324,7 @@ class BessSimulator:
         for apply, value in updates:
             apply(value)
         for i, v in enumerate(values):
-            self._image[Table.HOLDING][address + i] = v
+            self.image.tables[Table.HOLDING][address + i] = v
         return None
 
     def _command_setter(self, p: Point, value: float) -> Callable[[float], None] | None:
