@@ -96,7 +96,7 @@ def test_status_and_commands_over_both_transports(transport: str) -> None:
             # Charging: negative in vpp's sign, SOC rising.
             assert status["active_power"] == pytest.approx(-120.0, abs=1.0)
             assert status["reactive_power"] == pytest.approx(30.0, abs=0.5)
-            assert status["soc"] > 70.0
+            assert float(status["soc"]) > 70.0
             assert proto.health.errors.total() == 0
 
     run(main)

@@ -65,7 +65,7 @@ def test_sim_bess_over_tcp_is_read_and_commanded_then_stops_cleanly(sig: int) ->
                     assert (await proto.send_command(command, params)).ok
                 for _ in range(100):
                     status = await proto.read_status()
-                    if status["active_power"] >= 79.9:
+                    if float(status["active_power"]) >= 79.9:
                         break
                     await asyncio.sleep(0.05)
                 assert status["active_power"] == pytest.approx(80.0)
