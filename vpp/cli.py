@@ -6,6 +6,8 @@
 - ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
 - ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
 - ``vpp keys NAME``: create a CurveZMQ key pair for the orchestrator bus.
+- ``vpp sim bess``: run the BESS simulator (Modbus TCP or RTU) until a signal
+  (subcommands in :mod:`vpp.sim.cli`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -187,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--dir", default="keys", help="directory of the keys (default ./keys)")
     keys.add_argument("--force", action="store_true", help="replace an existing pair")
     keys.set_defaults(func=_cmd_keys)
+    from vpp.sim import cli as sim_cli
+
+    sim_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

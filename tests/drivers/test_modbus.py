@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.aio import free_port
 from tests.support.devices import run, short_reply_server, silent_server, wait_until
@@ -19,8 +22,9 @@ from vpp.drivers.errors import (
 )
 from vpp.drivers.factory import ProtocolFactory
 from vpp.drivers.modbus import ModbusTcpProtocol
-from vpp.drivers.register_map import read_blocks
+from vpp.drivers.register_map import DEFAULT_MAP, read_blocks
 from vpp.sim.bess import BessSimulator
+from vpp.sim.bess_model import FAULT_BITS, State
 
 
 def driver(port: int, **extra: Any) -> ModbusTcpProtocol:
@@ -52,6 +56,7 @@ def test_read_status_decodes_every_point_in_few_requests() -> None:
             assert status["soc"] == pytest.approx(60.0)
             assert status["rated_power"] == pytest.approx(500.0)
             assert status["enable"] is False and status["running"] is False
+            assert status["mode"] == "standby" and status["state"] == "standby"
             assert len(proto.blocks) == len(read_blocks(sim.map.points)) == 4
 
     run(main)
@@ -118,7 +123,8 @@ def test_reactive_power_and_emergency_stop() -> None:
             await wait_until(lambda: sim.model.power_kw == 0.0)
             status = await proto.read_status()
             assert status["active_power"] == 0.0
-            assert status["enable"] is False and status["mode"] == 0
+            assert status["enable"] is False and status["mode"] == "standby"
+            assert status["state"] == "standby"
             assert status["active_power_setpoint"] == 0.0
 
     run(main)
@@ -131,14 +137,15 @@ def test_command_errors_are_clear() -> None:
                 await proto.send_command("fly")
             with pytest.raises(ValidationError, match="needs a number 'kw'"):
                 await proto.send_command("set_power", {"kw": "lots"})
-            with pytest.raises(ValidationError, match="mode 'turbo'"):
+            with pytest.raises(ValidationError, match="'turbo' is not one of"):
                 await proto.send_command("set_mode", {"mode": "turbo"})
             with pytest.raises(ValidationError, match="active_power_setpoint") as info:
                 await proto.send_command("set_power", {"kw": 1e12})
             assert info.value.point == "active_power_setpoint"
-            with pytest.raises(ValidationError, match="alarm_reset"):
-                await proto.send_command("reset_alarms")
-            assert proto.health.errors["validation"] == 5
+            with pytest.raises(ValidationError, match="read-only") as info:
+                await proto._put("set_power", "soc", 1.0)
+            assert info.value.point == "soc"
+            assert proto.health.errors["validation"] == 4
 
     run(main)
 
@@ -194,6 +201,57 @@ def test_wrong_reply_length_is_a_protocol_error() -> None:
                     await proto.read_status()
                 assert info.value.point
                 assert proto.health.errors["protocol"] == 1
+            finally:
+                await proto.close()
+
+    run(main)
+
+
+def test_reset_alarms_clears_a_latched_fault_once_its_cause_has_gone() -> None:
+    async def main() -> None:
+        async with bess() as (sim, proto):
+            sim.model.temp_c = 70.0  # over the 60 C discharge limit: over-temperature
+            await start_power(proto, 100.0)
+            await wait_until(lambda: sim.model.state == State.FAULT)
+            status = await proto.read_status()
+            assert status["state"] == "fault" and status["fault_active"] is True
+            assert status["fault_bits"] == 1 << FAULT_BITS["over_temperature"]
+            assert status["alarm_reset"] is False
+            # The cause is still there: the reset clears nothing.
+            assert (await proto.send_command("reset_alarms")).ok
+            assert (await proto.read_status())["state"] == "fault"
+            # Cooled down, the fault stays latched until reset.
+            sim.model.temp_c = 25.0
+            await asyncio.sleep(0.3)
+            assert (await proto.read_status())["fault_bits"] == 1
+            assert sim.model.power_kw == 0.0
+            ack = await proto.send_command("reset_alarms")
+            assert ack.ok and ack.detail == "alarm_reset=on"
+            status = await proto.read_status()
+            assert status["fault_bits"] == 0 and status["fault_active"] is False
+            assert status["alarm_reset"] is False  # a pulse: reads back off
+            # Enabled and in power control all along: it runs again without more commands.
+            await wait_until(lambda: sim.model.power_kw > 90.0)
+            assert (await proto.read_status())["state"] == "running"
+
+    run(main)
+
+
+def test_reset_alarms_needs_the_point(tmp_path: Path) -> None:
+    shipped = yaml.safe_load(
+        resources.files("vpp.drivers").joinpath("maps", DEFAULT_MAP).read_text("utf-8")
+    )
+    shipped["points"] = [p for p in shipped["points"] if p["name"] != "alarm_reset"]
+    path = tmp_path / "no_reset.yaml"
+    path.write_text(yaml.safe_dump(shipped), encoding="utf-8")
+
+    async def main() -> None:
+        async with BessSimulator(port=0) as sim:
+            proto = driver(sim.port, map=str(path))
+            try:
+                with pytest.raises(ValidationError, match="needs point 'alarm_reset'") as info:
+                    await proto.send_command("reset_alarms")
+                assert info.value.point == "alarm_reset"
             finally:
                 await proto.close()
 

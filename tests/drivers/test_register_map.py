@@ -50,6 +50,7 @@ def test_default_map_loads_with_every_bess_point() -> None:
         "reactive_power_setpoint",
         "mode",
         "enable",
+        "alarm_reset",
         "active_power",
         "reactive_power",
         "soc",
@@ -256,7 +257,7 @@ def test_decode_block_decodes_only_whole_points() -> None:
 def test_default_map_reads_in_one_request_per_table() -> None:
     blocks = read_blocks(load_register_map().points)
     assert [(b.table, b.start, b.count) for b in blocks] == [
-        (Table.COIL, 0, 1),
+        (Table.COIL, 0, 2),
         (Table.DISCRETE, 0, 3),
         (Table.HOLDING, 0, 12),
         (Table.INPUT, 0, 20),
@@ -285,3 +286,35 @@ def test_blocks_cover_every_point_once_within_limits() -> None:
     assert len(blocks) == 5
     with pytest.raises(ConfigError):
         read_blocks(points, max_gap=-1)
+
+
+# --- enums -----------------------------------------------------------------------------
+
+
+def test_enum_points_read_as_names_and_write_by_name_or_code() -> None:
+    mode = pt(name="mode", type="u16", enum={0: "standby", 1: "power_control", 7: "island"})
+    assert decode_block([mode], 10, [7]) == {"mode": "island"}
+    # A code the map does not name stays a number.
+    assert decode_block([mode], 10, [3]) == {"mode": 3.0}
+    assert mode.code("power_control") == 1 and mode.code(7) == 7
+    for bad in ("turbo", 3, True, 1.0, None):
+        with pytest.raises(ConfigError, match="is not one of") as info:
+            mode.code(bad)
+        assert info.value.field == "mode"
+    shipped = load_register_map()
+    assert shipped.point("mode").enum == {0: "standby", 1: "power_control"}
+    assert shipped.point("state").enum == {0: "standby", 1: "running", 2: "fault"}
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"type": "f32", "enum": {0: "a"}}, "integer type"),
+        ({"type": "u16", "scale": 0.1, "enum": {0: "a"}}, "scale 1"),
+        ({"type": "u16", "enum": {0: "a", 1: "a"}}, "distinct"),
+        ({"type": "u16", "enum": {0: "Not OK"}}, "identifiers"),
+    ],
+)
+def test_bad_enums_are_refused(kw: dict[str, Any], reason: str) -> None:
+    with pytest.raises(Exception, match=reason):
+        pt(**kw)

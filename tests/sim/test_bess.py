@@ -282,3 +282,14 @@ def test_invalid_options(options: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as exc:
         BessSimulator(**options)
     assert exc.value.field == field
+
+
+def test_a_port_in_use_is_a_config_error() -> None:
+    async def main() -> None:
+        async with BessSimulator(port=0) as first:
+            second = BessSimulator(port=first.port)
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}") as e:
+                await second.start()
+            assert e.value.field == "port"
+
+    run(main)

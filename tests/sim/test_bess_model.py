@@ -94,3 +94,17 @@ def test_invalid_parameters(kw: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError) as exc:
         BessModel(**kw)  # type: ignore[arg-type]
     assert exc.value.field == field
+
+
+def test_faults_latch_until_reset_and_reset_keeps_a_present_cause() -> None:
+    m = BessModel(ramp_kw_s=1e6, temp_c=61.0)
+    cmd = BessCommand(enable=True, mode=1, p_kw=50)
+    run(m, cmd, 0.5)
+    assert m.faults == 1 << FAULT_BITS["over_temperature"] and m.state == State.FAULT
+    assert m.reset_alarms() == m.faults == 1 << FAULT_BITS["over_temperature"]
+    m.temp_c = 25.0
+    run(m, cmd, 0.5)
+    assert m.faults != 0 and m.power_kw == 0 and m.state == State.FAULT
+    assert m.reset_alarms() == 0
+    run(m, cmd, 0.5)
+    assert m.state == State.RUNNING and m.power_kw == pytest.approx(5.0)  # the 5 kW rating

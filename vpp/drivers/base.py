@@ -42,8 +42,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: A status: point name -> engineering value (vpp units and sign).
-Status = dict[str, float | bool]
+#: A status: point name -> engineering value (vpp units and sign), or the name of a
+#: coded value (a mode, a state).
+Status = dict[str, float | bool | str]
 StatusCallback = Callable[[Status], None]
 T = TypeVar("T")
 

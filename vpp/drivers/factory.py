@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "vpp.protocols"
 # Built-ins as "module:class", so that a protocol's dependencies load only when used.
 _BUILTIN = {
     "modbus_tcp": "vpp.drivers.modbus:ModbusTcpProtocol",
+    "modbus_rtu": "vpp.drivers.modbus_rtu:ModbusRtuProtocol",
     "can_bms": "vpp.drivers.can_bms:CanBmsProtocol",
     "sunspec": "vpp.drivers.sunspec:SunSpecProtocol",
 }

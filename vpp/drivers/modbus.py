@@ -1,4 +1,9 @@
-"""Modbus TCP driver: :class:`ModbusTcpProtocol`, driven by a register map file.
+"""Modbus drivers driven by a register map file: :class:`ModbusProtocol`, the shared
+base, and :class:`ModbusTcpProtocol` (``modbus_tcp``); the RTU transport
+(``modbus_rtu``) is in :mod:`vpp.drivers.modbus_rtu`.
+
+The base owns everything but the transport: the map, the grouped reads, the commands
+and the error mapping. A transport only builds its pymodbus client.
 
 :meth:`~vpp.drivers.base.BaseProtocol.read_status` reads every point of the map in as
 few requests as :func:`~vpp.drivers.register_map.read_blocks` allows and decodes them
@@ -13,12 +18,12 @@ command                writes
 =====================  ================================================================
 set_power              ``active_power_setpoint`` = params["kw"] (kW, + = discharge)
 set_reactive_power     ``reactive_power_setpoint`` = params["kvar"] (kvar)
-set_mode               ``mode`` = params["mode"] (a name from the point's ``values``,
+set_mode               ``mode`` = params["mode"] (a name from the point's ``enum``,
                        e.g. ``power_control``, or its number)
 enable                 coil ``enable`` = on
 disable                coil ``enable`` = off
-reset_alarms           coil ``alarm_reset`` = on (the default BESS map has none: its
-                       alarms clear themselves)
+reset_alarms           coil ``alarm_reset`` = on (the device clears the latched faults
+                       whose cause has gone)
 emergency_stop         coil ``enable`` = off, then both setpoints = 0, then ``mode`` =
                        ``standby``
 =====================  ================================================================
@@ -31,13 +36,14 @@ raises ProtocolError.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import Field
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
@@ -62,7 +68,13 @@ from vpp.drivers.register_map import (
 )
 from vpp.errors import ConfigError
 
-__all__ = ["COMMANDS", "ModbusTcpConfig", "ModbusTcpProtocol"]
+__all__ = [
+    "COMMANDS",
+    "ModbusConfig",
+    "ModbusProtocol",
+    "ModbusTcpConfig",
+    "ModbusTcpProtocol",
+]
 
 COMMANDS = frozenset(
     {
@@ -77,13 +89,18 @@ COMMANDS = frozenset(
 )
 
 
-class ModbusTcpConfig(ProtocolConfig):
+class ModbusConfig(ProtocolConfig):
+    """Settings every Modbus device has, whatever the transport."""
+
+    device_id: int = Field(default=1, ge=1, le=247, description="Modbus unit id")
+    map: str = Field(default=DEFAULT_MAP, min_length=1, description="register map file")
+
+
+class ModbusTcpConfig(ModbusConfig):
     """Settings of a Modbus TCP device."""
 
     host: str = Field(min_length=1, description="device address")
     port: int = Field(default=502, ge=1, le=65535)
-    device_id: int = Field(default=1, ge=1, le=247, description="Modbus unit id")
-    map: str = Field(default=DEFAULT_MAP, min_length=1, description="register map file")
 
 
 def _number(command: str, params: Mapping[str, Any], key: str, resource: str) -> float:
@@ -95,44 +112,54 @@ def _number(command: str, params: Mapping[str, Any], key: str, resource: str) ->
     return float(value)
 
 
-class ModbusTcpProtocol(BaseProtocol):
-    """A Modbus TCP device described by a register map (see the module docstring)."""
+class ModbusProtocol(BaseProtocol):
+    """A Modbus device described by a register map (see the module docstring).
 
-    Config: ClassVar[type[ProtocolConfig]] = ModbusTcpConfig
+    A transport subclass sets ``Config`` and ``protocol`` and implements
+    :meth:`_new_client` and :meth:`_where`.
+    """
+
+    Config: ClassVar[type[ProtocolConfig]] = ModbusConfig
     commands: ClassVar[frozenset[str]] = COMMANDS
+    #: The factory name, for error messages.
+    protocol: ClassVar[str] = "modbus"
 
     def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
         """Load the register map now, so a bad map fails at creation, not at first read."""
-        if not isinstance(config, ModbusTcpConfig):
-            raise TypeError("ModbusTcpProtocol needs a ModbusTcpConfig")
+        if not isinstance(config, self.Config) or not isinstance(config, ModbusConfig):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
         super().__init__(config, name=name)
-        self.cfg = config
+        self.device_id = config.device_id
         try:
             self.map: RegisterMap = load_register_map(config.map)
         except ConfigError as exc:
-            err = ConfigError(f"protocol 'modbus_tcp': field 'map': {exc}")
+            err = ConfigError(f"protocol {self.protocol!r}: field 'map': {exc}")
             err.field = "map"
             raise err from exc
         self.blocks: list[ReadBlock] = read_blocks(self.map.points)
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
 
     # --- transport ---------------------------------------------------------------------------
 
+    @abc.abstractmethod
+    def _new_client(self) -> ModbusBaseClient:
+        """A new, unconnected pymodbus client for this device.
+
+        Built with ``retries=0`` and ``reconnect_delay=0``: the base class owns retries
+        and backoff, and pymodbus's own reconnect loop would fight it.
+        """
+
+    @abc.abstractmethod
+    def _where(self) -> str:
+        """Where the device is (for error messages): an address or a serial port."""
+
     async def _connect(self) -> None:
-        # A fresh client per connection: pymodbus's own reconnect loop is left off
-        # (reconnect_delay=0) because the base class owns retries and backoff.
-        client = AsyncModbusTcpClient(
-            self.cfg.host,
-            port=self.cfg.port,
-            timeout=self.cfg.timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
+        # A fresh client per connection, so nothing of a failed one (half-read replies,
+        # a reconnect timer) outlives it.
+        client = self._new_client()
         self._client = client
         if not await client.connect():
-            raise DeviceOfflineError(
-                f"cannot connect to {self.cfg.host}:{self.cfg.port}", resource=self.name
-            )
+            raise DeviceOfflineError(f"cannot connect to {self._where()}", resource=self.name)
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
@@ -153,7 +180,7 @@ class ModbusTcpProtocol(BaseProtocol):
             ) from exc
         except ModbusIOException as exc:
             raise DeviceTimeoutError(
-                f"no answer to {what} ({point}) within {self.cfg.timeout:g} s",
+                f"no answer to {what} ({point}) within {self.config.timeout:g} s",
                 resource=self.name,
                 point=point,
             ) from exc
@@ -171,13 +198,13 @@ class ModbusTcpProtocol(BaseProtocol):
             )
         return reply
 
-    def _live(self) -> AsyncModbusTcpClient:
+    def _live(self) -> ModbusBaseClient:
         if self._client is None:
             raise DeviceOfflineError("not connected", resource=self.name)
         return self._client
 
     async def _read(self) -> Status:
-        client, dev = self._live(), self.cfg.device_id
+        client, dev = self._live(), self.device_id
         status: Status = {}
         for block in self.blocks:
             names = ",".join(p.name for p in block.points)
@@ -237,7 +264,7 @@ class ModbusTcpProtocol(BaseProtocol):
 
     async def _put(self, command: str, name: str, value: float | bool) -> str:
         point = self._point(name, command)
-        client, dev = self._live(), self.cfg.device_id
+        client, dev = self._live(), self.device_id
         if point.type is PointType.BOOL:
             await self._request(
                 f"write coil {point.address}",
@@ -259,19 +286,12 @@ class ModbusTcpProtocol(BaseProtocol):
         return f"{name}={value:g}{point.unit}"
 
     def _mode_value(self, command: str, mode: object) -> int:
-        point = self._point("mode", command)
-        codes = point.values or {}
-        if isinstance(mode, str):
-            for code, label in codes.items():
-                if label == mode:
-                    return code
-        elif isinstance(mode, int) and not isinstance(mode, bool) and mode in codes:
-            return mode
-        raise ValidationError(
-            f"command {command!r}: mode {mode!r} is not one of {sorted(codes.values())}",
-            resource=self.name,
-            point="mode",
-        )
+        try:
+            return self._point("mode", command).code(mode)
+        except ConfigError as exc:
+            raise ValidationError(
+                f"command {command!r}: {exc}", resource=self.name, point="mode"
+            ) from exc
 
     async def _write(self, command: str, params: Mapping[str, Any]) -> str:
         if command == "set_power":
@@ -296,3 +316,29 @@ class ModbusTcpProtocol(BaseProtocol):
             done.append(await self._put(command, "mode", self._mode_value(command, "standby")))
             return ", ".join(done)
         raise ValidationError(f"unknown command {command!r}", resource=self.name)
+
+
+class ModbusTcpProtocol(ModbusProtocol):
+    """A Modbus TCP device (``modbus_tcp``)."""
+
+    Config: ClassVar[type[ProtocolConfig]] = ModbusTcpConfig
+    protocol: ClassVar[str] = "modbus_tcp"
+
+    def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
+        """See :class:`ModbusProtocol`; ``config`` must be a :class:`ModbusTcpConfig`."""
+        if not isinstance(config, ModbusTcpConfig):
+            raise TypeError("ModbusTcpProtocol needs a ModbusTcpConfig")
+        super().__init__(config, name=name)
+        self.cfg = config
+
+    def _new_client(self) -> ModbusBaseClient:
+        return AsyncModbusTcpClient(
+            self.cfg.host,
+            port=self.cfg.port,
+            timeout=self.cfg.timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+
+    def _where(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"

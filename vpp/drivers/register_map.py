@@ -1,16 +1,18 @@
 """Modbus register maps as data: load and validate a YAML map, encode and decode values.
 
 A map lists points (name, table, address, type, word order, scale, unit, sign
-convention, access). Values are in vpp units and vpp's sign convention (positive =
-discharge); a point with ``sign: charge_positive`` is negated on the wire. Invalid maps
-and values that do not fit a point raise :class:`vpp.errors.ConfigError` whose ``field``
-names the point (and the field of the map, for a map error).
+convention, access, and for coded points an ``enum`` of names). Values are in vpp units
+and vpp's sign convention (positive = discharge); a point with ``sign: charge_positive``
+is negated on the wire. Invalid maps and values that do not fit a point raise
+:class:`vpp.errors.ConfigError` whose ``field`` names the point (and the field of the
+map, for a map error).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ __all__ = [
     "WordOrder",
     "decode",
     "decode_block",
+    "decode_named",
     "encode",
     "load_register_map",
     "markdown_table",
@@ -104,6 +107,7 @@ _INT_RANGES: dict[PointType, tuple[int, int, str]] = {
     PointType.I32: (-0x8000_0000, 0x7FFF_FFFF, ">i"),
 }
 _F32_MAX = 3.4028234663852886e38
+_ENUM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class Point(BaseModel):
@@ -122,7 +126,8 @@ class Point(BaseModel):
     access: Access = "r"
     description: str = Field(min_length=1)
     bits: dict[int, str] | None = None
-    values: dict[int, str] | None = None
+    #: Names of the codes of a coded point (mode, state): read as the name, written by it.
+    enum: dict[int, str] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:
@@ -143,7 +148,29 @@ class Point(BaseModel):
             or any(not 0 <= b < 16 * self.type.words for b in self.bits)
         ):
             raise ValueError("bits needs an unsigned type and bit numbers within it")
+        if self.enum is not None:
+            if self.type in (PointType.BOOL, PointType.F32) or self.scale != 1.0:
+                raise ValueError("enum needs an integer type with scale 1")
+            names = list(self.enum.values())
+            if len(set(names)) != len(names) or not all(_ENUM_NAME.match(n) for n in names):
+                raise ValueError("enum names must be distinct lower_case identifiers")
         return self
+
+    def code(self, value: object) -> int:
+        """The code of an enum point for ``value``: one of its names, or a code it has.
+
+        ConfigError (``field`` = the point) for anything else, listing the names.
+        """
+        codes = self.enum or {}
+        if isinstance(value, str):
+            for code, label in codes.items():
+                if label == value:
+                    return code
+        elif isinstance(value, int) and not isinstance(value, bool) and value in codes:
+            return value
+        raise _error(
+            f"point {self.name!r}: {value!r} is not one of {sorted(codes.values())}", self.name
+        )
 
     @property
     def end(self) -> int:
@@ -293,12 +320,26 @@ def decode(point: Point, words: Sequence[int]) -> float:
     return value
 
 
-def decode_block(points: Sequence[Point], start: int, words: Sequence[int]) -> dict[str, float]:
-    """Decode every register point lying wholly in ``words`` (read from ``start``)."""
-    out: dict[str, float] = {}
+def decode_named(point: Point, words: Sequence[int]) -> float | str:
+    """:func:`decode`, then an enum point's code as its name.
+
+    A code the map does not name stays a number, so that nothing the device says is lost.
+    """
+    value = decode(point, words)
+    if point.enum is not None:
+        return point.enum.get(int(value), value)
+    return value
+
+
+def decode_block(
+    points: Sequence[Point], start: int, words: Sequence[int]
+) -> dict[str, float | str]:
+    """Decode every register point lying wholly in ``words`` (read from ``start``);
+    enum points give their names (:func:`decode_named`)."""
+    out: dict[str, float | str] = {}
     for p in points:
         if p.type is not PointType.BOOL and start <= p.address and p.end <= start + len(words):
-            out[p.name] = decode(p, words[p.address - start : p.end - start])
+            out[p.name] = decode_named(p, words[p.address - start : p.end - start])
     return out
 
 
@@ -357,7 +398,7 @@ def markdown_table(regmap: RegisterMap) -> str:
         for p in regmap.table(table):
             order = p.word_order.value if p.type.words == 2 else ""
             desc = p.description
-            for label, codes in (("bits", p.bits), ("values", p.values)):
+            for label, codes in (("bits", p.bits), ("enum", p.enum)):
                 if codes:
                     desc += f"; {label}: " + ", ".join(f"{k} {v}" for k, v in sorted(codes.items()))
             sign = p.sign.value if p.sign else ""

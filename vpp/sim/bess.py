@@ -1,12 +1,15 @@
-"""A BESS that speaks Modbus TCP: a pymodbus server backed by :class:`BessModel`.
+"""A BESS that speaks Modbus TCP or RTU: a pymodbus server backed by :class:`BessModel`.
 
 The registers follow a register map (by default ``vpp/drivers/maps/bess_default.yaml``,
-see docs/register_map.md). Writes to the command points (enable, mode, setpoints, ramp
-rate) act on the model; the measurement points are refreshed from the model, which steps
-at a fixed rate on the real clock::
+see docs/register_map.md). Writes to the command points (enable, alarm reset, mode,
+setpoints, ramp rate) act on the model; the measurement points are refreshed from the
+model, which steps at a fixed rate on the real clock::
 
     async with BessSimulator(port=0, capacity_kwh=1000, rated_power_kw=500) as sim:
         ...  # a Modbus client on ("127.0.0.1", sim.port), device id sim.device_id
+
+    async with BessSimulator(rtu=SerialLine("/dev/ttyS1")) as sim:
+        ...  # Modbus RTU on that serial port instead of TCP
 """
 
 from __future__ import annotations
@@ -16,27 +19,27 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.pdu import ModbusPDU
+from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
-    PointType,
     RegisterMap,
     Table,
     decode,
-    encode,
     load_register_map,
 )
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
+from vpp.sim.register_image import RegisterImage
 
-__all__ = ["BessSimulator"]
+__all__ = ["BessSimulator", "SerialLine"]
 
 
 # Modbus function codes by the table they touch.
@@ -52,11 +55,24 @@ def _config_error(message: str, field: str) -> ConfigError:
     return err
 
 
-class BessSimulator:
-    """A simulated battery behind a Modbus TCP server (start/stop as an async context).
+@dataclass(frozen=True)
+class SerialLine:
+    """A serial port and its line settings, for serving Modbus RTU."""
 
-    ``port=0`` binds an ephemeral port; :attr:`port` reports the bound one. Requests for
-    another device id are answered with a Modbus exception (pymodbus's behaviour).
+    port: str
+    baudrate: int = 19200
+    parity: str = "E"  # the Modbus serial-line default
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+class BessSimulator:
+    """A simulated battery behind a Modbus server (start/stop as an async context).
+
+    TCP by default: ``port=0`` binds an ephemeral port; :attr:`port` reports the bound
+    one; requests for another device id are answered with a Modbus exception (as a TCP
+    gateway does). With ``rtu`` it serves Modbus RTU on that serial line instead and,
+    like a device on a multi-drop bus, stays silent to requests for another device id.
     """
 
     def __init__(
@@ -73,6 +89,7 @@ class BessSimulator:
         step_hz: float = 10.0,
         register_map: RegisterMap | str | Path = DEFAULT_MAP,
         model: BessModel | None = None,
+        rtu: SerialLine | None = None,
     ) -> None:
         """Configure the simulator; ``model`` replaces the one built from the ratings."""
         if not 1 <= device_id <= 247:
@@ -82,6 +99,7 @@ class BessSimulator:
         if not (math.isfinite(step_hz) and 0 < step_hz <= 1000):
             raise _config_error(f"step_hz must be in (0, 1000], got {step_hz}", "step_hz")
         self.host = host
+        self.rtu = rtu
         self.device_id = device_id
         self.step_s = 1.0 / step_hz
         self._port = port
@@ -101,10 +119,9 @@ class BessSimulator:
         )
         self.command = BessCommand()
         self.steps = 0
-        self.encode_errors = 0
-        # Register images: the model writes them, the Modbus action copies them out.
-        self._image: dict[Table, dict[int, int | bool]] = {t: {} for t in Table}
-        self._server: ModbusTcpServer | None = None
+        # The model writes the image; the Modbus action copies it out.
+        self.image = RegisterImage(self.map)
+        self._server: ModbusBaseServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._init_image()
 
@@ -119,13 +136,46 @@ class BessSimulator:
         """Bind the server and start stepping the model."""
         if self._server is not None:
             raise RuntimeError("BessSimulator already started")
-        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
-        await server.serve_forever(background=True)
+        server: ModbusBaseServer
+        device = self.image.sim_device(self.device_id, self._action)
+        if self.rtu is None:
+            server = ModbusTcpServer(device, address=(self.host, self._port))
+            where, field = f"{self.host}:{self._port}", "port"
+        else:
+            line = self.rtu
+            server = ModbusSerialServer(
+                device,
+                port=line.port,
+                baudrate=line.baudrate,
+                parity=line.parity,
+                stopbits=line.stopbits,
+                bytesize=line.bytesize,
+                trace_pdu=self._addressed_to_me,  # type: ignore[arg-type]  # may drop a PDU
+            )
+            where, field = f"serial port {line.port}", "rtu"
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:
+            # pymodbus logs the OS error and raises a bare RuntimeError.
+            await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
+            raise _config_error(f"BESS simulator cannot listen on {where}", field) from exc
         self._server = server
         sockets = getattr(server.transport, "sockets", None)
         if sockets:
             self._port = int(sockets[0].getsockname()[1])
-        self._task = asyncio.create_task(self._run(), name=f"bess-sim:{self._port}")
+        label = self.rtu.port if self.rtu else str(self._port)
+        self._task = asyncio.create_task(self._run(), name=f"bess-sim:{label}")
+
+    def _addressed_to_me(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
+        """RTU only: drop requests for other device ids, so that they get no answer.
+
+        pymodbus's simulator answers every id (``ignore_missing_devices`` does not reach
+        it), but a device on a serial bus must stay silent when not addressed. Returning
+        None from the trace hook leaves the server without a request to handle.
+        """
+        if sending or pdu.dev_id == self.device_id:
+            return pdu
+        return None
 
     async def stop(self) -> None:
         """Stop stepping and close the server and its connections."""
@@ -197,30 +247,7 @@ class BessSimulator:
 
     def _publish(self) -> None:
         for name, value in self._measurements().items():
-            self._put(name, value)
-
-    def _put(self, name: str, value: float | bool) -> None:
-        point = self._find(name)
-        if point is None:
-            return
-        image = self._image[point.table]
-        if point.type is PointType.BOOL:
-            image[point.address] = bool(value)
-            return
-        try:
-            words = encode(point, float(value))
-        except ConfigError:
-            # A value the map cannot carry keeps the last one; counted, never fatal.
-            self.encode_errors += 1
-            return
-        for i, w in enumerate(words):
-            image[point.address + i] = w
-
-    def _find(self, name: str) -> Point | None:
-        try:
-            return self.map.point(name)
-        except ConfigError:
-            return None
+            self.image.put(name, value)
 
     def _init_image(self) -> None:
         m = self.model
@@ -233,40 +260,12 @@ class BessSimulator:
             ("rated_apparent_power", m.s_max_kva),
             ("rated_energy", m.capacity_kwh),
             ("enable", False),
+            ("alarm_reset", False),
         ):
-            self._put(name, value)
+            self.image.put(name, value)
         self._publish()
 
     # --- Modbus side -----------------------------------------------------------------------
-
-    def _device(self) -> SimDevice:
-        tables: list[list[SimData]] = []
-        for table in (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT):
-            blocks: list[SimData] = []
-            for p in self.map.table(table):
-                if table.is_bits:
-                    value = bool(self._image[table].get(p.address, False))
-                    blocks.append(SimData(p.address, values=[value], datatype=DataType.BITS))
-                else:
-                    image = self._image[table]
-                    words = [int(image.get(p.address + i, 0)) for i in range(p.type.words)]
-                    blocks.append(
-                        SimData(
-                            p.address,
-                            values=words,
-                            datatype=DataType.REGISTERS,
-                            readonly=p.access == "r",
-                        )
-                    )
-            if not blocks:
-                # pymodbus needs every table defined; one invalid register rejects all access.
-                blocks.append(SimData(0, datatype=DataType.INVALID))
-            tables.append(blocks)
-        return SimDevice(
-            id=self.device_id,
-            simdata=(tables[0], tables[1], tables[2], tables[3]),
-            action=self._action,
-        )
 
     async def _action(
         self,
@@ -283,25 +282,11 @@ class BessSimulator:
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
         if values is None:
-            self._copy_out(table, start, registers)
+            self.image.copy_out(table, start, registers)
             return None
         if table is Table.COIL:
             return self._write_bits(address, [bool(v) for v in values])
         return self._write_registers(start, address, [int(v) for v in values], registers)
-
-    def _copy_out(self, table: Table, start: int, registers: list[int]) -> None:
-        image = self._image[table]
-        if table.is_bits:
-            # Bit tables are packed 16 to a register, bit 0 first, from register `start`.
-            for addr, bit in image.items():
-                i, b = divmod(addr, 16)
-                i -= start
-                if 0 <= i < len(registers):
-                    registers[i] = (registers[i] | (1 << b)) if bit else (registers[i] & ~(1 << b))
-        else:
-            for addr, word in image.items():
-                if 0 <= addr - start < len(registers):
-                    registers[addr - start] = int(word)
 
     def _write_bits(self, address: int, bits: list[bool]) -> ExcCodes | None:
         for p in self.map.table(Table.COIL):
@@ -309,7 +294,13 @@ class BessSimulator:
                 bit = bits[p.address - address]
                 if p.name == "enable":
                     self.command.enable = bit
-                self._image[Table.COIL][p.address] = bit
+                elif p.name == "alarm_reset":
+                    if bit:
+                        self.model.reset_alarms()
+                        self._publish()  # the fault bits change now, not at the next step
+                    # A pulse: the coil reads back off.
+                    bit = False
+                self.image.tables[Table.COIL][p.address] = bit
         return None
 
     def _write_registers(
@@ -333,12 +324,12 @@ class BessSimulator:
         for apply, value in updates:
             apply(value)
         for i, v in enumerate(values):
-            self._image[Table.HOLDING][address + i] = v
+            self.image.tables[Table.HOLDING][address + i] = v
         return None
 
     def _command_setter(self, p: Point, value: float) -> Callable[[float], None] | None:
         """How a written value acts on the model; None if the device rejects it."""
-        if p.values is not None and int(value) not in p.values:
+        if p.enum is not None and int(value) not in p.enum:
             return None
         if p.name == "active_power_setpoint":
             return lambda v: setattr(self.command, "p_kw", v)

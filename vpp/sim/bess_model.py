@@ -4,7 +4,9 @@ Adds to :class:`vpp.sim.battery.SimBattery` what a grid-scale unit shows at its
 terminals: separate charge and discharge efficiencies, power limits that fall to zero
 at the SOC and temperature limits, a ramp limit on active power, reactive power within
 the apparent-power rating (active power has priority), state of health, alarms and
-faults. Positive power = discharge, as everywhere in vpp.
+faults. Alarms follow their cause; faults latch, as on a real inverter, and stay until
+:meth:`BessModel.reset_alarms` once their cause has gone. Positive power = discharge,
+as everywhere in vpp.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class BessModel(SimBattery):
         """Advance the model by ``dt`` seconds under ``cmd``."""
         if dt <= 0:
             return
-        self.faults = self._faults()
+        # Latched: a fault that has cleared itself keeps the unit off until reset.
+        self.faults |= self._faults()
         running = cmd.enable and cmd.mode == 1 and not self.faults
         asked = cmd.p_kw if running else 0.0
         target = max(-self.max_charge_kw(), min(self.max_discharge_kw(), asked))
@@ -137,6 +140,14 @@ class BessModel(SimBattery):
             | (self.temp_c >= self.charge_temp_c[1]) << ALARM_BITS["temperature_high"]
             | limited << ALARM_BITS["setpoint_limited"]
         )
+
+    def reset_alarms(self) -> int:
+        """Clear the latched faults whose cause has gone; return the faults still active.
+
+        The state leaves FAULT at the next step if none is left.
+        """
+        self.faults = self._faults()
+        return self.faults
 
     def _faults(self) -> int:
         return (self.temp_c > self.discharge_temp_c[1]) << FAULT_BITS["over_temperature"] | (

@@ -1,0 +1,101 @@
+"""``vpp sim``: run a simulated device on its own, for a driver or a tool to talk to.
+
+- ``vpp sim bess``: the BESS simulator (:class:`vpp.sim.bess.BessSimulator`) on Modbus
+  TCP (``--host``/``--port``), or Modbus RTU on a serial port (``--rtu PORT``). It runs
+  until SIGINT or SIGTERM (or ``--duration``), then stops cleanly and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from vpp.errors import ConfigError
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``sim`` and its subcommands to the ``vpp`` parser's subcommands."""
+    sim = sub.add_parser("sim", help="run a simulated device")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+
+    bess = sim_sub.add_parser("bess", help="run the BESS simulator (Modbus TCP or RTU)")
+    bess.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    bess.add_argument(
+        "--port",
+        type=int,
+        default=5020,
+        help="TCP port (default 5020: 502 needs root; 0: any free port)",
+    )
+    bess.add_argument("--device-id", type=int, default=1, help="Modbus unit id (default 1)")
+    bess.add_argument(
+        "--rtu", metavar="SERIALPORT", default=None, help="serve Modbus RTU on this port instead"
+    )
+    bess.add_argument("--baudrate", type=int, default=19200, help="RTU baud rate (default 19200)")
+    bess.add_argument("--parity", default="E", choices=("N", "E", "O"), help="RTU parity (E)")
+    bess.add_argument("--capacity-kwh", type=float, default=1000.0, help="capacity (1000 kWh)")
+    bess.add_argument("--rated-power-kw", type=float, default=500.0, help="rating (500 kW)")
+    bess.add_argument("--soc", type=float, default=50.0, help="initial SOC in %% (default 50)")
+    bess.add_argument("--ramp-kw-s", type=float, default=100.0, help="ramp limit (100 kW/s)")
+    bess.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: until a signal)"
+    )
+    bess.set_defaults(func=_cmd_sim_bess)
+
+
+def _cmd_sim_bess(args: argparse.Namespace) -> int:
+    from vpp.sim.bess import BessSimulator, SerialLine
+
+    try:
+        sim = BessSimulator(
+            host=args.host,
+            port=args.port,
+            device_id=args.device_id,
+            capacity_kwh=args.capacity_kwh,
+            rated_power_kw=args.rated_power_kw,
+            initial_soc_pct=args.soc,
+            ramp_kw_s=args.ramp_kw_s,
+            rtu=SerialLine(args.rtu, args.baudrate, args.parity) if args.rtu else None,
+        )
+    except ConfigError as exc:
+        print(f"vpp sim bess: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # Handled in the loop, so that a signal stops the server and its connections
+        # properly instead of unwinding from wherever KeyboardInterrupt lands.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await sim.start()
+        except ConfigError as exc:
+            print(f"vpp sim bess: {exc}", file=sys.stderr)
+            return 2
+        try:
+            where = (
+                f"Modbus RTU on {args.rtu} ({args.baudrate} 8{args.parity}1)"
+                if args.rtu
+                else f"Modbus TCP on {args.host}:{sim.port}"
+            )
+            # Printed after binding, so that a caller using --port 0 learns the port.
+            print(
+                f"vpp sim bess: serving {where}, device id {args.device_id}, "
+                f"{args.capacity_kwh:g} kWh, {args.rated_power_kw:g} kW, SOC {args.soc:g} %",
+                file=sys.stderr,
+                flush=True,
+            )
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        finally:
+            await sim.stop()
+        print("vpp sim bess: stopped", file=sys.stderr, flush=True)
+        return 0
+
+    code: int = asyncio.run(serve())
+    return code
