@@ -26,6 +26,7 @@ from types import TracebackType
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import SimDevice
 
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
@@ -137,7 +138,7 @@ class BessSimulator:
         if self._server is not None:
             raise RuntimeError("BessSimulator already started")
         server: ModbusBaseServer
-        device = self.image.sim_device(self.device_id, self._action)
+        device = self._device()
         if self.rtu is None:
             server = ModbusTcpServer(device, address=(self.host, self._port))
             where, field = f"{self.host}:{self._port}", "port"
@@ -266,6 +267,10 @@ class BessSimulator:
         self._publish()
 
     # --- Modbus side -----------------------------------------------------------------------
+
+    def _device(self) -> SimDevice:
+        # A method so that a simulator with another layout (SunSpec) can serve its own.
+        return self.image.sim_device(self.device_id, self._action)
 
     async def _action(
         self,

@@ -298,6 +298,8 @@ class SunSpecBessSimulator(BessSimulator):
             on = self._raw(704, "VarSetEna") == 1 and self._raw(704, "VarSetMod") == 4
             cmd.q_kvar = self._scaled(704, "VarSet") / 1000.0 if on else 0.0
         if self._raw(802, "AlmRst"):
+            # The model's faults latch too: clear those whose cause has gone.
+            m.reset_alarms()
             self.latched_events = 0
             # "Battery should reset to 0 when reset is complete" (model 802).
             self.blocks[802].points["AlmRst"].value = 0
