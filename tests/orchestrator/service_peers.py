@@ -13,14 +13,18 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import zmq
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Publisher, Server
+from vpp.orchestrator.compliance import DroopCharacteristic
 from vpp.orchestrator.topology import Topology
 
 
@@ -66,8 +70,19 @@ class FakeUnit:
 class FakeField:
     """A field controller on the bus (see the module docstring); ``async with`` runs it."""
 
-    def __init__(self, topo: Topology, fid: str, units: list[FakeUnit], period: float = 0.05):
+    def __init__(
+        self,
+        topo: Topology,
+        fid: str,
+        units: list[FakeUnit],
+        period: float = 0.05,
+        *,
+        hz: Callable[[], float] = lambda: 50.0,
+        gain: float = 1.0,
+    ) -> None:
         self.topo = topo
+        self.hz = hz
+        self.gain = gain
         self.id = fid
         self.units = {u.id: u for u in units}
         self.period = period
@@ -97,8 +112,18 @@ class FakeField:
     def bases(self) -> dict[str, float]:
         return {u.id: u.base_kw for u in self.units.values()}
 
+    def response_kw(self, u: FakeUnit, hz: float) -> float:
+        """The droop response (5 %, deadband 49.90-50.05 Hz) at ``gain``, within limits."""
+        share = u.participation_kw or 0.0
+        if share <= 0:
+            return 0.0
+        droop = DroopCharacteristic(rated_kw=share).droop_kw(hz)
+        return self.gain * float(np.clip(droop, -share, share))
+
     async def publish_state(self) -> None:
         pub = self.publisher
+        hz = self.hz()
+        now = time.time()
         await pub.publish(s.make(s.Heartbeat(role="field", id=self.id,
                                              endpoint=self.topo.commands[self.id]), self.id))
         for u in self.units.values():
@@ -106,7 +131,11 @@ class FakeField:
             hb = s.Heartbeat(role="unit", id=u.id, owner=self.id, location=u.location,
                              capabilities=caps)  # fmt: skip
             await pub.publish(s.make(hb, self.id))
-            tel = s.Telemetry(unit=u.id, p_kw=u.base_kw, soc_pct=u.soc_pct, temp_c=25.0,
+            resp = self.response_kw(u, hz)
+            dec = s.Decision(unit=u.id, t=now, hz=hz, response_kw=resp, base_kw=u.base_kw,
+                             setpoint_kw=u.base_kw + resp)  # fmt: skip
+            await pub.publish(s.make(dec, self.id))
+            tel = s.Telemetry(unit=u.id, p_kw=u.base_kw + resp, soc_pct=u.soc_pct, temp_c=25.0,
                               limits=s.Limits(p_min_kw=u.p_min_kw, p_max_kw=u.p_max_kw),
                               location=u.location)  # fmt: skip
             await pub.publish(s.make(tel, self.id))
