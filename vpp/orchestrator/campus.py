@@ -12,10 +12,12 @@ Each round publishes an EventMsg kind ``dispatch``.
 Liveness: a unit is offline when nothing came from it for ``campus.fleet.offline_timeout_s``
 (campus clock, time of receipt); a field controller likewise for its heartbeats. When a
 command to a field controller times out, or it went quiet, its units are marked offline
-at once, so the next round gives their share to the others; they come back with their
-next heartbeat or telemetry. Field controllers are commanded concurrently, each with a
-per-command timeout of at most half the dispatch interval and no retry (the next round
-is the retry), so a dead one never delays the others.
+at once, so the next round gives their share to the others; they come back with the
+field controller's next heartbeat (after a command timeout: its first heartbeat once
+``offline_timeout_s`` has passed, since a process that publishes but does not answer
+would otherwise win its share back every round). Field controllers are commanded
+concurrently, each with a per-command timeout of at most half the dispatch interval and
+no retry (the next round is the retry), so a dead one never delays the others.
 
 Target: ``set_target`` if given, else the ``set_schedule`` block now, else
 ``campus.target_kw``, else 0.
@@ -71,6 +73,8 @@ class FieldPeer:
     online: bool = True
     failures: int = 0
     """Commands that timed out."""
+    suspended_until: float = -math.inf
+    """After a command timed out: no commands (nor shares) before this time."""
 
 
 class Campus(Service):
@@ -148,7 +152,7 @@ class Campus(Service):
                 log.info("campus: field controller %s at %s", hb.id, endpoint)
             else:
                 peer.endpoint, peer.last_seen = endpoint, now
-                if not peer.online:
+                if not peer.online and now >= peer.suspended_until:
                     peer.online = True
                     log.info("campus: field controller %s is back", hb.id)
 
@@ -274,6 +278,9 @@ class Campus(Service):
             )
             if ack is None:
                 peer.failures += 1
+                # Heartbeats alone do not bring it back before this: it publishes but
+                # does not answer, and would otherwise win its share back every round.
+                peer.suspended_until = self.clock() + self.config.fleet.offline_timeout_s
                 self._field_offline(peer, "command timed out")
                 await self.drop_client(fid)
                 await self.publish_event("device", {"field": fid, "online": False},
