@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -195,6 +197,16 @@ def test_schedule_sets_the_target_block_by_block(ipc_dir: Path) -> None:
     run(go())
 
 
+@pytest.fixture
+def _gc_restored() -> Iterator[None]:
+    # serve() tunes the garbage collector of its (own) process; undo it for the others.
+    old = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*old)
+
+
+@pytest.mark.usefixtures("_gc_restored")
 def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
@@ -216,5 +228,6 @@ def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> N
                         ack = await cli.request("fleet")
                         assert ack.ok and ack.result["units"] == 3
                         await until(lambda: sum(fa.bases().values()) == pytest.approx(-300.0))
+                assert gc.get_threshold()[0] == 100_000  # serve() tuned the collector
 
     run(go())

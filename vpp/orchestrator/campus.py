@@ -42,7 +42,7 @@ from vpp.orchestrator.bus import Handler
 from vpp.orchestrator.campus_config import Strategy
 from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
 from vpp.orchestrator.fleet import LEVELS, Fleet
-from vpp.orchestrator.service import Service, params
+from vpp.orchestrator.service import Service, params, tune_gc
 from vpp.orchestrator.topology import Topology
 
 __all__ = ["Campus", "FieldPeer", "serve"]
@@ -291,5 +291,7 @@ class Campus(Service):
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
-    """Run the campus aggregator ``name`` until ``stop`` is set."""
+    """Run the campus aggregator ``name`` until ``stop`` is set (in its own process:
+    it tunes the process's garbage collector for ingest, see :func:`tune_gc`)."""
+    tune_gc()
     await Campus(site, topo, name).run(stop)
