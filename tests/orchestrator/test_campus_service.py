@@ -8,6 +8,7 @@ import gc
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -15,7 +16,8 @@ from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, 
 from tests.support.aio import run
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Client, Subscriber
-from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, serve
+from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, Level, serve
+from vpp.orchestrator.fleet import LEVELS
 
 
 def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
@@ -66,6 +68,10 @@ def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -
                     assert sum(d["setpoints"].values()) == pytest.approx(1200.0)
                     totals = (await cli.request("fleet")).result
                     assert totals["units"] == 3
+                    assert list(totals["levels"]) == list(LEVELS)
+                    part = (await cli.request("fleet", {"levels": ["campus"]})).result
+                    assert list(part["levels"]) == ["campus"]
+                    assert not (await cli.request("fleet", {"levels": ["planet"]})).ok
                     campus_level = totals["levels"]["campus"]
                     assert campus_level["IN/KA/B/campus-1"]["rated_discharge_kw"] == 1000.0
                     assert campus_level["IN/KA/B/campus-2"]["available_discharge_kw"] == 300.0
@@ -259,3 +265,7 @@ def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
                 assert len(fa.commands) >= n1 + 2
 
     run(go())
+
+
+def test_level_type_names_the_fleet_levels() -> None:
+    assert get_args(Level) == LEVELS
