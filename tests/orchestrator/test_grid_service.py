@@ -130,6 +130,8 @@ def test_dead_field_controller_share_is_reallocated(ipc_dir: Path) -> None:
                 assert grid.allocation is not None
                 assert grid.allocation.excluded == {"bess-3": "offline"}
                 assert grid.allocation.allocated_kw == pytest.approx(600.0)
+                assert grid.sent["bess-3"] == 0.0
+                assert grid.errors["command_timeout"] == 0  # no command to the dead one
 
     run(go())
 
