@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +14,13 @@ from typing import get_args
 import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
-from tests.support.aio import run
+from tests.support.aio import free_port, run
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Client, Subscriber
 from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, Level, serve
+from vpp.orchestrator.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.fleet import LEVELS
+from vpp.orchestrator.keys import create_keypair
 
 
 def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
@@ -269,3 +272,39 @@ def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
 
 def test_level_type_names_the_fleet_levels() -> None:
     assert get_args(Level) == LEVELS
+
+
+def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
+    # One keys directory for the site: each process's pair is named after it, and every
+    # command server admits the public keys in keys/authorized (here: all of them).
+    keys = tmp_path / "keys"
+    names = ["field-a", "field-b", "campus", "grid", "market", "operator"]
+    (keys / "authorized").mkdir(parents=True)
+    for name in names:
+        public, _ = create_keypair(keys, name)
+        shutil.copy(public, keys / "authorized" / public.name)
+    ports = {n: free_port() for n in ["events_in", "events_out", *names[:-1]]}
+    cfg = site(bus={"transport": "tcp", "ports": ports, "keys_dir": str(keys),
+                    "command_timeout_s": 0.5, "command_retries": 0})  # fmt: skip
+    topo = topology(cfg, tmp_path)
+    a, b = _fields(topo)
+
+    def curve(name: str) -> ServerCurve:
+        return ServerCurve(keys / f"{name}.key_secret", keys / "authorized")
+
+    async def go() -> None:
+        with Broker(topo):
+            operator = ClientCurve(keys / "operator.key_secret", keys / "campus.key")
+            async with (
+                FakeField(topo, "field-a", a, curve=curve("field-a")) as fa,
+                FakeField(topo, "field-b", b, curve=curve("field-b")) as fb,
+                Campus(cfg, topo) as campus,
+                Client(topo.commands["campus"], name="operator", curve=operator) as cli,
+            ):
+                ack = await cli.request("set_target", {"kw": 900.0})
+                assert ack.ok, ack.error
+                await until(lambda: sum({**fa.bases(), **fb.bases()}.values())
+                            == pytest.approx(900.0))  # fmt: skip
+                assert campus.errors["command_timeout"] == 0
+
+    run(go())
