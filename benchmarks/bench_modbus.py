@@ -13,7 +13,8 @@ over the rounds are reported, so a noisy moment on a shared machine hits both al
 - saturation: every device polled back to back; block reads per second and full device
   polls per second, against raw pymodbus ``AsyncModbusTcpClient`` loops making the same
   block reads (no decoding, no lock, no timeout wrapper: the floor).
-- target load: polling paced to 1000 block reads/s over the 100 devices, while one
+- target load: polling paced to just over 1000 block reads/s over the 100 devices (the
+  loops started evenly over one interval, not in one burst), while one
   command stream sends ``set_power`` to the devices in turn (50 per second); the round
   trip of each (call to ``Ack``) gives p50/p99, against raw pymodbus writing the same
   registers under the same raw polling. Commands are also timed during saturation.
@@ -61,6 +62,9 @@ from vpp.drivers.register_map import (  # noqa: E402
 Row = dict[str, Any]
 DEVICES = 100
 TARGET_READS = 1000.0  # block reads per second
+# Each loop sleeps its interval after a poll, so the interval is set for a little more
+# than the target to get at least the target.
+PACED_READS = 1050.0
 TARGET_P99_MS = 20.0
 COMMAND_RATE = 50.0  # set_power commands per second, one at a time
 REFERENCE = "raw pymodbus AsyncModbusTcpClient, same reads, same run"
@@ -283,7 +287,7 @@ def _result(polls: int, elapsed: float, rtt: list[float], errors: int) -> dict[s
 
 async def measure(ports: list[int], rounds: int, seconds: float) -> dict[str, list[Any]]:
     """Rounds of (ours, raw) at saturation and at the target load."""
-    paced = len(ports) * len(BLOCKS) / TARGET_READS
+    paced = len(ports) * len(BLOCKS) / PACED_READS
     out: dict[str, list[Any]] = {"sat_ours": [], "sat_raw": [], "load_ours": [], "load_raw": []}
     for _ in range(rounds):
         out["sat_ours"].append(await ours(ports, 0.0, seconds))
@@ -317,7 +321,8 @@ def rows(out: dict[str, list[Any]], seconds: float) -> list[Row]:
         row("set_power round trip at saturation, p99", _med(so, "p99_ms"), "ms",
             reference=f"{_med(sr, 'p99_ms'):.3g} ms raw"),
         row("block reads/s paced to the target load", _med(lo, "reads_s"), "reads/s",
-            reference=f"{_med(lr, 'reads_s'):.0f} reads/s raw"),
+            reference=f"{_med(lr, 'reads_s'):.0f} reads/s raw", target=">= 1000 reads/s",
+            ok=_med(lo, "reads_s") >= TARGET_READS),
         row(f"set_power round trip at target load, p50 ({COMMAND_RATE:g}/s)",
             _med(lo, "p50_ms"), "ms", reference=f"{_med(lr, 'p50_ms'):.3g} ms raw",
             ratio=_med(lo, "p50_ms") / _med(lr, "p50_ms")),
