@@ -12,7 +12,8 @@ over the rounds are reported, so a noisy moment on a shared machine hits both al
 
 - saturation: every device polled back to back; block reads per second and full device
   polls per second, against raw pymodbus ``AsyncModbusTcpClient`` loops making the same
-  block reads (no decoding, no lock, no timeout wrapper: the floor).
+  block reads (no decoding, no timeout wrapper, no retry logic: the floor; a lock per
+  device, as ours has, so a command waits for the poll in flight).
 - target load: polling paced to just over 1000 block reads/s over the 100 devices (the
   loops started evenly over one interval, not in one burst), while one
   command stream sends ``set_power`` to the devices in turn (50 per second); the round
@@ -22,7 +23,8 @@ over the rounds are reported, so a noisy moment on a shared machine hits both al
 Target (issue 3): >= 1000 block reads/s; p99 command round trip <= 20 ms.
 
 Usage: ``python benchmarks/bench_modbus.py [--quick] [--rounds N] [--seconds S]
-[--server-procs K] [--profile FILE]`` (``--serve N`` is the child's entry point).
+[--server-procs K] [--raw]`` (``--raw`` prints every round; ``--serve N`` is the
+child's entry point).
 """
 
 from __future__ import annotations
