@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import enum
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -132,6 +133,19 @@ class ProtocolHealth:
             "errors": {c: self.errors.get(c, 0) for c in CATEGORIES},
             "error_rate": self.error_rate,
         }
+
+
+async def with_timeout(seconds: float, aw: Awaitable[T]) -> T:
+    """Await ``aw`` for at most ``seconds``, then raise TimeoutError.
+
+    On Python 3.11+ this is ``asyncio.timeout``, not ``asyncio.wait_for``: no task per
+    call (cheaper when polling many devices), and a cancellation that arrives just as
+    ``aw`` finishes is kept (3.11's ``wait_for`` returns the result and drops it).
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await aw
+    return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)
 
 
 def category_of(exc: BaseException) -> str:
@@ -257,7 +271,7 @@ class BaseProtocol(abc.ABC):
             return
         self.health.state = ConnectionState.CONNECTING
         try:
-            await asyncio.wait_for(self._connect(), self.config.timeout)
+            await with_timeout(self.config.timeout, self._connect())
         except (asyncio.TimeoutError, TimeoutError) as exc:
             await self._disconnect()
             raise DeviceTimeoutError(
@@ -277,7 +291,7 @@ class BaseProtocol(abc.ABC):
             start = time.perf_counter()
             try:
                 await self._ensure_connected()
-                result = await asyncio.wait_for(op(), self.config.timeout)
+                result = await with_timeout(self.config.timeout, op())
             except asyncio.CancelledError:
                 # A caller's deadline cut the request short; its reply may still arrive
                 # and be taken for the next request's, so start the next one afresh.

@@ -27,6 +27,7 @@ from vpp.drivers.base import (
     Status,
     StatusCallback,
     category_of,
+    with_timeout,
 )
 from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, DriverError
 from vpp.drivers.factory import ProtocolFactory, default_factory
@@ -114,6 +115,12 @@ class ResourceCommunicator:
         task, res.task = res.task, None
         if task is not None:
             task.cancel()
+            # pymodbus awaits each reply with asyncio.wait_for, which on Python 3.11 drops
+            # a cancellation that arrives together with the reply: the loop would poll on
+            # and this wait would never end. Cancel again until the task has stopped.
+            while not task.done():
+                await asyncio.wait({task}, timeout=0.05)
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await res.protocol.close()
@@ -142,7 +149,7 @@ class ResourceCommunicator:
             )
         start = time.perf_counter()
         try:
-            ack = await asyncio.wait_for(res.protocol.send_command(command, params), timeout)
+            ack = await with_timeout(timeout, res.protocol.send_command(command, params))
         except (asyncio.TimeoutError, TimeoutError, DriverError) as exc:
             if isinstance(exc, DriverError) and exc.category == "validation":
                 raise
