@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "vpp.protocols"
 _BUILTIN = {
     "modbus_tcp": "vpp.drivers.modbus:ModbusTcpProtocol",
     "can_bms": "vpp.drivers.can_bms:CanBmsProtocol",
+    "mqtt": "vpp.drivers.mqtt:MqttProtocol",
 }
 
 
