@@ -17,6 +17,7 @@ from tests.support.mosquitto import Mosquitto
 from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, ProtocolError
 from vpp.drivers.factory import ProtocolFactory
 from vpp.drivers.mqtt import MqttProtocol, StaleTelemetryError
+from vpp.drivers.mqtt_payload import PayloadError, decode_ack, decode_telemetry
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessModel
 from vpp.sim.mqtt_device import MqttBessDevice
@@ -284,3 +285,41 @@ def test_invalid_config_names_the_field(extra: dict[str, Any], field: str) -> No
     with pytest.raises(ConfigError) as info:
         ProtocolFactory().create("mqtt", cfg)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        (b"{", "protocol"),
+        (b"\xff", "protocol"),
+        (b'"text"', "protocol"),
+        (b'{"soc": NaN}', "validation"),
+        (b'{"soc": 1e999}', "validation"),
+        (b'{"a": 1' + b"0" * 400 + b', "b": -1' + b"0" * 400 + b"}", "validation"),
+        (b'{"soc": [1]}', "validation"),
+        (b'{"soc": null}', "validation"),
+    ],
+)
+def test_decode_telemetry_rejects(payload: bytes, category: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_telemetry(payload)
+    assert info.value.category == category
+
+
+def test_decode_telemetry_keeps_types() -> None:
+    out = decode_telemetry(b'{"soc": 55.5, "state": 1, "running": true, "p": -1e308}')
+    assert out == {"soc": 55.5, "state": 1, "running": True, "p": -1e308}
+    assert out["running"] is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b'{"ok": true}', "ack field 'id' is None"),
+        (b'{"id": "a", "ok": "yes"}', "ack field 'ok' is 'yes'"),
+        (b'{"id": "a", "ok": false, "error": 3}', "ack field 'error' is 3, not a string"),
+    ],
+)
+def test_decode_ack_rejects(payload: bytes, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        decode_ack(payload)

@@ -15,6 +15,7 @@ are not a JSON object and ``validation`` when the object has the wrong fields.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -31,6 +32,9 @@ __all__ = [
     "decode_telemetry",
     "encode",
 ]
+
+
+_SCALARS = frozenset({int, float, bool})
 
 
 class PayloadError(ValueError):
@@ -82,7 +86,7 @@ def encode(obj: Mapping[str, Any]) -> bytes:
 
 def _object(payload: bytes | bytearray, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(payload)
+        obj = json.loads(payload.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"{what} is not JSON: {exc}", "protocol") from None
     if not isinstance(obj, dict):
@@ -91,20 +95,34 @@ def _object(payload: bytes | bytearray, what: str) -> dict[str, Any]:
 
 
 def decode_telemetry(payload: bytes | bytearray) -> dict[str, float | bool]:
-    """The named values of a telemetry payload (``ts`` included when present)."""
+    """The named values of a telemetry payload (``ts`` included when present): JSON
+    numbers as int or float, booleans as bool."""
     obj = _object(payload, "telemetry")
+    values = obj.values()
+    # Fast path for the common case: all numbers, and a finite sum of magnitudes means
+    # all are finite (an int too large for a float overflows the check).
+    if all(type(v) in _SCALARS for v in values):
+        with contextlib.suppress(OverflowError):
+            if math.isfinite(sum(map(abs, values))):
+                return obj
     out: dict[str, float | bool] = {}
     for key, value in obj.items():
-        if isinstance(value, bool):
+        # bool is an int: booleans pass here, and are always finite.
+        if isinstance(value, (int, float)) and _finite(value):
             out[key] = value
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            out[key] = float(value)
         else:
             raise PayloadError(
-                f"telemetry field {key!r} is {value!r}, not a finite number or boolean",
+                f"telemetry field {key!r} is {value!r:.40}, not a finite number or boolean",
                 "validation",
             )
     return out
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _text(obj: Mapping[str, Any], key: str, what: str, *, required: bool = True) -> str:
