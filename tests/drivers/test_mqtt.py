@@ -115,15 +115,27 @@ def test_refused_command_is_a_protocol_error(broker: Mosquitto) -> None:
 
 def test_ack_timeout_when_the_device_is_gone(broker: Mosquitto) -> None:
     async def main() -> None:
-        proto = driver(broker.port, timeout=0.3)
-        try:
-            await proto.connect()
+        async with site(broker.port, timeout=0.3) as (dev, proto):
+            assert (await proto.send_command("set_power", {"kw": 10.0})).ok
+            await dev.stop()
             with pytest.raises(DeviceTimeoutError, match=r"no answer within 0\.3 s"):
-                await proto.send_command("set_power", {"kw": 10.0})
+                await proto.send_command("set_power", {"kw": 20.0})
+            assert dev.command.p_kw == 10.0
             assert proto.health.errors["timeout"] == 1
             assert proto.state.value == "connected"  # the broker session stays up
-        finally:
-            await proto.close()
+            assert proto.health.connects == 1
+
+    run(main)
+
+
+def test_disconnect_ends_the_session_and_a_call_starts_another(broker: Mosquitto) -> None:
+    async def main() -> None:
+        async with site(broker.port) as (dev, proto):
+            await proto.disconnect()
+            assert proto.state.value == "disconnected"
+            assert (await proto.send_command("set_power", {"kw": -30.0})).ok
+            assert dev.command.p_kw == -30.0
+            assert proto.health.connects == 2 and proto.health.reconnects == 0
 
     run(main)
 
@@ -179,7 +191,7 @@ def test_username_and_password(tmp_path: Path) -> None:
         dev = MqttBessDevice("bess1", port=b.port, period_s=PERIOD_S,
                              username="gw", password="gw-pass")  # fmt: skip
         good = driver(b.port, username="vpp", password="s3cret")
-        bad = driver(b.port, username="vpp", password="wrong")
+        bad = driver(b.port, username="vpp", password="wrong", retries=2)
         try:
             async with dev:
                 await good.connect()
@@ -188,7 +200,8 @@ def test_username_and_password(tmp_path: Path) -> None:
                 with pytest.raises(ProtocolError, match="check username and password") as info:
                     await bad.connect()
                 assert info.value.code == 0x87  # paho 2 reports MQTT 5 reason codes
-                assert bad.health.errors["protocol"] == 1
+                assert bad.health.errors["protocol"] == 1  # a refusal is not retried
+                assert bad.health.calls == 1
         finally:
             await good.close()
             await bad.close()

@@ -41,7 +41,14 @@ from vpp.drivers.errors import (
 from vpp.drivers.mqtt_config import MqttConfig, TrackingSSLContext
 from vpp.drivers.mqtt_payload import PayloadError, Topics, decode_ack, decode_telemetry, encode
 
-__all__ = ["COMMANDS", "MqttConfig", "MqttHealth", "MqttProtocol", "StaleTelemetryError"]
+__all__ = [
+    "COMMANDS",
+    "MqttConfig",
+    "MqttHealth",
+    "MqttProtocol",
+    "StaleTelemetryError",
+    "cancel_and_wait",
+]
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +176,9 @@ class MqttProtocol(BaseProtocol):
     async def _stop_session(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # a bug in the session: report it, still close
-                log.exception("%s: the MQTT session failed", self.name)
+            await cancel_and_wait(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s: the MQTT session failed", self.name, exc_info=task.exception())
         self.health.session = None
         for fut in self._pending.values():
             if not fut.done():
@@ -339,6 +342,16 @@ class MqttProtocol(BaseProtocol):
             fut.set_exception(
                 ProtocolError(f"device refused the command: {ack.error}", resource=self.name)
             )
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if it goes on: on
+    Python < 3.12 ``asyncio.wait_for`` (inside aiomqtt's publish) can swallow a
+    cancellation that arrives as its inner future completes. The caller's own
+    cancellation still propagates."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
 
 
 def _code(exc: aiomqtt.MqttCodeError) -> int | None:

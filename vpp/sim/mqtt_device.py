@@ -21,6 +21,7 @@ from typing import Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from vpp.drivers.mqtt import cancel_and_wait
 from vpp.drivers.mqtt_payload import CommandMessage, PayloadError, Topics, decode_command, encode
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
@@ -88,9 +89,9 @@ class MqttBessDevice:
         """Disconnect and stop stepping."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("MQTT device %s failed", self.topics.command, exc_info=task.exception())
 
     async def __aenter__(self) -> MqttBessDevice:
         await self.start()
@@ -122,9 +123,9 @@ class MqttBessDevice:
                         async for message in client.messages:
                             await self._on_message(client, message)
                     finally:
-                        stepper.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                            await stepper
+                        await cancel_and_wait(stepper)
+                        if not stepper.cancelled():
+                            stepper.exception()  # a lost broker: handled below
             except MqttConnectError:
                 raise  # refused (credentials): retrying would not help
             except aiomqtt.MqttError as exc:
