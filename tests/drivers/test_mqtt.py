@@ -336,3 +336,33 @@ def test_decode_telemetry_keeps_types() -> None:
 def test_decode_ack_rejects(payload: bytes, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         decode_ack(payload)
+
+
+def test_missing_ca_file_is_a_clear_connection_error(broker: Mosquitto, tmp_path: Path) -> None:
+    async def main() -> None:
+        proto = driver(broker.port, ca_file=str(tmp_path / "absent.pem"), timeout=0.5)
+        try:
+            msg = r"TLS files unusable \(.*absent\.pem\): .*No such file"
+            with pytest.raises(DeviceOfflineError, match=msg):
+                await proto.connect()
+        finally:
+            await proto.close()
+        assert proto.state.value == "closed"
+
+    run(main)
+
+
+def test_a_failing_subscriber_does_not_stop_telemetry(broker: Mosquitto) -> None:
+    async def main() -> None:
+        async with site(broker.port) as (_dev, proto):
+            good: list[float | bool] = []
+
+            def bad(_status: dict[str, float | bool]) -> None:
+                raise RuntimeError("subscriber bug")
+
+            proto.subscribe(bad)
+            proto.subscribe(lambda s: good.append(s["soc"]))
+            await wait_until(lambda: len(good) >= 3)
+            assert set(good) == {63.5}
+
+    run(main)

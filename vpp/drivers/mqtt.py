@@ -144,6 +144,10 @@ class MqttProtocol(BaseProtocol):
                 await waiter
         if self._refused is not None:
             raise self._refused
+        if self._task.done() and not self._task.cancelled() and self._task.exception():
+            raise DeviceOfflineError(
+                f"the MQTT session failed: {self._task.exception()!r}", resource=self.name
+            ) from self._task.exception()
         if not self._online.is_set():
             raise DeviceOfflineError(
                 f"cannot reach broker {self.cfg.host}:{self.cfg.port}: "
@@ -237,9 +241,8 @@ class MqttProtocol(BaseProtocol):
 
         class Dispatch(asyncio.Queue[aiomqtt.Message]):
             # aiomqtt puts each message into this queue from the event loop thread; handling
-            # it right there saves a task and a wait per message (a third of the receive
-            # cost), and nothing is ever queued: the message iterator only waits for the
-            # disconnection.
+            # it right there saves the task and the wait its message iterator spends per
+            # message. Nothing is ever queued: the iterator only waits for the disconnection.
             def put_nowait(self, item: aiomqtt.Message) -> None:
                 handle(item)
 
@@ -265,7 +268,8 @@ class MqttProtocol(BaseProtocol):
                 try:
                     ctx = self.cfg.ssl_context()
                 except (OSError, ssl.SSLError) as exc:
-                    msg = f"TLS files unusable: {exc}"
+                    files = [str(f) for f in (self.cfg.ca_file, self.cfg.cert_file) if f]
+                    msg = f"TLS files unusable ({', '.join(files) or 'system CAs'}): {exc}"
                     raise DeviceOfflineError(msg, resource=self.name) from exc
                 client = aiomqtt.Client(**self._client_args(ctx))
                 async with client:
@@ -293,7 +297,7 @@ class MqttProtocol(BaseProtocol):
                 self.health.session = None
                 return
             except (aiomqtt.MqttError, DeviceOfflineError) as exc:
-                self._last_error = str(exc)
+                self._last_error = str(exc).removeprefix(f"{self.name}: ")
                 self.health.failure("connection")
                 log.warning("%s: broker connection lost or refused: %s", self.name, exc)
             finally:

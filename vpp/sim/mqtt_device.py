@@ -68,6 +68,7 @@ class MqttBessDevice:
         self._auth = (username, password)
         self._ca_file = ca_file
         self._task: asyncio.Task[None] | None = None
+        self._stepper: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -92,6 +93,15 @@ class MqttBessDevice:
             await cancel_and_wait(task)
             if not task.cancelled() and task.exception() is not None:
                 log.error("MQTT device %s failed", self.topics.command, exc_info=task.exception())
+        # The session may have been cancelled while stopping its stepper.
+        await self._stop_stepper()
+
+    async def _stop_stepper(self) -> None:
+        stepper, self._stepper = self._stepper, None
+        if stepper is not None:
+            await cancel_and_wait(stepper)
+            if not stepper.cancelled():
+                stepper.exception()  # a lost broker: the session reconnects
 
     async def __aenter__(self) -> MqttBessDevice:
         await self.start()
@@ -118,14 +128,12 @@ class MqttBessDevice:
                     await client.subscribe(self.topics.command, qos=self.qos)
                     self.connects += 1
                     self._connected.set()
-                    stepper = asyncio.create_task(self._step_loop(client, last))
+                    self._stepper = asyncio.create_task(self._step_loop(client, last))
                     try:
                         async for message in client.messages:
                             await self._on_message(client, message)
                     finally:
-                        await cancel_and_wait(stepper)
-                        if not stepper.cancelled():
-                            stepper.exception()  # a lost broker: handled below
+                        await self._stop_stepper()
             except MqttConnectError:
                 raise  # refused (credentials): retrying would not help
             except aiomqtt.MqttError as exc:
