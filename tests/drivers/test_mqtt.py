@@ -271,6 +271,7 @@ def test_malformed_payloads_are_counted_not_fatal(broker: Mosquitto) -> None:
                     await pub.publish("vpp/bess1/telemetry", body, qos=1)
                 await pub.publish("vpp/bess1/ack", b'{"id": "x"}', qos=1)
                 await pub.publish("vpp/bess1/ack", b"\xff\xfe", qos=1)
+                await pub.publish("vpp/bess1/ack", b'{"id": "nobody", "ok": true}', qos=1)
                 await pub.publish("vpp/bess1/telemetry", b'{"soc": 71.0}', qos=1)
             await wait_until(lambda: proto.latest is not None)
             errors = proto.health.snapshot()["errors"]
@@ -278,6 +279,7 @@ def test_malformed_payloads_are_counted_not_fatal(broker: Mosquitto) -> None:
             assert errors["protocol"] == 3 and errors["validation"] == 3
             assert (await proto.read_status())["soc"] == 71.0
             assert proto.health.telemetry == 1
+            assert proto.health.late_acks == 1  # well-formed, but no command waits for it
         finally:
             await proto.close()
 
