@@ -32,6 +32,7 @@ _BUILTIN = {
     "modbus_rtu": "vpp.drivers.modbus_rtu:ModbusRtuProtocol",
     "can_bms": "vpp.drivers.can_bms:CanBmsProtocol",
     "sunspec": "vpp.drivers.sunspec:SunSpecProtocol",
+    "mqtt": "vpp.drivers.mqtt:MqttProtocol",
 }
 
 
