@@ -197,8 +197,12 @@ class Dispatcher:
         )
         setpoints = magnitude if discharging else -magnitude
         reachable = float(cap.sum())
-        # Feasible: the setpoints meet the target and the shortfall is exactly zero.
-        missing = abs(target_kw) - reachable if abs(target_kw) > reachable else 0.0
+        # Feasible: the setpoints meet the target and the shortfall is exactly zero. A
+        # target equal to the fleet's reach can differ from the summed caps by rounding
+        # (the sum's order), which is no shortfall.
+        missing = abs(target_kw) - reachable
+        if missing <= 1e-9 * max(1.0, reachable):
+            missing = 0.0
         left_out = np.flatnonzero((reason != ELIGIBLE) & fleet.registered[: fleet.size])
         return DispatchResult(
             strategy=name,
