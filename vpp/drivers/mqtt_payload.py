@@ -94,7 +94,7 @@ def _object(payload: bytes | bytearray, what: str) -> dict[str, Any]:
     return obj
 
 
-def decode_telemetry(payload: bytes | bytearray) -> dict[str, float | bool]:
+def decode_telemetry(payload: bytes | bytearray) -> dict[str, float | bool | str]:
     """The named values of a telemetry payload (``ts`` included when present): JSON
     numbers as int or float, booleans as bool."""
     obj = _object(payload, "telemetry")
@@ -105,7 +105,7 @@ def decode_telemetry(payload: bytes | bytearray) -> dict[str, float | bool]:
         with contextlib.suppress(OverflowError):
             if math.isfinite(sum(map(abs, values))):
                 return obj
-    out: dict[str, float | bool] = {}
+    out: dict[str, float | bool | str] = {}
     for key, value in obj.items():
         # bool is an int: booleans pass here, and are always finite.
         if isinstance(value, (int, float)) and _finite(value):
