@@ -220,7 +220,7 @@ class FieldController(FieldCommands):
             self.last_decision[uid] = d
             if unit.enabled and unit.online is not False:
                 self.writers[uid].offer(d.setpoint_kw)
-            if d.violations or unit._active:
+            if d.violations or unit.has_violations:
                 for rec in unit.violations(d):
                     sev = SEVERITY.get(rec["action"], "warning")
                     self.event("safety", rec["detail"], unit=uid, severity=sev, data=rec)
