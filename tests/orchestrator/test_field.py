@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from vpp.orchestrator.field import FieldController, serve
 from vpp.orchestrator.topology import BusSection, Topology
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import BessModel
+from vpp.sim.bms import BmsSimulator
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import PmuServer
 
@@ -88,7 +90,10 @@ async def _joined(topo: Topology, sub: Subscriber) -> None:
 
 @contextlib.asynccontextmanager
 async def rig(
-    ipc_dir: Path, sims: dict[str, BessSimulator], profile: FrequencyProfile | None = None
+    ipc_dir: Path,
+    sims: dict[str, BessSimulator],
+    profile: FrequencyProfile | None = None,
+    bms: dict[str, DeviceConfig] | None = None,
 ) -> AsyncIterator[Rig]:
     topo = Topology.build(BusSection(), ["field-a"], ipc_dir)
     async with contextlib.AsyncExitStack() as stack:
@@ -101,7 +106,8 @@ async def rig(
         sub = Subscriber(topo.events_out)
         stack.callback(sub.close)
         await _joined(topo, sub)
-        units = [unit_cfg(uid, sim.port) for uid, sim in sims.items()]
+        bms = bms or {}
+        units = [unit_cfg(uid, sim.port, bms=bms.get(uid)) for uid, sim in sims.items()]
         ctl = FieldController(
             field_cfg(pmu.port, units),
             events_in=topo.events_in,
@@ -327,6 +333,28 @@ def test_participation_and_schedule(ipc_dir: Path) -> None:
             await wait_until(lambda: near(sim.model.power_kw, 0.0), timeout=3)
             with pytest.raises(ValueError, match="within"):
                 await r.ctl.command("set_participation", {"unit": "bess-1", "p_max_kw": 600})
+
+    run(main)
+
+
+def test_bms_on_can_feeds_the_envelope(ipc_dir: Path) -> None:
+    async def main() -> None:
+        chan = f"field-bms-{uuid.uuid4().hex[:8]}"
+        dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
+                           poll_interval_s=0.1)  # fmt: skip
+        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
+        bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
+        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+            # A healthy pack: the response goes out as without a BMS.
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            unit = r.ctl.units["bess-1"]
+            assert unit.bms_status is not None and unit.bms_status["cell_v_max"] == 3.3
+            # One cell over the 3.65 V trip, seen only by the BMS: the envelope stops.
+            bms.cells_mv[3] = 3700
+            codes = lambda: {h["code"] for h in unit.safety_history}  # noqa: E731
+            await wait_until(lambda: "cell_overvoltage_trip" in codes(), timeout=5)
+            await wait_until(lambda: sim.model.power_kw == 0.0, timeout=5)
+            assert r.ctl.last_decision["bess-1"].action.label == "stop"
 
     run(main)
 
