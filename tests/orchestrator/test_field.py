@@ -20,6 +20,7 @@ from vpp.orchestrator import schema as s
 from vpp.orchestrator.broker import Broker
 from vpp.orchestrator.bus import Client, Publisher, Subscriber
 from vpp.orchestrator.field import FieldController, serve
+from vpp.orchestrator.field_writer import cancel_and_wait
 from vpp.orchestrator.topology import BusSection, Topology
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import BessModel
@@ -121,12 +122,7 @@ async def rig(
 
         task = asyncio.create_task(collect())
 
-        async def stop_collect() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop_collect)
+        stack.push_async_callback(cancel_and_wait, [task])
         await stack.enter_async_context(ctl)
         yield r
 

@@ -16,7 +16,6 @@ controller's ROUTER (:mod:`vpp.orchestrator.field_commands`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Mapping
@@ -35,7 +34,7 @@ from vpp.orchestrator.bus import Publisher, Server
 from vpp.orchestrator.curve import ServerCurve
 from vpp.orchestrator.field_commands import FieldCommands, Params
 from vpp.orchestrator.field_unit import SEVERITY, FieldUnit
-from vpp.orchestrator.field_writer import SetpointWriter
+from vpp.orchestrator.field_writer import SetpointWriter, cancel_and_wait
 from vpp.orchestrator.topology import Topology
 
 __all__ = ["FieldController", "serve"]
@@ -136,11 +135,8 @@ class FieldController(FieldCommands):
         # Closed first: the PDC loop then ends by itself even if a cancellation is lost in
         # a connect attempt (asyncio.wait_for of Python 3.11 can swallow one).
         await self.pdc.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in await cancel_and_wait(self._tasks):
+            log.error("field %s: task %s ended with %r", self.id, task.get_name(), task.exception())
         self._tasks.clear()
         if self.server is not None:
             await self.server.aclose()
