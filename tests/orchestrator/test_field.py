@@ -256,15 +256,26 @@ def test_pmu_reconnects(ipc_dir: Path) -> None:
         sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
         async with rig(ipc_dir, {"bess-1": sim}) as r:
             await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": 50.0})
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW + 50), timeout=5)
             port = r.pmu.port
             await r.pmu.close()
             frames = r.ctl.frames
+            # No frequency: the response ramps to zero, the base power stays.
+            await wait_until(lambda: near(sim.model.power_kw, 50.0), timeout=5)
+            assert r.ctl.steps_without_pmu > 0 and not r.ctl.pmu_live
+            d = r.ctl.last_decision["bess-1"]
+            assert d.response_kw == 0.0 and d.setpoint_kw == 50.0 and not d.freq_valid
             # A new PMU on the same port at 49.70 Hz: the controller reconnects and follows.
             deeper = FrequencyProfile(kind="step", magnitude=-0.3, start=0.0, noise=0.0)
             async with PmuServer(port=port, rate=50, profile=deeper):
                 await wait_until(lambda: r.ctl.pdc.health.reconnects >= 1, timeout=8)
-                await wait_until(lambda: near(sim.model.power_kw, 2 * DROOP_KW), timeout=5)
-                assert r.ctl.frames > frames
+                await wait_until(lambda: near(sim.model.power_kw, 2 * DROOP_KW + 50), timeout=5)
+                assert r.ctl.frames > frames and r.ctl.pmu_live
+            events = [m.body for m in r.of(s.EventMsg, kind="device")]
+            pmu_events = [e for e in events if e.data.get("device") == "pmu"]
+            assert [e.data["online"] for e in pmu_events][-2:] == [False, True]
+            assert pmu_events[-2].severity == "alarm"
 
     run(main)
 
