@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.devices import run, wait_until
 from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, SiteConfig, UnitConfig
+from vpp.drivers.errors import ValidationError
 from vpp.errors import ConfigError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.broker import Broker
@@ -424,3 +425,35 @@ async def _joined_topic(topo: Topology, sub: Subscriber) -> None:
         raise AssertionError("subscriber never joined")
     finally:
         probe.close()
+
+
+def test_emergency_latch_and_reset_alarms(ipc_dir: Path) -> None:
+    async def main() -> None:
+        # Over the 70 C critical temperature: emergency shutdown, latched in the envelope.
+        model = BessModel(capacity_kwh=1000, p_max_kw=RATED, soc_pct=50.0, ramp_kw_s=500,
+                          temp_c=75.0, ambient_c=75.0)  # fmt: skip
+        sim = BessSimulator(port=0, model=model)
+        async with rig(ipc_dir, {"bess-1": sim}) as r:
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": 100.0})
+            latched = lambda: r.ctl.last_decision["bess-1"].safety.latched  # noqa: E731
+            await wait_until(lambda: "bess-1" in r.ctl.last_decision and latched())
+            d = r.ctl.last_decision["bess-1"]
+            assert d.action.label == "emergency_shutdown" and d.setpoint_kw == 0.0
+            reset = {"unit": "bess-1", "action": "reset_alarms"}
+            with pytest.raises(ValidationError, match="latch kept"):
+                await r.ctl.command("control", reset)
+            with pytest.raises(ValidationError, match="latched"):
+                await r.ctl.command("set_participation", {"unit": "bess-1", "p_max_kw": 100})
+            # Cooled down: the reset clears the latch and the base power goes out again.
+            model.temp_c = model.ambient_c = 25.0
+            await asyncio.sleep(0.4)  # a fresh status without the emergency
+            out = await r.ctl.command("control", reset)
+            assert out["envelope_reset"] is True and "not supported" in out["device"]
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW + 100), timeout=5)
+            hist = await r.ctl.command("safety_history", {"unit": "bess-1", "limit": 50})
+            assert "critical_temperature" in {h["code"] for h in hist}
+            crit = [m.body for m in r.of(s.EventMsg, kind="safety")
+                    if m.body.data["code"] == "critical_temperature"]  # fmt: skip
+            assert crit and crit[0].severity == "critical"
+
+    run(main)
