@@ -1,0 +1,382 @@
+"""The field controller process: PMU frames -> core pipeline per unit -> inverter setpoints.
+
+Frame path (docs/orchestrator.md, "Field controller"): a :class:`~vpp.drivers.pmu.PdcClient`
+yields each decoded C37.118 data frame; every unit's :class:`~vpp.orchestrator.field_unit.
+FieldUnit` steps its core pipeline with the frame's time and frequency; the setpoint goes
+to the unit's :class:`~vpp.orchestrator.field_writer.SetpointWriter`, which returns at
+once. Nothing on this path waits for ZeroMQ: publishing is a non-blocking PUB send that
+drops when the broker is gone, so the response and the safety envelope go on alone.
+
+Around it: inverter (and BMS) polling feeds the pipelines' telemetry; a watch loop turns
+the communicators' online flags into ``device`` events; heartbeats (the field and each
+online unit) and telemetry are published on their intervals; commands arrive on the
+controller's ROUTER (:mod:`vpp.orchestrator.field_commands`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+
+from vpp import c37118 as c
+from vpp.config.models import FieldConfig, SiteConfig
+from vpp.core import Decision
+from vpp.drivers.communicator import ResourceCommunicator
+from vpp.drivers.pmu import Backoff, PdcClient
+from vpp.errors import ConfigError
+from vpp.orchestrator import field_messages as m
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Publisher, Server
+from vpp.orchestrator.curve import ServerCurve
+from vpp.orchestrator.field_commands import FieldCommands, Params
+from vpp.orchestrator.field_unit import SEVERITY, FieldUnit
+from vpp.orchestrator.field_writer import SetpointWriter, cancel_and_wait
+from vpp.orchestrator.topology import Topology
+
+__all__ = ["FieldController", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class FieldController(FieldCommands):
+    """One field controller (see the module docstring); ``async with`` runs it.
+
+    ``events_in``: where to publish (None: nothing is published); ``command_endpoint``:
+    the ROUTER to bind (None: commands only through :meth:`command`).
+    """
+
+    def __init__(
+        self,
+        field: FieldConfig,
+        *,
+        events_in: str | None = None,
+        command_endpoint: str | None = None,
+        curve: ServerCurve | None = None,
+        insecure: bool = False,
+        write_timeout_s: float = 1.0,
+        pmu_backoff: Backoff | None = None,
+        pmu_read_timeout_s: float = 2.0,
+        pmu_stale_s: float = 0.5,
+    ) -> None:
+        self.field = field
+        self.id = field.id
+        self.units = {u.id: FieldUnit(u) for u in field.units}
+        self.comms: dict[str, ResourceCommunicator] = {}
+        self.bms_comms: dict[str, ResourceCommunicator] = {}
+        self.writers: dict[str, SetpointWriter] = {}
+        for u in field.units:
+            comm = ResourceCommunicator(poll_interval=u.inverter.poll_interval_s)
+            comm.add_resource(u.id, u.inverter.protocol, u.inverter.config, u.inverter.secondary)
+            self.comms[u.id] = comm
+            self.writers[u.id] = SetpointWriter(
+                comm, u.id, threshold_kw=u.write_threshold_kw, timeout_s=write_timeout_s
+            )
+            if u.bms is not None:
+                bms = ResourceCommunicator(poll_interval=u.bms.poll_interval_s)
+                bms.add_resource(u.id, u.bms.protocol, u.bms.config, u.bms.secondary)
+                self.bms_comms[u.id] = bms
+        pmu = field.pmu
+        self.pdc = PdcClient(
+            pmu.host,
+            pmu.port,
+            pmu.idcode,
+            read_timeout=pmu_read_timeout_s,
+            backoff=pmu_backoff or Backoff(initial=0.1, maximum=2.0),
+        )
+        self.events_in = events_in
+        self.command_endpoint = command_endpoint
+        self.curve, self.insecure = curve, insecure
+        self.publisher: Publisher | None = None
+        self._pub: zmq.Socket[bytes] | None = None
+        self.server: Server | None = None
+        self.frames = 0
+        self.pmu_stale_s = pmu_stale_s
+        self.pmu_live = False
+        """Frames arrived within ``pmu_stale_s``."""
+        self.steps_without_pmu = 0
+        """Steps made by the watch loop while no frame came (response ramping to 0)."""
+        self._last_frame = time.monotonic()
+        self._last_t = 0.0
+        self.frame_errors = 0
+        self.publish_errors = 0
+        self.last_decision: dict[str, Decision] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: list[Any] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the bus sockets and start polling, the frame loop and the periodic loops."""
+        if self.events_in is not None:
+            self.publisher = Publisher(self.events_in, bind=False)
+            # A plain (not asyncio) view of the PUB socket: a send that cannot suspend.
+            self._pub = zmq.Socket.shadow(self.publisher.sock.underlying)
+        for uid, comm in self.comms.items():
+            unit = self.units[uid]
+            self._unsubscribe.append(comm.subscribe_to_resource(uid, self._status_cb(unit)))
+        for uid, bms in self.bms_comms.items():
+            self._unsubscribe.append(bms.subscribe_to_resource(uid, self.units[uid].on_bms_status))
+        if self.command_endpoint is not None:
+            handlers = {name: self._server_handler(name) for name in self.command_table()}
+            self.server = Server(
+                self.command_endpoint,
+                handlers,
+                name=self.id,
+                curve=self.curve,
+                insecure=self.insecure,
+            )
+            await self.server.__aenter__()
+        for coro, name in (
+            (self._frame_loop(), "frames"),
+            (self._watch_loop(), "watch"),
+            (self._telemetry_loop(), "telemetry"),
+            (self._heartbeat_loop(), "heartbeat"),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"field {self.id}: {name}"))
+
+    async def close(self) -> None:
+        """Stop every loop and close every connection and socket."""
+        # Closed first: the PDC loop then ends by itself even if a cancellation is lost in
+        # a connect attempt (asyncio.wait_for of Python 3.11 can swallow one).
+        await self.pdc.close()
+        for task in await cancel_and_wait(self._tasks):
+            log.error("field %s: task %s ended with %r", self.id, task.get_name(), task.exception())
+        self._tasks.clear()
+        if self.server is not None:
+            await self.server.aclose()
+            self.server = None
+        for writer in self.writers.values():
+            await writer.close()
+        for comm in (*self.comms.values(), *self.bms_comms.values()):
+            await comm.close()
+        if self.publisher is not None:
+            self._pub = None
+            self.publisher.close()
+            self.publisher = None
+
+    async def __aenter__(self) -> FieldController:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- publishing (never blocks) -------------------------------------------------------
+
+    def publish(self, body: Any, sender: str | None = None) -> None:
+        """Send one message if a publisher is open; a failure is counted, never raised."""
+        if self._pub is None:
+            return
+        try:
+            msg = s.make(body, sender or self.id)
+            self._pub.send_multipart((msg.topic, s.encode(msg)), zmq.NOBLOCK)
+        except (zmq.ZMQError, ValueError) as exc:
+            self.publish_errors += 1
+            log.warning("field %s: not published: %s", self.id, exc)
+
+    def event(
+        self,
+        kind: str,
+        text: str,
+        *,
+        unit: str = "",
+        severity: str = "info",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish an event."""
+        self.publish(
+            s.Event(
+                kind=kind,
+                severity=severity,  # type: ignore[arg-type]  # one of SEVERITY's values
+                text=text,
+                unit=unit,
+                data=data or {},
+            )
+        )
+
+    # --- frame path ------------------------------------------------------------------------
+
+    async def _frame_loop(self) -> None:
+        async for frame in self.pdc:
+            if isinstance(frame, c.DataFrame):
+                try:
+                    self.on_frame(frame)
+                except Exception:
+                    # A bug on one frame must not end the response: counted, logged, next.
+                    self.frame_errors += 1
+                    log.exception("field %s: frame failed", self.id)
+
+    def on_frame(self, frame: c.DataFrame) -> None:
+        """Step every unit with one data frame and offer the setpoints (never awaits)."""
+        pmu = frame.pmus[0]
+        self.frames += 1
+        self._last_frame = time.monotonic()
+        if not self.pmu_live:
+            self.pmu_live = True
+            self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
+        decimate = self.frames % self.field.decisions_every == 0
+        self.step(frame.time, pmu.freq, pmu.dfreq, pmu.data_error == 0, decimate)
+
+    def step(self, t: float, f: float, dfreq: float, valid: bool, publish: bool) -> None:
+        """Step every unit at time ``t``, offer the setpoints, publish what is due."""
+        self._last_t = t
+        first: Decision | None = None
+        for uid, unit in self.units.items():
+            d = unit.on_frame(t, f, dfreq, valid)
+            first = first or d
+            self.last_decision[uid] = d
+            if unit.enabled and unit.online is not False:
+                self.writers[uid].offer(d.setpoint_kw)
+            if d.violations or unit.has_violations:
+                for rec in unit.violations(d):
+                    sev = SEVERITY.get(rec["action"], "warning")
+                    self.event("safety", rec["detail"], unit=uid, severity=sev, data=rec)
+            if publish and self.publisher is not None:
+                self.publish(m.decision(uid, t, f, d))
+        if first is None:
+            return
+        if first.transition is not None:
+            self.publish(m.band_event(first.transition, f))
+        if publish and math.isfinite(f) and f > 0:
+            self.publish(m.frequency(t, f, first))
+
+    # --- devices -------------------------------------------------------------------------
+
+    def _status_cb(self, unit: FieldUnit) -> Any:
+        def on_status(status: Mapping[str, float | bool]) -> None:
+            unit.on_status(status)
+            if unit.online is not True:
+                self._online(unit, True, "")
+
+        return on_status
+
+    def _online(self, unit: FieldUnit, online: bool, reason: str) -> None:
+        was, unit.online = unit.online, online
+        if online:
+            # Whatever the inverter did while away, enable it and write the setpoint anew.
+            self.writers[unit.id].invalidate(init=True)
+            text = "inverter online" + (" again" if was is False else "")
+            self.event("device", text, unit=unit.id, data={"online": True})
+        else:
+            self.writers[unit.id].drop()
+            self.event(
+                "device",
+                f"inverter offline: {reason}",
+                unit=unit.id,
+                severity="alarm",
+                data={"online": False, "reason": reason},
+            )
+
+    async def _watch_loop(self) -> None:
+        period = min(u.inverter.poll_interval_s for u in self.field.units) / 2
+        while True:
+            await asyncio.sleep(period)
+            if time.monotonic() - self._last_frame > self.pmu_stale_s:
+                self._without_pmu(period)
+            for uid, comm in self.comms.items():
+                st = comm.status()[uid]
+                unit = self.units[uid]
+                if st["online"] is False and unit.online is not False:
+                    self._online(unit, False, st["last_error"] or "no answer")
+
+    def _without_pmu(self, period: float) -> None:
+        # No frequency: the droop ramps its response to zero (an invalid measurement),
+        # while the base power and the safety envelope go on at the watch loop's pace.
+        if self.pmu_live:
+            self.pmu_live = False
+            self.event("device", f"PMU stream lost (no frame for {self.pmu_stale_s:g} s)",
+                       severity="alarm", data={"device": "pmu", "online": False})  # fmt: skip
+        self.steps_without_pmu += 1
+        # Behind the wall clock by the stale time, so the next real frame's time is later.
+        t = max(time.time() - self.pmu_stale_s, self._last_t + 1e-3)
+        self.step(t, math.nan, 0.0, False, False)
+
+    async def _telemetry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.field.telemetry_interval_s)
+            for unit in self.units.values():
+                if unit.online and unit.status is not None:
+                    self.publish(m.telemetry(unit))
+
+    async def _heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        interval = self.field.heartbeat_interval_s
+        endpoint = self.command_endpoint or ""
+        if self.server is not None:
+            endpoint = self.server.endpoint
+        while True:
+            self.publish(s.Heartbeat(role="field", id=self.id, endpoint=endpoint))
+            for uid, unit in self.units.items():
+                if unit.online:
+                    self.publish(m.unit_heartbeat(unit, self.id, endpoint), sender=uid)
+            n += 1
+            # On a fixed grid, so a slow round does not stretch the interval.
+            await asyncio.sleep(max(0.0, start + n * interval - loop.time()))
+
+    # --- commands ----------------------------------------------------------------------------
+
+    async def command(self, name: str, params: Params | None = None, issued_by: str = "") -> Any:
+        """Run command ``name`` as the server would (raises what a not-ok ack would carry)."""
+        table = self.command_table()
+        if name not in table:
+            raise KeyError(f"unknown command {name!r}")
+        params = dict(params or {})
+        target = params.get("unit", self.id)
+        data: dict[str, Any] = {
+            "target": target,
+            "command": name,
+            "params": params,
+            "issued_by": issued_by,
+        }
+        try:
+            result = await table[name](params)
+        except Exception as exc:
+            data.update(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            self.event(
+                "command",
+                f"{name} {target}: refused: {exc}",
+                severity="warning",
+                unit=target if target in self.units else "",
+                data=data,
+            )
+            raise
+        data.update(ok=True, detail=result if isinstance(result, dict) else "")
+        self.event(
+            "command",
+            f"{name} {target}: done",
+            unit=target if target in self.units else "",
+            data=data,
+        )
+        return result
+
+    def _server_handler(self, name: str) -> Any:
+        async def handle(msg: s.CommandMsg) -> Any:
+            return await self.command(name, msg.body.params, msg.body.issued_by or msg.sender)
+
+        return handle
+
+
+async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
+    """Run field controller ``name`` (a ``site.field[i].id``) until ``stop`` is set."""
+    field = next((f for f in site.field if f.id == name), None)
+    if field is None:
+        err = ConfigError(f"no field controller {name!r}; known: {[f.id for f in site.field]}")
+        err.field = "field"
+        raise err
+    bc = topo.bus_config(name)
+    ctl = FieldController(
+        field,
+        events_in=topo.events_in,
+        command_endpoint=topo.commands[name],
+        curve=bc.server_curve(),
+        insecure=topo.bus.insecure,
+    )
+    async with ctl:
+        await stop.wait()
