@@ -249,7 +249,7 @@ class FieldController(FieldCommands):
     # --- devices -------------------------------------------------------------------------
 
     def _status_cb(self, unit: FieldUnit) -> Any:
-        def on_status(status: Mapping[str, float | bool]) -> None:
+        def on_status(status: Mapping[str, float | bool | str]) -> None:
             unit.on_status(status)
             if unit.online is not True:
                 self._online(unit, True, "")

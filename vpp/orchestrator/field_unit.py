@@ -62,8 +62,8 @@ def build_envelope(unit: UnitConfig) -> SafetyEnvelope:
 
 def map_telemetry(
     unit: UnitConfig,
-    inverter: Mapping[str, float | bool],
-    bms: Mapping[str, float | bool] | None,
+    inverter: Mapping[str, float | bool | str],
+    bms: Mapping[str, float | bool | str] | None,
     now: float,
 ) -> Telemetry:
     """Inverter status (register map point names, vpp sign) and optional BMS status (can_bms
@@ -131,8 +131,8 @@ class FieldUnit:
         self.enabled = True
         """False after disable or emergency stop: decisions go on, nothing is written."""
         self.online: bool | None = None
-        self.status: dict[str, float | bool] | None = None
-        self.bms_status: dict[str, float | bool] | None = None
+        self.status: dict[str, float | bool | str] | None = None
+        self.bms_status: dict[str, float | bool | str] | None = None
         self.telemetry_errors = 0
         self.safety_history: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=history_size
@@ -194,12 +194,12 @@ class FieldUnit:
         """Base power by block from now on (outside it: :attr:`base_kw`)."""
         self.schedule = schedule
 
-    def on_status(self, status: Mapping[str, float | bool]) -> None:
+    def on_status(self, status: Mapping[str, float | bool | str]) -> None:
         """A new inverter status: map it into the pipeline's telemetry."""
         self.status = dict(status)
         self._telemetry()
 
-    def on_bms_status(self, status: Mapping[str, float | bool]) -> None:
+    def on_bms_status(self, status: Mapping[str, float | bool | str]) -> None:
         """A new BMS status: merged into the next telemetry."""
         self.bms_status = dict(status)
         self._telemetry()
