@@ -17,6 +17,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from vpp.errors import VppError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -54,7 +57,8 @@ def _cmd_pmu_serve(args: argparse.Namespace) -> int:
     from vpp.sim.pmu import PmuServer
 
     profile = FrequencyProfile(
-        kind=args.profile,
+        kind="csv" if args.csv else args.profile,
+        csv=args.csv,
         nominal=args.nominal,
         magnitude=args.magnitude,
         start=args.start,
@@ -174,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--noise", type=float, default=0.0005, help="noise std dev (Hz)")
     serve.add_argument("--seed", type=int, default=1, help="noise seed")
     serve.add_argument(
+        "--csv", type=Path, default=None, help="play a recording (time_s,freq_hz rows; loops)"
+    )
+    serve.add_argument(
         "--duration", type=float, default=None, help="seconds to serve (default: until Ctrl-C)"
     )
     serve.set_defaults(func=_cmd_pmu_serve)
@@ -211,4 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except VppError as exc:
+        # A bad config, file or option: the error says what and where; no traceback.
+        print(f"vpp: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return code

@@ -8,7 +8,9 @@ arrested by inertia and primary response, and the recovery to a quasi-steady val
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -32,7 +34,47 @@ class FrequencySource(Protocol):
         ...
 
 
-PROFILES = ("constant", "ramp", "step", "oscillation", "event")
+PROFILES = ("constant", "ramp", "step", "oscillation", "event", "csv")
+
+
+def load_recording(path: Path) -> tuple[FloatArray, FloatArray]:
+    """A frequency recording: CSV rows ``time_s,freq_hz`` (a header line is allowed),
+    times increasing. Times are made relative to the first row. A bad row is a
+    ConfigError naming the file and line."""
+    times: list[float] = []
+    freqs: list[float] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for line, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0].strip().startswith("#"):
+                    continue
+                try:
+                    t, f = float(row[0]), float(row[1])
+                except (ValueError, IndexError):
+                    if line == 1 and not times:
+                        continue  # a header
+                    raise _recording_error(
+                        path, line, f"expected time_s,freq_hz, got {row}"
+                    ) from None
+                if times and t <= times[-1]:
+                    raise _recording_error(path, line, f"time {t} does not increase")
+                if not 40.0 <= f <= 70.0:
+                    raise _recording_error(path, line, f"frequency {f} Hz is not plausible")
+                times.append(t)
+                freqs.append(f)
+    except OSError as exc:
+        raise _recording_error(path, 0, f"cannot read ({exc.strerror or exc})") from exc
+    if len(times) < 2:
+        raise _recording_error(path, 0, "needs at least two rows")
+    t0 = times[0]
+    return np.array(times) - t0, np.array(freqs)
+
+
+def _recording_error(path: Path, line: int, reason: str) -> ConfigError:
+    where = f"{path}, line {line}" if line else str(path)
+    err = ConfigError(f"frequency recording {where}: {reason}")
+    err.field = "csv"
+    return err
 
 
 @dataclass(frozen=True)
@@ -41,7 +83,9 @@ class FrequencyProfile:
 
     ``kind`` is one of ``PROFILES``; ``magnitude`` is the size of the disturbance in Hz
     (for ``ramp``: Hz/s), ``start`` when it begins (s), ``period`` the oscillation period
-    (s), ``noise`` the standard deviation of white measurement noise (Hz).
+    (s), ``noise`` the standard deviation of white measurement noise (Hz). ``csv`` plays
+    the recording at path ``csv`` (see :func:`load_recording`) from ``start``, linearly
+    interpolated and repeated when it ends; before ``start`` it holds the first value.
     """
 
     kind: str = "event"
@@ -51,10 +95,19 @@ class FrequencyProfile:
     period: float = 4.0
     noise: float = 0.0005
     seed: int = 1
+    csv: Path | None = None
+    _recording: tuple[FloatArray, FloatArray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in PROFILES:
             raise ConfigError(f"unknown frequency profile {self.kind!r}; known: {PROFILES}")
+        if (self.kind == "csv") != (self.csv is not None):
+            raise ConfigError("a csv path goes with kind 'csv', and only with it")
+        if self.csv is not None:
+            # Frozen: the recording is loaded once, here.
+            object.__setattr__(self, "_recording", load_recording(Path(self.csv)))
         if self.nominal not in (50.0, 60.0):
             raise ConfigError(f"nominal frequency must be 50 or 60 Hz, got {self.nominal}")
         if self.noise < 0 or self.period <= 0:
@@ -73,6 +126,10 @@ class FrequencyProfile:
             dev = np.where(active, self.magnitude, 0.0)
         elif self.kind == "oscillation":
             dev = np.where(active, abs(self.magnitude) * np.sin(2 * np.pi * dt / self.period), 0.0)
+        elif self.kind == "csv":
+            assert self._recording is not None
+            times, freqs = self._recording
+            dev = np.interp(np.mod(dt, times[-1]), times, freqs) - self.nominal
         else:
             # Second-order response of a single-area grid to a generation loss: an
             # underdamped fall to a nadir about 1.6x the settling deviation, then
