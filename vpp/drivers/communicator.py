@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -64,15 +65,21 @@ class ResourceCommunicator:
         self,
         *,
         poll_interval: float = 1.0,
+        poll_jitter: float = 0.1,
         failover_after: int = 3,
         backoff: Backoff | None = None,
         factory: ProtocolFactory | None = None,
     ) -> None:
         """``poll_interval`` seconds between reads of a healthy resource; a failing one
-        waits ``backoff`` (0.1 s doubling, capped at ``poll_interval`` by default)."""
-        if poll_interval <= 0 or failover_after < 1:
-            raise ValueError("poll_interval must be > 0 and failover_after >= 1")
+        waits ``backoff`` (0.1 s doubling, capped at ``poll_interval`` by default). Each
+        wait is ``poll_interval`` times a random factor within ``1 +- poll_jitter``, so
+        that loops started together drift apart instead of polling in one burst."""
+        if poll_interval <= 0 or failover_after < 1 or not 0 <= poll_jitter < 1:
+            raise ValueError(
+                "poll_interval must be > 0, failover_after >= 1 and 0 <= poll_jitter < 1"
+            )
         self.poll_interval = poll_interval
+        self.poll_jitter = poll_jitter
         self.failover_after = failover_after
         self.backoff = backoff or Backoff(initial=min(0.1, poll_interval), maximum=poll_interval)
         self.factory = factory or default_factory
@@ -198,7 +205,8 @@ class ResourceCommunicator:
                     callback(status)
                 except Exception:  # a subscriber's bug must not stop the loop
                     log.exception("%s: status callback failed", res.resource_id)
-            await asyncio.sleep(self.poll_interval)
+            jitter = random.uniform(-self.poll_jitter, self.poll_jitter)
+            await asyncio.sleep(self.poll_interval * (1.0 + jitter))
 
     def _failed(self, res: ResourceState, exc: BaseException) -> None:
         res.consecutive_failures += 1

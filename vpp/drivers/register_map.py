@@ -10,6 +10,7 @@ map, for a map error).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -238,6 +239,13 @@ def load_register_map(source: str | Path = DEFAULT_MAP) -> RegisterMap:
         label = str(path)
     if text is None:
         raise _error(f"{label}: no such register map", "path")
+    return _parse(label, text)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(label: str, text: str) -> RegisterMap:
+    # Validation takes ~20 ms; a fleet of devices shares a handful of maps, and a
+    # RegisterMap is frozen, so one parsed copy per file content serves them all.
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
