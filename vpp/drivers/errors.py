@@ -8,6 +8,9 @@ under (timeout, connection, protocol, validation).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from vpp.errors import VppError
 
 __all__ = [
@@ -17,6 +20,7 @@ __all__ = [
     "ProtocolError",
     "ProtocolUnavailableError",
     "ValidationError",
+    "number_param",
 ]
 
 
@@ -68,3 +72,14 @@ class ProtocolUnavailableError(DriverError, LookupError):
     """No protocol of that name is registered or installed."""
 
     category = "validation"
+
+
+def number_param(command: str, params: Mapping[str, Any], key: str, resource: str) -> float:
+    """``params[key]`` as a float, or a ValidationError naming the command and key (a
+    bool is not a number here, although Python says it is an int)."""
+    value = params.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(
+            f"command {command!r} needs a number {key!r}, got {value!r}", resource=resource
+        )
+    return float(value)

@@ -53,6 +53,7 @@ from vpp.drivers.errors import (
     DeviceTimeoutError,
     ProtocolError,
     ValidationError,
+    number_param,
 )
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
@@ -101,15 +102,6 @@ class ModbusTcpConfig(ModbusConfig):
 
     host: str = Field(min_length=1, description="device address")
     port: int = Field(default=502, ge=1, le=65535)
-
-
-def _number(command: str, params: Mapping[str, Any], key: str, resource: str) -> float:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(
-            f"command {command!r} needs a number {key!r}, got {value!r}", resource=resource
-        )
-    return float(value)
 
 
 class ModbusProtocol(BaseProtocol):
@@ -296,11 +288,11 @@ class ModbusProtocol(BaseProtocol):
     async def _write(self, command: str, params: Mapping[str, Any]) -> str:
         if command == "set_power":
             return await self._put(
-                command, "active_power_setpoint", _number(command, params, "kw", self.name)
+                command, "active_power_setpoint", number_param(command, params, "kw", self.name)
             )
         if command == "set_reactive_power":
             return await self._put(
-                command, "reactive_power_setpoint", _number(command, params, "kvar", self.name)
+                command, "reactive_power_setpoint", number_param(command, params, "kvar", self.name)
             )
         if command == "set_mode":
             return await self._put(command, "mode", self._mode_value(command, params.get("mode")))

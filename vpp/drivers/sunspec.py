@@ -25,7 +25,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
-from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, ProtocolError
+from vpp.drivers.errors import (
+    DeviceOfflineError,
+    DeviceTimeoutError,
+    ProtocolError,
+    number_param,
+)
 from vpp.drivers.errors import ValidationError as DriverValidationError
 from vpp.drivers.sunspec_models import (
     END_MODEL_ID,
@@ -89,15 +94,6 @@ class SunSpecConfig(ProtocolConfig):
     required_models: tuple[ModelId, ...] = Field(
         default=(1, 701, 702, 704, 713, 802), description="models the device must have"
     )
-
-
-def _number(command: str, params: Mapping[str, Any], key: str, resource: str) -> float:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DriverValidationError(
-            f"command {command!r} needs a number {key!r}, got {value!r}", resource=resource
-        )
-    return float(value)
 
 
 class SunSpecProtocol(BaseProtocol):
@@ -348,13 +344,13 @@ class SunSpecProtocol(BaseProtocol):
 
     async def _write(self, command: str, params: Mapping[str, Any]) -> str:
         if command == "set_power":
-            watts = 1000.0 * _number(command, params, "kw", self.name)
+            watts = 1000.0 * number_param(command, params, "kw", self.name)
             # Setpoint and mode in one request, so the device never runs a stale WSet.
             return await self._put(
                 command, 704, [("WSetEna", "ENABLED"), ("WSetMod", "WATTS"), ("WSet", watts)]
             )
         if command == "set_reactive_power":
-            vars_ = 1000.0 * _number(command, params, "kvar", self.name)
+            vars_ = 1000.0 * number_param(command, params, "kvar", self.name)
             # VarSetPri lies between the mode and the setpoint and is left alone.
             return await self._put(
                 command, 704, [("VarSet", vars_), ("VarSetEna", "ENABLED"), ("VarSetMod", "VARS")]
