@@ -13,7 +13,6 @@ resource switches to the other configuration. The first good read brings it back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -21,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from vpp.aio import cancel_and_wait
 from vpp.drivers.base import (
     Ack,
     BaseProtocol,
@@ -120,16 +120,9 @@ class ResourceCommunicator:
 
     async def _stop(self, res: ResourceState) -> None:
         task, res.task = res.task, None
-        if task is not None:
-            task.cancel()
-            # pymodbus awaits each reply with asyncio.wait_for, which on Python 3.11 drops
-            # a cancellation that arrives together with the reply: the loop would poll on
-            # and this wait would never end. Cancel again until the task has stopped.
-            while not task.done():
-                await asyncio.wait({task}, timeout=0.05)
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # pymodbus awaits each reply with asyncio.wait_for, which on Python 3.11 can drop
+        # the cancellation: cancel_and_wait cancels again until the loop has stopped.
+        await cancel_and_wait([task])
         await res.protocol.close()
 
     # --- commands ----------------------------------------------------------------------------

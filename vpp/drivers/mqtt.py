@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from vpp.aio import cancel_and_wait
 from vpp.drivers.base import BaseProtocol, ConnectionState, ProtocolConfig, ProtocolHealth, Status
 from vpp.drivers.errors import (
     DeviceOfflineError,
@@ -47,7 +48,6 @@ __all__ = [
     "MqttHealth",
     "MqttProtocol",
     "StaleTelemetryError",
-    "cancel_and_wait",
 ]
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class MqttProtocol(BaseProtocol):
     async def _stop_session(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            await cancel_and_wait(task)
+            await cancel_and_wait([task])
             if not task.cancelled() and task.exception() is not None:
                 log.error("%s: the MQTT session failed", self.name, exc_info=task.exception())
         self.health.session = None
@@ -346,16 +346,6 @@ class MqttProtocol(BaseProtocol):
             fut.set_exception(
                 ProtocolError(f"device refused the command: {ack.error}", resource=self.name)
             )
-
-
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has ended, cancelling again if it goes on: on
-    Python < 3.12 ``asyncio.wait_for`` (inside aiomqtt's publish) can swallow a
-    cancellation that arrives as its inner future completes. The caller's own
-    cancellation still propagates."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.1)
 
 
 def _code(exc: aiomqtt.MqttCodeError) -> int | None:

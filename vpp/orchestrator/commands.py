@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from vpp.aio import cancel_and_wait
 from vpp.errors import CommandTimeoutError, ConfigError, MessageError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.curve import ClientCurve, ServerCurve
@@ -95,11 +96,8 @@ class Server(Endpoint):
 
     async def aclose(self) -> None:
         """Stop serving and close the socket (and the Curve authenticator)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
         if self.curve is not None:
             await self.curve.stop()
         self.close()
@@ -196,11 +194,8 @@ class Client(Endpoint):
 
     async def aclose(self) -> None:
         """Stop receiving, fail the pending requests and close the socket."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
         for fut in self._pending.values():
             fut.cancel()
         self._pending.clear()

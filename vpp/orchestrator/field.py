@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from vpp import c37118 as c
+from vpp.aio import cancel_and_wait
 from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
@@ -36,7 +37,7 @@ from vpp.orchestrator.bus import Publisher, Server
 from vpp.orchestrator.curve import ServerCurve
 from vpp.orchestrator.field_commands import FieldCommands, Params
 from vpp.orchestrator.field_unit import SEVERITY, FieldUnit
-from vpp.orchestrator.field_writer import SetpointWriter, cancel_and_wait
+from vpp.orchestrator.field_writer import SetpointWriter
 from vpp.orchestrator.topology import Topology
 
 __all__ = ["FieldController", "serve"]

@@ -11,12 +11,12 @@ clock skew between hosts does not matter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vpp.aio import cancel_and_wait
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Publisher
 
@@ -42,11 +42,8 @@ class HeartbeatSender:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,11 +135,8 @@ class Liveness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait([task])
 
     async def _run(self) -> None:
         # Checking at half the interval bounds the detection delay to timeout + interval/2.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from vpp.aio import cancel_and_wait
 from vpp.errors import VppError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Client, Handler, Publisher, Server, Subscriber
@@ -114,11 +114,7 @@ class Service:
 
     async def aclose(self) -> None:
         """Cancel the tasks and close every socket (idempotent)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for client in self._clients.values():
             await client.aclose()

@@ -21,7 +21,7 @@ from typing import Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from vpp.drivers.mqtt import cancel_and_wait
+from vpp.aio import cancel_and_wait
 from vpp.drivers.mqtt_payload import CommandMessage, PayloadError, Topics, decode_command, encode
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
@@ -90,7 +90,7 @@ class MqttBessDevice:
         """Disconnect and stop stepping."""
         task, self._task = self._task, None
         if task is not None:
-            await cancel_and_wait(task)
+            await cancel_and_wait([task])
             if not task.cancelled() and task.exception() is not None:
                 log.error("MQTT device %s failed", self.topics.command, exc_info=task.exception())
         # The session may have been cancelled while stopping its stepper.
@@ -99,7 +99,7 @@ class MqttBessDevice:
     async def _stop_stepper(self) -> None:
         stepper, self._stepper = self._stepper, None
         if stepper is not None:
-            await cancel_and_wait(stepper)
+            await cancel_and_wait([stepper])
             if not stepper.cancelled():
                 stepper.exception()  # a lost broker: the session reconnects
 
