@@ -1,0 +1,220 @@
+"""The campus aggregator on real ZeroMQ sockets: a broker thread, fake field controllers
+(real Servers and Publishers) and command clients, all over ipc."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
+from tests.support.aio import run
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Client, Subscriber
+from vpp.orchestrator.campus import Campus, serve
+
+
+def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
+    a = [FakeUnit("bess-1", p_max_kw=400.0, location="IN/KA/B/campus-1/building-1/node-1"),
+         FakeUnit("bess-2", p_max_kw=500.0, location="IN/KA/B/campus-1/building-2/node-2")]
+    b = [FakeUnit("bess-3", p_max_kw=300.0, location="IN/KA/B/campus-2/building-3/node-3")]
+    return a, b  # fmt: skip
+
+
+def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            sub = Subscriber(topo.events_out, ("event/campus",))
+            try:
+                async with (
+                    FakeField(topo, "field-a", a) as fa,
+                    FakeField(topo, "field-b", b) as fb,
+                    Campus(cfg, topo) as campus,
+                    Client(topo.commands["campus"], name="test") as cli,
+                ):
+                    ack = await cli.request("set_target", {"kw": 900.0})
+                    assert ack.ok, ack.error
+                    await until(lambda: len(campus.fleet) == 3 and campus.last is not None
+                                and len(campus.last.setpoints) == 3)  # fmt: skip
+                    await until(lambda: abs(sum(fa.bases().values()) + fb.bases()["bess-3"]
+                                            - 900.0) < 1e-6)  # fmt: skip
+                    bases = {**fa.bases(), **fb.bases()}
+                    # Proportional to the (equal) ratings, capped at each unit's limit.
+                    assert bases["bess-1"] == pytest.approx(300.0)
+                    assert bases["bess-2"] == pytest.approx(300.0)
+                    assert bases["bess-3"] == pytest.approx(300.0)
+                    # Beyond what the fleet can reach: every unit at its limit.
+                    await cli.request("set_target", {"kw": 1500.0})
+                    await until(lambda: {**fa.bases(), **fb.bases()} == pytest.approx(
+                        {"bess-1": 400.0, "bess-2": 500.0, "bess-3": 300.0}))  # fmt: skip
+                    while True:
+                        ev = await asyncio.wait_for(sub.recv(), 5)
+                        assert isinstance(ev, s.EventMsg) and ev.body.kind == "dispatch"
+                        if ev.body.data["target_kw"] == 1500.0:
+                            break
+                    d = ev.body.data
+                    assert d["delivered_kw"] == pytest.approx(1200.0)
+                    assert d["shortfall_kw"] == pytest.approx(300.0)
+                    assert sum(d["setpoints"].values()) == pytest.approx(1200.0)
+                    totals = (await cli.request("fleet")).result
+                    assert totals["units"] == 3
+                    campus_level = totals["levels"]["campus"]
+                    assert campus_level["IN/KA/B/campus-1"]["rated_discharge_kw"] == 1000.0
+                    assert campus_level["IN/KA/B/campus-2"]["available_discharge_kw"] == 300.0
+            finally:
+                sub.close()
+
+    run(go())
+
+
+def test_dead_field_controller_goes_offline_and_its_share_moves(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with (
+                FakeField(topo, "field-a", a) as fa,
+                FakeField(topo, "field-b", b) as fb,
+                Campus(cfg, topo) as campus,
+            ):
+                campus.target_kw = 600.0
+                await until(lambda: fb.bases()["bess-3"] == pytest.approx(200.0))
+                await fb.stop()
+                await until(lambda: not campus.fields["field-b"].online)
+                # The next rounds give bess-3's 200 kW to field-a's two units.
+                await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
+                assert fa.bases() == pytest.approx({"bess-1": 300.0, "bess-2": 300.0})
+                assert campus.last is not None
+                assert "bess-3" not in campus.last.setpoints
+                assert campus.last.excluded["bess-3"] == "offline"
+                rounds = campus.rounds
+                await until(lambda: campus.rounds >= rounds + 3)  # the loop goes on
+
+    run(go())
+
+
+def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
+    # field-b's heartbeats and telemetry keep coming (a publisher alone), but nothing
+    # answers its commands: the first timeout takes its unit out of the next round.
+    cfg = site(campus={"dispatch_interval_s": 0.2, "fleet": {"offline_timeout_s": 30.0}})
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            mute = FakeField(topo, "field-b", b)
+            await mute.server.aclose()  # never bound: commands to field-b go unanswered
+            task = asyncio.create_task(mute._run())
+            try:
+                async with FakeField(topo, "field-a", a) as fa, Campus(cfg, topo) as campus:
+                    campus.target_kw = 600.0
+                    await until(lambda: campus.fields.get("field-b") is not None
+                                and campus.fields["field-b"].failures >= 1)  # fmt: skip
+                    await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
+                    assert campus.errors["command_timeout"] >= 1
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                mute.publisher.close()
+
+    run(go())
+
+
+def test_malformed_input_is_counted_and_the_loops_go_on(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with (
+                FakeField(topo, "field-a", a) as fa,
+                FakeField(topo, "field-b", b),
+                Campus(cfg, topo) as campus,
+                Client(topo.commands["campus"], name="test") as cli,
+            ):
+                campus.target_kw = 300.0
+                await until(lambda: len(campus.fleet) == 3)
+                pub = fa.publisher
+                await pub.publish_raw(b"telemetry/x", b"{not json")
+                bad_soc = (b'{"v":1,"type":"telemetry","sender":"f","id":"1","ts":1,'
+                           b'"body":{"unit":"bess-1","p_kw":1,"soc_pct":150,"temp_c":1,'
+                           b'"limits":{"p_min_kw":0,"p_max_kw":0}}}')  # fmt: skip
+                await pub.publish_raw(b"telemetry/bess-1", bad_soc)
+                tel = s.Telemetry(unit="ghost", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
+                                  limits=s.Limits(p_min_kw=-1.0, p_max_kw=1.0))  # fmt: skip
+                await pub.publish(s.make(tel, "field-a"))
+                bad_limits = s.Telemetry(unit="bess-1", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
+                                         limits=s.Limits(p_min_kw=5.0, p_max_kw=1.0))  # fmt: skip
+                await pub.publish(s.make(bad_limits, "field-a"))
+                sub = campus.subscriber
+                assert sub is not None
+                await until(lambda: sub.errors["json"] >= 1 and sub.errors["field"] >= 1
+                            and campus.errors["telemetry"] >= 2)  # fmt: skip
+                ack = await cli.request("set_target", {"kw": "lots"})
+                assert not ack.ok and "kw" in (ack.error or "")
+                ack = await cli.request("set_schedule", {"start": 0, "kw": []})
+                assert not ack.ok
+                rounds = campus.rounds
+                await until(lambda: campus.rounds >= rounds + 2)
+                assert campus.last is not None
+                assert campus.last.delivered_kw == pytest.approx(300.0)
+                assert "ghost" not in campus.fleet
+
+    run(go())
+
+
+def test_schedule_sets_the_target_block_by_block(ipc_dir: Path) -> None:
+    cfg = site(campus={"dispatch_interval_s": 5.0, "target_kw": 50.0})
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with Campus(cfg, topo) as campus, Client(topo.commands["campus"]) as cli:
+                now = time.time()
+                assert campus.target(now) == (50.0, "config")
+                ack = await cli.request("set_schedule",
+                                        {"start": now - 10, "block_s": 100, "kw": [-200, 700]})
+                assert ack.ok, ack.error
+                assert campus.target(now) == (-200.0, "schedule")
+                assert campus.target(now + 95) == (700.0, "schedule")
+                assert campus.target(now + 500) == (50.0, "config")  # after the schedule
+                await cli.request("set_target", {"kw": 10.0})
+                assert campus.target(now) == (10.0, "set_target")
+                await cli.request("set_target", {"kw": None})
+                assert campus.target(now) == (-200.0, "schedule")
+
+    run(go())
+
+
+def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with FakeField(topo, "field-a", a) as fa, FakeField(topo, "field-b", b):
+                stop = asyncio.Event()
+                first = asyncio.create_task(serve(cfg, topo, "campus", stop))
+                async with Client(topo.commands["campus"]) as cli:
+                    await until(lambda: len(fa.commands) > 0)
+                    stop.set()
+                    await first
+                    async with Campus(cfg, topo) as campus:
+                        assert len(campus.fleet) == 0
+                        campus.target_kw = -450.0
+                        await until(lambda: len(campus.fleet) == 3)
+                        ack = await cli.request("fleet")
+                        assert ack.ok and ack.result["units"] == 3
+                        await until(lambda: sum(fa.bases().values()) == pytest.approx(-300.0))
+
+    run(go())

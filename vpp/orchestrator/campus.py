@@ -1,0 +1,295 @@
+"""The campus aggregator process: the fleet learnt from the bus, and dispatch over it.
+
+In: ``heartbeat/`` (role ``unit``: registers the unit with its owner, location and
+ratings; role ``field``: where its field controller takes commands) and ``telemetry/``
+(power, SOC, the safety envelope's limits, safety state). Every
+``campus.dispatch_interval_s`` the campus target is split over the eligible units
+(:class:`~vpp.orchestrator.dispatch.Dispatcher`) and each setpoint is sent as
+``set_base`` {unit, kw} to the unit's field controller; units left out for a reason
+other than being offline get 0 kW, so a share that moved elsewhere is not kept twice.
+Each round publishes an EventMsg kind ``dispatch``.
+
+Liveness: a unit is offline when nothing came from it for ``campus.fleet.offline_timeout_s``
+(campus clock, time of receipt); a field controller likewise for its heartbeats. When a
+command to a field controller times out, or it went quiet, its units are marked offline
+at once, so the next round gives their share to the others; they come back with the
+field controller's next heartbeat (after a command timeout: its first heartbeat once
+``offline_timeout_s`` has passed, since a process that publishes but does not answer
+would otherwise win its share back every round). Field controllers are commanded
+concurrently, each with a per-command timeout of at most half the dispatch interval and
+no retry (the next round is the retry), so a dead one never delays the others.
+
+Target: ``set_target`` if given, else the ``set_schedule`` block now, else
+``campus.target_kw``, else 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpp.config.models import SiteConfig
+from vpp.errors import VppError
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Handler
+from vpp.orchestrator.campus_config import Strategy
+from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
+from vpp.orchestrator.fleet import LEVELS, Fleet
+from vpp.orchestrator.service import Service, params
+from vpp.orchestrator.topology import Topology
+
+__all__ = ["Campus", "FieldPeer", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class _SetTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kw: float | None = Field(description="campus target, kW (+ discharge); None: clear")
+    strategy: Strategy | None = None
+
+
+class _SetSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: float
+    block_s: float = Field(default=900.0, gt=0)
+    kw: list[float] = Field(min_length=1)
+
+
+@dataclasses.dataclass
+class FieldPeer:
+    """A field controller as the campus knows it."""
+
+    id: str
+    endpoint: str
+    last_seen: float
+    online: bool = True
+    failures: int = 0
+    """Commands that timed out."""
+    suspended_until: float = -math.inf
+    """After a command timed out: no commands (nor shares) before this time."""
+
+
+class Campus(Service):
+    """The campus aggregator (see the module docstring); ``async with`` runs it."""
+
+    topics = ("heartbeat/", "telemetry/")
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        topo: Topology,
+        name: str = "campus",
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(topo, name)
+        self.site = site
+        self.config = site.campus
+        self.fleet = Fleet(site.campus.fleet)
+        self.dispatcher = Dispatcher(self.fleet, site.campus.dispatch)
+        self.clock = clock
+        self.owner: dict[str, str] = {}
+        """Unit id -> the field controller that commands it."""
+        self.fields: dict[str, FieldPeer] = {}
+        self.target_kw: float | None = None
+        self.strategy: Strategy | None = None
+        self.schedule: _SetSchedule | None = None
+        self.rounds = 0
+        self.last: DispatchResult | None = None
+        self.ingested = 0
+
+    # ---- ingest ----
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"set_target": self._set_target, "set_schedule": self._set_schedule,
+                "fleet": self._fleet}  # fmt: skip
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self._dispatch_loop]
+
+    async def on_message(self, batch: list[s.Message]) -> None:
+        self.ingest(batch, self.clock())
+
+    def ingest(self, batch: list[s.Message], now: float) -> None:
+        """Apply received messages to the fleet (bad ones counted and skipped)."""
+        telemetry = self.fleet.telemetry
+        for msg in batch:
+            try:
+                if isinstance(msg, s.TelemetryMsg):
+                    b = msg.body
+                    lim = b.limits
+                    telemetry(b.unit, b.p_kw, b.soc_pct, -lim.p_min_kw, lim.p_max_kw,
+                              b.safety, now)  # fmt: skip
+                elif isinstance(msg, s.HeartbeatMsg):
+                    self._heartbeat(msg.body, now)
+                else:
+                    continue
+                self.ingested += 1
+            except VppError as err:
+                self.bad_input(msg.type, err)
+
+    def _heartbeat(self, hb: s.Heartbeat, now: float) -> None:
+        if hb.role == "unit":
+            cap = hb.capabilities
+            self.fleet.heartbeat(hb.id, hb.location, rated_charge_kw=cap.rated_kw,
+                                 rated_discharge_kw=cap.rated_kw, energy_kwh=cap.rated_kwh,
+                                 timestamp=now)  # fmt: skip
+            if hb.owner:
+                self.owner[hb.id] = hb.owner
+        elif hb.role == "field":
+            peer = self.fields.get(hb.id)
+            endpoint = hb.endpoint or self.topo.commands.get(hb.id, "")
+            if peer is None:
+                self.fields[hb.id] = FieldPeer(hb.id, endpoint, now)
+                log.info("campus: field controller %s at %s", hb.id, endpoint)
+            else:
+                peer.endpoint, peer.last_seen = endpoint, now
+                if not peer.online and now >= peer.suspended_until:
+                    peer.online = True
+                    log.info("campus: field controller %s is back", hb.id)
+
+    # ---- commands ----
+
+    async def _set_target(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        p = params(_SetTarget, cmd)
+        if p.kw is not None and not math.isfinite(p.kw):
+            raise ValueError(f"kw must be finite, got {p.kw}")
+        self.target_kw, self.strategy = p.kw, p.strategy
+        return {"target_kw": self.target_kw, "strategy": self.strategy}
+
+    async def _set_schedule(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        p = params(_SetSchedule, cmd)
+        if not all(math.isfinite(v) for v in p.kw):
+            raise ValueError("kw must be finite numbers")
+        self.schedule = p
+        return {"blocks": len(p.kw), "start": p.start, "end": p.start + p.block_s * len(p.kw)}
+
+    async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        now = self.clock()
+        levels = {lvl: {path: dataclasses.asdict(a) for path, a in
+                        self.fleet.aggregates(lvl, now).items()} for lvl in LEVELS}  # fmt: skip
+        return {
+            "units": len(self.fleet),
+            "levels": levels,
+            "fields": {
+                f.id: {"online": f.online, "failures": f.failures} for f in self.fields.values()
+            },
+            "target_kw": self.target(now)[0],
+        }
+
+    # ---- dispatch ----
+
+    def target(self, now: float) -> tuple[float, str]:
+        """The campus target now and where it came from."""
+        if self.target_kw is not None:
+            return self.target_kw, "set_target"
+        sch = self.schedule
+        if sch is not None:
+            i = math.floor((now - sch.start) / sch.block_s)
+            if 0 <= i < len(sch.kw):
+                return sch.kw[i], "schedule"
+        if self.config.target_kw is not None:
+            return self.config.target_kw, "config"
+        return 0.0, "none"
+
+    async def _dispatch_loop(self) -> None:
+        interval = self.config.dispatch_interval_s
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        n = 0
+        while True:
+            n += 1
+            await asyncio.sleep(max(0.0, start + n * interval - loop.time()))
+            await self.dispatch_once()
+
+    def _check_fields(self, now: float) -> list[str]:
+        timeout = self.config.fleet.offline_timeout_s
+        gone = []
+        for f in self.fields.values():
+            if f.online and now - f.last_seen > timeout:
+                gone.append(f.id)
+                self._field_offline(f, "no heartbeat")
+            elif not f.online:
+                # Its units' telemetry may still come; they take no share till it is back.
+                self._mark_units(f.id)
+        return gone
+
+    def _field_offline(self, f: FieldPeer, why: str) -> None:
+        f.online = False
+        log.warning("campus: field controller %s offline (%s)", f.id, why)
+        self._mark_units(f.id)
+
+    def _mark_units(self, fid: str) -> None:
+        fleet = self.fleet
+        for unit, owner in self.owner.items():
+            if owner == fid and unit in fleet:
+                fleet.last_seen[fleet.slot(unit)] = -math.inf
+
+    async def dispatch_once(self) -> DispatchResult:
+        """One round: split the target, send the setpoints, publish the event."""
+        now = self.clock()
+        for fid in self._check_fields(now):
+            await self.publish_event("device", {"field": fid, "online": False},
+                                     text=f"field controller {fid} offline: no heartbeat",
+                                     severity="warning")  # fmt: skip
+        target, source = self.target(now)
+        result = self.dispatcher.dispatch(target, now, self.strategy)
+        self.rounds += 1
+        self.last = result
+        sends: dict[str, list[tuple[str, float]]] = {}
+        for unit, kw in result.setpoints.items():
+            sends.setdefault(self.owner.get(unit, ""), []).append((unit, kw))
+        for unit, why in result.excluded.items():
+            if why != "offline":
+                sends.setdefault(self.owner.get(unit, ""), []).append((unit, 0.0))
+        unreachable = sends.pop("", [])
+        if unreachable:
+            self.errors["no_owner"] += len(unreachable)
+        jobs = [self._send(fid, items) for fid, items in sends.items()]
+        results = await asyncio.gather(*jobs)
+        failed = [fid for fid, ok in zip(sends, results, strict=True) if not ok]
+        await self.publish_event("dispatch", {
+            "target_kw": target, "source": source, "delivered_kw": result.delivered_kw,
+            "shortfall_kw": result.shortfall_kw, "strategy": result.strategy,
+            "setpoints": result.setpoints, "excluded": result.excluded, "failed": failed,
+        })  # fmt: skip
+        return result
+
+    async def _send(self, fid: str, items: list[tuple[str, float]]) -> bool:
+        peer = self.fields.get(fid)
+        if peer is None or not peer.endpoint:
+            self.errors["no_endpoint"] += len(items)
+            return False
+        if not peer.online:
+            return False
+        timeout = min(self.bus.command_timeout_s, self.config.dispatch_interval_s / 2)
+        for unit, kw in items:
+            args = {"unit": unit, "kw": kw}
+            ack = await self.command(
+                fid, "set_base", args, endpoint=peer.endpoint, timeout=timeout, retries=0
+            )
+            if ack is None:
+                peer.failures += 1
+                # Heartbeats alone do not bring it back before this: it publishes but
+                # does not answer, and would otherwise win its share back every round.
+                peer.suspended_until = self.clock() + self.config.fleet.offline_timeout_s
+                self._field_offline(peer, "command timed out")
+                await self.drop_client(fid)
+                await self.publish_event("device", {"field": fid, "online": False},
+                                         text=f"field controller {fid}: set_base timed out",
+                                         severity="warning")  # fmt: skip
+                return False
+        return True
+
+
+async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
+    """Run the campus aggregator ``name`` until ``stop`` is set."""
+    await Campus(site, topo, name).run(stop)

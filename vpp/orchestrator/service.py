@@ -1,0 +1,218 @@
+"""What the campus, grid and market processes share: their sockets, command clients to
+their peers, parameter checks and the loops that must not die.
+
+A :class:`Service` connects a :class:`Publisher` to the events broker's ``events_in``,
+a :class:`Subscriber` to ``events_out`` (with the topics the service asks for), and
+binds its own command :class:`Server` at ``topo.commands[name]``. It keeps one
+:class:`Client` per peer endpoint, made on first use. ``async with`` opens everything
+and starts the service's tasks; leaving it cancels the tasks and closes every socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import pydantic
+
+from vpp.errors import VppError
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Client, Handler, Publisher, Server, Subscriber
+from vpp.orchestrator.curve import ClientCurve
+from vpp.orchestrator.topology import Topology
+from vpp.validation import validate_model
+
+__all__ = ["Service", "params"]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+def params(model: type[M], cmd: s.CommandMsg) -> M:
+    """The command's params validated as ``model`` (ConfigError naming the field)."""
+    return validate_model(model, cmd.body.params, f"command {cmd.body.name!r}")
+
+
+class Service:
+    """Sockets and task plumbing of one service process (see the module docstring)."""
+
+    topics: tuple[str, ...] = ()
+    """Subscriber topic prefixes; empty: no subscriber."""
+
+    def __init__(self, topo: Topology, name: str) -> None:
+        self.topo = topo
+        self.name = name
+        self.bus = topo.bus_config(name)
+        #: Problems by kind (bad input, refused or timed-out commands, internal errors).
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.publisher: Publisher | None = None
+        self.subscriber: Subscriber | None = None
+        self.server: Server | None = None
+        self._clients: dict[str, Client] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- to override ----
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """Command handlers by name."""
+        return {}
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        """Coroutine functions run as tasks while the service is open."""
+        return []
+
+    async def on_message(self, batch: list[s.Message]) -> None:
+        """Handle a batch of received messages."""
+
+    # ---- lifecycle ----
+
+    async def __aenter__(self) -> Service:
+        try:
+            self.publisher = Publisher(self.topo.events_in, bind=False, hwm=self.bus.hwm)
+            if self.topics:
+                self.subscriber = Subscriber(self.topo.events_out, self.topics, hwm=100_000)
+            self.server = Server(
+                self.topo.commands[self.name],
+                self.handlers(),
+                name=self.name,
+                curve=self.bus.server_curve(),
+                insecure=self.bus.insecure,
+                dedup_size=self.bus.dedup_size,
+            )
+            await self.server.__aenter__()
+            if self.subscriber is not None:
+                self._start(self._receive, "receive")
+            for loop in self.loops():
+                self._start(loop, loop.__name__)
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel the tasks and close every socket (idempotent)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        if self.server is not None:
+            await self.server.aclose()
+            self.server = None
+        for ep in (self.subscriber, self.publisher):
+            if ep is not None:
+                ep.close()
+        self.subscriber = self.publisher = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set."""
+        async with self:
+            await stop.wait()
+
+    def _start(self, fn: Callable[[], Awaitable[None]], what: str) -> None:
+        task = asyncio.create_task(self._guard(fn, what), name=f"{self.name} {what}")
+        self._tasks.append(task)
+
+    async def _guard(self, fn: Callable[[], Awaitable[None]], what: str) -> None:
+        # A loop that raised (a bug) is restarted after a pause rather than lost: the
+        # process would otherwise keep running with half its work silently stopped.
+        while True:
+            try:
+                await fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors["internal"] += 1
+                log.exception("%s: %s loop failed; restarting it", self.name, what)
+                await asyncio.sleep(1.0)
+
+    async def _receive(self) -> None:
+        assert self.subscriber is not None
+        sub = self.subscriber
+        while True:
+            batch = await sub.recv_batch(4096)
+            if batch:
+                await self.on_message(batch)
+
+    # ---- helpers ----
+
+    def bad_input(self, kind: str, err: Exception) -> None:
+        """Count and log one refused input; the loop goes on."""
+        self.errors[kind] += 1
+        log.warning("%s: refused %s: %s", self.name, kind, err)
+
+    async def publish_event(
+        self,
+        kind: str,
+        data: Mapping[str, Any],
+        *,
+        text: str = "",
+        unit: str = "",
+        severity: s.Severity = "info",
+    ) -> None:
+        """Publish an EventMsg from this service."""
+        if self.publisher is None:
+            return
+        ev = s.Event(kind=kind, severity=severity, text=text, unit=unit, data=dict(data))
+        await self.publisher.publish(s.make(ev, self.name))
+
+    async def client(self, target: str, endpoint: str | None = None) -> Client:
+        """The command client to ``target`` (at ``endpoint``, default its topology one);
+        a new endpoint replaces the old client."""
+        ep = endpoint or self.topo.commands[target]
+        old = self._clients.get(target)
+        if old is not None and old.endpoint == ep:
+            return old
+        if old is not None:
+            await old.aclose()
+        curve = None
+        if self.bus.keys_dir is not None:
+            keys = self.bus.keys_dir
+            curve = ClientCurve(keys / f"{self.name}.key_secret", keys / f"{target}.key")
+        client = Client(
+            ep,
+            name=self.name,
+            curve=curve,
+            insecure=self.bus.insecure,
+            timeout=self.bus.command_timeout_s,
+            retries=self.bus.command_retries,
+        )
+        await client.__aenter__()
+        self._clients[target] = client
+        return client
+
+    async def drop_client(self, target: str) -> None:
+        """Close the client to ``target``, discarding what it still queues for a dead peer."""
+        client = self._clients.pop(target, None)
+        if client is not None:
+            await client.aclose()
+
+    async def command(
+        self, target: str, name: str, args: Mapping[str, Any], *, endpoint: str | None = None,
+        timeout: float | None = None, retries: int | None = None,
+    ) -> s.Ack | None:  # fmt: skip
+        """Send one command; None (counted) when it timed out, else the ack (a not-ok ack
+        is counted too)."""
+        client = await self.client(target, endpoint)
+        try:
+            ack = await client.request(name, args, timeout=timeout, retries=retries)
+        except VppError as err:
+            self.bad_input("command_timeout", err)
+            return None
+        if not ack.ok:
+            self.errors["command_refused"] += 1
+            log.warning("%s: %s refused %s %s: %s", self.name, target, name, dict(args), ack.error)
+        return ack
