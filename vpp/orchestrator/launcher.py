@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vpp.config.models import SiteConfig
+from vpp.errors import VppError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.broker import start_broker
 from vpp.orchestrator.bus import Publisher, Subscriber
@@ -115,7 +116,10 @@ class Launcher:
         deadline = time.monotonic() + PLANT_READY_S
         while not recv.poll():
             if not m.alive or time.monotonic() > deadline:
-                raise RuntimeError(f"the simulated plant did not start (exit {m.last_exit})")
+                raise VppError(
+                    f"the simulated plant did not start within {PLANT_READY_S:.0f} s "
+                    f"(exit code {m.proc.exitcode if m.proc is not None else m.last_exit})"
+                )
             await asyncio.sleep(0.05)
         ports: dict[str, int] = recv.recv()
         from vpp.sim.plant import with_ports
