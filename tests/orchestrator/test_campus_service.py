@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, 
 from tests.support.aio import run
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Client, Subscriber
-from vpp.orchestrator.campus import Campus, serve
+from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, serve
 
 
 def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
@@ -195,6 +197,16 @@ def test_schedule_sets_the_target_block_by_block(ipc_dir: Path) -> None:
     run(go())
 
 
+@pytest.fixture
+def _gc_restored() -> Iterator[None]:
+    # serve() tunes the garbage collector of its (own) process; undo it for the others.
+    old = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*old)
+
+
+@pytest.mark.usefixtures("_gc_restored")
 def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
@@ -216,5 +228,34 @@ def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> N
                         ack = await cli.request("fleet")
                         assert ack.ok and ack.result["units"] == 3
                         await until(lambda: sum(fa.bases().values()) == pytest.approx(-300.0))
+                assert gc.get_threshold()[0] == 100_000  # serve() tuned the collector
+
+    run(go())
+
+
+def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    a, b = _fields(topo)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with (
+                FakeField(topo, "field-a", a) as fa,
+                FakeField(topo, "field-b", b),
+                Campus(cfg, topo) as campus,
+            ):
+                campus.target_kw = 300.0
+                await until(lambda: sum(fa.bases().values()) == pytest.approx(200.0))
+                n0, r0 = len(fa.commands), campus.rounds
+                await until(lambda: campus.rounds >= r0 + 4)
+                assert len(fa.commands) == n0  # the same setpoints: nothing sent
+                campus.target_kw = 600.0  # a change goes out in the next round
+                await until(lambda: sum(fa.bases().values()) == pytest.approx(400.0))
+                n1, r1 = len(fa.commands), campus.rounds
+                assert n1 == n0 + 2
+                # And every RESEND_ROUNDS rounds anyway (a restarted field controller).
+                await until(lambda: campus.rounds >= r1 + RESEND_ROUNDS + 1, timeout=10)
+                assert len(fa.commands) >= n1 + 2
 
     run(go())

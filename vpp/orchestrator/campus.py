@@ -7,7 +7,9 @@ ratings; role ``field``: where its field controller takes commands) and ``teleme
 (:class:`~vpp.orchestrator.dispatch.Dispatcher`) and each setpoint is sent as
 ``set_base`` {unit, kw} to the unit's field controller; units left out for a reason
 other than being offline get 0 kW, so a share that moved elsewhere is not kept twice.
-Each round publishes an EventMsg kind ``dispatch``.
+A setpoint the field controller acknowledged is not sent again while it stays the same,
+except every ``RESEND_ROUNDS`` rounds and after the unit or its field controller was
+offline. Each round publishes an EventMsg kind ``dispatch``.
 
 Liveness: a unit is offline when nothing came from it for ``campus.fleet.offline_timeout_s``
 (campus clock, time of receipt); a field controller likewise for its heartbeats. When a
@@ -42,12 +44,17 @@ from vpp.orchestrator.bus import Handler
 from vpp.orchestrator.campus_config import Strategy
 from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
 from vpp.orchestrator.fleet import LEVELS, Fleet
-from vpp.orchestrator.service import Service, params
+from vpp.orchestrator.service import Service, params, tune_gc
 from vpp.orchestrator.topology import Topology
 
-__all__ = ["Campus", "FieldPeer", "serve"]
+__all__ = ["RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: An acknowledged, unchanged setpoint is sent again after this many rounds.
+RESEND_ROUNDS = 10
+#: Setpoints closer than this (kW) count as unchanged.
+SAME_KW = 0.01
 
 
 class _SetTarget(BaseModel):
@@ -105,6 +112,8 @@ class Campus(Service):
         self.rounds = 0
         self.last: DispatchResult | None = None
         self.ingested = 0
+        self._acked: dict[str, tuple[float, int]] = {}
+        """Unit -> (the setpoint its field controller acknowledged, in which round)."""
 
     # ---- ingest ----
 
@@ -232,6 +241,8 @@ class Campus(Service):
         for unit, owner in self.owner.items():
             if owner == fid and unit in fleet:
                 fleet.last_seen[fleet.slot(unit)] = -math.inf
+                # Whatever it acknowledged may be lost when it comes back: send it all.
+                self._acked.pop(unit, None)
 
     async def dispatch_once(self) -> DispatchResult:
         """One round: split the target, send the setpoints, publish the event."""
@@ -250,6 +261,11 @@ class Campus(Service):
         for unit, why in result.excluded.items():
             if why != "offline":
                 sends.setdefault(self.owner.get(unit, ""), []).append((unit, 0.0))
+            else:
+                self._acked.pop(unit, None)
+        sends = {fid: [(u, kw) for u, kw in items if self._due(u, kw)]
+                 for fid, items in sends.items()}  # fmt: skip
+        sends = {fid: items for fid, items in sends.items() if items}
         unreachable = sends.pop("", [])
         if unreachable:
             self.errors["no_owner"] += len(unreachable)
@@ -262,6 +278,14 @@ class Campus(Service):
             "setpoints": result.setpoints, "excluded": result.excluded, "failed": failed,
         })  # fmt: skip
         return result
+
+    def _due(self, unit: str, kw: float) -> bool:
+        # An unchanged setpoint acknowledged lately is not sent again: with thousands of
+        # units most rounds change little. Every RESEND_ROUNDS rounds it is, so a field
+        # controller that restarted (and lost its bases) gets them back.
+        last = self._acked.get(unit)
+        return (last is None or abs(last[0] - kw) > SAME_KW
+                or self.rounds - last[1] >= RESEND_ROUNDS)  # fmt: skip
 
     async def _send(self, fid: str, items: list[tuple[str, float]]) -> bool:
         peer = self.fields.get(fid)
@@ -287,9 +311,13 @@ class Campus(Service):
                                          text=f"field controller {fid}: set_base timed out",
                                          severity="warning")  # fmt: skip
                 return False
+            if ack.ok:
+                self._acked[unit] = (kw, self.rounds)
         return True
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
-    """Run the campus aggregator ``name`` until ``stop`` is set."""
+    """Run the campus aggregator ``name`` until ``stop`` is set (in its own process:
+    it tunes the process's garbage collector for ingest, see :func:`tune_gc`)."""
+    tune_gc()
     await Campus(site, topo, name).run(stop)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -76,10 +75,3 @@ def interpolate(t: FloatArray, times: FloatArray, values: FloatArray) -> FloatAr
     order = np.argsort(times, kind="stable")
     return np.asarray(np.interp(t, times[order], values[order]), dtype=np.float64)
 
-
-def covered(times: FloatArray, start: float, end: float, gap_s: float) -> bool:
-    """True when ``times`` span [start, end] with no hole longer than ``gap_s``."""
-    if times.size < 2:
-        return False
-    edges: Iterable[float] = np.diff(np.concatenate([[start], np.sort(times), [end]]))
-    return bool(max(edges) <= gap_s)

@@ -1,0 +1,137 @@
+"""The market gateway on real ZeroMQ sockets: a fake campus (a real command Server) takes
+the schedule; bids and results come from the bus."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
+from tests.support.aio import run
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Client, Publisher, Server, Subscriber
+from vpp.orchestrator.market import IST, day_start
+from vpp.orchestrator.market_gateway import MarketGateway
+
+NOON = datetime(2026, 11, 21, 12, 0, 1, tzinfo=IST).timestamp()  # block 48 under way
+
+
+class FakeCampus:
+    def __init__(self, endpoint: str) -> None:
+        self.schedules: list[dict[str, Any]] = []
+        self.server = Server(endpoint, {"set_schedule": self._set}, name="campus")
+
+    async def _set(self, cmd: s.CommandMsg) -> None:
+        self.schedules.append(cmd.body.params)
+
+
+def test_schedule_matches_accepted_bids_within_reserve_and_limits(ipc_dir: Path) -> None:
+    cfg = site(market={"reserve_fraction": 0.3, "seed": 7})
+    topo = topology(cfg, ipc_dir)
+    units = [FakeUnit("bess-1", soc_pct=80.0), FakeUnit("bess-2", soc_pct=80.0)]
+
+    async def go() -> None:
+        with Broker(topo):
+            sub = Subscriber(topo.events_out, ("event/market",))
+            campus = FakeCampus(topo.commands["campus"])
+            try:
+                async with (
+                    campus.server,
+                    FakeField(topo, "field-a", units),
+                    FakeField(topo, "field-b", [FakeUnit("bess-3", soc_pct=80.0)]),
+                    MarketGateway(cfg, topo, settle_s=0.5, resend_s=0.3,
+                                  clock=lambda: NOON) as gw,  # fmt: skip
+                ):
+                    await until(lambda: len(campus.schedules) >= 2)  # first send and a resend
+                    # SOC from telemetry: 80 % of 3 MWh.
+                    assert gw.battery().soc_initial_mwh == pytest.approx(2.4)
+                    sch = campus.schedules[-1]
+                    kw = sch["kw"]
+                    assert sch["start"] == day_start(datetime.fromtimestamp(NOON, IST).date())
+                    assert sch["block_s"] == 900.0 and len(kw) == 96
+                    assert all(v == 0.0 for v in kw[:49])  # past and under way: not bid
+                    limit = 1500.0 * (1 - 0.3)  # the reserve held back both ways
+                    assert max(abs(v) for v in kw) <= limit + 1e-6
+                    assert max(kw) > 0 and min(kw) < 0  # evening sell, cheaper buys
+                    bids: dict[str, dict[str, Any]] = {}
+                    results: dict[str, dict[str, Any]] = {}
+                    while len(results) < len(gw.bids) or not results:
+                        msg = await asyncio.wait_for(sub.recv(), 5)
+                        assert isinstance(msg, s.EventMsg)
+                        d = msg.body.data
+                        (bids if msg.body.kind == "bid" else results)[d["bid_id"]] = d
+                    assert set(bids) == set(results)
+                    expected = [0.0] * 96
+                    for r in results.values():
+                        sign = 1.0 if r["side"] == "sell" else -1.0
+                        expected[r["block"]] += sign * 1000.0 * r["accepted_mw"]
+                        assert r["clearing_price"] is not None
+                        vol = sum(st["volume_mw"] for st in bids[r["bid_id"]]["steps"])
+                        assert 0 < r["accepted_mw"] <= vol + 1e-9
+                    assert kw == pytest.approx(expected)
+            finally:
+                sub.close()
+
+    run(go(), timeout=40)
+
+
+def test_late_in_the_day_plans_the_next_day_and_rerun_command(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+    late = datetime(2026, 11, 21, 23, 50, tzinfo=IST).timestamp()  # block 95
+
+    async def go() -> None:
+        with Broker(topo):
+            campus = FakeCampus(topo.commands["campus"])
+            async with (
+                campus.server,
+                MarketGateway(cfg, topo, settle_s=0.1, clock=lambda: late) as gw,
+                Client(topo.commands["market"]) as cli,
+            ):
+                await until(lambda: len(campus.schedules) == 1)
+                next_day = datetime(2026, 11, 22, tzinfo=IST).timestamp()
+                assert campus.schedules[0]["start"] == next_day
+                assert any(v != 0.0 for v in campus.schedules[0]["kw"])
+                assert {b.delivery for b in gw.bids} == {date(2026, 11, 22)}
+                ack = await cli.request("run", timeout=10)
+                assert ack.ok, ack.error
+                assert ack.result["runs"] == 2 and ack.result["delivered"]
+                assert len(campus.schedules) == 2
+                status = (await cli.request("status")).result
+                assert status["fleet"]["reserve_mw"] == pytest.approx(0.2 * 1.5)
+                assert gw.errors["command_timeout"] == 0
+
+    run(go(), timeout=40)
+
+
+def test_dead_campus_is_counted_and_gets_the_schedule_when_back(ipc_dir: Path) -> None:
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> None:
+        with Broker(topo):
+            async with MarketGateway(cfg, topo, settle_s=0.1, resend_s=0.3,
+                                     clock=lambda: NOON) as gw:  # fmt: skip
+                await until(lambda: gw.errors["command_timeout"] >= 1)
+                assert gw.runs == 1 and not gw.delivered
+                # Bad telemetry on the bus is counted; the gateway goes on.
+                pub = Publisher(topo.events_in, bind=False)
+                sub = gw.subscriber
+                assert sub is not None
+                try:
+                    while sub.errors["json"] == 0:
+                        await pub.publish_raw(b"telemetry/bess-1", b"{broken")
+                        await asyncio.sleep(0.05)
+                finally:
+                    pub.close()
+                campus = FakeCampus(topo.commands["campus"])
+                async with campus.server:
+                    await until(lambda: gw.delivered)
+                    assert campus.schedules[-1]["kw"] == list(gw.schedule.kw)  # type: ignore[union-attr]
+
+    run(go(), timeout=40)
+

@@ -1,0 +1,241 @@
+"""The market gateway process: today's remaining Day-Ahead blocks, bid, cleared on the
+simulated exchange, and the accepted volumes sent to the campus as its schedule.
+
+A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` command):
+
+1. The fleet aggregate: power and energy are the sums of the units' ``rated_power_kw``
+   and ``capacity_kwh`` in ``site.field``; ``market.reserve_fraction`` of the power is
+   held back both ways for frequency response, with the energy to sustain it for
+   ``RESERVE_H`` (15 minutes); SOC may use 10-90 % of the energy. The initial SOC is
+   the energy-weighted SOC of the units' latest telemetry (50 % before any came).
+2. Blocks: the current IST day from the block after the one under way (that one and
+   those already past are left at 0 kW: not bid). When no block is left, the next day.
+   The bid window is not checked (the simulated exchange takes the bids at once).
+3. Forecast prices: the synthetic market's daily profile plus seeded noise
+   (``market.seed``); :func:`~vpp.orchestrator.market.optimise`, rounded to the
+   exchange's volume grid, one price-taker bid per block with a non-zero net.
+4. Clearing on :class:`~vpp.sim.exchange.SimExchange` with the same seed; EventMsg kind
+   ``bid`` per bid and ``result`` per award; the accepted volumes become the base
+   schedule (:func:`~vpp.orchestrator.market.base_schedule`, kW per block, + = sell =
+   discharge), sent as ``set_schedule`` {start, block_s, kw} to the campus.
+
+The schedule is sent again every ``resend_s``, so a campus that restarted (and lost it)
+gets it back; a send that times out is counted and left to the next one.
+Commands: ``status`` and ``run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from vpp.config.models import SiteConfig
+from vpp.errors import VppError
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Handler
+from vpp.orchestrator.market import (
+    BLOCK_S,
+    BLOCKS_PER_DAY,
+    BaseSchedule,
+    BatteryParams,
+    Bid,
+    Product,
+    base_schedule,
+    block_of,
+    optimise,
+    round_schedule,
+    to_bids,
+)
+from vpp.orchestrator.service import Service
+from vpp.orchestrator.topology import Topology
+from vpp.sim.exchange import ClearingResult, SimExchange, SyntheticMarket
+
+__all__ = ["RESERVE_H", "MarketGateway", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: Hours the frequency-response reserve must be sustainable from the SOC limits.
+RESERVE_H = 0.25
+SOC_MIN, SOC_MAX = 0.10, 0.90
+FORECAST_NOISE = 0.05
+"""Forecast error: normal noise of this share of the profile price."""
+
+
+def _bid_data(bid: Bid) -> dict[str, Any]:
+    return {"bid_id": bid.bid_id, "product": bid.product.value,
+            "delivery": bid.delivery.isoformat(), "block": bid.block, "side": bid.side.value,
+            "steps": [{"price_rs_mwh": st.price_rs_mwh, "volume_mw": st.volume_mw}
+                      for st in bid.steps]}  # fmt: skip
+
+
+class MarketGateway(Service):
+    """The market gateway (see the module docstring); ``async with`` runs it."""
+
+    topics = ("telemetry/",)
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        topo: Topology,
+        name: str = "market",
+        *,
+        settle_s: float = 2.0,
+        resend_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(topo, name)
+        self.site = site
+        self.config = site.market
+        self.settle_s = settle_s
+        self.resend_s = resend_s
+        self.clock = clock
+        units = site.units()
+        self.capacity_kwh = {u.id: u.capacity_kwh for u in units}
+        self.power_mw = sum(u.rated_power_kw for u in units) / 1000.0
+        self.energy_mwh = sum(u.capacity_kwh for u in units) / 1000.0
+        self.soc: dict[str, float] = {}
+        self.synthetic = SyntheticMarket(seed=self.config.seed)
+        self.exchange = SimExchange(limits=self.config.limits, market=self.synthetic)
+        self.runs = 0
+        self.bids: list[Bid] = []
+        self.clearing: ClearingResult | None = None
+        self.schedule: BaseSchedule | None = None
+        self.delivered = False
+        """Whether the campus acknowledged the current schedule."""
+        self._run_lock = asyncio.Lock()
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {"status": self._status, "run": self._run}
+
+    def loops(self) -> list[Callable[[], Awaitable[None]]]:
+        return [self._main]
+
+    async def on_message(self, batch: list[s.Message]) -> None:
+        for msg in batch:
+            if isinstance(msg, s.TelemetryMsg) and msg.body.unit in self.capacity_kwh:
+                self.soc[msg.body.unit] = msg.body.soc_pct
+
+    # ---- the run ----
+
+    def battery(self) -> BatteryParams:
+        """The fleet aggregate as the optimiser sees it (see the module docstring)."""
+        e = self.energy_mwh
+        known = {u: kwh for u, kwh in self.capacity_kwh.items() if u in self.soc}
+        if known:
+            soc = sum(self.soc[u] * kwh for u, kwh in known.items()) / sum(known.values()) / 100
+        else:
+            soc = 0.5
+        soc = min(SOC_MAX, max(SOC_MIN, soc))
+        return BatteryParams(
+            p_charge_max_mw=self.power_mw, p_discharge_max_mw=self.power_mw,
+            soc_min_mwh=SOC_MIN * e, soc_max_mwh=SOC_MAX * e, soc_initial_mwh=soc * e,
+            degradation_rs_mwh=self.config.degradation_rs_per_mwh,
+            reserve_mw=self.config.reserve_fraction * self.power_mw,
+            reserve_duration_h=RESERVE_H,
+        )  # fmt: skip
+
+    def blocks(self, now: float) -> tuple[date, int]:
+        """The delivery day and its first block to bid (see the module docstring)."""
+        day, block = block_of(now)
+        if block + 1 < BLOCKS_PER_DAY:
+            return day, block + 1
+        return day + timedelta(days=1), 0
+
+    def forecast(self, day: date, first: int) -> list[float]:
+        """Seeded forecast prices (Rs/MWh) of blocks ``first``..95 of ``day``."""
+        lim = self.config.limits
+        rng = np.random.default_rng([self.config.seed, day.toordinal()])
+        ref = np.array([self.synthetic.reference_price(b) for b in range(BLOCKS_PER_DAY)])
+        noisy = ref * (1.0 + FORECAST_NOISE * rng.standard_normal(BLOCKS_PER_DAY))
+        clipped = np.clip(noisy, lim.price_min_rs_mwh, lim.price_max_rs_mwh)
+        return [float(p) for p in clipped[first:]]
+
+    async def run_once(self) -> dict[str, Any]:
+        """Optimise, bid, clear, publish and send the schedule; a summary."""
+        async with self._run_lock:
+            day, first = self.blocks(self.clock())
+            battery = self.battery()
+            lim = self.config.limits
+            raw = optimise(self.forecast(day, first), battery, first_block=first)
+            plan = round_schedule(raw, battery, lim)
+            bids = to_bids(plan, day, limits=lim)
+            for bid in bids:
+                self.exchange.submit(bid)
+                await self.publish_event("bid", _bid_data(bid))
+            result = self.exchange.clear(Product.DAM, day)
+            for aw in result.awards.values():
+                await self.publish_event("result", {
+                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
+                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
+                })  # fmt: skip
+            self.runs += 1
+            self.bids, self.clearing = bids, result
+            self.schedule = base_schedule(result.awards.values(), day)
+            self.delivered = False
+            await self.send_schedule()
+            return self.summary()
+
+    async def send_schedule(self) -> bool:
+        """Send the current schedule to the campus; whether it was acknowledged."""
+        sch = self.schedule
+        if sch is None:
+            return False
+        args = {"start": sch.start, "block_s": float(BLOCK_S), "kw": list(sch.kw)}
+        ack = await self.command("campus", "set_schedule", args)
+        self.delivered = ack is not None and ack.ok
+        return self.delivered
+
+    def summary(self) -> dict[str, Any]:
+        """What the last run bid and got."""
+        sch, res = self.schedule, self.clearing
+        awards = list(res.awards.values()) if res else []
+        return {
+            "runs": self.runs,
+            "delivery": awards[0].delivery.isoformat() if awards else None,
+            "bids": len(self.bids),
+            "accepted_mwh": sum(a.accepted_mw for a in awards) * BLOCK_S / 3600.0,
+            "schedule_start": sch.start if sch else None,
+            "schedule_kw": list(sch.kw) if sch else [],
+            "delivered": self.delivered,
+            "fleet": {
+                "power_mw": self.power_mw,
+                "energy_mwh": self.energy_mwh,
+                "reserve_mw": self.config.reserve_fraction * self.power_mw,
+            },
+            "errors": dict(self.errors),
+        }
+
+    async def _try_run(self) -> None:
+        try:
+            await self.run_once()
+        except VppError as err:
+            # An infeasible schedule or a refused bid: reported, the gateway goes on.
+            self.bad_input("run", err)
+            await self.publish_event("market_error", {"error": str(err)}, severity="warning",
+                                     text=f"market run failed: {err}")  # fmt: skip
+
+    async def _main(self) -> None:
+        await asyncio.sleep(self.settle_s)
+        await self._try_run()
+        while True:
+            await asyncio.sleep(self.resend_s)
+            await self.send_schedule()
+
+    # ---- commands ----
+
+    async def _status(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        return self.summary()
+
+    async def _run(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        return await self.run_once()
+
+
+async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
+    """Run the market gateway ``name`` until ``stop`` is set."""
+    await MarketGateway(site, topo, name).run(stop)
