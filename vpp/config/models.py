@@ -103,6 +103,15 @@ class UnitConfig(BaseModel):
         ge=0,
         description="a new setpoint is written when it differs from the last by more than this",
     )
+    series_cells: int = Field(
+        default=240,
+        ge=1,
+        description="cells in series on the DC bus: scales the envelope's pack limits and "
+        "gives the cell voltage when no BMS reports it",
+    )
+    safety: dict[str, float] = Field(
+        default_factory=dict, description="safety envelope limits overriding the scaled preset"
+    )
 
 
 class PmuSource(BaseModel):

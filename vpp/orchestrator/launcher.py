@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from vpp.config.models import SiteConfig
 from vpp.errors import VppError
 from vpp.orchestrator import schema as s
-from vpp.orchestrator.broker import start_broker
+from vpp.orchestrator.broker import Broker
 from vpp.orchestrator.bus import Publisher, Subscriber
 from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
@@ -233,12 +233,13 @@ class Launcher:
         run_dir = Path(tempfile.mkdtemp(prefix="vpp-run-"))
         history: History | None = None
         tasks: list[asyncio.Task[None]] = []
-        broker = None
+        broker: Broker | None = None
         sub: Subscriber | None = None
         try:
             topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir)
             self.topo = topo
-            broker = start_broker(topo.events_in, topo.events_out)
+            broker = Broker(topo.events_in, topo.events_out)
+            broker.start()
             sub = Subscriber(topo.events_out)
             self._publisher = Publisher(topo.events_in, bind=False)
             if self.site.history.enabled or self.history_path is not None:
