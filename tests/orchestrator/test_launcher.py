@@ -19,6 +19,8 @@ import pytest
 from tests.orchestrator.procs import alive_any, children
 from tests.support.aio import run
 from vpp.config import load
+from vpp.drivers.pmu import fetch_config
+from vpp.errors import VppError
 from vpp.orchestrator.history import History
 from vpp.orchestrator.launcher import Launcher
 
@@ -113,3 +115,34 @@ def test_launcher_runs_restarts_records_and_stops(tmp_path: Path) -> None:
     assert last["fleet_soc_pct"] == 50.0
     assert last["processes"]["campus"]["restarts"] == 1
     assert last["processes"]["campus"]["deaths"] == 1
+
+
+def test_a_restarted_plant_serves_on_the_same_ports(tmp_path: Path) -> None:
+    launcher = Launcher(load(), history_path=tmp_path / "h.db", modules=ROLES, backoff_s=0.2)
+    stop = asyncio.Event()
+
+    async def main() -> tuple[int, int]:
+        task = asyncio.create_task(launcher.run(None, stop))
+        try:
+            await until(launcher.ready.is_set, what="start")
+            port = launcher.ports["pmu"]
+            first = await fetch_config("127.0.0.1", port)
+            pid = launcher.procs["plant"].pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda: launcher.procs["plant"].restarts == 1, what="plant restart")
+            # The field controllers keep their addresses: the new plant binds the same port.
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    again = await fetch_config("127.0.0.1", port)
+                    break
+                except (OSError, VppError):
+                    assert time.monotonic() < deadline, "the plant did not come back"
+                    await asyncio.sleep(0.2)
+            return first.idcode, again.idcode
+        finally:
+            stop.set()
+            assert await task == 0
+
+    assert run(main(), timeout=60) == (7734, 7734)
