@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,14 +15,17 @@ import pytest
 
 from tests.support.devices import run, wait_until
 from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, SiteConfig, UnitConfig
+from vpp.drivers.errors import ValidationError
 from vpp.errors import ConfigError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.broker import Broker
 from vpp.orchestrator.bus import Client, Publisher, Subscriber
 from vpp.orchestrator.field import FieldController, serve
+from vpp.orchestrator.field_writer import cancel_and_wait
 from vpp.orchestrator.topology import BusSection, Topology
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import BessModel
+from vpp.sim.bms import BmsSimulator
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import PmuServer
 
@@ -88,7 +92,10 @@ async def _joined(topo: Topology, sub: Subscriber) -> None:
 
 @contextlib.asynccontextmanager
 async def rig(
-    ipc_dir: Path, sims: dict[str, BessSimulator], profile: FrequencyProfile | None = None
+    ipc_dir: Path,
+    sims: dict[str, BessSimulator],
+    profile: FrequencyProfile | None = None,
+    bms: dict[str, DeviceConfig] | None = None,
 ) -> AsyncIterator[Rig]:
     topo = Topology.build(BusSection(), ["field-a"], ipc_dir)
     async with contextlib.AsyncExitStack() as stack:
@@ -101,7 +108,8 @@ async def rig(
         sub = Subscriber(topo.events_out)
         stack.callback(sub.close)
         await _joined(topo, sub)
-        units = [unit_cfg(uid, sim.port) for uid, sim in sims.items()]
+        bms = bms or {}
+        units = [unit_cfg(uid, sim.port, bms=bms.get(uid)) for uid, sim in sims.items()]
         ctl = FieldController(
             field_cfg(pmu.port, units),
             events_in=topo.events_in,
@@ -115,12 +123,7 @@ async def rig(
 
         task = asyncio.create_task(collect())
 
-        async def stop_collect() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        stack.push_async_callback(stop_collect)
+        stack.push_async_callback(cancel_and_wait, [task])
         await stack.enter_async_context(ctl)
         yield r
 
@@ -254,15 +257,26 @@ def test_pmu_reconnects(ipc_dir: Path) -> None:
         sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
         async with rig(ipc_dir, {"bess-1": sim}) as r:
             await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": 50.0})
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW + 50), timeout=5)
             port = r.pmu.port
             await r.pmu.close()
             frames = r.ctl.frames
+            # No frequency: the response ramps to zero, the base power stays.
+            await wait_until(lambda: near(sim.model.power_kw, 50.0), timeout=5)
+            assert r.ctl.steps_without_pmu > 0 and not r.ctl.pmu_live
+            d = r.ctl.last_decision["bess-1"]
+            assert d.response_kw == 0.0 and d.setpoint_kw == 50.0 and not d.freq_valid
             # A new PMU on the same port at 49.70 Hz: the controller reconnects and follows.
             deeper = FrequencyProfile(kind="step", magnitude=-0.3, start=0.0, noise=0.0)
             async with PmuServer(port=port, rate=50, profile=deeper):
                 await wait_until(lambda: r.ctl.pdc.health.reconnects >= 1, timeout=8)
-                await wait_until(lambda: near(sim.model.power_kw, 2 * DROOP_KW), timeout=5)
-                assert r.ctl.frames > frames
+                await wait_until(lambda: near(sim.model.power_kw, 2 * DROOP_KW + 50), timeout=5)
+                assert r.ctl.frames > frames and r.ctl.pmu_live
+            events = [m.body for m in r.of(s.EventMsg, kind="device")]
+            pmu_events = [e for e in events if e.data.get("device") == "pmu"]
+            assert [e.data["online"] for e in pmu_events][-2:] == [False, True]
+            assert pmu_events[-2].severity == "alarm"
 
     run(main)
 
@@ -331,6 +345,28 @@ def test_participation_and_schedule(ipc_dir: Path) -> None:
     run(main)
 
 
+def test_bms_on_can_feeds_the_envelope(ipc_dir: Path) -> None:
+    async def main() -> None:
+        chan = f"field-bms-{uuid.uuid4().hex[:8]}"
+        dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
+                           poll_interval_s=0.1)  # fmt: skip
+        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
+        bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
+        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+            # A healthy pack: the response goes out as without a BMS.
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            unit = r.ctl.units["bess-1"]
+            assert unit.bms_status is not None and unit.bms_status["cell_v_max"] == 3.3
+            # One cell over the 3.65 V trip, seen only by the BMS: the envelope stops.
+            bms.cells_mv[3] = 3700
+            codes = lambda: {h["code"] for h in unit.safety_history}  # noqa: E731
+            await wait_until(lambda: "cell_overvoltage_trip" in codes(), timeout=5)
+            await wait_until(lambda: sim.model.power_kw == 0.0, timeout=5)
+            assert r.ctl.last_decision["bess-1"].action.label == "stop"
+
+    run(main)
+
+
 def test_response_goes_on_without_the_bus(ipc_dir: Path) -> None:
     async def main() -> None:
         sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
@@ -389,3 +425,35 @@ async def _joined_topic(topo: Topology, sub: Subscriber) -> None:
         raise AssertionError("subscriber never joined")
     finally:
         probe.close()
+
+
+def test_emergency_latch_and_reset_alarms(ipc_dir: Path) -> None:
+    async def main() -> None:
+        # Over the 70 C critical temperature: emergency shutdown, latched in the envelope.
+        model = BessModel(capacity_kwh=1000, p_max_kw=RATED, soc_pct=50.0, ramp_kw_s=500,
+                          temp_c=75.0, ambient_c=75.0)  # fmt: skip
+        sim = BessSimulator(port=0, model=model)
+        async with rig(ipc_dir, {"bess-1": sim}) as r:
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": 100.0})
+            latched = lambda: r.ctl.last_decision["bess-1"].safety.latched  # noqa: E731
+            await wait_until(lambda: "bess-1" in r.ctl.last_decision and latched())
+            d = r.ctl.last_decision["bess-1"]
+            assert d.action.label == "emergency_shutdown" and d.setpoint_kw == 0.0
+            reset = {"unit": "bess-1", "action": "reset_alarms"}
+            with pytest.raises(ValidationError, match="latch kept"):
+                await r.ctl.command("control", reset)
+            with pytest.raises(ValidationError, match="latched"):
+                await r.ctl.command("set_participation", {"unit": "bess-1", "p_max_kw": 100})
+            # Cooled down: the reset clears the latch and the base power goes out again.
+            model.temp_c = model.ambient_c = 25.0
+            await asyncio.sleep(0.4)  # a fresh status without the emergency
+            out = await r.ctl.command("control", reset)
+            assert out["envelope_reset"] is True and "not supported" in out["device"]
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW + 100), timeout=5)
+            hist = await r.ctl.command("safety_history", {"unit": "bess-1", "limit": 50})
+            assert "critical_temperature" in {h["code"] for h in hist}
+            crit = [m.body for m in r.of(s.EventMsg, kind="safety")
+                    if m.body.data["code"] == "critical_temperature"]  # fmt: skip
+            assert crit and crit[0].severity == "critical"
+
+    run(main)

@@ -16,9 +16,9 @@ controller's ROUTER (:mod:`vpp.orchestrator.field_commands`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,12 +30,13 @@ from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import Backoff, PdcClient
 from vpp.errors import ConfigError
+from vpp.orchestrator import field_messages as m
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Publisher, Server
 from vpp.orchestrator.curve import ServerCurve
 from vpp.orchestrator.field_commands import FieldCommands, Params
 from vpp.orchestrator.field_unit import SEVERITY, FieldUnit
-from vpp.orchestrator.field_writer import SetpointWriter
+from vpp.orchestrator.field_writer import SetpointWriter, cancel_and_wait
 from vpp.orchestrator.topology import Topology
 
 __all__ = ["FieldController", "serve"]
@@ -61,6 +62,7 @@ class FieldController(FieldCommands):
         write_timeout_s: float = 1.0,
         pmu_backoff: Backoff | None = None,
         pmu_read_timeout_s: float = 2.0,
+        pmu_stale_s: float = 0.5,
     ) -> None:
         self.field = field
         self.id = field.id
@@ -94,6 +96,13 @@ class FieldController(FieldCommands):
         self._pub: zmq.Socket[bytes] | None = None
         self.server: Server | None = None
         self.frames = 0
+        self.pmu_stale_s = pmu_stale_s
+        self.pmu_live = False
+        """Frames arrived within ``pmu_stale_s``."""
+        self.steps_without_pmu = 0
+        """Steps made by the watch loop while no frame came (response ramping to 0)."""
+        self._last_frame = time.monotonic()
+        self._last_t = 0.0
         self.frame_errors = 0
         self.publish_errors = 0
         self.last_decision: dict[str, Decision] = {}
@@ -136,11 +145,8 @@ class FieldController(FieldCommands):
         # Closed first: the PDC loop then ends by itself even if a cancellation is lost in
         # a connect attempt (asyncio.wait_for of Python 3.11 can swallow one).
         await self.pdc.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in await cancel_and_wait(self._tasks):
+            log.error("field %s: task %s ended with %r", self.id, task.get_name(), task.exception())
         self._tasks.clear()
         if self.server is not None:
             await self.server.aclose()
@@ -209,10 +215,17 @@ class FieldController(FieldCommands):
     def on_frame(self, frame: c.DataFrame) -> None:
         """Step every unit with one data frame and offer the setpoints (never awaits)."""
         pmu = frame.pmus[0]
-        t, f, dfreq = frame.time, pmu.freq, pmu.dfreq
-        valid = pmu.data_error == 0
         self.frames += 1
+        self._last_frame = time.monotonic()
+        if not self.pmu_live:
+            self.pmu_live = True
+            self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
         decimate = self.frames % self.field.decisions_every == 0
+        self.step(frame.time, pmu.freq, pmu.dfreq, pmu.data_error == 0, decimate)
+
+    def step(self, t: float, f: float, dfreq: float, valid: bool, publish: bool) -> None:
+        """Step every unit at time ``t``, offer the setpoints, publish what is due."""
+        self._last_t = t
         first: Decision | None = None
         for uid, unit in self.units.items():
             d = unit.on_frame(t, f, dfreq, valid)
@@ -220,43 +233,18 @@ class FieldController(FieldCommands):
             self.last_decision[uid] = d
             if unit.enabled and unit.online is not False:
                 self.writers[uid].offer(d.setpoint_kw)
-            if d.violations or unit._active:
+            if d.violations or unit.has_violations:
                 for rec in unit.violations(d):
                     sev = SEVERITY.get(rec["action"], "warning")
                     self.event("safety", rec["detail"], unit=uid, severity=sev, data=rec)
-            if decimate and self.publisher is not None:
-                self.publish(
-                    s.Decision(
-                        unit=uid,
-                        t=t,
-                        hz=f,
-                        rocof=d.rocof,
-                        band=d.band.label if d.band is not None else "",
-                        response_kw=d.response_kw,
-                        base_kw=d.base_kw,
-                        setpoint_kw=d.setpoint_kw,
-                        action=d.action.label,
-                    )
-                )
+            if publish and self.publisher is not None:
+                self.publish(m.decision(uid, t, f, d))
         if first is None:
             return
-        tr = first.transition
-        if tr is not None:
-            self.event(
-                "band",
-                f"{tr.from_band.label} -> {tr.to_band.label} at {f:.3f} Hz",
-                severity="info" if tr.to_band.label == "normal" else "warning",
-                data={"from": tr.from_band.label, "to": tr.to_band.label, "t": tr.time, "hz": f},
-            )
-        if decimate and math.isfinite(f) and f > 0:
-            self.publish(
-                s.Frequency(
-                    hz=f,
-                    rocof=first.rocof or 0.0,
-                    t=t,
-                    band=first.band.label if first.band is not None else "",
-                )
-            )
+        if first.transition is not None:
+            self.publish(m.band_event(first.transition, f))
+        if publish and math.isfinite(f) and f > 0:
+            self.publish(m.frequency(t, f, first))
 
     # --- devices -------------------------------------------------------------------------
 
@@ -289,38 +277,32 @@ class FieldController(FieldCommands):
         period = min(u.inverter.poll_interval_s for u in self.field.units) / 2
         while True:
             await asyncio.sleep(period)
+            if time.monotonic() - self._last_frame > self.pmu_stale_s:
+                self._without_pmu(period)
             for uid, comm in self.comms.items():
                 st = comm.status()[uid]
                 unit = self.units[uid]
                 if st["online"] is False and unit.online is not False:
                     self._online(unit, False, st["last_error"] or "no answer")
 
+    def _without_pmu(self, period: float) -> None:
+        # No frequency: the droop ramps its response to zero (an invalid measurement),
+        # while the base power and the safety envelope go on at the watch loop's pace.
+        if self.pmu_live:
+            self.pmu_live = False
+            self.event("device", f"PMU stream lost (no frame for {self.pmu_stale_s:g} s)",
+                       severity="alarm", data={"device": "pmu", "online": False})  # fmt: skip
+        self.steps_without_pmu += 1
+        # Behind the wall clock by the stale time, so the next real frame's time is later.
+        t = max(time.time() - self.pmu_stale_s, self._last_t + 1e-3)
+        self.step(t, math.nan, 0.0, False, False)
+
     async def _telemetry_loop(self) -> None:
         while True:
             await asyncio.sleep(self.field.telemetry_interval_s)
             for unit in self.units.values():
                 if unit.online and unit.status is not None:
-                    self.publish(self._telemetry(unit))
-
-    def _telemetry(self, unit: FieldUnit) -> s.Telemetry:
-        st, cfg = unit.status or {}, unit.cfg
-        d = unit.pipeline.decision
-        safety = d.safety if d is not None else None
-        limits = s.Limits(
-            p_min_kw=-safety.max_charge_kw if safety is not None else 0.0,
-            p_max_kw=safety.max_discharge_kw if safety is not None else 0.0,
-        )
-        return s.Telemetry(
-            unit=unit.id,
-            p_kw=float(st.get("active_power", 0.0)),
-            q_kvar=float(st.get("reactive_power", 0.0)),
-            soc_pct=min(100.0, max(0.0, float(st.get("soc", 0.0)))),
-            soh_pct=min(100.0, max(0.0, float(st.get("soh", 100.0)))),
-            temp_c=float(st.get("temperature_max", 0.0)),
-            limits=limits,
-            safety=d.action.label if d is not None else "none",  # type: ignore[arg-type]
-            location="/".join(cfg.location.path()),
-        )
+                    self.publish(m.telemetry(unit))
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -333,19 +315,7 @@ class FieldController(FieldCommands):
             self.publish(s.Heartbeat(role="field", id=self.id, endpoint=endpoint))
             for uid, unit in self.units.items():
                 if unit.online:
-                    cfg = unit.cfg
-                    caps = s.Capabilities(
-                        rated_kw=cfg.rated_power_kw, rated_kwh=cfg.capacity_kwh, services=("fcr",)
-                    )
-                    hb = s.Heartbeat(
-                        role="unit",
-                        id=uid,
-                        owner=self.id,
-                        endpoint=endpoint,
-                        location="/".join(cfg.location.path()),
-                        capabilities=caps,
-                    )
-                    self.publish(hb, sender=uid)
+                    self.publish(m.unit_heartbeat(unit, self.id, endpoint), sender=uid)
             n += 1
             # On a fixed grid, so a slow round does not stretch the interval.
             await asyncio.sleep(max(0.0, start + n * interval - loop.time()))

@@ -227,6 +227,11 @@ class FieldUnit:
                 pipe.base_kw = base
         return pipe.step(t, f, dfreq, valid)
 
+    @property
+    def has_violations(self) -> bool:
+        """Some violation was active on the last frame."""
+        return bool(self._active)
+
     def violations(self, d: Decision) -> list[dict[str, Any]]:
         """New violations of ``d`` (codes not active on the previous frame), recorded."""
         if not d.violations and not self._active:

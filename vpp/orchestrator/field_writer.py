@@ -10,13 +10,13 @@ power-control mode.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Iterable
 
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DriverError
 
-__all__ = ["SetpointWriter"]
+__all__ = ["SetpointWriter", "cancel_and_wait"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,22 @@ class SetpointWriter:
         """Cancel the write in flight."""
         task, self._task = self._task, None
         if task is not None:
+            await cancel_and_wait([task])
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+    """Cancel ``tasks`` and wait until they end, cancelling again any that goes on; return
+    those that ended with an exception other than cancellation.
+
+    A task can swallow one cancellation (Python 3.11's ``asyncio.wait_for`` loses it when
+    the inner call completes at the same moment); ``asyncio.wait`` neither raises the
+    tasks' CancelledError nor absorbs a cancellation of the caller, as awaiting a task
+    under ``suppress(CancelledError)`` would.
+    """
+    tasks = list(tasks)
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    return [t for t in tasks if not t.cancelled() and t.exception() is not None]
