@@ -25,6 +25,7 @@ from vpp.config.models import SiteConfig
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Publisher, Server
 from vpp.orchestrator.compliance import DroopCharacteristic
+from vpp.orchestrator.curve import ServerCurve
 from vpp.orchestrator.topology import Topology
 
 
@@ -79,6 +80,7 @@ class FakeField:
         *,
         hz: Callable[[], float] = lambda: 50.0,
         gain: float = 1.0,
+        curve: ServerCurve | None = None,
     ) -> None:
         self.topo = topo
         self.hz = hz
@@ -91,7 +93,7 @@ class FakeField:
         self.publisher = Publisher(topo.events_in, bind=False)
         handlers = {"set_base": self._set_base, "set_participation": self._set_participation,
                     "set_schedule": self._set_schedule}  # fmt: skip
-        self.server = Server(topo.commands[fid], handlers, name=fid)
+        self.server = Server(topo.commands[fid], handlers, name=fid, curve=curve)
         self._task: asyncio.Task[None] | None = None
 
     async def _set_base(self, cmd: s.CommandMsg) -> None:

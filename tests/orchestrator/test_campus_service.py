@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
-from tests.support.aio import run
+from tests.support.aio import free_port, run
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Client, Subscriber
-from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, serve
+from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, Level, serve
+from vpp.orchestrator.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.fleet import LEVELS
+from vpp.orchestrator.keys import create_keypair
 
 
 def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
@@ -66,6 +71,10 @@ def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -
                     assert sum(d["setpoints"].values()) == pytest.approx(1200.0)
                     totals = (await cli.request("fleet")).result
                     assert totals["units"] == 3
+                    assert list(totals["levels"]) == list(LEVELS)
+                    part = (await cli.request("fleet", {"levels": ["campus"]})).result
+                    assert list(part["levels"]) == ["campus"]
+                    assert not (await cli.request("fleet", {"levels": ["planet"]})).ok
                     campus_level = totals["levels"]["campus"]
                     assert campus_level["IN/KA/B/campus-1"]["rated_discharge_kw"] == 1000.0
                     assert campus_level["IN/KA/B/campus-2"]["available_discharge_kw"] == 300.0
@@ -257,5 +266,45 @@ def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
                 # And every RESEND_ROUNDS rounds anyway (a restarted field controller).
                 await until(lambda: campus.rounds >= r1 + RESEND_ROUNDS + 1, timeout=10)
                 assert len(fa.commands) >= n1 + 2
+
+    run(go())
+
+
+def test_level_type_names_the_fleet_levels() -> None:
+    assert get_args(Level) == LEVELS
+
+
+def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
+    # One keys directory for the site: each process's pair is named after it, and every
+    # command server admits the public keys in keys/authorized (here: all of them).
+    keys = tmp_path / "keys"
+    names = ["field-a", "field-b", "campus", "grid", "market", "operator"]
+    (keys / "authorized").mkdir(parents=True)
+    for name in names:
+        public, _ = create_keypair(keys, name)
+        shutil.copy(public, keys / "authorized" / public.name)
+    ports = {n: free_port() for n in ["events_in", "events_out", *names[:-1]]}
+    cfg = site(bus={"transport": "tcp", "ports": ports, "keys_dir": str(keys),
+                    "command_timeout_s": 0.5, "command_retries": 0})  # fmt: skip
+    topo = topology(cfg, tmp_path)
+    a, b = _fields(topo)
+
+    def curve(name: str) -> ServerCurve:
+        return ServerCurve(keys / f"{name}.key_secret", keys / "authorized")
+
+    async def go() -> None:
+        with Broker(topo):
+            operator = ClientCurve(keys / "operator.key_secret", keys / "campus.key")
+            async with (
+                FakeField(topo, "field-a", a, curve=curve("field-a")) as fa,
+                FakeField(topo, "field-b", b, curve=curve("field-b")) as fb,
+                Campus(cfg, topo) as campus,
+                Client(topo.commands["campus"], name="operator", curve=operator) as cli,
+            ):
+                ack = await cli.request("set_target", {"kw": 900.0})
+                assert ack.ok, ack.error
+                await until(lambda: sum({**fa.bases(), **fb.bases()}.values())
+                            == pytest.approx(900.0))  # fmt: skip
+                assert campus.errors["command_timeout"] == 0
 
     run(go())

@@ -130,6 +130,8 @@ def test_dead_field_controller_share_is_reallocated(ipc_dir: Path) -> None:
                 assert grid.allocation is not None
                 assert grid.allocation.excluded == {"bess-3": "offline"}
                 assert grid.allocation.allocated_kw == pytest.approx(600.0)
+                assert grid.sent["bess-3"] == 0.0
+                assert grid.errors["command_timeout"] == 0  # no command to the dead one
 
     run(go())
 
@@ -160,5 +162,33 @@ def test_malformed_and_repeated_samples_are_counted(ipc_dir: Path) -> None:
                     assert grid.detector.active.nadir_hz == 49.5
             finally:
                 pub.close()
+
+    run(go())
+
+
+def test_unanswered_participation_is_counted_and_retried(ipc_dir: Path) -> None:
+    # field-b publishes but never answers: its share times out (counted, tried again),
+    # and field-a gets its shares all the same.
+    cfg = site(grid=GRID)
+    topo = topology(cfg, ipc_dir)
+    a, b = _units()
+
+    async def go() -> None:
+        with Broker(topo):
+            mute = FakeField(topo, "field-b", b)
+            await mute.server.aclose()
+            task = asyncio.create_task(mute._run())
+            try:
+                async with (
+                    FakeField(topo, "field-a", a) as fa,
+                    GridService(cfg, topo, allocate_every_s=0.1) as grid,
+                ):
+                    await until(lambda: grid.errors["command_timeout"] >= 2)
+                    assert fa.units["bess-1"].participation_kw == pytest.approx(600 * 500 / 1100)
+                    assert "bess-3" not in grid.sent
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                mute.publisher.close()
 
     run(go())

@@ -33,7 +33,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +43,7 @@ from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Handler
 from vpp.orchestrator.campus_config import Strategy
 from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.fleet import LEVELS, Fleet
+from vpp.orchestrator.fleet import Fleet
 from vpp.orchestrator.service import Service, params, tune_gc
 from vpp.orchestrator.topology import Topology
 
@@ -68,6 +68,15 @@ class _SetSchedule(BaseModel):
     start: float
     block_s: float = Field(default=900.0, gt=0)
     kw: list[float] = Field(min_length=1)
+
+
+#: The location levels of :data:`vpp.orchestrator.fleet.LEVELS`, as a type.
+Level = Literal["country", "state", "city", "campus", "building", "node"]
+
+
+class _FleetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    levels: list[Level] = Field(default_factory=lambda: list(get_args(Level)))
 
 
 @dataclasses.dataclass
@@ -183,8 +192,10 @@ class Campus(Service):
 
     async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
         now = self.clock()
+        # A large fleet's node level is one entry per unit: ask for fewer levels then.
+        want = params(_FleetParams, cmd).levels
         levels = {lvl: {path: dataclasses.asdict(a) for path, a in
-                        self.fleet.aggregates(lvl, now).items()} for lvl in LEVELS}  # fmt: skip
+                        self.fleet.aggregates(lvl, now).items()} for lvl in want}  # fmt: skip
         return {
             "units": len(self.fleet),
             "levels": levels,

@@ -268,8 +268,14 @@ class GridService(Service):
     async def allocate_once(self) -> dict[str, float]:
         """Reallocate and send the material changes; what was acknowledged."""
         changes = self.reallocate(self.clock())
+        excluded = self.allocation.excluded if self.allocation else {}
         by_owner: dict[str, list[tuple[str, float]]] = {}
         for uid, kw in changes.items():
+            if excluded.get(uid) == "offline":
+                # Nobody to tell (its field controller is likely gone too); it gets its
+                # new share when it is back, as that differs from this 0.
+                self.sent[uid] = 0.0
+                continue
             by_owner.setdefault(self.units[uid].owner, []).append((uid, kw))
         orphans = by_owner.pop("", [])
         self.errors["no_owner"] += len(orphans)
