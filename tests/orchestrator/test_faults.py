@@ -215,5 +215,16 @@ def test_a_killed_field_controller_goes_offline_and_its_share_moves(tmp_path: Pa
             assert offline and offline[0].data.get("online") is False
             # field-a went on responding the whole time.
             assert responding(seen.since(killed)) >= {"bess-1", "bess-2"}
+            # After its backoff field-b is back, registers again and gets its share.
+            await until(lambda: launcher.procs["field-b"].restarts == 1, 20.0, "restart")
+            back = time.monotonic()
+
+            def shared() -> bool:
+                return any(e.body.data.get("setpoints", {}).get("bess-3", 0.0) > 0
+                           for e in seen.kind("dispatch", back))  # fmt: skip
+
+            await until(shared, 30.0, "bess-3 dispatched again")
+            fleet = await ask(launcher, "campus", "fleet")
+            assert fleet["fields"]["field-b"]["online"] is True
 
     run(main(), timeout=150)
