@@ -98,3 +98,22 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
         proc.stdout.close()
     assert len(seen) >= 6
     assert gone(seen), "PR_SET_PDEATHSIG should end the children"
+
+
+def test_bad_config_and_history_paths_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("field:\n  - id: f1\n    units: []\n")
+    for args in (
+        ["--config", str(bad)],
+        ["--history", "/proc/no-such-dir/h.db"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "vpp", "run", "--duration", "1", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("vpp run: ") and "Traceback" not in r.stderr
+    assert "field" in subprocess.run(
+        [sys.executable, "-m", "vpp", "run", "--config", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    ).stderr  # fmt: skip

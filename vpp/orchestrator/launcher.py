@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vpp.config.models import SiteConfig
-from vpp.errors import VppError
+from vpp.errors import ConfigError, VppError
 from vpp.orchestrator import schema as s
 from vpp.orchestrator.broker import Broker
 from vpp.orchestrator.bus import Publisher, Subscriber
@@ -115,11 +116,11 @@ class Launcher:
         recv = self._plant_pipe[0]
         deadline = time.monotonic() + PLANT_READY_S
         while not recv.poll():
-            if not m.alive or time.monotonic() > deadline:
-                raise VppError(
-                    f"the simulated plant did not start within {PLANT_READY_S:.0f} s "
-                    f"(exit code {m.proc.exitcode if m.proc is not None else m.last_exit})"
-                )
+            if not m.alive:
+                code = m.proc.exitcode if m.proc is not None else m.last_exit
+                raise VppError(f"the simulated plant ended before it was ready (exit {code})")
+            if time.monotonic() > deadline:
+                raise VppError(f"the simulated plant was not ready within {PLANT_READY_S:.0f} s")
             await asyncio.sleep(0.05)
         ports: dict[str, int] = recv.recv()
         from vpp.sim.plant import with_ports
@@ -243,7 +244,7 @@ class Launcher:
             sub = Subscriber(topo.events_out)
             self._publisher = Publisher(topo.events_in, bind=False)
             if self.site.history.enabled or self.history_path is not None:
-                history = History(self.history_path or self.site.history.path)
+                history = _open_history(self.history_path or self.site.history.path)
                 self.recorder = Recorder(history)
             tasks = [
                 asyncio.create_task(self._listen(sub)),
@@ -274,6 +275,15 @@ class Launcher:
                 history.close()
             shutil.rmtree(run_dir, ignore_errors=True)
         return 0
+
+
+def _open_history(path: str | Path) -> History:
+    try:
+        return History(path)
+    except (OSError, sqlite3.Error) as exc:
+        err = ConfigError(f"history: cannot open {str(path)!r}: {exc}")
+        err.field = "history.path"
+        raise err from exc
 
 
 def main(
