@@ -1,5 +1,5 @@
 """``vpp run`` as a user runs it (a subprocess): it ends by itself after ``--duration``, on
-SIGINT, and its children die with it even when it is SIGKILLed."""
+SIGINT or SIGTERM, and its children die with it even when it is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.orchestrator.procs import alive_any, children
 
@@ -70,11 +72,12 @@ def test_run_for_a_duration_ends_cleanly(tmp_path: Path) -> None:
     assert (tmp_path / "h.db").exists()
 
 
-def test_sigint_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_everything(sig: signal.Signals, tmp_path: Path) -> None:
     proc = start(history=tmp_path / "h.db")
     try:
         _, seen = read_status(proc, 3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
