@@ -23,8 +23,8 @@ def vpp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_run_prints_decisions_that_follow_the_frequency_event() -> None:
-    r = vpp("run", "--duration", "12", "--fast", "--json", "--every", "25")
+def test_demo_prints_decisions_that_follow_the_frequency_event() -> None:
+    r = vpp("demo", "--duration", "12", "--fast", "--json", "--every", "25")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) >= 20
@@ -39,8 +39,8 @@ def test_run_prints_decisions_that_follow_the_frequency_event() -> None:
     assert max(d["setpoint_kw"] for d in lines) > 0.25
 
 
-def test_run_human_output_and_summary() -> None:
-    r = vpp("run", "--duration", "3", "--rate", "10", "--fast")
+def test_demo_human_output_and_summary() -> None:
+    r = vpp("demo", "--duration", "3", "--rate", "10", "--fast")
     assert r.returncode == 0, r.stderr
     assert "band=normal" in r.stdout
     assert "done: 30 decisions, 0 frame errors" in r.stdout

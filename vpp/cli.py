@@ -1,7 +1,8 @@
 """The ``vpp`` command line.
 
-- ``vpp run``: run the main job (for now the core pipeline on a simulated PMU stream,
-  printing one decision per line; the orchestrator will take this over).
+- ``vpp run``: run a whole site (by default the embedded simulated one): plant, field
+  controllers, campus, grid and market processes, supervised, with history and live status.
+- ``vpp demo``: the core pipeline alone on a simulated PMU stream, one decision per line.
 - ``vpp pmu decode FILE``: decode a raw C37.118 byte stream to JSON lines.
 - ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
 - ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
@@ -23,6 +24,19 @@ from vpp.errors import VppError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from vpp.errors import VppError
+    from vpp.orchestrator import launcher
+
+    try:
+        return launcher.main(
+            args.config, args.duration, as_json=args.json, history=args.history
+        )
+    except VppError as err:
+        print(f"vpp run: {err}", file=sys.stderr)
+        return 2
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
     from vpp import demo
 
     code: int = demo.run(
@@ -139,7 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the main job (simulated site)")
+    run = sub.add_parser("run", help="run a site (default: the embedded simulated one)")
+    run.add_argument("--config", default=None, help="site YAML file (default: embedded site)")
+    run.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)"
+    )
+    run.add_argument("--json", action="store_true", help="status as JSON lines")
+    run.add_argument("--history", default=None, help="SQLite history file (default: config's)")
+    run.set_defaults(func=_cmd_run)
+
+    run = sub.add_parser("demo", help="the core pipeline alone on a simulated PMU stream")
     run.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
     run.add_argument("--rate", type=int, default=50, choices=(10, 25, 50), help="PMU frames/s")
     run.add_argument(
@@ -153,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fast", action="store_true", help="do not pace frames in real time (simulate at speed)"
     )
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_cmd_demo)
 
     pmu = sub.add_parser("pmu", help="C37.118 tools")
     pmu_sub = pmu.add_subparsers(dest="pmu_command", required=True)

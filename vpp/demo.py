@@ -1,4 +1,4 @@
-"""``vpp run`` until the orchestrator exists: the core pipeline on a simulated PMU stream.
+"""``vpp demo``: the core pipeline alone on a simulated PMU stream.
 
 A simulated PMU encodes C37.118 frames (a CFG-2, then data frames at 10, 25 or 50
 frames/s whose frequency follows a profile); each frame goes through the compiled
@@ -81,7 +81,7 @@ def run(
     summary: dict[str, Any] = {"frames": 0, "min_freq": 99.0, "max_response_kw": 0.0}
     if not as_json:
         print(
-            f"vpp run: simulated PMU at {rate} frames/s, profile '{profile}', "
+            f"vpp demo: simulated PMU at {rate} frames/s, profile '{profile}', "
             f"{duration:g} s; 5 kW / 10 kWh LFP battery; droop 5 % (full output 2.5 Hz "
             "beyond the deadband 49.90-50.05 Hz); times are the PMU's (UTC)",
             file=out,

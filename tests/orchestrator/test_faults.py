@@ -1,0 +1,230 @@
+"""Faults on the whole simulated site run by the launcher (real plant, field controllers,
+campus, grid and market processes): a service killed with SIGKILL, a field controller
+killed. What the bus carries is read by a subscriber of the test on the events broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.aio import run
+from vpp.config import load
+from vpp.config.models import SiteConfig
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import Client, Subscriber
+from vpp.orchestrator.launcher import Launcher
+
+UNITS = {"bess-1", "bess-2", "bess-3"}
+
+
+@pytest.fixture(autouse=True)
+def _stop_resource_tracker() -> Iterator[None]:
+    # Spawning starts multiprocessing's resource tracker, which would otherwise live as
+    # long as pytest: end it so that the test leaves no process behind.
+    yield
+    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
+
+
+def site(**sections: Any) -> SiteConfig:
+    """The default site, with a lasting 2 MW loss at 2 s: the frequency stays below the
+    49.90 Hz deadband, so every unit keeps a droop response while the test runs."""
+    data: dict[str, Any] = load().model_dump(mode="json")
+    data["simulation"]["events"] = [{"time_s": 2.0, "delta_mw": 2.0}]
+    data["simulation"]["repeat_s"] = None
+    for key, value in sections.items():
+        data[key].update(value)
+    return SiteConfig.model_validate(data)
+
+
+@dataclass
+class Seen:
+    """Messages from the bus with their arrival time (monotonic)."""
+
+    decisions: list[tuple[float, s.Decision]] = field(default_factory=list)
+    events: list[tuple[float, s.EventMsg]] = field(default_factory=list)
+
+    def since(self, t: float) -> list[s.Decision]:
+        return [d for at, d in self.decisions if at >= t]
+
+    def kind(self, kind: str, since: float = 0.0) -> list[s.EventMsg]:
+        return [e for at, e in self.events if at >= since and e.body.kind == kind]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: SiteConfig, tmp: Path, **options: Any) -> AsyncIterator[
+    tuple[Launcher, Seen]
+]:
+    """The site under a launcher, with a subscriber collecting decisions and events."""
+    launcher = Launcher(cfg, history_path=tmp / "h.db", **options)
+    stop = asyncio.Event()
+    task = asyncio.create_task(launcher.run(None, stop))
+    seen = Seen()
+    watch: asyncio.Task[None] | None = None
+    sub: Subscriber | None = None
+    try:
+        await until(lambda: launcher.ready.is_set() or task.done(), what="launcher start")
+        assert launcher.topo is not None and not task.done()
+        sub = Subscriber(launcher.topo.events_out, ("decision/", "event/"))
+
+        async def collect(sub: Subscriber) -> None:
+            while True:
+                for msg in await sub.recv_batch():
+                    now = time.monotonic()
+                    if isinstance(msg, s.DecisionMsg):
+                        seen.decisions.append((now, msg.body))
+                    elif isinstance(msg, s.EventMsg):
+                        seen.events.append((now, msg))
+
+        watch = asyncio.create_task(collect(sub))
+        yield launcher, seen
+    finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        if sub is not None:
+            sub.close()
+        stop.set()
+        assert await task == 0
+
+
+async def ask(launcher: Launcher, target: str, command: str, **params: Any) -> Any:
+    assert launcher.topo is not None
+    async with Client(launcher.topo.commands[target], name="test", timeout=2.0) as client:
+        ack = await client.request(command, params)
+    assert ack.ok, ack.error
+    return ack.result
+
+
+def responding(decisions: list[s.Decision]) -> set[str]:
+    """Units whose decisions show a droop response to the frequency: below the deadband,
+    the low band and a discharge response (> 0)."""
+    ok = set()
+    for d in decisions:
+        if d.hz < 49.89:
+            assert d.response_kw > 0, d
+            assert d.band in ("low", "critical_low"), d
+            ok.add(d.unit)
+    return ok
+
+
+async def settled(launcher: Launcher, seen: Seen) -> None:
+    """Every unit online at the campus, decisions with a response from each."""
+    await until(lambda: responding(seen.since(0.0)) == UNITS, 40.0, "droop on every unit")
+    await until(lambda: dispatched_to_all(seen, 0.0), 20.0, "dispatch to 3 units")
+
+
+def dispatched_to_all(seen: Seen, since: float) -> bool:
+    """Whether a campus dispatch since ``since`` gave every unit a setpoint."""
+    return any(set(e.body.data.get("setpoints", {})) == UNITS for e in seen.kind("dispatch", since))
+
+
+@pytest.mark.parametrize("victim", ["campus", "grid", "market"])
+def test_a_killed_service_is_restarted_while_the_field_keeps_responding(
+    victim: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with running(site(), tmp_path, backoff_s=2.0) as (launcher, seen):
+            await settled(launcher, seen)
+            pid = launcher.procs[victim].pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+            await until(lambda: launcher.procs[victim].restarts == 1, 20.0, "restart")
+            restarted = time.monotonic()
+            # While it was down (the 2 s backoff) the field controllers went on.
+            down = [d for at, d in seen.decisions if killed < at < restarted]
+            assert {d.unit for d in down} == UNITS
+            assert responding(down) == UNITS
+            # The safety envelope stayed in force and never had to stop a unit meanwhile.
+            assert not [d for d in down if d.action in ("stop", "emergency_shutdown")]
+            assert not [e for e in seen.kind("safety", killed) if e.body.severity in
+                        ("alarm", "critical")]  # fmt: skip
+            # The process came back and the campus has every unit online again.
+            await until(lambda: launcher.procs[victim].alive, 10.0, "alive")
+            t_back = time.monotonic()
+            await until(lambda: dispatched_to_all(seen, t_back), 30.0, "dispatch after restart")
+            fleet = await ask(launcher, "campus", "fleet")
+            assert fleet["units"] == 3
+            assert all(f["online"] for f in fleet["fields"].values())
+            process = [e.body for e in seen.kind("process")]
+            assert [e.severity for e in process] == ["alarm", "warning"]
+            assert process[0].data["process"] == victim
+
+    run(main(), timeout=150)
+
+
+def test_a_killed_field_controller_goes_offline_and_its_share_moves(tmp_path: Path) -> None:
+    cfg = site(market={"enabled": False})
+
+    async def main() -> None:
+        # A long backoff keeps field-b down long enough for the campus to notice.
+        async with running(cfg, tmp_path, backoff_s=8.0) as (launcher, seen):
+            await settled(launcher, seen)
+            await ask(launcher, "campus", "set_target", kw=600.0, strategy="proportional")
+            t_set = time.monotonic()
+
+            def at_600() -> list[dict[str, Any]]:
+                return [e.body.data for e in seen.kind("dispatch", t_set)
+                        if e.body.data.get("target_kw") == 600.0]  # fmt: skip
+
+            await until(lambda: bool(at_600()), 10.0, "a 600 kW dispatch")
+            before = at_600()[-1]
+            assert set(before["setpoints"]) == UNITS
+            assert sum(before["setpoints"].values()) == pytest.approx(600.0, abs=1e-6)
+            assert before["setpoints"]["bess-3"] > 0
+
+            pid = launcher.procs["field-b"].pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed = time.monotonic()
+
+            def moved() -> dict[str, Any] | None:
+                for e in seen.kind("dispatch", killed):
+                    sp = e.body.data.get("setpoints", {})
+                    if sp and sp.get("bess-3", 0.0) == 0.0:
+                        return dict(e.body.data)
+                return None
+
+            await until(lambda: moved() is not None, 15.0, "dispatch without bess-3")
+            after = moved()
+            assert after is not None
+            sp = after["setpoints"]
+            # The 600 kW now come from field-a's two units.
+            assert sp.get("bess-3", 0.0) == 0.0
+            assert sp["bess-1"] + sp["bess-2"] == pytest.approx(600.0, abs=1e-6)
+            assert sp["bess-1"] > before["setpoints"]["bess-1"]
+            offline = [e.body for e in seen.kind("device", killed)
+                       if e.body.data.get("field") == "field-b"]  # fmt: skip
+            assert offline and offline[0].data.get("online") is False
+            # field-a went on responding the whole time.
+            assert responding(seen.since(killed)) >= {"bess-1", "bess-2"}
+            # After its backoff field-b is back, registers again and gets its share.
+            await until(lambda: launcher.procs["field-b"].restarts == 1, 20.0, "restart")
+            back = time.monotonic()
+
+            def shared() -> bool:
+                return any(e.body.data.get("setpoints", {}).get("bess-3", 0.0) > 0
+                           for e in seen.kind("dispatch", back))  # fmt: skip
+
+            await until(shared, 30.0, "bess-3 dispatched again")
+            fleet = await ask(launcher, "campus", "fleet")
+            assert fleet["fields"]["field-b"]["online"] is True
+
+    run(main(), timeout=150)

@@ -1,0 +1,84 @@
+"""Bus messages -> history rows (Recorder) and the live status (SiteStatus)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vpp.config import load
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.history import History
+from vpp.orchestrator.recorder import Recorder
+from vpp.orchestrator.site_status import SiteStatus, render_text
+
+LIMITS = s.Limits(p_min_kw=-500.0, p_max_kw=500.0)
+
+
+def tel(unit: str, kw: float, soc: float, safety: s.SafetyState = "none") -> s.Message:
+    return s.make(s.Telemetry(unit=unit, p_kw=kw, soc_pct=soc, temp_c=30.0, limits=LIMITS,
+                              safety=safety), "field-a")  # fmt: skip
+
+
+def event(kind: str, data: dict[str, object], **kw: str) -> s.Message:
+    return s.make(s.Event(kind=kind, data=data, **kw), "market")  # type: ignore[arg-type]
+
+
+def test_each_message_goes_to_its_table() -> None:
+    h = History(":memory:")
+    rec = Recorder(h)
+    rec.record(tel("bess-1", -120.5, 61.0, "reduce"))
+    rec.record(s.make(s.Decision(unit="bess-1", t=100.0, hz=49.8, rocof=-0.1, band="low",
+                                 response_kw=20.0, base_kw=100.0, setpoint_kw=120.0,
+                                 action="none"), "field-a"))  # fmt: skip
+    cmd = {"target": "field-a", "command": "set_base", "params": {"unit": "bess-1", "kw": 5.0},
+           "issued_by": "campus", "ok": False, "detail": "refused"}  # fmt: skip
+    rec.record(event("command", cmd))
+    rec.record(event("bid", {"bid_id": "b1", "product": "DAM", "delivery": "2026-11-22",
+                             "block": 40, "side": "sell",
+                             "steps": [{"price_rs_mwh": 4000.0, "volume_mw": 0.2},
+                                       {"price_rs_mwh": 5000.0, "volume_mw": 0.3}]}))  # fmt: skip
+    rec.record(event("result", {"bid_id": "b1", "block": 40, "accepted_mw": 0.5,
+                                "clearing_price": 4500.0}))  # fmt: skip
+    rec.record(event("band", {"from": "normal", "to": "low"}, text="band change", unit="u9"))
+    rec.record(s.make(s.Frequency(hz=50.0, band="normal", t=1.0), "field-a"))
+    assert rec.flush() == 6
+    t = h.rows("telemetry")[0]
+    assert (t["unit"], t["power_kw"], t["soc_pct"], t["safety"], t["online"]) == (
+        "bess-1", -120.5, 61.0, "reduce", 1)  # fmt: skip
+    d = h.rows("decisions")[0]
+    assert (d["t"], d["freq_hz"], d["setpoint_kw"], d["band"]) == (100.0, 49.8, 120.0, "low")
+    c = h.rows("commands")[0]
+    assert (c["target"], c["command"], c["issued_by"], c["ok"], c["detail"]) == (
+        "field-a", "set_base", "campus", 0, "refused")  # fmt: skip
+    assert json.loads(c["params"]) == {"kw": 5.0, "unit": "bess-1"}
+    b = h.rows("bids")[0]
+    assert b["volume_mw"] == pytest.approx(0.5) and b["price"] == 4000.0 and b["block"] == 40
+    r = h.rows("results")[0]
+    assert (r["bid_id"], r["accepted_mw"], r["clearing_price"]) == ("b1", 0.5, 4500.0)
+    e = h.rows("events")[0]
+    assert (e["source"], e["kind"]) == ("market/u9", "band")
+    assert e["text"].startswith("band change ") and '"to": "low"' in e["text"]
+    assert rec.counts["telemetry"] == 1 and sum(rec.counts.values()) == 6
+    h.close()
+
+
+def test_status_sums_online_units_and_weights_soc_by_capacity() -> None:
+    site = load()  # three 1000 kWh units
+    st = SiteStatus(site, stale_s=3.0)
+    for msg in (tel("bess-1", 100.0, 70.0), tel("bess-2", -40.0, 40.0, "stop")):
+        st.update(msg)
+    old = tel("bess-3", 900.0, 10.0)
+    st.update(old)
+    st.units["bess-3"].seen -= 10.0  # its last telemetry is 10 s old: offline
+    st.update(s.make(s.Frequency(hz=49.87, rocof=-0.02, band="low", t=1.0), "field-a"))
+    st.update(event("dispatch", {"target_kw": 60.0, "setpoints": {}}))
+    snap = st.snapshot({"campus": {"alive": True, "restarts": 2}, "grid": {"alive": False}})
+    assert snap["fleet_kw"] == 60.0 and snap["units_online"] == 2
+    assert snap["fleet_soc_pct"] == 55.0
+    assert snap["safety"] == "stop" and snap["band"] == "low" and snap["freq_hz"] == 49.87
+    assert snap["dispatch_target_kw"] == 60.0
+    text = render_text(snap)
+    assert "49.870 Hz low" in text[0] and "processes 1/2 alive, 2 restarts" in text[0]
+    assert text[3].split()[0] == "bess-3" and text[3].endswith("offline")
+    assert text[-1] == "    down: grid"

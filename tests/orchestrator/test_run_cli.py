@@ -1,0 +1,122 @@
+"""``vpp run`` as a user runs it (a subprocess): it ends by itself after ``--duration``, on
+SIGINT or SIGTERM, and its children die with it even when it is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.procs import alive_any, children
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market"}
+
+
+def start(*args: str, history: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vpp", "run", "--json", "--history", str(history), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def read_status(proc: subprocess.Popen[str], n: int) -> tuple[list[dict[str, object]], set[int]]:
+    """The next ``n`` status lines, and every descendant seen meanwhile."""
+    assert proc.stdout is not None
+    lines: list[dict[str, object]] = []
+    seen: set[int] = set()
+    while len(lines) < n:
+        line = proc.stdout.readline()
+        assert line, "vpp run ended early"
+        lines.append(json.loads(line))
+        seen |= children(proc.pid)
+    return lines, seen
+
+
+def gone(pids: set[int], timeout: float = 10.0) -> bool:
+    """Whether every process of ``pids`` has ended within ``timeout`` seconds (the
+    resource tracker of multiprocessing leaves a moment after its parent)."""
+    deadline = time.monotonic() + timeout
+    while alive_any(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive_any(pids)
+
+
+def test_run_for_a_duration_ends_cleanly(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    proc = start("--duration", "5", history=tmp_path / "h.db")
+    try:
+        lines, seen = read_status(proc, 3)
+        assert proc.stdout is not None
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    lines += [json.loads(x) for x in rest.splitlines()]
+    assert 4 <= len(lines) <= 7 and time.monotonic() - t0 < 60
+    assert set(lines[-1]["processes"]) == NAMES  # type: ignore[arg-type]
+    assert [u["unit"] for u in lines[-1]["units"]] == ["bess-1", "bess-2", "bess-3"]  # type: ignore[index]
+    assert len(seen) >= 6
+    assert gone(seen), f"a child outlived vpp run: {alive_any(seen)}"
+    assert (tmp_path / "h.db").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_everything(sig: signal.Signals, tmp_path: Path) -> None:
+    proc = start(history=tmp_path / "h.db")
+    try:
+        _, seen = read_status(proc, 3)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert len(seen) >= 6
+    assert gone(seen), f"a child outlived vpp run: {alive_any(seen)}"
+
+
+def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
+    proc = start(history=tmp_path / "h.db")
+    try:
+        _, seen = read_status(proc, 2)
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert len(seen) >= 6
+    assert gone(seen), "PR_SET_PDEATHSIG should end the children"
+
+
+def test_bad_config_and_history_paths_are_clear_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text("field:\n  - id: f1\n    units: []\n")
+    for args in (
+        ["--config", str(bad)],
+        ["--history", "/proc/no-such-dir/h.db"],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "vpp", "run", "--duration", "1", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("vpp run: ") and "Traceback" not in r.stderr
+    assert "field" in subprocess.run(
+        [sys.executable, "-m", "vpp", "run", "--config", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    ).stderr  # fmt: skip

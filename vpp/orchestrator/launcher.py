@@ -1,0 +1,318 @@
+"""``vpp run``: start a whole site, supervise it, record it, show it, stop it cleanly.
+
+:class:`Launcher` loads nothing itself; :func:`main` loads the config
+(:func:`vpp.config.load`) and runs one. A run:
+
+1. makes a run directory (ipc sockets; removed at exit) and the :class:`Topology`;
+2. starts the events broker (:mod:`vpp.orchestrator.broker`) and subscribes to it;
+3. starts the simulated plant in a child process when ``simulation.enabled``, waits for
+   its ports and points the config at it (:func:`vpp.sim.plant.with_ports`);
+4. starts each field controller, then ``campus``, ``grid`` and ``market`` (those
+   enabled), each in its own process (:mod:`vpp.orchestrator.processes`);
+5. supervises: a process that dies is started again after a backoff, counted, logged
+   and announced as an event of kind ``process``; records every message into the
+   SQLite history (flushed every ``history.flush_interval_s``); shows the live status
+   once a second (plain lines, a redrawn screen on a terminal, or JSON lines);
+6. on the end of ``duration``, Ctrl-C or SIGTERM: SIGTERM to every child, a grace
+   period, SIGKILL to what is left, broker closed, history flushed; exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, TextIO
+
+from vpp.config.models import SiteConfig
+from vpp.errors import ConfigError, VppError
+from vpp.orchestrator import schema as s
+from vpp.orchestrator.broker import Broker
+from vpp.orchestrator.bus import Publisher, Subscriber
+from vpp.orchestrator.history import History
+from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
+from vpp.orchestrator.recorder import Recorder
+from vpp.orchestrator.site_status import SiteStatus, render_text
+from vpp.orchestrator.topology import SERVICES, Topology
+
+__all__ = ["Launcher", "main"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the plant's ports before giving up.
+PLANT_READY_S = 30.0
+
+
+class Launcher:
+    """One run of ``site`` (see the module docstring).
+
+    ``modules`` overrides the module of a role (``field``, ``campus``, ``grid``,
+    ``market``); ``history_path`` the configured history file; ``out`` is where the
+    status goes (None: nowhere), as JSON lines with ``as_json``.
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        *,
+        history_path: str | Path | None = None,
+        modules: Mapping[str, str] | None = None,
+        out: TextIO | None = None,
+        as_json: bool = False,
+        status_interval_s: float = 1.0,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self.site = site
+        self.modules = {**ROLE_MODULES, **(modules or {})}
+        self.history_path = history_path
+        self.out = out
+        self.as_json = as_json
+        self.status_interval_s = status_interval_s
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.stop_timeout_s = stop_timeout_s
+        self.procs: dict[str, Managed] = {}
+        self.status = SiteStatus(site)
+        self.recorder: Recorder | None = None
+        self.topo: Topology | None = None
+        self.ports: dict[str, int] = {}
+        self.ready = asyncio.Event()
+        self._publisher: Publisher | None = None
+        self._plant_pipe: list[Connection] = []
+        self._log_level = logging.getLogger().getEffectiveLevel()
+
+    # ---- processes ----
+
+    def _manage(self, name: str, role: str, target: Any, args: Any) -> Managed:
+        m = Managed(name, role, target, args, self.backoff_s, self.max_backoff_s)
+        self.procs[name] = m
+        return m
+
+    async def _start_plant(self) -> None:
+        ctx = spawn_context()
+
+        def args() -> tuple[Any, ...]:
+            # A fresh pipe per start; the previous one (of a dead plant) is closed.
+            for end in self._plant_pipe:
+                end.close()
+            recv, send = ctx.Pipe(duplex=False)
+            self._plant_pipe = [recv, send]
+            return (self.site, send, os.getpid(), self._log_level)
+
+        m = self._manage("plant", "plant", plant_main, args)
+        m.start()
+        recv = self._plant_pipe[0]
+        deadline = time.monotonic() + PLANT_READY_S
+        while not recv.poll():
+            if not m.alive:
+                code = m.proc.exitcode if m.proc is not None else m.last_exit
+                raise VppError(f"the simulated plant ended before it was ready (exit {code})")
+            if time.monotonic() > deadline:
+                raise VppError(f"the simulated plant was not ready within {PLANT_READY_S:.0f} s")
+            await asyncio.sleep(0.05)
+        ports: dict[str, int] = recv.recv()
+        from vpp.sim.plant import with_ports
+
+        self.ports = ports
+        # Pinned ports: a restarted plant binds the same ones the controllers know.
+        self.site = with_ports(self.site, ports)
+        log.info("plant ready: %s", ports)
+
+    def _start_roles(self, topo: Topology) -> None:
+        names = [(f.id, "field") for f in self.site.field]
+        enabled = {
+            "campus": self.site.campus.enabled,
+            "grid": self.site.grid.enabled,
+            "market": self.site.market.enabled,
+        }
+        names += [(n, n) for n in SERVICES if enabled[n]]
+        for name, role in names:
+            module = self.modules[role]
+
+            def args(module: str = module, name: str = name) -> tuple[Any, ...]:
+                return (module, self.site, topo, name, os.getpid(), self._log_level)
+
+            self._manage(name, role, role_main, args).start()
+
+    def process_table(self) -> dict[str, dict[str, Any]]:
+        """name -> {alive, pid, restarts, deaths, last_exit}."""
+        return {
+            n: {
+                "alive": m.alive, "pid": m.pid, "restarts": m.restarts,
+                "deaths": m.deaths, "last_exit": m.last_exit,
+            }
+            for n, m in self.procs.items()
+        }
+
+    async def _event(self, severity: s.Severity, text: str, **data: Any) -> None:
+        if self._publisher is not None:
+            ev = s.Event(kind="process", severity=severity, text=text, data=data)
+            await self._publisher.publish(s.make(ev, "launcher"))
+
+    async def _supervise(self) -> None:
+        while True:
+            for m in self.procs.values():
+                delay = m.reap()
+                if delay is not None:
+                    log.warning(
+                        "process %s exited (code %s); restart in %.1f s", m.name, m.last_exit,
+                        delay,
+                    )  # fmt: skip
+                    await self._event(
+                        "alarm", f"{m.name} exited with code {m.last_exit}",
+                        process=m.name, exit=m.last_exit, restart_in_s=delay,
+                    )  # fmt: skip
+                elif m.due():
+                    m.start()
+                    m.restarts += 1
+                    log.warning("process %s restarted (restart %d)", m.name, m.restarts)
+                    await self._event(
+                        "warning", f"{m.name} restarted", process=m.name, restarts=m.restarts
+                    )
+            await asyncio.sleep(0.1)
+
+    async def _stop_processes(self) -> None:
+        live = list(self.procs.values())
+        for m in live:
+            m.terminate()
+        deadline = time.monotonic() + self.stop_timeout_s
+        while any(m.alive for m in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for m in live:
+            if m.alive:
+                log.warning("process %s did not stop in %.1f s: killed", m.name,
+                            self.stop_timeout_s)  # fmt: skip
+            m.kill()
+
+    # ---- bus: history and status ----
+
+    async def _listen(self, sub: Subscriber) -> None:
+        while True:
+            for msg in await sub.recv_batch():
+                self.status.update(msg)
+                if self.recorder is not None:
+                    self.recorder.record(msg)
+
+    async def _flush(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            if self.recorder is not None:
+                await asyncio.to_thread(self.recorder.flush)
+
+    async def _show(self) -> None:
+        tty = self.out is not None and self.out.isatty() and not self.as_json
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            if self.out is None:
+                continue
+            snap = self.status.snapshot(self.process_table())
+            if self.as_json:
+                self.out.write(json.dumps(snap) + "\n")
+            else:
+                text = "\n".join(render_text(snap)) + "\n"
+                # On a terminal redraw in place; in a pipe or a log, append lines.
+                self.out.write(("\x1b[H\x1b[J" + text) if tty else text)
+            self.out.flush()
+
+    # ---- the run ----
+
+    async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> int:
+        """Run until ``duration`` seconds have passed or ``stop`` is set; 0 when clean."""
+        stop = stop or asyncio.Event()
+        run_dir = Path(tempfile.mkdtemp(prefix="vpp-run-"))
+        history: History | None = None
+        tasks: list[asyncio.Task[None]] = []
+        broker: Broker | None = None
+        sub: Subscriber | None = None
+        try:
+            topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir)
+            self.topo = topo
+            broker = Broker(topo.events_in, topo.events_out)
+            broker.start()
+            sub = Subscriber(topo.events_out)
+            self._publisher = Publisher(topo.events_in, bind=False)
+            if self.site.history.enabled or self.history_path is not None:
+                history = _open_history(self.history_path or self.site.history.path)
+                self.recorder = Recorder(history)
+            tasks = [
+                asyncio.create_task(self._listen(sub)),
+                asyncio.create_task(self._flush(self.site.history.flush_interval_s)),
+                asyncio.create_task(self._show()),
+            ]
+            if self.site.simulation.enabled:
+                await self._start_plant()
+            self._start_roles(topo)
+            tasks.append(asyncio.create_task(self._supervise()))
+            self.ready.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_processes()
+            for end in self._plant_pipe:
+                end.close()
+            if self._publisher is not None:
+                self._publisher.close()
+            if sub is not None:
+                sub.close()
+            if broker is not None:
+                broker.stop()
+            if history is not None:
+                history.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return 0
+
+
+def _open_history(path: str | Path) -> History:
+    try:
+        return History(path)
+    except (OSError, sqlite3.Error) as exc:
+        err = ConfigError(f"history: cannot open {str(path)!r}: {exc}")
+        err.field = "history.path"
+        raise err from exc
+
+
+def main(
+    config: str | None = None,
+    duration: float | None = None,
+    *,
+    as_json: bool = False,
+    history: str | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``vpp run``: load the config and run the site until ``duration`` or a signal."""
+    from vpp.config import load
+
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s launcher %(levelname)s: %(message)s",
+    )  # fmt: skip
+    site = load(config)
+    launcher = Launcher(site, history_path=history, out=out or sys.stdout, as_json=as_json)
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await launcher.run(duration, stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(go())

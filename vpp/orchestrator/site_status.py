@@ -1,0 +1,141 @@
+"""The live status of a running site, as the launcher shows it once a second.
+
+:class:`SiteStatus` keeps the latest of what the bus carries: the grid frequency and
+band, each unit's telemetry (power, SOC, safety state) and its field controller, the
+last campus dispatch and the count of events. :meth:`SiteStatus.snapshot` adds the
+processes' state and gives one JSON-ready dict; :func:`render_text` turns it into plain
+lines (a headline, then one line per unit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vpp.config.models import SiteConfig
+from vpp.orchestrator import schema as s
+
+__all__ = ["SiteStatus", "render_text"]
+
+#: Safety states from harmless to worst.
+SAFETY_ORDER = ("none", "log", "reduce", "stop", "emergency_shutdown")
+
+
+@dataclass
+class _Unit:
+    field: str
+    capacity_kwh: float
+    p_kw: float = 0.0
+    soc_pct: float | None = None
+    safety: str = "none"
+    seen: float = 0.0
+
+
+class SiteStatus:
+    """What is happening at the site now (see the module docstring).
+
+    A unit is online while its telemetry is younger than ``stale_s``.
+    """
+
+    def __init__(self, site: SiteConfig, stale_s: float | None = None) -> None:
+        self.units: dict[str, _Unit] = {
+            u.id: _Unit(f.id, u.capacity_kwh) for f in site.field for u in f.units
+        }
+        interval = max(f.telemetry_interval_s for f in site.field)
+        self.stale_s = stale_s if stale_s is not None else 3.0 * interval + 1.0
+        self.hz: float | None = None
+        self.rocof: float | None = None
+        self.band = ""
+        self.dispatch: dict[str, Any] = {}
+        self.events: Counter[str] = Counter()
+        self.messages = 0
+        self.started = time.time()
+
+    def update(self, msg: s.Message) -> None:
+        """Take in one bus message."""
+        self.messages += 1
+        b = msg.body
+        if isinstance(b, s.Frequency):
+            self.hz, self.rocof, self.band = b.hz, b.rocof, b.band
+        elif isinstance(b, s.Telemetry):
+            u = self.units.get(b.unit)
+            if u is not None:
+                u.p_kw, u.soc_pct, u.safety, u.seen = b.p_kw, b.soc_pct, b.safety, msg.ts
+        elif isinstance(b, s.Event):
+            self.events[b.kind] += 1
+            if b.kind == "dispatch":
+                self.dispatch = dict(b.data)
+
+    def _online(self, u: _Unit, now: float) -> bool:
+        return u.seen > 0 and now - u.seen <= self.stale_s
+
+    def snapshot(
+        self, processes: Mapping[str, Mapping[str, Any]], now: float | None = None
+    ) -> dict[str, Any]:
+        """The status now, with ``processes`` (name -> alive, pid, restarts)."""
+        now = time.time() if now is None else now
+        online = {k: u for k, u in self.units.items() if self._online(u, now)}
+        energy = sum(u.capacity_kwh for u in online.values() if u.soc_pct is not None)
+        soc = (
+            sum(u.capacity_kwh * (u.soc_pct or 0.0) for u in online.values()) / energy
+            if energy
+            else None
+        )
+        worst = max(
+            (u.safety for u in online.values()),
+            key=lambda st: SAFETY_ORDER.index(st) if st in SAFETY_ORDER else 0,
+            default="none",
+        )
+        return {
+            "t": now,
+            "uptime_s": round(now - self.started, 1),
+            "freq_hz": self.hz,
+            "rocof_hz_s": self.rocof,
+            "band": self.band,
+            "fleet_kw": round(sum(u.p_kw for u in online.values()), 3),
+            "fleet_soc_pct": None if soc is None else round(soc, 2),
+            "safety": worst,
+            "units_online": len(online),
+            "units": [
+                {
+                    "unit": k, "field": u.field, "p_kw": round(u.p_kw, 3),
+                    "soc_pct": u.soc_pct, "safety": u.safety, "online": k in online,
+                }
+                for k, u in self.units.items()
+            ],
+            "dispatch_target_kw": self.dispatch.get("target_kw"),
+            "events": dict(self.events),
+            "processes": {n: dict(p) for n, p in processes.items()},
+        }
+
+
+def _num(v: float | None, fmt: str, missing: str = "-") -> str:
+    return missing if v is None else format(v, fmt)
+
+
+def render_text(snap: Mapping[str, Any]) -> list[str]:
+    """Plain text lines of a :meth:`SiteStatus.snapshot`."""
+    procs = snap["processes"]
+    alive = sum(1 for p in procs.values() if p.get("alive"))
+    restarts = sum(int(p.get("restarts", 0)) for p in procs.values())
+    head = (
+        f"[{snap['uptime_s']:7.1f} s] {_num(snap['freq_hz'], '.3f')} Hz {snap['band'] or '-'}"
+        f" rocof {_num(snap['rocof_hz_s'], '+.3f')} | fleet {snap['fleet_kw']:+.1f} kW"
+        f" soc {_num(snap['fleet_soc_pct'], '.1f')} % | target"
+        f" {_num(snap['dispatch_target_kw'], '+.1f')} kW | safety {snap['safety']}"
+        f" | processes {alive}/{len(procs)} alive, {restarts} restarts"
+    )
+    lines = [head]
+    for u in snap["units"]:
+        lines.append(
+            f"    {u['unit']:<10} {u['field']:<10} {u['p_kw']:+9.1f} kW"
+            f" soc {_num(u['soc_pct'], '5.1f')} % safety {u['safety']:<8}"
+            f" {'online' if u['online'] else 'offline'}"
+        )
+    down = [n for n, p in procs.items() if not p.get("alive")]
+    if down:
+        lines.append(f"    down: {', '.join(down)}")
+    return lines
