@@ -46,7 +46,8 @@ def test_totals_limits_and_shortfall(us: list[Unit], fraction: float, strategy: 
         assert -charge <= sp[u.uid] <= discharge
         assert sp[u.uid] * target >= 0  # never against the target's direction
     assert result.delivered_kw == pytest.approx(sum(sp.values()), abs=1e-9)
-    if abs(target) <= reach:
+    # Within rounding of the fleet's reach there is no shortfall (the dispatcher's rule).
+    if abs(target) - reach <= 1e-9 * max(1.0, reach):
         assert abs(result.delivered_kw - target) <= 1e-6
         assert result.shortfall_kw == 0.0
     else:
