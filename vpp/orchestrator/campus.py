@@ -43,7 +43,7 @@ from vpp.orchestrator import schema as s
 from vpp.orchestrator.bus import Handler
 from vpp.orchestrator.campus_config import Strategy
 from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.fleet import Fleet
+from vpp.orchestrator.fleet import Fleet, UnknownUnitError
 from vpp.orchestrator.service import Service, params, tune_gc
 from vpp.orchestrator.topology import Topology
 
@@ -110,6 +110,7 @@ class Campus(Service):
         self.site = site
         self.config = site.campus
         self.fleet = Fleet(site.campus.fleet)
+        self._unregistered_seen: set[str] = set()
         self.dispatcher = Dispatcher(self.fleet, site.campus.dispatch)
         self.clock = clock
         self.owner: dict[str, str] = {}
@@ -151,6 +152,14 @@ class Campus(Service):
                 else:
                     continue
                 self.ingested += 1
+            except UnknownUnitError as err:
+                # Expected after a start or restart: telemetry can overtake the unit's
+                # first heartbeat. Counted; logged once per unit.
+                self.errors["unregistered"] += 1
+                if err.unit not in self._unregistered_seen:
+                    self._unregistered_seen.add(err.unit)
+                    log.info("%s: telemetry before the heartbeat of %r; waiting", self.name,
+                             err.unit)  # fmt: skip
             except VppError as err:
                 self.bad_input(msg.type, err)
 

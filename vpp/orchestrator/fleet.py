@@ -167,7 +167,8 @@ class Fleet:
 
     def _unknown(self, unit_id: str) -> NoReturn:
         self.errors["unit"] += 1
-        log.warning("fleet: unit %r: not registered", unit_id)
+        # The caller decides how loud this is (it is normal right after a restart).
+        log.debug("fleet: unit %r: not registered", unit_id)
         raise UnknownUnitError("not registered", unit=str(unit_id), field="unit")
 
     def unit_id(self, slot: int) -> str:

@@ -10,6 +10,8 @@ A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` 
    the energy-weighted SOC of the units' latest telemetry (50 % before any came).
 2. Blocks: the current IST day from the block after the one under way (that one and
    those already past are left at 0 kW: not bid). When no block is left, the next day.
+   With ``market.from_current_block`` (the simulated site) the block under way is
+   included, as if yesterday's auction had cleared it, so a short run has a schedule.
    The bid window is not checked (the simulated exchange takes the bids at once).
 3. Forecast prices: the synthetic market's daily profile plus seeded noise
    (``market.seed``); :func:`~vpp.orchestrator.market.optimise`, rounded to the
@@ -143,6 +145,8 @@ class MarketGateway(Service):
     def blocks(self, now: float) -> tuple[date, int]:
         """The delivery day and its first block to bid (see the module docstring)."""
         day, block = block_of(now)
+        if self.config.from_current_block:
+            return day, block
         if block + 1 < BLOCKS_PER_DAY:
             return day, block + 1
         return day + timedelta(days=1), 0
