@@ -34,10 +34,10 @@ import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
 
 from vpp.bench import row  # noqa: E402
-from vpp.orchestrator import schema as s  # noqa: E402
-from vpp.orchestrator.bus import Client, Server, Subscriber  # noqa: E402
-from vpp.orchestrator.curve import ClientCurve, ServerCurve  # noqa: E402
-from vpp.orchestrator.keys import create_keypair  # noqa: E402
+from vpp.orchestrator.bus import schema as s  # noqa: E402
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve  # noqa: E402
+from vpp.orchestrator.bus.keys import create_keypair  # noqa: E402
+from vpp.orchestrator.bus.pubsub import Client, Server, Subscriber  # noqa: E402
 
 Row = dict[str, Any]
 TARGET_DECODE = 50_000.0

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from vpp.bench import row
-from vpp.orchestrator.campus_config import STRATEGIES, FleetConfig
-from vpp.orchestrator.dispatch import Dispatcher
-from vpp.orchestrator.fleet import LEVELS, Fleet
+from vpp.orchestrator.campus.config import STRATEGIES, FleetConfig
+from vpp.orchestrator.campus.dispatch import Dispatcher
+from vpp.orchestrator.campus.fleet import LEVELS, Fleet
 
 Row = dict[str, Any]
 NODES = 10_000

@@ -42,12 +42,12 @@ import zmq  # noqa: E402
 
 from vpp.bench import row  # noqa: E402
 from vpp.config.models import SiteConfig  # noqa: E402
-from vpp.orchestrator import schema as s  # noqa: E402
-from vpp.orchestrator.bus import Subscriber  # noqa: E402
-from vpp.orchestrator.campus import Campus  # noqa: E402
-from vpp.orchestrator.campus_config import STRATEGIES  # noqa: E402
+from vpp.orchestrator.bus import schema as s  # noqa: E402
+from vpp.orchestrator.bus.pubsub import Subscriber  # noqa: E402
+from vpp.orchestrator.bus.topology import Topology  # noqa: E402
+from vpp.orchestrator.campus.config import STRATEGIES  # noqa: E402
+from vpp.orchestrator.campus.service import Campus  # noqa: E402
 from vpp.orchestrator.service import tune_gc  # noqa: E402
-from vpp.orchestrator.topology import Topology  # noqa: E402
 
 Row = dict[str, Any]
 NODES = 10_000

@@ -98,7 +98,7 @@ def _controller(pmu_port: int, bess_port: int, seconds: float) -> None:
     from pymodbus.client import AsyncModbusTcpClient
 
     from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, UnitConfig
-    from vpp.orchestrator.field import FieldController
+    from vpp.orchestrator.field.controller import FieldController
 
     async def raw_rtt(n: int) -> list[float]:
         client = AsyncModbusTcpClient("127.0.0.1", port=bess_port)

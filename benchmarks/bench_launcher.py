@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from vpp.bench import Row, row  # noqa: E402
 from vpp.config import load  # noqa: E402
-from vpp.orchestrator import schema as s  # noqa: E402
-from vpp.orchestrator.bus import Subscriber  # noqa: E402
+from vpp.orchestrator.bus import schema as s  # noqa: E402
+from vpp.orchestrator.bus.pubsub import Subscriber  # noqa: E402
 from vpp.orchestrator.launcher import Launcher  # noqa: E402
 from vpp.orchestrator.processes import spawn_context  # noqa: E402
 

@@ -143,7 +143,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
-    from vpp.orchestrator import keys
+    from vpp.orchestrator.bus import keys
 
     return keys.cli(args)
 

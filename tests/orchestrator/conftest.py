@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zmq.asyncio
 
-from vpp.orchestrator.keys import create_keypair
+from vpp.orchestrator.bus.keys import create_keypair
 
 
 @pytest.fixture

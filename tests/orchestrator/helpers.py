@@ -6,7 +6,7 @@ import dataclasses
 
 from hypothesis import strategies as st
 
-from vpp.orchestrator.fleet import Fleet
+from vpp.orchestrator.campus.fleet import Fleet
 
 TIMEOUT = 5.0
 NOW = 100.0
@@ -73,7 +73,7 @@ def units(draw: st.DrawFn, max_units: int = 30, all_online: bool = False) -> lis
 
 def build(fleet_units: list[Unit], capacity: int = 4) -> Fleet:
     """A fleet told about ``fleet_units`` (a small initial capacity so it must grow)."""
-    from vpp.orchestrator.campus_config import FleetConfig
+    from vpp.orchestrator.campus.config import FleetConfig
 
     fleet = Fleet(FleetConfig(offline_timeout_s=TIMEOUT, initial_capacity=capacity))
     for u in fleet_units:

@@ -22,11 +22,11 @@ import numpy as np
 import zmq
 
 from vpp.config.models import SiteConfig
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Publisher, Server
-from vpp.orchestrator.compliance import DroopCharacteristic
-from vpp.orchestrator.curve import ServerCurve
-from vpp.orchestrator.topology import Topology
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.curve import ServerCurve
+from vpp.orchestrator.bus.pubsub import Publisher, Server
+from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.grid.compliance import DroopCharacteristic
 
 
 class Broker:

@@ -12,9 +12,9 @@ import contextlib
 import os
 
 from vpp.config.models import SiteConfig
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Publisher
-from vpp.orchestrator.topology import Topology
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Publisher
+from vpp.orchestrator.bus.topology import Topology
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:

@@ -10,9 +10,9 @@ import pytest
 import zmq
 
 from tests.support.devices import run
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.broker import Broker, run_broker
-from vpp.orchestrator.bus import Publisher, Subscriber
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.broker import Broker, run_broker
+from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
 
 
 def test_run_broker_forwards_by_topic_until_stopped(ipc_dir: Path) -> None:

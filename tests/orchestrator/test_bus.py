@@ -15,11 +15,11 @@ import zmq.asyncio
 from tests.orchestrator.test_schema import telemetry
 from tests.support.aio import run
 from vpp.errors import CommandTimeoutError, ConfigError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Publisher, Server, Subscriber
-from vpp.orchestrator.config import BusConfig
-from vpp.orchestrator.curve import ClientCurve, ServerCurve
-from vpp.orchestrator.liveness import HeartbeatSender, Liveness, Peer
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.config import BusConfig
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.bus.liveness import HeartbeatSender, Liveness, Peer
+from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
 
 
 async def _until(cond: Callable[[], bool], timeout: float = 10.0) -> None:

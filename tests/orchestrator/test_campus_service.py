@@ -15,12 +15,12 @@ import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import free_port, run
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Subscriber
-from vpp.orchestrator.campus import RESEND_ROUNDS, Campus, Level, serve
-from vpp.orchestrator.curve import ClientCurve, ServerCurve
-from vpp.orchestrator.fleet import LEVELS
-from vpp.orchestrator.keys import create_keypair
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.bus.keys import create_keypair
+from vpp.orchestrator.bus.pubsub import Client, Subscriber
+from vpp.orchestrator.campus.fleet import LEVELS
+from vpp.orchestrator.campus.service import RESEND_ROUNDS, Campus, Level, serve
 
 
 def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:

@@ -1,4 +1,4 @@
-"""Compliance checks (vpp.orchestrator.compliance): faithful, late and half-gain responses
+"""Compliance checks (vpp.orchestrator.grid.compliance): faithful, late and half-gain responses
 on a frequency step, the fleet sum, and the core's DroopController in a grid-model event."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 
 from vpp.core import DroopController
 from vpp.errors import ConfigError
-from vpp.orchestrator.compliance import (
+from vpp.orchestrator.grid.compliance import (
     ComplianceConfig,
     DroopCharacteristic,
     check_fleet,
     check_unit,
 )
-from vpp.orchestrator.frequency_events import FrequencyEvent, detect_events
+from vpp.orchestrator.grid.events import FrequencyEvent, detect_events
 from vpp.sim.grid_model import GridModel, generation_loss
 
 T0 = 1_700_000_000.0

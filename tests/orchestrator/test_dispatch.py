@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpp.errors import ConfigError
-from vpp.orchestrator.campus_config import STRATEGIES, DispatchConfig, FleetConfig, Strategy, load
-from vpp.orchestrator.dispatch import Dispatcher, DispatchError, allocate
-from vpp.orchestrator.fleet import Fleet
+from vpp.orchestrator.campus.config import STRATEGIES, DispatchConfig, FleetConfig, Strategy, load
+from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchError, allocate
+from vpp.orchestrator.campus.fleet import Fleet
 
 from .helpers import NOW, TIMEOUT, Unit, build, units
 

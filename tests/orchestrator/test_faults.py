@@ -20,8 +20,8 @@ import pytest
 from tests.support.aio import run
 from vpp.config import load
 from vpp.config.models import SiteConfig
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Subscriber
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Client, Subscriber
 from vpp.orchestrator.launcher import Launcher
 
 UNITS = {"bess-1", "bess-2", "bess-3"}

@@ -18,11 +18,11 @@ from vpp.aio import cancel_and_wait
 from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, SiteConfig, UnitConfig
 from vpp.drivers.errors import ValidationError
 from vpp.errors import ConfigError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.broker import Broker
-from vpp.orchestrator.bus import Client, Publisher, Subscriber
-from vpp.orchestrator.field import FieldController, serve
-from vpp.orchestrator.topology import BusSection, Topology
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.broker import Broker
+from vpp.orchestrator.bus.pubsub import Client, Publisher, Subscriber
+from vpp.orchestrator.bus.topology import BusSection, Topology
+from vpp.orchestrator.field.controller import FieldController, serve
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import BessModel
 from vpp.sim.bms import BmsSimulator

@@ -12,8 +12,8 @@ from tests.support.devices import run, wait_until
 from vpp.config.models import DeviceConfig, UnitConfig
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import ValidationError
-from vpp.orchestrator.field_unit import FieldUnit, Schedule, build_envelope, map_telemetry
-from vpp.orchestrator.field_writer import SetpointWriter
+from vpp.orchestrator.field.unit import FieldUnit, Schedule, build_envelope, map_telemetry
+from vpp.orchestrator.field.writer import SetpointWriter
 from vpp.sim.bess import BessSimulator
 
 

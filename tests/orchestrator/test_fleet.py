@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 
 from vpp.errors import ConfigError, VppError
-from vpp.orchestrator.campus_config import FleetConfig, load
-from vpp.orchestrator.fleet import LEVELS, Fleet, FleetInputError, UnknownUnitError
+from vpp.orchestrator.campus.config import FleetConfig, load
+from vpp.orchestrator.campus.fleet import LEVELS, Fleet, FleetInputError, UnknownUnitError
 
 from .helpers import NOW, TIMEOUT, Unit, build, units
 

@@ -1,4 +1,4 @@
-"""Frequency event detection (vpp.orchestrator.frequency_events) on synthetic traces whose
+"""Frequency event detection (vpp.orchestrator.grid.events) on synthetic traces whose
 start, nadir, recovery and end are known in advance."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vpp.errors import ConfigError
-from vpp.orchestrator.frequency_events import (
+from vpp.orchestrator.grid.events import (
     EventDetectionConfig,
     FrequencyEventDetector,
     detect_events,

@@ -12,9 +12,9 @@ import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import run
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Publisher, Subscriber
-from vpp.orchestrator.grid import GridService
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Client, Publisher, Subscriber
+from vpp.orchestrator.grid.service import GridService
 
 GRID = {"obligation_kw": 600.0, "events": {"hold_s": 0.5, "rocof_threshold_hz_s": None}}
 

@@ -10,7 +10,7 @@ import zmq
 
 from vpp.cli import main
 from vpp.errors import ConfigError
-from vpp.orchestrator.keys import create_keypair, load_public, load_secret
+from vpp.orchestrator.bus.keys import create_keypair, load_public, load_secret
 
 
 def _mode(p: Path) -> int:

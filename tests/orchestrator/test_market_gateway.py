@@ -12,10 +12,10 @@ import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import run
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Publisher, Server, Subscriber
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
 from vpp.orchestrator.market import IST, day_start
-from vpp.orchestrator.market_gateway import MarketGateway
+from vpp.orchestrator.market.gateway import MarketGateway
 
 NOON = datetime(2026, 11, 21, 12, 0, 1, tzinfo=IST).timestamp()  # block 48 under way
 

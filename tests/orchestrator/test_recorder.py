@@ -7,7 +7,7 @@ import json
 import pytest
 
 from vpp.config import load
-from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.history import History
 from vpp.orchestrator.recorder import Recorder
 from vpp.orchestrator.site_status import SiteStatus, render_text

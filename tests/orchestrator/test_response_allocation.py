@@ -1,4 +1,4 @@
-"""Fleet response allocation (vpp.orchestrator.response_allocation): shares sum to the
+"""Fleet response allocation (vpp.orchestrator.grid.allocation): shares sum to the
 obligation, respect headroom, skip unavailable units; the shares drive the core's droop."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vpp.core import DroopController
 from vpp.errors import ConfigError
-from vpp.orchestrator.response_allocation import (
+from vpp.orchestrator.grid.allocation import (
     AllocationConfig,
     UnitAvailability,
     allocate,

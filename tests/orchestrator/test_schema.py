@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from vpp.errors import MessageError, VppError
-from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import schema as s
 
 
 def telemetry(unit: str = "bess1", p_kw: float = 12.5, soc: float = 55.0) -> s.Telemetry:

@@ -12,9 +12,9 @@ import pytest
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.orchestrator.test_market_gateway import NOON
 from tests.support.aio import run
-from vpp.orchestrator.campus import Campus
-from vpp.orchestrator.grid import GridService
-from vpp.orchestrator.market_gateway import MarketGateway
+from vpp.orchestrator.campus.service import Campus
+from vpp.orchestrator.grid.service import GridService
+from vpp.orchestrator.market.gateway import MarketGateway
 
 
 def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:

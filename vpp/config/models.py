@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpp.orchestrator.campus_config import DispatchConfig, FleetConfig
-from vpp.orchestrator.compliance import ComplianceConfig
-from vpp.orchestrator.frequency_events import EventDetectionConfig
+from vpp.orchestrator.bus.topology import BusSection
+from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
+from vpp.orchestrator.grid.compliance import ComplianceConfig
+from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
-from vpp.orchestrator.topology import BusSection
 from vpp.sim.grid_model import GridModelConfig
 
 __all__ = [

@@ -1,6 +1,11 @@
 """The orchestrator: the processes of the VPP and the ZeroMQ bus that connects them.
 
-- :mod:`vpp.orchestrator.schema`: the versioned message schema (encode/decode).
-- :mod:`vpp.orchestrator.bus`: PUB/SUB, command server/client, heartbeats, liveness.
-- :mod:`vpp.orchestrator.keys`: CurveZMQ key pairs (``vpp keys``).
+- :mod:`vpp.orchestrator.bus`: message schema, PUB/SUB, commands, CurveZMQ, liveness,
+  the events broker and the site topology.
+- :mod:`vpp.orchestrator.field`: the field controller (one per site or RTU).
+- :mod:`vpp.orchestrator.campus`: fleet state, dispatch strategies, the campus aggregator.
+- :mod:`vpp.orchestrator.grid`: frequency events, response allocation, compliance.
+- :mod:`vpp.orchestrator.market`: IEX products, bids, the schedule LP, the gateway.
+- :mod:`vpp.orchestrator.launcher` (with ``processes``, ``recorder``, ``site_status``,
+  ``history``): ``vpp run``.
 """

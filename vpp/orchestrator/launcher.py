@@ -4,7 +4,7 @@
 (:func:`vpp.config.load`) and runs one. A run:
 
 1. makes a run directory (ipc sockets; removed at exit) and the :class:`Topology`;
-2. starts the events broker (:mod:`vpp.orchestrator.broker`) and subscribes to it;
+2. starts the events broker (:mod:`vpp.orchestrator.bus.broker`) and subscribes to it;
 3. starts the simulated plant in a child process when ``simulation.enabled``, waits for
    its ports and points the config at it (:func:`vpp.sim.plant.with_ports`);
 4. starts each field controller, then ``campus``, ``grid`` and ``market`` (those
@@ -37,14 +37,14 @@ from typing import Any, TextIO
 
 from vpp.config.models import SiteConfig
 from vpp.errors import ConfigError, VppError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.broker import Broker
-from vpp.orchestrator.bus import Publisher, Subscriber
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.broker import Broker
+from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
+from vpp.orchestrator.bus.topology import SERVICES, Topology
 from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
 from vpp.orchestrator.recorder import Recorder
 from vpp.orchestrator.site_status import SiteStatus, render_text
-from vpp.orchestrator.topology import SERVICES, Topology
 
 __all__ = ["Launcher", "main"]
 

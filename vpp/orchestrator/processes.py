@@ -29,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from vpp.config.models import SiteConfig
-from vpp.orchestrator.topology import Topology
+from vpp.orchestrator.bus.topology import Topology
 
 __all__ = ["ROLE_MODULES", "Managed", "plant_main", "role_main", "spawn_context"]
 
@@ -37,10 +37,10 @@ log = logging.getLogger(__name__)
 
 #: The module whose ``serve`` runs each role.
 ROLE_MODULES: dict[str, str] = {
-    "field": "vpp.orchestrator.field",
-    "campus": "vpp.orchestrator.campus",
-    "grid": "vpp.orchestrator.grid",
-    "market": "vpp.orchestrator.market_gateway",
+    "field": "vpp.orchestrator.field.controller",
+    "campus": "vpp.orchestrator.campus.service",
+    "grid": "vpp.orchestrator.grid.service",
+    "market": "vpp.orchestrator.market.gateway",
 }
 
 _PR_SET_PDEATHSIG = 1

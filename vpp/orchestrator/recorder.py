@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.history import History
 
 __all__ = ["Recorder"]

@@ -21,10 +21,10 @@ import pydantic
 
 from vpp.aio import cancel_and_wait
 from vpp.errors import VppError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Client, Handler, Publisher, Server, Subscriber
-from vpp.orchestrator.curve import ClientCurve
-from vpp.orchestrator.topology import Topology
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.curve import ClientCurve
+from vpp.orchestrator.bus.pubsub import Client, Handler, Publisher, Server, Subscriber
+from vpp.orchestrator.bus.topology import Topology
 from vpp.validation import validate_model
 
 __all__ = ["Service", "params", "tune_gc"]

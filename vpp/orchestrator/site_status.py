@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpp.config.models import SiteConfig
-from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import schema as s
 
 __all__ = ["SiteStatus", "render_text"]
 

@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from vpp.errors import VppError
-from vpp.orchestrator.campus_config import STRATEGIES, DispatchConfig, Strategy
-from vpp.orchestrator.fleet import ELIGIBLE, REASONS, Fleet
+from vpp.orchestrator.campus.config import STRATEGIES, DispatchConfig, Strategy
+from vpp.orchestrator.campus.fleet import ELIGIBLE, REASONS, Fleet
 
 __all__ = ["DispatchError", "DispatchResult", "Dispatcher", "allocate"]
 

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpp.orchestrator.frequency_events import FrequencyEvent
+from vpp.orchestrator.grid.events import FrequencyEvent
 from vpp.validation import config_error, validate_model
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Totals of a :class:`~vpp.orchestrator.fleet.Fleet` at every level of the location tree.
+"""Totals of a :class:`~vpp.orchestrator.campus.fleet.Fleet` at every level of the location tree.
 
 Every figure is a masked per-unit weight: a unit counts where it should (registered,
 online, reporting telemetry, or eligible for dispatch; see :class:`Aggregate`). The
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from vpp.orchestrator.fleet import ELIGIBLE, LEVELS, Fleet
+from vpp.orchestrator.campus.fleet import ELIGIBLE, LEVELS, Fleet
 
 __all__ = ["Aggregate", "LevelTotals", "aggregates", "level_totals"]
 

@@ -4,7 +4,7 @@ In: ``heartbeat/`` (role ``unit``: registers the unit with its owner, location a
 ratings; role ``field``: where its field controller takes commands) and ``telemetry/``
 (power, SOC, the safety envelope's limits, safety state). Every
 ``campus.dispatch_interval_s`` the campus target is split over the eligible units
-(:class:`~vpp.orchestrator.dispatch.Dispatcher`) and each setpoint is sent as
+(:class:`~vpp.orchestrator.campus.dispatch.Dispatcher`) and each setpoint is sent as
 ``set_base`` {unit, kw} to the unit's field controller; units left out for a reason
 other than being offline get 0 kW, so a share that moved elsewhere is not kept twice.
 A setpoint the field controller acknowledged is not sent again while it stays the same,
@@ -39,13 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.config.models import SiteConfig
 from vpp.errors import VppError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Handler
-from vpp.orchestrator.campus_config import Strategy
-from vpp.orchestrator.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.fleet import Fleet, UnknownUnitError
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Handler
+from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.campus.config import Strategy
+from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchResult
+from vpp.orchestrator.campus.fleet import Fleet, UnknownUnitError
 from vpp.orchestrator.service import Service, params, tune_gc
-from vpp.orchestrator.topology import Topology
 
 __all__ = ["RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
 
@@ -70,7 +70,7 @@ class _SetSchedule(BaseModel):
     kw: list[float] = Field(min_length=1)
 
 
-#: The location levels of :data:`vpp.orchestrator.fleet.LEVELS`, as a type.
+#: The location levels of :data:`vpp.orchestrator.campus.fleet.LEVELS`, as a type.
 Level = Literal["country", "state", "city", "campus", "building", "node"]
 
 

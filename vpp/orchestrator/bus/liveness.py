@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vpp.aio import cancel_and_wait
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Publisher
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Publisher
 
 __all__ = ["HeartbeatSender", "Liveness", "Peer"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vpp.core import Decision, Transition
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.field_unit import FieldUnit
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.field.unit import FieldUnit
 
 __all__ = ["band_event", "decision", "frequency", "telemetry", "unit_heartbeat"]
 

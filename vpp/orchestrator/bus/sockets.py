@@ -12,7 +12,7 @@ from vpp.errors import ConfigError, MessageError
 
 __all__ = ["Endpoint", "attach", "context", "recv_now"]
 
-log = logging.getLogger("vpp.orchestrator.bus")
+log = logging.getLogger("vpp.orchestrator.bus.pubsub")
 
 # Plain ints: pyzmq's recv_multipart turns flags and options into enum members on every
 # call, which costs a third of a receive on the ingest path.

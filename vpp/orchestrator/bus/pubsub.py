@@ -3,8 +3,8 @@
 - :class:`Publisher` / :class:`Subscriber`: two-frame messages ``[topic, json]``; the topic
   is ``type/unit`` (or ``type/sender``), so a subscriber filters by type or by unit prefix.
 - :class:`Server` (ROUTER) / :class:`Client` (DEALER), re-exported from
-  :mod:`vpp.orchestrator.commands`: command request and ack, with retries that run once.
-- On ``tcp://`` command endpoints CurveZMQ is required (see :mod:`vpp.orchestrator.curve`).
+  :mod:`vpp.orchestrator.bus.commands`: command request and ack, with retries that run once.
+- On ``tcp://`` command endpoints CurveZMQ is required (see :mod:`vpp.orchestrator.bus.curve`).
 
 Every receive loop rejects malformed or unexpected messages, counts them per kind in
 ``errors`` and logs them, and goes on.
@@ -19,10 +19,10 @@ import zmq
 import zmq.asyncio
 
 from vpp.errors import MessageError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.commands import Client, Handler, Server
-from vpp.orchestrator.config import BusConfig
-from vpp.orchestrator.sockets import Endpoint, attach, context, recv_now
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.commands import Client, Handler, Server
+from vpp.orchestrator.bus.config import BusConfig
+from vpp.orchestrator.bus.sockets import Endpoint, attach, context, recv_now
 
 __all__ = ["BusConfig", "Client", "Handler", "Publisher", "Server", "Subscriber"]
 

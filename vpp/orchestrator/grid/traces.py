@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
-from vpp.orchestrator import schema as s
+from vpp.orchestrator.bus import schema as s
 
 __all__ = ["FrequencyTrace", "UnitTrack", "interpolate"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DriverError, ValidationError
-from vpp.orchestrator.field_unit import FieldUnit, Schedule
-from vpp.orchestrator.field_writer import SetpointWriter
+from vpp.orchestrator.field.unit import FieldUnit, Schedule
+from vpp.orchestrator.field.writer import SetpointWriter
 
 __all__ = ["ACTIONS", "FieldCommands"]
 

@@ -5,18 +5,18 @@ one, e.g. the same PMU frame from a second field controller, is skipped), ``hear
 (units: owner, rating; field controllers: command endpoint), ``telemetry/`` (limits,
 safety, measured power) and ``decision/`` (base and setpoint per PMU frame).
 
-- Events: a :class:`~vpp.orchestrator.frequency_events.FrequencyEventDetector` with
+- Events: a :class:`~vpp.orchestrator.grid.events.FrequencyEventDetector` with
   ``grid.events``; EventMsg kind ``frequency_event`` at the start and at the end
   (``data`` = the record plus ``phase``).
 - Allocation: every ``allocate_every_s`` (and not during an event, so that the response
   being judged is not changed under it) the obligation (``grid.obligation_kw``, or the
   registered units' total rating) is shared over the online units by headroom
-  (:mod:`~vpp.orchestrator.response_allocation`); ``set_participation`` {unit, p_max_kw}
+  (:mod:`~vpp.orchestrator.grid.allocation`); ``set_participation`` {unit, p_max_kw}
   goes to a unit's field controller when its share moved by more than
   ``max(1 kW, 2 % of the obligation)``, when it joins or leaves, or when the last send
   failed. Sends to different field controllers run concurrently, each with a timeout.
 - Compliance: when an event ends, every unit that had a share at its start is judged
-  (:func:`~vpp.orchestrator.compliance.check_fleet`) on the grid's frequency samples,
+  (:func:`~vpp.orchestrator.grid.compliance.check_fleet`) on the grid's frequency samples,
   with its measured power (telemetry, interpolated) or, lacking telemetry, the setpoints
   of its decisions; EventMsg kind ``compliance``.
 
@@ -37,19 +37,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.config.models import DroopSettings, SiteConfig
 from vpp.errors import VppError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Handler
-from vpp.orchestrator.compliance import ComplianceResult, DroopCharacteristic, check_fleet
-from vpp.orchestrator.frequency_events import FrequencyEvent, FrequencyEventDetector
-from vpp.orchestrator.grid_traces import FrequencyTrace, UnitTrack, interpolate
-from vpp.orchestrator.response_allocation import (
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Handler
+from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.grid.allocation import (
     Allocation,
     AllocationConfig,
     UnitAvailability,
     allocate,
 )
+from vpp.orchestrator.grid.compliance import ComplianceResult, DroopCharacteristic, check_fleet
+from vpp.orchestrator.grid.events import FrequencyEvent, FrequencyEventDetector
+from vpp.orchestrator.grid.traces import FrequencyTrace, UnitTrack, interpolate
 from vpp.orchestrator.service import Service, params
-from vpp.orchestrator.topology import Topology
 
 __all__ = ["GridService", "serve"]
 

@@ -23,7 +23,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from vpp.errors import ConfigError
-from vpp.orchestrator.keys import load_public, load_secret
+from vpp.orchestrator.bus.keys import load_public, load_secret
 
 __all__ = ["ClientCurve", "ServerCurve"]
 

@@ -1,16 +1,16 @@
 """The field controller process: PMU frames -> core pipeline per unit -> inverter setpoints.
 
 Frame path (docs/orchestrator.md, "Field controller"): a :class:`~vpp.drivers.pmu.PdcClient`
-yields each decoded C37.118 data frame; every unit's :class:`~vpp.orchestrator.field_unit.
+yields each decoded C37.118 data frame; every unit's :class:`~vpp.orchestrator.field.unit.
 FieldUnit` steps its core pipeline with the frame's time and frequency; the setpoint goes
-to the unit's :class:`~vpp.orchestrator.field_writer.SetpointWriter`, which returns at
+to the unit's :class:`~vpp.orchestrator.field.writer.SetpointWriter`, which returns at
 once. Nothing on this path waits for ZeroMQ: publishing is a non-blocking PUB send that
 drops when the broker is gone, so the response and the safety envelope go on alone.
 
 Around it: inverter (and BMS) polling feeds the pipelines' telemetry; a watch loop turns
 the communicators' online flags into ``device`` events; heartbeats (the field and each
 online unit) and telemetry are published on their intervals; commands arrive on the
-controller's ROUTER (:mod:`vpp.orchestrator.field_commands`).
+controller's ROUTER (:mod:`vpp.orchestrator.field.commands`).
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import Backoff, PdcClient
 from vpp.errors import ConfigError
-from vpp.orchestrator import field_messages as m
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Publisher, Server
-from vpp.orchestrator.curve import ServerCurve
-from vpp.orchestrator.field_commands import FieldCommands, Params
-from vpp.orchestrator.field_unit import SEVERITY, FieldUnit
-from vpp.orchestrator.field_writer import SetpointWriter
-from vpp.orchestrator.topology import Topology
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.curve import ServerCurve
+from vpp.orchestrator.bus.pubsub import Publisher, Server
+from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.field import messages as m
+from vpp.orchestrator.field.commands import FieldCommands, Params
+from vpp.orchestrator.field.unit import SEVERITY, FieldUnit
+from vpp.orchestrator.field.writer import SetpointWriter
 
 __all__ = ["FieldController", "serve"]
 

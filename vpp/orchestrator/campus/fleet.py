@@ -9,7 +9,7 @@ fleet (liveness, aggregates, dispatch inputs) is vectorised.
 Locations are paths ``country/state/city/campus/building/node``. A unit belongs to one
 group per level (the path prefix of that length); group numbers are assigned at
 registration, so the totals of a level are ``np.bincount`` sums over those numbers
-(:mod:`vpp.orchestrator.fleet_totals`).
+(:mod:`vpp.orchestrator.campus.totals`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 
 from vpp.errors import VppError
-from vpp.orchestrator.campus_config import FleetConfig
+from vpp.orchestrator.campus.config import FleetConfig
 
 if TYPE_CHECKING:
-    from vpp.orchestrator.fleet_totals import Aggregate, LevelTotals
+    from vpp.orchestrator.campus.totals import Aggregate, LevelTotals
 
 __all__ = [
     "LEVELS",
@@ -374,14 +374,14 @@ class Fleet:
 
     def totals(self, now: float, levels: Sequence[str] = LEVELS) -> dict[str, LevelTotals]:
         """Columnar totals of every group of each of ``levels``
-        (see :func:`vpp.orchestrator.fleet_totals.level_totals`)."""
-        from vpp.orchestrator.fleet_totals import level_totals
+        (see :func:`vpp.orchestrator.campus.totals.level_totals`)."""
+        from vpp.orchestrator.campus.totals import level_totals
 
         return level_totals(self, now, levels)
 
     def aggregates(self, level: str, now: float) -> dict[str, Aggregate]:
         """Totals of every group of ``level`` that has units, by path
-        (see :func:`vpp.orchestrator.fleet_totals.aggregates`)."""
-        from vpp.orchestrator.fleet_totals import aggregates
+        (see :func:`vpp.orchestrator.campus.totals.aggregates`)."""
+        from vpp.orchestrator.campus.totals import aggregates
 
         return aggregates(self, level, now)

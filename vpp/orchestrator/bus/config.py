@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vpp.orchestrator.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.validation import validate_model
 
 __all__ = ["BusConfig"]

@@ -19,9 +19,9 @@ import zmq.asyncio
 
 from vpp.aio import cancel_and_wait
 from vpp.errors import CommandTimeoutError, ConfigError, MessageError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.curve import ClientCurve, ServerCurve
-from vpp.orchestrator.sockets import Endpoint, attach, context, log
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.bus.sockets import Endpoint, attach, context, log
 
 __all__ = ["Client", "Handler", "Server"]
 

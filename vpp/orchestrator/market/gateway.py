@@ -39,8 +39,9 @@ import numpy as np
 
 from vpp.config.models import SiteConfig
 from vpp.errors import VppError
-from vpp.orchestrator import schema as s
-from vpp.orchestrator.bus import Handler
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Handler
+from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.market import (
     BLOCK_S,
     BLOCKS_PER_DAY,
@@ -55,7 +56,6 @@ from vpp.orchestrator.market import (
     to_bids,
 )
 from vpp.orchestrator.service import Service
-from vpp.orchestrator.topology import Topology
 from vpp.sim.exchange import ClearingResult, SimExchange, SyntheticMarket
 
 __all__ = ["RESERVE_H", "MarketGateway", "serve"]

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.orchestrator.config import BusConfig
+from vpp.orchestrator.bus.config import BusConfig
 
 __all__ = ["SERVICES", "BusSection", "Topology"]
 

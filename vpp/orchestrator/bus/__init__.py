@@ -1,0 +1,1 @@
+"""The orchestrator bus: message schema, ZeroMQ sockets, CurveZMQ, liveness, broker, topology."""

@@ -1,0 +1,1 @@
+"""The campus aggregator: fleet state, location totals, dispatch strategies and its process."""

@@ -1,0 +1,2 @@
+"""The field controller process: per-unit pipelines fed by the PMU stream, setpoints
+to the inverters."""

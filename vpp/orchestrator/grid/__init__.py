@@ -1,0 +1,1 @@
+"""The grid service: frequency events, response allocation, compliance and its process."""
