@@ -10,7 +10,10 @@ import pytest
 from vpp.config import load, load_text
 from vpp.errors import ConfigError
 
-UNIT = "{id: u1, rated_power_kw: 100, capacity_kwh: 200, inverter: {protocol: modbus_tcp}}"
+UNIT = (
+    "{id: u1, rated_power_kw: 100, capacity_kwh: 200, "
+    "inverter: {protocol: modbus_tcp, config: {host: 10.0.0.1}}}"
+)
 
 
 def test_the_embedded_default_is_a_simulated_site() -> None:
@@ -45,7 +48,7 @@ def test_unknown_keys_bad_yaml_and_missing_files_are_errors(tmp_path: Path) -> N
 def test_secrets_come_from_the_environment() -> None:
     text = (
         "field: [{id: f, units: [{id: u1, rated_power_kw: 1, capacity_kwh: 1, "
-        "inverter: {protocol: mqtt, config: {password: '${MQTT_PW}'}}}]}]"
+        "inverter: {protocol: mqtt, config: {device: d1, username: u, password: '${MQTT_PW}'}}}]}]"
     )
     site = load_text(text, env={"MQTT_PW": "s3cret"})
     assert site.field[0].units[0].inverter.config["password"] == "s3cret"

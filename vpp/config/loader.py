@@ -26,7 +26,7 @@ import pydantic
 import yaml
 
 from vpp.config.models import SiteConfig
-from vpp.errors import ConfigError
+from vpp.errors import ConfigError, VppError
 
 __all__ = ["DEFAULT_CONFIG", "ENV_PREFIX", "default_text", "load", "load_text"]
 
@@ -82,12 +82,40 @@ def load_text(
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
             _override(data, keys, value, file, name)
     try:
-        return SiteConfig.model_validate(data)
+        site = SiteConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise _error(f"{first['msg']}{more}", field, file) from exc
+    _check_devices(site, file)
+    return site
+
+
+def _check_devices(site: SiteConfig, file: str) -> None:
+    """Validate every device config by its protocol now, not when a process starts."""
+    from vpp.drivers.factory import default_factory
+
+    # A simulated unit's inverter address is the simulator's, known only at start.
+    simulated = {b.unit for b in site.simulation.bess} if site.simulation.enabled else set()
+    for i, fld in enumerate(site.field):
+        for j, unit in enumerate(fld.units):
+            for role, dev in (("inverter", unit.inverter), ("bms", unit.bms)):
+                if dev is None or (role == "inverter" and unit.id in simulated):
+                    continue
+                where = f"field.{i}.units.{j}.{role}"
+                for key, cfg in (("config", dev.config), ("secondary", dev.secondary)):
+                    if cfg is None:
+                        continue
+                    try:
+                        default_factory.validate(dev.protocol, cfg)
+                    except ConfigError as exc:
+                        # A whole-config problem comes back on the field "config".
+                        inner = "" if exc.field in (None, "", "config") else exc.field
+                        key_path = f"{where}.{key}.{inner}" if inner else f"{where}.{key}"
+                        raise _error(str(exc), key_path, file) from exc
+                    except VppError as exc:  # no such protocol
+                        raise _error(str(exc), f"{where}.protocol", file) from exc
 
 
 def _substitute(node: Any, path: tuple[str, ...], env: Mapping[str, str], file: str) -> Any:
