@@ -215,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     listen.set_defaults(func=_cmd_pmu_listen)
 
     keys = sub.add_parser("keys", help="create a CurveZMQ key pair (NAME.key, NAME.key_secret)")
-    keys.add_argument("name", help="key pair name (e.g. campus, field-site1)")
+    keys.add_argument("name", nargs="?", help="key pair name (e.g. campus, field-site1)")
+    keys.add_argument(
+        "--site", default=None, help="a pair for every process of this site config, authorized"
+    )
     keys.add_argument("--dir", default="keys", help="directory of the keys (default ./keys)")
     keys.add_argument("--force", action="store_true", help="replace an existing pair")
     keys.set_defaults(func=_cmd_keys)

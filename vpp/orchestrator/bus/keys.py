@@ -18,7 +18,7 @@ import zmq.auth
 from vpp.errors import ConfigError
 from vpp.validation import config_error
 
-__all__ = ["cli", "create_keypair", "load_public", "load_secret"]
+__all__ = ["cli", "create_keypair", "load_public", "load_secret", "site_keys"]
 
 
 def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> tuple[Path, Path]:
@@ -65,9 +65,40 @@ def load_secret(path: Path | str) -> tuple[bytes, bytes]:
     return public, secret
 
 
+def site_keys(directory: Path | str, names: list[str], *, force: bool = False) -> list[str]:
+    """A key pair for each process ``names`` of a site on one host (a lab, a test rig),
+    each public key authorized (copied to ``directory/authorized``); returns the names
+    whose pair was created (an existing pair is kept unless ``force``)."""
+    d = Path(directory)
+    made = []
+    for name in names:
+        if force or not (d / f"{name}.key_secret").exists():
+            create_keypair(d, name, force=force)
+            made.append(name)
+    authorized = d / "authorized"
+    authorized.mkdir(mode=0o700, exist_ok=True)
+    for name in names:
+        (authorized / f"{name}.key").write_bytes((d / f"{name}.key").read_bytes())
+    return made
+
+
 def cli(args: argparse.Namespace) -> int:
-    """``vpp keys [--dir DIR] [--force] NAME``: create a key pair and print its paths."""
+    """``vpp keys [--dir DIR] [--force] NAME`` creates a key pair and prints its paths;
+    ``vpp keys --site CONFIG`` one per process of the site, all authorized."""
     try:
+        if args.site is not None:
+            from vpp.config import load
+            from vpp.orchestrator.bus.topology import SERVICES
+
+            site = load(args.site)
+            names = [f.id for f in site.field] + list(SERVICES)
+            made = site_keys(args.dir, names, force=args.force)
+            kept = [n for n in names if n not in made]
+            print(f"keys in {args.dir}: made {made or 'none'}, kept {kept or 'none'}; "
+                  f"all authorized in {Path(args.dir) / 'authorized'}")  # fmt: skip
+            return 0
+        if not args.name:
+            raise config_error("give a key NAME or --site CONFIG", "name")
         public, secret = create_keypair(args.dir, args.name, force=args.force)
     except ConfigError as exc:
         print(f"vpp keys: {exc}", file=sys.stderr)

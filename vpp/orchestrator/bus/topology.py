@@ -15,9 +15,10 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.orchestrator.bus.config import BusConfig
+from vpp.validation import config_error
 
 __all__ = ["SERVICES", "BusSection", "Topology"]
 
@@ -45,6 +46,17 @@ class BusSection(BaseModel):
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     liveness_misses: int = Field(default=3, ge=1)
 
+    @model_validator(mode="after")
+    def _curve(self) -> BusSection:
+        # Commands across hosts in clear text would let anyone on the network command
+        # batteries: tcp needs keys unless the user says otherwise in so many words.
+        if self.transport == "tcp" and self.keys_dir is None and not self.insecure:
+            raise ValueError(
+                "tcp command endpoints need CurveZMQ keys: set keys_dir (vpp keys --site "
+                "CONFIG makes them) or insecure: true"
+            )
+        return self
+
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
@@ -69,9 +81,15 @@ class Topology:
             )
         missing = [n for n in ("events_in", "events_out", *names) if n not in bus.ports]
         if missing:
-            from vpp.validation import config_error
-
             raise config_error(f"bus: tcp transport needs a port for {missing}", "bus.ports")
+        if bus.keys_dir is not None:
+            absent = [n for n in names if not (bus.keys_dir / f"{n}.key_secret").is_file()]
+            if absent:
+                raise config_error(
+                    f"bus: no key pair for {absent} in {bus.keys_dir} "
+                    "(vpp keys --dir DIR --site CONFIG makes them)",
+                    "bus.keys_dir",
+                )
         tcp = {n: f"tcp://{bus.host}:{bus.ports[n]}" for n in names}
         return cls(
             f"tcp://{bus.host}:{bus.ports['events_in']}",
