@@ -219,19 +219,23 @@ def test_bus_messages(ipc_dir: Path) -> None:
 @pytest.mark.parametrize("case", ["soc_low", "charge_temperature"])
 def test_safety_violation_clamps(ipc_dir: Path, case: str) -> None:
     async def main() -> None:
-        if case == "soc_low":
-            # SOC below the envelope's 5 %: discharge blocked, so a discharge base is clamped.
-            model = BessModel(capacity_kwh=1000, p_max_kw=RATED, soc_pct=4.0, ramp_kw_s=500)
-            base = 100.0
-        else:
-            # Hotter than the 45 C charge limit (but under 60 C): charge is blocked.
-            model = BessModel(capacity_kwh=1000, p_max_kw=RATED, soc_pct=50.0, ramp_kw_s=500,
-                              temp_c=50.0, ambient_c=50.0)  # fmt: skip
-            base = -100.0
+        model = BessModel(capacity_kwh=1000, p_max_kw=RATED, soc_pct=50.0, ramp_kw_s=500)
         sim = BessSimulator(port=0, model=model)
         flat = FrequencyProfile(kind="constant", magnitude=0.0, noise=0.0)
         async with rig(ipc_dir, {"bess-1": sim}, flat) as r:
             await wait_until(lambda: r.ctl.units["bess-1"].online is True)
+            # The controller's messages reach the test before the fault starts: the
+            # violation's event is then one the test can see (PUB/SUB drops messages
+            # sent before a connection is up).
+            await wait_until(lambda: bool(r.of(s.TelemetryMsg, unit="bess-1")), timeout=5)
+            if case == "soc_low":
+                # SOC below the envelope's 5 %: discharge blocked, a discharge base clamped.
+                model.soc_pct = 4.0
+                base = 100.0
+            else:
+                # Hotter than the 45 C charge limit (but under 60 C): charge is blocked.
+                model.temp_c = model.ambient_c = 50.0
+                base = -100.0
             await r.ctl.command("set_base", {"unit": "bess-1", "kw": base}, issued_by="test")
             await wait_until(lambda: len(r.ctl.units["bess-1"].safety_history) > 0)
             frames = r.ctl.frames
