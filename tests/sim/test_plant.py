@@ -139,3 +139,36 @@ def test_with_ports_points_the_site_at_the_plant() -> None:
         "bess-1": 5001, "bess-2": 0, "bess-3": 5003
     }
     assert cfg.simulation.pmu.port == 0  # the original is untouched
+
+
+def test_each_unit_has_a_can_bms_following_its_battery() -> None:
+    cfg = site([])
+
+    async def main() -> None:
+        async with Plant(cfg) as plant:
+            ports = plant.ports
+            assert {f"{u}/bms" for u in ("bess-1", "bess-2", "bess-3")} <= set(ports)
+            pointed = with_ports(cfg, ports)
+            unit = next(u for u in pointed.units() if u.id == "bess-1")
+            assert unit.bms is not None
+            assert unit.bms.config["bus_options"]["port"] == ports["bess-1/bms"]
+            # Read the simulated BMS with the real driver over the CAN bus the config names.
+            plant.sims["bess-1"].model.soc_pct = 63.0
+            plant.sims["bess-1"].model.temp_c = 31.0
+            bms = ProtocolFactory().create("can_bms", unit.bms.config, label="bess-1/bms")
+            try:
+                await bms.connect()
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    status = await bms.read_status()
+                    if status.get("soc_pct") == pytest.approx(63.0, abs=0.5) and status.get(
+                        "temp_max_c"
+                    ) == pytest.approx(31.0, abs=0.5):
+                        break
+                assert status["soc_pct"] == pytest.approx(63.0, abs=0.5)
+                assert status["temp_max_c"] == pytest.approx(31.0, abs=0.5)
+                assert status["bms_faults"] == 0
+            finally:
+                await bms.close()
+
+    run(main())

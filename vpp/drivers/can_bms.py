@@ -88,6 +88,10 @@ class CanBmsConfig(ProtocolConfig):
     interface: str = Field(default="socketcan", min_length=1, description="python-can interface")
     channel: str = Field(min_length=1, description="bus channel, e.g. can0 or a virtual name")
     dbc: Path | None = Field(default=None, description="DBC file; None = the shipped one")
+    bus_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="more arguments of can.Bus (e.g. bitrate; port, hop_limit of udp_multicast)",
+    )
     stale_after_s: dict[str, float] = Field(
         default_factory=dict,
         description="per message: seconds without a frame before it is stale "
@@ -150,7 +154,9 @@ class CanBmsProtocol(BaseProtocol):
 
     async def _connect(self) -> None:
         try:
-            self._bus = can.Bus(interface=self.cfg.interface, channel=self.cfg.channel)
+            self._bus = can.Bus(
+                interface=self.cfg.interface, channel=self.cfg.channel, **self.cfg.bus_options
+            )
         except (can.CanError, OSError, ValueError, ImportError) as exc:
             raise DeviceOfflineError(f"cannot open CAN bus: {exc}", resource=self.name) from exc
         self._task = asyncio.create_task(self._receive_loop(self._bus), name=f"{self.name}-rx")

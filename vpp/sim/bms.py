@@ -16,6 +16,7 @@ import logging
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import can
 
@@ -55,10 +56,18 @@ class BmsSimulator:
         channel: str = "vpp-bms",
         dbc: Path | None = None,
         period_s: float | None = None,
+        bus_options: dict[str, Any] | None = None,
+        battery: SimBattery | None = None,
     ) -> None:
-        """A stopped simulator of a healthy pack at rest (3300 mV cells, 25 degrees C)."""
+        """A stopped simulator of a healthy pack at rest (3300 mV cells, 25 degrees C).
+
+        ``bus_options`` go to ``can.Bus`` (e.g. ``port`` and ``hop_limit`` of the
+        ``udp_multicast`` interface, which crosses processes); with ``battery`` the
+        state follows that battery before every send (:meth:`follow`)."""
         self.interface = interface
         self.channel = channel
+        self.bus_options = dict(bus_options or {})
+        self.battery = battery
         self.db = load_dbc(dbc or default_dbc_path())
         self.periods = {
             m.name: period_s if period_s is not None else (m.cycle_time or 1000) / 1000.0
@@ -86,8 +95,13 @@ class BmsSimulator:
         """Open the bus and start sending."""
         if self._task is not None:
             return
-        self._bus = can.Bus(interface=self.interface, channel=self.channel)
+        self._bus = can.Bus(interface=self.interface, channel=self.channel, **self.bus_options)
         self._task = asyncio.create_task(self._send_loop(self._bus), name="bms-sim")
+
+    @property
+    def running(self) -> bool:
+        """Whether it is sending."""
+        return self._task is not None
 
     async def stop(self) -> None:
         """Stop sending and close the bus."""
@@ -119,7 +133,9 @@ class BmsSimulator:
         mv = round(battery.cell_voltage() * 1000)
         self.cells_mv = [mv] * CELLS
         self.temps_c = [battery.temp_c - 1.0] * (SENSORS - 1) + [battery.temp_c]
-        pack_v = battery.cell_voltage() * CELLS
+        # A battery that knows its own pack (a BESS model of many modules) gives its DC
+        # current; otherwise the pack is this BMS's 16 cells.
+        pack_v = float(getattr(battery, "dc_voltage_v", lambda: battery.cell_voltage() * CELLS)())
         self.current_a = 1000.0 * battery.power_kw / pack_v if pack_v else 0.0
         self.soc_pct = battery.soc_pct
         self.state = 0 if battery.power_kw == 0 else (2 if battery.power_kw > 0 else 1)
@@ -217,6 +233,8 @@ class BmsSimulator:
         tick = min(self.periods.values())
         while True:
             now = time.monotonic()
+            if self.battery is not None:
+                self.follow(self.battery)
             for name, when in due.items():
                 if now < when:
                     continue

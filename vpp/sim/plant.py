@@ -7,10 +7,16 @@ the configured events (repeated every ``repeat_s`` when set); and a
 :class:`~vpp.sim.pmu.PmuServer` streaming the model's frequency. The PMU's ticker steps
 the model in real time (one sample per frame), and before each sample the model's
 fleet input is set to the sum of the simulators' actual power, so a fleet that
-discharges (positive) raises the frequency its own PMU measures.
+discharges (positive) raises the frequency its own PMU measures. A unit whose ``bms`` is
+a ``can_bms`` device gets a :class:`~vpp.sim.bms.BmsSimulator` following its BESS model
+on that CAN bus: ``udp_multicast`` (python-can's bus across processes on one host;
+``hop_limit: 0`` keeps its frames on the host) with a free UDP port chosen at start. A
+BMS simulator that cannot start (e.g. a host without a multicast route) is logged and
+its unit runs without a BMS.
 
 :func:`with_ports` points a site configuration at a running plant: the field
-controllers' PMU source and each simulated unit's inverter address. It also pins the
+controllers' PMU source, each simulated unit's inverter address and its BMS bus port.
+It also pins the
 plant's own ports, so that a plant restarted from the returned config binds the same
 ones and the field controllers reconnect to it.
 """
@@ -20,13 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+import can
+
 from vpp.config.models import SiteConfig, UnitConfig
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
+from vpp.sim.bms import BmsSimulator
 from vpp.sim.grid_model import GridEvent, GridFrequencySource, GridModel
 from vpp.sim.pmu import PmuServer
 
@@ -106,6 +116,27 @@ class Plant:
                 rated_power_kw=unit.rated_power_kw,
                 initial_soc_pct=b.initial_soc_pct,
             )
+        #: BMS simulators (CAN) of the units whose ``bms`` is a ``can_bms`` device.
+        self.bms: dict[str, BmsSimulator] = {}
+        for uid, bess in self.sims.items():
+            dev = _unit(site, uid).bms
+            if dev is None or dev.protocol != "can_bms":
+                continue
+            cfg = dev.config
+            options = dict(cfg.get("bus_options", {}))
+            if cfg.get("interface") == "udp_multicast" and not options.get("port"):
+                options["port"] = _free_udp_port()
+            bms = BmsSimulator(
+                interface=str(cfg.get("interface", "virtual")),
+                channel=str(cfg.get("channel", "vpp-bms")),
+                bus_options=options,
+                battery=bess.model,
+            )
+            # The pack's current limit scales with the unit: rated power at the lowest
+            # pack voltage, with a margin, so that only a real overload trips it.
+            m = bess.model
+            bms.limits.current_max_a = 1.2 * 1000.0 * m.p_max_kw / (2.5 * m.cells)
+            self.bms[uid] = bms
         events = [GridEvent(e.time_s, e.delta_mw) for e in sim.events]
         self.model = GridModel(sim.grid)
         self.source = FleetGridSource(
@@ -117,14 +148,26 @@ class Plant:
 
     @property
     def ports(self) -> dict[str, int]:
-        """``{"pmu": port, "<unit id>": port, ...}`` (after start)."""
-        return {"pmu": self.pmu.port, **{u: s.port for u, s in self.sims.items()}}
+        """``{"pmu": port, "<unit id>": port, "<unit id>/bms": port, ...}`` (after start;
+        a BMS that could not start is absent)."""
+        ports = {"pmu": self.pmu.port, **{u: s.port for u, s in self.sims.items()}}
+        for uid, bms in self.bms.items():
+            if bms.running:
+                ports[f"{uid}/bms"] = int(bms.bus_options.get("port", 0))
+        return ports
 
     async def start(self) -> None:
         """Start the simulators, then the PMU (which starts the grid model's clock)."""
         try:
             for s in self.sims.values():
                 await s.start()
+            for uid, bms in self.bms.items():
+                try:
+                    await bms.start()
+                except (can.CanError, OSError, ImportError, ValueError) as exc:
+                    # E.g. no multicast route on this host: the unit runs without its BMS
+                    # rather than the site not at all (with_ports drops its bms).
+                    log.warning("plant: BMS simulator of %s cannot start: %s", uid, exc)
             await self.pmu.start()
         except BaseException:
             await self.close()
@@ -133,6 +176,8 @@ class Plant:
     async def close(self) -> None:
         """Stop the PMU and every simulator."""
         await self.pmu.close()
+        for bms in self.bms.values():
+            await bms.stop()
         for s in self.sims.values():
             await s.stop()
 
@@ -181,4 +226,20 @@ def with_ports(site: SiteConfig, ports: Mapping[str, int]) -> SiteConfig:
         for u in f["units"]:
             if u["id"] in ports:
                 u["inverter"]["config"].update(host=HOST, port=ports[u["id"]])
+            bms = u.get("bms")
+            if u["id"] in ports and bms and bms["protocol"] == "can_bms":
+                options = bms["config"].setdefault("bus_options", {})
+                if f"{u['id']}/bms" in ports:
+                    options["port"] = ports[f"{u['id']}/bms"]
+                elif bms["config"].get("interface") == "udp_multicast" and not options.get("port"):
+                    log.warning("unit %s runs without its BMS (its simulator did not start)",
+                                u["id"])  # fmt: skip
+                    u["bms"] = None
     return SiteConfig.model_validate(data)
+
+
+def _free_udp_port() -> int:
+    """A UDP port free now on this host (for a simulated CAN-over-UDP bus)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
