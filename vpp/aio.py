@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["Startable", "cancel_and_wait"]
+
+S = TypeVar("S", bound="Startable")
+
+
+class Startable(abc.ABC):
+    """Something with ``start`` and ``stop`` that is also an ``async with`` context (the
+    simulators): entering starts it, leaving stops it."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start serving."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop and release everything it opened."""
+
+    async def __aenter__(self: S) -> S:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> list[asyncio.Task[Any]]:

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
+from vpp.aio import Startable
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
@@ -67,7 +67,7 @@ class SerialLine:
     bytesize: int = 8
 
 
-class BessSimulator:
+class BessSimulator(Startable):
     """A simulated battery behind a Modbus server (start/stop as an async context).
 
     TCP by default: ``port=0`` binds an ephemeral port; :attr:`port` reports the bound
@@ -190,18 +190,6 @@ class BessSimulator:
             await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
             # Let the transports run their close callbacks before the loop moves on.
             await asyncio.sleep(0)
-
-    async def __aenter__(self) -> BessSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- model stepping ------------------------------------------------------------------
 

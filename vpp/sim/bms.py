@@ -15,11 +15,11 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import can
 
+from vpp.aio import Startable
 from vpp.drivers.can_bms import ALARMS, CELLS, SENSORS, default_dbc_path, load_dbc
 from vpp.sim.battery import SimBattery
 
@@ -40,7 +40,7 @@ class BmsLimits:
     imbalance_mv = 100
 
 
-class BmsSimulator:
+class BmsSimulator(Startable):
     """Sends the BMS's CAN frames on ``interface``/``channel`` while started.
 
     ``period_s`` overrides every message's DBC period (tests use a short one). The
@@ -113,18 +113,6 @@ class BmsSimulator:
         bus, self._bus = self._bus, None
         if bus is not None:
             bus.shutdown()
-
-    async def __aenter__(self) -> BmsSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # --- state and faults ------------------------------------------------------------------
 

@@ -15,13 +15,12 @@ import logging
 import ssl
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from vpp.aio import cancel_and_wait
+from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.mqtt_payload import CommandMessage, PayloadError, Topics, decode_command, encode
 from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 MODES = {"standby": 0, "power_control": 1}
 
 
-class MqttBessDevice:
+class MqttBessDevice(Startable):
     """A BESS on an MQTT broker (start/stop, or ``async with``)."""
 
     def __init__(
@@ -102,18 +101,6 @@ class MqttBessDevice:
             await cancel_and_wait([stepper])
             if not stepper.cancelled():
                 stepper.exception()  # a lost broker: the session reconnects
-
-    async def __aenter__(self) -> MqttBessDevice:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _run(self) -> None:
         ctx = ssl.create_default_context(cafile=str(self._ca_file)) if self._ca_file else None

@@ -28,11 +28,11 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 import can
 
+from vpp.aio import Startable
 from vpp.config.models import SiteConfig, UnitConfig
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
@@ -99,7 +99,7 @@ def _unit(site: SiteConfig, unit_id: str) -> UnitConfig:
     raise err
 
 
-class Plant:
+class Plant(Startable):
     """The simulated plant of ``site`` (see the module docstring); an async context."""
 
     def __init__(self, site: SiteConfig) -> None:
@@ -170,28 +170,16 @@ class Plant:
                     log.warning("plant: BMS simulator of %s cannot start: %s", uid, exc)
             await self.pmu.start()
         except BaseException:
-            await self.close()
+            await self.stop()
             raise
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Stop the PMU and every simulator."""
         await self.pmu.close()
         for bms in self.bms.values():
             await bms.stop()
         for s in self.sims.values():
             await s.stop()
-
-    async def __aenter__(self) -> Plant:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 async def serve_plant(
