@@ -39,14 +39,23 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> list[asy
 
     A task can swallow one cancellation: on Python < 3.12 ``asyncio.wait_for`` (inside
     pymodbus and aiomqtt) loses it when the inner call completes at the same moment, and
-    a single cancel-then-await would then wait forever. ``asyncio.wait`` neither raises
-    the tasks' CancelledError nor absorbs a cancellation of the caller, as awaiting a
-    task under ``suppress(CancelledError)`` would.
+    a single cancel-then-await would then wait forever. ``asyncio.wait`` does not raise
+    the tasks' CancelledError; a cancellation of the caller while it waits is held until
+    the tasks have ended and raised then, so that a cancelled clean-up leaves nothing
+    running behind it.
     """
     given = [t for t in tasks if t is not None]
     pending = {t for t in given if not t.done()}
+    interrupted = False
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
+        try:
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        except asyncio.CancelledError:
+            # The caller is being cancelled too: finish the clean-up first (the tasks are
+            # ending), then let the caller's cancellation go on.
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
     return [t for t in given if not t.cancelled() and t.exception() is not None]

@@ -96,11 +96,16 @@ class MqttBessDevice(Startable):
         await self._stop_stepper()
 
     async def _stop_stepper(self) -> None:
-        stepper, self._stepper = self._stepper, None
-        if stepper is not None:
-            await cancel_and_wait([stepper])
-            if not stepper.cancelled():
-                stepper.exception()  # a lost broker: the session reconnects
+        stepper = self._stepper
+        if stepper is None:
+            return
+        # Forget the stepper only once it has ended: if the session is cancelled while
+        # waiting here (stop() during a reconnect), stop() must still find and end it.
+        await cancel_and_wait([stepper])
+        if self._stepper is stepper:
+            self._stepper = None
+        if not stepper.cancelled():
+            stepper.exception()  # a lost broker: the session reconnects
 
     async def _run(self) -> None:
         ctx = ssl.create_default_context(cafile=str(self._ca_file)) if self._ca_file else None
