@@ -203,6 +203,17 @@ def test_schedule_sets_the_target_block_by_block(ipc_dir: Path) -> None:
                 assert campus.target(now) == (10.0, "set_target")
                 await cli.request("set_target", {"kw": None})
                 assert campus.target(now) == (-200.0, "schedule")
+                # The next delivery day's schedule is kept beside today's, not instead of
+                # it; one for the same start replaces the old one.
+                ack = await cli.request("set_schedule",
+                                        {"start": now + 190, "block_s": 100, "kw": [300]})
+                assert ack.ok, ack.error
+                assert campus.target(now) == (-200.0, "schedule")
+                assert campus.target(now + 200) == (300.0, "schedule")
+                await cli.request("set_schedule", {"start": now + 190, "block_s": 100,
+                                                   "kw": [400]})  # fmt: skip
+                assert campus.target(now + 200) == (400.0, "schedule")
+                assert len(campus.schedules) == 2
 
     run(go())
 

@@ -14,7 +14,7 @@ from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, 
 from tests.support.aio import run
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
-from vpp.orchestrator.market import IST, day_start
+from vpp.orchestrator.market import IST, BidWindowError, day_start
 from vpp.orchestrator.market.gateway import MarketGateway
 
 NOON = datetime(2026, 11, 21, 12, 0, 1, tzinfo=IST).timestamp()  # block 48 under way
@@ -135,3 +135,41 @@ def test_dead_campus_is_counted_and_gets_the_schedule_when_back(ipc_dir: Path) -
 
     run(go(), timeout=40)
 
+
+
+def test_inside_the_dam_window_it_also_bids_the_next_day(ipc_dir: Path) -> None:
+    # 10:30 IST: today's schedule at start, then tomorrow's 96 blocks in the DAM window.
+    morning = datetime(2026, 11, 21, 10, 30, tzinfo=IST).timestamp()
+    cfg = site(market={"seed": 3})
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> None:
+        with Broker(topo):
+            campus = FakeCampus(topo.commands["campus"])
+            async with (
+                campus.server,
+                MarketGateway(cfg, topo, settle_s=0.2, resend_s=0.2,
+                              clock=lambda: morning) as gw,  # fmt: skip
+            ):
+                tomorrow = day_start(date(2026, 11, 22))
+                await until(lambda: any(x["start"] == tomorrow for x in campus.schedules))
+                starts = {x["start"] for x in campus.schedules}
+                assert starts == {day_start(date(2026, 11, 21)), tomorrow}
+                nxt = next(x for x in campus.schedules if x["start"] == tomorrow)
+                assert len(nxt["kw"]) == 96 and any(v != 0.0 for v in nxt["kw"])
+                assert gw.runs == 2
+                assert not gw.next_day_due()  # tomorrow is done: no third run
+
+    run(go(), timeout=40)
+
+
+def test_outside_the_window_the_next_day_is_refused() -> None:
+    cfg = site()
+    gw = MarketGateway(cfg, topology(cfg, Path("/tmp")), clock=lambda: NOON)
+    assert not gw.next_day_due()  # 12:00:01 IST: the window closed at 12:00
+
+    async def go() -> None:
+        with pytest.raises(BidWindowError, match="closed"):
+            await gw.run_next_day()
+
+    run(go())

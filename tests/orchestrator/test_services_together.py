@@ -31,9 +31,8 @@ def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:
                 GridService(cfg, topo, allocate_every_s=0.1),
                 MarketGateway(cfg, topo, settle_s=0.2, clock=lambda: NOON) as market,
             ):
-                await until(lambda: campus.schedule is not None and market.delivered)
-                sch = campus.schedule
-                assert sch is not None
+                await until(lambda: bool(campus.schedules) and market.delivered)
+                (sch,) = campus.schedules.values()
                 block = next(i for i, kw in enumerate(sch.kw) if kw > 0)
                 # Move the campus clock into the first block the market sold.
                 offset[0] = sch.start + (block + 0.5) * sch.block_s - time.time()

@@ -118,7 +118,8 @@ class Campus(Service):
         self.fields: dict[str, FieldPeer] = {}
         self.target_kw: float | None = None
         self.strategy: Strategy | None = None
-        self.schedule: _SetSchedule | None = None
+        self.schedules: dict[float, _SetSchedule] = {}
+        """Schedules by start time (a market sends one per delivery day)."""
         self.rounds = 0
         self.last: DispatchResult | None = None
         self.ingested = 0
@@ -196,7 +197,12 @@ class Campus(Service):
         p = params(_SetSchedule, cmd)
         if not all(math.isfinite(v) for v in p.kw):
             raise ValueError("kw must be finite numbers")
-        self.schedule = p
+        now = self.clock()
+        # One per start: a new schedule for the same start replaces the old one; those
+        # over are dropped.
+        self.schedules = {t: x for t, x in self.schedules.items()
+                          if x.start + x.block_s * len(x.kw) > now}  # fmt: skip
+        self.schedules[p.start] = p
         return {"blocks": len(p.kw), "start": p.start, "end": p.start + p.block_s * len(p.kw)}
 
     async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
@@ -220,8 +226,9 @@ class Campus(Service):
         """The campus target now and where it came from."""
         if self.target_kw is not None:
             return self.target_kw, "set_target"
-        sch = self.schedule
-        if sch is not None:
+        # The latest-starting schedule that covers ``now``.
+        for start in sorted(self.schedules, reverse=True):
+            sch = self.schedules[start]
             i = math.floor((now - sch.start) / sch.block_s)
             if 0 <= i < len(sch.kw):
                 return sch.kw[i], "schedule"

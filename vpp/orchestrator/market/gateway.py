@@ -12,6 +12,8 @@ A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` 
    those already past are left at 0 kW: not bid). When no block is left, the next day.
    With ``market.from_current_block`` (the simulated site) the block under way is
    included, as if yesterday's auction had cleared it, so a short run has a schedule.
+   After that the real DAM cycle: when tomorrow's bid window (10:00-12:00 IST) is open
+   and tomorrow has no schedule, tomorrow's 96 blocks are run the same way.
    The bid window is not checked (the simulated exchange takes the bids at once).
 3. Forecast prices: the synthetic market's daily profile plus seeded noise
    (``market.seed``); :func:`~vpp.orchestrator.market.optimise`, rounded to the
@@ -21,8 +23,8 @@ A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` 
    schedule (:func:`~vpp.orchestrator.market.base_schedule`, kW per block, + = sell =
    discharge), sent as ``set_schedule`` {start, block_s, kw} to the campus.
 
-The schedule is sent again every ``resend_s``, so a campus that restarted (and lost it)
-gets it back; a send that times out is counted and left to the next one.
+Every schedule not yet over is sent again every ``resend_s``, so a campus that restarted
+(and lost them) gets them back; a send that times out is counted and left to the next one.
 Commands: ``status`` and ``run``.
 """
 
@@ -51,6 +53,8 @@ from vpp.orchestrator.market import (
     Product,
     base_schedule,
     block_of,
+    check_window,
+    is_window_open,
     optimise,
     round_schedule,
     to_bids,
@@ -108,6 +112,9 @@ class MarketGateway(Service):
         self.bids: list[Bid] = []
         self.clearing: ClearingResult | None = None
         self.schedule: BaseSchedule | None = None
+        """The schedule of the last run."""
+        self.schedules: dict[date, BaseSchedule] = {}
+        """Every delivery day's accepted schedule not yet over (sent to the campus)."""
         self.delivered = False
         """Whether the campus acknowledged the current schedule."""
         self._run_lock = asyncio.Lock()
@@ -160,10 +167,26 @@ class MarketGateway(Service):
         clipped = np.clip(noisy, lim.price_min_rs_mwh, lim.price_max_rs_mwh)
         return [float(p) for p in clipped[first:]]
 
-    async def run_once(self) -> dict[str, Any]:
-        """Optimise, bid, clear, publish and send the schedule; a summary."""
+    async def run_next_day(self) -> dict[str, Any]:
+        """The real DAM cycle: tomorrow's 96 blocks, inside the bid window (10:00-12:00
+        IST the day before; BidWindowError outside it)."""
+        now = self.clock()
+        day = block_of(now)[0] + timedelta(days=1)
+        check_window(Product.DAM, day, now)
+        return await self.run_once(day, 0)
+
+    def next_day_due(self) -> bool:
+        """Whether tomorrow's DAM window is open and tomorrow has no schedule yet."""
+        now = self.clock()
+        day = block_of(now)[0] + timedelta(days=1)
+        return day not in self.schedules and is_window_open(Product.DAM, day, now)
+
+    async def run_once(self, day: date | None = None, first: int | None = None) -> dict[str, Any]:
+        """Optimise, bid, clear, publish and send the schedule of ``day`` from block
+        ``first`` (default: :meth:`blocks`); a summary."""
         async with self._run_lock:
-            day, first = self.blocks(self.clock())
+            if day is None or first is None:
+                day, first = self.blocks(self.clock())
             battery = self.battery()
             lim = self.config.limits
             raw = optimise(self.forecast(day, first), battery, first_block=first)
@@ -181,19 +204,26 @@ class MarketGateway(Service):
             self.runs += 1
             self.bids, self.clearing = bids, result
             self.schedule = base_schedule(result.awards.values(), day)
+            self.schedules[day] = self.schedule
             self.delivered = False
             await self.send_schedule()
             return self.summary()
 
     async def send_schedule(self) -> bool:
-        """Send the current schedule to the campus; whether it was acknowledged."""
-        sch = self.schedule
-        if sch is None:
+        """Send every schedule not yet over to the campus (each delivery day is its own
+        schedule there); whether all were acknowledged."""
+        now = self.clock()
+        for day in [d for d, sch in self.schedules.items() if _end(sch) <= now]:
+            del self.schedules[day]
+        if not self.schedules:
             return False
-        args = {"start": sch.start, "block_s": float(BLOCK_S), "kw": list(sch.kw)}
-        ack = await self.command("campus", "set_schedule", args)
-        self.delivered = ack is not None and ack.ok
-        return self.delivered
+        ok = True
+        for sch in self.schedules.values():
+            args = {"start": sch.start, "block_s": float(BLOCK_S), "kw": list(sch.kw)}
+            ack = await self.command("campus", "set_schedule", args)
+            ok = ok and ack is not None and ack.ok
+        self.delivered = ok
+        return ok
 
     def summary(self) -> dict[str, Any]:
         """What the last run bid and got."""
@@ -215,9 +245,9 @@ class MarketGateway(Service):
             "errors": dict(self.errors),
         }
 
-    async def _try_run(self) -> None:
+    async def _try_run(self, next_day: bool = False) -> None:
         try:
-            await self.run_once()
+            await (self.run_next_day() if next_day else self.run_once())
         except VppError as err:
             # An infeasible schedule or a refused bid: reported, the gateway goes on.
             self.bad_input("run", err)
@@ -229,6 +259,8 @@ class MarketGateway(Service):
         await self._try_run()
         while True:
             await asyncio.sleep(self.resend_s)
+            if self.next_day_due():
+                await self._try_run(next_day=True)
             await self.send_schedule()
 
     # ---- commands ----
@@ -238,6 +270,10 @@ class MarketGateway(Service):
 
     async def _run(self, cmd: s.CommandMsg) -> dict[str, Any]:
         return await self.run_once()
+
+
+def _end(sch: BaseSchedule) -> float:
+    return sch.start + BLOCK_S * len(sch.kw)
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
