@@ -186,6 +186,9 @@ class MarketSection(BaseModel):
     )
     degradation_rs_per_mwh: float = Field(default=500.0, ge=0)
     seed: int = 1
+    rtm: bool = Field(
+        default=True, description="re-trade each Real-Time Market session's 2 blocks"
+    )
     from_current_block: bool = Field(
         default=False,
         description="also schedule the block under way (simulation: as if bid the day before)",

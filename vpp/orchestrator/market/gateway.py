@@ -13,7 +13,10 @@ A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` 
    With ``market.from_current_block`` (the simulated site) the block under way is
    included, as if yesterday's auction had cleared it, so a short run has a schedule.
    After that the real DAM cycle: when tomorrow's bid window (10:00-12:00 IST) is open
-   and tomorrow has no schedule, tomorrow's 96 blocks are run the same way.
+   and tomorrow has no schedule, tomorrow's 96 blocks are run the same way. With
+   ``market.rtm``, each RTM session whose window is open is re-traded: its 2 blocks
+   re-optimised at RTM prices, the difference from the DAM position bid and cleared, and
+   the accepted volumes added to the day's schedule (:meth:`MarketGateway.run_rtm`).
    The bid window is not checked (the simulated exchange takes the bids at once).
 3. Forecast prices: the synthetic market's daily profile plus seeded noise
    (``market.seed``); :func:`~vpp.orchestrator.market.optimise`, rounded to the
@@ -31,6 +34,7 @@ Commands: ``status`` and ``run``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,8 +59,10 @@ from vpp.orchestrator.market import (
     block_of,
     check_window,
     is_window_open,
+    open_rtm_session,
     optimise,
     round_schedule,
+    session_blocks,
     to_bids,
 )
 from vpp.orchestrator.service import Service
@@ -118,6 +124,11 @@ class MarketGateway(Service):
         self.delivered = False
         """Whether the campus acknowledged the current schedule."""
         self._run_lock = asyncio.Lock()
+        self.rtm_done: set[tuple[date, int]] = set()
+        self.rtm_runs = 0
+        self.rtm_bids: list[Bid] = []
+        """The bids of the last RTM session."""
+        """RTM sessions already bid (delivery day, session)."""
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"status": self._status, "run": self._run}
@@ -158,10 +169,11 @@ class MarketGateway(Service):
             return day, block + 1
         return day + timedelta(days=1), 0
 
-    def forecast(self, day: date, first: int) -> list[float]:
-        """Seeded forecast prices (Rs/MWh) of blocks ``first``..95 of ``day``."""
+    def forecast(self, day: date, first: int, rtm: bool = False) -> list[float]:
+        """Seeded forecast prices (Rs/MWh) of blocks ``first``..95 of ``day`` (``rtm``: the
+        real-time market's, drawn apart from the day-ahead's)."""
         lim = self.config.limits
-        rng = np.random.default_rng([self.config.seed, day.toordinal()])
+        rng = np.random.default_rng([self.config.seed, day.toordinal(), int(rtm)])
         ref = np.array([self.synthetic.reference_price(b) for b in range(BLOCKS_PER_DAY)])
         noisy = ref * (1.0 + FORECAST_NOISE * rng.standard_normal(BLOCKS_PER_DAY))
         clipped = np.clip(noisy, lim.price_min_rs_mwh, lim.price_max_rs_mwh)
@@ -174,6 +186,45 @@ class MarketGateway(Service):
         day = block_of(now)[0] + timedelta(days=1)
         check_window(Product.DAM, day, now)
         return await self.run_once(day, 0)
+
+    async def run_rtm(self, day: date, session: int) -> dict[str, Any]:
+        """Re-optimise the fleet's position for an RTM session's 2 blocks at RTM forecast
+        prices and bid the difference from the DAM schedule; the accepted volumes are
+        added to that day's schedule, which is sent again."""
+        async with self._run_lock:
+            self.rtm_done.add((day, session))
+            first, _ = session_blocks(session)
+            battery = self.battery()
+            lim = self.config.limits
+            prices = self.forecast(day, first, rtm=True)[:2]
+            plan = round_schedule(optimise(prices, battery, first_block=first), battery, lim)
+            dam = self.schedules.get(day)
+            held = [dam.kw[first + i] / 1000.0 if dam else 0.0 for i in range(2)]
+            # The RTM trade is the new position minus what the DAM already holds (both on
+            # the 0.1 MW grid, so the difference is too, up to float rounding).
+            step = lim.volume_step_mw
+            trade = tuple(round((plan.net_mw[i] - held[i]) / step) * step for i in range(2))
+            delta = dataclasses.replace(plan, net_mw=trade)
+            bids = to_bids(delta, day, product=Product.RTM, limits=lim)
+            self.rtm_bids = bids
+            for bid in bids:
+                self.exchange.submit(bid)
+                await self.publish_event("bid", _bid_data(bid))
+            result = self.exchange.clear(Product.RTM, day, session)
+            for aw in result.awards.values():
+                await self.publish_event("result", {
+                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
+                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
+                })  # fmt: skip
+            traded = base_schedule(result.awards.values(), day)
+            base = dam.kw if dam else (0.0,) * BLOCKS_PER_DAY
+            self.schedules[day] = BaseSchedule(
+                traded.start, tuple(a + b for a, b in zip(base, traded.kw, strict=True))
+            )
+            self.rtm_runs += 1
+        await self.send_schedule()
+        traded_kw = list(traded.kw[first : first + 2])
+        return {"session": session, "bids": len(bids), "traded_kw": traded_kw}
 
     def next_day_due(self) -> bool:
         """Whether tomorrow's DAM window is open and tomorrow has no schedule yet."""
@@ -245,6 +296,14 @@ class MarketGateway(Service):
             "errors": dict(self.errors),
         }
 
+    async def _try_rtm(self, day: date, session: int) -> None:
+        try:
+            await self.run_rtm(day, session)
+        except VppError as err:
+            self.bad_input("rtm", err)
+            await self.publish_event("market_error", {"error": str(err)}, severity="warning",
+                                     text=f"RTM session {session} failed: {err}")  # fmt: skip
+
     async def _try_run(self, next_day: bool = False) -> None:
         try:
             await (self.run_next_day() if next_day else self.run_once())
@@ -261,6 +320,9 @@ class MarketGateway(Service):
             await asyncio.sleep(self.resend_s)
             if self.next_day_due():
                 await self._try_run(next_day=True)
+            rtm = open_rtm_session(self.clock()) if self.config.rtm else None
+            if rtm is not None and rtm not in self.rtm_done:
+                await self._try_rtm(*rtm)
             await self.send_schedule()
 
     # ---- commands ----
