@@ -32,6 +32,7 @@ from vpp.drivers.errors import (
 from vpp.drivers.pmu import Backoff
 
 __all__ = [
+    "STANDARD_COMMANDS",
     "Ack",
     "BaseProtocol",
     "ConnectionState",
@@ -51,6 +52,21 @@ T = TypeVar("T")
 
 #: Error categories counted in the health figures.
 CATEGORIES = ("timeout", "connection", "protocol", "validation", "error")
+
+
+#: The standard commands every device driver translates (params: set_power ``kw``,
+#: set_reactive_power ``kvar``, set_mode ``mode``).
+STANDARD_COMMANDS = frozenset(
+    {
+        "set_power",
+        "set_reactive_power",
+        "set_mode",
+        "enable",
+        "disable",
+        "reset_alarms",
+        "emergency_stop",
+    }
+)
 
 
 class ConnectionState(str, enum.Enum):

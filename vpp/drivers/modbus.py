@@ -47,7 +47,7 @@ from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
+from vpp.drivers.base import STANDARD_COMMANDS, BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
@@ -77,17 +77,7 @@ __all__ = [
     "ModbusTcpProtocol",
 ]
 
-COMMANDS = frozenset(
-    {
-        "set_power",
-        "set_reactive_power",
-        "set_mode",
-        "enable",
-        "disable",
-        "reset_alarms",
-        "emergency_stop",
-    }
-)
+COMMANDS = STANDARD_COMMANDS
 
 
 class ModbusConfig(ProtocolConfig):

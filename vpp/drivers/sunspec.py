@@ -24,7 +24,7 @@ from pydantic import Field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
+from vpp.drivers.base import STANDARD_COMMANDS, BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
@@ -49,17 +49,7 @@ __all__ = [
     "SunSpecProtocol",
 ]
 
-COMMANDS = frozenset(
-    {
-        "set_power",
-        "set_reactive_power",
-        "set_mode",
-        "enable",
-        "disable",
-        "reset_alarms",
-        "emergency_stop",
-    }
-)
+COMMANDS = STANDARD_COMMANDS
 # Registers per read request: the most Modbus allows.
 _MAX_READ = 125
 # A chain longer than this is a device bug (or not SunSpec): stop walking.

@@ -215,21 +215,8 @@ class BessSimulator(Startable):
     def _measurements(self) -> dict[str, float | bool]:
         m = self.model
         return {
-            "active_power": m.power_kw,
-            "reactive_power": m.q_kvar,
-            "soc": m.soc_pct,
-            "soh": m.soh_pct,
-            "dc_voltage": m.dc_voltage_v(),
-            "dc_current": m.dc_current_a(),
-            "max_charge_power": m.max_charge_kw(),
-            "max_discharge_power": m.max_discharge_kw(),
-            "temperature_min": m.temp_c - 1.0,
-            "temperature_max": m.temp_c,
-            "alarm_bits": m.alarms,
-            "fault_bits": m.faults,
-            "state": m.state,
+            **m.measurements(),
             "heartbeat": self.steps % 0x10000,
-            "running": m.state == 1,
             "alarm_active": m.alarms != 0,
             "fault_active": m.faults != 0,
         }

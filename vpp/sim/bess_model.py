@@ -154,6 +154,26 @@ class BessModel(SimBattery):
             self.temp_c < self.discharge_temp_c[0]
         ) << FAULT_BITS["under_temperature"]
 
+    def measurements(self) -> dict[str, float | bool]:
+        """What an inverter reports of this model, by the point names of the default
+        register map (the Modbus and MQTT simulators publish these)."""
+        return {
+            "active_power": self.power_kw,
+            "reactive_power": self.q_kvar,
+            "soc": self.soc_pct,
+            "soh": self.soh_pct,
+            "dc_voltage": self.dc_voltage_v(),
+            "dc_current": self.dc_current_a(),
+            "max_charge_power": self.max_charge_kw(),
+            "max_discharge_power": self.max_discharge_kw(),
+            "temperature_min": self.temp_c - 1.0,
+            "temperature_max": self.temp_c,
+            "alarm_bits": self.alarms,
+            "fault_bits": self.faults,
+            "state": self.state,
+            "running": self.state == 1,
+        }
+
     def dc_voltage_v(self) -> float:
         """Pack voltage: SimBattery's LFP cell curve times the cells in series."""
         return self.cell_voltage() * self.cells

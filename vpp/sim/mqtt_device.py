@@ -147,23 +147,9 @@ class MqttBessDevice(Startable):
 
     def telemetry(self) -> dict[str, Any]:
         """The telemetry message of the model's present state."""
-        m = self.model
         return {
             "ts": time.time(),
-            "active_power": m.power_kw,
-            "reactive_power": m.q_kvar,
-            "soc": m.soc_pct,
-            "soh": m.soh_pct,
-            "dc_voltage": m.dc_voltage_v(),
-            "dc_current": m.dc_current_a(),
-            "max_charge_power": m.max_charge_kw(),
-            "max_discharge_power": m.max_discharge_kw(),
-            "temperature_min": m.temp_c - 1.0,
-            "temperature_max": m.temp_c,
-            "alarm_bits": m.alarms,
-            "fault_bits": m.faults,
-            "state": m.state,
-            "running": m.state == 1,
+            **self.model.measurements(),
             "enabled": self.command.enable,
             "mode": self.command.mode,
             "p_setpoint": self.command.p_kw,
