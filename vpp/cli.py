@@ -28,8 +28,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from vpp.orchestrator import launcher
 
     try:
+        only = [n for n in args.only.split(",") if n] if args.only else None
         return launcher.main(
-            args.config, args.duration, as_json=args.json, history=args.history
+            args.config, args.duration, as_json=args.json, history=args.history, only=only
         )
     except VppError as err:
         print(f"vpp run: {err}", file=sys.stderr)
@@ -160,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="status as JSON lines")
     run.add_argument("--history", default=None, help="SQLite history file (default: config's)")
+    run.add_argument(
+        "--only",
+        default=None,
+        help="run only these processes of the site (comma-separated: field ids, campus, grid, "
+        "market, broker, plant), e.g. on one host of several",
+    )
     run.set_defaults(func=_cmd_run)
 
     run = sub.add_parser("demo", help="the core pipeline alone on a simulated PMU stream")

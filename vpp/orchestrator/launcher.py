@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
@@ -74,8 +74,10 @@ class Launcher:
         backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
         stop_timeout_s: float = 5.0,
+        only: Iterable[str] | None = None,
     ) -> None:
         self.site = site
+        self.only = _check_only(site, only)
         self.modules = {**ROLE_MODULES, **(modules or {})}
         self.history_path = history_path
         self.out = out
@@ -130,6 +132,22 @@ class Launcher:
         self.site = with_ports(self.site, ports)
         log.info("plant ready: %s", ports)
 
+    def _point_at_remote_plant(self) -> None:
+        """The plant runs under another launcher: its ports must be in the config."""
+        from vpp.sim.plant import with_ports
+
+        sim = self.site.simulation
+        ports = {"pmu": sim.pmu.port, **{b.unit: b.port for b in sim.bess}}
+        zero = sorted(k for k, v in ports.items() if v == 0)
+        if zero:
+            err = ConfigError(
+                f"simulation: the plant runs elsewhere (--only), so its ports must be given; "
+                f"0 for {zero}"
+            )
+            err.field = "simulation"
+            raise err
+        self.site = with_ports(self.site, ports)
+
     def _start_roles(self, topo: Topology) -> None:
         names = [(f.id, "field") for f in self.site.field]
         enabled = {
@@ -139,12 +157,18 @@ class Launcher:
         }
         names += [(n, n) for n in SERVICES if enabled[n]]
         for name, role in names:
+            if not self.runs(name):
+                continue
             module = self.modules[role]
 
             def args(module: str = module, name: str = name) -> tuple[Any, ...]:
                 return (module, self.site, topo, name, os.getpid(), self._log_level)
 
             self._manage(name, role, role_main, args).start()
+
+    def runs(self, name: str) -> bool:
+        """Whether this launcher runs process ``name`` (``broker`` and ``plant`` too)."""
+        return self.only is None or name in self.only
 
     def process_table(self) -> dict[str, dict[str, Any]]:
         """name -> {alive, pid, restarts, deaths, last_exit}."""
@@ -239,8 +263,9 @@ class Launcher:
         try:
             topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir)
             self.topo = topo
-            broker = Broker(topo.events_in, topo.events_out)
-            broker.start()
+            if self.runs("broker"):
+                broker = Broker(topo.events_in, topo.events_out)
+                broker.start()
             sub = Subscriber(topo.events_out)
             self._publisher = Publisher(topo.events_in, bind=False)
             if self.site.history.enabled or self.history_path is not None:
@@ -251,8 +276,10 @@ class Launcher:
                 asyncio.create_task(self._flush(self.site.history.flush_interval_s)),
                 asyncio.create_task(self._show()),
             ]
-            if self.site.simulation.enabled:
+            if self.site.simulation.enabled and self.runs("plant"):
                 await self._start_plant()
+            elif self.site.simulation.enabled:
+                self._point_at_remote_plant()
             self._start_roles(topo)
             tasks.append(asyncio.create_task(self._supervise()))
             self.ready.set()
@@ -277,6 +304,20 @@ class Launcher:
         return 0
 
 
+def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] | None:
+    """The processes named by ``--only``, checked against the site."""
+    if only is None:
+        return None
+    names = frozenset(only)
+    known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant"}
+    unknown = sorted(names - known)
+    if unknown or not names:
+        err = ConfigError(f"--only: unknown process {unknown}; known: {sorted(known)}")
+        err.field = "only"
+        raise err
+    return names
+
+
 def _open_history(path: str | Path) -> History:
     try:
         return History(path)
@@ -293,8 +334,10 @@ def main(
     as_json: bool = False,
     history: str | None = None,
     out: TextIO | None = None,
+    only: Iterable[str] | None = None,
 ) -> int:
-    """``vpp run``: load the config and run the site until ``duration`` or a signal."""
+    """``vpp run``: load the config and run the site (or the processes ``only`` names)
+    until ``duration`` or a signal."""
     from vpp.config import load
 
     logging.basicConfig(
@@ -302,7 +345,9 @@ def main(
         format="%(asctime)s launcher %(levelname)s: %(message)s",
     )  # fmt: skip
     site = load(config)
-    launcher = Launcher(site, history_path=history, out=out or sys.stdout, as_json=as_json)
+    launcher = Launcher(
+        site, history_path=history, out=out or sys.stdout, as_json=as_json, only=only
+    )
 
     async def go() -> int:
         stop = asyncio.Event()

@@ -1,12 +1,13 @@
 """Where every process of a site listens: the ZeroMQ endpoints derived from the config.
 
-One events broker (an XSUB/XPUB proxy run by the launcher) carries every PUB/SUB
+One events broker (an XSUB/XPUB proxy run by a launcher) carries every PUB/SUB
 message: publishers connect to ``events_in``, subscribers to ``events_out``, so no
 process needs to know where the others are. Each process that takes commands binds its
 own ROUTER at ``commands[name]``: the field controllers, ``campus``, ``grid`` and
 ``market``. With ``transport: ipc`` the endpoints are files in the run directory; with
-``tcp`` they are ``host:port`` from ``ports`` (and every command endpoint needs Curve
-keys unless ``insecure``).
+``tcp`` they are ``host:port`` from ``ports``, the host being ``hosts[name]`` (``hosts
+["broker"]`` for the broker) or else ``host``, so processes can run on several hosts
+(``vpp run --only``); every command endpoint needs Curve keys unless ``insecure``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ class BusSection(BaseModel):
     dir: Path | None = Field(
         default=None, description="ipc: directory of the socket files; None = the run dir"
     )
-    host: str = Field(default="127.0.0.1", description="tcp: address every process binds")
+    host: str = Field(default="127.0.0.1", description="tcp: address of every process")
+    hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="tcp: address of a process (or of the broker) on another host",
+    )
     ports: dict[str, int] = Field(
         default_factory=dict,
         description="tcp: port of events_in, events_out and each process name",
@@ -90,11 +95,14 @@ class Topology:
                     "(vpp keys --dir DIR --site CONFIG makes them)",
                     "bus.keys_dir",
                 )
-        tcp = {n: f"tcp://{bus.host}:{bus.ports[n]}" for n in names}
+        def at(name: str, port: str) -> str:
+            # Each process binds its own address and the others connect to it there.
+            return f"tcp://{bus.hosts.get(name, bus.host)}:{bus.ports[port]}"
+
         return cls(
-            f"tcp://{bus.host}:{bus.ports['events_in']}",
-            f"tcp://{bus.host}:{bus.ports['events_out']}",
-            tcp,
+            at("broker", "events_in"),
+            at("broker", "events_out"),
+            {n: at(n, n) for n in names},
             bus,
         )
 
