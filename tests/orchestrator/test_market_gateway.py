@@ -175,7 +175,9 @@ def test_outside_the_window_the_next_day_is_refused() -> None:
     run(go())
 
 
-def test_an_open_rtm_session_re_trades_its_two_blocks(ipc_dir: Path) -> None:
+def test_an_open_rtm_session_is_bid_once_and_its_awards_join_the_schedule(
+    ipc_dir: Path,
+) -> None:
     # 14:50 IST: the RTM session delivering 16:00-16:30 (blocks 64, 65; session 32) takes
     # bids until its gate closes at 15:00.
     t = datetime(2026, 11, 21, 14, 50, tzinfo=IST).timestamp()
@@ -191,23 +193,47 @@ def test_an_open_rtm_session_re_trades_its_two_blocks(ipc_dir: Path) -> None:
                               clock=lambda: t) as gw,  # fmt: skip
             ):
                 await until(lambda: gw.rtm_runs == 1 and gw.delivered)
-                assert gw.rtm_done == {(date(2026, 11, 21), 32)}
-                # The first schedule sent is the DAM's; the last adds the RTM awards.
+                await asyncio.sleep(0.5)  # more loops: the session is not bid again
+                assert gw.rtm_runs == 1 and gw.rtm_done == {(date(2026, 11, 21), 32)}
+                # The first schedule sent is the DAM's; the last adds the RTM awards, which
+                # are at most what was bid (the LP may also keep the DAM position).
                 dam, final = campus.schedules[0]["kw"], campus.schedules[-1]["kw"]
                 traded = [final[b] - dam[b] for b in range(96)]
-                assert any(traded[b] != 0.0 for b in (64, 65))
                 assert all(v == pytest.approx(0.0) for b, v in enumerate(traded)
                            if b not in (64, 65))  # fmt: skip
-                # Each traded block is the accepted volume of an RTM bid of session 32.
-                rtm_bids = {b.block: b for b in gw.rtm_bids}
+                bids = {b.block: b for b in gw.rtm_bids}
+                assert set(bids) <= {64, 65}
                 for b in (64, 65):
-                    if traded[b]:
-                        bid = rtm_bids[b]
-                        assert bid.session == 32 and bid.product.value == "RTM"
-                        vol = sum(st.volume_mw for st in bid.steps)
-                        assert 0 < abs(traded[b]) <= 1000.0 * vol + 1e-6
-                        assert (traded[b] > 0) == (bid.side.value == "sell")
-                limit = 1500.0 * (1 - 0.2)
-                assert max(abs(v) for v in final) <= limit + 1e-6
+                    vol = sum(st.volume_mw for st in bids[b].steps) if b in bids else 0.0
+                    assert abs(traded[b]) <= 1000.0 * vol + 1e-6
+                assert max(abs(v) for v in final) <= 1500.0 * (1 - 0.2) + 1e-6
+
+    run(go(), timeout=40)
+
+
+def test_rtm_trades_the_difference_from_the_dam_position(ipc_dir: Path) -> None:
+    # With no day-ahead position, 2 evening blocks at RTM prices well above the
+    # degradation cost are worth selling: the RTM trade is a sale in both.
+    t = datetime(2026, 11, 21, 14, 50, tzinfo=IST).timestamp()
+    cfg = site(market={"seed": 5, "reserve_fraction": 0.2})
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> None:
+        with Broker(topo):
+            campus = FakeCampus(topo.commands["campus"])
+            async with (
+                campus.server,
+                MarketGateway(cfg, topo, settle_s=3600, clock=lambda: t) as gw,
+            ):
+                day = date(2026, 11, 21)
+                out = await gw.run_rtm(day, 32)
+                assert out["session"] == 32 and out["bids"] == 2
+                assert all(b.side.value == "sell" and b.session == 32 for b in gw.rtm_bids)
+                assert [b.block for b in gw.rtm_bids] == [64, 65]
+                kw = campus.schedules[-1]["kw"]
+                assert kw[64] > 0 and kw[65] > 0
+                assert kw[64:66] == pytest.approx(out["traded_kw"])
+                assert all(v == 0.0 for b, v in enumerate(kw) if b not in (64, 65))
+                assert max(kw) <= 1500.0 * (1 - 0.2) + 1e-6
 
     run(go(), timeout=40)
