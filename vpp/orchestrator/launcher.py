@@ -208,7 +208,13 @@ class Launcher:
             await asyncio.sleep(0.1)
 
     async def _stop_processes(self) -> None:
-        live = list(self.procs.values())
+        # The roles first, then the plant, so that no field controller sees its devices
+        # and PMU vanish while it is still running.
+        procs = list(self.procs.values())
+        await self._stop_group([m for m in procs if m.role != "plant"])
+        await self._stop_group([m for m in procs if m.role == "plant"])
+
+    async def _stop_group(self, live: list[Managed]) -> None:
         for m in live:
             m.terminate()
         deadline = time.monotonic() + self.stop_timeout_s
