@@ -24,17 +24,12 @@ from vpp.errors import VppError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from vpp.errors import VppError
     from vpp.orchestrator import launcher
 
-    try:
-        only = [n for n in args.only.split(",") if n] if args.only else None
-        return launcher.main(
-            args.config, args.duration, as_json=args.json, history=args.history, only=only
-        )
-    except VppError as err:
-        print(f"vpp run: {err}", file=sys.stderr)
-        return 2
+    only = [n for n in args.only.split(",") if n] if args.only else None
+    return launcher.main(
+        args.config, args.duration, as_json=args.json, history=args.history, only=only
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -253,6 +248,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except VppError as exc:
         # A bad config, file or option: the error says what and where; no traceback.
-        print(f"vpp: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"vpp {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return code
