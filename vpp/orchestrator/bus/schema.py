@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -270,16 +270,10 @@ Message: TypeAlias = Annotated[
 
 _ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
 
+# Derived from the union, so a new message type is added in one place.
 _BODY_TO_MSG: dict[type[_Body], type[_Envelope]] = {
-    Telemetry: TelemetryMsg,
-    Frequency: FrequencyMsg,
-    Event: EventMsg,
-    Heartbeat: HeartbeatMsg,
-    Decision: DecisionMsg,
-    Command: CommandMsg,
-    Ack: AckMsg,
-    Schedule: ScheduleMsg,
-    Dispatch: DispatchMsg,
+    cls.model_fields["body"].annotation: cls
+    for cls in get_args(get_args(Message)[0])
 }
 
 
