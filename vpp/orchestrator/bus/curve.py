@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
+from vpp.aio import cancel_and_wait
 from vpp.errors import ConfigError
 from vpp.orchestrator.bus.keys import load_public, load_secret
 
@@ -106,11 +106,9 @@ class ServerCurve:
 
     async def stop(self) -> None:
         """Stop the authenticator and the handshake monitor."""
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
-            self._monitor_task = None
+        for task in await cancel_and_wait([self._monitor_task]):
+            log.warning("bus curve: handshake monitor ended with %r", task.exception())
+        self._monitor_task = None
         if self._sock is not None and self._monitor is not None:
             if not self._sock.closed:  # closed already when binding failed
                 self._sock.disable_monitor()
