@@ -45,10 +45,15 @@ class Publisher(Endpoint):
         sock.sndhwm = hwm
         super().__init__(sock, attach(sock, endpoint, bind))
 
-    async def publish(self, msg: s.Message) -> None:
-        """Send one message under its topic (dropped when subscribers lag past the HWM)."""
+    def send_now(self, msg: s.Message) -> None:
+        """Send one message under its topic without suspending (for a loop that must not);
+        dropped when subscribers lag past the HWM."""
         # A PUB socket never blocks (it drops at the HWM), so no need to await the send.
         self._sync.send_multipart((msg.topic, s.encode(msg)), zmq.NOBLOCK)
+
+    async def publish(self, msg: s.Message) -> None:
+        """Send one message under its topic (dropped when subscribers lag past the HWM)."""
+        self.send_now(msg)
 
     async def publish_raw(self, topic: bytes, payload: bytes) -> None:
         """Send already encoded bytes (for relays and tests of bad input)."""

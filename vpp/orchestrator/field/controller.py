@@ -94,7 +94,6 @@ class FieldController(FieldCommands):
         self.command_endpoint = command_endpoint
         self.curve, self.insecure = curve, insecure
         self.publisher: Publisher | None = None
-        self._pub: zmq.Socket[bytes] | None = None
         self.server: Server | None = None
         self.frames = 0
         self.pmu_stale_s = pmu_stale_s
@@ -116,8 +115,6 @@ class FieldController(FieldCommands):
         """Open the bus sockets and start polling, the frame loop and the periodic loops."""
         if self.events_in is not None:
             self.publisher = Publisher(self.events_in, bind=False)
-            # A plain (not asyncio) view of the PUB socket: a send that cannot suspend.
-            self._pub = zmq.Socket.shadow(self.publisher.sock.underlying)
         for uid, comm in self.comms.items():
             unit = self.units[uid]
             self._unsubscribe.append(comm.subscribe_to_resource(uid, self._status_cb(unit)))
@@ -157,7 +154,6 @@ class FieldController(FieldCommands):
         for comm in (*self.comms.values(), *self.bms_comms.values()):
             await comm.close()
         if self.publisher is not None:
-            self._pub = None
             self.publisher.close()
             self.publisher = None
 
@@ -172,11 +168,10 @@ class FieldController(FieldCommands):
 
     def publish(self, body: Any, sender: str | None = None) -> None:
         """Send one message if a publisher is open; a failure is counted, never raised."""
-        if self._pub is None:
+        if self.publisher is None:
             return
         try:
-            msg = s.make(body, sender or self.id)
-            self._pub.send_multipart((msg.topic, s.encode(msg)), zmq.NOBLOCK)
+            self.publisher.send_now(s.make(body, sender or self.id))
         except (zmq.ZMQError, ValueError) as exc:
             self.publish_errors += 1
             log.warning("field %s: not published: %s", self.id, exc)
