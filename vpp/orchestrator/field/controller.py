@@ -106,6 +106,8 @@ class FieldController(FieldCommands):
         self.frame_errors = 0
         self.publish_errors = 0
         self.last_decision: dict[str, Decision] = {}
+        # What the frame path walks, looked up once rather than per unit per frame.
+        self._frame_units = [(u.id, self.units[u.id], self.writers[u.id]) for u in field.units]
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Any] = []
 
@@ -222,18 +224,20 @@ class FieldController(FieldCommands):
     def step(self, t: float, f: float, dfreq: float, valid: bool, publish: bool) -> None:
         """Step every unit at time ``t``, offer the setpoints, publish what is due."""
         self._last_t = t
+        # No message is built when nothing would be sent.
+        publish = publish and self.publisher is not None
         first: Decision | None = None
-        for uid, unit in self.units.items():
+        for uid, unit, writer in self._frame_units:
             d = unit.on_frame(t, f, dfreq, valid)
             first = first or d
             self.last_decision[uid] = d
             if unit.enabled and unit.online is not False:
-                self.writers[uid].offer(d.setpoint_kw)
+                writer.offer(d.setpoint_kw)
             if d.violations or unit.has_violations:
                 for rec in unit.violations(d):
                     sev = SEVERITY.get(rec["action"], "warning")
                     self.event("safety", rec["detail"], unit=uid, severity=sev, data=rec)
-            if publish and self.publisher is not None:
+            if publish:
                 self.publish(m.decision(uid, t, f, d))
         if first is None:
             return
