@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 
 from vpp import c37118 as c
-from vpp.aio import cancel_and_wait
+from vpp.aio import Startable, cancel_and_wait
 from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
@@ -45,7 +45,7 @@ __all__ = ["FieldController", "serve"]
 log = logging.getLogger(__name__)
 
 
-class FieldController(FieldCommands):
+class FieldController(FieldCommands, Startable):
     """One field controller (see the module docstring); ``async with`` runs it.
 
     ``events_in``: where to publish (None: nothing is published); ``command_endpoint``:
@@ -140,7 +140,7 @@ class FieldController(FieldCommands):
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"field {self.id}: {name}"))
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         """Stop every loop and close every connection and socket."""
         # Closed first: the PDC loop then ends by itself even if a cancellation is lost in
         # a connect attempt (asyncio.wait_for of Python 3.11 can swallow one).
@@ -158,13 +158,6 @@ class FieldController(FieldCommands):
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
-
-    async def __aenter__(self) -> FieldController:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # --- publishing (never blocks) -------------------------------------------------------
 
