@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vpp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m vpp *args`` from the repository root, run to its end, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "vpp", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
 
 
 def children(pid: int) -> set[int]:

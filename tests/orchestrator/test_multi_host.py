@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.orchestrator.procs import ROOT, vpp
 from tests.support.aio import free_port
 from vpp.config.loader import default_text
 
-ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ("field-a", "field-b")
 SERVICES = ("campus", "grid", "market")
 
@@ -55,10 +55,7 @@ def rows(history: Path, sql: str) -> list[tuple[object, ...]]:
 def test_a_site_split_over_two_launchers_works(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     config = split_site(tmp_path, keys)
-    made = subprocess.run(
-        [sys.executable, "-m", "vpp", "keys", "--dir", str(keys), "--site", str(config)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    made = vpp("keys", "--dir", str(keys), "--site", str(config))
     assert made.returncode == 0, made.stderr
 
     def launcher(only: str, history: Path) -> subprocess.Popen[str]:
@@ -92,18 +89,12 @@ def test_a_site_split_over_two_launchers_works(tmp_path: Path) -> None:
 
 
 def test_only_names_known_processes(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "vpp", "run", "--only", "field-a,nope", "--duration", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    run = vpp("run", "--only", "field-a,nope", "--duration", "1")
     assert run.returncode == 2
     assert "unknown process ['nope']" in run.stderr
 
 
 def test_a_remote_plant_needs_fixed_ports(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "vpp", "run", "--only", "field-a", "--duration", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    run = vpp("run", "--only", "field-a", "--duration", "1")
     assert run.returncode == 2
     assert "its ports must be given" in run.stderr

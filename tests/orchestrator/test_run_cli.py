@@ -3,29 +3,39 @@ SIGINT or SIGTERM, and its children die with it even when it is SIGKILLed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.procs import alive_any, children
+from tests.orchestrator.procs import ROOT, alive_any, children, vpp
 
-ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market"}
 
 
-def start(*args: str, history: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def started(*args: str, history: Path) -> Iterator[subprocess.Popen[str]]:
+    """``vpp run --json`` running; killed (if still running) and reaped on leaving."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "vpp", "run", "--json", "--history", str(history), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def read_status(proc: subprocess.Popen[str], n: int) -> tuple[list[dict[str, object]], set[int]]:
@@ -52,17 +62,11 @@ def gone(pids: set[int], timeout: float = 10.0) -> bool:
 
 def test_run_for_a_duration_ends_cleanly(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    proc = start("--duration", "5", history=tmp_path / "h.db")
-    try:
+    with started("--duration", "5", history=tmp_path / "h.db") as proc:
         lines, seen = read_status(proc, 3)
         assert proc.stdout is not None
         rest = proc.stdout.read()
         assert proc.wait(timeout=60) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
     lines += [json.loads(x) for x in rest.splitlines()]
     assert 4 <= len(lines) <= 7 and time.monotonic() - t0 < 60
     assert set(lines[-1]["processes"]) == NAMES  # type: ignore[arg-type]
@@ -74,31 +78,19 @@ def test_run_for_a_duration_ends_cleanly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_everything(sig: signal.Signals, tmp_path: Path) -> None:
-    proc = start(history=tmp_path / "h.db")
-    try:
+    with started(history=tmp_path / "h.db") as proc:
         _, seen = read_status(proc, 3)
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
     assert len(seen) >= 6
     assert gone(seen), f"a child outlived vpp run: {alive_any(seen)}"
 
 
 def test_children_die_with_a_killed_launcher(tmp_path: Path) -> None:
-    proc = start(history=tmp_path / "h.db")
-    try:
+    with started(history=tmp_path / "h.db") as proc:
         _, seen = read_status(proc, 2)
         proc.kill()
         proc.wait(timeout=10)
-    finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
     assert len(seen) >= 6
     assert gone(seen), "PR_SET_PDEATHSIG should end the children"
 
@@ -110,13 +102,7 @@ def test_bad_config_and_history_paths_are_clear_errors(tmp_path: Path) -> None:
         ["--config", str(bad)],
         ["--history", "/proc/no-such-dir/h.db"],
     ):
-        r = subprocess.run(
-            [sys.executable, "-m", "vpp", "run", "--duration", "1", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        r = vpp("run", "--duration", "1", *args)
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("vpp run: ") and "Traceback" not in r.stderr
-    assert "field" in subprocess.run(
-        [sys.executable, "-m", "vpp", "run", "--config", str(bad)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    ).stderr  # fmt: skip
+    assert "field" in vpp("run", "--config", str(bad)).stderr
