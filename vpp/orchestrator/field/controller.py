@@ -109,7 +109,6 @@ class FieldController(FieldCommands, Startable):
         # What the frame path walks, looked up once rather than per unit per frame.
         self._frame_units = [(u.id, self.units[u.id], self.writers[u.id]) for u in field.units]
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribe: list[Any] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -117,11 +116,11 @@ class FieldController(FieldCommands, Startable):
         """Open the bus sockets and start polling, the frame loop and the periodic loops."""
         if self.events_in is not None:
             self.publisher = Publisher(self.events_in, bind=False)
+        # Never unsubscribed: stop() closes the communicators, which ends their polling.
         for uid, comm in self.comms.items():
-            unit = self.units[uid]
-            self._unsubscribe.append(comm.subscribe_to_resource(uid, self._status_cb(unit)))
+            comm.subscribe_to_resource(uid, self._status_cb(self.units[uid]))
         for uid, bms in self.bms_comms.items():
-            self._unsubscribe.append(bms.subscribe_to_resource(uid, self.units[uid].on_bms_status))
+            bms.subscribe_to_resource(uid, self.units[uid].on_bms_status)
         if self.command_endpoint is not None:
             handlers = {name: self._server_handler(name) for name in self.command_table()}
             self.server = Server(
