@@ -125,10 +125,10 @@ class MarketGateway(Service):
         """Whether the campus acknowledged the current schedule."""
         self._run_lock = asyncio.Lock()
         self.rtm_done: set[tuple[date, int]] = set()
+        """RTM sessions already bid (delivery day, session)."""
         self.rtm_runs = 0
         self.rtm_bids: list[Bid] = []
         """The bids of the last RTM session."""
-        """RTM sessions already bid (delivery day, session)."""
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"status": self._status, "run": self._run}
@@ -207,15 +207,7 @@ class MarketGateway(Service):
             delta = dataclasses.replace(plan, net_mw=trade)
             bids = to_bids(delta, day, product=Product.RTM, limits=lim)
             self.rtm_bids = bids
-            for bid in bids:
-                self.exchange.submit(bid)
-                await self.publish_event("bid", _bid_data(bid))
-            result = self.exchange.clear(Product.RTM, day, session)
-            for aw in result.awards.values():
-                await self.publish_event("result", {
-                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
-                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
-                })  # fmt: skip
+            result = await self._trade(bids, Product.RTM, day, session)
             traded = base_schedule(result.awards.values(), day)
             base = dam.kw if dam else (0.0,) * BLOCKS_PER_DAY
             self.schedules[day] = BaseSchedule(
@@ -243,15 +235,7 @@ class MarketGateway(Service):
             raw = optimise(self.forecast(day, first), battery, first_block=first)
             plan = round_schedule(raw, battery, lim)
             bids = to_bids(plan, day, limits=lim)
-            for bid in bids:
-                self.exchange.submit(bid)
-                await self.publish_event("bid", _bid_data(bid))
-            result = self.exchange.clear(Product.DAM, day)
-            for aw in result.awards.values():
-                await self.publish_event("result", {
-                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
-                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
-                })  # fmt: skip
+            result = await self._trade(bids, Product.DAM, day)
             self.runs += 1
             self.bids, self.clearing = bids, result
             self.schedule = base_schedule(result.awards.values(), day)
@@ -259,6 +243,22 @@ class MarketGateway(Service):
             self.delivered = False
             await self.send_schedule()
             return self.summary()
+
+    async def _trade(
+        self, bids: list[Bid], product: Product, day: date, session: int | None = None
+    ) -> ClearingResult:
+        """Submit ``bids`` to the exchange, clear the auction, and publish each bid and
+        each award as an event."""
+        for bid in bids:
+            self.exchange.submit(bid)
+            await self.publish_event("bid", _bid_data(bid))
+        result = self.exchange.clear(product, day, session)
+        for aw in result.awards.values():
+            await self.publish_event("result", {
+                "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
+                "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
+            })  # fmt: skip
+        return result
 
     async def send_schedule(self) -> bool:
         """Send every schedule not yet over to the campus (each delivery day is its own
