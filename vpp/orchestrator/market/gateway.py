@@ -102,7 +102,6 @@ class MarketGateway(Service):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(topo, name)
-        self.site = site
         self.config = site.market
         self.settle_s = settle_s
         self.resend_s = resend_s
