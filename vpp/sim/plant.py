@@ -67,14 +67,14 @@ class FleetGridSource(GridFrequencySource):
         self._events = events
         self._repeat_s = repeat_s
         self._periods = 0
-        self._schedule(0.0)
+        if repeat_s is None:
+            for e in events:
+                model.add_event(e)
+        else:
+            self._schedule(0.0)
 
     def _schedule(self, t: float) -> None:
         if self._repeat_s is None:
-            if self._periods == 0:
-                for e in self._events:
-                    self.model.add_event(e)
-                self._periods = 1
             return
         while self._periods * self._repeat_s <= t + self._repeat_s:
             offset = self._periods * self._repeat_s
