@@ -263,7 +263,7 @@ class MarketGateway(Service):
         """Send every schedule not yet over to the campus (each delivery day is its own
         schedule there); whether all were acknowledged."""
         now = self.clock()
-        for day in [d for d, sch in self.schedules.items() if _end(sch) <= now]:
+        for day in [d for d, sch in self.schedules.items() if sch.end <= now]:
             del self.schedules[day]
         if not self.schedules:
             return False
@@ -331,10 +331,6 @@ class MarketGateway(Service):
 
     async def _run(self, cmd: s.CommandMsg) -> dict[str, Any]:
         return await self.run_once()
-
-
-def _end(sch: BaseSchedule) -> float:
-    return sch.start + BLOCK_S * len(sch.kw)
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:

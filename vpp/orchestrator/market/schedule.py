@@ -75,6 +75,11 @@ class BaseSchedule:
     start: float
     kw: tuple[float, ...]
 
+    @property
+    def end(self) -> float:
+        """UNIX time the last block ends."""
+        return self.start + BLOCK_S * len(self.kw)
+
     def at(self, t: float) -> float:
         """The base setpoint at UNIX time ``t`` (0 outside the schedule)."""
         i = math.floor((t - self.start) / BLOCK_S)
