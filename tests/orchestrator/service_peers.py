@@ -81,8 +81,12 @@ class FakeField:
         hz: Callable[[], float] = lambda: 50.0,
         gain: float = 1.0,
         curve: ServerCurve | None = None,
+        answers: bool = True,
     ) -> None:
+        """``answers=False``: a field controller that publishes but whose command server is
+        never bound, so every command to it goes unanswered."""
         self.topo = topo
+        self.answers = answers
         self.hz = hz
         self.gain = gain
         self.id = fid
@@ -148,7 +152,8 @@ class FakeField:
             await asyncio.sleep(self.period)
 
     async def __aenter__(self) -> FakeField:
-        await self.server.__aenter__()
+        if self.answers:
+            await self.server.__aenter__()
         self._task = asyncio.create_task(self._run())
         return self
 

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import get_args
 
@@ -15,25 +16,42 @@ import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import free_port, run
+from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.bus.keys import create_keypair
 from vpp.orchestrator.bus.pubsub import Client, Subscriber
+from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.fleet import LEVELS
 from vpp.orchestrator.campus.service import RESEND_ROUNDS, Campus, Level, serve
 
 
-def _fields(topo: object) -> tuple[list[FakeUnit], list[FakeUnit]]:
+def _fields() -> tuple[list[FakeUnit], list[FakeUnit]]:
     a = [FakeUnit("bess-1", p_max_kw=400.0, location="IN/KA/B/campus-1/building-1/node-1"),
          FakeUnit("bess-2", p_max_kw=500.0, location="IN/KA/B/campus-1/building-2/node-2")]
     b = [FakeUnit("bess-3", p_max_kw=300.0, location="IN/KA/B/campus-2/building-3/node-3")]
     return a, b  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def _rig(
+    cfg: SiteConfig, topo: Topology
+) -> AsyncIterator[tuple[FakeField, FakeField, Campus]]:
+    """A broker, field-a (bess-1, bess-2), field-b (bess-3) and the campus, all running."""
+    a, b = _fields()
+    with Broker(topo):
+        async with (
+            FakeField(topo, "field-a", a) as fa,
+            FakeField(topo, "field-b", b) as fb,
+            Campus(cfg, topo) as campus,
+        ):
+            yield fa, fb, campus
+
+
 def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
+    a, b = _fields()
 
     async def go() -> None:
         with Broker(topo):
@@ -87,27 +105,21 @@ def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -
 def test_dead_field_controller_goes_offline_and_its_share_moves(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
 
     async def go() -> None:
-        with Broker(topo):
-            async with (
-                FakeField(topo, "field-a", a) as fa,
-                FakeField(topo, "field-b", b) as fb,
-                Campus(cfg, topo) as campus,
-            ):
-                campus.target_kw = 600.0
-                await until(lambda: fb.bases()["bess-3"] == pytest.approx(200.0))
-                await fb.stop()
-                await until(lambda: not campus.fields["field-b"].online)
-                # The next rounds give bess-3's 200 kW to field-a's two units.
-                await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
-                assert fa.bases() == pytest.approx({"bess-1": 300.0, "bess-2": 300.0})
-                assert campus.last is not None
-                assert "bess-3" not in campus.last.setpoints
-                assert campus.last.excluded["bess-3"] == "offline"
-                rounds = campus.rounds
-                await until(lambda: campus.rounds >= rounds + 3)  # the loop goes on
+        async with _rig(cfg, topo) as (fa, fb, campus):
+            campus.target_kw = 600.0
+            await until(lambda: fb.bases()["bess-3"] == pytest.approx(200.0))
+            await fb.stop()
+            await until(lambda: not campus.fields["field-b"].online)
+            # The next rounds give bess-3's 200 kW to field-a's two units.
+            await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
+            assert fa.bases() == pytest.approx({"bess-1": 300.0, "bess-2": 300.0})
+            assert campus.last is not None
+            assert "bess-3" not in campus.last.setpoints
+            assert campus.last.excluded["bess-3"] == "offline"
+            rounds = campus.rounds
+            await until(lambda: campus.rounds >= rounds + 3)  # the loop goes on
 
     run(go())
 
@@ -117,24 +129,20 @@ def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
     # answers its commands: the first timeout takes its unit out of the next round.
     cfg = site(campus={"dispatch_interval_s": 0.2, "fleet": {"offline_timeout_s": 30.0}})
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
+    a, b = _fields()
 
     async def go() -> None:
         with Broker(topo):
-            mute = FakeField(topo, "field-b", b)
-            await mute.server.aclose()  # never bound: commands to field-b go unanswered
-            task = asyncio.create_task(mute._run())
-            try:
-                async with FakeField(topo, "field-a", a) as fa, Campus(cfg, topo) as campus:
-                    campus.target_kw = 600.0
-                    await until(lambda: campus.fields.get("field-b") is not None
-                                and campus.fields["field-b"].failures >= 1)  # fmt: skip
-                    await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
-                    assert campus.errors["command_timeout"] >= 1
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                mute.publisher.close()
+            async with (
+                FakeField(topo, "field-b", b, answers=False),
+                FakeField(topo, "field-a", a) as fa,
+                Campus(cfg, topo) as campus,
+            ):
+                campus.target_kw = 600.0
+                await until(lambda: campus.fields.get("field-b") is not None
+                            and campus.fields["field-b"].failures >= 1)  # fmt: skip
+                await until(lambda: sum(fa.bases().values()) == pytest.approx(600.0))
+                assert campus.errors["command_timeout"] >= 1
 
     run(go())
 
@@ -142,44 +150,40 @@ def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
 def test_malformed_input_is_counted_and_the_loops_go_on(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
 
     async def go() -> None:
-        with Broker(topo):
-            async with (
-                FakeField(topo, "field-a", a) as fa,
-                FakeField(topo, "field-b", b),
-                Campus(cfg, topo) as campus,
-                Client(topo.commands["campus"], name="test") as cli,
-            ):
-                campus.target_kw = 300.0
-                await until(lambda: len(campus.fleet) == 3)
-                pub = fa.publisher
-                await pub.publish_raw(b"telemetry/x", b"{not json")
-                bad_soc = (b'{"v":1,"type":"telemetry","sender":"f","id":"1","ts":1,'
-                           b'"body":{"unit":"bess-1","p_kw":1,"soc_pct":150,"temp_c":1,'
-                           b'"limits":{"p_min_kw":0,"p_max_kw":0}}}')  # fmt: skip
-                await pub.publish_raw(b"telemetry/bess-1", bad_soc)
-                tel = s.Telemetry(unit="ghost", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
-                                  limits=s.Limits(p_min_kw=-1.0, p_max_kw=1.0))  # fmt: skip
-                await pub.publish(s.make(tel, "field-a"))
-                bad_limits = s.Telemetry(unit="bess-1", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
-                                         limits=s.Limits(p_min_kw=5.0, p_max_kw=1.0))  # fmt: skip
-                await pub.publish(s.make(bad_limits, "field-a"))
-                sub = campus.subscriber
-                assert sub is not None
-                await until(lambda: sub.errors["json"] >= 1 and sub.errors["field"] >= 1
-                            and campus.errors["telemetry"] >= 1
-                            and campus.errors["unregistered"] >= 1)  # fmt: skip
-                ack = await cli.request("set_target", {"kw": "lots"})
-                assert not ack.ok and "kw" in (ack.error or "")
-                ack = await cli.request("set_schedule", {"start": 0, "kw": []})
-                assert not ack.ok
-                rounds = campus.rounds
-                await until(lambda: campus.rounds >= rounds + 2)
-                assert campus.last is not None
-                assert campus.last.delivered_kw == pytest.approx(300.0)
-                assert "ghost" not in campus.fleet
+        async with (
+            _rig(cfg, topo) as (fa, _, campus),
+            Client(topo.commands["campus"], name="test") as cli,
+        ):
+            campus.target_kw = 300.0
+            await until(lambda: len(campus.fleet) == 3)
+            pub = fa.publisher
+            await pub.publish_raw(b"telemetry/x", b"{not json")
+            bad_soc = (b'{"v":1,"type":"telemetry","sender":"f","id":"1","ts":1,'
+                       b'"body":{"unit":"bess-1","p_kw":1,"soc_pct":150,"temp_c":1,'
+                       b'"limits":{"p_min_kw":0,"p_max_kw":0}}}')  # fmt: skip
+            await pub.publish_raw(b"telemetry/bess-1", bad_soc)
+            tel = s.Telemetry(unit="ghost", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
+                              limits=s.Limits(p_min_kw=-1.0, p_max_kw=1.0))  # fmt: skip
+            await pub.publish(s.make(tel, "field-a"))
+            bad_limits = s.Telemetry(unit="bess-1", p_kw=0.0, soc_pct=50.0, temp_c=20.0,
+                                     limits=s.Limits(p_min_kw=5.0, p_max_kw=1.0))  # fmt: skip
+            await pub.publish(s.make(bad_limits, "field-a"))
+            sub = campus.subscriber
+            assert sub is not None
+            await until(lambda: sub.errors["json"] >= 1 and sub.errors["field"] >= 1
+                        and campus.errors["telemetry"] >= 1
+                        and campus.errors["unregistered"] >= 1)  # fmt: skip
+            ack = await cli.request("set_target", {"kw": "lots"})
+            assert not ack.ok and "kw" in (ack.error or "")
+            ack = await cli.request("set_schedule", {"start": 0, "kw": []})
+            assert not ack.ok
+            rounds = campus.rounds
+            await until(lambda: campus.rounds >= rounds + 2)
+            assert campus.last is not None
+            assert campus.last.delivered_kw == pytest.approx(300.0)
+            assert "ghost" not in campus.fleet
 
     run(go())
 
@@ -231,7 +235,7 @@ def _gc_restored() -> Iterator[None]:
 def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
+    a, b = _fields()
 
     async def go() -> None:
         with Broker(topo):
@@ -257,27 +261,21 @@ def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> N
 def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
     cfg = site()
     topo = topology(cfg, ipc_dir)
-    a, b = _fields(topo)
 
     async def go() -> None:
-        with Broker(topo):
-            async with (
-                FakeField(topo, "field-a", a) as fa,
-                FakeField(topo, "field-b", b),
-                Campus(cfg, topo) as campus,
-            ):
-                campus.target_kw = 300.0
-                await until(lambda: sum(fa.bases().values()) == pytest.approx(200.0))
-                n0, r0 = len(fa.commands), campus.rounds
-                await until(lambda: campus.rounds >= r0 + 4)
-                assert len(fa.commands) == n0  # the same setpoints: nothing sent
-                campus.target_kw = 600.0  # a change goes out in the next round
-                await until(lambda: sum(fa.bases().values()) == pytest.approx(400.0))
-                n1, r1 = len(fa.commands), campus.rounds
-                assert n1 == n0 + 2
-                # And every RESEND_ROUNDS rounds anyway (a restarted field controller).
-                await until(lambda: campus.rounds >= r1 + RESEND_ROUNDS + 1, timeout=10)
-                assert len(fa.commands) >= n1 + 2
+        async with _rig(cfg, topo) as (fa, _, campus):
+            campus.target_kw = 300.0
+            await until(lambda: sum(fa.bases().values()) == pytest.approx(200.0))
+            n0, r0 = len(fa.commands), campus.rounds
+            await until(lambda: campus.rounds >= r0 + 4)
+            assert len(fa.commands) == n0  # the same setpoints: nothing sent
+            campus.target_kw = 600.0  # a change goes out in the next round
+            await until(lambda: sum(fa.bases().values()) == pytest.approx(400.0))
+            n1, r1 = len(fa.commands), campus.rounds
+            assert n1 == n0 + 2
+            # And every RESEND_ROUNDS rounds anyway (a restarted field controller).
+            await until(lambda: campus.rounds >= r1 + RESEND_ROUNDS + 1, timeout=10)
+            assert len(fa.commands) >= n1 + 2
 
     run(go())
 
@@ -299,7 +297,7 @@ def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
     cfg = site(bus={"transport": "tcp", "ports": ports, "keys_dir": str(keys),
                     "command_timeout_s": 0.5, "command_retries": 0})  # fmt: skip
     topo = topology(cfg, tmp_path)
-    a, b = _fields(topo)
+    a, b = _fields()
 
     def curve(name: str) -> ServerCurve:
         return ServerCurve(keys / f"{name}.key_secret", keys / "authorized")

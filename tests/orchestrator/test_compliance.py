@@ -18,6 +18,7 @@ from vpp.orchestrator.grid.compliance import (
 )
 from vpp.orchestrator.grid.events import FrequencyEvent, detect_events
 from vpp.sim.grid_model import GridModel, generation_loss
+from vpp.validation import validate_model
 
 T0 = 1_700_000_000.0
 RATE = 10
@@ -127,12 +128,13 @@ def test_bad_traces_and_config() -> None:
         check_unit("u7", ev, t[::-1], f, f, CHAR)
     assert info.value.field == "t"
     with pytest.raises(ConfigError) as info:
-        ComplianceConfig.from_mapping({"start_fraction": 1.5})
+        validate_model(ComplianceConfig, {"start_fraction": 1.5}, "compliance")
     assert info.value.field == "start_fraction"
     with pytest.raises(ConfigError, match="deadband_low_hz must be <= deadband_high_hz"):
-        DroopCharacteristic.from_mapping({"rated_kw": 1.0, "deadband_low_hz": 50.1})
+        band = {"rated_kw": 1.0, "deadband_low_hz": 50.1}
+        validate_model(DroopCharacteristic, band, "droop characteristic")
     with pytest.raises(ConfigError) as info:
-        DroopCharacteristic.from_mapping({"rated_kw": -1.0})
+        validate_model(DroopCharacteristic, {"rated_kw": -1.0}, "droop characteristic")
     assert info.value.field == "rated_kw"
 
 

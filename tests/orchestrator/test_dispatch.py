@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpp.errors import ConfigError
-from vpp.orchestrator.campus.config import STRATEGIES, DispatchConfig, FleetConfig, Strategy, load
+from vpp.orchestrator.campus.config import STRATEGIES, DispatchConfig, FleetConfig, Strategy
 from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchError, allocate
 from vpp.orchestrator.campus.fleet import Fleet
+from vpp.validation import validate_model
 
 from .helpers import NOW, TIMEOUT, Unit, build, units
 
@@ -219,5 +220,5 @@ def test_allocate_refuses_a_capped_unit_without_rating() -> None:
 )  # fmt: skip
 def test_dispatch_config_errors_name_the_field(data: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load(DispatchConfig, data, section="campus.dispatch")
+        validate_model(DispatchConfig, data, "DispatchConfig", "campus.dispatch")
     assert info.value.field == f"campus.dispatch.{field}"

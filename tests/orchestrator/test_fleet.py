@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 
 from vpp.errors import ConfigError, VppError
-from vpp.orchestrator.campus.config import FleetConfig, load
+from vpp.orchestrator.campus.config import FleetConfig
 from vpp.orchestrator.campus.fleet import LEVELS, Fleet, FleetInputError, UnknownUnitError
+from vpp.validation import validate_model
 
 from .helpers import NOW, TIMEOUT, Unit, build, units
 
@@ -247,11 +248,11 @@ def test_unknown_level_and_no_level() -> None:
 )
 def test_fleet_config_errors_name_the_field(data: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load(FleetConfig, data, section="campus.fleet")
+        validate_model(FleetConfig, data, "FleetConfig", "campus.fleet")
     assert info.value.field == f"campus.fleet.{field}"
     assert field in str(info.value)
 
 
 def test_fleet_config_defaults() -> None:
-    cfg = load(FleetConfig, {"offline_timeout_s": 2.5})
+    cfg = validate_model(FleetConfig, {"offline_timeout_s": 2.5}, "FleetConfig")
     assert (cfg.offline_timeout_s, cfg.initial_capacity) == (2.5, 1024)

@@ -14,6 +14,7 @@ from vpp.orchestrator.grid.events import (
     FrequencyEventDetector,
     detect_events,
 )
+from vpp.validation import validate_model
 
 T0 = 1_700_000_000.0  # UNIX seconds, as PMU frame times are
 RATE = 10
@@ -110,15 +111,15 @@ def test_invalid_samples_are_counted_and_skipped() -> None:
 )
 def test_bad_config_is_a_config_error(data: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError) as info:
-        EventDetectionConfig.from_mapping(data)
+        validate_model(EventDetectionConfig, data, "event detection")
     assert info.value.field == field
 
 
 def test_band_must_contain_nominal_with_room_for_hysteresis() -> None:
     with pytest.raises(ConfigError, match="low_hz < nominal_hz < high_hz"):
-        EventDetectionConfig.from_mapping({"low_hz": 50.1})
+        validate_model(EventDetectionConfig, {"low_hz": 50.1}, "event detection")
     with pytest.raises(ConfigError, match="hysteresis"):
-        EventDetectionConfig.from_mapping({"hysteresis_hz": 0.1})
+        validate_model(EventDetectionConfig, {"hysteresis_hz": 0.1}, "event detection")
     with pytest.raises(ConfigError) as info:
         detect_events([0.0, 1.0], [50.0])
     assert info.value.field == "f"

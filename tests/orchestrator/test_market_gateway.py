@@ -4,6 +4,8 @@ the schedule; bids and results come from the bus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,10 @@ import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import run
+from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
+from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.market import IST, BidWindowError, day_start
 from vpp.orchestrator.market.gateway import MarketGateway
 
@@ -27,6 +31,17 @@ class FakeCampus:
 
     async def _set(self, cmd: s.CommandMsg) -> None:
         self.schedules.append(cmd.body.params)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    cfg: SiteConfig, topo: Topology, **gateway: Any
+) -> AsyncIterator[tuple[FakeCampus, MarketGateway]]:
+    """A broker, a fake campus and the gateway (``gateway``: its keyword arguments)."""
+    with Broker(topo):
+        campus = FakeCampus(topo.commands["campus"])
+        async with campus.server, MarketGateway(cfg, topo, **gateway) as gw:
+            yield campus, gw
 
 
 def test_schedule_matches_accepted_bids_within_reserve_and_limits(ipc_dir: Path) -> None:
@@ -85,25 +100,22 @@ def test_late_in_the_day_plans_the_next_day_and_rerun_command(ipc_dir: Path) -> 
     late = datetime(2026, 11, 21, 23, 50, tzinfo=IST).timestamp()  # block 95
 
     async def go() -> None:
-        with Broker(topo):
-            campus = FakeCampus(topo.commands["campus"])
-            async with (
-                campus.server,
-                MarketGateway(cfg, topo, settle_s=0.1, clock=lambda: late) as gw,
-                Client(topo.commands["market"]) as cli,
-            ):
-                await until(lambda: len(campus.schedules) == 1)
-                next_day = datetime(2026, 11, 22, tzinfo=IST).timestamp()
-                assert campus.schedules[0]["start"] == next_day
-                assert any(v != 0.0 for v in campus.schedules[0]["kw"])
-                assert {b.delivery for b in gw.bids} == {date(2026, 11, 22)}
-                ack = await cli.request("run", timeout=10)
-                assert ack.ok, ack.error
-                assert ack.result["runs"] == 2 and ack.result["delivered"]
-                assert len(campus.schedules) == 2
-                status = (await cli.request("status")).result
-                assert status["fleet"]["reserve_mw"] == pytest.approx(0.2 * 1.5)
-                assert gw.errors["command_timeout"] == 0
+        async with (
+            _running(cfg, topo, settle_s=0.1, clock=lambda: late) as (campus, gw),
+            Client(topo.commands["market"]) as cli,
+        ):
+            await until(lambda: len(campus.schedules) == 1)
+            next_day = datetime(2026, 11, 22, tzinfo=IST).timestamp()
+            assert campus.schedules[0]["start"] == next_day
+            assert any(v != 0.0 for v in campus.schedules[0]["kw"])
+            assert {b.delivery for b in gw.bids} == {date(2026, 11, 22)}
+            ack = await cli.request("run", timeout=10)
+            assert ack.ok, ack.error
+            assert ack.result["runs"] == 2 and ack.result["delivered"]
+            assert len(campus.schedules) == 2
+            status = (await cli.request("status")).result
+            assert status["fleet"]["reserve_mw"] == pytest.approx(0.2 * 1.5)
+            assert gw.errors["command_timeout"] == 0
 
     run(go(), timeout=40)
 
@@ -136,7 +148,6 @@ def test_dead_campus_is_counted_and_gets_the_schedule_when_back(ipc_dir: Path) -
     run(go(), timeout=40)
 
 
-
 def test_inside_the_dam_window_it_also_bids_the_next_day(ipc_dir: Path) -> None:
     # 10:30 IST: today's schedule at start, then tomorrow's 96 blocks in the DAM window.
     morning = datetime(2026, 11, 21, 10, 30, tzinfo=IST).timestamp()
@@ -144,21 +155,16 @@ def test_inside_the_dam_window_it_also_bids_the_next_day(ipc_dir: Path) -> None:
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
-        with Broker(topo):
-            campus = FakeCampus(topo.commands["campus"])
-            async with (
-                campus.server,
-                MarketGateway(cfg, topo, settle_s=0.2, resend_s=0.2,
-                              clock=lambda: morning) as gw,  # fmt: skip
-            ):
-                tomorrow = day_start(date(2026, 11, 22))
-                await until(lambda: any(x["start"] == tomorrow for x in campus.schedules))
-                starts = {x["start"] for x in campus.schedules}
-                assert starts == {day_start(date(2026, 11, 21)), tomorrow}
-                nxt = next(x for x in campus.schedules if x["start"] == tomorrow)
-                assert len(nxt["kw"]) == 96 and any(v != 0.0 for v in nxt["kw"])
-                assert gw.runs == 2
-                assert not gw.next_day_due()  # tomorrow is done: no third run
+        gateway = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: morning}
+        async with _running(cfg, topo, **gateway) as (campus, gw):
+            tomorrow = day_start(date(2026, 11, 22))
+            await until(lambda: any(x["start"] == tomorrow for x in campus.schedules))
+            starts = {x["start"] for x in campus.schedules}
+            assert starts == {day_start(date(2026, 11, 21)), tomorrow}
+            nxt = next(x for x in campus.schedules if x["start"] == tomorrow)
+            assert len(nxt["kw"]) == 96 and any(v != 0.0 for v in nxt["kw"])
+            assert gw.runs == 2
+            assert not gw.next_day_due()  # tomorrow is done: no third run
 
     run(go(), timeout=40)
 
@@ -185,28 +191,23 @@ def test_an_open_rtm_session_is_bid_once_and_its_awards_join_the_schedule(
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
-        with Broker(topo):
-            campus = FakeCampus(topo.commands["campus"])
-            async with (
-                campus.server,
-                MarketGateway(cfg, topo, settle_s=0.2, resend_s=0.2,
-                              clock=lambda: t) as gw,  # fmt: skip
-            ):
-                await until(lambda: gw.rtm_runs == 1 and gw.delivered)
-                await asyncio.sleep(0.5)  # more loops: the session is not bid again
-                assert gw.rtm_runs == 1 and gw.rtm_done == {(date(2026, 11, 21), 32)}
-                # The first schedule sent is the DAM's; the last adds the RTM awards, which
-                # are at most what was bid (the LP may also keep the DAM position).
-                dam, final = campus.schedules[0]["kw"], campus.schedules[-1]["kw"]
-                traded = [final[b] - dam[b] for b in range(96)]
-                assert all(v == pytest.approx(0.0) for b, v in enumerate(traded)
-                           if b not in (64, 65))  # fmt: skip
-                bids = {b.block: b for b in gw.rtm_bids}
-                assert set(bids) <= {64, 65}
-                for b in (64, 65):
-                    vol = sum(st.volume_mw for st in bids[b].steps) if b in bids else 0.0
-                    assert abs(traded[b]) <= 1000.0 * vol + 1e-6
-                assert max(abs(v) for v in final) <= 1500.0 * (1 - 0.2) + 1e-6
+        gateway = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: t}
+        async with _running(cfg, topo, **gateway) as (campus, gw):
+            await until(lambda: gw.rtm_runs == 1 and gw.delivered)
+            await asyncio.sleep(0.5)  # more loops: the session is not bid again
+            assert gw.rtm_runs == 1 and gw.rtm_done == {(date(2026, 11, 21), 32)}
+            # The first schedule sent is the DAM's; the last adds the RTM awards, which
+            # are at most what was bid (the LP may also keep the DAM position).
+            dam, final = campus.schedules[0]["kw"], campus.schedules[-1]["kw"]
+            traded = [final[b] - dam[b] for b in range(96)]
+            assert all(v == pytest.approx(0.0) for b, v in enumerate(traded)
+                       if b not in (64, 65))  # fmt: skip
+            bids = {b.block: b for b in gw.rtm_bids}
+            assert set(bids) <= {64, 65}
+            for b in (64, 65):
+                vol = sum(st.volume_mw for st in bids[b].steps) if b in bids else 0.0
+                assert abs(traded[b]) <= 1000.0 * vol + 1e-6
+            assert max(abs(v) for v in final) <= 1500.0 * (1 - 0.2) + 1e-6
 
     run(go(), timeout=40)
 
@@ -219,21 +220,16 @@ def test_rtm_trades_the_difference_from_the_dam_position(ipc_dir: Path) -> None:
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
-        with Broker(topo):
-            campus = FakeCampus(topo.commands["campus"])
-            async with (
-                campus.server,
-                MarketGateway(cfg, topo, settle_s=3600, clock=lambda: t) as gw,
-            ):
-                day = date(2026, 11, 21)
-                out = await gw.run_rtm(day, 32)
-                assert out["session"] == 32 and out["bids"] == 2
-                assert all(b.side.value == "sell" and b.session == 32 for b in gw.rtm_bids)
-                assert [b.block for b in gw.rtm_bids] == [64, 65]
-                kw = campus.schedules[-1]["kw"]
-                assert kw[64] > 0 and kw[65] > 0
-                assert kw[64:66] == pytest.approx(out["traded_kw"])
-                assert all(v == 0.0 for b, v in enumerate(kw) if b not in (64, 65))
-                assert max(kw) <= 1500.0 * (1 - 0.2) + 1e-6
+        async with _running(cfg, topo, settle_s=3600, clock=lambda: t) as (campus, gw):
+            day = date(2026, 11, 21)
+            out = await gw.run_rtm(day, 32)
+            assert out["session"] == 32 and out["bids"] == 2
+            assert all(b.side.value == "sell" and b.session == 32 for b in gw.rtm_bids)
+            assert [b.block for b in gw.rtm_bids] == [64, 65]
+            kw = campus.schedules[-1]["kw"]
+            assert kw[64] > 0 and kw[65] > 0
+            assert kw[64:66] == pytest.approx(out["traded_kw"])
+            assert all(v == 0.0 for b, v in enumerate(kw) if b not in (64, 65))
+            assert max(kw) <= 1500.0 * (1 - 0.2) + 1e-6
 
     run(go(), timeout=40)

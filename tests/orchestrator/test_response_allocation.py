@@ -14,6 +14,7 @@ from vpp.orchestrator.grid.allocation import (
     UnitAvailability,
     allocate,
 )
+from vpp.validation import validate_model
 
 
 def unit(
@@ -104,10 +105,11 @@ def test_bad_input_is_a_config_error() -> None:
         allocate([unit("a", 1, 1, 1), unit("a", 1, 1, 1)], AllocationConfig(obligation_kw=1))
     assert info.value.field == "unit_id"
     with pytest.raises(ConfigError) as info:
-        AllocationConfig.from_mapping({"obligation_kw": 0})
+        validate_model(AllocationConfig, {"obligation_kw": 0}, "response allocation")
     assert info.value.field == "obligation_kw"
     with pytest.raises(ConfigError) as info:
-        AllocationConfig.from_mapping({"obligation_kw": 1, "basis": "price"})
+        bad = {"obligation_kw": 1, "basis": "price"}
+        validate_model(AllocationConfig, bad, "response allocation")
     assert info.value.field == "basis"
 
 
@@ -123,7 +125,8 @@ def test_allocation_sums_to_obligation_within_headroom(
     spec: list[tuple[float, float, float, bool]], obligation: float, basis: str
 ) -> None:
     units = [unit(f"u{i}", r, d, c, online=on) for i, (r, d, c, on) in enumerate(spec)]
-    cfg = AllocationConfig.from_mapping({"obligation_kw": obligation, "basis": basis})
+    data = {"obligation_kw": obligation, "basis": basis}
+    cfg = validate_model(AllocationConfig, data, "response allocation")
     alloc = allocate(units, cfg)
     room = {u.unit_id: min(u.headroom_up_kw, u.headroom_down_kw) for u in units if u.online}
     assert alloc.allocated_kw == pytest.approx(min(obligation, sum(room.values())), abs=1e-6)

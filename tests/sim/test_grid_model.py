@@ -23,6 +23,7 @@ from vpp.sim.grid_model import (
     generation_loss,
 )
 from vpp.sim.pmu import PmuServer
+from vpp.validation import validate_model
 
 F0 = 50.0
 
@@ -132,7 +133,7 @@ def test_event_added_late_applies_from_its_time() -> None:
 )
 def test_bad_config_is_a_config_error_on_the_field(data: dict[str, float], field: str) -> None:
     with pytest.raises(ConfigError) as info:
-        GridModelConfig.from_mapping(data)
+        validate_model(GridModelConfig, data, "grid model")
     assert info.value.field == field
     assert field in str(info.value)
 

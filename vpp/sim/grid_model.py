@@ -24,15 +24,14 @@ frequency, so a fleet that sets :attr:`GridModel.fleet_kw` sees its own effect.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.validation import config_error, validate_model
+from vpp.validation import config_error
 
 __all__ = [
     "GridEvent",
@@ -67,11 +66,6 @@ class GridModelConfig(BaseModel):
         default=None, gt=0, description="clamp of the governor valve, pu of S; None = none"
     )
     max_step_s: float = Field(default=0.005, gt=0, le=0.1, description="RK4 sub-step, s")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> GridModelConfig:
-        """Validated config; a bad value raises ConfigError with ``field`` set."""
-        return validate_model(cls, data, "grid model")
 
 
 @dataclass(frozen=True)

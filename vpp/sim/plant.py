@@ -33,7 +33,7 @@ from typing import Any
 import can
 
 from vpp.aio import Startable
-from vpp.config.models import SiteConfig, UnitConfig
+from vpp.config.models import DeviceConfig, SiteConfig, UnitConfig
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bms import BmsSimulator
@@ -67,14 +67,14 @@ class FleetGridSource(GridFrequencySource):
         self._events = events
         self._repeat_s = repeat_s
         self._periods = 0
-        self._schedule(0.0)
+        if repeat_s is None:
+            for e in events:
+                model.add_event(e)
+        else:
+            self._schedule(0.0)
 
     def _schedule(self, t: float) -> None:
         if self._repeat_s is None:
-            if self._periods == 0:
-                for e in self._events:
-                    self.model.add_event(e)
-                self._periods = 1
             return
         while self._periods * self._repeat_s <= t + self._repeat_s:
             offset = self._periods * self._repeat_s
@@ -105,10 +105,12 @@ class Plant(Startable):
     def __init__(self, site: SiteConfig) -> None:
         sim = site.simulation
         self.sims: dict[str, BessSimulator] = {}
+        #: BMS simulators (CAN) of the units whose ``bms`` is a ``can_bms`` device.
+        self.bms: dict[str, BmsSimulator] = {}
         for b in sim.bess:
             unit = _unit(site, b.unit)
             cfg = unit.inverter.config
-            self.sims[b.unit] = BessSimulator(
+            bess = self.sims[b.unit] = BessSimulator(
                 host=HOST,
                 port=b.port,
                 device_id=int(cfg.get("device_id", 1)),
@@ -116,27 +118,8 @@ class Plant(Startable):
                 rated_power_kw=unit.rated_power_kw,
                 initial_soc_pct=b.initial_soc_pct,
             )
-        #: BMS simulators (CAN) of the units whose ``bms`` is a ``can_bms`` device.
-        self.bms: dict[str, BmsSimulator] = {}
-        for uid, bess in self.sims.items():
-            dev = _unit(site, uid).bms
-            if dev is None or dev.protocol != "can_bms":
-                continue
-            cfg = dev.config
-            options = dict(cfg.get("bus_options", {}))
-            if cfg.get("interface") == "udp_multicast" and not options.get("port"):
-                options["port"] = _free_udp_port()
-            bms = BmsSimulator(
-                interface=str(cfg.get("interface", "virtual")),
-                channel=str(cfg.get("channel", "vpp-bms")),
-                bus_options=options,
-                battery=bess.model,
-            )
-            # The pack's current limit scales with the unit: rated power at the lowest
-            # pack voltage, with a margin, so that only a real overload trips it.
-            m = bess.model
-            bms.limits.current_max_a = 1.2 * 1000.0 * m.p_max_kw / (2.5 * m.cells)
-            self.bms[uid] = bms
+            if unit.bms is not None and unit.bms.protocol == "can_bms":
+                self.bms[b.unit] = _bms_simulator(unit.bms, bess)
         events = [GridEvent(e.time_s, e.delta_mw) for e in sim.events]
         self.model = GridModel(sim.grid)
         self.source = FleetGridSource(
@@ -194,6 +177,26 @@ async def serve_plant(
     # Let the closed transports run their callbacks before the loop ends.
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.sleep(0)
+
+
+def _bms_simulator(dev: DeviceConfig, bess: BessSimulator) -> BmsSimulator:
+    """A BMS simulator on ``dev``'s CAN bus following ``bess``'s model (a free port for a
+    ``udp_multicast`` bus that names none)."""
+    cfg = dev.config
+    options = dict(cfg.get("bus_options", {}))
+    if cfg.get("interface") == "udp_multicast" and not options.get("port"):
+        options["port"] = _free_udp_port()
+    bms = BmsSimulator(
+        interface=str(cfg.get("interface", "virtual")),
+        channel=str(cfg.get("channel", "vpp-bms")),
+        bus_options=options,
+        battery=bess.model,
+    )
+    # The pack's current limit scales with the unit: rated power at the lowest
+    # pack voltage, with a margin, so that only a real overload trips it.
+    m = bess.model
+    bms.limits.current_max_a = 1.2 * 1000.0 * m.p_max_kw / (2.5 * m.cells)
+    return bms
 
 
 def with_ports(site: SiteConfig, ports: Mapping[str, int]) -> SiteConfig:

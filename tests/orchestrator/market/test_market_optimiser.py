@@ -16,8 +16,8 @@ from vpp.orchestrator.market import (
     greedy_schedule,
     optimise,
     round_schedule,
-    validated,
 )
+from vpp.validation import validate_model
 
 DT = 0.25
 
@@ -156,13 +156,13 @@ def test_infeasible_final_soc_and_bad_input_are_typed_errors() -> None:
 def test_configuration_from_a_mapping_gives_config_errors_with_the_field() -> None:
     good = {"p_charge_max_mw": 2, "p_discharge_max_mw": 2, "soc_max_mwh": 4,
             "soc_initial_mwh": 1}  # fmt: skip
-    assert validated(BatteryParams, good).charge_limit_mw == 2.0
+    assert validate_model(BatteryParams, good, "BatteryParams").charge_limit_mw == 2.0
     with pytest.raises(ConfigError) as e:
-        validated(BatteryParams, {**good, "eta_charge": 1.5})
+        validate_model(BatteryParams, {**good, "eta_charge": 1.5}, "BatteryParams")
     assert e.value.field == "eta_charge" and isinstance(e.value, VppError)
     with pytest.raises(ConfigError, match="reserve_mw exceeds") as e:
-        validated(BatteryParams, {**good, "reserve_mw": 3})
+        validate_model(BatteryParams, {**good, "reserve_mw": 3}, "BatteryParams")
     assert e.value.field == "BatteryParams"
     with pytest.raises(ConfigError) as e:
-        validated(BidLimits, {"price_tick": 1})
+        validate_model(BidLimits, {"price_tick": 1}, "BidLimits")
     assert e.value.field == "price_tick"

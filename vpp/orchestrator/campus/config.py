@@ -1,26 +1,21 @@
 """Configuration of the campus aggregator: :class:`FleetConfig` and :class:`DispatchConfig`.
 
-Both are frozen pydantic models with documented defaults. :func:`load` validates a
-mapping (a YAML section) and turns the first problem into a
+Both are frozen pydantic models with documented defaults; validate a mapping (a YAML
+section) with :func:`vpp.validation.validate_model`, which turns the first problem into a
 :class:`vpp.errors.ConfigError` whose ``field`` is the dotted name of the offending key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.validation import validate_model
-
-__all__ = ["STRATEGIES", "DispatchConfig", "FleetConfig", "Strategy", "load"]
+__all__ = ["STRATEGIES", "DispatchConfig", "FleetConfig", "Strategy"]
 
 #: The dispatch strategies by name (see docs/orchestrator-campus.md).
 Strategy = Literal["proportional", "balanced", "priority"]
 STRATEGIES: tuple[Strategy, ...] = ("proportional", "balanced", "priority")
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class FleetConfig(BaseModel):
@@ -54,7 +49,3 @@ class DispatchConfig(BaseModel):
         description="balanced: hours over which the setpoints would bring units to one SOC",
     )
 
-
-def load(model: type[M], data: Mapping[str, Any], *, section: str = "") -> M:
-    """Validate ``data`` as ``model``; the first problem raises ConfigError with ``.field``."""
-    return validate_model(model, data, model.__name__, section)

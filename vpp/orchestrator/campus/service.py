@@ -107,7 +107,6 @@ class Campus(Service):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(topo, name)
-        self.site = site
         self.config = site.campus
         self.fleet = Fleet(site.campus.fleet)
         self._unregistered_seen: set[str] = set()

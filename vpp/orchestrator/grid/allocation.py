@@ -18,13 +18,13 @@ kW/Hz, the slope of the core's DroopController with that ``p_max_kw``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.validation import config_error, validate_model
+from vpp.validation import config_error
 
 __all__ = [
     "Allocation",
@@ -72,11 +72,6 @@ class AllocationConfig(BaseModel):
     nominal_hz: float = Field(default=50.0, gt=0)
     basis: Literal["headroom", "rating"] = "headroom"
     direction: Literal["both", "up", "down"] = "both"
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> AllocationConfig:
-        """Validated config; a bad value raises ConfigError with ``field`` set."""
-        return validate_model(cls, data, "response allocation")
 
 
 @dataclass(frozen=True)

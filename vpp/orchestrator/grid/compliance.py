@@ -23,14 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.orchestrator.grid.events import FrequencyEvent
-from vpp.validation import config_error, validate_model
+from vpp.validation import config_error
 
 __all__ = [
     "ComplianceConfig",
@@ -64,11 +63,6 @@ class DroopCharacteristic(BaseModel):
             raise ValueError("deadband_low_hz must be <= deadband_high_hz")
         return self
 
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> DroopCharacteristic:
-        """Validated characteristic; a bad value raises ConfigError with ``field`` set."""
-        return validate_model(cls, data, "droop characteristic")
-
     def droop_kw(self, f: ArrayLike) -> FloatArray:
         """Unlimited droop response (kW) at frequencies ``f``: zero in the deadband,
         ``-(rated / R) (f - edge) / nominal`` beyond it."""
@@ -101,11 +95,6 @@ class ComplianceConfig(BaseModel):
     max_abs_error_pct: float = Field(default=10.0, gt=0, description="% of rating")
     max_rel_rms_error_pct: float = Field(default=25.0, gt=0, description="% of rms expected")
     min_expected_pct: float = Field(default=1.0, ge=0, description="% of rating")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> ComplianceConfig:
-        """Validated config; a bad value raises ConfigError with ``field`` set."""
-        return validate_model(cls, data, "compliance")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ unknown, so only the frequency decides for that sample.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -24,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpp.validation import config_error, validate_model
+from vpp.validation import config_error
 
 __all__ = [
     "EventDetectionConfig",
@@ -58,11 +57,6 @@ class EventDetectionConfig(BaseModel):
         if self.high_hz - self.low_hz <= 2 * self.hysteresis_hz:
             raise ValueError("hysteresis_hz leaves no recovery band between low_hz and high_hz")
         return self
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> EventDetectionConfig:
-        """Validated config; a bad value raises ConfigError with ``field`` set."""
-        return validate_model(cls, data, "event detection")
 
 
 @dataclass

@@ -81,7 +81,6 @@ class GridService(Service):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(topo, name)
-        self.site = site
         self.config = site.grid
         self.detector = FrequencyEventDetector(site.grid.events)
         self.frequency = FrequencyTrace()

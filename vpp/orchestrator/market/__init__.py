@@ -3,13 +3,7 @@ bids and their validation, the battery schedule optimiser, and schedules to bids
 """
 
 from vpp.orchestrator.market.bids import Bid, BidLimits, Side, Step, on_grid, snap, validate_bid
-from vpp.orchestrator.market.errors import (
-    BidError,
-    BidWindowError,
-    MarketError,
-    ScheduleError,
-    validated,
-)
+from vpp.orchestrator.market.errors import BidError, BidWindowError, MarketError, ScheduleError
 from vpp.orchestrator.market.optimiser import BatteryParams, greedy_schedule, optimise
 from vpp.orchestrator.market.products import (
     BLOCK_H,
@@ -81,5 +75,4 @@ __all__ = [
     "soc_trajectory",
     "to_bids",
     "validate_bid",
-    "validated",
 ]

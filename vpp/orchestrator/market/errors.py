@@ -6,17 +6,9 @@ Each says what and where: ``field`` (the bid or schedule field at fault), ``bloc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeVar
-
-import pydantic
-
 from vpp.errors import VppError
-from vpp.validation import validate_model
 
-__all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError", "validated"]
-
-M = TypeVar("M", bound=pydantic.BaseModel)
+__all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError"]
 
 
 class MarketError(VppError, ValueError):
@@ -46,11 +38,3 @@ class BidWindowError(MarketError):
 class ScheduleError(MarketError):
     """A schedule cannot be built or breaks a battery constraint (infeasible, out of bounds)."""
 
-
-def validated(model: type[M], data: Mapping[str, Any]) -> M:
-    """``data`` as a ``model`` (``BidLimits``, ``BatteryParams``), or a :class:`ConfigError`.
-
-    The error's ``field`` is the first field at fault (the model's name when the fields
-    are each fine but do not fit together).
-    """
-    return validate_model(model, data, model.__name__)

@@ -102,7 +102,6 @@ class MarketGateway(Service):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(topo, name)
-        self.site = site
         self.config = site.market
         self.settle_s = settle_s
         self.resend_s = resend_s
@@ -125,10 +124,10 @@ class MarketGateway(Service):
         """Whether the campus acknowledged the current schedule."""
         self._run_lock = asyncio.Lock()
         self.rtm_done: set[tuple[date, int]] = set()
+        """RTM sessions already bid (delivery day, session)."""
         self.rtm_runs = 0
         self.rtm_bids: list[Bid] = []
         """The bids of the last RTM session."""
-        """RTM sessions already bid (delivery day, session)."""
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"status": self._status, "run": self._run}
@@ -207,15 +206,7 @@ class MarketGateway(Service):
             delta = dataclasses.replace(plan, net_mw=trade)
             bids = to_bids(delta, day, product=Product.RTM, limits=lim)
             self.rtm_bids = bids
-            for bid in bids:
-                self.exchange.submit(bid)
-                await self.publish_event("bid", _bid_data(bid))
-            result = self.exchange.clear(Product.RTM, day, session)
-            for aw in result.awards.values():
-                await self.publish_event("result", {
-                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
-                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
-                })  # fmt: skip
+            result = await self._trade(bids, Product.RTM, day, session)
             traded = base_schedule(result.awards.values(), day)
             base = dam.kw if dam else (0.0,) * BLOCKS_PER_DAY
             self.schedules[day] = BaseSchedule(
@@ -243,15 +234,7 @@ class MarketGateway(Service):
             raw = optimise(self.forecast(day, first), battery, first_block=first)
             plan = round_schedule(raw, battery, lim)
             bids = to_bids(plan, day, limits=lim)
-            for bid in bids:
-                self.exchange.submit(bid)
-                await self.publish_event("bid", _bid_data(bid))
-            result = self.exchange.clear(Product.DAM, day)
-            for aw in result.awards.values():
-                await self.publish_event("result", {
-                    "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
-                    "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
-                })  # fmt: skip
+            result = await self._trade(bids, Product.DAM, day)
             self.runs += 1
             self.bids, self.clearing = bids, result
             self.schedule = base_schedule(result.awards.values(), day)
@@ -260,11 +243,27 @@ class MarketGateway(Service):
             await self.send_schedule()
             return self.summary()
 
+    async def _trade(
+        self, bids: list[Bid], product: Product, day: date, session: int | None = None
+    ) -> ClearingResult:
+        """Submit ``bids`` to the exchange, clear the auction, and publish each bid and
+        each award as an event."""
+        for bid in bids:
+            self.exchange.submit(bid)
+            await self.publish_event("bid", _bid_data(bid))
+        result = self.exchange.clear(product, day, session)
+        for aw in result.awards.values():
+            await self.publish_event("result", {
+                "bid_id": aw.bid_id, "block": aw.block, "side": aw.side.value,
+                "accepted_mw": aw.accepted_mw, "clearing_price": aw.price_rs_mwh,
+            })  # fmt: skip
+        return result
+
     async def send_schedule(self) -> bool:
         """Send every schedule not yet over to the campus (each delivery day is its own
         schedule there); whether all were acknowledged."""
         now = self.clock()
-        for day in [d for d, sch in self.schedules.items() if _end(sch) <= now]:
+        for day in [d for d, sch in self.schedules.items() if sch.end <= now]:
             del self.schedules[day]
         if not self.schedules:
             return False
@@ -332,10 +331,6 @@ class MarketGateway(Service):
 
     async def _run(self, cmd: s.CommandMsg) -> dict[str, Any]:
         return await self.run_once()
-
-
-def _end(sch: BaseSchedule) -> float:
-    return sch.start + BLOCK_S * len(sch.kw)
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:

@@ -75,10 +75,21 @@ class BaseSchedule:
     start: float
     kw: tuple[float, ...]
 
+    @property
+    def end(self) -> float:
+        """UNIX time the last block ends."""
+        return self.start + BLOCK_S * len(self.kw)
+
     def at(self, t: float) -> float:
         """The base setpoint at UNIX time ``t`` (0 outside the schedule)."""
         i = math.floor((t - self.start) / BLOCK_S)
         return self.kw[i] if 0 <= i < len(self.kw) else 0.0
+
+
+def _drawn_mwh(p: float, battery: BatteryParams) -> float:
+    """Energy the battery loses in a block at net ``p`` MW (negative: gains)."""
+    # Discharge draws more than it delivers; charge stores less than it takes.
+    return p * BLOCK_H / battery.eta_discharge if p > 0 else p * BLOCK_H * battery.eta_charge
 
 
 def soc_trajectory(net_mw: Sequence[float], battery: BatteryParams) -> tuple[float, ...]:
@@ -86,8 +97,7 @@ def soc_trajectory(net_mw: Sequence[float], battery: BatteryParams) -> tuple[flo
     s = battery.soc_initial_mwh
     out = [s]
     for p in net_mw:
-        # Discharge draws more than it delivers; charge stores less than it takes.
-        s -= p * BLOCK_H / battery.eta_discharge if p > 0 else p * BLOCK_H * battery.eta_charge
+        s -= _drawn_mwh(p, battery)
         out.append(s)
     return tuple(out)
 
@@ -140,14 +150,13 @@ def round_schedule(
     lim = limits or BidLimits()
     step, lo, hi = lim.volume_step_mw, *battery.soc_bounds()
     p_lo, p_hi = -battery.charge_limit_mw, battery.discharge_limit_mw
-    ed, ec = battery.eta_discharge, battery.eta_charge
     s = battery.soc_initial_mwh
     net: list[float] = []
     for t, p in enumerate(schedule.net_mw):
         target = schedule.soc_mwh[t + 1]
         best: tuple[float, float, float] | None = None
         for v in _grid_candidates(p, step, p_lo, p_hi, lim.min_volume_mw):
-            s_new = s - (v * BLOCK_H / ed if v > 0 else v * BLOCK_H * ec)
+            s_new = s - _drawn_mwh(v, battery)
             if not lo - _TOL <= s_new <= hi + _TOL:
                 continue
             key = (abs(s_new - target), abs(v), v)
@@ -157,7 +166,7 @@ def round_schedule(
             raise ScheduleError("no volume on the grid keeps the SOC in range", field="net_mw",
                                 block=schedule.first_block + t)  # fmt: skip
         net.append(best[2])
-        s -= best[2] * BLOCK_H / ed if best[2] > 0 else best[2] * BLOCK_H * ec
+        s -= _drawn_mwh(best[2], battery)
     final = battery.soc_final_mwh
     by_price = sorted(range(len(net)), key=lambda i: schedule.prices_rs_mwh[i])
     while final is not None and soc_trajectory(net, battery)[-1] < final - _TOL:
