@@ -34,6 +34,7 @@ import can
 
 from vpp.aio import Startable
 from vpp.config.models import DeviceConfig, SiteConfig, UnitConfig
+from vpp.drivers.can_bms import CanBmsConfig
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bms import BmsSimulator
@@ -182,15 +183,14 @@ async def serve_plant(
 def _bms_simulator(dev: DeviceConfig, bess: BessSimulator) -> BmsSimulator:
     """A BMS simulator on ``dev``'s CAN bus following ``bess``'s model (a free port for a
     ``udp_multicast`` bus that names none)."""
-    cfg = dev.config
-    options = dict(cfg.get("bus_options", {}))
-    if cfg.get("interface") == "udp_multicast" and not options.get("port"):
+    # The driver's own config model, so that the simulator and the field controller read
+    # the same bus (and the same defaults) from the same keys.
+    cfg = CanBmsConfig.model_validate(dev.config)
+    options = dict(cfg.bus_options)
+    if cfg.interface == "udp_multicast" and not options.get("port"):
         options["port"] = _free_udp_port()
     bms = BmsSimulator(
-        interface=str(cfg.get("interface", "virtual")),
-        channel=str(cfg.get("channel", "vpp-bms")),
-        bus_options=options,
-        battery=bess.model,
+        interface=cfg.interface, channel=cfg.channel, bus_options=options, battery=bess.model
     )
     # The pack's current limit scales with the unit: rated power at the lowest
     # pack voltage, with a margin, so that only a real overload trips it.
