@@ -237,18 +237,22 @@ def test_safety_violation_clamps(ipc_dir: Path, case: str) -> None:
                 model.temp_c = model.ambient_c = 50.0
                 base = -100.0
             await r.ctl.command("set_base", {"unit": "bess-1", "kw": base}, issued_by="test")
-            await wait_until(lambda: len(r.ctl.units["bess-1"].safety_history) > 0)
+            # Before the first telemetry the envelope stops on stale data, so the history
+            # may start with that: look for this case's violation, wherever it is.
+            unit = r.ctl.units["bess-1"]
+            await wait_until(lambda: any(v["code"] == case for v in unit.safety_history))
             frames = r.ctl.frames
             await wait_until(lambda: r.ctl.frames > frames + 10)
             d = r.ctl.last_decision["bess-1"]
             assert d.base_kw == base and d.setpoint_kw == 0.0 and d.action.label == "reduce"
             assert sim.command.p_kw == 0.0 and sim.model.power_kw == 0.0
             hist = await r.ctl.command("safety_history", {"unit": "bess-1"})
-            assert hist[0]["code"] == case and hist[0]["action"] == "reduce"
-            assert hist[0]["unit"] == "bess-1"
+            mine = [h for h in hist if h["code"] == case]
+            assert mine and all(h["action"] == "reduce" and h["unit"] == "bess-1" for h in mine)
             await asyncio.sleep(0.3)
-            ev = r.of(s.EventMsg, kind="safety", unit="bess-1")
-            assert ev and ev[0].body.data["code"] == case and ev[0].body.severity == "warning"
+            ev = [m for m in r.of(s.EventMsg, kind="safety", unit="bess-1")
+                  if m.body.data["code"] == case]  # fmt: skip
+            assert ev and all(m.body.severity == "warning" for m in ev)
             # The other direction is still allowed: the envelope clamps, it does not stop.
             await r.ctl.command("set_base", {"unit": "bess-1", "kw": -base}, issued_by="test")
             await wait_until(lambda: near(sim.model.power_kw, -base), timeout=5)
