@@ -22,8 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.orchestrator.campus.dispatch import allocate as share_out
 from vpp.validation import config_error
 
 __all__ = [
@@ -122,27 +124,6 @@ def _headroom(unit: UnitAvailability, direction: str) -> float:
     return min(unit.headroom_up_kw, unit.headroom_down_kw)
 
 
-def _water_fill(
-    total: float, weights: dict[str, float], caps: dict[str, float]
-) -> dict[str, float]:
-    """``total`` shared pro rata to ``weights``, no one above its cap."""
-    shares: dict[str, float] = {}
-    free = {k for k, w in weights.items() if w > 0}
-    remaining = total
-    while free and remaining > 0:
-        wsum = sum(weights[k] for k in free)
-        over = {k for k in free if remaining * weights[k] / wsum >= caps[k]}
-        if not over:
-            for k in free:
-                shares[k] = remaining * weights[k] / wsum
-            return shares
-        for k in over:
-            shares[k] = caps[k]
-            remaining -= caps[k]
-        free -= over
-    return shares
-
-
 def allocate(units: Iterable[UnitAvailability], config: AllocationConfig) -> Allocation:
     """Share ``config.obligation_kw`` among ``units`` (rules in the module docstring)."""
     excluded: dict[str, str] = {}
@@ -164,7 +145,20 @@ def allocate(units: Iterable[UnitAvailability], config: AllocationConfig) -> All
         else:
             caps[uid] = head
             weights[uid] = head if config.basis == "headroom" else unit.rated_kw
-    shares = _water_fill(config.obligation_kw, weights, caps)
+    # The campus's proportional dispatch is this very sharing: pro rata to a weight,
+    # nobody above its cap, the exact total when the caps allow it.
+    ids = [uid for uid in order if weights.get(uid, 0.0) > 0]
+    n = len(ids)
+    kw = share_out(
+        "proportional",
+        config.obligation_kw,
+        cap=np.array([caps[uid] for uid in ids]),
+        rating=np.array([weights[uid] for uid in ids]),
+        soc=np.zeros(n),
+        energy=np.zeros(n),
+        efficiency=np.ones(n),
+    )
+    shares = {uid: float(v) for uid, v in zip(ids, kw, strict=True)}
     for uid in [k for k, v in shares.items() if not v > 0]:
         # A headroom so small (sub-normal) that its share rounds to nothing.
         excluded[uid] = "negligible headroom"
