@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
 
-from vpp.bench import row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
 from vpp.orchestrator.bus import schema as s  # noqa: E402
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve  # noqa: E402
 from vpp.orchestrator.bus.keys import create_keypair  # noqa: E402
@@ -211,11 +211,6 @@ async def _raw_round_trips(endpoint: str, n: int) -> list[float]:
         router.close(linger=0)
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
 async def _bus(tmp: Path, n_pub: int, n_rtt: int) -> list[Row]:
     rows: list[Row] = []
     bus_runs = [await _ingest(f"ipc://{tmp}/ps{i}", n_pub, tmp, "recv") for i in range(3)]
@@ -245,18 +240,18 @@ async def _bus(tmp: Path, n_pub: int, n_rtt: int) -> list[Row]:
         ClientCurve(keys / "client.key_secret", keys / "server.key"),
     )
     raw_rtt = await _raw_round_trips(f"ipc://{tmp}/rawcmd", n_rtt)
-    raw_p50 = _pct(raw_rtt, 0.5)
+    raw_p50 = percentile(raw_rtt, 0.5)
     for label, endpoint, cv in [
         ("ipc", f"ipc://{tmp}/cmd", None),
         ("Curve tcp", "tcp://127.0.0.1:0", curve),
     ]:
         rtt = await _round_trips(endpoint, n_rtt, cv)
-        p50, p99 = _pct(rtt, 0.5), _pct(rtt, 0.99)
+        p50, p99 = percentile(rtt, 0.5), percentile(rtt, 0.99)
         rows.append(row(f"command round trip {label} p50", p50 * 1e6, "us",
                         reference="raw DEALER/ROUTER ipc p50", ratio=raw_p50 / p50))  # fmt: skip
         rows.append(row(f"command round trip {label} p99", p99 * 1e6, "us"))
     rows.append(row("raw DEALER/ROUTER echo ipc p50 (reference)", raw_p50 * 1e6, "us"))
-    rows.append(row("raw DEALER/ROUTER echo ipc p99 (reference)", _pct(raw_rtt, 0.99) * 1e6,
+    rows.append(row("raw DEALER/ROUTER echo ipc p99 (reference)", percentile(raw_rtt, 0.99) * 1e6,
                     "us"))  # fmt: skip
     return rows
 

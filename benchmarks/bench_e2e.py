@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vpp import c37118 as c  # noqa: E402
-from vpp.bench import row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
 from vpp.core import Pipeline  # noqa: E402
 from vpp.sim.bess import BessSimulator  # noqa: E402
 from vpp.sim.pmu import PmuServer  # noqa: E402
@@ -140,10 +140,6 @@ def _match(sent: list[tuple[float, float]], writes: list[tuple[float, float]]) -
     return lat
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) if xs else float("nan")
-
-
 async def _plant(seconds: float) -> tuple[list[float], dict[str, Any]]:
     pmu = TimedPmu(port=0, rate=RATE, source=Triangle())
     bess = TimedBess(port=0, rated_power_kw=RATED, ramp_kw_s=1000.0)
@@ -206,7 +202,7 @@ def run(quick: bool = False) -> list[Row]:
     lat, st = asyncio.run(_plant(seconds))
     rtt = st["rtt"]
     raw_p50 = statistics.median(rtt)
-    p50, p99 = _pct(lat, 50), _pct(lat, 99)
+    p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
     step_us, process_us, step_only = _frame_path(500 if quick else 5000)
     return [
         row("PMU frame sent -> setpoint at Modbus sim, p50", p50, "ms",
@@ -219,7 +215,7 @@ def run(quick: bool = False) -> list[Row]:
             reference=f"{st['writes']} writes, {st['matched']} matched"),
         row("setpoints coalesced (replaced before written)", st["coalesced"], "setpoints"),
         row("raw pymodbus write round trip p50 (reference)", raw_p50, "ms",
-            reference=f"p99 {_pct(rtt, 99):.3g} ms"),
+            reference=f"p99 {percentile(rtt, 0.99):.3g} ms"),
         row("frame path: decoded frame + Pipeline.step", step_us, "us",
             reference=f"Pipeline.process(raw) {process_us:.3g} us", ratio=process_us / step_us),
         row("frame path: Pipeline.step alone (the PDC client decodes anyway)", step_only, "us",

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from vpp.bench import row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
 from vpp.orchestrator.market import (  # noqa: E402
     BatteryParams,
     BidLimits,
@@ -62,10 +62,6 @@ def _times(fn: Callable[[Any], Any], inputs: list[Any]) -> list[float]:
     return sorted(out)
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
 def run(quick: bool = False) -> list[Row]:
     """Benchmark rows (see vpp.bench)."""
     n = 20 if quick else 200
@@ -98,8 +94,8 @@ def run(quick: bool = False) -> list[Row]:
         row(f"DAM LP, one battery, 96 blocks, median ({n} solves)", lp_med * 1e3, "ms",
             reference=f"greedy heuristic (pure Python) {gr_med * 1e3:.3g} ms",
             ratio=lp_med / gr_med, target="<= 1000 ms", ok=lp_med <= 1.0),
-        row("DAM LP, p99", _pct(lp, 0.99) * 1e3, "ms", target="<= 1000 ms",
-            ok=_pct(lp, 0.99) <= 1.0),
+        row("DAM LP, p99", percentile(lp, 0.99) * 1e3, "ms", target="<= 1000 ms",
+            ok=percentile(lp, 0.99) <= 1.0),
         row("greedy heuristic, median", gr_med * 1e3, "ms", reference="-"),
         row("LP revenue over the heuristic, median", statistics.median(gain), "Rs/day",
             reference=f"min {min(gain):.0f} Rs/day", target=">= 0 (every day)",

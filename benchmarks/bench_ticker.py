@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import ctypes
 import json
-import math
 import os
 import subprocess
 import sys
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from vpp.bench import row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
 
 PERIOD_S = 0.1
 TARGET_P99_MS = 0.5
@@ -48,13 +47,6 @@ RT_PRIORITY = 50
 REALTIME_CHOICES = ("none", "ticker", "both")
 TARGET_RATIO = 10.0
 REFERENCE = "asyncio.sleep absolute-deadline loop, child process, same run"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q * len(ordered))))
-    return ordered[rank - 1]
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -20,6 +21,14 @@ from typing import Any, TextIO
 Row = dict[str, Any]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1) of ``values`` in any order; NaN for none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, min(len(ordered), math.ceil(q * len(ordered)))) - 1]
 
 
 def row(
