@@ -11,7 +11,6 @@ frame on a shared bus must not stop the driver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import can
 import cantools
 from pydantic import Field, field_validator
 
+from vpp.aio import cancel_and_wait
 from vpp.core import Telemetry
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
@@ -163,10 +163,8 @@ class CanBmsProtocol(BaseProtocol):
 
     async def _disconnect(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for failed in await cancel_and_wait([task]):
+            log.error("%s: the receive loop failed", self.name, exc_info=failed.exception())
         bus, self._bus = self._bus, None
         if bus is not None:
             bus.shutdown()

@@ -15,7 +15,7 @@ model, which steps at a fixed rate on the real clock::
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +27,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
-from vpp.aio import Startable
+from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
@@ -41,6 +41,8 @@ from vpp.sim.bess_model import BessCommand, BessModel
 from vpp.sim.register_image import RegisterImage
 
 __all__ = ["BessSimulator", "SerialLine"]
+
+log = logging.getLogger(__name__)
 
 
 # Modbus function codes by the table they touch.
@@ -181,10 +183,8 @@ class BessSimulator(Startable):
     async def stop(self) -> None:
         """Stop stepping and close the server and its connections."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for failed in await cancel_and_wait([task]):
+            log.error("BESS simulator: the stepping loop failed", exc_info=failed.exception())
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
