@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import signal
+from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Startable", "cancel_and_wait"]
+__all__ = ["Startable", "cancel_and_wait", "stop_on_signals"]
 
 S = TypeVar("S", bound="Startable")
 
@@ -59,3 +61,23 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> list[asy
     if interrupted:
         raise asyncio.CancelledError
     return [t for t in given if not t.cancelled() and t.exception() is not None]
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT or SIGTERM sets, for the running loop, while in the block.
+
+    Handled in the loop, so that a signal lets the caller stop what it runs properly
+    instead of unwinding from wherever KeyboardInterrupt lands; the handlers are removed
+    on leaving. Main thread only (as ``loop.add_signal_handler``).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
