@@ -26,7 +26,7 @@ from vpp.aio import cancel_and_wait
 from vpp.core import Telemetry
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
-from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = [
     "ALARMS",
@@ -132,12 +132,11 @@ class CanBmsProtocol(BaseProtocol):
         unknown = sorted(set(config.stale_after_s) - names)
         if unknown:
             # Only the DBC knows the message names, so this check cannot live in Config.
-            err = ConfigError(
+            raise config_error(
                 f"protocol 'can_bms': field 'stale_after_s': unknown messages {unknown}; "
-                f"known: {sorted(names)}"
+                f"known: {sorted(names)}",
+                "stale_after_s",
             )
-            err.field = "stale_after_s"
-            raise err
         self.stale_after: dict[str, float] = {}
         for msg in self.db.messages:
             period = (msg.cycle_time or 1000) / 1000.0

@@ -68,6 +68,7 @@ from vpp.drivers.register_map import (
     read_blocks,
 )
 from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = [
     "COMMANDS",
@@ -153,9 +154,7 @@ class ModbusProtocol(BaseProtocol):
         try:
             self.map: RegisterMap = load_register_map(config.map)
         except ConfigError as exc:
-            err = ConfigError(f"protocol {self.protocol!r}: field 'map': {exc}")
-            err.field = "map"
-            raise err from exc
+            raise config_error(f"protocol {self.protocol!r}: field 'map': {exc}", "map") from exc
         self.blocks: list[ReadBlock] = read_blocks(self.map.points)
         self._client: ModbusBaseClient | None = None
 
