@@ -10,7 +10,6 @@ losing the broker, as a field gateway would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -79,9 +78,7 @@ class MqttBessDevice(Startable):
         try:
             await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+            await cancel_and_wait([waiter])
         if self._task.done():
             self._task.result()  # raises the session's error
 
