@@ -6,12 +6,14 @@ import abc
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Startable", "cancel_and_wait", "stop_on_signals"]
+__all__ = ["Startable", "cancel_and_wait", "stop_on_signals", "with_timeout"]
 
 S = TypeVar("S", bound="Startable")
+T = TypeVar("T")
 
 
 class Startable(abc.ABC):
@@ -81,3 +83,16 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+async def with_timeout(seconds: float | None, aw: Awaitable[T]) -> T:
+    """Await ``aw`` for at most ``seconds`` (None: no limit), then raise TimeoutError.
+
+    On Python 3.11+ this is ``asyncio.timeout``, not ``asyncio.wait_for``: no task per
+    call (cheaper when polling many devices), and a cancellation that arrives just as
+    ``aw`` finishes is kept (3.11's ``wait_for`` returns the result and drops it).
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await aw
+    return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)

@@ -16,13 +16,13 @@ import collections
 import dataclasses
 import enum
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.aio import with_timeout
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
@@ -151,17 +151,6 @@ class ProtocolHealth:
         }
 
 
-async def with_timeout(seconds: float, aw: Awaitable[T]) -> T:
-    """Await ``aw`` for at most ``seconds``, then raise TimeoutError.
-
-    On Python 3.11+ this is ``asyncio.timeout``, not ``asyncio.wait_for``: no task per
-    call (cheaper when polling many devices), and a cancellation that arrives just as
-    ``aw`` finishes is kept (3.11's ``wait_for`` returns the result and drops it).
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await aw
-    return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)
 
 
 def category_of(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from vpp import c37118 as c
+from vpp.aio import with_timeout
 
 __all__ = ["Backoff", "Health", "PdcClient", "UdpReceiver", "fetch_config"]
 
@@ -197,8 +198,9 @@ class PdcClient:
                 await self.send_command(DATA_ON)
         while True:
             try:
-                chunk = await asyncio.wait_for(reader.read(READ_CHUNK), self.read_timeout)
-            except asyncio.TimeoutError:
+                # Per chunk: asyncio.timeout-based, no task per read as wait_for makes.
+                chunk = await with_timeout(self.read_timeout, reader.read(READ_CHUNK))
+            except TimeoutError:
                 self._error("timeout", detail=f"no bytes for {self.read_timeout} s")
                 return
             except ConnectionError as e:
