@@ -5,12 +5,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import dataclasses
+import random
 import signal
 import sys
 from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Startable", "cancel_and_wait", "stop_on_signals", "with_timeout"]
+__all__ = ["Backoff", "Startable", "cancel_and_wait", "stop_on_signals", "with_timeout"]
 
 S = TypeVar("S", bound="Startable")
 T = TypeVar("T")
@@ -96,3 +98,21 @@ async def with_timeout(seconds: float | None, aw: Awaitable[T]) -> T:
         async with asyncio.timeout(seconds):
             return await aw
     return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Exponential backoff: ``initial * factor**n`` capped at ``maximum`` seconds, times
+    a random factor in [1 - jitter, 1 + jitter] so that many clients cut off together
+    do not come back in lock step."""
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return base * self.rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)

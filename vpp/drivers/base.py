@@ -2,7 +2,7 @@
 
 The base class owns what every transport needs the same way: a connection state
 machine (disconnected, connecting, connected, backoff, closed), per-call timeouts,
-retries with exponential backoff and jitter (:class:`vpp.drivers.pmu.Backoff`), the
+retries with exponential backoff and jitter (:class:`vpp.aio.Backoff`), the
 status subscribers, and the health figures. A driver implements only the transport:
 ``_connect``, ``_disconnect``, ``_read`` (one status read) and ``_write`` (one
 command), raising the errors of :mod:`vpp.drivers.errors`.
@@ -22,14 +22,13 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpp.aio import with_timeout
+from vpp.aio import Backoff, with_timeout
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
     DriverError,
     ValidationError,
 )
-from vpp.drivers.pmu import Backoff
 
 __all__ = [
     "STANDARD_COMMANDS",

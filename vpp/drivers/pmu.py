@@ -18,13 +18,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from vpp import c37118 as c
-from vpp.aio import with_timeout
+from vpp.aio import Backoff, with_timeout  # Backoff re-exported: the field controller
 
 __all__ = ["Backoff", "Health", "PdcClient", "UdpReceiver", "fetch_config"]
 
@@ -56,24 +55,6 @@ class Health:
     def error_count(self) -> int:
         """All errors together."""
         return sum(self.errors.values())
-
-
-@dataclasses.dataclass
-class Backoff:
-    """Exponential backoff: ``initial * factor**n`` capped at ``maximum`` seconds, times
-    a random factor in [1 - jitter, 1 + jitter] so that many clients cut off together
-    do not come back in lock step."""
-
-    initial: float = 0.1
-    maximum: float = 10.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    rng: random.Random = dataclasses.field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * self.rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
 
 class PdcClient:
