@@ -176,10 +176,7 @@ class PmuServer:
             self._server.close()
         for cl in list(self._clients.values()):
             cl.writer.close()
-        for task in list(self._client_tasks):
-            task.cancel()
-        if self._client_tasks:
-            await asyncio.gather(*self._client_tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._client_tasks))
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
