@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterable
+import contextlib
+import dataclasses
+import random
+import signal
+import sys
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Startable", "cancel_and_wait"]
+__all__ = ["Backoff", "Startable", "cancel_and_wait", "stop_on_signals", "with_timeout"]
 
 S = TypeVar("S", bound="Startable")
+T = TypeVar("T")
 
 
 class Startable(abc.ABC):
@@ -59,3 +65,54 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> list[asy
     if interrupted:
         raise asyncio.CancelledError
     return [t for t in given if not t.cancelled() and t.exception() is not None]
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT or SIGTERM sets, for the running loop, while in the block.
+
+    Handled in the loop, so that a signal lets the caller stop what it runs properly
+    instead of unwinding from wherever KeyboardInterrupt lands; the handlers are removed
+    on leaving. Main thread only (as ``loop.add_signal_handler``).
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def with_timeout(seconds: float | None, aw: Awaitable[T]) -> T:
+    """Await ``aw`` for at most ``seconds`` (None: no limit), then raise TimeoutError.
+
+    On Python 3.11+ this is ``asyncio.timeout``, not ``asyncio.wait_for``: no task per
+    call (cheaper when polling many devices), and a cancellation that arrives just as
+    ``aw`` finishes is kept (3.11's ``wait_for`` returns the result and drops it).
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await aw
+    return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Exponential backoff: ``initial * factor**n`` capped at ``maximum`` seconds, times
+    a random factor in [1 - jitter, 1 + jitter] so that many clients cut off together
+    do not come back in lock step."""
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
+        return base * self.rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)

@@ -10,10 +10,10 @@ import pytest
 
 from tests.support.aio import free_port
 from tests.support.devices import run, silent_server, wait_until
+from vpp.aio import Backoff
 from vpp.drivers.base import Status
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
-from vpp.drivers.pmu import Backoff
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 

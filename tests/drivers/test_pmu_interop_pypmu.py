@@ -32,9 +32,10 @@ import threading
 import time
 from typing import Any
 
-from tests.support.aio import run
+from tests.support.aio import run, take
 from tests.support.pypmu import ConfigFrame2, DataFrame, Stream
 from vpp import c37118 as c
+from vpp.aio import cancel_and_wait
 from vpp.drivers.pmu import PdcClient
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import V_PHASE, PmuServer
@@ -84,34 +85,16 @@ def test_our_client_reads_a_pypmu_server() -> None:
     srv = PypmuServer(stream)
 
     async def main() -> tuple[list[c.ConfigFrame], list[c.DataFrame]]:
-        client = PdcClient("127.0.0.1", srv.port, idcode=3)
-        cfgs: list[c.ConfigFrame] = []
-        data: list[c.DataFrame] = []
-
-        async def read() -> None:
-            async with contextlib.aclosing(client.frames()) as frames:
-                async for f in frames:
-                    if isinstance(f, c.ConfigFrame):
-                        cfgs.append(f)
-                    elif isinstance(f, c.DataFrame):
-                        data.append(f)
-                        if len(data) == len(sent):
-                            return
-
-        task = asyncio.create_task(read())
+        task = asyncio.create_task(take(PdcClient("127.0.0.1", srv.port, idcode=3), len(sent)))
         try:
             # pyPMU queues data only for clients already connected.
             while not srv.pmu.client_buffers:
                 await asyncio.sleep(0.02)
             for _t, frame in sent:
                 srv.pmu.send(frame)
-            await asyncio.wait_for(task, 10)
+            return await asyncio.wait_for(task, 10)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
-        return cfgs, data
+            await cancel_and_wait([task])
 
     try:
         cfgs, data = run(main(), timeout=30)

@@ -8,7 +8,8 @@ import random
 
 from tests.support.aio import close_writer, free_port, run
 from vpp import c37118 as c
-from vpp.drivers.pmu import Backoff, PdcClient, UdpReceiver
+from vpp.aio import Backoff
+from vpp.drivers.pmu import PdcClient, UdpReceiver
 from vpp.sim.pmu import PmuServer, build_config
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from tests.support.devices import run, silent_server, wait_until
+from vpp.aio import Backoff
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, ValidationError
 from vpp.drivers.factory import ProtocolFactory
-from vpp.drivers.pmu import Backoff
 from vpp.drivers.sunspec import (
     SunSpecModelMissingError,
     SunSpecNotFoundError,

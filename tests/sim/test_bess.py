@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,24 +16,13 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from tests.support.devices import run
 from vpp.drivers.register_map import PointType, Table, decode, encode, read_blocks
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import ALARM_BITS
 
 TIMEOUT_S = 20.0
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    """Run ``test`` on a fresh loop, bounded, and check that nothing was left running."""
-
-    async def main() -> None:
-        await asyncio.wait_for(test(), TIMEOUT_S)
-        await asyncio.sleep(0)
-        leaked = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert not leaked, f"leaked tasks: {leaked}"
-
-    asyncio.run(main())
 
 
 @asynccontextmanager
@@ -128,7 +117,7 @@ def test_every_point_reads_a_plausible_value() -> None:
             beats = (await read_all(sim, client))["heartbeat"] - first["heartbeat"]
             assert 2 <= beats <= 6
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_discharge_follows_the_ramp_and_soc_falls_at_the_right_rate() -> None:
@@ -164,7 +153,7 @@ def test_discharge_follows_the_ramp_and_soc_falls_at_the_right_rate() -> None:
             assert b["active_power"] == pytest.approx(target, abs=0.05)
             assert b["dc_current"] > 0 and b["state"] == 1 and b["running"] == 1
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_charge_setpoint_raises_soc() -> None:
@@ -186,7 +175,7 @@ def test_charge_setpoint_raises_soc() -> None:
             assert b["soc"] - a["soc"] == pytest.approx(expected, rel=0.05)
             assert b["dc_current"] < 0
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_setpoints_beyond_the_rating_are_clamped() -> None:
@@ -205,7 +194,7 @@ def test_setpoints_beyond_the_rating_are_clamped() -> None:
             pts = await settle(sim, client, "active_power", -100.0, within_s=2)
             assert pts["active_power"] == pytest.approx(-100, abs=0.05)
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_negative_values_travel_as_twos_complement() -> None:
@@ -223,7 +212,7 @@ def test_negative_values_travel_as_twos_complement() -> None:
             rr = await client.read_holding_registers(2, count=2, device_id=sim.device_id)
             assert rr.registers == [0xFFFF, 0x10000 - 456]
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_the_device_id_is_honoured() -> None:
@@ -239,7 +228,7 @@ def test_the_device_id_is_honoured() -> None:
             assert wrong.isError()
             assert not hasattr(wrong, "registers") or not wrong.registers
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_illegal_addresses_and_values_get_exception_responses() -> None:
@@ -259,7 +248,7 @@ def test_illegal_addresses_and_values_get_exception_responses() -> None:
             assert bad_mode.isError() and bad_mode.exception_code == 3
             assert sim.command.mode == 0
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 def test_stop_closes_the_port() -> None:
@@ -271,7 +260,7 @@ def test_stop_closes_the_port() -> None:
             writer.close()
             await writer.wait_closed()
 
-    run(body)
+    run(body, TIMEOUT_S)
 
 
 @pytest.mark.parametrize(
@@ -292,4 +281,4 @@ def test_a_port_in_use_is_a_config_error() -> None:
                 await second.start()
             assert e.value.field == "port"
 
-    run(main)
+    run(main, TIMEOUT_S)

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 
 import numpy as np
 import pytest
 
-from tests.support.aio import close_writer, command, drain_quiet, read_frames, run
+from tests.support.aio import close_writer, command, drain_quiet, read_frames, run, take
 from vpp import c37118 as c
 from vpp.drivers.pmu import PdcClient
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import PmuServer
-
-
-async def take(client: PdcClient, n_data: int) -> tuple[list[c.ConfigFrame], list[c.DataFrame]]:
-    """The configuration frames and the first ``n_data`` data frames ``client`` yields."""
-    cfgs: list[c.ConfigFrame] = []
-    data: list[c.DataFrame] = []
-    async with contextlib.aclosing(client.frames()) as frames:
-        async for f in frames:
-            if isinstance(f, c.ConfigFrame):
-                cfgs.append(f)
-            elif isinstance(f, c.DataFrame):
-                data.append(f)
-                if len(data) == n_data:
-                    break
-    await client.close()
-    return cfgs, data
 
 
 def grid_index(f: c.DataFrame, rate: int) -> int:

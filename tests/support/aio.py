@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from vpp import c37118 as c
+from vpp.drivers.pmu import PdcClient
 
 T = TypeVar("T")
 
@@ -65,3 +66,22 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(Exception):
         await writer.wait_closed()
+
+
+async def take(client: PdcClient, n_data: int) -> tuple[list[c.ConfigFrame], list[c.DataFrame]]:
+    """The configuration frames and the first ``n_data`` data frames ``client`` yields;
+    closes the client."""
+    cfgs: list[c.ConfigFrame] = []
+    data: list[c.DataFrame] = []
+    try:
+        async with contextlib.aclosing(client.frames()) as frames:
+            async for f in frames:
+                if isinstance(f, c.ConfigFrame):
+                    cfgs.append(f)
+                elif isinstance(f, c.DataFrame):
+                    data.append(f)
+                    if len(data) == n_data:
+                        break
+    finally:
+        await client.close()
+    return cfgs, data

@@ -30,18 +30,19 @@ async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, step: float
         await asyncio.sleep(step)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @asynccontextmanager
-async def silent_server() -> AsyncIterator[int]:
-    """A TCP server that accepts connections and never answers; yields its port."""
+async def _loopback_server(handle: Handler) -> AsyncIterator[int]:
+    """Serve ``handle`` on a loopback port (yielded); close it and every connection after."""
     writers: list[asyncio.StreamWriter] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
-        # Drain what the client sends, answer nothing, until it hangs up.
-        while await reader.read(1024):
-            pass
+        await handle(reader, writer)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(track, "127.0.0.1", 0)
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
@@ -53,13 +54,24 @@ async def silent_server() -> AsyncIterator[int]:
 
 
 @asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers; yields its port."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Drain what the client sends, answer nothing, until it hangs up.
+        while await reader.read(1024):
+            pass
+
+    async with _loopback_server(handle) as port:
+        yield port
+
+
+@asynccontextmanager
 async def short_reply_server() -> AsyncIterator[int]:
     """A Modbus TCP server that answers every read with one register fewer than asked
     (a well-formed frame of the wrong length); yields its port."""
-    writers: list[asyncio.StreamWriter] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
         try:
             while True:
                 header = await reader.readexactly(7)  # MBAP: tid, pid, length, unit
@@ -76,12 +88,5 @@ async def short_reply_server() -> AsyncIterator[int]:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        for w in writers:
-            w.close()
-        await server.wait_closed()
-        await asyncio.sleep(0)
+    async with _loopback_server(handle) as port:
+        yield port

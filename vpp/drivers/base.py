@@ -2,7 +2,7 @@
 
 The base class owns what every transport needs the same way: a connection state
 machine (disconnected, connecting, connected, backoff, closed), per-call timeouts,
-retries with exponential backoff and jitter (:class:`vpp.drivers.pmu.Backoff`), the
+retries with exponential backoff and jitter (:class:`vpp.aio.Backoff`), the
 status subscribers, and the health figures. A driver implements only the transport:
 ``_connect``, ``_disconnect``, ``_read`` (one status read) and ``_write`` (one
 command), raising the errors of :mod:`vpp.drivers.errors`.
@@ -16,20 +16,19 @@ import collections
 import dataclasses
 import enum
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.aio import Backoff, with_timeout
 from vpp.drivers.errors import (
     DeviceOfflineError,
     DeviceTimeoutError,
     DriverError,
     ValidationError,
 )
-from vpp.drivers.pmu import Backoff
 
 __all__ = [
     "STANDARD_COMMANDS",
@@ -151,17 +150,6 @@ class ProtocolHealth:
         }
 
 
-async def with_timeout(seconds: float, aw: Awaitable[T]) -> T:
-    """Await ``aw`` for at most ``seconds``, then raise TimeoutError.
-
-    On Python 3.11+ this is ``asyncio.timeout``, not ``asyncio.wait_for``: no task per
-    call (cheaper when polling many devices), and a cancellation that arrives just as
-    ``aw`` finishes is kept (3.11's ``wait_for`` returns the result and drops it).
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await aw
-    return await asyncio.wait_for(aw, seconds)  # pragma: no cover (Python 3.10)
 
 
 def category_of(exc: BaseException) -> str:

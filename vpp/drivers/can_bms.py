@@ -11,7 +11,6 @@ frame on a shared bus must not stop the driver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -23,10 +22,11 @@ import can
 import cantools
 from pydantic import Field, field_validator
 
+from vpp.aio import cancel_and_wait
 from vpp.core import Telemetry
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
-from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = [
     "ALARMS",
@@ -132,12 +132,11 @@ class CanBmsProtocol(BaseProtocol):
         unknown = sorted(set(config.stale_after_s) - names)
         if unknown:
             # Only the DBC knows the message names, so this check cannot live in Config.
-            err = ConfigError(
+            raise config_error(
                 f"protocol 'can_bms': field 'stale_after_s': unknown messages {unknown}; "
-                f"known: {sorted(names)}"
+                f"known: {sorted(names)}",
+                "stale_after_s",
             )
-            err.field = "stale_after_s"
-            raise err
         self.stale_after: dict[str, float] = {}
         for msg in self.db.messages:
             period = (msg.cycle_time or 1000) / 1000.0
@@ -163,10 +162,8 @@ class CanBmsProtocol(BaseProtocol):
 
     async def _disconnect(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for failed in await cancel_and_wait([task]):
+            log.error("%s: the receive loop failed", self.name, exc_info=failed.exception())
         bus, self._bus = self._bus, None
         if bus is not None:
             bus.shutdown()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vpp.aio import cancel_and_wait
+from vpp.aio import Backoff, cancel_and_wait, with_timeout
 from vpp.drivers.base import (
     Ack,
     BaseProtocol,
@@ -28,11 +28,9 @@ from vpp.drivers.base import (
     Status,
     StatusCallback,
     category_of,
-    with_timeout,
 )
 from vpp.drivers.errors import DeviceOfflineError, DeviceTimeoutError, DriverError
 from vpp.drivers.factory import ProtocolFactory, default_factory
-from vpp.drivers.pmu import Backoff
 
 __all__ = ["Ack", "ResourceCommunicator", "ResourceState"]
 

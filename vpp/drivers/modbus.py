@@ -68,6 +68,7 @@ from vpp.drivers.register_map import (
     read_blocks,
 )
 from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = [
     "COMMANDS",
@@ -75,6 +76,7 @@ __all__ = [
     "ModbusProtocol",
     "ModbusTcpConfig",
     "ModbusTcpProtocol",
+    "request",
 ]
 
 COMMANDS = STANDARD_COMMANDS
@@ -92,6 +94,43 @@ class ModbusTcpConfig(ModbusConfig):
 
     host: str = Field(min_length=1, description="device address")
     port: int = Field(default=502, ge=1, le=65535)
+
+
+async def request(
+    call: Callable[[], Awaitable[ModbusPDU]],
+    what: str,
+    *,
+    resource: str,
+    timeout: float,
+    point: str | None = None,
+) -> ModbusPDU:
+    """Make one pymodbus request (``call``) and turn its failures into driver errors:
+    a lost connection is DeviceOfflineError, no answer DeviceTimeoutError, anything else
+    (a Modbus exception reply included) ProtocolError; ``what`` and ``point`` say where.
+    Shared by the register-map and the SunSpec drivers."""
+    label = f"{what} ({point})" if point else what
+    try:
+        # Called inside the try: pymodbus raises "not connected" on the call itself.
+        reply = await call()
+    except ConnectionException as exc:
+        raise DeviceOfflineError(
+            f"connection lost during {label}", resource=resource, point=point
+        ) from exc
+    except ModbusIOException as exc:
+        raise DeviceTimeoutError(
+            f"no answer to {label} within {timeout:g} s", resource=resource, point=point
+        ) from exc
+    except ModbusException as exc:
+        raise ProtocolError(f"{label} failed: {exc}", resource=resource, point=point) from exc
+    if reply.isError():
+        code = int(getattr(reply, "exception_code", 0))
+        raise ProtocolError(
+            f"device answered {label} with Modbus exception code {code}",
+            resource=resource,
+            point=point,
+            code=code,
+        )
+    return reply
 
 
 class ModbusProtocol(BaseProtocol):
@@ -115,9 +154,7 @@ class ModbusProtocol(BaseProtocol):
         try:
             self.map: RegisterMap = load_register_map(config.map)
         except ConfigError as exc:
-            err = ConfigError(f"protocol {self.protocol!r}: field 'map': {exc}")
-            err.field = "map"
-            raise err from exc
+            raise config_error(f"protocol {self.protocol!r}: field 'map': {exc}", "map") from exc
         self.blocks: list[ReadBlock] = read_blocks(self.map.points)
         self._client: ModbusBaseClient | None = None
 
@@ -152,33 +189,10 @@ class ModbusProtocol(BaseProtocol):
     async def _request(
         self, what: str, point: str, call: Callable[[], Awaitable[ModbusPDU]]
     ) -> ModbusPDU:
-        """Make one pymodbus request and turn its failures into driver errors."""
-        try:
-            # Called inside the try: pymodbus raises "not connected" on the call itself.
-            reply = await call()
-        except ConnectionException as exc:
-            raise DeviceOfflineError(
-                f"connection lost during {what} ({point})", resource=self.name, point=point
-            ) from exc
-        except ModbusIOException as exc:
-            raise DeviceTimeoutError(
-                f"no answer to {what} ({point}) within {self.config.timeout:g} s",
-                resource=self.name,
-                point=point,
-            ) from exc
-        except ModbusException as exc:
-            raise ProtocolError(
-                f"{what} ({point}) failed: {exc}", resource=self.name, point=point
-            ) from exc
-        if reply.isError():
-            code = int(getattr(reply, "exception_code", 0))
-            raise ProtocolError(
-                f"device answered {what} ({point}) with Modbus exception code {code}",
-                resource=self.name,
-                point=point,
-                code=code,
-            )
-        return reply
+        """:func:`request` for this device."""
+        return await request(
+            call, what, resource=self.name, timeout=self.config.timeout, point=point
+        )
 
     def _live(self) -> ModbusBaseClient:
         if self._client is None:

@@ -19,7 +19,6 @@ never raised into the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -139,9 +138,7 @@ class MqttProtocol(BaseProtocol):
             await asyncio.wait({waiter, self._task}, timeout=0.9 * self.cfg.timeout,
                                return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         finally:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+            await cancel_and_wait([waiter])
         if self._refused is not None:
             raise self._refused
         if self._task.done() and not self._task.cancelled() and self._task.exception():

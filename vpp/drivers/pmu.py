@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from vpp import c37118 as c
+from vpp.aio import Backoff, with_timeout  # Backoff re-exported: the field controller
 
 __all__ = ["Backoff", "Health", "PdcClient", "UdpReceiver", "fetch_config"]
 
@@ -55,24 +55,6 @@ class Health:
     def error_count(self) -> int:
         """All errors together."""
         return sum(self.errors.values())
-
-
-@dataclasses.dataclass
-class Backoff:
-    """Exponential backoff: ``initial * factor**n`` capped at ``maximum`` seconds, times
-    a random factor in [1 - jitter, 1 + jitter] so that many clients cut off together
-    do not come back in lock step."""
-
-    initial: float = 0.1
-    maximum: float = 10.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    rng: random.Random = dataclasses.field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based)."""
-        base = min(self.maximum, self.initial * self.factor ** min(attempt, 64))
-        return base * self.rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
 
 class PdcClient:
@@ -197,8 +179,9 @@ class PdcClient:
                 await self.send_command(DATA_ON)
         while True:
             try:
-                chunk = await asyncio.wait_for(reader.read(READ_CHUNK), self.read_timeout)
-            except asyncio.TimeoutError:
+                # Per chunk: asyncio.timeout-based, no task per read as wait_for makes.
+                chunk = await with_timeout(self.read_timeout, reader.read(READ_CHUNK))
+            except TimeoutError:
                 self._error("timeout", detail=f"no bytes for {self.read_timeout} s")
                 return
             except ConnectionError as e:

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 __all__ = [
     "DEFAULT_MAP",
@@ -169,7 +170,7 @@ class Point(BaseModel):
                     return code
         elif isinstance(value, int) and not isinstance(value, bool) and value in codes:
             return value
-        raise _error(
+        raise config_error(
             f"point {self.name!r}: {value!r} is not one of {sorted(codes.values())}", self.name
         )
 
@@ -209,17 +210,11 @@ class RegisterMap(BaseModel):
         for p in self.points:
             if p.name == name:
                 return p
-        raise _error(f"register map {self.name!r} has no point {name!r}", name)
+        raise config_error(f"register map {self.name!r} has no point {name!r}", name)
 
     def table(self, table: Table) -> tuple[Point, ...]:
         """The points of one table, by address."""
         return tuple(sorted((p for p in self.points if p.table is table), key=lambda p: p.address))
-
-
-def _error(message: str, field: str) -> ConfigError:
-    err = ConfigError(message)
-    err.field = field
-    return err
 
 
 def load_register_map(source: str | Path = DEFAULT_MAP) -> RegisterMap:
@@ -238,7 +233,7 @@ def load_register_map(source: str | Path = DEFAULT_MAP) -> RegisterMap:
         text = path.read_text(encoding="utf-8") if path.is_file() else None
         label = str(path)
     if text is None:
-        raise _error(f"{label}: no such register map", "path")
+        raise config_error(f"{label}: no such register map", "path")
     return _parse(label, text)
 
 
@@ -249,7 +244,7 @@ def _parse(label: str, text: str) -> RegisterMap:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise _error(f"{label}: not valid YAML: {exc}", "path") from exc
+        raise config_error(f"{label}: not valid YAML: {exc}", "path") from exc
     try:
         return RegisterMap.model_validate(raw)
     except ValidationError as exc:
@@ -269,7 +264,7 @@ def _validation_error(label: str, raw: Any, exc: ValidationError) -> ConfigError
         where = f" point {name!r} (#{loc[1]})" if name else f" point #{loc[1]}"
         field = ".".join(str(part) for part in loc[2:]) or "point"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return _error(f"{label}:{where} field {field!r}: {first['msg']}{more}", field)
+    return config_error(f"{label}:{where} field {field!r}: {first['msg']}{more}", field)
 
 
 def _order(words: list[int], point: Point) -> list[int]:
@@ -282,21 +277,23 @@ def encode(point: Point, value: float) -> list[int]:
     ConfigError if the point is a bit or the scaled value does not fit its type.
     """
     if point.type is PointType.BOOL:
-        raise _error(f"point {point.name!r} is a bit, not a register", point.name)
+        raise config_error(f"point {point.name!r} is a bit, not a register", point.name)
     if point.sign is Sign.CHARGE_POSITIVE:
         value = -value
     scaled = value / point.scale
     if not math.isfinite(scaled):
-        raise _error(f"point {point.name!r}: {value!r} is not a finite number", point.name)
+        raise config_error(f"point {point.name!r}: {value!r} is not a finite number", point.name)
     if point.type is PointType.F32:
         if abs(scaled) > _F32_MAX:
-            raise _error(f"point {point.name!r}: {value!r} is out of the f32 range", point.name)
+            raise config_error(
+                f"point {point.name!r}: {value!r} is out of the f32 range", point.name
+            )
         data = struct.pack(">f", scaled)
     else:
         lo, hi, code = _INT_RANGES[point.type]
         raw = round(scaled)
         if not lo <= raw <= hi:
-            raise _error(
+            raise config_error(
                 f"point {point.name!r}: {value!r} {point.unit} -> raw {raw} is outside "
                 f"{point.type.value} [{lo}, {hi}]",
                 point.name,
@@ -309,9 +306,9 @@ def encode(point: Point, value: float) -> list[int]:
 def decode(point: Point, words: Sequence[int]) -> float:
     """Decode the point's registers into a value in vpp units and sign."""
     if point.type is PointType.BOOL:
-        raise _error(f"point {point.name!r} is a bit, not a register", point.name)
+        raise config_error(f"point {point.name!r} is a bit, not a register", point.name)
     if len(words) != point.type.words or any(not 0 <= w <= 0xFFFF for w in words):
-        raise _error(
+        raise config_error(
             f"point {point.name!r} needs {point.type.words} register(s) of 0..65535, "
             f"got {list(words)}",
             point.name,
@@ -376,7 +373,9 @@ def read_blocks(
     from the lowest address, which is optimal for this interval-cover problem.
     """
     if max_registers < 2 or max_bits < 1 or max_gap < 0:
-        raise _error("read limits must allow a 32-bit point and gaps must be >= 0", "max_registers")
+        raise config_error(
+            "read limits must allow a 32-bit point and gaps must be >= 0", "max_registers"
+        )
     blocks: list[ReadBlock] = []
     for table in Table:
         limit = max_bits if table.is_bits else max_registers

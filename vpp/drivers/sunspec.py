@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from vpp.drivers.base import STANDARD_COMMANDS, BaseProtocol, ProtocolConfig, Status
 from vpp.drivers.errors import (
     DeviceOfflineError,
-    DeviceTimeoutError,
     ProtocolError,
     number_param,
 )
 from vpp.drivers.errors import ValidationError as DriverValidationError
+from vpp.drivers.modbus import request
 from vpp.drivers.sunspec_models import (
     END_MODEL_ID,
     MODEL_NAMES,
@@ -136,28 +136,6 @@ class SunSpecProtocol(BaseProtocol):
             raise DeviceOfflineError("not connected", resource=self.name)
         return self._client
 
-    async def _call(self, what: str, call: Any) -> Any:
-        """Await one pymodbus request; its failures as driver errors."""
-        try:
-            reply = await call
-        except ConnectionException as exc:
-            raise DeviceOfflineError(
-                f"connection lost during {what}", resource=self.name
-            ) from exc
-        except ModbusIOException as exc:
-            raise DeviceTimeoutError(
-                f"no answer to {what} within {self.cfg.timeout:g} s", resource=self.name
-            ) from exc
-        except ModbusException as exc:
-            raise ProtocolError(f"{what} failed: {exc}", resource=self.name) from exc
-        if reply.isError():
-            code = int(getattr(reply, "exception_code", 0))
-            raise ProtocolError(
-                f"device answered {what} with Modbus exception code {code}",
-                resource=self.name,
-                code=code,
-            )
-        return reply
 
     async def _read_words(self, address: int, count: int, what: str) -> list[int]:
         words: list[int] = []
@@ -165,9 +143,10 @@ class SunSpecProtocol(BaseProtocol):
         while len(words) < count:
             start, n = address + len(words), min(_MAX_READ, count - len(words))
             label = f"read {what} at {start}+{n}"
-            reply = await self._call(
-                label, client.read_holding_registers(start, count=n, device_id=self.cfg.device_id)
+            read = partial(
+                client.read_holding_registers, start, count=n, device_id=self.cfg.device_id
             )
+            reply = await request(read, label, resource=self.name, timeout=self.cfg.timeout)
             got = list(reply.registers)
             if len(got) != n:
                 raise ProtocolError(
@@ -326,9 +305,11 @@ class SunSpecProtocol(BaseProtocol):
                 merged.append((address, list(words)))
         client = self._live()
         for address, words in merged:
-            await self._call(
+            await request(
+                partial(client.write_registers, address, words, device_id=self.cfg.device_id),
                 f"write model {model_id} at {address}+{len(words)}",
-                client.write_registers(address, words, device_id=self.cfg.device_id),
+                resource=self.name,
+                timeout=self.cfg.timeout,
             )
         return ", ".join(f"{model_id}.{name}={value}" for name, value in points)
 

@@ -15,7 +15,7 @@ model, which steps at a fixed rate on the real clock::
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +27,7 @@ from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimDevice
 
-from vpp.aio import Startable
+from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
@@ -36,11 +36,13 @@ from vpp.drivers.register_map import (
     decode,
     load_register_map,
 )
-from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
 from vpp.sim.register_image import RegisterImage
+from vpp.validation import config_error
 
 __all__ = ["BessSimulator", "SerialLine"]
+
+log = logging.getLogger(__name__)
 
 
 # Modbus function codes by the table they touch.
@@ -48,12 +50,6 @@ _FC_TABLE = {1: Table.COIL, 5: Table.COIL, 15: Table.COIL, 2: Table.DISCRETE, 4:
 _FC_TABLE.update({fc: Table.HOLDING for fc in (3, 6, 16, 22, 23)})
 # The simulator cannot work without these; every other point is optional.
 _REQUIRED = ("active_power_setpoint", "active_power", "soc")
-
-
-def _config_error(message: str, field: str) -> ConfigError:
-    err = ConfigError(message)
-    err.field = field
-    return err
 
 
 @dataclass(frozen=True)
@@ -94,11 +90,11 @@ class BessSimulator(Startable):
     ) -> None:
         """Configure the simulator; ``model`` replaces the one built from the ratings."""
         if not 1 <= device_id <= 247:
-            raise _config_error(f"device_id must be 1..247, got {device_id}", "device_id")
+            raise config_error(f"device_id must be 1..247, got {device_id}", "device_id")
         if not 0 <= port <= 65535:
-            raise _config_error(f"port must be 0..65535, got {port}", "port")
+            raise config_error(f"port must be 0..65535, got {port}", "port")
         if not (math.isfinite(step_hz) and 0 < step_hz <= 1000):
-            raise _config_error(f"step_hz must be in (0, 1000], got {step_hz}", "step_hz")
+            raise config_error(f"step_hz must be in (0, 1000], got {step_hz}", "step_hz")
         self.host = host
         self.rtu = rtu
         self.device_id = device_id
@@ -159,7 +155,7 @@ class BessSimulator(Startable):
         except RuntimeError as exc:
             # pymodbus logs the OS error and raises a bare RuntimeError.
             await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus
-            raise _config_error(f"BESS simulator cannot listen on {where}", field) from exc
+            raise config_error(f"BESS simulator cannot listen on {where}", field) from exc
         self._server = server
         sockets = getattr(server.transport, "sockets", None)
         if sockets:
@@ -181,10 +177,8 @@ class BessSimulator(Startable):
     async def stop(self) -> None:
         """Stop stepping and close the server and its connections."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for failed in await cancel_and_wait([task]):
+            log.error("BESS simulator: the stepping loop failed", exc_info=failed.exception())
         server, self._server = self._server, None
         if server is not None:
             await server.shutdown()  # type: ignore[no-untyped-call]  # untyped in pymodbus

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vpp.errors import ConfigError
 from vpp.sim.battery import SimBattery
+from vpp.validation import config_error
 
 __all__ = ["ALARM_BITS", "FAULT_BITS", "BessCommand", "BessModel", "State"]
 
@@ -83,9 +83,7 @@ class BessModel(SimBattery):
         ]
         for name, ok in checks:
             if not ok:
-                err = ConfigError(f"BESS model: invalid {name}")
-                err.field = name
-                raise err
+                raise config_error(f"BESS model: invalid {name}", name)
 
     @property
     def energy_kwh(self) -> float:

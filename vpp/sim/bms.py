@@ -11,7 +11,6 @@ stuck), and silence of one or all messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import can
 
-from vpp.aio import Startable
+from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.can_bms import ALARMS, CELLS, SENSORS, default_dbc_path, load_dbc
 from vpp.sim.battery import SimBattery
 
@@ -106,10 +105,8 @@ class BmsSimulator(Startable):
     async def stop(self) -> None:
         """Stop sending and close the bus."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for failed in await cancel_and_wait([task]):
+            log.error("BMS simulator: the send loop failed", exc_info=failed.exception())
         bus, self._bus = self._bus, None
         if bus is not None:
             bus.shutdown()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 
+from vpp.aio import stop_on_signals
 from vpp.errors import ConfigError
 
 __all__ = ["add_parser"]
@@ -66,34 +66,29 @@ def _cmd_sim_bess(args: argparse.Namespace) -> int:
         return 2
 
     async def serve() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        # Handled in the loop, so that a signal stops the server and its connections
-        # properly instead of unwinding from wherever KeyboardInterrupt lands.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await sim.start()
-        except ConfigError as exc:
-            print(f"vpp sim bess: {exc}", file=sys.stderr)
-            return 2
-        try:
-            where = (
-                f"Modbus RTU on {args.rtu} ({args.baudrate} 8{args.parity}1)"
-                if args.rtu
-                else f"Modbus TCP on {args.host}:{sim.port}"
-            )
-            # Printed after binding, so that a caller using --port 0 learns the port.
-            print(
-                f"vpp sim bess: serving {where}, device id {args.device_id}, "
-                f"{args.capacity_kwh:g} kWh, {args.rated_power_kw:g} kW, SOC {args.soc:g} %",
-                file=sys.stderr,
-                flush=True,
-            )
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.duration)
-        finally:
-            await sim.stop()
+        with stop_on_signals() as stop:
+            try:
+                await sim.start()
+            except ConfigError as exc:
+                print(f"vpp sim bess: {exc}", file=sys.stderr)
+                return 2
+            try:
+                where = (
+                    f"Modbus RTU on {args.rtu} ({args.baudrate} 8{args.parity}1)"
+                    if args.rtu
+                    else f"Modbus TCP on {args.host}:{sim.port}"
+                )
+                # Printed after binding, so that a caller using --port 0 learns the port.
+                print(
+                    f"vpp sim bess: serving {where}, device id {args.device_id}, "
+                    f"{args.capacity_kwh:g} kWh, {args.rated_power_kw:g} kW, SOC {args.soc:g} %",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.duration)
+            finally:
+                await sim.stop()
         print("vpp sim bess: stopped", file=sys.stderr, flush=True)
         return 0
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vpp.errors import ConfigError
+from vpp.validation import config_error
 
 FloatArray = NDArray[np.float64]
 
@@ -72,9 +73,7 @@ def load_recording(path: Path) -> tuple[FloatArray, FloatArray]:
 
 def _recording_error(path: Path, line: int, reason: str) -> ConfigError:
     where = f"{path}, line {line}" if line else str(path)
-    err = ConfigError(f"frequency recording {where}: {reason}")
-    err.field = "csv"
-    return err
+    return config_error(f"frequency recording {where}: {reason}", "csv")
 
 
 @dataclass(frozen=True)

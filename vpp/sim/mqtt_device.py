@@ -10,7 +10,6 @@ losing the broker, as a field gateway would.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -22,8 +21,8 @@ from aiomqtt.exceptions import MqttConnectError
 
 from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.mqtt_payload import CommandMessage, PayloadError, Topics, decode_command, encode
-from vpp.errors import ConfigError
 from vpp.sim.bess_model import BessCommand, BessModel
+from vpp.validation import config_error
 
 __all__ = ["MODES", "MqttBessDevice"]
 
@@ -52,9 +51,9 @@ class MqttBessDevice(Startable):
     ) -> None:
         """Configure the device; ``model`` defaults to a 1 MWh / 500 kW unit at 50 % SOC."""
         if not 0 < period_s <= 60:
-            err = ConfigError(f"MQTT device: period_s must be in (0, 60], got {period_s}")
-            err.field = "period_s"
-            raise err
+            raise config_error(
+                f"MQTT device: period_s must be in (0, 60], got {period_s}", "period_s"
+            )
         self.topics = Topics.of(prefix, device)
         self.host, self.port, self.qos = host, port, qos
         self.period_s = period_s
@@ -79,9 +78,7 @@ class MqttBessDevice(Startable):
         try:
             await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+            await cancel_and_wait([waiter])
         if self._task.done():
             self._task.result()  # raises the session's error
 

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vpp import c37118 as c
+from vpp.aio import cancel_and_wait
 from vpp.sim.frequency import FrequencyProfile, FrequencySource
 
 __all__ = ["RATES", "ClientStats", "PmuServer", "build_config"]
@@ -168,19 +169,14 @@ class PmuServer:
 
     async def close(self) -> None:
         """Stop the ticker, close every client and the listening sockets."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        ticker, self._ticker = self._ticker, None
+        for failed in await cancel_and_wait([ticker]):
+            log.error("PMU server: the frame ticker failed", exc_info=failed.exception())
         if self._server is not None:
             self._server.close()
         for cl in list(self._clients.values()):
             cl.writer.close()
-        for task in list(self._client_tasks):
-            task.cancel()
-        if self._client_tasks:
-            await asyncio.gather(*self._client_tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._client_tasks))
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -36,9 +36,9 @@ from vpp.drivers.sunspec_models import (
     iter_points,
     words_to_bytes,
 )
-from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import FAULT_BITS, BessModel, State
+from vpp.validation import config_error
 
 __all__ = ["ALL_MODELS", "EVENT_BITS", "SunSpecBessSimulator"]
 
@@ -83,14 +83,12 @@ class SunSpecBessSimulator(BessSimulator):
         """Configure the simulator; ``model`` replaces the one built from the ratings."""
         unknown = sorted(set(models) - set(ALL_MODELS))
         if unknown:
-            err = ConfigError(f"SunSpec simulator: unsupported models {unknown}")
-            err.field = "models"
-            raise err
+            raise config_error(f"SunSpec simulator: unsupported models {unknown}", "models")
         self.models = tuple(m for m in ALL_MODELS if m in models)
         if not 0 <= base_address <= 0xFFFF - 600:  # room for the seven models
-            err = ConfigError(f"SunSpec simulator: base_address {base_address} out of range")
-            err.field = "base_address"
-            raise err
+            raise config_error(
+                f"SunSpec simulator: base_address {base_address} out of range", "base_address"
+            )
         self.base_address = base_address
         self.frequency_hz = frequency_hz
         self.voltage_v = voltage_v
