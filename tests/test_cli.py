@@ -109,8 +109,9 @@ def test_pmu_serve_and_listen_on_an_ephemeral_port() -> None:
         r = vpp("pmu", "listen", f"127.0.0.1:{port}", "--count", "5", timeout=30)
     finally:
         serve.terminate()
-        serve.wait(timeout=10)
+        code = serve.wait(timeout=10)
         serve.stderr.close()  # type: ignore[union-attr]
+    assert code == 0  # SIGTERM stops the server cleanly
     assert r.returncode == 0, r.stderr
     objs = [json.loads(line) for line in r.stdout.splitlines()]
     assert [o["type"] for o in objs] == ["cfg2"] + ["data"] * 5

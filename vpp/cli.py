@@ -62,7 +62,9 @@ def _cmd_pmu_decode(args: argparse.Namespace) -> int:
 
 def _cmd_pmu_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
 
+    from vpp.aio import stop_on_signals
     from vpp.sim.frequency import FrequencyProfile
     from vpp.sim.pmu import PmuServer
 
@@ -86,7 +88,8 @@ def _cmd_pmu_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            await srv.serve_for(args.duration)
+            with stop_on_signals() as stop, contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
 
     asyncio.run(serve())
     return 0

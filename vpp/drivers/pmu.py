@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from vpp import c37118 as c
-from vpp.aio import Backoff, with_timeout  # Backoff re-exported: the field controller
+from vpp.aio import Backoff, with_timeout
 
-__all__ = ["Backoff", "Health", "PdcClient", "UdpReceiver", "fetch_config"]
+__all__ = ["Health", "PdcClient", "UdpReceiver", "fetch_config"]
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
 
+from vpp.aio import stop_on_signals
 from vpp.config.models import SiteConfig
 from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
@@ -356,14 +356,7 @@ def main(
     )
 
     async def go() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals() as stop:
             return await launcher.run(duration, stop)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
     return asyncio.run(go())

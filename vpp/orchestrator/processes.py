@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from vpp.aio import stop_on_signals
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus.topology import Topology
 
@@ -73,11 +74,8 @@ def _child_setup(name: str, parent_pid: int, log_level: int) -> None:
 
 
 async def _until_signalled(run: Callable[[asyncio.Event], Any]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await run(stop)
+    with stop_on_signals() as stop:
+        await run(stop)
 
 
 def role_main(

@@ -191,10 +191,6 @@ class PmuServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def serve_for(self, duration: float | None) -> None:
-        """Run until ``duration`` seconds have passed (forever when None)."""
-        await asyncio.sleep(duration if duration is not None else math.inf)
-
     # ---- frames ----
 
     def frequency(self, t: float) -> tuple[float, float]:

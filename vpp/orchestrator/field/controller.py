@@ -25,11 +25,11 @@ from typing import Any
 import zmq
 
 from vpp import c37118 as c
-from vpp.aio import Startable, cancel_and_wait
+from vpp.aio import Backoff, Startable, cancel_and_wait
 from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
-from vpp.drivers.pmu import Backoff, PdcClient
+from vpp.drivers.pmu import PdcClient
 from vpp.errors import ConfigError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ServerCurve
