@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import select
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
-from vpp.bench import row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
 from vpp.drivers.communicator import ResourceCommunicator  # noqa: E402
 from vpp.drivers.register_map import (  # noqa: E402
     DEFAULT_MAP,
@@ -145,14 +144,6 @@ def _ports(child: subprocess.Popen[str], timeout: float = 60.0) -> list[int]:
 
 
 # --- measuring -----------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, min(len(ordered), math.ceil(q * len(ordered)))) - 1]
 
 
 async def _commands(
@@ -280,8 +271,8 @@ def _result(polls: int, elapsed: float, rtt: list[float], errors: int) -> dict[s
     return {
         "polls_s": polls / elapsed,
         "reads_s": polls * len(BLOCKS) / elapsed,
-        "p50_ms": pct(rtt, 0.5) * 1e3,
-        "p99_ms": pct(rtt, 0.99) * 1e3,
+        "p50_ms": percentile(rtt, 0.5) * 1e3,
+        "p99_ms": percentile(rtt, 0.99) * 1e3,
         "commands": len(rtt),
         "errors": errors,
     }

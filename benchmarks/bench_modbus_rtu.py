@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.support
 
 from tests.support.ptylink import pty_link
-from vpp.bench import Row, row
+from vpp.bench import Row, percentile, row
 from vpp.drivers.base import BaseProtocol
 from vpp.drivers.factory import ProtocolFactory
 from vpp.sim.bess import BessSimulator, SerialLine
@@ -50,18 +50,14 @@ async def _measure(n: int) -> dict[str, list[float]]:
     return {"tcp": tcp_times, "rtu": rtu_times}
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
-
-
 def run(quick: bool = False) -> list[Row]:
     """Benchmark rows (see vpp.bench)."""
     n = 50 if quick else 500
     r: dict[str, Any] = asyncio.run(_measure(n))
-    tcp50, rtu50 = _pct(r["tcp"], 0.5), _pct(r["rtu"], 0.5)
+    tcp50, rtu50 = percentile(r["tcp"], 0.5) * 1e3, percentile(r["rtu"], 0.5) * 1e3
     return [
         row(f"read_status over TCP, p50 ({n} reads, 4 requests each)", tcp50, "ms"),
-        row("read_status over TCP, p99", _pct(r["tcp"], 0.99), "ms"),
+        row("read_status over TCP, p99", percentile(r["tcp"], 0.99) * 1e3, "ms"),
         row(
             "read_status over RTU (pty pair), p50",
             rtu50,
@@ -69,7 +65,7 @@ def run(quick: bool = False) -> list[Row]:
             reference=f"TCP p50 {tcp50:.2f} ms",
             ratio=rtu50 / tcp50 if tcp50 else None,
         ),
-        row("read_status over RTU (pty pair), p99", _pct(r["rtu"], 0.99), "ms"),
+        row("read_status over RTU (pty pair), p99", percentile(r["rtu"], 0.99) * 1e3, "ms"),
     ]
 
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vpp import c37118 as c  # noqa: E402
+from vpp.bench import percentile  # noqa: E402
 from vpp.sim.pmu import PmuServer  # noqa: E402
 
 Row = dict[str, Any]
@@ -72,17 +73,13 @@ async def _measure(seconds: float) -> dict[str, Any]:
             "skipped": srv.skipped}  # fmt: skip
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
 def run(quick: bool = False) -> list[Row]:
     """Benchmark rows (see vpp.bench)."""
     seconds = 3.0 if quick else 20.0
     r = asyncio.run(_measure(seconds))
     lat = [x * 1e3 for x in r["lateness"]]
     counts, ticks = r["counts"], r["ticks"]
-    p50, p99, mx = _pct(lat, 0.5), _pct(lat, 0.99), lat[-1]
+    p50, p99, mx = percentile(lat, 0.5), percentile(lat, 0.99), max(lat)
     wake = [x * 1e3 for x in r["wake"]]
     # A frame in flight when the window closes may be counted on one side only.
     lo = min(counts)
@@ -94,9 +91,9 @@ def run(quick: bool = False) -> list[Row]:
          "ratio": None, "target": "<= 5 ms", "ok": p99 <= 5.0},
         {"name": "send lateness, max", "value": mx, "unit": "ms", "reference": None,
          "ratio": None, "target": "< 1 period (20 ms)", "ok": mx < 20.0},
-        {"name": "ticker wake-up vs grid, p50", "value": _pct(wake, 0.5),
+        {"name": "ticker wake-up vs grid, p50", "value": percentile(wake, 0.5),
          "unit": "ms", "reference": None, "ratio": None, "target": "-", "ok": None},
-        {"name": "ticker wake-up vs grid, p99", "value": _pct(wake, 0.99), "unit": "ms",
+        {"name": "ticker wake-up vs grid, p99", "value": percentile(wake, 0.99), "unit": "ms",
          "reference": None, "ratio": None, "target": "-", "ok": None},
         {"name": "frames received per client, min", "value": float(lo), "unit": "frames",
          "reference": f"{ticks} sent", "ratio": lo / ticks if ticks else None,
