@@ -93,14 +93,12 @@ class MqttBessDevice(Startable):
         await self._stop_stepper()
 
     async def _stop_stepper(self) -> None:
-        stepper = self._stepper
+        stepper, self._stepper = self._stepper, None
         if stepper is None:
             return
-        # Forget the stepper only once it has ended: if the session is cancelled while
-        # waiting here (stop() during a reconnect), stop() must still find and end it.
+        # Ends the stepper even if this session is cancelled meanwhile (stop() during a
+        # reconnect): cancel_and_wait finishes before it lets the cancellation through.
         await cancel_and_wait([stepper])
-        if self._stepper is stepper:
-            self._stepper = None
         if not stepper.cancelled():
             stepper.exception()  # a lost broker: the session reconnects
 
