@@ -12,6 +12,7 @@ from tests.support.devices import run, wait_until
 from vpp.config.models import DeviceConfig, UnitConfig
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import ValidationError
+from vpp.orchestrator.field import messages
 from vpp.orchestrator.field.unit import FieldUnit, Schedule, build_envelope, map_telemetry
 from vpp.orchestrator.field.writer import SetpointWriter
 from vpp.sim.bess import BessSimulator
@@ -123,3 +124,19 @@ def test_writer_coalesces_and_skips_small_changes() -> None:
                 await comm.close()
 
     run(main)
+
+
+def test_limits_reported_survive_a_participation_change() -> None:
+    # The grid service allocates from the limits in a unit's telemetry; a new share
+    # builds a new pipeline with no decision yet. Reporting zero limits in between made
+    # the grid drop the unit, and its zero share rebuilt the pipeline again: stuck at 0.
+    u = FieldUnit(unit())
+    u.on_status(inverter_status())
+    t = u.pipeline.telemetry.timestamp
+    u.on_frame(t, 50.0, 0.0, True)
+    before = messages.telemetry(u).limits
+    assert before.p_max_kw > 0 and before.p_min_kw < 0
+    u.set_participation(0.0)
+    assert u.pipeline.decision is None  # the new pipeline has seen no frame yet
+    assert messages.telemetry(u).limits == before
+    assert u.state()["setpoint"] is not None

@@ -105,7 +105,6 @@ class FieldController(FieldCommands, Startable):
         self._last_t = 0.0
         self.frame_errors = 0
         self.publish_errors = 0
-        self.last_decision: dict[str, Decision] = {}
         # What the frame path walks, looked up once rather than per unit per frame.
         self._frame_units = [(u.id, self.units[u.id], self.writers[u.id]) for u in field.units]
         self._tasks: list[asyncio.Task[None]] = []
@@ -213,6 +212,11 @@ class FieldController(FieldCommands, Startable):
         decimate = self.frames % self.field.decisions_every == 0
         self.step(frame.time, pmu.freq, pmu.dfreq, pmu.data_error == 0, decimate)
 
+    @property
+    def last_decision(self) -> dict[str, Decision]:
+        """Each unit's last decision (kept across a participation change)."""
+        return {uid: u.decision for uid, u in self.units.items() if u.decision is not None}
+
     def step(self, t: float, f: float, dfreq: float, valid: bool, publish: bool) -> None:
         """Step every unit at time ``t``, offer the setpoints, publish what is due."""
         self._last_t = t
@@ -222,7 +226,6 @@ class FieldController(FieldCommands, Startable):
         for uid, unit, writer in self._frame_units:
             d = unit.on_frame(t, f, dfreq, valid)
             first = first or d
-            self.last_decision[uid] = d
             if unit.enabled and unit.online is not False:
                 writer.offer(d.setpoint_kw)
             if d.violations or unit.has_violations:

@@ -46,7 +46,7 @@ def band_event(tr: Transition, hz: float) -> s.Event:
 def telemetry(unit: FieldUnit) -> s.Telemetry:
     """A unit's telemetry: measured values, the envelope's limits now and its action."""
     st = unit.status or {}
-    d = unit.pipeline.decision
+    d = unit.decision
     safety = d.safety if d is not None else None
     limits = s.Limits(
         p_min_kw=-safety.max_charge_kw if safety is not None else 0.0,

@@ -139,6 +139,10 @@ class FieldUnit:
         )
         self._active: dict[str, str] = {}  # violation code -> action, as last seen
         self.pipeline = self._pipeline(self.participation_kw, None)
+        #: The last frame's decision. Kept across a new pipeline (a participation change),
+        #: whose own ``decision`` is None until its first frame: what the unit reports
+        #: (its limits in telemetry, its status) must not drop to nothing meanwhile.
+        self.decision: Decision | None = None
 
     def _pipeline(self, share: float, old: Pipeline | None) -> Pipeline:
         d = self.cfg.droop
@@ -225,7 +229,8 @@ class FieldUnit:
             base = self.base_kw if block is None else block
             if base != pipe.base_kw:
                 pipe.base_kw = base
-        return pipe.step(t, f, dfreq, valid)
+        self.decision = pipe.step(t, f, dfreq, valid)
+        return self.decision
 
     @property
     def has_violations(self) -> bool:
@@ -258,7 +263,7 @@ class FieldUnit:
 
     def state(self) -> dict[str, Any]:
         """What the ``status`` command reports for this unit."""
-        d = self.pipeline.decision
+        d = self.decision
         st = self.status or {}
         return {
             "online": self.online,
