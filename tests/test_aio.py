@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from vpp.aio import cancel_and_wait
+from vpp.aio import cancel_and_wait, supervised
 
 
 async def stubborn(swallow: int, ended: list[str]) -> None:
@@ -57,3 +57,38 @@ def test_a_caller_cancelled_while_waiting_still_ends_the_tasks() -> None:
                 await asyncio.sleep(0)
 
     asyncio.run(main())
+
+
+def test_supervised_restarts_a_failing_loop_and_counts_each_failure() -> None:
+    runs: list[int] = []
+    failures: list[str] = []
+
+    async def loop() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise RuntimeError(f"bug {len(runs)}")
+
+    async def main() -> None:
+        sup = supervised(
+            loop, "test", on_failure=lambda e: failures.append(str(e)), restart_after_s=0.01
+        )
+        await asyncio.wait_for(sup, 5.0)
+
+    asyncio.run(main())
+    assert runs == [0, 1, 2]
+    assert failures == ["bug 1", "bug 2"]
+
+
+def test_supervised_lets_cancellation_through() -> None:
+    async def forever() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> bool:
+        task = asyncio.create_task(supervised(forever, "test"))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return task.cancelled()
+
+    assert asyncio.run(main())

@@ -6,13 +6,23 @@ import abc
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import random
 import signal
 import sys
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Backoff", "Startable", "cancel_and_wait", "stop_on_signals", "with_timeout"]
+__all__ = [
+    "Backoff",
+    "Startable",
+    "cancel_and_wait",
+    "stop_on_signals",
+    "supervised",
+    "with_timeout",
+]
+
+log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound="Startable")
 T = TypeVar("T")
@@ -85,6 +95,33 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+async def supervised(
+    fn: Callable[[], Awaitable[None]],
+    what: str,
+    *,
+    on_failure: Callable[[BaseException], None] | None = None,
+    restart_after_s: float = 1.0,
+) -> None:
+    """Run the loop ``fn()`` and restart it, after ``restart_after_s``, whenever it raises.
+
+    A background loop that died of a bug would leave its process running with part of its
+    work silently stopped (no telemetry, no history, no watchdog): the failure is logged
+    with its traceback and handed to ``on_failure`` (to count it), and the loop starts
+    again. A normal return ends the supervision; cancellation goes through.
+    """
+    while True:
+        try:
+            await fn()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s loop failed; restarting it in %g s", what, restart_after_s)
+            if on_failure is not None:
+                on_failure(exc)
+            await asyncio.sleep(restart_after_s)
 
 
 async def with_timeout(seconds: float | None, aw: Awaitable[T]) -> T:
