@@ -30,7 +30,7 @@ def run(p: Pipeline, s: Stream, freqs: list[float]) -> list[object]:
     for f in freqs:
         t, b = s.frame(f)
         p.set_telemetry(healthy(t))
-        out.append(p.process(b))
+        out.append(p.process(b, replay=True))
     return out
 
 
@@ -113,11 +113,11 @@ def test_no_rust_allocation_per_frame() -> None:
     tels = [healthy(t) for t, _ in frames]
     for tel, (_, b) in zip(tels[:20], frames[:20], strict=True):
         p.set_telemetry(tel)
-        p.process(b)
+        p.process(b, replay=True)
     before = _core.thread_allocation_count()
     for tel, (_, b) in zip(tels[20:], frames[20:], strict=True):
         p.set_telemetry(tel)
-        p.process(b)
+        p.process(b, replay=True)
     assert _core.thread_allocation_count() - before == 0
     assert _core.allocation_count() >= _core.thread_allocation_count()
     assert p.stats()["decisions"] == 3000
@@ -129,11 +129,11 @@ def test_process_buffer_matches_frame_by_frame() -> None:
     freqs = [50.0 - 0.002 * k for k in range(300)]
     frames = [s.frame(f)[1] for f in freqs]
     one = Pipeline()
-    one.step(0.0, 50.0)  # give both the same history
+    one.step(0.0, 50.0, wall=0.0, mono=0.0)  # give both the same history
     one.process(cfg)
-    singles = [one.process(b) for b in frames]
+    singles = [one.process(b, replay=True) for b in frames]
     many = Pipeline()
-    many.step(0.0, 50.0)
+    many.step(0.0, 50.0, wall=0.0, mono=0.0)
     cols = many.process_buffer(cfg + b"\x00garbage" + b"".join(frames))
     assert cols["errors"] == 1
     assert len(cols["freq"]) == 300
@@ -145,6 +145,8 @@ def test_process_releases_the_gil() -> None:
     s = Stream()
     p = Pipeline()
     p.process(s.config_bytes())
+    # The same 2000 frames (40 s) a hundred times: every lap goes back in time, so its
+    # first 2 s are refused as late until they have held as a new time base.
     buffer = b"".join(s.frame(50.0)[1] for _ in range(2000)) * 100
     ticks = 0
     stop = threading.Event()
@@ -163,6 +165,7 @@ def test_process_releases_the_gil() -> None:
     finally:
         stop.set()
         th.join()
-    assert len(cols["time"]) == 200_000
+    assert len(cols["time"]) == 2000 + 99 * 1900
+    assert cols["refused"] == 99 * 100
     # With the GIL held for the whole call the spinning thread could not count at all.
     assert during > 1000

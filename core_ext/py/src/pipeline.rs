@@ -5,12 +5,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use vpp_rt::c37118::{StreamDecoder, StreamItem};
 use vpp_rt::{
-    Decision, DroopConfig, DroopController, FrameErrorKind, FrequencyMonitor, MonitorConfig,
-    Outcome, Pipeline, PipelineConfig, RocofConfig, RocofEstimator, SafetyEnvelope, SafetyLimits,
+    AdmitConfig, Clock, Decision, DroopConfig, DroopController, FrameErrorKind, FrequencyMonitor,
+    Invalid, Measurement, MonitorConfig, Outcome, Pipeline, PipelineConfig, Refusal, RocofConfig,
+    RocofEstimator, SafetyEnvelope, SafetyLimits,
 };
 
 use crate::control::droop::PyDroopController;
-use crate::control::safety::{PyAction, PySafetyEnvelope, PySafetyStatus, PyViolation};
+use crate::control::safety::{
+    PyAction, PySafetyEnvelope, PySafetyReset, PySafetyStatus, PyViolation,
+};
 use crate::control::telemetry::PyTelemetry;
 use crate::control::{PyBand, PyFrequencyMonitor, PyRocofEstimator, PyTransition};
 use crate::errors::{config_err, frame_err};
@@ -165,22 +168,51 @@ impl PyDecision {
     }
 }
 
-/// One call per PMU frame: decode -> band -> ROCOF -> droop -> + base -> safety clamp.
+/// The controller's clocks: each given value, or the system's clock now.
+fn clock(wall: Option<f64>, mono: Option<f64>) -> Clock {
+    match (wall, mono) {
+        (Some(wall), Some(mono)) => Clock { wall, mono },
+        (wall, mono) => {
+            let now = Clock::now();
+            Clock {
+                wall: wall.unwrap_or(now.wall),
+                mono: mono.unwrap_or(now.mono),
+            }
+        }
+    }
+}
+
+/// One call per PMU frame: decode -> admission -> band -> ROCOF -> droop -> + base ->
+/// safety clamp.
 ///
 /// Components given as objects are copied (configuration and state) into the pipeline;
-/// the defaults are the IEGC bands, a 0.2 s ROCOF window, 5 % droop with the
+/// the defaults are the IEGC bands, the default ROCOF estimator, 5 % droop with the
 /// 49.90-50.05 Hz deadband on `p_max_kw`, and the 16S LFP safety limits at `p_max_kw`.
-/// `process` releases the GIL and allocates nothing per frame in steady state.
+/// Every measurement, from `process`, `step` or `process_buffer`, passes the same
+/// admission rule (IDCODE, time order and jumps, STAT, plausibility; docs/pipeline.md).
+/// The clocks (`wall` UNIX s, `mono` monotonic s) default to the system's; `replay=True`
+/// takes the frame's own time for both. `process` releases the GIL and allocates
+/// nothing per frame in steady state.
 #[pyclass(module = "vpp._core", name = "Pipeline")]
 pub struct PyPipeline {
     inner: Pipeline,
+}
+
+impl PyPipeline {
+    fn decision_of(&self, outcome: Outcome) -> Option<PyDecision> {
+        (outcome == Outcome::Decision).then(|| PyDecision {
+            d: *self.inner.decision(),
+        })
+    }
 }
 
 #[pymethods]
 impl PyPipeline {
     #[new]
     #[pyo3(signature = (*, p_max_kw=5.0, monitor=None, rocof=None, droop=None, safety=None,
-                        idcode=None, pmu_index=0, max_deviation_hz=5.0, base_kw=0.0))]
+                        idcode=None, pmu_index=0, max_deviation_hz=5.0, base_kw=0.0,
+                        accept_sync_lost=false, max_lead_s=0.5, resync_after_s=2.0,
+                        max_time_offset_s=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -193,6 +225,10 @@ impl PyPipeline {
         pmu_index: usize,
         max_deviation_hz: f64,
         base_kw: f64,
+        accept_sync_lost: bool,
+        max_lead_s: f64,
+        resync_after_s: f64,
+        max_time_offset_s: Option<f64>,
     ) -> PyResult<Self> {
         let e = |e: vpp_rt::ConfigError| config_err(py, &e);
         let monitor = match monitor {
@@ -217,42 +253,105 @@ impl PyPipeline {
             }
         };
         let cfg = PipelineConfig {
-            idcode,
             pmu_index,
-            max_deviation_hz,
+            admit: AdmitConfig {
+                idcode,
+                max_deviation_hz,
+                accept_sync_lost,
+                max_lead_s,
+                resync_after_s,
+                max_offset_s: max_time_offset_s.unwrap_or(f64::INFINITY),
+            },
         };
         let mut inner = Pipeline::new(cfg, monitor, rocof, droop, safety).map_err(e)?;
         inner.set_base_kw(base_kw).map_err(e)?;
         Ok(Self { inner })
     }
 
-    /// Feed one whole C37.118 frame. Returns the decision for a data frame, None for a
-    /// configuration, header or command frame (configurations are remembered). Raises a
+    /// Feed one whole C37.118 frame. Returns the decision for an admitted data frame;
+    /// None for a configuration, header or command frame (configurations are
+    /// remembered) and for a refused data frame (counted in `stats`). Raises a
     /// `FrameError` subclass for a bad frame; the pipeline is unchanged by it.
-    fn process(&mut self, py: Python<'_>, frame: &[u8]) -> PyResult<Option<PyDecision>> {
+    #[pyo3(signature = (frame, *, wall=None, mono=None, replay=false))]
+    fn process(
+        &mut self,
+        py: Python<'_>,
+        frame: &[u8],
+        wall: Option<f64>,
+        mono: Option<f64>,
+        replay: bool,
+    ) -> PyResult<Option<PyDecision>> {
         let inner = &mut self.inner;
-        match py.detach(|| inner.process(frame)) {
-            Ok(Outcome::Decision) => Ok(Some(PyDecision {
-                d: *self.inner.decision(),
-            })),
-            Ok(_) => Ok(None),
+        let r = if replay {
+            py.detach(|| inner.process_replay(frame))
+        } else {
+            let c = clock(wall, mono);
+            py.detach(|| inner.process(frame, c))
+        };
+        match r {
+            Ok(outcome) => Ok(self.decision_of(outcome)),
             Err(err) => Err(frame_err(py, &err)),
         }
     }
 
-    /// One measurement from another source than a C37.118 frame.
-    #[pyo3(signature = (t, freq, dfreq=f64::NAN, valid=true, idcode=0))]
-    fn step(&mut self, t: f64, freq: f64, dfreq: f64, valid: bool, idcode: u16) -> PyDecision {
+    /// One measurement from a decoded frame or another source: time `t` (UNIX s),
+    /// `freq` (Hz), the PMU's `dfreq` (Hz/s), its `stat` word and `idcode`. The same
+    /// admission rule as `process`; None when refused (counted in `stats`).
+    #[pyo3(signature = (t, freq, dfreq=f64::NAN, stat=0, idcode=0, *, wall=None, mono=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        t: f64,
+        freq: f64,
+        dfreq: f64,
+        stat: u16,
+        idcode: u16,
+        wall: Option<f64>,
+        mono: Option<f64>,
+    ) -> Option<PyDecision> {
+        let m = Measurement {
+            t,
+            idcode,
+            freq,
+            dfreq,
+            stat,
+        };
+        self.inner
+            .step(m, clock(wall, mono))
+            .ok()
+            .map(|d| PyDecision { d: *d })
+    }
+
+    /// A decision without a measurement (no frame, or none admitted): the response ramps
+    /// toward zero, base power and the safety envelope go on.
+    #[pyo3(signature = (*, wall=None, mono=None))]
+    fn idle(&mut self, wall: Option<f64>, mono: Option<f64>) -> PyDecision {
         PyDecision {
-            d: *self.inner.step(t, idcode, freq, dfreq, valid),
+            d: *self.inner.idle(clock(wall, mono)),
         }
     }
 
+    /// The inverter runs at `power_kw` now: the ramp goes on from there (a controller
+    /// that starts, or takes a unit back after it was offline or disabled).
+    #[pyo3(signature = (power_kw, *, mono=None))]
+    fn anchor(&mut self, power_kw: f64, mono: Option<f64>) {
+        self.inner.anchor(power_kw, clock(None, mono));
+    }
+
+    /// New droop settings, taken from `droop`'s configuration, in place: the response
+    /// and the envelope's ramp carry over.
+    fn set_droop(&mut self, py: Python<'_>, droop: PyRef<'_, PyDroopController>) -> PyResult<()> {
+        self.inner
+            .set_droop(*droop.inner.config())
+            .map_err(|e| config_err(py, &e))
+    }
+
     /// Feed a buffer of concatenated frames (configurations and data) with the GIL
-    /// released; returns NumPy arrays with one entry per decision: time, freq, rocof,
-    /// response_kw, setpoint_kw, min_kw, max_kw, band (code, -1 none) and action (code),
-    /// plus `errors`, the number of frames that failed. After garbage the stream
-    /// resynchronises on the next valid frame, as `StreamDecoder` does.
+    /// released, replaying them on their own time; returns NumPy arrays with one entry
+    /// per decision: time, freq, rocof, response_kw, setpoint_kw, min_kw, max_kw, band
+    /// (code, -1 none) and action (code), plus `errors`, the number of frames that
+    /// failed, and `refused`, the number refused by the admission rule. After garbage the
+    /// stream resynchronises on the next valid frame, as `StreamDecoder` does.
     fn process_buffer<'py>(
         &mut self,
         py: Python<'py>,
@@ -272,6 +371,7 @@ impl PyPipeline {
         d.set_item("band", band)?;
         d.set_item("action", cols.action.into_pyarray(py))?;
         d.set_item("errors", cols.errors)?;
+        d.set_item("refused", cols.refused)?;
         Ok(d)
     }
 
@@ -304,9 +404,29 @@ impl PyPipeline {
         (d.sequence > 0).then_some(PyDecision { d })
     }
 
-    /// Clear a latched emergency shutdown; True if the safety envelope allowed it.
-    fn reset_safety(&mut self) -> bool {
-        self.inner.reset_safety()
+    /// Clear a latched emergency shutdown if the safety envelope allows it.
+    fn reset_safety(&mut self) -> PySafetyReset {
+        self.inner.reset_safety().into()
+    }
+
+    /// Whether the emergency latch is set now.
+    #[getter]
+    fn latched(&self) -> bool {
+        self.inner.safety().is_latched()
+    }
+
+    /// The setpoint in force (the ramp runs from it; NaN before the first).
+    #[getter]
+    fn setpoint_in_force(&self) -> f64 {
+        self.inner.safety().setpoint_in_force()
+    }
+
+    /// The droop's configuration: a copy with the present settings.
+    #[getter]
+    fn droop(&self) -> PyDroopController {
+        PyDroopController {
+            inner: self.inner.droop().clone(),
+        }
     }
 
     /// IDCODEs of the configurations received so far.
@@ -316,15 +436,31 @@ impl PyPipeline {
         v
     }
 
-    /// Counters: frames, decisions, configs, ignored, invalid_measurements, errors (by kind).
+    /// Counters: frames, steps, decisions, configs, ignored, idle, resyncs,
+    /// invalid_measurements, `invalid` (by reason), `refused` (by kind), `errors` (frame
+    /// errors by kind), error_total, refused_total.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.inner.stats();
         let d = PyDict::new(py);
         d.set_item("frames", s.frames)?;
+        d.set_item("steps", s.steps)?;
         d.set_item("decisions", s.decisions)?;
         d.set_item("configs", s.configs)?;
         d.set_item("ignored", s.ignored)?;
+        d.set_item("idle", s.idle)?;
+        d.set_item("resyncs", s.resyncs)?;
         d.set_item("invalid_measurements", s.invalid_measurements)?;
+        let invalid = PyDict::new(py);
+        for (k, n) in Invalid::ALL.iter().zip(s.invalid) {
+            invalid.set_item(k.name(), n)?;
+        }
+        d.set_item("invalid", invalid)?;
+        let refused = PyDict::new(py);
+        for (k, n) in Refusal::ALL.iter().zip(s.refused) {
+            refused.set_item(k.name(), n)?;
+        }
+        d.set_item("refused", refused)?;
+        d.set_item("refused_total", s.refused_total())?;
         let errors = PyDict::new(py);
         for (k, n) in FrameErrorKind::ALL.iter().zip(s.errors) {
             errors.set_item(k.name(), n)?;
@@ -347,6 +483,7 @@ struct Columns {
     band: Vec<i8>,
     action: Vec<u8>,
     errors: u64,
+    refused: u64,
 }
 
 fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
@@ -356,7 +493,7 @@ fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
     let mut stream = StreamDecoder::new();
     stream.feed(buf, |item| match item {
         StreamItem::Error(_) => c.errors += 1,
-        StreamItem::Frame { bytes, .. } => match p.process(bytes) {
+        StreamItem::Frame { bytes, .. } => match p.process_replay(bytes) {
             Ok(Outcome::Decision) => {
                 let d = p.decision();
                 c.time.push(d.time);
@@ -369,6 +506,7 @@ fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
                 c.band.push(d.band.map_or(-1, |b| b as i8));
                 c.action.push(d.safety.action as u8);
             }
+            Ok(Outcome::Refused(_)) => c.refused += 1,
             Ok(_) => {}
             Err(_) => c.errors += 1,
         },

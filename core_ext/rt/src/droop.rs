@@ -145,6 +145,35 @@ impl DroopController {
         self.invalid
     }
 
+    /// Take a new configuration (a new participation share, droop or deadband) without
+    /// losing the state: the output carries over, bounded by the new limits, and ramps on
+    /// from there toward the new target. The previous configuration stays if `cfg` is
+    /// invalid.
+    pub fn reconfigure(&mut self, cfg: DroopConfig) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        self.cfg = cfg;
+        self.output = self.output.clamp(-cfg.max_charge_kw, cfg.max_discharge_kw);
+        Ok(())
+    }
+
+    /// No measurement for `dt_s` seconds: the output ramps toward zero as it would for an
+    /// invalid frame, and the next frame starts a new ramp interval (the time without
+    /// frames is not credited to it).
+    pub fn decay(&mut self, dt_s: f64) {
+        let c = &self.cfg;
+        if dt_s.is_finite() && dt_s > 0.0 {
+            let step = c.ramp_kw_per_s * dt_s;
+            self.output = 0.0_f64.clamp(self.output - step, self.output + step);
+        }
+        self.last_t = f64::NAN;
+    }
+
+    /// Forget the frame clock (the PMU's time base changed): the next frame starts a new
+    /// ramp interval from the present output.
+    pub fn restart_clock(&mut self) {
+        self.last_t = f64::NAN;
+    }
+
     /// Restart the ramp from `output_kw` (e.g. the measured inverter power) at the next frame.
     pub fn reset(&mut self, output_kw: f64) {
         let c = &self.cfg;

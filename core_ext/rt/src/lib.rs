@@ -6,6 +6,7 @@
 
 pub mod alloc_count;
 pub mod c37118;
+pub mod clock;
 pub mod error;
 pub mod ticker;
 
@@ -16,11 +17,16 @@ pub mod pipeline;
 pub mod rocof;
 pub mod safety;
 
+pub use clock::Clock;
 pub use droop::{DroopConfig, DroopController, DroopOutput};
 pub use monitor::{Band, BandEdges, FrequencyMonitor, MonitorConfig, Transition};
-pub use pipeline::{Decision, Outcome, Pipeline, PipelineConfig, PipelineStats};
+pub use pipeline::{
+    AdmitConfig, Decision, Invalid, Measurement, Outcome, Pipeline, PipelineConfig, PipelineStats,
+    Refusal,
+};
 pub use rocof::{RocofConfig, RocofEstimator, RocofSource};
 pub use safety::{
-    Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,
+    Action, SafetyEnvelope, SafetyLimits, SafetyReset, SafetyStatus, Telemetry, Violation,
+    ViolationCode,
 };
 pub use ticker::{Tick, TickStats, Ticker};

@@ -9,45 +9,27 @@
 //! pipeline's state is untouched by a bad frame, so the caller's loop simply goes on.
 
 use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType};
+use crate::clock::{advance, Clock};
 use crate::error::{ConfigError, FrameError, FrameErrorKind};
 use crate::monitor::{Band, FrequencyMonitor, MonitorConfig, Transition};
 use crate::rocof::{RocofConfig, RocofEstimator};
-use crate::safety::{SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry};
+use crate::safety::{SafetyEnvelope, SafetyLimits, SafetyReset, SafetyStatus, Telemetry};
 use crate::{DroopConfig, DroopController};
 
-/// Which measurement drives the response, and how implausible values are treated.
-#[derive(Debug, Clone, Copy, PartialEq)]
+mod admit;
+pub use admit::{invalid_reason, Admit, AdmitConfig, Invalid, Measurement, Refusal, TimeGate};
+
+/// Which measurement drives the response, and the admission rule (see `admit`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PipelineConfig {
-    /// Only data frames of this stream IDCODE drive the response (None: any stream).
-    pub idcode: Option<u16>,
     /// Which PMU block of the data frame carries the frequency (0 = first).
     pub pmu_index: usize,
-    /// A frequency further than this from nominal (Hz) is treated as a bad measurement,
-    /// not as a grid event: the response goes (ramped) to zero rather than to full power.
-    pub max_deviation_hz: f64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            idcode: None,
-            pmu_index: 0,
-            max_deviation_hz: 5.0,
-        }
-    }
+    pub admit: AdmitConfig,
 }
 
 impl PipelineConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.max_deviation_hz.is_finite() && self.max_deviation_hz > 0.0) {
-            return Err(ConfigError::new(
-                "max_deviation_hz",
-                format!(
-                    "must be a positive number of Hz, got {}",
-                    self.max_deviation_hz
-                ),
-            ));
-        }
+        self.admit.validate()?;
         if self.pmu_index > 255 {
             return Err(ConfigError::new(
                 "pmu_index",
@@ -98,9 +80,10 @@ pub enum Outcome {
     Config(u16),
     /// One fragment of a CFG-3 arrived; the configuration is not complete yet.
     Fragment(u16),
-    /// A frame that carries no measurement (header, command), or a data frame of
-    /// another stream than the configured one.
+    /// A frame that carries no measurement (header, command).
     Ignored(FrameType),
+    /// A data frame refused by the admission rule (counted; no decision).
+    Refused(Refusal),
 }
 
 /// Counters of what the pipeline has seen.
@@ -110,8 +93,18 @@ pub struct PipelineStats {
     pub decisions: u64,
     pub configs: u64,
     pub ignored: u64,
-    /// Data frames whose measurement was flagged bad or implausible.
+    /// Measurements refused, by kind (indexed by `Refusal::ALL` order).
+    pub refused: [u64; Refusal::ALL.len()],
+    /// Admitted measurements that were not valid, by reason (`Invalid::ALL` order).
+    pub invalid: [u64; Invalid::ALL.len()],
+    /// Admitted measurements that were not valid, in all.
     pub invalid_measurements: u64,
+    /// New PMU time bases taken (see `admit`).
+    pub resyncs: u64,
+    /// Decisions made without a measurement (`idle`).
+    pub idle: u64,
+    /// Measurements from `step` (decoded values), admitted or not.
+    pub steps: u64,
     /// Errors by kind, indexed by `kind as usize` (the order of `FrameErrorKind::ALL`).
     pub errors: [u64; FrameErrorKind::ALL.len()],
 }
@@ -119,6 +112,10 @@ pub struct PipelineStats {
 impl PipelineStats {
     pub fn error_total(&self) -> u64 {
         self.errors.iter().sum()
+    }
+
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
     }
 }
 
@@ -134,6 +131,9 @@ pub struct Pipeline {
     safety: SafetyEnvelope,
     telemetry: Telemetry,
     base_kw: f64,
+    gate: TimeGate,
+    /// Controller time of the latest decision, for the droop's decay while idle.
+    last_mono: f64,
     decision: Decision,
     stats: PipelineStats,
 }
@@ -174,6 +174,8 @@ impl Pipeline {
             safety,
             telemetry: Telemetry::missing(),
             base_kw: 0.0,
+            gate: TimeGate::default(),
+            last_mono: f64::NAN,
             decision,
             stats: PipelineStats::default(),
         })
@@ -194,26 +196,39 @@ impl Pipeline {
         )
     }
 
-    /// Feed one whole frame. Data frames produce a decision (`Outcome::Decision`, then
-    /// read `decision()`); configuration frames are stored. Errors are counted by kind.
-    pub fn process(&mut self, buf: &[u8]) -> Result<Outcome, FrameError> {
+    /// Feed one whole frame at `clock`. Data frames go through the admission rule and
+    /// produce a decision (`Outcome::Decision`, then read `decision()`) or a refusal;
+    /// configuration frames are stored. Errors are counted by kind.
+    pub fn process(&mut self, buf: &[u8], clock: Clock) -> Result<Outcome, FrameError> {
+        self.process_with(buf, Some(clock))
+    }
+
+    /// `process` on the frame's own time as both clocks: a replay of a capture (offline
+    /// analysis, `process_buffer`), where no real clock applies.
+    pub fn process_replay(&mut self, buf: &[u8]) -> Result<Outcome, FrameError> {
+        self.process_with(buf, None)
+    }
+
+    fn process_with(&mut self, buf: &[u8], clock: Option<Clock>) -> Result<Outcome, FrameError> {
         self.stats.frames += 1;
-        let r = self.process_inner(buf);
+        let r = self.process_inner(buf, clock);
         match r {
             Ok(Outcome::Decision) => self.stats.decisions += 1,
             Ok(Outcome::Config(_)) => self.stats.configs += 1,
             Ok(Outcome::Ignored(_)) => self.stats.ignored += 1,
-            Ok(Outcome::Fragment(_)) => {}
+            Ok(Outcome::Fragment(_) | Outcome::Refused(_)) => {}
             Err(e) => self.stats.errors[e.kind as usize] += 1,
         }
         r
     }
 
-    fn process_inner(&mut self, buf: &[u8]) -> Result<Outcome, FrameError> {
+    fn process_inner(&mut self, buf: &[u8], clock: Option<Clock>) -> Result<Outcome, FrameError> {
         let h = c37118::check_frame(buf)?;
         if h.frame_type == FrameType::Data {
-            if self.cfg.idcode.is_some_and(|id| id != h.idcode) {
-                return Ok(Outcome::Ignored(FrameType::Data));
+            if self.cfg.admit.idcode.is_some_and(|id| id != h.idcode) {
+                // Refused before decoding: another stream's frame is not even parsed.
+                self.stats.refused[Refusal::WrongIdcode as usize] += 1;
+                return Ok(Outcome::Refused(Refusal::WrongIdcode));
             }
             let cfg = self.configs.get(h.idcode).ok_or_else(|| {
                 FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
@@ -224,16 +239,18 @@ impl Pipeline {
                 return Err(FrameError::new(FrameErrorKind::Mismatch, "NUM_PMU", 14)
                     .with_values(self.cfg.pmu_index as u64 + 1, self.frame.pmus.len() as u64));
             };
-            let (t, f, dfreq, good) = (
-                self.frame.time(),
-                pmu.freq,
-                pmu.dfreq,
-                pmu.stat.data_error() == 0,
-            );
-            let fnom = cfg.pmus[self.cfg.pmu_index].fnom();
-            let plausible = (f - fnom).abs() <= self.cfg.max_deviation_hz;
-            self.step(t, h.idcode, f, dfreq, good && plausible);
-            return Ok(Outcome::Decision);
+            let m = Measurement {
+                t: self.frame.time(),
+                idcode: h.idcode,
+                freq: pmu.freq,
+                dfreq: pmu.dfreq,
+                stat: pmu.stat.0,
+            };
+            let clock = clock.unwrap_or(Clock::replay(m.t));
+            return Ok(match self.decide(m, clock) {
+                Ok(()) => Outcome::Decision,
+                Err(r) => Outcome::Refused(r),
+            });
         }
         match c37118::decode_checked(buf, &h, &self.configs)? {
             Frame::Config(c) => Ok(self.store_config(c)),
@@ -252,24 +269,52 @@ impl Pipeline {
         let id = c.idcode;
         // Size the reused data frame for the new configuration now, so that data frames
         // decode without growing it.
-        if self.cfg.idcode.is_none_or(|want| want == id) {
+        if self.cfg.admit.idcode.is_none_or(|want| want == id) {
             self.frame = DataFrame::with_capacity_for(&c);
         }
         self.configs.insert(c);
         Outcome::Config(id)
     }
 
-    /// One measurement from any source (time in UNIX seconds, frequency Hz, the PMU's
-    /// ROCOF in Hz/s or NaN, and whether the measurement is good).
-    pub fn step(&mut self, t: f64, idcode: u16, f: f64, dfreq: f64, valid: bool) -> &Decision {
-        let valid = valid && f.is_finite() && t.is_finite();
-        if !valid {
+    /// One measurement from a decoded frame or another source, at `clock`: the same
+    /// admission rule and counters as `process`. The decision, or why it was refused.
+    pub fn step(&mut self, m: Measurement, clock: Clock) -> Result<&Decision, Refusal> {
+        self.stats.steps += 1;
+        self.decide(m, clock)?;
+        self.stats.decisions += 1;
+        Ok(&self.decision)
+    }
+
+    fn decide(&mut self, m: Measurement, clock: Clock) -> Result<(), Refusal> {
+        let refuse = |stats: &mut PipelineStats, r: Refusal| {
+            stats.refused[r as usize] += 1;
+            Err(r)
+        };
+        if self.cfg.admit.idcode.is_some_and(|id| id != m.idcode) {
+            return refuse(&mut self.stats, Refusal::WrongIdcode);
+        }
+        match self.gate.admit(m.t, clock, &self.cfg.admit) {
+            Admit::Accept => {}
+            Admit::Resync => {
+                // A new time base: the estimators that work on PMU time start over.
+                self.stats.resyncs += 1;
+                self.rocof.reset();
+                self.droop.restart_clock();
+            }
+            Admit::Refuse(r) => return refuse(&mut self.stats, r),
+        }
+        let nominal = self.droop.config().nominal_hz;
+        let reason = invalid_reason(&m, nominal, &self.cfg.admit);
+        if let Some(r) = reason {
+            self.stats.invalid[r as usize] += 1;
             self.stats.invalid_measurements += 1;
         }
+        let valid = reason.is_none();
+        let (t, f) = (m.t, m.freq);
         let f_used = if valid { f } else { f64::NAN };
         let transition = self.monitor.update(t, f_used);
         let rocof = if valid {
-            self.rocof.update(t, f_used, dfreq)
+            self.rocof.update(t, f_used, m.dfreq)
         } else {
             self.rocof.value()
         };
@@ -278,11 +323,12 @@ impl Pipeline {
             .droop
             .update(t, f_used, rocof.unwrap_or(0.0), tel.soc_pct, tel.temp_max_c);
         let requested = self.base_kw + out.output_kw;
-        let safety = *self.safety.evaluate(&tel, t);
+        let safety = *self.safety.evaluate_at(&tel, clock.wall, clock.mono);
         let setpoint = self.safety.clamp(requested);
+        advance(&mut self.last_mono, clock.mono);
         self.decision = Decision {
             time: t,
-            idcode,
+            idcode: m.idcode,
             freq: f,
             freq_valid: valid,
             rocof: rocof.unwrap_or(f64::NAN),
@@ -295,7 +341,55 @@ impl Pipeline {
             safety,
             sequence: self.decision.sequence + 1,
         };
+        Ok(())
+    }
+
+    /// A decision without a measurement (the PMU stream is lost or refused): the
+    /// response ramps toward zero over the controller time elapsed, and the base power
+    /// and the safety envelope go on. The decision's `time` is the wall clock.
+    pub fn idle(&mut self, clock: Clock) -> &Decision {
+        let dt = if self.last_mono.is_finite() && clock.mono > self.last_mono {
+            clock.mono - self.last_mono
+        } else {
+            0.0
+        };
+        self.droop.decay(dt);
+        self.stats.idle += 1;
+        let response = self.droop.output_kw();
+        let requested = self.base_kw + response;
+        let tel = self.telemetry;
+        let safety = *self.safety.evaluate_at(&tel, clock.wall, clock.mono);
+        let setpoint = self.safety.clamp(requested);
+        advance(&mut self.last_mono, clock.mono);
+        self.decision = Decision {
+            time: clock.wall,
+            idcode: self.decision.idcode,
+            freq: f64::NAN,
+            freq_valid: false,
+            rocof: f64::NAN,
+            band: self.monitor.band(),
+            transition: None,
+            response_kw: response,
+            base_kw: self.base_kw,
+            requested_kw: requested,
+            setpoint_kw: setpoint,
+            safety,
+            sequence: self.decision.sequence + 1,
+        };
         &self.decision
+    }
+
+    /// The inverter runs at `power_kw` now and the ramp goes on from there (see
+    /// `SafetyEnvelope::anchor`): for a controller that starts, or takes a unit back.
+    pub fn anchor(&mut self, power_kw: f64, clock: Clock) {
+        self.safety.anchor(power_kw, clock.mono);
+        advance(&mut self.last_mono, clock.mono);
+    }
+
+    /// New droop settings (share, droop, deadband, ramp...) in place: the response and
+    /// the envelope's ramp carry over, so the setpoint moves on continuously.
+    pub fn set_droop(&mut self, cfg: DroopConfig) -> Result<(), ConfigError> {
+        self.droop.reconfigure(cfg)
     }
 
     /// The latest decision.
@@ -331,9 +425,15 @@ impl Pipeline {
         self.base_kw
     }
 
-    /// Clear a latched emergency shutdown; true if the envelope allowed it.
-    pub fn reset_safety(&mut self) -> bool {
+    /// Clear a latched emergency shutdown if the envelope allows it (see
+    /// `SafetyEnvelope::reset`).
+    pub fn reset_safety(&mut self) -> SafetyReset {
         self.safety.reset()
+    }
+
+    /// The admission rule's time state.
+    pub fn time_gate(&self) -> &TimeGate {
+        &self.gate
     }
 
     pub fn stats(&self) -> &PipelineStats {
@@ -367,3 +467,5 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admit;

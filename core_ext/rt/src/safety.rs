@@ -5,11 +5,26 @@
 //! only narrow it. A check blocks a direction (charge or discharge), derates both, or
 //! stops (range `[0, 0]`). The action is the most severe of the violations. An
 //! emergency shutdown latches: until `reset()` succeeds the range stays `[0, 0]`.
-//! `reset()` succeeds only if the latest evaluation had fresh telemetry and no
-//! emergency-level violation.
+//! `reset()` succeeds only if the latest evaluation had fresh telemetry from every
+//! source, every field finite, and no emergency-level violation.
+//!
+//! Freshness: `now` (UNIX s, the controller's wall clock) against the telemetry's
+//! `timestamp` (inverter) and, for a unit with a BMS, `bms_timestamp`, each with its own
+//! limit. Stale data of either source stops the unit; the other checks are skipped then,
+//! since they would judge old values.
+//!
+//! Ramp: the output moves from the setpoint in force by at most `ramp_kw_per_s` times
+//! the time elapsed on `mono`, a monotonic clock in seconds that never goes back as far
+//! as the envelope is concerned (an earlier `mono` counts as no time at all). The
+//! setpoint in force is the last clamped output, or the inverter's measured power at the
+//! start and after `anchor` (a controller resuming control of a unit). The one exception
+//! is protection: a narrowing of the range (a stop, a derating, a blocked direction)
+//! applies at once, and since zero is always allowed, it can only move the output
+//! toward zero.
 //!
 //! `evaluate` and `clamp` never allocate: violations go to a fixed array.
 
+use crate::clock::advance;
 use crate::error::ConfigError;
 
 mod limits;
@@ -26,14 +41,27 @@ pub struct SafetyEnvelope {
     lim: SafetyLimits,
     status: SafetyStatus,
     latched: bool,
-    reset_ok: bool,
     hist: [(f64, f64); TEMP_RING],
     hist_head: usize,
     hist_len: usize,
-    last_now: f64,
+    last_mono: f64,
     last_out: f64,
+    /// What would keep the latch at a reset now (None: nothing).
+    reset_block: Option<ViolationCode>,
     evaluations: u64,
     invalid: u64,
+}
+
+/// What `SafetyEnvelope::reset` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SafetyReset {
+    /// Nothing was latched.
+    NotLatched,
+    /// The latch was cleared: the next evaluation opens the range.
+    Cleared,
+    /// The latch stays, because of this violation in the latest evaluation (stale or
+    /// invalid telemetry, or the emergency's cause still present).
+    Kept(ViolationCode),
 }
 
 impl SafetyEnvelope {
@@ -43,12 +71,12 @@ impl SafetyEnvelope {
             lim,
             status: SafetyStatus::stopped(),
             latched: false,
-            reset_ok: false,
             hist: [(0.0, 0.0); TEMP_RING],
             hist_head: 0,
             hist_len: 0,
-            last_now: f64::NAN,
+            last_mono: f64::NAN,
             last_out: f64::NAN,
+            reset_block: Some(ViolationCode::StaleTelemetry),
             evaluations: 0,
             invalid: 0,
         })
@@ -103,8 +131,15 @@ impl SafetyEnvelope {
         (t - t0 >= min_span).then(|| (temp - temp0) / (t - t0))
     }
 
-    /// Evaluate `tel` at time `now` (UNIX s) and return the new status.
+    /// Evaluate `tel` at time `now` (UNIX s), with `now` as the ramp's clock too: for
+    /// replays and tests, where the telemetry's time is the only time there is.
     pub fn evaluate(&mut self, tel: &Telemetry, now: f64) -> &SafetyStatus {
+        self.evaluate_at(tel, now, now)
+    }
+
+    /// Evaluate `tel` at wall time `now` (UNIX s, for the telemetry's age) and monotonic
+    /// time `mono` (s, for the ramp), and return the new status.
+    pub fn evaluate_at(&mut self, tel: &Telemetry, now: f64, mono: f64) -> &SafetyStatus {
         use Action as A;
         use ViolationCode as V;
         let l = self.lim;
@@ -115,10 +150,19 @@ impl SafetyEnvelope {
         let mut stop = false;
         let mut emergency = false;
         let age = now - tel.timestamp;
-        if !(age.is_finite() && age.abs() <= l.stale_after_s) {
+        let fresh = |age: f64, limit: f64| age.is_finite() && age.abs() <= limit;
+        if !fresh(age, l.stale_after_s) {
             s.push(V::StaleTelemetry, age, l.stale_after_s, A::Stop);
             stop = true;
-        } else {
+        }
+        if let Some(bms_t) = tel.bms_timestamp {
+            let bms_age = now - bms_t;
+            if !fresh(bms_age, l.bms_stale_after_s) {
+                s.push(V::StaleBms, bms_age, l.bms_stale_after_s, A::Stop);
+                stop = true;
+            }
+        }
+        if !stop {
             let fields = [
                 tel.pack_voltage_v,
                 tel.current_a,
@@ -270,7 +314,19 @@ impl SafetyEnvelope {
                 s.push(V::PowerOutsideEnvelope, tel.power_kw, lim, A::Log);
             }
         }
-        self.reset_ok = !emergency && !s.has(V::StaleTelemetry);
+        self.reset_block = if stop && (s.has(V::StaleTelemetry) || s.has(V::StaleBms)) {
+            s.violations()
+                .iter()
+                .find(|v| matches!(v.code, V::StaleTelemetry | V::StaleBms))
+                .map(|v| v.code)
+        } else if s.has(V::InvalidTelemetry) {
+            Some(V::InvalidTelemetry)
+        } else {
+            s.violations()
+                .iter()
+                .find(|v| v.action == A::EmergencyShutdown)
+                .map(|v| v.code)
+        };
         if emergency {
             self.latched = true;
         }
@@ -284,20 +340,33 @@ impl SafetyEnvelope {
         // `0.0 - chg` rather than `-chg`: no negative zero in the reported range.
         let (mut lo, mut hi) = (0.0 - chg, dis);
         (s.max_charge_kw, s.max_discharge_kw) = (chg, dis);
-        // Ramp limit around the last clamped output (or the measured power at start).
-        if self.last_out.is_nan() {
-            self.last_out = if tel.power_kw.is_finite() {
-                tel.power_kw.clamp(lo, hi)
+        // The ramp's clock: time never runs backwards here, and a bad reading is no time.
+        let dt = if !mono.is_finite() {
+            self.invalid += 1;
+            0.0
+        } else if self.last_mono.is_nan() || mono <= self.last_mono {
+            0.0
+        } else {
+            mono - self.last_mono
+        };
+        advance(&mut self.last_mono, mono);
+        if !(stop || self.latched) {
+            if self.last_out.is_nan() {
+                // No setpoint in force yet: start from what the inverter does now.
+                self.last_out = if tel.power_kw.is_finite() {
+                    tel.power_kw.clamp(lo, hi)
+                } else {
+                    0.0
+                };
+            }
+            let step = if l.ramp_kw_per_s.is_infinite() {
+                f64::INFINITY
             } else {
-                0.0
+                l.ramp_kw_per_s * dt
             };
-        }
-        let dt = now - self.last_now;
-        if now.is_finite() && !(stop || self.latched) {
-            let dt = if dt.is_finite() && dt > 0.0 { dt } else { 0.0 };
-            let step = l.ramp_kw_per_s * dt;
             let (rlo, rhi) = (self.last_out - step, self.last_out + step);
-            // Intersect; if disjoint, collapse to the end of [lo, hi] nearest the ramp window.
+            // Intersect; if disjoint, protection wins: the end of [lo, hi] nearest the
+            // ramp window, which lies between it and zero.
             let (nlo, nhi) = (lo.max(rlo), hi.min(rhi));
             if nlo <= nhi {
                 (lo, hi) = (nlo, nhi);
@@ -306,11 +375,6 @@ impl SafetyEnvelope {
             } else {
                 lo = hi;
             }
-            self.last_now = now;
-        } else if !now.is_finite() {
-            self.invalid += 1;
-        } else {
-            self.last_now = now;
         }
         s.min_kw = lo;
         s.max_kw = hi;
@@ -320,6 +384,7 @@ impl SafetyEnvelope {
     }
 
     /// Clamp a requested power (kW, + = discharge) into the allowed range; NaN -> 0 first.
+    /// The result is the setpoint in force from now on (the ramp runs from it).
     pub fn clamp(&mut self, requested_kw: f64) -> f64 {
         let r = if requested_kw.is_nan() {
             0.0
@@ -332,13 +397,38 @@ impl SafetyEnvelope {
         out
     }
 
-    /// Clear the emergency latch. Succeeds (true) only if the latest evaluation had fresh
-    /// telemetry with no emergency-level violation; the next `evaluate` opens the range.
-    pub fn reset(&mut self) -> bool {
-        if self.latched && self.reset_ok {
-            self.latched = false;
+    /// The setpoint in force is `power_kw` at monotonic time `mono`: a controller that
+    /// (re)gains control of a unit (start, the unit back online, enabled again) anchors
+    /// the ramp on the power the inverter reports, so that it moves on from there. A
+    /// non-finite power anchors at 0; the rated range bounds it.
+    pub fn anchor(&mut self, power_kw: f64, mono: f64) {
+        let l = &self.lim;
+        self.last_out = if power_kw.is_finite() {
+            power_kw.clamp(0.0 - l.max_charge_kw, l.max_discharge_kw)
+        } else {
+            0.0
+        };
+        advance(&mut self.last_mono, mono);
+    }
+
+    /// The setpoint in force (NaN before the first one).
+    pub fn setpoint_in_force(&self) -> f64 {
+        self.last_out
+    }
+
+    /// Clear the emergency latch if the latest evaluation allows it: fresh telemetry from
+    /// every source, every field finite, and no emergency-level violation any more.
+    pub fn reset(&mut self) -> SafetyReset {
+        if !self.latched {
+            return SafetyReset::NotLatched;
         }
-        !self.latched
+        match self.reset_block {
+            Some(code) => SafetyReset::Kept(code),
+            None => {
+                self.latched = false;
+                SafetyReset::Cleared
+            }
+        }
     }
 }
 

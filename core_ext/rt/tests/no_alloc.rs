@@ -49,6 +49,7 @@ fn per_sample_methods_do_not_allocate() {
         soh_pct: 90.0,
         bms_faults: 0,
         power_kw: 0.0,
+        bms_timestamp: None,
     };
     let cells = [3.7; 16];
     let before = allocs();

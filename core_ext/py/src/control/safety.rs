@@ -1,10 +1,11 @@
 //! Python face of the safety envelope: `Telemetry`, `Action`, `ViolationCode`,
-//! `Violation`, `SafetyStatus`, `SafetyEnvelope`.
+//! `Violation`, `SafetyStatus`, `SafetyReset`, `SafetyEnvelope`.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use vpp_rt::{
-    Action, SafetyEnvelope, SafetyLimits, SafetyStatus, Telemetry, Violation, ViolationCode,
+    Action, SafetyEnvelope, SafetyLimits, SafetyReset, SafetyStatus, Telemetry, Violation,
+    ViolationCode,
 };
 
 use super::telemetry::PyTelemetry;
@@ -77,6 +78,7 @@ macro_rules! codes {
 
 codes! {
     StaleTelemetry => "STALE_TELEMETRY",
+    StaleBms => "STALE_BMS",
     InvalidTelemetry => "INVALID_TELEMETRY",
     CellOvervoltageWarn => "CELL_OVERVOLTAGE_WARN",
     CellOvervoltageTrip => "CELL_OVERVOLTAGE_TRIP",
@@ -200,6 +202,50 @@ impl PySafetyStatus {
     }
 }
 
+/// What a reset of the emergency latch did. True when nothing is latched afterwards.
+#[pyclass(module = "vpp._core", name = "SafetyReset", frozen)]
+pub struct PySafetyReset {
+    r: SafetyReset,
+}
+
+impl From<SafetyReset> for PySafetyReset {
+    fn from(r: SafetyReset) -> Self {
+        Self { r }
+    }
+}
+
+#[pymethods]
+impl PySafetyReset {
+    /// A latch was cleared by this reset.
+    #[getter]
+    fn cleared(&self) -> bool {
+        self.r == SafetyReset::Cleared
+    }
+    /// Something was latched before the reset.
+    #[getter]
+    fn was_latched(&self) -> bool {
+        self.r != SafetyReset::NotLatched
+    }
+    /// What keeps the latch (stale or invalid telemetry, or the cause still present).
+    #[getter]
+    fn kept_by(&self) -> Option<PyViolationCode> {
+        match self.r {
+            SafetyReset::Kept(code) => Some(code.into()),
+            _ => None,
+        }
+    }
+    fn __bool__(&self) -> bool {
+        !matches!(self.r, SafetyReset::Kept(_))
+    }
+    fn __repr__(&self) -> String {
+        match self.r {
+            SafetyReset::NotLatched => "SafetyReset(not latched)".into(),
+            SafetyReset::Cleared => "SafetyReset(cleared)".into(),
+            SafetyReset::Kept(c) => format!("SafetyReset(kept by {})", c.name()),
+        }
+    }
+}
+
 /// Float limits by name, in the order of the configuration reference.
 macro_rules! float_limits {
     ($mac:ident) => {
@@ -230,6 +276,7 @@ macro_rules! float_limits {
             soh_min_pct,
             soh_derate,
             stale_after_s,
+            bms_stale_after_s,
             power_tolerance_kw
         )
     };
@@ -304,11 +351,19 @@ impl PySafetyEnvelope {
             .map_err(|e| config_err(py, &e))
     }
 
-    /// Evaluate telemetry at time `now` (UNIX s) and return the new status.
-    fn evaluate(&mut self, telemetry: &PyTelemetry, now: f64) -> PySafetyStatus {
+    /// Evaluate telemetry at wall time `now` (UNIX s, for its age) and monotonic time
+    /// `mono` (s, for the ramp; default `now`) and return the new status.
+    #[pyo3(signature = (telemetry, now, mono=None))]
+    fn evaluate(&mut self, telemetry: &PyTelemetry, now: f64, mono: Option<f64>) -> PySafetyStatus {
+        let tel = Telemetry::from(telemetry);
         PySafetyStatus {
-            inner: *self.inner.evaluate(&Telemetry::from(telemetry), now),
+            inner: *self.inner.evaluate_at(&tel, now, mono.unwrap_or(now)),
         }
+    }
+
+    /// The inverter runs at `power_kw` at monotonic time `mono`: the ramp goes on from there.
+    fn anchor(&mut self, power_kw: f64, mono: f64) {
+        self.inner.anchor(power_kw, mono);
     }
 
     /// Clamp a requested power (kW, + = discharge) into the allowed range (NaN -> 0).
@@ -316,10 +371,10 @@ impl PySafetyEnvelope {
         self.inner.clamp(requested_kw)
     }
 
-    /// Clear the emergency latch; True if it is clear (only when the latest evaluation
-    /// had fresh telemetry with no emergency-level violation).
-    fn reset(&mut self) -> bool {
-        self.inner.reset()
+    /// Clear the emergency latch if the latest evaluation allows it (fresh telemetry from
+    /// every source, every field finite, the emergency's cause gone).
+    fn reset(&mut self) -> PySafetyReset {
+        self.inner.reset().into()
     }
 
     #[getter]
@@ -358,6 +413,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyViolationCode>()?;
     m.add_class::<PyViolation>()?;
     m.add_class::<PySafetyStatus>()?;
+    m.add_class::<PySafetyReset>()?;
     m.add_class::<PyTelemetry>()?;
     m.add_class::<PySafetyEnvelope>()
 }

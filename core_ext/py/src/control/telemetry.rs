@@ -6,7 +6,8 @@ use vpp_rt::Telemetry;
 use crate::errors::config_error;
 
 /// Battery and inverter telemetry. Current and power: positive = discharge. Give either
-/// `cell_v_min` and `cell_v_max`, or `cells` (all cell voltages).
+/// `cell_v_min` and `cell_v_max`, or `cells` (all cell voltages). `timestamp` is when the
+/// inverter data was measured; `bms_timestamp` when the BMS data was (None: no BMS).
 #[pyclass(module = "vpp._core", name = "Telemetry", get_all, set_all)]
 #[derive(Clone, Copy)]
 pub struct PyTelemetry {
@@ -21,6 +22,7 @@ pub struct PyTelemetry {
     soh_pct: f64,
     bms_faults: u32,
     power_kw: f64,
+    bms_timestamp: Option<f64>,
 }
 
 #[pymethods]
@@ -28,7 +30,7 @@ impl PyTelemetry {
     #[new]
     #[pyo3(signature = (*, timestamp, pack_voltage_v, current_a, temp_min_c, temp_max_c, soc_pct,
                         cell_v_min=None, cell_v_max=None, cells=None, soh_pct=100.0, bms_faults=0,
-                        power_kw=0.0))]
+                        power_kw=0.0, bms_timestamp=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -44,6 +46,7 @@ impl PyTelemetry {
         soh_pct: f64,
         bms_faults: u32,
         power_kw: f64,
+        bms_timestamp: Option<f64>,
     ) -> PyResult<Self> {
         let mut t = Telemetry {
             timestamp,
@@ -57,6 +60,7 @@ impl PyTelemetry {
             soh_pct,
             bms_faults,
             power_kw,
+            bms_timestamp,
         };
         match (cells, cell_v_min, cell_v_max) {
             (Some(c), None, None) => t.set_cells(&c),
@@ -102,6 +106,7 @@ impl From<Telemetry> for PyTelemetry {
             soh_pct: t.soh_pct,
             bms_faults: t.bms_faults,
             power_kw: t.power_kw,
+            bms_timestamp: t.bms_timestamp,
         }
     }
 }
@@ -120,6 +125,7 @@ impl From<&PyTelemetry> for Telemetry {
             soh_pct: t.soh_pct,
             bms_faults: t.bms_faults,
             power_kw: t.power_kw,
+            bms_timestamp: t.bms_timestamp,
         }
     }
 }

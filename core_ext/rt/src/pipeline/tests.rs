@@ -3,7 +3,7 @@ use crate::c37118::config::Format;
 use crate::c37118::data::encode_data;
 use crate::c37118::samples;
 use crate::c37118::{encode_config, Config, Stat};
-use crate::safety::{Action, ViolationCode};
+use crate::safety::{Action, SafetyReset, ViolationCode};
 use crate::Band;
 
 const T0: u32 = 1_700_000_000;
@@ -21,7 +21,13 @@ fn healthy(t: f64) -> Telemetry {
         soh_pct: 100.0,
         bms_faults: 0,
         power_kw: 0.0,
+        bms_timestamp: None,
     }
+}
+
+/// A replay's clock at frame time `t`.
+fn at(t: f64) -> Clock {
+    Clock::replay(t)
 }
 
 struct Source {
@@ -59,7 +65,7 @@ impl Source {
 fn pipeline_with_config(src: &Source) -> Pipeline {
     let mut p = Pipeline::with_defaults(5.0).unwrap();
     assert_eq!(
-        p.process(&src.config_bytes()).unwrap(),
+        p.process(&src.config_bytes(), at(0.0)).unwrap(),
         Outcome::Config(src.cfg.idcode)
     );
     p
@@ -73,7 +79,7 @@ fn nominal_frequency_gives_the_base_schedule() {
     for _ in 0..100 {
         let (t, bytes) = src.frame(50.0, 0);
         p.set_telemetry(healthy(t));
-        assert_eq!(p.process(&bytes).unwrap(), Outcome::Decision);
+        assert_eq!(p.process(&bytes, at(t)).unwrap(), Outcome::Decision);
     }
     let d = p.decision();
     assert_eq!(d.band, Some(Band::Normal));
@@ -92,7 +98,7 @@ fn under_frequency_discharges_by_the_droop_slope_within_limits() {
     for _ in 0..200 {
         let (t, bytes) = src.frame(49.80, 0);
         p.set_telemetry(healthy(t));
-        p.process(&bytes).unwrap();
+        p.process(&bytes, at(t)).unwrap();
     }
     let d = *p.decision();
     // 5 % droop on 5 kW, 0.10 Hz below the 49.90 Hz edge: 5 / 0.05 * 0.10 / 50 = 0.2 kW.
@@ -108,8 +114,8 @@ fn without_telemetry_the_battery_is_stopped() {
     let mut src = Source::new(Format::new(true, true, true, true), 50);
     let mut p = pipeline_with_config(&src);
     p.set_base_kw(3.0).unwrap();
-    let (_, bytes) = src.frame(49.5, 0);
-    p.process(&bytes).unwrap();
+    let (t, bytes) = src.frame(49.5, 0);
+    p.process(&bytes, at(t)).unwrap();
     let d = p.decision();
     assert_eq!(d.setpoint_kw, 0.0);
     assert_eq!(d.safety.action, Action::Stop);
@@ -120,8 +126,8 @@ fn without_telemetry_the_battery_is_stopped() {
 fn data_before_its_configuration_is_a_counted_error() {
     let mut src = Source::new(Format::new(true, true, true, true), 50);
     let mut p = Pipeline::with_defaults(5.0).unwrap();
-    let (_, bytes) = src.frame(50.0, 0);
-    let e = p.process(&bytes).unwrap_err();
+    let (t, bytes) = src.frame(50.0, 0);
+    let e = p.process(&bytes, at(t)).unwrap_err();
     assert_eq!(e.kind, FrameErrorKind::NoConfig);
     assert_eq!(e.field, "IDCODE");
     assert_eq!(p.stats().errors[FrameErrorKind::NoConfig as usize], 1);
@@ -134,12 +140,12 @@ fn a_corrupt_frame_changes_nothing_and_the_next_one_works() {
     let mut p = pipeline_with_config(&src);
     let (t, bytes) = src.frame(50.0, 0);
     p.set_telemetry(healthy(t));
-    p.process(&bytes).unwrap();
+    p.process(&bytes, at(t)).unwrap();
     let before = *p.decision();
-    let (_, mut bad) = src.frame(49.0, 0);
+    let (t2, mut bad) = src.frame(49.0, 0);
     let n = bad.len();
     bad[n - 1] ^= 0xFF;
-    let e = p.process(&bad).unwrap_err();
+    let e = p.process(&bad, at(t2)).unwrap_err();
     assert_eq!(e.kind, FrameErrorKind::Crc);
     // (rocof is still NaN here, so compare fields rather than the whole struct.)
     let after = p.decision();
@@ -147,8 +153,8 @@ fn a_corrupt_frame_changes_nothing_and_the_next_one_works() {
         (after.sequence, after.time, after.setpoint_kw),
         (before.sequence, before.time, before.setpoint_kw)
     );
-    let (_, good) = src.frame(50.0, 0);
-    assert_eq!(p.process(&good).unwrap(), Outcome::Decision);
+    let (t3, good) = src.frame(50.0, 0);
+    assert_eq!(p.process(&good, at(t3)).unwrap(), Outcome::Decision);
     assert_eq!(p.stats().error_total(), 1);
     assert_eq!(p.decision().sequence, 2);
 }
@@ -160,21 +166,21 @@ fn bad_or_implausible_measurements_ramp_the_response_to_zero() {
     for _ in 0..100 {
         let (t, b) = src.frame(49.6, 0);
         p.set_telemetry(healthy(t));
-        p.process(&b).unwrap();
+        p.process(&b, at(t)).unwrap();
     }
     assert!(p.decision().response_kw > 0.5);
     // STAT data error bits set (PMU error): not a grid event.
     for _ in 0..100 {
         let (t, b) = src.frame(45.0, 0x4000);
         p.set_telemetry(healthy(t));
-        p.process(&b).unwrap();
+        p.process(&b, at(t)).unwrap();
         assert!(!p.decision().freq_valid);
     }
     assert_eq!(p.decision().response_kw, 0.0);
     // A good flag but an absurd value (20 Hz off nominal): also ignored.
     let (t, b) = src.frame(30.0, 0);
     p.set_telemetry(healthy(t));
-    p.process(&b).unwrap();
+    p.process(&b, at(t)).unwrap();
     assert!(!p.decision().freq_valid);
     assert_eq!(p.stats().invalid_measurements, 101);
 }
@@ -188,34 +194,37 @@ fn critical_temperature_stops_and_latches_until_reset() {
     let mut hot = healthy(t);
     hot.temp_max_c = 90.0;
     p.set_telemetry(hot);
-    p.process(&b).unwrap();
+    p.process(&b, at(t)).unwrap();
     assert_eq!(p.decision().safety.action, Action::EmergencyShutdown);
     assert_eq!(p.decision().setpoint_kw, 0.0);
     // Cooled down, but latched until an explicit reset.
     for _ in 0..10 {
         let (t, b) = src.frame(50.0, 0);
         p.set_telemetry(healthy(t));
-        p.process(&b).unwrap();
+        p.process(&b, at(t)).unwrap();
         assert_eq!(p.decision().setpoint_kw, 0.0);
     }
-    assert!(p.reset_safety());
+    assert_eq!(p.reset_safety(), SafetyReset::Cleared);
     for _ in 0..200 {
         let (t, b) = src.frame(50.0, 0);
         p.set_telemetry(healthy(t));
-        p.process(&b).unwrap();
+        p.process(&b, at(t)).unwrap();
     }
     assert!((p.decision().setpoint_kw - 2.0).abs() < 1e-9);
 }
 
 #[test]
-fn frames_of_another_stream_are_ignored_when_an_idcode_is_set() {
+fn frames_of_another_stream_are_refused_when_an_idcode_is_set() {
     let src = Source::new(Format::new(true, true, true, true), 50);
     let mut other = Source::new(Format::new(true, true, true, true), 50);
     other.cfg.idcode = 99;
     other.cfg.pmus[0].idcode = 99;
     let mut p = Pipeline::new(
         PipelineConfig {
-            idcode: Some(src.cfg.idcode),
+            admit: AdmitConfig {
+                idcode: Some(src.cfg.idcode),
+                ..Default::default()
+            },
             ..Default::default()
         },
         FrequencyMonitor::new(MonitorConfig::default()).unwrap(),
@@ -224,15 +233,23 @@ fn frames_of_another_stream_are_ignored_when_an_idcode_is_set() {
         SafetyEnvelope::new(SafetyLimits::lfp_16s()).unwrap(),
     )
     .unwrap();
-    p.process(&other.config_bytes()).unwrap();
-    let (_, b) = other.frame(49.0, 0);
-    assert_eq!(p.process(&b).unwrap(), Outcome::Ignored(FrameType::Data));
+    p.process(&other.config_bytes(), at(0.0)).unwrap();
+    let (t, b) = other.frame(49.0, 0);
+    assert_eq!(
+        p.process(&b, at(t)).unwrap(),
+        Outcome::Refused(Refusal::WrongIdcode)
+    );
+    assert_eq!(p.stats().refused[Refusal::WrongIdcode as usize], 1);
+    assert_eq!(p.decision().sequence, 0);
 }
 
 #[test]
 fn invalid_parameters_are_config_errors() {
     let cfg = PipelineConfig {
-        max_deviation_hz: -1.0,
+        admit: AdmitConfig {
+            max_deviation_hz: -1.0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     assert_eq!(cfg.validate().unwrap_err().field, "max_deviation_hz");

@@ -49,6 +49,9 @@ pub struct SafetyLimits {
     pub bms_emergency_mask: u32,
     /// Telemetry older (or newer) than this versus `now` is stale: Stop (default 2 s).
     pub stale_after_s: f64,
+    /// The same for the BMS's own data, when the unit has a BMS (default 2 s): stale BMS
+    /// data stops the unit even while the inverter answers.
+    pub bms_stale_after_s: f64,
     /// Measured inverter power may exceed the range by this before it is logged.
     pub power_tolerance_kw: f64,
 }
@@ -84,6 +87,7 @@ impl SafetyLimits {
             bms_stop_mask: u32::MAX,
             bms_emergency_mask: 0,
             stale_after_s: 2.0,
+            bms_stale_after_s: 2.0,
             power_tolerance_kw: 0.5,
         }
     }
@@ -139,6 +143,7 @@ impl SafetyLimits {
             ("imbalance_warn_mv", self.imbalance_warn_mv),
             ("imbalance_trip_mv", self.imbalance_trip_mv),
             ("stale_after_s", self.stale_after_s),
+            ("bms_stale_after_s", self.bms_stale_after_s),
         ] {
             pos(n, v)?;
         }

@@ -13,6 +13,7 @@ fn good(t: f64) -> Telemetry {
         soh_pct: 95.0,
         bms_faults: 0,
         power_kw: 0.0,
+        bms_timestamp: None,
     }
 }
 
@@ -166,14 +167,19 @@ fn emergency_latches_until_reset() {
     let s = eval(&mut e, |t| t.temp_max_c = 75.0);
     assert_eq!(s.action, Action::EmergencyShutdown);
     assert!(s.latched);
-    assert!(!e.reset(), "condition still present");
+    assert_eq!(
+        e.reset(),
+        SafetyReset::Kept(ViolationCode::CriticalTemperature),
+        "condition still present"
+    );
     let s = eval(&mut e, |_| {});
     assert_eq!(
         (s.action, s.min_kw, s.max_kw),
         (Action::EmergencyShutdown, 0.0, 0.0)
     );
     assert!(s.has(ViolationCode::Latched));
-    assert!(e.reset());
+    assert_eq!(e.reset(), SafetyReset::Cleared);
+    assert_eq!(e.reset(), SafetyReset::NotLatched);
     let s = eval(&mut e, |_| {});
     assert_eq!((s.action, s.max_kw), (Action::None, 5.0));
     // BMS emergency bits latch too
@@ -285,6 +291,11 @@ fn clamp_never_leaves_envelope() {
                 soh_pct: pick(50.0, 100.0),
                 bms_faults: if pick(0.0, 1.0) < 0.05 { 1 } else { 0 },
                 power_kw: pick(-10.0, 10.0),
+                bms_timestamp: if pick(0.0, 1.0) < 0.5 {
+                    None
+                } else {
+                    Some(now - pick(-0.5, 3.0))
+                },
             };
             let s = *e.evaluate(&tel, if pick(0.0, 1.0) < 0.01 { f64::NAN } else { now });
             if !now.is_finite() {
@@ -304,9 +315,129 @@ fn clamp_never_leaves_envelope() {
             if s.action >= Action::Stop {
                 assert_eq!(out, 0.0);
             }
-            if s.latched && !e.reset() {
+            if s.latched && matches!(e.reset(), SafetyReset::Kept(_)) {
                 assert_eq!(out, 0.0);
             }
         }
     }
+}
+
+/// An envelope with a 5 kW/s ramp that has been at `kw` since monotonic time 0.
+fn running_at(kw: f64) -> SafetyEnvelope {
+    let mut e = SafetyEnvelope::new(SafetyLimits::lfp_16s()).unwrap();
+    e.anchor(kw, 0.0);
+    e
+}
+
+#[test]
+fn the_ramp_runs_on_the_monotonic_clock_not_on_frame_or_wall_time() {
+    let mut e = running_at(0.0);
+    // The wall clock (and the telemetry with it) jumps 1000 s ahead; 20 ms really
+    // elapsed: the step is 5 kW/s * 20 ms, not the whole range.
+    let s = *e.evaluate_at(&good(1000.0), 1000.0, 0.02);
+    assert!((s.max_kw - 0.1).abs() < 1e-12, "{s:?}");
+    assert!((e.clamp(5.0) - 0.1).abs() < 1e-12);
+}
+
+#[test]
+fn an_earlier_monotonic_time_is_no_time_and_never_moves_the_clock_back() {
+    let mut e = running_at(0.0);
+    e.evaluate_at(&good(0.0), 0.0, 1.0);
+    assert!((e.clamp(5.0) - 5.0).abs() < 1e-12);
+    e.evaluate_at(&good(0.0), 0.0, 1.0);
+    assert_eq!(e.clamp(-5.0), 5.0, "no time elapsed: held");
+    // A late caller hands an older time: held, and the clock stays at 1.0 ...
+    e.evaluate_at(&good(0.0), 0.0, 0.5);
+    assert_eq!(e.clamp(-5.0), 5.0);
+    // ... so 20 ms after 1.0 allows 0.1 kW, not 0.52 s worth.
+    e.evaluate_at(&good(0.0), 0.0, 1.02);
+    assert!((e.clamp(-5.0) - 4.9).abs() < 1e-9);
+    // A non-finite time is no time either, and counted.
+    let before = e.invalid_count();
+    e.evaluate_at(&good(0.0), 0.0, f64::NAN);
+    assert!((e.clamp(-5.0) - 4.9).abs() < 1e-9);
+    assert_eq!(e.invalid_count(), before + 1);
+}
+
+#[test]
+fn protection_narrows_at_once_toward_zero() {
+    let mut e = running_at(4.0);
+    let mut t = good(0.0);
+    t.soc_pct = 4.0; // discharge blocked
+    let s = *e.evaluate_at(&t, 0.0, 0.02);
+    assert_eq!((s.action, s.max_kw), (Action::Reduce, 0.0));
+    assert_eq!(e.clamp(4.0), 0.0);
+}
+
+#[test]
+fn the_first_setpoint_starts_from_the_measured_power() {
+    let mut e = SafetyEnvelope::new(SafetyLimits::lfp_16s()).unwrap();
+    let mut t = good(0.0);
+    t.power_kw = 3.0;
+    let s = *e.evaluate_at(&t, 0.0, 10.0);
+    assert_eq!((s.min_kw, s.max_kw), (3.0, 3.0));
+    assert_eq!(e.clamp(0.0), 3.0);
+    assert_eq!(e.setpoint_in_force(), 3.0);
+}
+
+#[test]
+fn anchor_restarts_the_ramp_from_the_reported_power() {
+    let mut e = running_at(0.0);
+    e.evaluate_at(&good(0.0), 0.0, 0.0);
+    e.clamp(0.0);
+    e.anchor(4.0, 5.0);
+    e.evaluate_at(&good(5.0), 5.0, 5.02);
+    assert!((e.clamp(-5.0) - 3.9).abs() < 1e-9);
+    e.anchor(f64::NAN, 6.0);
+    assert_eq!(e.setpoint_in_force(), 0.0);
+    e.anchor(1e9, 7.0);
+    assert_eq!(e.setpoint_in_force(), 5.0, "bounded by the rating");
+}
+
+#[test]
+fn stale_bms_data_stops_the_unit_while_the_inverter_answers() {
+    let mut e = env();
+    let mut t = good(100.0);
+    t.bms_timestamp = Some(100.0 - 600.0);
+    let s = *e.evaluate(&t, 100.0);
+    assert!(s.has(ViolationCode::StaleBms), "{s:?}");
+    assert!(!s.has(ViolationCode::StaleTelemetry));
+    assert_eq!((s.action, s.min_kw, s.max_kw), (Action::Stop, 0.0, 0.0));
+    // Never heard (NaN) is stale too; a unit without a BMS (None) is not checked.
+    t.bms_timestamp = Some(f64::NAN);
+    assert!(e.evaluate(&t, 100.0).has(ViolationCode::StaleBms));
+    t.bms_timestamp = Some(99.0);
+    assert_eq!(e.evaluate(&t, 100.0).action, Action::None);
+    t.bms_timestamp = None;
+    assert_eq!(e.evaluate(&t, 100.0).action, Action::None);
+    // Its own limit.
+    let mut l = SafetyLimits::lfp_16s();
+    l.bms_stale_after_s = 0.5;
+    let mut e = SafetyEnvelope::new(l).unwrap();
+    t.bms_timestamp = Some(99.0);
+    assert!(e.evaluate(&t, 100.0).has(ViolationCode::StaleBms));
+}
+
+#[test]
+fn the_latch_clears_only_on_fresh_finite_telemetry_without_its_cause() {
+    let mut e = env();
+    eval(&mut e, |t| t.temp_max_c = 75.0);
+    assert!(e.is_latched());
+    // Temperatures unreadable: the cause cannot be seen to be gone.
+    eval(&mut e, |t| {
+        (t.temp_min_c, t.temp_max_c) = (f64::NAN, f64::NAN)
+    });
+    assert_eq!(
+        e.reset(),
+        SafetyReset::Kept(ViolationCode::InvalidTelemetry)
+    );
+    // Stale inverter or BMS data: the same.
+    e.evaluate(&good(100.0), 200.0);
+    assert_eq!(e.reset(), SafetyReset::Kept(ViolationCode::StaleTelemetry));
+    eval(&mut e, |t| t.bms_timestamp = Some(0.0));
+    assert_eq!(e.reset(), SafetyReset::Kept(ViolationCode::StaleBms));
+    assert!(e.is_latched());
+    eval(&mut e, |_| {});
+    assert_eq!(e.reset(), SafetyReset::Cleared);
+    assert!(!e.is_latched());
 }

@@ -27,6 +27,7 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ViolationCode {
     StaleTelemetry,
+    StaleBms,
     InvalidTelemetry,
     CellOvervoltageWarn,
     CellOvervoltageTrip,
@@ -58,6 +59,7 @@ impl ViolationCode {
     pub fn name(self) -> &'static str {
         match self {
             Self::StaleTelemetry => "stale_telemetry",
+            Self::StaleBms => "stale_bms",
             Self::InvalidTelemetry => "invalid_telemetry",
             Self::CellOvervoltageWarn => "cell_overvoltage_warn",
             Self::CellOvervoltageTrip => "cell_overvoltage_trip",
@@ -108,6 +110,9 @@ pub struct Telemetry {
     pub soh_pct: f64,
     pub bms_faults: u32,
     pub power_kw: f64,
+    /// When the BMS data in it was measured (UNIX s), for a unit with a BMS; None for a
+    /// unit without one. NaN means the BMS has never been heard: stale.
+    pub bms_timestamp: Option<f64>,
 }
 
 impl Telemetry {
@@ -125,6 +130,7 @@ impl Telemetry {
             soh_pct: f64::NAN,
             bms_faults: 0,
             power_kw: f64::NAN,
+            bms_timestamp: None,
         }
     }
 
