@@ -4,12 +4,15 @@ the coalescing setpoint writer against a real Modbus BESS simulator."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import Any
 
 import pytest
 
 from tests.support.devices import run, wait_until
 from vpp.config.models import DeviceConfig, UnitConfig
+from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import ValidationError
 from vpp.orchestrator.field import messages
@@ -29,6 +32,13 @@ def inverter_status(**kw: float) -> dict[str, float | bool]:
                                    "temperature_max": 25.0, "fault_bits": 0}  # fmt: skip
     st.update(kw)
     return st
+
+
+def frame(u: FieldUnit, t: float, f: float = 50.0) -> Decision:
+    """One admitted measurement of the default stream (IDCODE 7734) at PMU time ``t``."""
+    d = u.on_frame(t, f, math.nan, 0, 7734)
+    assert d is not None, u.pipeline.stats()["refused"]
+    return d
 
 
 def test_envelope_is_scaled_to_the_string_and_rating() -> None:
@@ -59,14 +69,15 @@ def test_telemetry_mapping_with_and_without_bms() -> None:
 
 
 def test_bad_telemetry_is_counted_and_goes_stale() -> None:
-    u = FieldUnit(unit())
+    u = FieldUnit(unit(safety={"stale_after_s": 0.05}))
     u.on_status(inverter_status())
     assert u.telemetry_errors == 0
     bad = inverter_status()
     del bad["dc_voltage"]
     u.on_status(bad)
     assert u.telemetry_errors == 1
-    d = u.on_frame(u.pipeline.telemetry.timestamp + 5.0, 49.8, 0.0, True)
+    time.sleep(0.1)
+    d = frame(u, time.time(), 49.8)
     assert d.action.label == "stop" and d.setpoint_kw == 0.0
 
 
@@ -78,23 +89,24 @@ def test_schedule_blocks_and_fallback() -> None:
     u.set_schedule(sch)
     u.on_status(inverter_status())
     now = u.pipeline.telemetry.timestamp
-    u.schedule = Schedule(now, 10.0, (40.0,))
-    assert u.on_frame(now + 1, 50.0, 0.0, True).base_kw == 40.0
+    u.schedule = Schedule(now - 1, 2.0, (40.0,))
+    assert frame(u, now).base_kw == 40.0
     # After the last block: the set base again.
-    assert u.on_frame(now + 11, 50.0, 0.0, True).base_kw == 7.0
+    time.sleep(1.1)
+    assert frame(u, time.time()).base_kw == 7.0
 
 
 def test_violations_are_recorded_once_per_onset() -> None:
     u = FieldUnit(unit(), history_size=3)
     u.on_status(inverter_status(soc=3.0))
     t = u.pipeline.telemetry.timestamp
-    new = [u.violations(u.on_frame(t + 0.02 * k, 50.0, 0.0, True)) for k in range(5)]
+    new = [u.violations(frame(u, t + 0.02 * k)) for k in range(5)]
     assert [len(n) for n in new] == [1, 0, 0, 0, 0]
     assert new[0][0]["code"] == "soc_low" and new[0][0]["action"] == "reduce"
     u.on_status(inverter_status(soc=50.0))
-    assert u.violations(u.on_frame(t + 0.2, 50.0, 0.0, True)) == []
+    assert u.violations(frame(u, t + 0.2)) == []
     u.on_status(inverter_status(soc=3.0))
-    assert len(u.violations(u.on_frame(t + 0.22, 50.0, 0.0, True))) == 1
+    assert len(u.violations(frame(u, t + 0.22))) == 1
     assert len(u.safety_history) == 2
 
 
@@ -127,16 +139,15 @@ def test_writer_coalesces_and_skips_small_changes() -> None:
 
 
 def test_limits_reported_survive_a_participation_change() -> None:
-    # The grid service allocates from the limits in a unit's telemetry; a new share
-    # builds a new pipeline with no decision yet. Reporting zero limits in between made
-    # the grid drop the unit, and its zero share rebuilt the pipeline again: stuck at 0.
+    # The grid service allocates from the limits in a unit's telemetry. A new share once
+    # built a new pipeline with no decision yet; reporting zero limits in between made the
+    # grid drop the unit, and its zero share rebuilt the pipeline again: stuck at 0.
     u = FieldUnit(unit())
     u.on_status(inverter_status())
     t = u.pipeline.telemetry.timestamp
-    u.on_frame(t, 50.0, 0.0, True)
+    frame(u, t)
     before = messages.telemetry(u).limits
     assert before.p_max_kw > 0 and before.p_min_kw < 0
     u.set_participation(0.0)
-    assert u.pipeline.decision is None  # the new pipeline has seen no frame yet
     assert messages.telemetry(u).limits == before
     assert u.state()["setpoint"] is not None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
+from vpp.orchestrator.field.config import CommandLimits
 from vpp.orchestrator.grid.compliance import ComplianceConfig
 from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
@@ -38,7 +39,7 @@ __all__ = [
     "UnitConfig",
 ]
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Location(BaseModel):
@@ -69,6 +70,10 @@ class DeviceConfig(BaseModel):
     poll_interval_s: float = Field(default=0.2, gt=0, le=60)
 
 
+#: The grid's nominal frequency (the droop's and the bands' reference), Hz.
+NOMINAL_HZ = 50.0
+
+
 class DroopSettings(BaseModel):
     """Primary frequency response of a unit (the core's DroopController)."""
 
@@ -83,6 +88,9 @@ class DroopSettings(BaseModel):
     def _band(self) -> DroopSettings:
         if not self.deadband_low_hz < self.deadband_high_hz:
             raise ValueError("deadband_low_hz must be below deadband_high_hz")
+        if not self.deadband_low_hz <= NOMINAL_HZ <= self.deadband_high_hz:
+            # Outside it the unit would answer a normal grid as if it were an event.
+            raise ValueError(f"the deadband must contain the nominal {NOMINAL_HZ:g} Hz")
         return self
 
 
@@ -123,6 +131,37 @@ class PmuSource(BaseModel):
     idcode: int = Field(default=7734, ge=1, le=65534)
     transport: Literal["tcp", "udp"] = "tcp"
     udp_port: int = Field(default=0, ge=0, le=65535)
+    max_time_offset_s: float | None = Field(
+        default=5.0,
+        gt=0,
+        description="a frame whose time is further than this from the controller's clock "
+        "is refused (null: no check)",
+    )
+    max_lead_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="how far the PMU time may advance beyond the real time elapsed between "
+        "two frames (network jitter) before a frame is refused as a jump",
+    )
+    resync_after_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="how long refused frames must agree on a new PMU time base before it "
+        "is taken",
+    )
+    accept_sync_lost: bool = Field(
+        default=False,
+        description="use frames whose PMU reports lost time sync (STAT bit 13); by default "
+        "they count as invalid and the response ramps to zero",
+    )
+    max_deviation_hz: float = Field(
+        default=5.0,
+        gt=0,
+        le=20,
+        description="a frequency further than this from nominal is a bad measurement",
+    )
 
 
 class FieldConfig(BaseModel):
@@ -136,6 +175,9 @@ class FieldConfig(BaseModel):
     heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
     decisions_every: int = Field(
         default=5, ge=1, description="publish one decision in this many PMU frames"
+    )
+    commands: CommandLimits = Field(
+        default_factory=CommandLimits, description="what the controller's commands accept"
     )
 
     @model_validator(mode="after")

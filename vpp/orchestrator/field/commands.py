@@ -6,26 +6,40 @@ command                params -> result
 set_base               {unit, kw}: dispatch base power (kW, + = discharge); ends a schedule
 set_schedule           {unit, start, block_s, base_kw: [...]}: base power by time block
 set_participation      {unit, p_max_kw}: the droop's full-response kW (0 = out)
+set_droop              {unit, droop_percent?, deadband_low_hz?, deadband_high_hz?,
+                       ramp_kw_per_s?, inertia_kw_per_hz_s?}: new droop settings
 set_power              {unit, kw}: operator manual base power (as set_base)
 control                {unit, action}: enable, disable, reset_alarms, emergency_stop
 safety_history         {unit?, limit?} -> [{time, unit, code, action, detail, ...}]
 status                 {} -> {unit: {online, soc, power, base, setpoint, safety, ...}}
 =====================  ====================================================================
 
-A command naming an unknown unit or with a bad parameter fails with ValidationError; a
-command to a unit whose inverter is offline fails with DeviceOfflineError (both become a
-not-ok ack with the reason). Every command, done or refused, is published as an event of
-kind ``command``.
+Every command's parameters are validated first, by its model in
+:mod:`vpp.orchestrator.bus.command_models` (types, finite numbers, shapes) and then
+against the unit (powers within its rating) and the field's
+:class:`~vpp.orchestrator.field.config.CommandLimits` (schedule blocks, counts, start near
+now). Only then does anything change: a refused command leaves the previous state in
+force. A bad parameter fails with ValidationError naming it; a command to a unit whose
+inverter is offline fails with DeviceOfflineError (both become a not-ok ack with the
+reason). Every command, done or refused, is published as an event of kind ``command``.
+New settings reach the unit's pipeline in place, so its setpoint moves on within the
+ramp (docs/pipeline.md).
 """
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import pydantic
+
+from vpp.config.models import DroopSettings
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DriverError, ValidationError
+from vpp.errors import VppError
+from vpp.orchestrator.bus import command_models as cm
+from vpp.orchestrator.field.config import CommandLimits
 from vpp.orchestrator.field.unit import FieldUnit, Schedule
 from vpp.orchestrator.field.writer import SetpointWriter
 
@@ -34,13 +48,17 @@ __all__ = ["ACTIONS", "FieldCommands"]
 ACTIONS = ("enable", "disable", "reset_alarms", "emergency_stop")
 
 Params = Mapping[str, Any]
+P = TypeVar("P", bound=pydantic.BaseModel)
 
 
-def _number(params: Params, key: str, where: str) -> float:
-    value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValidationError(f"{key!r} must be a finite number, got {value!r}", resource=where)
-    return float(value)
+def parse(model: type[P], params: Params, where: str) -> P:
+    """``params`` validated as ``model``, or a ValidationError naming the parameter."""
+    try:
+        return model.model_validate(dict(params))
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in first["loc"]) or "params"
+        raise ValidationError(f"{name}: {first['msg']}", resource=where, point=name) from None
 
 
 class FieldCommands:
@@ -50,6 +68,7 @@ class FieldCommands:
     units: dict[str, FieldUnit]
     comms: dict[str, ResourceCommunicator]
     writers: dict[str, SetpointWriter]
+    limits: CommandLimits
 
     def command_table(self) -> dict[str, Callable[[Params], Awaitable[Any]]]:
         """Handlers by command name (each takes the command's params)."""
@@ -58,13 +77,13 @@ class FieldCommands:
             "set_power": self._set_base,
             "set_schedule": self._set_schedule,
             "set_participation": self._set_participation,
+            "set_droop": self._set_droop,
             "control": self._control,
             "safety_history": self._safety_history,
             "status": self._status,
         }
 
-    def _unit(self, params: Params, *, online: bool = True) -> FieldUnit:
-        uid = params.get("unit")
+    def _unit(self, uid: str | None, *, online: bool = True) -> FieldUnit:
         unit = self.units.get(uid) if isinstance(uid, str) else None
         if unit is None:
             raise ValidationError(f"no unit {uid!r}; known: {sorted(self.units)}", resource=self.id)
@@ -73,43 +92,71 @@ class FieldCommands:
             raise DeviceOfflineError(f"inverter offline ({err}); command refused", resource=unit.id)
         return unit
 
-    async def _set_base(self, params: Params) -> dict[str, Any]:
-        unit = self._unit(params)
-        kw = _number(params, "kw", unit.id)
+    def _within_rating(self, unit: FieldUnit, kw: float, what: str) -> None:
         rated = unit.cfg.rated_power_kw
         if abs(kw) > rated:
-            raise ValidationError(f"kw {kw:g} beyond the rating +-{rated:g}", resource=unit.id)
-        unit.set_base(kw)
-        return {"unit": unit.id, "base_kw": kw}
+            raise ValidationError(f"{what} {kw:g} beyond the rating +-{rated:g}", resource=unit.id)
+
+    async def _set_base(self, params: Params) -> dict[str, Any]:
+        p = parse(cm.SetBase, params, self.id)
+        unit = self._unit(p.unit)
+        self._within_rating(unit, p.kw, "kw")
+        unit.set_base(p.kw)
+        return {"unit": unit.id, "base_kw": p.kw}
 
     async def _set_schedule(self, params: Params) -> dict[str, Any]:
-        unit = self._unit(params)
-        start = _number(params, "start", unit.id)
-        block = _number(params, "block_s", unit.id)
-        values = params.get("base_kw")
-        if block <= 0:
-            raise ValidationError(f"block_s must be > 0, got {block:g}", resource=unit.id)
-        if not isinstance(values, list) or not values:
-            raise ValidationError("base_kw must be a non-empty list", resource=unit.id)
-        kws = tuple(_number({"base_kw": v}, "base_kw", unit.id) for v in values)
-        rated = unit.cfg.rated_power_kw
-        if max(abs(v) for v in kws) > rated:
-            raise ValidationError(f"base_kw beyond the rating +-{rated:g}", resource=unit.id)
-        unit.set_schedule(Schedule(start, block, kws))
-        return {"unit": unit.id, "blocks": len(kws), "end": start + block * len(kws)}
+        p = parse(cm.SetSchedule, params, self.id)
+        unit = self._unit(p.unit)
+        lim, n = self.limits, len(p.base_kw)
+        if not lim.schedule_block_min_s <= p.block_s <= lim.schedule_block_max_s:
+            raise ValidationError(
+                f"block_s must be within [{lim.schedule_block_min_s:g}, "
+                f"{lim.schedule_block_max_s:g}] s, got {p.block_s:g}",
+                resource=unit.id,
+                point="block_s",
+            )
+        if n > lim.schedule_max_blocks:
+            raise ValidationError(
+                f"{n} blocks, at most {lim.schedule_max_blocks}", resource=unit.id, point="base_kw"
+            )
+        now = time.time()
+        if not now - lim.schedule_max_age_s <= p.start <= now + lim.schedule_max_lead_s:
+            raise ValidationError(
+                f"start {p.start:.0f} is not near now ({now:.0f}): at most "
+                f"{lim.schedule_max_age_s:g} s before or {lim.schedule_max_lead_s:g} s after",
+                resource=unit.id,
+                point="start",
+            )
+        end = p.start + p.block_s * n
+        if end <= now:
+            raise ValidationError(
+                f"the schedule ended at {end:.0f}", resource=unit.id, point="start"
+            )
+        for kw in p.base_kw:
+            self._within_rating(unit, kw, "base_kw")
+        unit.set_schedule(Schedule(p.start, p.block_s, p.base_kw))
+        return {"unit": unit.id, "blocks": n, "end": end}
 
     async def _set_participation(self, params: Params) -> dict[str, Any]:
-        unit = self._unit(params)
-        unit.set_participation(_number(params, "p_max_kw", unit.id))
+        p = parse(cm.SetParticipation, params, self.id)
+        unit = self._unit(p.unit)
+        unit.set_participation(p.p_max_kw)
         return {"unit": unit.id, "p_max_kw": unit.participation_kw}
 
+    async def _set_droop(self, params: Params) -> dict[str, Any]:
+        p = parse(cm.SetDroop, params, self.id)
+        unit = self._unit(p.unit)
+        settings = DroopSettings.model_validate(p.model_dump(exclude={"unit"}))
+        try:
+            unit.set_droop(settings)
+        except VppError as exc:  # the core's own check (a ConfigError naming the field)
+            raise ValidationError(f"droop settings refused: {exc}", resource=unit.id) from None
+        return {"unit": unit.id, **settings.model_dump()}
+
     async def _control(self, params: Params) -> dict[str, Any]:
-        unit = self._unit(params)
-        action = params.get("action")
-        if action not in ACTIONS:
-            raise ValidationError(
-                f"action must be one of {ACTIONS}, got {action!r}", resource=unit.id
-            )
+        p = parse(cm.Control, params, self.id)
+        unit = self._unit(p.unit)
+        action = p.action
         comm, writer = self.comms[unit.id], self.writers[unit.id]
         result: dict[str, Any] = {"unit": unit.id, "action": action}
         if action == "emergency_stop":
@@ -127,19 +174,19 @@ class FieldCommands:
                 mode = {"mode": "power_control"}
                 ack = await comm.send_command(unit.id, "set_mode", mode, writer.timeout_s)
             if ack.ok:
+                # Enabled, the inverter runs from its present power: the ramp too.
+                unit.resume()
                 unit.enabled = True
                 writer.needs_init = False
                 writer.invalidate()
         else:
-            was_latched = (
-                unit.pipeline.decision is not None and unit.pipeline.decision.safety.latched
-            )
-            reset = unit.pipeline.reset_safety()
-            if was_latched and not reset:
+            reset = unit.reset_safety()
+            if not reset:
+                kept = reset.kept_by.label if reset.kept_by is not None else "unknown"
                 raise ValidationError(
-                    "emergency latch kept: its cause is still present", resource=unit.id
+                    f"emergency latch kept: {kept} in the latest telemetry", resource=unit.id
                 )
-            result["envelope_reset"] = reset
+            result["envelope_reset"] = "cleared" if reset.cleared else "not_latched"
             try:
                 ack = await comm.send_command(unit.id, "reset_alarms", None, writer.timeout_s)
             except ValidationError as exc:
@@ -152,16 +199,11 @@ class FieldCommands:
         return result
 
     async def _safety_history(self, params: Params) -> list[dict[str, Any]]:
-        limit = params.get("limit", 100)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValidationError(f"limit must be an integer >= 0, got {limit!r}", resource=self.id)
-        units = (
-            [self._unit(params, online=False)]
-            if params.get("unit") is not None
-            else list(self.units.values())
-        )
+        p = parse(cm.SafetyHistory, params, self.id)
+        units = [self._unit(p.unit, online=False)] if p.unit is not None else self.units.values()
         recs = sorted((r for u in units for r in u.safety_history), key=lambda r: r["time"])
-        return recs[-limit:] if limit else []
+        return recs[-p.limit :] if p.limit else []
 
     async def _status(self, params: Params) -> dict[str, Any]:
+        parse(cm.Status, params, self.id)
         return {uid: u.state() for uid, u in self.units.items()}

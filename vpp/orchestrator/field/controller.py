@@ -7,10 +7,17 @@ to the unit's :class:`~vpp.orchestrator.field.writer.SetpointWriter`, which retu
 once. Nothing on this path waits for ZeroMQ: publishing is a non-blocking PUB send that
 drops when the broker is gone, so the response and the safety envelope go on alone.
 
+Every measurement passes the core's admission rule (docs/pipeline.md): frames from
+another IDCODE, late, duplicate or jumped frames are refused and counted, and only
+admitted frames keep the PMU "live". A unit whose step fails is stopped through its
+envelope (:meth:`FieldUnit.fail_safe`) while the others go on.
+
 Around it: inverter (and BMS) polling feeds the pipelines' telemetry; a watch loop turns
-the communicators' online flags into ``device`` events; heartbeats (the field and each
-online unit) and telemetry are published on their intervals; commands arrive on the
-controller's ROUTER (:mod:`vpp.orchestrator.field.commands`).
+the communicators' online flags and the BMS data's age into ``device`` events and steps
+the units without a measurement when no frame is admitted; heartbeats (the field and
+each online unit) and telemetry are published on their intervals; commands arrive on the
+controller's ROUTER (:mod:`vpp.orchestrator.field.commands`). Every loop is supervised:
+a loop that raises is logged, counted in ``loop_failures`` and restarted.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 import zmq
 
 from vpp import c37118 as c
-from vpp.aio import Backoff, Startable, cancel_and_wait
+from vpp.aio import Backoff, Startable, cancel_and_wait, supervised
 from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
@@ -67,7 +74,8 @@ class FieldController(FieldCommands, Startable):
     ) -> None:
         self.field = field
         self.id = field.id
-        self.units = {u.id: FieldUnit(u) for u in field.units}
+        self.limits = field.commands
+        self.units = {u.id: FieldUnit(u, field.pmu) for u in field.units}
         self.comms: dict[str, ResourceCommunicator] = {}
         self.bms_comms: dict[str, ResourceCommunicator] = {}
         self.writers: dict[str, SetpointWriter] = {}
@@ -98,13 +106,16 @@ class FieldController(FieldCommands, Startable):
         self.frames = 0
         self.pmu_stale_s = pmu_stale_s
         self.pmu_live = False
-        """Frames arrived within ``pmu_stale_s``."""
+        """Frames were admitted within ``pmu_stale_s``."""
         self.steps_without_pmu = 0
         """Steps made by the watch loop while no frame came (response ramping to 0)."""
-        self._last_frame = time.monotonic()
-        self._last_t = 0.0
+        self._last_frame = self._started = time.monotonic()
         self.frame_errors = 0
+        self.frames_refused = 0
+        """Data frames no unit admitted (another IDCODE, late, duplicate, jumped...)."""
         self.publish_errors = 0
+        self.loop_failures = 0
+        """Background loops that raised (each was logged and restarted)."""
         # What the frame path walks, looked up once rather than per unit per frame.
         self._frame_units = [(u.id, self.units[u.id], self.writers[u.id]) for u in field.units]
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,6 +124,7 @@ class FieldController(FieldCommands, Startable):
 
     async def start(self) -> None:
         """Open the bus sockets and start polling, the frame loop and the periodic loops."""
+        self._started = time.monotonic()
         if self.events_in is not None:
             self.publisher = Publisher(self.events_in, bind=False)
         # Never unsubscribed: stop() closes the communicators, which ends their polling.
@@ -130,13 +142,15 @@ class FieldController(FieldCommands, Startable):
                 insecure=self.insecure,
             )
             await self.server.__aenter__()
-        for coro, name in (
-            (self._frame_loop(), "frames"),
-            (self._watch_loop(), "watch"),
-            (self._telemetry_loop(), "telemetry"),
-            (self._heartbeat_loop(), "heartbeat"),
+        for fn, name in (
+            (self._frame_loop, "frames"),
+            (self._watch_loop, "watch"),
+            (self._telemetry_loop, "telemetry"),
+            (self._heartbeat_loop, "heartbeat"),
         ):
-            self._tasks.append(asyncio.create_task(coro, name=f"field {self.id}: {name}"))
+            what = f"field {self.id}: {name}"
+            loop = supervised(fn, what, on_failure=self._loop_failed)
+            self._tasks.append(asyncio.create_task(loop, name=what))
 
     async def stop(self) -> None:
         """Stop every loop and close every connection and socket."""
@@ -156,6 +170,9 @@ class FieldController(FieldCommands, Startable):
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
+
+    def _loop_failed(self, exc: BaseException) -> None:
+        self.loop_failures += 1
 
     # --- publishing (never blocks) -------------------------------------------------------
 
@@ -205,46 +222,66 @@ class FieldController(FieldCommands, Startable):
         """Step every unit with one data frame and offer the setpoints (never awaits)."""
         pmu = frame.pmus[0]
         self.frames += 1
+        decimate = self.frames % self.field.decisions_every == 0
+        if not self.step(frame.time, pmu.freq, pmu.dfreq, pmu.stat, frame.idcode, decimate):
+            self.frames_refused += 1
+            return
+        # Only an admitted frame shows the stream is alive: a flood of refused frames
+        # must not keep the units from stepping without a measurement.
         self._last_frame = time.monotonic()
         if not self.pmu_live:
             self.pmu_live = True
             self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
-        decimate = self.frames % self.field.decisions_every == 0
-        self.step(frame.time, pmu.freq, pmu.dfreq, pmu.data_error == 0, decimate)
 
     @property
     def last_decision(self) -> dict[str, Decision]:
-        """Each unit's last decision (kept across a participation change)."""
+        """Each unit's last decision."""
         return {uid: u.decision for uid, u in self.units.items() if u.decision is not None}
 
-    def step(self, t: float, f: float, dfreq: float, valid: bool, publish: bool) -> None:
-        """Step every unit at time ``t``, offer the setpoints, publish what is due."""
-        self._last_t = t
-        # No message is built when nothing would be sent.
+    def step(
+        self, t: float, f: float, dfreq: float, stat: int, idcode: int, publish: bool
+    ) -> bool:
+        """Step every unit with one measurement, offer the setpoints, publish what is
+        due; False when no unit admitted it."""
         publish = publish and self.publisher is not None
         first: Decision | None = None
         for uid, unit, writer in self._frame_units:
-            d = unit.on_frame(t, f, dfreq, valid)
+            try:
+                d = unit.on_frame(t, f, dfreq, stat, idcode)
+            except Exception as exc:
+                # One unit's failure stops that unit safely; the others go on.
+                d = unit.fail_safe(exc)
+                self.event("unit", f"step failed: {exc!r}; base power set to 0",
+                           unit=uid, severity="alarm")  # fmt: skip
+            if d is None:
+                continue
             first = first or d
-            if unit.enabled and unit.online is not False:
-                writer.offer(d.setpoint_kw)
-            if d.violations or unit.has_violations:
-                for rec in unit.violations(d):
-                    sev = SEVERITY.get(rec["action"], "warning")
-                    self.event("safety", rec["detail"], unit=uid, severity=sev, data=rec)
-            if publish:
-                self.publish(m.decision(uid, t, f, d))
+            self._offer(unit, writer, d, publish)
         if first is None:
-            return
+            return False
         if first.transition is not None:
             self.publish(m.band_event(first.transition, f))
         if publish and math.isfinite(f) and f > 0:
             self.publish(m.frequency(t, f, first))
+        return True
+
+    def _offer(self, unit: FieldUnit, writer: SetpointWriter, d: Decision, publish: bool) -> None:
+        if unit.writable:
+            writer.offer(d.setpoint_kw)
+        if d.violations or unit.has_violations:
+            for rec in unit.violations(d):
+                sev = SEVERITY.get(rec["action"], "warning")
+                self.event("safety", rec["detail"], unit=unit.id, severity=sev, data=rec)
+        if publish:
+            self.publish(m.decision(unit.id, d.time, d.freq, d))
 
     # --- devices -------------------------------------------------------------------------
 
     def _status_cb(self, unit: FieldUnit) -> Any:
         def on_status(status: Mapping[str, float | bool | str]) -> None:
+            if unit.online is not True:
+                # Whatever the inverter did while away, the ramp starts from its power now.
+                unit.resume()
             unit.on_status(status)
             if unit.online is not True:
                 self._online(unit, True, "")
@@ -273,24 +310,49 @@ class FieldController(FieldCommands, Startable):
         while True:
             await asyncio.sleep(period)
             if time.monotonic() - self._last_frame > self.pmu_stale_s:
-                self._without_pmu(period)
+                self._without_pmu()
             for uid, comm in self.comms.items():
                 st = comm.status()[uid]
                 unit = self.units[uid]
                 if st["online"] is False and unit.online is not False:
                     self._online(unit, False, st["last_error"] or "no answer")
+            self._watch_bms()
 
-    def _without_pmu(self, period: float) -> None:
-        # No frequency: the droop ramps its response to zero (an invalid measurement),
-        # while the base power and the safety envelope go on at the watch loop's pace.
+    def _without_pmu(self) -> None:
+        # No admitted frame: each unit steps without a measurement, its response ramping
+        # to zero while the base power and the safety envelope go on.
         if self.pmu_live:
             self.pmu_live = False
             self.event("device", f"PMU stream lost (no frame for {self.pmu_stale_s:g} s)",
                        severity="alarm", data={"device": "pmu", "online": False})  # fmt: skip
         self.steps_without_pmu += 1
-        # Behind the wall clock by the stale time, so the next real frame's time is later.
-        t = max(time.time() - self.pmu_stale_s, self._last_t + 1e-3)
-        self.step(t, math.nan, 0.0, False, False)
+        for _uid, unit, writer in self._frame_units:
+            try:
+                d = unit.idle()
+            except Exception as exc:
+                d = unit.fail_safe(exc)
+            self._offer(unit, writer, d, False)
+
+    def _watch_bms(self) -> None:
+        now = time.time()
+        for uid in self.bms_comms:
+            unit = self.units[uid]
+            limit = unit.limits["bms_stale_after_s"]
+            seen = unit.bms_time()
+            age = math.inf if seen is None else now - seen
+            if age <= limit:
+                if unit.bms_online is not True:
+                    again = unit.bms_online is False
+                    unit.bms_online = True
+                    self.event("device", "BMS online" + (" again" if again else ""), unit=uid,
+                               data={"device": "bms", "online": True})  # fmt: skip
+            elif unit.bms_online is True or (
+                # Never heard: offline once it had as long as a stale limit to speak up.
+                unit.bms_online is None and time.monotonic() - self._started > limit
+            ):
+                unit.bms_online = False
+                self.event("device", f"BMS offline: no data for {age:.1f} s", unit=uid,
+                           severity="alarm", data={"device": "bms", "online": False})  # fmt: skip
 
     async def _telemetry_loop(self) -> None:
         while True:

@@ -1,11 +1,18 @@
 """One battery unit of a field controller: its core pipeline, base power and telemetry.
 
-A :class:`FieldUnit` owns a :class:`vpp.core.Pipeline` (droop at the unit's participation
-share, safety envelope of its chemistry scaled to its DC string) and everything that
-feeds it: the base power (a dispatch or operator value, or the current block of a
-schedule), the inverter (and BMS) telemetry mapped to :class:`vpp.core.Telemetry`, and
-the safety violations seen. :meth:`FieldUnit.on_frame` is the per-frame step; it never
-awaits, so nothing on the bus can hold the response up.
+A :class:`FieldUnit` owns one :class:`vpp.core.Pipeline` for its whole life (droop at
+the unit's participation share, safety envelope of its chemistry scaled to its DC string)
+and everything that feeds it: the base power (a dispatch or operator value, or the
+current block of a schedule), the inverter (and BMS) telemetry mapped to
+:class:`vpp.core.Telemetry`, and the safety violations seen. New settings (share, droop)
+are applied to that pipeline in place, so the setpoint moves on from where it is, within
+the ramp. :meth:`FieldUnit.on_frame` is the per-frame step; it never awaits, so nothing
+on the bus can hold the response up.
+
+The ramp runs from the setpoint in force; when the controller (re)gains control of the
+unit (at start, when the inverter is back online, when it is enabled again) nothing it
+wrote is in force, so the unit writes nothing until the next inverter status has
+anchored the ramp on the power the inverter reports (docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from vpp.config.models import UnitConfig
-from vpp.core import Decision, DroopController, Pipeline, SafetyEnvelope, Telemetry
+from vpp.config.models import DroopSettings, PmuSource, UnitConfig
+from vpp.core import Decision, DroopController, Pipeline, SafetyEnvelope, SafetyReset, Telemetry
 from vpp.drivers.errors import ValidationError
 
 __all__ = ["SEVERITY", "FieldUnit", "Schedule", "build_envelope", "map_telemetry"]
@@ -36,11 +43,18 @@ SEVERITY = {
 }
 #: Cells in series of the presets (the envelope's pack limits are for 16 cells).
 PRESET_CELLS = 16
+#: Telemetry is stale after this many polls without news (and never sooner than 2 s).
+STALE_POLLS = 3.0
+
+
+def _stale_after(poll_interval_s: float) -> float:
+    return max(2.0, STALE_POLLS * poll_interval_s)
 
 
 def build_envelope(unit: UnitConfig) -> SafetyEnvelope:
     """The unit's envelope: the chemistry preset scaled from 16 cells and 5 kW to the
-    unit's DC string (``series_cells``) and rating; ``unit.safety`` overrides any limit."""
+    unit's DC string (``series_cells``) and rating, staleness from each source's poll
+    interval; ``unit.safety`` overrides any limit."""
     preset = SafetyEnvelope(unit.chemistry).limits
     cells, rated = unit.series_cells, unit.rated_power_kw
     scale = cells / PRESET_CELLS
@@ -55,7 +69,10 @@ def build_envelope(unit: UnitConfig) -> SafetyEnvelope:
         "max_discharge_kw": rated,
         "ramp_kw_per_s": rated,  # 1 p.u. per s, as the preset's 5 kW/s for 5 kW
         "power_tolerance_kw": 0.1 * rated,
+        "stale_after_s": _stale_after(unit.inverter.poll_interval_s),
     }
+    if unit.bms is not None:
+        limits["bms_stale_after_s"] = _stale_after(unit.bms.poll_interval_s)
     limits.update(unit.safety)
     return SafetyEnvelope(unit.chemistry, **limits)
 
@@ -65,10 +82,13 @@ def map_telemetry(
     inverter: Mapping[str, float | bool | str],
     bms: Mapping[str, float | bool | str] | None,
     now: float,
+    bms_time: float | None = None,
 ) -> Telemetry:
-    """Inverter status (register map point names, vpp sign) and optional BMS status (can_bms
-    keys) -> core telemetry. Cell voltages come from the BMS, else the DC voltage over
-    ``series_cells``. A missing point raises ValidationError naming it."""
+    """Inverter status (register map point names, vpp sign) measured at ``now`` and the
+    optional BMS status (can_bms keys) measured at ``bms_time`` -> core telemetry. Cell
+    voltages come from the BMS, else the DC voltage over ``series_cells``. For a unit
+    with a BMS, BMS data never received is stale (its time NaN). A missing inverter point
+    raises ValidationError naming it."""
 
     def need(key: str) -> float:
         if key not in inverter:
@@ -89,6 +109,9 @@ def map_telemetry(
         t_max = max(t_max, float(bms.get("temp_max_c", t_max)))
         faults |= int(bms.get("bms_faults", 0)) << 16  # BMS bits above the inverter's
         soh = float(bms.get("soh_pct", soh))
+    bms_timestamp = None
+    if unit.bms is not None:
+        bms_timestamp = math.nan if bms is None or bms_time is None else bms_time
     return Telemetry(
         timestamp=now,
         pack_voltage_v=pack_v,
@@ -101,6 +124,7 @@ def map_telemetry(
         soh_pct=soh,
         bms_faults=faults,
         power_kw=need("active_power"),
+        bms_timestamp=bms_timestamp,
     )
 
 
@@ -119,12 +143,17 @@ class Schedule:
 
 
 class FieldUnit:
-    """One unit's control state (see the module docstring)."""
+    """One unit's control state (see the module docstring). ``pmu`` gives the admission
+    rule's settings (the stream's IDCODE, time checks); default: ``PmuSource()``."""
 
-    def __init__(self, cfg: UnitConfig, history_size: int = 1000) -> None:
+    def __init__(
+        self, cfg: UnitConfig, pmu: PmuSource | None = None, history_size: int = 1000
+    ) -> None:
+        pmu = pmu or PmuSource()
         self.cfg = cfg
         self.id = cfg.id
         self.participation_kw = cfg.rated_power_kw
+        self.droop_settings: DroopSettings = cfg.droop
         self.base_kw = 0.0
         """Dispatch or operator base power (kW), used outside a schedule."""
         self.schedule: Schedule | None = None
@@ -133,21 +162,41 @@ class FieldUnit:
         self.online: bool | None = None
         self.status: dict[str, float | bool | str] | None = None
         self.bms_status: dict[str, float | bool | str] | None = None
+        self.bms_received: float | None = None
+        """When the last BMS status arrived (UNIX s)."""
+        self.bms_online: bool | None = None
         self.telemetry_errors = 0
+        self.step_errors = 0
+        """Failures while stepping this unit (each stopped it through the envelope)."""
+        self.resume_pending = True
+        """No setpoint of ours is in force: write nothing until a status anchors the ramp."""
         self.safety_history: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=history_size
         )
         self._active: dict[str, str] = {}  # violation code -> action, as last seen
-        self.pipeline = self._pipeline(self.participation_kw, None)
-        #: The last frame's decision. Kept across a new pipeline (a participation change),
-        #: whose own ``decision`` is None until its first frame: what the unit reports
-        #: (its limits in telemetry, its status) must not drop to nothing meanwhile.
-        self.decision: Decision | None = None
+        envelope = build_envelope(cfg)
+        self.limits: dict[str, float] = envelope.limits
+        """The safety envelope's limits."""
+        self.pipeline = Pipeline(
+            p_max_kw=cfg.rated_power_kw,
+            droop=self._droop(self.participation_kw, self.droop_settings),
+            safety=envelope,
+            idcode=pmu.idcode,
+            max_deviation_hz=pmu.max_deviation_hz,
+            accept_sync_lost=pmu.accept_sync_lost,
+            max_lead_s=pmu.max_lead_s,
+            resync_after_s=pmu.resync_after_s,
+            max_time_offset_s=pmu.max_time_offset_s,
+        )
 
-    def _pipeline(self, share: float, old: Pipeline | None) -> Pipeline:
-        d = self.cfg.droop
+    @property
+    def decision(self) -> Decision | None:
+        """The last decision (None before the first)."""
+        return self.pipeline.decision
+
+    def _droop(self, share: float, d: DroopSettings) -> DroopController:
         # Out of the service (share 0): a droop with zero limits answers nothing.
-        droop = DroopController(
+        return DroopController(
             p_max_kw=share if share > 0 else self.cfg.rated_power_kw,
             droop_percent=d.droop_percent,
             deadband_low_hz=d.deadband_low_hz,
@@ -157,18 +206,6 @@ class FieldUnit:
             ramp_kw_per_s=d.ramp_kw_per_s,
             inertia_kw_per_hz_s=d.inertia_kw_per_hz_s,
         )
-        if old is not None and old.decision is not None:
-            # Carry the response over so a new share ramps from where it was, not from 0.
-            droop.reset(max(-share, min(share, old.decision.response_kw)))
-        pipe = Pipeline(
-            p_max_kw=self.cfg.rated_power_kw,
-            droop=droop,
-            safety=build_envelope(self.cfg),
-            base_kw=self.base_kw,
-        )
-        if old is not None:
-            pipe.set_telemetry(old.telemetry)
-        return pipe
 
     # --- inputs ------------------------------------------------------------------------
 
@@ -179,14 +216,13 @@ class FieldUnit:
                 f"p_max_kw must be within [0, {self.cfg.rated_power_kw:g}], got {share_kw:g}",
                 resource=self.id,
             )
-        if self.pipeline.decision is not None and self.pipeline.decision.safety.latched:
-            # A new pipeline would start unlatched: the emergency must be reset first.
-            raise ValidationError(
-                "safety envelope latched (emergency shutdown); reset_alarms first",
-                resource=self.id,
-            )
+        self.pipeline.set_droop(self._droop(share_kw, self.droop_settings))
         self.participation_kw = share_kw
-        self.pipeline = self._pipeline(share_kw, self.pipeline)
+
+    def set_droop(self, settings: DroopSettings) -> None:
+        """New droop settings (droop, deadband, ramp, inertia) at the present share."""
+        self.pipeline.set_droop(self._droop(self.participation_kw, settings))
+        self.droop_settings = settings
 
     def set_base(self, kw: float) -> None:
         """Base power outside any schedule (kW, + = discharge); cancels the schedule."""
@@ -198,39 +234,85 @@ class FieldUnit:
         """Base power by block from now on (outside it: :attr:`base_kw`)."""
         self.schedule = schedule
 
+    def resume(self) -> None:
+        """The controller takes the unit (back): the next status anchors the ramp."""
+        self.resume_pending = True
+
+    @property
+    def writable(self) -> bool:
+        """Its setpoints may be written: enabled, online, and the ramp anchored."""
+        return self.enabled and self.online is True and not self.resume_pending
+
     def on_status(self, status: Mapping[str, float | bool | str]) -> None:
         """A new inverter status: map it into the pipeline's telemetry."""
         self.status = dict(status)
-        self._telemetry()
+        if self._telemetry() and self.resume_pending:
+            self.pipeline.anchor(float(status["active_power"]))
+            self.resume_pending = False
 
     def on_bms_status(self, status: Mapping[str, float | bool | str]) -> None:
-        """A new BMS status: merged into the next telemetry."""
+        """A new BMS status: merged into the telemetry with its own time."""
         self.bms_status = dict(status)
+        self.bms_received = time.time()
         self._telemetry()
 
-    def _telemetry(self) -> None:
+    def bms_time(self) -> float | None:
+        """When the BMS data was measured: the driver's ``data_time`` if it reports one
+        (a CAN BMS: its oldest required message), else when the status arrived."""
+        if self.bms_status is None or self.bms_received is None:
+            return None
+        t = self.bms_status.get("data_time", self.bms_received)
+        return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+
+    def _telemetry(self) -> bool:
         if self.status is None:
-            return
+            return False
         try:
-            tm = map_telemetry(self.cfg, self.status, self.bms_status, time.time())
+            tm = map_telemetry(self.cfg, self.status, self.bms_status, time.time(), self.bms_time())
             self.pipeline.set_telemetry(tm)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, TypeError) as exc:
             # Left as it was, the telemetry goes stale and the envelope stops the unit.
             self.telemetry_errors += 1
             log.warning("%s: telemetry not usable: %s", self.id, exc)
+            return False
+        return True
 
     # --- per frame -----------------------------------------------------------------------
 
-    def on_frame(self, t: float, f: float, dfreq: float, valid: bool) -> Decision:
-        """One PMU frame through the pipeline (base from the schedule's block if any)."""
+    def on_frame(self, t: float, f: float, dfreq: float, stat: int, idcode: int) -> Decision | None:
+        """One PMU measurement through the pipeline (base from the schedule's block if
+        any); None when the admission rule refused it (counted in the pipeline's stats)."""
+        self._schedule_base(t)
+        return self.pipeline.step(t, f, dfreq, stat, idcode)
+
+    def idle(self) -> Decision:
+        """A step without a measurement (no admitted frame lately): the response ramps to
+        zero, the base power and the envelope go on."""
+        self._schedule_base(time.time())
+        return self.pipeline.idle()
+
+    def fail_safe(self, exc: BaseException) -> Decision:
+        """Stepping this unit failed: stop it through the envelope (base power 0 and the
+        schedule dropped, since the input that failed may be theirs), counted and logged.
+        The frequency response goes on at the next frame that steps cleanly."""
+        self.step_errors += 1
+        log.error("%s: step failed, base power set to 0: %r", self.id, exc)
+        self.schedule = None
+        self.base_kw = 0.0
+        self.pipeline.base_kw = 0.0
+        return self.pipeline.idle()
+
+    def _schedule_base(self, t: float) -> None:
         pipe = self.pipeline
         if self.schedule is not None:
             block = self.schedule.at(t)
             base = self.base_kw if block is None else block
             if base != pipe.base_kw:
                 pipe.base_kw = base
-        self.decision = pipe.step(t, f, dfreq, valid)
-        return self.decision
+
+    def reset_safety(self) -> SafetyReset:
+        """Try to clear the envelope's emergency latch (see :class:`vpp.core.SafetyReset`)."""
+        return self.pipeline.reset_safety()
 
     @property
     def has_violations(self) -> bool:
@@ -274,5 +356,8 @@ class FieldUnit:
             "response": d.response_kw if d is not None else 0.0,
             "setpoint": d.setpoint_kw if d is not None else None,
             "safety": d.action.label if d is not None else "none",
+            "latched": self.pipeline.latched,
             "participation": self.participation_kw,
+            "bms_online": self.bms_online,
+            "step_errors": self.step_errors,
         }
