@@ -182,17 +182,17 @@ def _frame_path(n: int) -> tuple[float, float, float]:
         fr = c.decode(raw, configs)
         assert isinstance(fr, c.DataFrame)
         p = fr.pmus[0]
-        a.step(fr.time, p.freq, p.dfreq, p.data_error == 0)
+        a.step(fr.time, p.freq, p.dfreq, p.stat, fr.idcode, wall=fr.time, mono=fr.time)
     t1 = time.perf_counter()
     for raw in frames:
-        b.process(raw)
+        b.process(raw, replay=True)
     t2 = time.perf_counter()
     decoded = [c.decode(raw, configs) for raw in frames]
     vals = [(fr.time, fr.freq, fr.dfreq) for fr in decoded if isinstance(fr, c.DataFrame)]
     a = Pipeline(p_max_kw=RATED)
     t3 = time.perf_counter()
     for t, f, df in vals:
-        a.step(t, f, df, True)
+        a.step(t, f, df, wall=t, mono=t)
     t4 = time.perf_counter()
     return (t1 - t0) / n * 1e6, (t2 - t1) / n * 1e6, (t4 - t3) / n * 1e6
 

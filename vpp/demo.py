@@ -99,7 +99,8 @@ def run(
             )
             t = soc0 + k // rate + fracsec / 1e6
             pipeline.set_telemetry(battery.telemetry(t))
-            d = pipeline.process(c37118.encode(frame))
+            # A simulation: the frames' own time is the clock (as in a replay).
+            d = pipeline.process(c37118.encode(frame), replay=True)
             if d is None:
                 continue
             battery.apply(d.setpoint_kw, 1.0 / rate)

@@ -375,6 +375,41 @@ def test_bms_on_can_feeds_the_envelope(ipc_dir: Path) -> None:
     run(main)
 
 
+def test_a_silent_bms_stops_the_unit_while_the_inverter_answers(ipc_dir: Path) -> None:
+    # Before: the last BMS values were mapped as fresh on every inverter poll, so a BMS
+    # silent for minutes left the unit running (action none) on old cell data.
+    async def main() -> None:
+        chan = f"field-bms-{uuid.uuid4().hex[:8]}"
+        dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
+                           poll_interval_s=0.1)  # fmt: skip
+        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
+        bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
+        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+            unit = r.ctl.units["bess-1"]
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            await wait_until(lambda: unit.bms_online is True, timeout=5)
+            bms.silence()
+            # The inverter still answers; the BMS data ages past its 2 s limit: stop.
+            await wait_until(lambda: "stale_bms" in {h["code"] for h in unit.safety_history},
+                             timeout=6)  # fmt: skip
+            await wait_until(lambda: sim.model.power_kw == 0.0, timeout=5)
+            assert unit.online is True and unit.bms_online is False
+            d = r.ctl.last_decision["bess-1"]
+            assert d.action.label == "stop" and d.setpoint_kw == 0.0
+            assert (await r.ctl.command("status"))["bess-1"]["bms_online"] is False
+            # Heard again: online, and the response comes back.
+            bms.resume()
+            await wait_until(lambda: unit.bms_online is True, timeout=5)
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            await asyncio.sleep(0.3)
+            ev = [m.body for m in r.of(s.EventMsg, kind="device", unit="bess-1")
+                  if m.body.data.get("device") == "bms"]  # fmt: skip
+            assert [e.data["online"] for e in ev][-2:] == [False, True]
+            assert ev[-2].severity == "alarm" and "BMS offline" in ev[-2].text
+
+    run(main)
+
+
 def test_response_goes_on_without_the_bus(ipc_dir: Path) -> None:
     async def main() -> None:
         sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)

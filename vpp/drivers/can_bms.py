@@ -114,8 +114,9 @@ class CanBmsProtocol(BaseProtocol):
     ``cell_v_min``, ``cell_v_max``, ``cell_imbalance_v``, ``temp_min_c``, ``temp_max_c``,
     ``pack_voltage_v``, ``current_a``, ``soc_pct``, ``state``, ``soh_pct``,
     ``cycle_count``, ``alarm_<name>``, ``balancing_NN``, ``bms_faults``, ``stale`` (any
-    message stale), ``stale_<message>``, ``frames``, ``frames_unknown``,
-    ``frames_malformed``. Data of a message never received is absent.
+    message stale), ``stale_<message>``, ``data_time`` (UNIX s: when the oldest of the
+    messages the safety telemetry needs arrived, 0.0 while one never has), ``frames``,
+    ``frames_unknown``, ``frames_malformed``. Data of a message never received is absent.
     """
 
     Config: ClassVar[type[ProtocolConfig]] = CanBmsConfig
@@ -297,12 +298,19 @@ class CanBmsProtocol(BaseProtocol):
             out[f"balancing_{j + 1:02d}"] = bool(balancing[f"Balance{j + 1:02d}"])
         stale = set(self.stale_messages(now))
         out["stale"] = bool(stale)
+        # The age of the data, not of the poll: a silent bus keeps its old values here.
+        out["data_time"] = self.data_time()
         for msg in self.db.messages:
             out[f"stale_{msg.name}"] = msg.name in stale
         out["frames"] = float(self.frames)
         out["frames_unknown"] = float(self.frames_unknown)
         out["frames_malformed"] = float(self.frames_malformed)
         return out
+
+    def data_time(self) -> float:
+        """When the oldest required message arrived (UNIX s), 0.0 while one never has."""
+        seen = [self.latest[m][0] for m in REQUIRED_MESSAGES if m in self.latest]
+        return min(seen) if len(seen) == len(REQUIRED_MESSAGES) else 0.0
 
     def telemetry(self, now: float) -> Telemetry:
         """The safety envelope's telemetry from the latest values at ``now`` (UNIX s).
@@ -312,13 +320,7 @@ class CanBmsProtocol(BaseProtocol):
         envelope's own staleness check stops the unit.
         """
         stale = set(self.stale_messages(now)) & set(REQUIRED_MESSAGES)
-        seen = [self.latest[m][0] for m in REQUIRED_MESSAGES if m in self.latest]
-        if not stale:
-            stamp = now
-        elif len(seen) < len(REQUIRED_MESSAGES):
-            stamp = 0.0
-        else:
-            stamp = min(seen)
+        stamp = now if not stale else self.data_time()
         cells = self.cells_v() or [0.0] * CELLS
         temps = self.temperatures_c() or [0.0]
         pack = self._signals("BMS_PackStatus")

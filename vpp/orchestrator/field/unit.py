@@ -22,14 +22,22 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vpp.config.models import DroopSettings, PmuSource, UnitConfig
 from vpp.core import Decision, DroopController, Pipeline, SafetyEnvelope, SafetyReset, Telemetry
 from vpp.drivers.errors import ValidationError
 
-__all__ = ["SEVERITY", "FieldUnit", "Schedule", "build_envelope", "map_telemetry"]
+__all__ = [
+    "SEVERITY",
+    "Clock",
+    "FieldUnit",
+    "Schedule",
+    "build_envelope",
+    "map_telemetry",
+    "system_clock",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,15 @@ SEVERITY = {
 PRESET_CELLS = 16
 #: Telemetry is stale after this many polls without news (and never sooner than 2 s).
 STALE_POLLS = 3.0
+
+
+#: The controller's clocks: (wall UNIX s, monotonic s).
+Clock = Callable[[], tuple[float, float]]
+
+
+def system_clock() -> tuple[float, float]:
+    """``(time.time(), time.monotonic())``."""
+    return time.time(), time.monotonic()
 
 
 def _stale_after(poll_interval_s: float) -> float:
@@ -144,12 +161,18 @@ class Schedule:
 
 class FieldUnit:
     """One unit's control state (see the module docstring). ``pmu`` gives the admission
-    rule's settings (the stream's IDCODE, time checks); default: ``PmuSource()``."""
+    rule's settings (the stream's IDCODE, time checks; default ``PmuSource()``); ``clock``
+    the controller's clocks (default the system's; a test or a replay gives its own)."""
 
     def __init__(
-        self, cfg: UnitConfig, pmu: PmuSource | None = None, history_size: int = 1000
+        self,
+        cfg: UnitConfig,
+        pmu: PmuSource | None = None,
+        history_size: int = 1000,
+        clock: Clock = system_clock,
     ) -> None:
         pmu = pmu or PmuSource()
+        self.clock = clock
         self.cfg = cfg
         self.id = cfg.id
         self.participation_kw = cfg.rated_power_kw
@@ -247,13 +270,13 @@ class FieldUnit:
         """A new inverter status: map it into the pipeline's telemetry."""
         self.status = dict(status)
         if self._telemetry() and self.resume_pending:
-            self.pipeline.anchor(float(status["active_power"]))
+            self.pipeline.anchor(float(status["active_power"]), mono=self.clock()[1])
             self.resume_pending = False
 
     def on_bms_status(self, status: Mapping[str, float | bool | str]) -> None:
         """A new BMS status: merged into the telemetry with its own time."""
         self.bms_status = dict(status)
-        self.bms_received = time.time()
+        self.bms_received = self.clock()[0]
         self._telemetry()
 
     def bms_time(self) -> float | None:
@@ -268,7 +291,8 @@ class FieldUnit:
         if self.status is None:
             return False
         try:
-            tm = map_telemetry(self.cfg, self.status, self.bms_status, time.time(), self.bms_time())
+            now = self.clock()[0]
+            tm = map_telemetry(self.cfg, self.status, self.bms_status, now, self.bms_time())
             self.pipeline.set_telemetry(tm)
         except (ValidationError, ValueError, TypeError) as exc:
             # Left as it was, the telemetry goes stale and the envelope stops the unit.
@@ -283,13 +307,15 @@ class FieldUnit:
         """One PMU measurement through the pipeline (base from the schedule's block if
         any); None when the admission rule refused it (counted in the pipeline's stats)."""
         self._schedule_base(t)
-        return self.pipeline.step(t, f, dfreq, stat, idcode)
+        wall, mono = self.clock()
+        return self.pipeline.step(t, f, dfreq, stat, idcode, wall=wall, mono=mono)
 
     def idle(self) -> Decision:
         """A step without a measurement (no admitted frame lately): the response ramps to
         zero, the base power and the envelope go on."""
-        self._schedule_base(time.time())
-        return self.pipeline.idle()
+        wall, mono = self.clock()
+        self._schedule_base(wall)
+        return self.pipeline.idle(wall=wall, mono=mono)
 
     def fail_safe(self, exc: BaseException) -> Decision:
         """Stepping this unit failed: stop it through the envelope (base power 0 and the
@@ -300,7 +326,8 @@ class FieldUnit:
         self.schedule = None
         self.base_kw = 0.0
         self.pipeline.base_kw = 0.0
-        return self.pipeline.idle()
+        wall, mono = self.clock()
+        return self.pipeline.idle(wall=wall, mono=mono)
 
     def _schedule_base(self, t: float) -> None:
         pipe = self.pipeline
