@@ -2,7 +2,8 @@
 
 ``VppError`` is the base of everything vpp raises. Frame errors are also ``ValueError``
 and carry ``kind``, ``field``, ``offset``, ``expected`` and ``found``. The bus errors
-(:class:`MessageError`, :class:`CommandTimeoutError`) are defined here in Python.
+(:class:`MessageError`, :class:`CommandError`, :class:`CommandTimeoutError`) are defined
+here in Python.
 """
 
 from vpp._core import (
@@ -37,6 +38,17 @@ class MessageError(VppError, ValueError):
         self.where = where
 
 
+class CommandError(VppError, ValueError):
+    """A command refused before it changed anything: a parameter of the wrong type, not
+    finite, or making no physical sense here (beyond a rating, a schedule block too short,
+    a start far from now). ``field`` names the parameter, ``where`` the target."""
+
+    def __init__(self, message: str, *, field: str = "", where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.field = field
+        self.where = where
+
+
 class CommandTimeoutError(VppError, TimeoutError):
     """A command got no acknowledgement within its timeout, retries included."""
 
@@ -46,6 +58,7 @@ class CommandTimeoutError(VppError, TimeoutError):
         self.where = where
 
 __all__ = [
+    "CommandError",
     "CommandTimeoutError",
     "ConfigError",
     "ConfigMismatchError",

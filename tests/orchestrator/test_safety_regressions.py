@@ -18,7 +18,7 @@ from tests.support.ramp import InForce, check_step
 from vpp import c37118 as c
 from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, UnitConfig
 from vpp.core import Pipeline, Telemetry
-from vpp.drivers.errors import ValidationError
+from vpp.errors import CommandError
 from vpp.orchestrator.field.controller import FieldController
 from vpp.orchestrator.field.unit import FieldUnit, Schedule
 from vpp.sim.frequency import FrequencyProfile
@@ -191,7 +191,7 @@ def test_a_tiny_schedule_block_is_refused_and_a_failing_unit_stops_alone() -> No
     ctl = FieldController(field)
     now = ctl.units["u1"].clock()[0]
     bad = {"unit": "u1", "start": now, "block_s": 1e-300, "base_kw": [100.0]}
-    with pytest.raises(ValidationError, match="block_s"):
+    with pytest.raises(CommandError, match="block_s"):
         asyncio.run(ctl.command("set_schedule", bad))
     assert ctl.units["u1"].schedule is None
     # Had one got in (here set by hand), only that unit stops, through its envelope.
@@ -220,6 +220,6 @@ def test_a_latch_is_not_reset_while_temperatures_read_nan() -> None:
     u.on_status(status(0.0, temperature_max=math.nan, temperature_min=math.nan))
     u.on_frame(t + 0.02, 50.0, math.nan, 0, ID)
     reset = {"unit": "u1", "action": "reset_alarms"}
-    with pytest.raises(ValidationError, match="latch kept: invalid_telemetry"):
+    with pytest.raises(CommandError, match="latch kept: invalid_telemetry"):
         asyncio.run(ctl.command("control", reset))
     assert u.pipeline.latched

@@ -4,7 +4,6 @@ the campus dispatches it, and the grid shares its obligation on top."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,8 @@ def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:
             async with (
                 FakeField(topo, "field-a", [FakeUnit("bess-1"), FakeUnit("bess-2")]) as fa,
                 FakeField(topo, "field-b", [FakeUnit("bess-3")]) as fb,
-                Campus(cfg, topo, clock=lambda: time.time() + offset[0]) as campus,
+                # The campus on the market's clock: it refuses schedules far from its now.
+                Campus(cfg, topo, clock=lambda: NOON + offset[0]) as campus,
                 GridService(cfg, topo, allocate_every_s=0.1),
                 MarketGateway(cfg, topo, settle_s=0.2, clock=lambda: NOON) as market,
             ):
@@ -35,9 +35,9 @@ def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:
                 (sch,) = campus.schedules.values()
                 block = next(i for i, kw in enumerate(sch.kw) if kw > 0)
                 # Move the campus clock into the first block the market sold.
-                offset[0] = sch.start + (block + 0.5) * sch.block_s - time.time()
+                offset[0] = sch.start + (block + 0.5) * sch.block_s - NOON
                 want = sch.kw[block]
-                assert campus.target(time.time() + offset[0]) == (want, "schedule")
+                assert campus.target(NOON + offset[0]) == (want, "schedule")
                 await until(lambda: sum({**fa.bases(), **fb.bases()}.values())
                             == pytest.approx(want))  # fmt: skip
                 # The grid's shares on top of that base (pro rata to the headroom left)

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vpp.config.commands import CommandLimits
 from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
-from vpp.orchestrator.field.config import CommandLimits
 from vpp.orchestrator.grid.compliance import ComplianceConfig
 from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
@@ -77,7 +77,8 @@ NOMINAL_HZ = 50.0
 class DroopSettings(BaseModel):
     """Primary frequency response of a unit (the core's DroopController)."""
 
-    model_config = _STRICT
+    # Strict: numbers only (also when the set_droop command carries them), no bools.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     droop_percent: float = Field(default=5.0, gt=0, le=20)
     deadband_low_hz: float = 49.90
     deadband_high_hz: float = 50.05
@@ -199,6 +200,9 @@ class CampusSection(BaseModel):
     dispatch_interval_s: float = Field(default=1.0, gt=0, le=3600)
     target_kw: float | None = Field(
         default=None, description="a fixed campus target; None follows the market schedule"
+    )
+    commands: CommandLimits = Field(
+        default_factory=CommandLimits, description="what the campus's commands accept"
     )
 
 

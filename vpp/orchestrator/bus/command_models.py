@@ -12,21 +12,32 @@ leaves the previous state in force.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.config.commands import CommandLimits
 from vpp.config.models import DroopSettings
+from vpp.errors import CommandError
+from vpp.orchestrator.campus.config import Strategy
 
 __all__ = [
+    "CAMPUS_COMMANDS",
     "FIELD_COMMANDS",
+    "CampusSchedule",
     "Control",
     "SafetyHistory",
     "SetBase",
     "SetDroop",
     "SetParticipation",
     "SetSchedule",
+    "SetTarget",
     "Status",
+    "check_power",
+    "check_schedule",
+    "parse",
 ]
 
 #: A finite number (an int is taken as a float; a bool or a string is not a number).
@@ -98,3 +109,84 @@ FIELD_COMMANDS: dict[str, type[_Params]] = {
     "safety_history": SafetyHistory,
     "status": Status,
 }
+
+
+class SetTarget(_Params):
+    """Campus ``set_target``: the campus target, kW (+ = discharge); None clears it."""
+
+    kw: Number | None
+    strategy: Strategy | None = None
+
+
+class CampusSchedule(_Params):
+    """Campus ``set_schedule``: the target per block, ``kw[i]`` from ``start + i *
+    block_s`` (a market sends one per delivery day)."""
+
+    start: Number
+    block_s: Number = Field(default=900.0, gt=0)
+    kw: tuple[Number, ...] = Field(min_length=1)
+
+
+#: The model of each campus command that takes parameters.
+CAMPUS_COMMANDS: dict[str, type[_Params]] = {
+    "set_target": SetTarget,
+    "set_schedule": CampusSchedule,
+}
+
+P = TypeVar("P", bound=pydantic.BaseModel)
+
+
+def parse(model: type[P], params: Mapping[str, Any], where: str) -> P:
+    """``params`` validated as ``model``, or a CommandError naming the parameter."""
+    try:
+        return model.model_validate(dict(params))
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = ".".join(str(p) for p in first["loc"]) or "params"
+        raise CommandError(f"{name}: {first['msg']}", field=name, where=where) from None
+
+
+def check_power(kw: float, rating_kw: float, name: str, where: str) -> None:
+    """``kw`` within +-``rating_kw``, or a CommandError."""
+    if not abs(kw) <= rating_kw:
+        raise CommandError(f"{name} {kw:g} beyond the rating +-{rating_kw:g}", field=name,
+                           where=where)  # fmt: skip
+
+
+def check_schedule(
+    start: float,
+    block_s: float,
+    values: Sequence[float],
+    *,
+    limits: CommandLimits,
+    rating_kw: float,
+    now: float,
+    where: str,
+    name: str = "base_kw",
+) -> float:
+    """A schedule that makes sense at ``now``: blocks within the limits' lengths and count,
+    a start near now, not over yet, every value within the rating. Returns its end."""
+    lim, n = limits, len(values)
+    if not lim.schedule_block_min_s <= block_s <= lim.schedule_block_max_s:
+        raise CommandError(
+            f"block_s must be within [{lim.schedule_block_min_s:g}, "
+            f"{lim.schedule_block_max_s:g}] s, got {block_s:g}",
+            field="block_s",
+            where=where,
+        )
+    if n > lim.schedule_max_blocks:
+        raise CommandError(f"{n} blocks, at most {lim.schedule_max_blocks}", field=name,
+                           where=where)  # fmt: skip
+    if not now - lim.schedule_max_age_s <= start <= now + lim.schedule_max_lead_s:
+        raise CommandError(
+            f"start {start:.0f} is not near now ({now:.0f}): at most "
+            f"{lim.schedule_max_age_s:g} s before or {lim.schedule_max_lead_s:g} s after",
+            field="start",
+            where=where,
+        )
+    end = start + block_s * n
+    if end <= now:
+        raise CommandError(f"the schedule ended at {end:.0f}", field="start", where=where)
+    for kw in values:
+        check_power(kw, rating_kw, name, where)
+    return end

@@ -40,6 +40,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from vpp.config.models import SiteConfig
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.command_models import (
+    CampusSchedule,
+    SetTarget,
+    check_power,
+    check_schedule,
+    parse,
+)
 from vpp.orchestrator.bus.pubsub import Handler
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.config import Strategy
@@ -55,19 +62,6 @@ log = logging.getLogger(__name__)
 RESEND_ROUNDS = 10
 #: Setpoints closer than this (kW) count as unchanged.
 SAME_KW = 0.01
-
-
-class _SetTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kw: float | None = Field(description="campus target, kW (+ discharge); None: clear")
-    strategy: Strategy | None = None
-
-
-class _SetSchedule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    start: float
-    block_s: float = Field(default=900.0, gt=0)
-    kw: list[float] = Field(min_length=1)
 
 
 #: The location levels of :data:`vpp.orchestrator.campus.fleet.LEVELS`, as a type.
@@ -108,6 +102,8 @@ class Campus(Service):
     ) -> None:
         super().__init__(topo, name)
         self.config = site.campus
+        self.rating_kw = sum(u.rated_power_kw for f in site.field for u in f.units)
+        """The site's rated power: no target or schedule may ask beyond it."""
         self.fleet = Fleet(site.campus.fleet)
         self._unregistered_seen: set[str] = set()
         self.dispatcher = Dispatcher(self.fleet, site.campus.dispatch)
@@ -117,7 +113,7 @@ class Campus(Service):
         self.fields: dict[str, FieldPeer] = {}
         self.target_kw: float | None = None
         self.strategy: Strategy | None = None
-        self.schedules: dict[float, _SetSchedule] = {}
+        self.schedules: dict[float, CampusSchedule] = {}
         """Schedules by start time (a market sends one per delivery day)."""
         self.rounds = 0
         self.last: DispatchResult | None = None
@@ -186,17 +182,17 @@ class Campus(Service):
     # ---- commands ----
 
     async def _set_target(self, cmd: s.CommandMsg) -> dict[str, Any]:
-        p = params(_SetTarget, cmd)
-        if p.kw is not None and not math.isfinite(p.kw):
-            raise ValueError(f"kw must be finite, got {p.kw}")
+        p = parse(SetTarget, cmd.body.params, self.name)
+        if p.kw is not None:
+            check_power(p.kw, self.rating_kw, "kw", self.name)
         self.target_kw, self.strategy = p.kw, p.strategy
         return {"target_kw": self.target_kw, "strategy": self.strategy}
 
     async def _set_schedule(self, cmd: s.CommandMsg) -> dict[str, Any]:
-        p = params(_SetSchedule, cmd)
-        if not all(math.isfinite(v) for v in p.kw):
-            raise ValueError("kw must be finite numbers")
+        p = parse(CampusSchedule, cmd.body.params, self.name)
         now = self.clock()
+        check_schedule(p.start, p.block_s, p.kw, limits=self.config.commands,
+                       rating_kw=self.rating_kw, now=now, where=self.name, name="kw")  # fmt: skip
         # One per start: a new schedule for the same start replaces the old one; those
         # over are dropped.
         self.schedules = {t: x for t, x in self.schedules.items()

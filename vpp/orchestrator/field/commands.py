@@ -19,7 +19,7 @@ Every command's parameters are validated first, by its model in
 against the unit (powers within its rating) and the field's
 :class:`~vpp.orchestrator.field.config.CommandLimits` (schedule blocks, counts, start near
 now). Only then does anything change: a refused command leaves the previous state in
-force. A bad parameter fails with ValidationError naming it; a command to a unit whose
+force. A bad parameter fails with CommandError naming it; a command to a unit whose
 inverter is offline fails with DeviceOfflineError (both become a not-ok ack with the
 reason). Every command, done or refused, is published as an event of kind ``command``.
 New settings reach the unit's pipeline in place, so its setpoint moves on within the
@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-import pydantic
-
+from vpp.config.commands import CommandLimits
 from vpp.config.models import DroopSettings
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DriverError, ValidationError
-from vpp.errors import VppError
+from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import command_models as cm
-from vpp.orchestrator.field.config import CommandLimits
+from vpp.orchestrator.bus.command_models import check_power, check_schedule, parse
 from vpp.orchestrator.field.unit import FieldUnit, Schedule
 from vpp.orchestrator.field.writer import SetpointWriter
 
@@ -48,17 +47,6 @@ __all__ = ["ACTIONS", "FieldCommands"]
 ACTIONS = ("enable", "disable", "reset_alarms", "emergency_stop")
 
 Params = Mapping[str, Any]
-P = TypeVar("P", bound=pydantic.BaseModel)
-
-
-def parse(model: type[P], params: Params, where: str) -> P:
-    """``params`` validated as ``model``, or a ValidationError naming the parameter."""
-    try:
-        return model.model_validate(dict(params))
-    except pydantic.ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = ".".join(str(p) for p in first["loc"]) or "params"
-        raise ValidationError(f"{name}: {first['msg']}", resource=where, point=name) from None
 
 
 class FieldCommands:
@@ -86,60 +74,33 @@ class FieldCommands:
     def _unit(self, uid: str | None, *, online: bool = True) -> FieldUnit:
         unit = self.units.get(uid) if isinstance(uid, str) else None
         if unit is None:
-            raise ValidationError(f"no unit {uid!r}; known: {sorted(self.units)}", resource=self.id)
+            raise CommandError(f"no unit {uid!r}; known: {sorted(self.units)}", field="unit",
+                               where=self.id)  # fmt: skip
         if online and unit.online is False:
             err = self.comms[unit.id].status()[unit.id]["last_error"] or "no answer"
             raise DeviceOfflineError(f"inverter offline ({err}); command refused", resource=unit.id)
         return unit
 
-    def _within_rating(self, unit: FieldUnit, kw: float, what: str) -> None:
-        rated = unit.cfg.rated_power_kw
-        if abs(kw) > rated:
-            raise ValidationError(f"{what} {kw:g} beyond the rating +-{rated:g}", resource=unit.id)
-
     async def _set_base(self, params: Params) -> dict[str, Any]:
         p = parse(cm.SetBase, params, self.id)
         unit = self._unit(p.unit)
-        self._within_rating(unit, p.kw, "kw")
+        check_power(p.kw, unit.cfg.rated_power_kw, "kw", unit.id)
         unit.set_base(p.kw)
         return {"unit": unit.id, "base_kw": p.kw}
 
     async def _set_schedule(self, params: Params) -> dict[str, Any]:
         p = parse(cm.SetSchedule, params, self.id)
         unit = self._unit(p.unit)
-        lim, n = self.limits, len(p.base_kw)
-        if not lim.schedule_block_min_s <= p.block_s <= lim.schedule_block_max_s:
-            raise ValidationError(
-                f"block_s must be within [{lim.schedule_block_min_s:g}, "
-                f"{lim.schedule_block_max_s:g}] s, got {p.block_s:g}",
-                resource=unit.id,
-                point="block_s",
-            )
-        if n > lim.schedule_max_blocks:
-            raise ValidationError(
-                f"{n} blocks, at most {lim.schedule_max_blocks}", resource=unit.id, point="base_kw"
-            )
-        now = time.time()
-        if not now - lim.schedule_max_age_s <= p.start <= now + lim.schedule_max_lead_s:
-            raise ValidationError(
-                f"start {p.start:.0f} is not near now ({now:.0f}): at most "
-                f"{lim.schedule_max_age_s:g} s before or {lim.schedule_max_lead_s:g} s after",
-                resource=unit.id,
-                point="start",
-            )
-        end = p.start + p.block_s * n
-        if end <= now:
-            raise ValidationError(
-                f"the schedule ended at {end:.0f}", resource=unit.id, point="start"
-            )
-        for kw in p.base_kw:
-            self._within_rating(unit, kw, "base_kw")
+        end = check_schedule(p.start, p.block_s, p.base_kw, limits=self.limits,
+                             rating_kw=unit.cfg.rated_power_kw, now=time.time(),
+                             where=unit.id)  # fmt: skip
         unit.set_schedule(Schedule(p.start, p.block_s, p.base_kw))
-        return {"unit": unit.id, "blocks": n, "end": end}
+        return {"unit": unit.id, "blocks": len(p.base_kw), "end": end}
 
     async def _set_participation(self, params: Params) -> dict[str, Any]:
         p = parse(cm.SetParticipation, params, self.id)
         unit = self._unit(p.unit)
+        check_power(p.p_max_kw, unit.cfg.rated_power_kw, "p_max_kw", unit.id)
         unit.set_participation(p.p_max_kw)
         return {"unit": unit.id, "p_max_kw": unit.participation_kw}
 
@@ -150,7 +111,8 @@ class FieldCommands:
         try:
             unit.set_droop(settings)
         except VppError as exc:  # the core's own check (a ConfigError naming the field)
-            raise ValidationError(f"droop settings refused: {exc}", resource=unit.id) from None
+            raise CommandError(f"droop settings refused: {exc}", field=getattr(exc, "field", ""),
+                               where=unit.id) from None  # fmt: skip
         return {"unit": unit.id, **settings.model_dump()}
 
     async def _control(self, params: Params) -> dict[str, Any]:
@@ -183,9 +145,8 @@ class FieldCommands:
             reset = unit.reset_safety()
             if not reset:
                 kept = reset.kept_by.label if reset.kept_by is not None else "unknown"
-                raise ValidationError(
-                    f"emergency latch kept: {kept} in the latest telemetry", resource=unit.id
-                )
+                raise CommandError(f"emergency latch kept: {kept} in the latest telemetry",
+                                   field="action", where=unit.id)  # fmt: skip
             result["envelope_reset"] = "cleared" if reset.cleared else "not_latched"
             try:
                 ack = await comm.send_command(unit.id, "reset_alarms", None, writer.timeout_s)

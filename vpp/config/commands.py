@@ -1,4 +1,4 @@
-"""Configuration of a field controller's command checks (a leaf: pydantic only)."""
+"""Limits on what commands may ask (a leaf: pydantic only)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ __all__ = ["CommandLimits"]
 
 
 class CommandLimits(BaseModel):
-    """What a field controller accepts beyond the models' own checks (each a limit with a
-    default; part of the field configuration)."""
+    """What a process accepts in its commands beyond their models' own checks (each a
+    limit with a default; in the field controllers' and the campus's configuration)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     schedule_block_min_s: float = Field(
