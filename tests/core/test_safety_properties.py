@@ -214,6 +214,7 @@ def test_no_sequence_breaks_the_envelope_or_the_ramp() -> None:
     global steps_made
     steps_made = 0
     _scenarios()
+    print(f"{steps_made} decisions checked")  # shown with -s (the long run in docs)
     # Most frames are decisions; refused ones (late, jumps, other streams) are not.
     assert steps_made >= 1_000_000 * EXAMPLES // 160, steps_made
 

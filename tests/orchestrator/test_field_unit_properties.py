@@ -212,6 +212,7 @@ def test_writes_never_break_the_envelope_or_the_ramp_in_operation() -> None:
     global steps_made
     steps_made = 0
     _scenarios()
+    print(f"{steps_made} decisions checked")  # shown with -s (the long run in docs)
     assert steps_made >= 100_000 * EXAMPLES // 50, steps_made
 
 
