@@ -285,7 +285,9 @@ class FieldUnit:
         if self.bms_status is None or self.bms_received is None:
             return None
         t = self.bms_status.get("data_time", self.bms_received)
-        return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+        if isinstance(t, bool) or not isinstance(t, int | float) or t <= 0:
+            return None  # never heard (a CAN BMS says 0.0 until every message came)
+        return float(t)
 
     def _telemetry(self) -> bool:
         if self.status is None:
