@@ -2,18 +2,24 @@
 //! (SOC + FRACSEC, never arrival time) over a sliding window in seconds.
 //!
 //! Complexity: each accepted sample recomputes the slope over the ring, O(n) with
-//! n <= `capacity` (default 64; a 0.2 s window holds 3 / 6 / 11 samples at 10 / 25 /
-//! 50 frames/s). Two passes centred on the window means make the fit immune to the
-//! cancellation that raw running sums of UNIX-second timestamps suffer.
+//! n <= `capacity` (default 64; the default 0.1 s window holds 2 / 3 / 6 samples at
+//! 10 / 25 / 50 frames/s). Two passes centred on the window means make the fit immune
+//! to the cancellation that raw running sums of UNIX-second timestamps suffer.
 //!
 //! Frame handling: a missing frame just leaves a wider gap (actual timestamps are
-//! used); a duplicate timestamp is ignored and counted; an out-of-order frame (older
-//! than the newest accepted) is ignored and counted, because inserting it would only
-//! shift a short fit slightly while costing a ring shift on the hot path.
+//! used; at 10 frames/s the gap exceeds the default window, which then refills); a
+//! duplicate timestamp is ignored and counted; an out-of-order frame (older than the
+//! newest accepted) is ignored and counted, because inserting it would only shift a
+//! short fit slightly while costing a ring shift on the hot path.
 //!
 //! Step behaviour: a frequency step of `df` inside the window shows as a ROCOF pulse
 //! lasting one window, peaking near 1.5 x df / window for a uniform window, then
-//! decaying to zero once the step leaves the window.
+//! exactly zero once the step leaves the window. The time outside any error band is
+//! therefore about the window span, whatever the step size: the default 0.1 s keeps it
+//! within the IEC/IEEE 60255-118-1 P-class 120 ms at 10, 25 and 50 frames/s. Under
+//! white noise the least-squares slope is the lowest-variance linear estimate that is
+//! exact on a ramp (Gauss-Markov), so re-weighting the same samples cannot make it
+//! quieter; only a longer window can (docs/control.md).
 
 use crate::error::ConfigError;
 
@@ -38,7 +44,8 @@ impl RocofSource {
 /// Parameters of [`RocofEstimator`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RocofConfig {
-    /// Fit window, seconds (default 0.2 s: 3 samples even at 10 frames/s).
+    /// Fit window, seconds (default 0.1 s: the P-class ROCOF response time of 120 ms at
+    /// 10, 25 and 50 frames/s; 2 samples at 10 frames/s, so a plain difference there).
     pub window_s: f64,
     /// Ring capacity in samples (default 64); bounds the window at high rates.
     pub capacity: usize,
@@ -48,7 +55,7 @@ pub struct RocofConfig {
 impl Default for RocofConfig {
     fn default() -> Self {
         Self {
-            window_s: 0.2,
+            window_s: 0.1,
             capacity: 64,
             source: RocofSource::Frequency,
         }
