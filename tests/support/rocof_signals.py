@@ -69,13 +69,18 @@ def response_time(make: Estimator, fps: int, df: float, phase: float) -> float:
 
 
 def worst_error(
-    make: Estimator, fps: int, seed: int, slope: float = 0.0, seconds: float = 60.0
+    make: Estimator,
+    fps: int,
+    seed: int,
+    slope: float = 0.0,
+    seconds: float = 60.0,
+    sigma: float = NOISE_HZ,
 ) -> float:
     """Largest abs(ROCOF - slope) over ``seconds`` of noisy frames on a ramp of ``slope``
     Hz/s through 50 Hz at mid-run (0: steady state); at least all but the first second
     of frames must be reported."""
     dt = np.arange(int(seconds * fps)) / fps
-    f = pmu_noise(50.0 + slope * (dt - seconds / 2), np.random.default_rng(seed))
+    f = pmu_noise(50.0 + slope * (dt - seconds / 2), np.random.default_rng(seed), sigma)
     errors = [abs(v - slope) for v in estimates(make, dt, f) if v is not None]
     assert len(errors) > dt.size - fps
     return max(errors)
