@@ -168,7 +168,7 @@ impl PyDecision {
 /// One call per PMU frame: decode -> band -> ROCOF -> droop -> + base -> safety clamp.
 ///
 /// Components given as objects are copied (configuration and state) into the pipeline;
-/// the defaults are the IEGC bands, a 0.2 s ROCOF window, 5 % droop with the
+/// the defaults are the IEGC bands, a 0.1 s ROCOF window, 5 % droop with the
 /// 49.90-50.05 Hz deadband on `p_max_kw`, and the 16S LFP safety limits at `p_max_kw`.
 /// `process` releases the GIL and allocates nothing per frame in steady state.
 #[pyclass(module = "vpp._core", name = "Pipeline")]
