@@ -85,10 +85,22 @@ fn response_time_is_about_one_window_span() {
         ..Default::default()
     };
     for fps in RATES {
-        let worst = (0..10)
-            .map(|p| response_time(wide, fps, 0.5, p as f64 / 10.0))
-            .fold(0.0, f64::max);
-        assert!(worst > RESPONSE_LIMIT_S, "fps {fps}: {worst}");
+        for cfg in [wide, RocofConfig::default()] {
+            let worst = (0..10)
+                .map(|p| response_time(cfg, fps, 0.5, p as f64 / 10.0))
+                .fold(0.0, f64::max);
+            // Within one frame of the window: the samples span a whole number of frames.
+            let w = cfg.window_s;
+            assert!(
+                worst > w - 1.0 / fps && worst <= w + 1e-9,
+                "fps {fps} {w}: {worst}"
+            );
+            assert_eq!(
+                worst > RESPONSE_LIMIT_S,
+                w == wide.window_s,
+                "fps {fps} {w}"
+            );
+        }
     }
 }
 
