@@ -399,12 +399,16 @@ class FrequencyMonitor:
 
 @final
 class RocofEstimator:
-    """Least-squares ROCOF (Hz/s) over ``window_s`` of frame timestamps, or PMU DFREQ."""
+    """Least-squares ROCOF (Hz/s) over ``window_s`` of frame timestamps, or PMU DFREQ.
+
+    The default 0.1 s window meets the P-class ROCOF response time (120 ms) at 10, 25 and
+    50 frames/s (docs/control.md).
+    """
 
     def __new__(
         cls,
         *,
-        window_s: float = 0.2,
+        window_s: float = 0.1,
         capacity: int = 64,
         source: Literal["frequency", "dfreq"] = "frequency",
     ) -> RocofEstimator: ...

@@ -186,7 +186,7 @@ fn clock(wall: Option<f64>, mono: Option<f64>) -> Clock {
 /// safety clamp.
 ///
 /// Components given as objects are copied (configuration and state) into the pipeline;
-/// the defaults are the IEGC bands, the default ROCOF estimator, 5 % droop with the
+/// the defaults are the IEGC bands, a 0.1 s ROCOF window, 5 % droop with the
 /// 49.90-50.05 Hz deadband on `p_max_kw`, and the 16S LFP safety limits at `p_max_kw`.
 /// Every measurement, from `process`, `step` or `process_buffer`, passes the same
 /// admission rule (IDCODE, time order and jumps, STAT, plausibility; docs/pipeline.md).
