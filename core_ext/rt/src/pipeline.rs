@@ -181,8 +181,8 @@ impl Pipeline {
         })
     }
 
-    /// Defaults: IEGC bands, the default ROCOF estimator (0.1 s window), 5 % droop with the 49.90-50.05 Hz
-    /// deadband on a pack of `p_max_kw`, and the 16S LFP safety limits.
+    /// Defaults: IEGC bands, the default ROCOF estimator (0.1 s window), 5 % droop with
+    /// the 49.90-50.05 Hz deadband on a pack of `p_max_kw`, and the 16S LFP safety limits.
     pub fn with_defaults(p_max_kw: f64) -> Result<Self, ConfigError> {
         let mut limits = SafetyLimits::lfp_16s();
         limits.max_charge_kw = p_max_kw;
