@@ -98,9 +98,8 @@ def test_a_message_with_a_nan_time_is_recorded_and_the_writer_goes_on() -> None:
     h = History(":memory:")
     rec = Recorder(h)
     rec.record(tel("bess-1", 1.0, 50.0).model_copy(update={"ts": math.nan}))
-    bad_decision = s.Decision(unit="bess-1", t=1.0, hz=50.0, response_kw=0.0, base_kw=0.0,
-                              setpoint_kw=0.0).model_copy(update={"t": math.inf})  # fmt: skip
-    rec.record(s.make(bad_decision, "field-a"))
+    good = decision()
+    rec.record(good.model_copy(update={"body": good.body.model_copy(update={"t": math.inf})}))
     rec.record(tel("bess-2", 2.0, 50.0))
     assert rec.flush() == 3
     assert {r["unit"] for r in h.rows("telemetry")} == {"bess-1", "bess-2"}
