@@ -172,11 +172,18 @@ class Service:
         unit: str = "",
         severity: s.Severity = "info",
     ) -> None:
-        """Publish an EventMsg from this service."""
+        """Publish an EventMsg from this service. An event the schema refuses (a NaN in
+        ``data``) is not sent: counted under ``errors["publish"]`` and logged, not raised,
+        so that the loop publishing it goes on."""
         if self.publisher is None:
             return
-        ev = s.Event(kind=kind, severity=severity, text=text, unit=unit, data=dict(data))
-        await self.publisher.publish(s.make(ev, self.name))
+        try:
+            ev = s.Event(kind=kind, severity=severity, text=text, unit=unit, data=dict(data))
+            msg = s.make(ev, self.name)
+        except ValueError as err:  # pydantic's ValidationError, MessageError
+            self.bad_input("publish", err)
+            return
+        await self.publisher.publish(msg)
 
     async def client(self, target: str, endpoint: str | None = None) -> Client:
         """The command client to ``target`` (at ``endpoint``, default its topology one);
