@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -215,6 +216,10 @@ def test_bodies_refuse_a_non_finite_number_when_built(value: float) -> None:
         lambda: s.Command(name="x", params={"a": {"b": [value]}}),
         lambda: s.Event(kind="x", data={"a": value}),
         lambda: s.Ack(ok=True, result=[value]),
+        # What the encoder also writes as JSON: a dataclass (a handler's asdict forgotten)
+        # and a set.
+        lambda: s.Ack(ok=True, result={"agg": _Agg(soc_pct=value)}),
+        lambda: s.Event(kind="x", data={"a": {value}}),
     ]
     for make_body in attempts:
         with pytest.raises(ValueError, match="finite"):
@@ -222,6 +227,11 @@ def test_bodies_refuse_a_non_finite_number_when_built(value: float) -> None:
 
 
 LIM = s.Limits(p_min_kw=-1.0, p_max_kw=1.0)
+
+
+@dataclasses.dataclass
+class _Agg:
+    soc_pct: float
 
 
 def test_make_refuses_a_body_that_holds_a_non_finite_number() -> None:

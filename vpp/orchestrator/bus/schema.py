@@ -30,6 +30,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -78,7 +79,8 @@ _FAST_LIMIT = 100_000
 
 def _non_finite(value: Any) -> tuple[_Path, float] | None:
     """The path and value of the first non-finite float in ``value`` (walking models'
-    fields, mappings, lists and tuples), or None when there is none."""
+    and dataclasses' fields, mappings, lists, tuples and sets: what the encoder writes as
+    JSON), or None when there is none."""
     # Every message sent goes through here (make), most with nothing to find: a fast walk
     # first, without paths; the paths only once something was found.
     stack: list[Any] = [value]
@@ -99,8 +101,8 @@ def _non_finite(value: Any) -> tuple[_Path, float] | None:
             extend(v)
         elif isinstance(v, BaseModel):
             extend(v.__dict__.values())
-        elif isinstance(v, float | Mapping | list | tuple):
-            break  # a subclass (numpy's float64): the slow walk knows them
+        elif isinstance(v, float | Mapping | list | tuple | set | frozenset) or is_dataclass(v):
+            break  # a subclass (numpy's float64), a set, a dataclass: the slow walk knows
     return _find_non_finite(value)
 
 
@@ -117,8 +119,10 @@ def _find_non_finite(value: Any) -> tuple[_Path, float] | None:
             items: Any = v.__dict__.items()
         elif isinstance(v, Mapping):
             items = v.items()
-        elif isinstance(v, list | tuple):
+        elif isinstance(v, list | tuple | set | frozenset):
             items = enumerate(v)
+        elif is_dataclass(v) and not isinstance(v, type):
+            items = ((f.name, getattr(v, f.name)) for f in fields(v))
         else:
             continue
         if id(v) in seen:
