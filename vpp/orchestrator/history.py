@@ -14,7 +14,7 @@ SQLite itself turns NaN into NULL, and NULL is what every reader already takes f
 value", where an infinity or a ``"nan"`` text would poison sums and comparisons. Should
 a batched insert still fail on a row (an integer past 64 bits, a string that is not
 valid Unicode), :meth:`History.flush` writes that table's rows one by one and skips only
-those that fail, counted in ``bad_rows`` and logged once per table and reason. A failure
+those that fail, counted in ``bad_rows`` and logged once per table and kind of error. A failure
 of the database itself (locked, disk full) is no bad row: the batch is kept for the next
 flush and the error raised.
 """
@@ -206,13 +206,15 @@ class History:
         return n
 
     def _bad_row(self, table: str, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"
-        # Once per table and reason: a sender that keeps sending the same bad value must
-        # not flood the log; ``bad_rows`` keeps the count.
-        if (table, reason) not in self._logged:
-            self._logged.add((table, reason))
-            log.warning("history: skipped a %s row the database refused (%s); further "
-                        "ones for the same reason are only counted", table, reason)  # fmt: skip
+        # Once per table and kind of error (its message may vary with the value): a sender
+        # that keeps sending the same bad value must not flood the log; ``bad_rows``
+        # keeps the count.
+        key = (table, type(exc).__name__)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("history: skipped a %s row the database refused (%s: %s); further "
+                        "ones for the same reason are only counted", table,
+                        type(exc).__name__, exc)  # fmt: skip
 
     def _keep(self, pending: dict[str, list[tuple[Any, ...]]]) -> None:
         """Put the rows of a failed flush back, before those added since, within the
