@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,52 @@ def test_server_counts_malformed_frames_and_keeps_serving(ipc_dir: Path) -> None
     assert ack.ok and ack.result["sum"] == 42
     assert dict(srv.errors) == {"json": 1, "frames": 1, "unexpected": 1, "field": 1}
     assert srv.executed == 1
+
+
+def test_non_finite_numbers_are_refused_and_counted_by_every_receive_loop(
+    ipc_dir: Path,
+) -> None:
+    # Issue 8: a NaN or an infinity (as Python's json writes them) is an invalid field.
+    nan_event = json.dumps(json.loads(s.encode(s.make(s.Event(kind="x"), "grid")))
+                           | {"ts": math.inf}).encode()  # fmt: skip
+    kw = json.loads(s.encode(s.make(s.Command(name="add"), "raw", id="nan-1")))
+    kw["body"]["params"] = {"a": math.nan, "b": 1}
+
+    async def go() -> tuple[Subscriber, Server, s.Message, s.Message, s.Ack]:
+        pub = Publisher(f"ipc://{ipc_dir}/ev")
+        sub = Subscriber(pub.endpoint)
+        try:
+            await _join(pub, sub, s.make(telemetry(), "probe"))
+            await pub.publish_raw(b"event/grid", nan_event)
+            await pub.publish(s.make(telemetry(p_kw=7.0), "field1"))
+            got = await asyncio.wait_for(sub.recv(), 5)
+        finally:
+            sub.close()
+            pub.close()
+        async with Server(f"ipc://{ipc_dir}/cmd", {"add": _add, "nan": _nan}) as srv:
+            sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+            try:
+                sock.connect(srv.endpoint)
+                await sock.send(json.dumps(kw).encode())
+                refused = s.decode(await asyncio.wait_for(sock.recv(), 5))
+            finally:
+                sock.close(linger=0)
+            async with Client(srv.endpoint, timeout=2.0) as cli:
+                # A handler's result with a NaN: a not-ok ack, not a null sent as if fine.
+                ack = await cli.request("nan")
+            return sub, srv, got, refused, ack
+
+    sub, srv, got, refused, ack = run(go())
+    assert isinstance(got.body, s.Telemetry) and got.body.p_kw == 7.0
+    assert isinstance(refused.body, s.Ack) and refused.corr == "nan-1"
+    assert not refused.body.ok and "body.params.a" in (refused.body.error or "")
+    assert dict(sub.errors) == {"field": 1}
+    assert dict(srv.errors) == {"field": 1} and srv.executed == 1
+    assert not ack.ok and "finite" in (ack.error or "")
+
+
+async def _nan(msg: s.CommandMsg) -> Any:
+    return {"soc_pct": math.nan}
 
 
 def test_tcp_command_endpoint_requires_keys_or_insecure() -> None:

@@ -318,3 +318,23 @@ def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
                 assert campus.errors["command_timeout"] == 0
 
     run(go())
+
+
+def test_fleet_of_units_without_telemetry_reports_soc_none(ipc_dir: Path) -> None:
+    # A group whose units have not reported yet has no SOC: NaN in the fleet's totals,
+    # which the bus refuses (issue 8), so the whole "fleet" answer used to fail. None.
+    cfg = site()
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> s.Ack:
+        async with Campus(cfg, topo) as campus:
+            campus.fleet.heartbeat("bess-1", "IN/KA/B/campus-1/building-1/node-1",
+                                   rated_charge_kw=100.0, rated_discharge_kw=100.0,
+                                   energy_kwh=200.0, timestamp=campus.clock())  # fmt: skip
+            async with Client(topo.commands["campus"], timeout=2.0) as cli:
+                return await cli.request("fleet", {"levels": ["campus"]})
+
+    ack = run(go())
+    assert ack.ok, ack.error
+    group = ack.result["levels"]["campus"]["IN/KA/B/campus-1"]
+    assert group["units"] == 1 and group["soc_pct"] is None and group["energy_kwh"] == 200.0

@@ -180,3 +180,17 @@ def test_core_droop_with_a_slow_ramp_fails_in_the_same_event() -> None:
     assert not res.criterion("full_delay").passed
     assert not res.criterion("rel_rms_error").passed
     assert res.metrics["peak_measured_kw"] < 0.5 * res.metrics["peak_expected_kw"]
+
+
+def test_gain_ratio_is_left_out_when_no_response_is_due_in_the_accuracy_window() -> None:
+    # A 1 s dip: the expected response is back to zero before the accuracy window (2 s
+    # after the start) opens, so measured / expected has no value. It used to be NaN,
+    # which the bus refuses (issue 8): the compliance report could not be published.
+    tr = np.arange(40 * RATE + 1) / RATE
+    f = np.where((tr >= 10) & (tr < 11), 49.50, 50.0)
+    (ev,) = detect_events(T0 + tr, f)
+    p = BASE + CHAR.expected_kw(f, 50.0)
+    res = check_unit("u1", ev, T0 + tr, f, p, CHAR)
+    assert "gain_ratio" not in res.metrics
+    assert all(math.isfinite(v) for v in res.metrics.values())
+    assert res.passed

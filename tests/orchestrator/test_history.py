@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,4 +86,103 @@ def test_flush_from_a_thread_while_adding() -> None:
     th.join()
     h.flush()
     assert h.count("telemetry") == 20_000
+    h.close()
+
+
+# ---- bad rows (issue 8): one bad row never costs the batch, nor the writer ----
+
+
+def test_a_non_finite_time_is_replaced_by_the_time_of_recording_and_counted() -> None:
+    # SQLite binds NaN as NULL: ``t REAL NOT NULL`` then failed the whole transaction, and
+    # every later flush of the run with it (the launcher's flush task died).
+    h = History(":memory:")
+    before = time.time()
+    for t in (math.nan, math.inf, -math.inf, "soon", 5.0):
+        h.add("telemetry", {"t": t, "unit": "u", "power_kw": 1.0})
+    assert h.flush() == 5
+    times = [r["t"] for r in h.rows("telemetry")]
+    assert all(before <= t <= time.time() for t in times[:4]) and times[4] == 5.0
+    assert h.fixed_times == 4 and h.bad_rows == 0
+    h.add("telemetry", {"t": 6.0, "unit": "u"})
+    assert h.flush() == 1  # the writer goes on
+    h.close()
+
+
+def test_non_finite_numbers_in_other_columns_are_stored_as_null_and_counted() -> None:
+    h = History(":memory:")
+    h.add("telemetry", {"t": 1.0, "unit": "u", "power_kw": math.inf, "soc_pct": math.nan,
+                        "temp_c": -math.inf, "reactive_kvar": 2.5})  # fmt: skip
+    assert h.flush() == 1
+    (row,) = h.rows("telemetry")
+    assert (row["power_kw"], row["soc_pct"], row["temp_c"], row["reactive_kvar"]) == (
+        None, None, None, 2.5)  # fmt: skip
+    assert h.null_values == 3
+    h.close()
+
+
+def test_a_row_that_cannot_be_stored_is_skipped_and_the_rest_of_the_batch_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = History(":memory:")
+    h.add("events", {"t": 1.0, "kind": "a"})
+    # An integer past SQLite's 64 bits, a lone surrogate: both fail the insert itself.
+    h.add("bids", {"t": 2.0, "bid_id": "b1", "block": 2**70})
+    h.add("bids", {"t": 3.0, "bid_id": "b2", "block": 7})
+    h.add("events", {"t": 4.0, "kind": "b", "text": "bad \ud800"})
+    h.add("events", {"t": 5.0, "kind": "c"})
+    h.add("bids", {"t": 6.0, "bid_id": "b3", "block": 2**80})
+    with caplog.at_level(logging.WARNING, logger="vpp.orchestrator.history"):
+        assert h.flush() == 3
+    assert [r["kind"] for r in h.rows("events")] == ["a", "c"]
+    assert [r["bid_id"] for r in h.rows("bids")] == ["b2"]
+    assert h.bad_rows == 3 and h.written == 3
+    # Logged once per table and reason, naming both.
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2, logged
+    assert any("bids" in m and "too large" in m for m in logged)
+    assert any("events" in m and "surrogates" in m for m in logged)
+    h.add("bids", {"t": 7.0, "bid_id": "b4", "block": 2**90})
+    with caplog.at_level(logging.WARNING, logger="vpp.orchestrator.history"):
+        assert h.flush() == 0
+    assert h.bad_rows == 4 and len(caplog.records) == 2  # the same reason: not again
+    h.close()
+
+
+def test_a_database_error_keeps_the_batch_for_the_next_flush(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path, busy_timeout_s=0.05)
+    h.add("events", {"t": 1.0, "kind": "a"})
+    h.add("events", {"t": 2.0, "kind": "b"})
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            h.flush()
+        h.add("events", {"t": 3.0, "kind": "c"})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # Not a bad row: nothing skipped, and the next flush writes the kept rows, in order.
+    assert h.bad_rows == 0
+    assert h.flush() == 3
+    assert [r["kind"] for r in h.rows("events")] == ["a", "b", "c"]
+    h.close()
+
+
+def test_kept_rows_still_respect_the_buffer_bound(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path, busy_timeout_s=0.05, max_buffer=3)
+    for i in range(3):
+        h.add("events", {"t": float(i), "kind": "old"})
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            h.flush()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    h.add("events", {"t": 9.0, "kind": "new"})  # the buffer is full of the kept rows
+    assert h.dropped == 1
+    assert h.flush() == 3
     h.close()

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
@@ -19,10 +20,14 @@ import pytest
 from tests.orchestrator.procs import alive_any, children
 from tests.support.aio import run
 from vpp.config import load
+from vpp.config.models import SiteConfig
 from vpp.drivers.pmu import fetch_config
 from vpp.errors import VppError
+from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.pubsub import Publisher
 from vpp.orchestrator.history import History
 from vpp.orchestrator.launcher import Launcher
+from vpp.orchestrator.site_status import SiteStatus
 
 STANDIN = "tests.orchestrator.standin_role"
 ROLES = {r: STANDIN for r in ("field", "campus", "grid", "market")}
@@ -146,3 +151,152 @@ def test_a_restarted_plant_serves_on_the_same_ports(tmp_path: Path) -> None:
             assert await task == 0
 
     assert run(main(), timeout=60) == (7734, 7734)
+
+
+# ---- supervised background loops (issue 8) ----
+
+
+def bus_only_site(tmp_path: Path) -> SiteConfig:
+    """The default site without its plant, for a launcher that runs only the broker: the
+    test publishes on the bus itself."""
+    site = load()
+    return site.model_copy(update={
+        "simulation": site.simulation.model_copy(update={"enabled": False}),
+        "history": site.history.model_copy(update={"flush_interval_s": 0.1}),
+    })  # fmt: skip
+
+
+def tel(unit: str, kw: float) -> s.Message:
+    limits = s.Limits(p_min_kw=-100.0, p_max_kw=100.0)
+    return s.make(s.Telemetry(unit=unit, p_kw=kw, soc_pct=50.0, temp_c=25.0, limits=limits),
+                  "field-a")  # fmt: skip
+
+
+def dispatch(target_kw: object) -> s.Message:
+    return s.make(s.Event(kind="dispatch", data={"target_kw": target_kw}), "campus")
+
+
+async def started(launcher: Launcher, stop: asyncio.Event) -> tuple[asyncio.Task[int], Publisher]:
+    task = asyncio.create_task(launcher.run(None, stop))
+    await until(launcher.ready.is_set, what="start")
+    assert launcher.topo is not None
+    pub = Publisher(launcher.topo.events_in, bind=False)
+    # A PUB socket drops what it sends before its connection is up: say hello until heard.
+    while launcher.status.messages == 0:
+        await pub.publish(s.make(s.Event(kind="hello"), "test"))
+        await asyncio.sleep(0.05)
+    return task, pub
+
+
+def recorded(db: Path, table: str, **where: object) -> list[dict[str, Any]]:
+    with History(db).session() as h:
+        return h.rows(table, where=where)
+
+
+def test_a_failing_status_loop_is_restarted_and_counted(tmp_path: Path) -> None:
+    # A real odd message: a dispatch event whose target is not a number makes the text
+    # status fail to render. That loop used to die there, and no status came again.
+    out = io.StringIO()
+    db = tmp_path / "h.db"
+    launcher = Launcher(bus_only_site(tmp_path), history_path=db, out=out, only=["broker"],
+                        status_interval_s=0.05, loop_restart_s=0.05)  # fmt: skip
+    stop = asyncio.Event()
+
+    async def main() -> int:
+        task, pub = await started(launcher, stop)
+        try:
+            await pub.publish(dispatch("lots"))
+            await until(lambda: launcher.loop_failures["show"] >= 2, what="show failures")
+            await pub.publish(dispatch(12.5))
+            mark = len(out.getvalue())
+            await until(lambda: "+12.5 kW" in out.getvalue()[mark:], what="status again")
+            await pub.publish(tel("bess-1", 7.0))
+            await until(lambda: recorded(db, "telemetry", unit="bess-1"), what="history")
+        finally:
+            # Stopped (and waited for) even when the test failed, so nothing outlives it.
+            pub.close()
+            stop.set()
+            code = await task
+        return code
+
+    assert run(main(), timeout=30) == 0
+    assert set(launcher.loop_failures) == {"show"}
+    assert len(recorded(db, "events", kind="dispatch")) == 2
+
+
+class FailsOnce(SiteStatus):
+    """The real status, whose update raises on the first message of kind ``boom``."""
+
+    def __init__(self, site: SiteConfig) -> None:
+        super().__init__(site)
+        self.failed = False
+
+    def update(self, msg: s.Message) -> None:
+        super().update(msg)
+        if isinstance(msg.body, s.Event) and msg.body.kind == "boom" and not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in the status")
+
+
+def test_a_failing_listen_loop_is_restarted_and_loses_no_message(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    site = bus_only_site(tmp_path)
+    launcher = Launcher(site, history_path=db, only=["broker"], loop_restart_s=0.05)
+    launcher.status = FailsOnce(site)
+    stop = asyncio.Event()
+
+    async def main() -> int:
+        task, pub = await started(launcher, stop)
+        try:
+            # One burst: the failing message and those after it arrive in one batch.
+            await pub.publish(s.make(s.Event(kind="boom"), "test"))
+            for k in range(5):
+                await pub.publish(tel("bess-2", float(k)))
+            await until(lambda: len(recorded(db, "telemetry", unit="bess-2")) == 5,
+                        what="the burst in the history")  # fmt: skip
+            await pub.publish(tel("bess-3", 1.0))
+            await until(lambda: recorded(db, "telemetry", unit="bess-3"), what="history after")
+        finally:
+            # Stopped (and waited for) even when the test failed, so nothing outlives it.
+            pub.close()
+            stop.set()
+            code = await task
+        return code
+
+    assert run(main(), timeout=30) == 0
+    assert launcher.loop_failures == {"listen": 1}
+    assert len(recorded(db, "events", kind="boom")) == 1
+    assert launcher.status.units["bess-3"].p_kw == 1.0
+
+
+def test_a_failing_flush_is_restarted_and_the_rows_written_later(tmp_path: Path) -> None:
+    # The history file is held by another writer past the busy timeout (5 s): the flush
+    # fails for real. The rows are kept, the loop restarted, and all are written after.
+    db = tmp_path / "h.db"
+    launcher = Launcher(bus_only_site(tmp_path), history_path=db, only=["broker"],
+                        loop_restart_s=0.05)  # fmt: skip
+    stop = asyncio.Event()
+
+    async def main() -> int:
+        task, pub = await started(launcher, stop)
+        other = sqlite3.connect(db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            await pub.publish(tel("bess-1", 1.0))
+            await until(lambda: launcher.loop_failures["flush"] >= 1, what="a failed flush")
+            other.execute("ROLLBACK")
+            await pub.publish(tel("bess-1", 2.0))
+            await until(lambda: len(recorded(db, "telemetry", unit="bess-1")) == 2,
+                        what="the kept and the new row")  # fmt: skip
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")
+            other.close()
+            pub.close()
+            stop.set()
+            code = await task
+        return code
+
+    assert run(main(), timeout=40) == 0
+    assert set(launcher.loop_failures) == {"flush"}
+    assert [r["power_kw"] for r in recorded(db, "telemetry", unit="bess-1")] == [1.0, 2.0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 
 import pytest
 
@@ -82,3 +84,53 @@ def test_status_sums_online_units_and_weights_soc_by_capacity() -> None:
     assert "49.870 Hz low" in text[0] and "processes 1/2 alive, 2 restarts" in text[0]
     assert text[3].split()[0] == "bess-3" and text[3].endswith("offline")
     assert text[-1] == "    down: grid"
+
+
+def decision(t: float = 100.0) -> s.Message:
+    return s.make(s.Decision(unit="bess-1", t=t, hz=50.0, response_kw=0.0, base_kw=0.0,
+                             setpoint_kw=0.0), "field-a")  # fmt: skip
+
+
+def test_a_message_with_a_nan_time_is_recorded_and_the_writer_goes_on() -> None:
+    # Issue 8: one telemetry message with a NaN timestamp killed the history writer for the
+    # rest of the run. The schema refuses NaN now, so the message is made as a sender that
+    # bypasses validation would (model_copy does not validate).
+    h = History(":memory:")
+    rec = Recorder(h)
+    rec.record(tel("bess-1", 1.0, 50.0).model_copy(update={"ts": math.nan}))
+    good = decision()
+    rec.record(good.model_copy(update={"body": good.body.model_copy(update={"t": math.inf})}))
+    rec.record(tel("bess-2", 2.0, 50.0))
+    assert rec.flush() == 3
+    assert {r["unit"] for r in h.rows("telemetry")} == {"bess-1", "bess-2"}
+    assert all(math.isfinite(r["t"]) for r in h.rows("telemetry") + h.rows("decisions"))
+    assert h.fixed_times == 2
+    rec.record(decision())
+    assert rec.flush() == 1
+    h.close()
+
+
+def test_a_row_the_database_refuses_costs_only_that_row() -> None:
+    h = History(":memory:")
+    rec = Recorder(h)
+    rec.record(event("bid", {"bid_id": "b1", "block": 2**70, "volume_mw": 1.0}))
+    rec.record(event("bid", {"bid_id": "b2", "block": 3, "volume_mw": 1.0}))
+    rec.record(tel("bess-1", 1.0, 50.0))
+    assert rec.flush() == 2
+    assert [r["bid_id"] for r in h.rows("bids")] == ["b2"] and h.bad_rows == 1
+    h.close()
+
+
+def test_the_recorder_never_raises_on_an_odd_message(caplog: pytest.LogCaptureFixture) -> None:
+    h = History(":memory:")
+    rec = Recorder(h)
+    # A bid whose step volume no float can hold: mapping it to a row fails.
+    odd = event("bid", {"bid_id": "b1", "steps": [{"price_rs_mwh": 1.0, "volume_mw": 10**400}]})
+    with caplog.at_level(logging.WARNING, logger="vpp.orchestrator.recorder"):
+        rec.record(odd)
+        rec.record(odd)
+    rec.record(tel("bess-1", 1.0, 50.0))
+    assert rec.skipped["event"] == 2 and rec.counts["telemetry"] == 1
+    assert len(caplog.records) == 1 and "event" in caplog.records[0].getMessage()
+    assert rec.flush() == 1
+    h.close()

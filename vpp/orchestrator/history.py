@@ -5,11 +5,25 @@ market bids and their results are appended as rows. Rows are buffered in memory 
 written in one transaction per :meth:`History.flush`, because a commit per row would
 cost a disk sync per PMU frame; the database runs in WAL mode so that a reader (the
 ``vpp history`` command, a test) never blocks the writer. All times are UNIX seconds.
+
+One bad row never costs a batch (issue 8: a NaN timestamp failed ``t REAL NOT NULL``,
+hence every flush of the run). :meth:`History.add` sanitises: a ``t`` that is not a
+finite number becomes the time of recording (counted in ``fixed_times``), and a
+non-finite number in any other column is stored as NULL (counted in ``null_values``):
+SQLite itself turns NaN into NULL, and NULL is what every reader already takes for "no
+value", where an infinity or a ``"nan"`` text would poison sums and comparisons. Should
+a batched insert still fail on a row (an integer past 64 bits, a string that is not
+valid Unicode), :meth:`History.flush` writes that table's rows one by one and skips only
+those that fail, counted in ``bad_rows`` and logged once per table and kind of error. A failure
+of the database itself (locked, disk full) is no bad row: the batch is kept for the next
+flush and the error raised.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import sqlite3
 import threading
 import time
@@ -19,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["TABLES", "History"]
+
+log = logging.getLogger(__name__)
 
 #: Columns of every table, in order (``t`` is always first).
 TABLES: dict[str, tuple[str, ...]] = {
@@ -47,6 +63,19 @@ _TEXT = {
 }
 
 
+#: What a single row can make an INSERT raise (the row, not the database, is at fault):
+#: a constraint, a value that cannot be bound (an int past 64 bits: OverflowError; a str
+#: with a lone surrogate: UnicodeEncodeError, a ValueError; a blob too big: DataError).
+#: OperationalError (locked, disk full, I/O) is the database's and is not among them.
+_ROW_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    OverflowError,
+    ValueError,
+)
+
+
 def _ddl(table: str, columns: Sequence[str]) -> str:
     cols = ", ".join(
         f"{c} {_TYPES.get(c, 'TEXT' if c in _TEXT else 'REAL')}" for c in columns
@@ -58,14 +87,19 @@ class History:
     """An append-mostly store of what happened at the site (see the module docstring).
 
     ``path`` may be ``":memory:"``. Thread-safe: the recorder may flush from a worker
-    thread while the event loop keeps appending.
+    thread while the event loop keeps appending. ``busy_timeout_s`` is how long a write
+    waits for another writer of the same file before failing with "database is locked".
     """
 
-    def __init__(self, path: str | Path, *, max_buffer: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path, *, max_buffer: int = 100_000, busy_timeout_s: float = 5.0
+    ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
+        )
         # Two locks: appending only waits for the buffer swap, never for a disk write.
         self._lock = threading.Lock()
         self._buf_lock = threading.Lock()
@@ -75,6 +109,13 @@ class History:
         #: Rows dropped because the buffer was full (the disk cannot keep up).
         self.dropped = 0
         self.written = 0
+        #: Rows whose ``t`` was not a finite number, recorded at the time of recording.
+        self.fixed_times = 0
+        #: Non-finite numbers (NaN, infinities) of other columns stored as NULL.
+        self.null_values = 0
+        #: Rows the database refused (skipped at flush; the rest of the batch written).
+        self.bad_rows = 0
+        self._logged: set[tuple[str, str]] = set()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -83,12 +124,17 @@ class History:
                 self._db.execute(f"CREATE INDEX IF NOT EXISTS {table}_t ON {table}(t)")
 
     def add(self, table: str, row: Mapping[str, Any]) -> None:
-        """Buffer one row; missing columns are NULL, ``t`` defaults to now. A full buffer
-        drops the row and counts it rather than growing without bound."""
+        """Buffer one row; missing columns are NULL, ``t`` defaults to now. A ``t`` that
+        is not a finite number is replaced by now, a non-finite number elsewhere by NULL
+        (both counted). A full buffer drops the row and counts it rather than growing
+        without bound."""
         columns = TABLES[table]
-        values = tuple(_cell(row.get(c)) for c in columns)
-        if values[0] is None:
-            values = (time.time(), *values[1:])
+        t = row.get("t")
+        if t is not None:
+            t = _finite_float(t)
+            if t is None:
+                self.fixed_times += 1
+        values = (time.time() if t is None else t, *(self._cell(row.get(c)) for c in columns[1:]))
         with self._buf_lock:
             if self._buffered >= self._max_buffer:
                 self.dropped += 1
@@ -96,29 +142,91 @@ class History:
             self._buffered += 1
             self._pending[table].append(values)
 
+    def _cell(self, value: Any) -> Any:
+        """:func:`_json_cell`, with a non-finite float as NULL (counted)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            self.null_values += 1
+            return None
+        return _json_cell(value)
+
     def flush(self) -> int:
-        """Write every buffered row in one transaction; returns how many."""
+        """Write every buffered row in one transaction; returns how many.
+
+        A row the database refuses is skipped and counted (``bad_rows``), the rest of its
+        batch written. When the database itself fails (locked, disk full), nothing is
+        written, the rows are kept for the next flush (as far as the buffer bound allows)
+        and the error is raised.
+        """
         with self._lock:
             with self._buf_lock:
                 pending, self._pending = self._pending, {t: [] for t in TABLES}
                 self._buffered = 0
-            n = 0
-            self._db.execute("BEGIN")
+            n = bad = 0
             try:
+                self._db.execute("BEGIN")
                 for table, rows in pending.items():
                     if rows:
-                        cols = TABLES[table]
-                        marks = ", ".join("?" * len(cols))
-                        self._db.executemany(
-                            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows
-                        )
-                        n += len(rows)
+                        written = self._insert(table, rows)
+                        n += written
+                        bad += len(rows) - written
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._keep(pending)
                 raise
             self.written += n
+            self.bad_rows += bad
             return n
+
+    def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` into ``table`` (inside the flush's transaction); how many."""
+        cols = TABLES[table]
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        # A savepoint, because executemany leaves the rows before a failing one inserted.
+        self._db.execute("SAVEPOINT batch")
+        try:
+            self._db.executemany(sql, rows)
+        except _ROW_ERRORS:
+            self._db.execute("ROLLBACK TO batch")
+        else:
+            self._db.execute("RELEASE batch")
+            return len(rows)
+        self._db.execute("RELEASE batch")
+        # Some row cannot be stored: one by one, skipping only the rows that fail (a
+        # single INSERT is atomic, so a failed one leaves nothing behind).
+        n = 0
+        for row in rows:
+            try:
+                self._db.execute(sql, row)
+            except _ROW_ERRORS as exc:
+                self._bad_row(table, exc)
+            else:
+                n += 1
+        return n
+
+    def _bad_row(self, table: str, exc: Exception) -> None:
+        # Once per table and kind of error (its message may vary with the value): a sender
+        # that keeps sending the same bad value must not flood the log; ``bad_rows``
+        # keeps the count.
+        key = (table, type(exc).__name__)
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning("history: skipped a %s row the database refused (%s: %s); further "
+                        "ones for the same reason are only counted", table,
+                        type(exc).__name__, exc)  # fmt: skip
+
+    def _keep(self, pending: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Put the rows of a failed flush back, before those added since, within the
+        buffer bound (the excess is dropped and counted)."""
+        with self._buf_lock:
+            for table, rows in pending.items():
+                room = max(0, self._max_buffer - self._buffered)
+                if len(rows) > room:
+                    self.dropped += len(rows) - room
+                    rows = rows[:room]
+                self._pending[table][:0] = rows
+                self._buffered += len(rows)
 
     def rows(
         self,
@@ -139,7 +247,7 @@ class History:
             if key not in columns:
                 raise KeyError(f"table {table!r} has no column {key!r}")
             clauses.append(f"{key} = ?")
-            args.append(_cell(value))
+            args.append(_json_cell(value))
         sql = f"SELECT {', '.join(columns)} FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
@@ -157,10 +265,13 @@ class History:
         return int(n)
 
     def close(self) -> None:
-        """Flush what is buffered and close the database."""
-        self.flush()
-        with self._lock:
-            self._db.close()
+        """Flush what is buffered and close the database (closed even when the flush
+        fails, whose error is then raised)."""
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._db.close()
 
     @contextmanager
     def session(self) -> Iterator[History]:
@@ -171,8 +282,21 @@ class History:
             self.close()
 
 
-def _cell(value: Any) -> Any:
-    """A value SQLite stores as is; mappings and lists become JSON text."""
+def _finite_float(value: Any) -> float | None:
+    """``value`` as a finite float (what ``t`` must be), or None: not a real number (a
+    bool, a text), NaN, an infinity, or an int past the float range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _json_cell(value: Any) -> Any:
+    """A value SQLite stores as is; mappings and lists become JSON text (in which Python's
+    json writes a non-finite number as ``NaN`` / ``Infinity``: kept as text)."""
     if value is None or isinstance(value, str | int | float):
         return value
     if isinstance(value, Mapping | list | tuple):

@@ -12,7 +12,9 @@
 5. supervises: a process that dies is started again after a backoff, counted, logged
    and announced as an event of kind ``process``; records every message into the
    SQLite history (flushed every ``history.flush_interval_s``); shows the live status
-   once a second (plain lines, a redrawn screen on a terminal, or JSON lines);
+   once a second (plain lines, a redrawn screen on a terminal, or JSON lines). Each of
+   these background loops runs under :func:`vpp.aio.supervised`: one that raises is
+   logged, counted in ``loop_failures`` and restarted after ``loop_restart_s``;
 6. on the end of ``duration``, Ctrl-C or SIGTERM: SIGTERM to every child, a grace
    period, SIGKILL to what is left, broker closed, history flushed; exit code 0.
 """
@@ -20,7 +22,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,12 +33,12 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
 
-from vpp.aio import stop_on_signals
+from vpp.aio import stop_on_signals, supervised
 from vpp.config.models import SiteConfig
 from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
@@ -59,7 +63,8 @@ class Launcher:
 
     ``modules`` overrides the module of a role (``field``, ``campus``, ``grid``,
     ``market``); ``history_path`` the configured history file; ``out`` is where the
-    status goes (None: nowhere), as JSON lines with ``as_json``.
+    status goes (None: nowhere), as JSON lines with ``as_json``; ``loop_restart_s`` the
+    pause before a failed background loop starts again.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Launcher:
         max_backoff_s: float = 10.0,
         stop_timeout_s: float = 5.0,
         only: Iterable[str] | None = None,
+        loop_restart_s: float = 1.0,
     ) -> None:
         self.site = site
         self.only = _check_only(site, only)
@@ -85,6 +91,10 @@ class Launcher:
         self.status_interval_s = status_interval_s
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.stop_timeout_s = stop_timeout_s
+        self.loop_restart_s = loop_restart_s
+        #: Failures of the background loops, by loop (``listen``, ``flush``, ``show``,
+        #: ``supervise``); each was logged with its traceback and the loop restarted.
+        self.loop_failures: collections.Counter[str] = collections.Counter()
         self.procs: dict[str, Managed] = {}
         self.status = SiteStatus(site)
         self.recorder: Recorder | None = None
@@ -93,6 +103,9 @@ class Launcher:
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
         self._plant_pipe: list[Connection] = []
+        # Received but not yet handled: kept across a restart of the listen loop, so that
+        # a failure costs no message of its batch.
+        self._inbox: collections.deque[s.Message] = collections.deque()
         self._log_level = logging.getLogger().getEffectiveLevel()
 
     # ---- processes ----
@@ -228,12 +241,30 @@ class Launcher:
 
     # ---- bus: history and status ----
 
+    def _loop(self, fn: Callable[[], Awaitable[None]], what: str) -> asyncio.Task[None]:
+        """Run the background loop ``fn`` as a task that restarts it when it raises."""
+
+        def failed(_exc: BaseException) -> None:
+            self.loop_failures[what] += 1
+
+        return asyncio.create_task(
+            supervised(fn, f"launcher {what}", on_failure=failed,
+                       restart_after_s=self.loop_restart_s),
+            name=f"launcher {what}",
+        )  # fmt: skip
+
     async def _listen(self, sub: Subscriber) -> None:
+        inbox = self._inbox
         while True:
-            for msg in await sub.recv_batch():
-                self.status.update(msg)
+            if not inbox:
+                inbox.extend(await sub.recv_batch())
+            while inbox:
+                msg = inbox.popleft()
+                # Recorded first (the recorder never raises): the history must not depend
+                # on the live status, whose failure restarts this loop.
                 if self.recorder is not None:
                     self.recorder.record(msg)
+                self.status.update(msg)
 
     async def _flush(self, interval: float) -> None:
         while True:
@@ -278,16 +309,18 @@ class Launcher:
                 history = _open_history(self.history_path or self.site.history.path)
                 self.recorder = Recorder(history)
             tasks = [
-                asyncio.create_task(self._listen(sub)),
-                asyncio.create_task(self._flush(self.site.history.flush_interval_s)),
-                asyncio.create_task(self._show()),
+                self._loop(functools.partial(self._listen, sub), "listen"),
+                self._loop(
+                    functools.partial(self._flush, self.site.history.flush_interval_s), "flush"
+                ),
+                self._loop(self._show, "show"),
             ]
             if self.site.simulation.enabled and self.runs("plant"):
                 await self._start_plant()
             elif self.site.simulation.enabled:
                 self._point_at_remote_plant()
             self._start_roles(topo)
-            tasks.append(asyncio.create_task(self._supervise()))
+            tasks.append(self._loop(self._supervise, "supervise"))
             self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)

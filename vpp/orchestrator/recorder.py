@@ -16,6 +16,11 @@ any other event                      ``events`` (source = sender, kind, severity
 Frequency and heartbeat messages are not stored: the decisions carry the frequency each
 unit acted on, and liveness shows up as ``device`` events. Rows are buffered by History
 and written by :meth:`Recorder.flush` (every ``history.flush_interval_s``).
+
+:meth:`Recorder.record` never raises: it runs in the launcher's bus loop, where an odd
+message (a field no row can hold) must cost that message only. One that cannot be
+mapped is skipped, counted in ``skipped`` by message type and logged (once per type
+and error; History sanitises and counts what it can store, see its module docstring).
 """
 
 from __future__ import annotations
@@ -63,13 +68,26 @@ class Recorder:
         self.history = history
         #: Messages recorded, by table.
         self.counts: Counter[str] = Counter()
+        #: Messages that could not be turned into a row, by message type.
+        self.skipped: Counter[str] = Counter()
+        self._logged: set[tuple[str, type[Exception]]] = set()
 
     def record(self, msg: s.Message) -> None:
-        """Buffer the row(s) of ``msg`` (nothing for frequency and heartbeat messages)."""
-        table, row = self._row(msg)
-        if table:
-            self.history.add(table, row)
-            self.counts[table] += 1
+        """Buffer the row(s) of ``msg`` (nothing for frequency and heartbeat messages);
+        a message that cannot be recorded is counted and logged, never raised."""
+        try:
+            table, row = self._row(msg)
+            if table:
+                self.history.add(table, row)
+                self.counts[table] += 1
+        except Exception as exc:
+            self.skipped[msg.type] += 1
+            key = (msg.type, type(exc))
+            if key not in self._logged:
+                self._logged.add(key)
+                log.warning("history: cannot record a %s message from %s (%s: %s); further "
+                            "ones are only counted", msg.type, msg.sender, type(exc).__name__,
+                            exc, exc_info=True)  # fmt: skip
 
     def _row(self, msg: s.Message) -> tuple[str, dict[str, Any]]:
         b = msg.body

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from vpp.aio import cancel_and_wait
+from vpp.aio import cancel_and_wait, supervised
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ClientCurve
@@ -58,6 +58,9 @@ class Service:
 
     topics: tuple[str, ...] = ()
     """Subscriber topic prefixes; empty: no subscriber."""
+
+    loop_restart_s: float = 1.0
+    """Pause before a loop that raised starts again."""
 
     def __init__(self, topo: Topology, name: str) -> None:
         self.topo = topo
@@ -133,22 +136,17 @@ class Service:
             await stop.wait()
 
     def _start(self, fn: Callable[[], Awaitable[None]], what: str) -> None:
-        task = asyncio.create_task(self._guard(fn, what), name=f"{self.name} {what}")
+        # A loop that raised (a bug) is logged, counted and restarted rather than lost: the
+        # process would otherwise keep running with half its work silently stopped.
+        task = asyncio.create_task(
+            supervised(fn, f"{self.name} {what}", on_failure=self._loop_failed,
+                       restart_after_s=self.loop_restart_s),
+            name=f"{self.name} {what}",
+        )  # fmt: skip
         self._tasks.append(task)
 
-    async def _guard(self, fn: Callable[[], Awaitable[None]], what: str) -> None:
-        # A loop that raised (a bug) is restarted after a pause rather than lost: the
-        # process would otherwise keep running with half its work silently stopped.
-        while True:
-            try:
-                await fn()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.errors["internal"] += 1
-                log.exception("%s: %s loop failed; restarting it", self.name, what)
-                await asyncio.sleep(1.0)
+    def _loop_failed(self, _exc: BaseException) -> None:
+        self.errors["internal"] += 1
 
     async def _receive(self) -> None:
         assert self.subscriber is not None
@@ -174,11 +172,18 @@ class Service:
         unit: str = "",
         severity: s.Severity = "info",
     ) -> None:
-        """Publish an EventMsg from this service."""
+        """Publish an EventMsg from this service. An event the schema refuses (a NaN in
+        ``data``) is not sent: counted under ``errors["publish"]`` and logged, not raised,
+        so that the loop publishing it goes on."""
         if self.publisher is None:
             return
-        ev = s.Event(kind=kind, severity=severity, text=text, unit=unit, data=dict(data))
-        await self.publisher.publish(s.make(ev, self.name))
+        try:
+            ev = s.Event(kind=kind, severity=severity, text=text, unit=unit, data=dict(data))
+            msg = s.make(ev, self.name)
+        except ValueError as err:  # pydantic's ValidationError, MessageError
+            self.bad_input("publish", err)
+            return
+        await self.publisher.publish(msg)
 
     async def client(self, target: str, endpoint: str | None = None) -> Client:
         """The command client to ``target`` (at ``endpoint``, default its topology one);

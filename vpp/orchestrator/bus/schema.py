@@ -10,15 +10,30 @@ counter it belongs to.
 Version rule: ``v`` is bumped when a field is removed, renamed or changes meaning; adding
 an optional field keeps the version (unknown fields are ignored by receivers). A receiver
 refuses any other version than :data:`SCHEMA_VERSION`.
+
+No NaN or infinity anywhere: JSON has none, yet Python's json writes them as the literals
+``NaN`` / ``Infinity``, pydantic-core's parser reads those (and ``1e999`` as an
+infinity, and the strings "NaN" or "inf" into a float field), and pydantic's encoder
+writes a NaN as ``null`` without a word. Every model refuses non-finite floats
+(``allow_inf_nan=False``, the envelope's ``ts`` included) and the free-form fields
+(:attr:`Command.params`, :attr:`Event.data`, :attr:`Ack.result`) are walked for them,
+so a receiver gets a :class:`MessageError` of kind ``field`` naming the number's path
+(``body.params.kw``); a body refuses them when built, and :func:`make` checks again for
+what skipped validation (``model_copy``, ``model_construct``, free-form data changed
+after). Where a value may honestly be missing (a decision's frequency when the PMU sent
+none), the field is optional and None says so.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from typing import Annotated, Any, Literal, TypeAlias, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vpp.errors import MessageError
 
@@ -56,9 +71,89 @@ SafetyState = Literal["none", "log", "reduce", "stop", "emergency_shutdown"]
 Severity = Literal["info", "warning", "alarm", "critical"]
 
 
+_Path: TypeAlias = tuple[str | int, ...]
+
+#: Values the fast check walks before it suspects a cycle and lets the slow walk decide.
+_FAST_LIMIT = 100_000
+
+
+def _non_finite(value: Any) -> tuple[_Path, float] | None:
+    """The path and value of the first non-finite float in ``value`` (walking models'
+    and dataclasses' fields, mappings, lists, tuples and sets: what the encoder writes as
+    JSON), or None when there is none."""
+    # Every message sent goes through here (make), most with nothing to find: a fast walk
+    # first, without paths; the paths only once something was found.
+    stack: list[Any] = [value]
+    pop, extend = stack.pop, stack.extend
+    for _ in range(_FAST_LIMIT):
+        if not stack:
+            return None
+        v = pop()
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:  # NaN and the infinities give NaN
+                break
+        elif t is str or t is int or t is bool or v is None:
+            continue
+        elif t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif isinstance(v, BaseModel):
+            extend(v.__dict__.values())
+        elif isinstance(v, float | Mapping | list | tuple | set | frozenset) or is_dataclass(v):
+            break  # a subclass (numpy's float64), a set, a dataclass: the slow walk knows
+    return _find_non_finite(value)
+
+
+def _find_non_finite(value: Any) -> tuple[_Path, float] | None:
+    stack: list[tuple[_Path, Any]] = [((), value)]
+    seen: set[int] = set()  # containers already walked: a cycle must not loop forever
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return path, v
+            continue
+        if isinstance(v, BaseModel):
+            items: Any = v.__dict__.items()
+        elif isinstance(v, Mapping):
+            items = v.items()
+        elif isinstance(v, list | tuple | set | frozenset):
+            items = enumerate(v)
+        elif is_dataclass(v) and not isinstance(v, type):
+            items = ((f.name, getattr(v, f.name)) for f in fields(v))
+        else:
+            continue
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        # Reversed onto the stack, so the first offender in document order is reported.
+        stack.extend(reversed([((*path, k), x) for k, x in items]))
+    return None
+
+
+def _finite_json(value: Any) -> Any:
+    """Validator of a free-form field: refuse a non-finite number at any depth."""
+    bad = _non_finite(value)
+    if bad is not None:
+        path, x = bad
+        # A ValidationError raised in a validator is merged into the outer one with its
+        # location appended to the field's, so the error names ``body.params.kw``.
+        raise ValidationError.from_exception_data(
+            "non-finite number", [{"type": "finite_number", "loc": path, "input": x}]
+        )
+    return value
+
+
+#: Free-form JSON of a command's params, an event's data: no NaN or infinity inside.
+_FreeForm: TypeAlias = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+
+
 class _Body(BaseModel):
-    # Frozen: a decoded message may be handed to several consumers.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Frozen: a decoded message may be handed to several consumers. No NaN or infinity
+    # (see the module docstring).
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class Limits(_Body):
@@ -100,7 +195,7 @@ class Event(_Body):
     severity: Severity = "info"
     text: str = ""
     unit: str = ""
-    data: dict[str, Any] = {}
+    data: _FreeForm = {}
     """Structured detail (a command's target, params, issuer and outcome; a bid)."""
 
 
@@ -130,7 +225,8 @@ class Decision(_Body):
 
     unit: str
     t: float
-    hz: float
+    hz: float | None
+    """The measured frequency; None when the PMU sent none (a NaN in its frame)."""
     rocof: float | None = None
     band: str = ""
     response_kw: float
@@ -143,7 +239,7 @@ class Command(_Body):
     """A request to act; answered by one :class:`Ack` with ``corr`` = the command's id."""
 
     name: str = Field(min_length=1)
-    params: dict[str, Any] = {}
+    params: _FreeForm = {}
     issued_by: str = ""
 
 
@@ -152,7 +248,7 @@ class Ack(_Body):
 
     ok: bool
     error: str | None = None
-    result: Any = None
+    result: Annotated[Any, AfterValidator(_finite_json)] = None
 
 
 class Schedule(_Body):
@@ -175,7 +271,7 @@ class Dispatch(_Body):
 
 
 class _Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     v: Literal[1] = 1
     type: str
@@ -278,7 +374,18 @@ _BODY_TO_MSG: dict[type[_Body], type[_Envelope]] = {
 
 
 def make(body: _Body, sender: str, *, corr: str | None = None, id: str | None = None) -> Message:
-    """Wrap ``body`` in its envelope, with a fresh id and the current time."""
+    """Wrap ``body`` in its envelope, with a fresh id and the current time.
+
+    Raises :class:`MessageError` (kind ``field``) when the body holds a non-finite number:
+    bodies refuse them when built, but ``model_copy``, ``model_construct`` or free-form
+    data changed afterwards skip that check, and the encoder would send a NaN as null.
+    """
+    bad = _non_finite(body)
+    if bad is not None:
+        path, x = bad
+        field = ".".join(map(str, ("body", *path)))
+        raise MessageError(f"{field}: {x} is not a finite number", kind="field", field=field,
+                           where=f"sender {sender}")  # fmt: skip
     cls = _BODY_TO_MSG[type(body)]
     msg: Message = cls(  # type: ignore[assignment,call-arg]  # class chosen by the body
         sender=sender, id=id or uuid.uuid4().hex, ts=time.time(), corr=corr, body=body

@@ -52,6 +52,7 @@ from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.config import Strategy
 from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchResult
 from vpp.orchestrator.campus.fleet import Fleet, UnknownUnitError
+from vpp.orchestrator.campus.totals import Aggregate
 from vpp.orchestrator.service import Service, params, tune_gc
 
 __all__ = ["RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
@@ -71,6 +72,15 @@ Level = Literal["country", "state", "city", "campus", "building", "node"]
 class _FleetParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     levels: list[Level] = Field(default_factory=lambda: list(get_args(Level)))
+
+
+def _plain(agg: Aggregate) -> dict[str, Any]:
+    """A group's totals for the ``fleet`` answer: a SOC with no unit reporting is NaN in
+    the fleet's arrays, and None on the bus, which carries no NaN."""
+    out = dataclasses.asdict(agg)
+    if not math.isfinite(out["soc_pct"]):
+        out["soc_pct"] = None
+    return out
 
 
 @dataclasses.dataclass
@@ -204,7 +214,7 @@ class Campus(Service):
         now = self.clock()
         # A large fleet's node level is one entry per unit: ask for fewer levels then.
         want = params(_FleetParams, cmd).levels
-        levels = {lvl: {path: dataclasses.asdict(a) for path, a in
+        levels = {lvl: {path: _plain(a) for path, a in
                         self.fleet.aggregates(lvl, now).items()} for lvl in want}  # fmt: skip
         return {
             "units": len(self.fleet),

@@ -211,7 +211,10 @@ def _assess(
     rms_exp = math.sqrt(denom / err.size)
     # No response due in the window (a short event): relative to the peak instead.
     metrics["rel_rms_error_pct"] = 100.0 * rms / (rms_exp or abs(peak))
-    metrics["gain_ratio"] = float(np.dot(mw[acc], ew[acc])) / denom if denom else math.nan
+    # No expected response in the window: measured / expected has no value, and is left
+    # out (as a delay never reached is) rather than NaN, which the bus refuses.
+    if denom:
+        metrics["gain_ratio"] = float(np.dot(mw[acc], ew[acc])) / denom
     for name, key, limit, unit in (
         ("rms_error", "rms_error_pct", cfg.max_rms_error_pct, "% of rating"),
         ("max_error", "max_error_pct", cfg.max_abs_error_pct, "% of rating"),
