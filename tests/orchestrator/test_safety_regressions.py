@@ -223,3 +223,42 @@ def test_a_latch_is_not_reset_while_temperatures_read_nan() -> None:
     with pytest.raises(CommandError, match="latch kept: invalid_telemetry"):
         asyncio.run(ctl.command("control", reset))
     assert u.pipeline.latched
+
+
+def test_a_nan_from_a_device_or_the_pmu_never_stops_the_frame_path(ipc_dir: Any) -> None:
+    # The schema refuses NaN (issue 8); building a message with one raised inside the
+    # frame loop, which then skipped the units after it for that frame.
+    from vpp.orchestrator.bus.broker import Broker
+    from vpp.orchestrator.bus.pubsub import Publisher
+    from vpp.orchestrator.bus.topology import BusSection, Topology
+    from vpp.orchestrator.field import messages
+
+    topo = Topology.build(BusSection(), ["f"], ipc_dir)
+    field = FieldConfig(id="f", pmu=PmuSource(idcode=ID), units=[unit_cfg("u1"), unit_cfg("u2")])
+
+    async def main() -> None:
+        async with Broker(topo.events_in, topo.events_out):
+            ctl = FieldController(field, events_in=topo.events_in)
+            ctl.publisher = Publisher(topo.events_in, bind=False)
+            try:
+                u1, u2 = ctl.units["u1"], ctl.units["u2"]
+                for u in (u1, u2):
+                    u.on_status(status(0.0))
+                t = u1.clock()[0]
+                # A float FREQ marked missing (NaN) on a frame whose decision is published.
+                assert ctl.step(t, math.nan, math.nan, 0, ID, True)
+                assert u2.decision is not None and ctl.publish_errors == 0
+                assert messages.decision("u1", t, math.nan, u2.decision).hz is None
+                # A NaN read from an inverter register: that telemetry is not sent, counted.
+                u1.on_status(status(math.nan))
+                u1.online = True
+                ctl.publish(lambda: messages.telemetry(u1))
+                assert ctl.publish_errors == 1
+                assert u1.state()["power"] is None
+                # A violation whose value is unknown (a BMS never heard) publishes.
+                rec = u1.violations(u1.on_frame(t + 0.02, 50.0, math.nan, 0, ID) or u1.idle())
+                assert all(r["value"] is None or math.isfinite(r["value"]) for r in rec)
+            finally:
+                ctl.publisher.close()
+
+    asyncio.run(main())

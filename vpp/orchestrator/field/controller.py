@@ -26,7 +26,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -37,7 +37,7 @@ from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import PdcClient
-from vpp.errors import ConfigError
+from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ServerCurve
 from vpp.orchestrator.bus.pubsub import Publisher, Server
@@ -176,13 +176,17 @@ class FieldController(FieldCommands, Startable):
 
     # --- publishing (never blocks) -------------------------------------------------------
 
-    def publish(self, body: Any, sender: str | None = None) -> None:
-        """Send one message if a publisher is open; a failure is counted, never raised."""
+    def publish(self, body: Any | Callable[[], Any], sender: str | None = None) -> None:
+        """Send one message (a body, or a function that builds it) if a publisher is open.
+        A failure, building the body included (a value the schema refuses, such as a NaN
+        read from a device), is counted in ``publish_errors`` and logged, never raised:
+        publishing must not stop the frame path or a loop."""
         if self.publisher is None:
             return
         try:
-            self.publisher.send_now(s.make(body, sender or self.id))
-        except (zmq.ZMQError, ValueError) as exc:
+            msg = body() if callable(body) else body
+            self.publisher.send_now(s.make(msg, sender or self.id))
+        except (zmq.ZMQError, ValueError, VppError) as exc:
             self.publish_errors += 1
             log.warning("field %s: not published: %s", self.id, exc)
 
@@ -197,7 +201,7 @@ class FieldController(FieldCommands, Startable):
     ) -> None:
         """Publish an event."""
         self.publish(
-            s.Event(
+            lambda: s.Event(
                 kind=kind,
                 severity=severity,  # type: ignore[arg-type]  # one of SEVERITY's values
                 text=text,
@@ -260,9 +264,10 @@ class FieldController(FieldCommands, Startable):
         if first is None:
             return False
         if first.transition is not None:
-            self.publish(m.band_event(first.transition, f))
+            transition = first.transition
+            self.publish(lambda: m.band_event(transition, f))
         if publish and math.isfinite(f) and f > 0:
-            self.publish(m.frequency(t, f, first))
+            self.publish(lambda: m.frequency(t, f, first))
         return True
 
     def _offer(self, unit: FieldUnit, writer: SetpointWriter, d: Decision, publish: bool) -> None:
@@ -273,7 +278,7 @@ class FieldController(FieldCommands, Startable):
                 sev = SEVERITY.get(rec["action"], "warning")
                 self.event("safety", rec["detail"], unit=unit.id, severity=sev, data=rec)
         if publish:
-            self.publish(m.decision(unit.id, d.time, d.freq, d))
+            self.publish(lambda: m.decision(unit.id, d.time, d.freq, d))
 
     # --- devices -------------------------------------------------------------------------
 
@@ -359,7 +364,7 @@ class FieldController(FieldCommands, Startable):
             await asyncio.sleep(self.field.telemetry_interval_s)
             for unit in self.units.values():
                 if unit.online and unit.status is not None:
-                    self.publish(m.telemetry(unit))
+                    self.publish(lambda u=unit: m.telemetry(u))  # type: ignore[misc]
 
     async def _heartbeat_loop(self) -> None:
         loop = asyncio.get_running_loop()

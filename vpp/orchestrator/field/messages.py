@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vpp.core import Decision, Transition
@@ -12,11 +13,12 @@ __all__ = ["band_event", "decision", "frequency", "telemetry", "unit_heartbeat"]
 
 
 def decision(uid: str, t: float, hz: float, d: Decision) -> s.Decision:
-    """A unit's decision (published every ``decisions_every`` frames)."""
+    """A unit's decision (published every ``decisions_every`` frames); ``hz`` None when
+    the frame carried no frequency."""
     return s.Decision(
         unit=uid,
         t=t,
-        hz=hz,
+        hz=hz if math.isfinite(hz) else None,
         rocof=d.rocof,
         band=d.band.label if d.band is not None else "",
         response_kw=d.response_kw,
@@ -44,7 +46,9 @@ def band_event(tr: Transition, hz: float) -> s.Event:
 
 
 def telemetry(unit: FieldUnit) -> s.Telemetry:
-    """A unit's telemetry: measured values, the envelope's limits now and its action."""
+    """A unit's telemetry: measured values, the envelope's limits now and its action.
+    Raises ValueError when a measured value is not a finite number (the schema refuses
+    it, and a made-up number would be worse): the controller counts it, not sent."""
     st = unit.status or {}
     d = unit.decision
     safety = d.safety if d is not None else None

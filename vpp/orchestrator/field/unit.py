@@ -64,6 +64,13 @@ def system_clock() -> tuple[float, float]:
     return time.time(), time.monotonic()
 
 
+def _finite(v: object) -> float | None:
+    """A device value for a report: the number, or None if it is not a finite one."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
 def _stale_after(poll_interval_s: float) -> float:
     return max(2.0, STALE_POLLS * poll_interval_s)
 
@@ -364,8 +371,9 @@ class FieldUnit:
                     "code": code,
                     "action": action,
                     "detail": f"{code}: value {v.value:g}, limit {v.limit:g}",
-                    "value": v.value,
-                    "limit": v.limit,
+                    # None where unknown (a source never heard): no NaN on the bus.
+                    "value": v.value if math.isfinite(v.value) else None,
+                    "limit": v.limit if math.isfinite(v.limit) else None,
                 }
                 self.safety_history.append(rec)
                 new.append(rec)
@@ -379,8 +387,8 @@ class FieldUnit:
         return {
             "online": self.online,
             "enabled": self.enabled,
-            "soc": st.get("soc"),
-            "power": st.get("active_power"),
+            "soc": _finite(st.get("soc")),
+            "power": _finite(st.get("active_power")),
             "base": d.base_kw if d is not None else self.pipeline.base_kw,
             "response": d.response_kw if d is not None else 0.0,
             "setpoint": d.setpoint_kw if d is not None else None,
