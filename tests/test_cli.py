@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vpp import c37118
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +89,45 @@ def test_pmu_decode_prints_one_json_object_per_frame_and_goes_on_after_corruptio
     assert e["field"] == "CHK" and "reason" in e
     assert abs(objs[3]["time"] - (1_700_000_000 + 0.08)) < 1e-9
     assert "1 corrupt frame" in r.stderr
+
+
+def test_pmu_decode_keeps_a_capture_behind_garbage_that_looks_like_a_frame(
+    tmp_path: Path,
+) -> None:
+    # A few bytes that look like a data frame's SYNC claiming 65535 bytes, then a valid
+    # capture that ends before those 65535 bytes do: the decoder used to wait for the
+    # rest of the false frame and, at the end of the file, drop everything with one
+    # truncated-frame error.
+    pmu = c37118.PmuConfig("PMU A", 9, 0b1111, ["VA"], [0], fnom=50.0)
+    cfg = c37118.ConfigFrame("cfg2", 9, [pmu], data_rate=50, soc=1_700_000_000)
+    frames = [c37118.encode(cfg)]
+    for k in range(50):
+        pd = c37118.PmuData([(230.0, 0.0)], 50.0 + 0.001 * k)
+        frames.append(c37118.encode(c37118.DataFrame(cfg, [pd], 1_700_000_000, 20_000 * k)))
+    false_start = b"\xaa\x02\xff\xff"
+    cases = [
+        # Found behind the false start as the capture is read.
+        (b"\x00" + false_start + b"\x07", b"", "sync", 0),
+        # ... with a false start at the end too (one more error, nothing lost).
+        (b"\x00" + false_start + b"\x07", false_start, "sync", 0),
+        # Two in a row: the frames come out when the end of the file is reached.
+        (false_start * 2, b"", "truncated", 2),
+    ]
+    for garbage, tail, kind, offset in cases:
+        path = tmp_path / "capture.bin"
+        path.write_bytes(garbage + b"".join(frames) + tail)
+        r = vpp("pmu", "decode", str(path))
+        assert r.returncode == 0, r.stderr
+        objs = [json.loads(line) for line in r.stdout.splitlines()]
+        assert [o["type"] for o in objs][:3] == ["error", "cfg2", "data"]
+        # One error for the garbage run, then every frame.
+        assert (objs[0]["error"], objs[0]["offset"]) == (kind, offset)
+        assert [o["pmus"][0]["freq"] for o in objs if o["type"] == "data"] == [
+            pytest.approx(50.0 + 0.001 * k) for k in range(50)
+        ]
+        errors = [o for o in objs if o["type"] == "error"]
+        assert len(errors) == (2 if tail else 1)
+        assert f"{len(errors)} corrupt frame" in r.stderr
 
 
 def test_bench_lists_its_benchmarks_and_rejects_unknown_names() -> None:

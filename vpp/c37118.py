@@ -166,7 +166,9 @@ def decode_stream_to_json(
 
     One dict per frame as :func:`frame_to_json` makes it, in stream order; a corrupt
     stretch yields one error object (:func:`error_to_json`, with the stream offset) and
-    decoding goes on from the next valid frame. Configuration frames seen in the stream
+    decoding goes on from the next valid frame. Garbage that looks like the start of a
+    long frame loses nothing after it: at the end of the input the bytes behind it are
+    rescanned (see docs/c37118.md). Configuration frames seen in the stream
     (and ``configs``) decode the data frames after them. CFG-3 fragments are not
     reported one by one: the joined configuration is, once its last fragment arrives.
     """

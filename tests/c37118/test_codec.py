@@ -349,6 +349,22 @@ def test_encode_errors() -> None:
         c.encode(object())  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("fmt", [0b0001, 0b0011])
+def test_polar_phasors_are_encoded_within_the_standards_ranges(fmt: int) -> None:
+    # C37.118.2: magnitude >= 0, angle in (-pi, pi]. Float angles used to be written as
+    # given (pyPMU refuses a frame with one outside +-3.142); a negative magnitude is the
+    # same phasor turned by pi.
+    cfg = config(1, pmus=[pmu_config(fmt, phasors=4, analogs=0, digitals=0)])
+    given = [(10.0, 3 * math.pi + 0.5), (10.0, -math.pi), (-10.0, 0.25), (10.0, 1e4)]
+    f = c.DataFrame(cfg, [c.PmuData(given, 50.0)], 1)
+    got = c.decode(c.encode(f), cfg)
+    assert isinstance(got, c.DataFrame)
+    for (m, a), (gm, ga) in zip(given, got.pmus[0].phasors, strict=True):
+        assert gm >= 0 and -math.pi < ga <= math.pi + (1e-4 if fmt == 1 else 0.0)
+        want = m * complex(math.cos(a), math.sin(a))
+        assert abs(gm * complex(math.cos(ga), math.sin(ga)) - want) < 1e-3 * abs(m)
+
+
 def test_angle_wraps_and_nan_refused_for_integers() -> None:
     cfg = config(1, pmus=[pmu_config(1, phasors=1, analogs=0, digitals=0)])
     f = c.DataFrame(cfg, [c.PmuData([(100.0, 3 * math.pi)], 50.0)], 1)

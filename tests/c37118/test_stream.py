@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.pypmu import Stream
 from vpp import c37118 as c
 from vpp import errors
+from vpp.core import Pipeline
 
 from .helpers import config, data_frame
 
@@ -122,3 +125,73 @@ def test_large_chunks_beyond_the_buffer() -> None:
     events = c.StreamDecoder([CFG]).feed(many)
     assert len(events) == 6000
     assert all(isinstance(f, c.DataFrame) for _, f in events)
+
+
+# Garbage that looks like a data frame's SYNC with FRAMESIZE 65535 (a false start).
+FALSE_START = b"\xaa\x02\xff\xff"
+
+
+def test_a_false_start_does_not_hold_up_the_frames_behind_it() -> None:
+    # Mid-stream (a TCP stream never ends) the decoder used to wait for the 65535 bytes
+    # the false start claims: 30 s of a 50 frames/s stream. Now one error, then every
+    # frame as soon as the header of the next one is in.
+    dec = c.StreamDecoder()
+    got = summary(dec.feed(FALSE_START + STREAM))
+    assert got[0] == (2, "error:framesize:FRAMESIZE")
+    assert [(off - 4, what) for off, what in got[1:]] == WHOLE
+    assert dec.finish() == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=len(FRAMES) - 1),
+    st.integers(min_value=1, max_value=64),
+)
+def test_at_the_end_of_input_the_bytes_behind_a_false_start_are_rescanned(
+    where: int, chunk: int
+) -> None:
+    # Two false starts in a row: the second (never complete) stops the search behind
+    # the first, so the frames behind them wait. The end of input used to drop them all
+    # with one truncated-frame error; now they are rescanned and come out.
+    before = b"".join(FRAMES[:where])
+    data = before + FALSE_START * 2 + b"".join(FRAMES[where:])
+    events = run([data[i : i + chunk] for i in range(0, len(data), chunk)])
+    errs = [e for e in events if e[1].startswith("error")]
+    assert errs == [(len(before) + 2, "error:truncated:FRAMESIZE")]
+    frames = [e for e in events if not e[1].startswith("error")]
+    assert [w for _, w in frames] == [w for _, w in WHOLE]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.binary(min_size=1, max_size=8), st.just(FALSE_START)), min_size=1, max_size=6
+    ),
+    st.integers(min_value=1, max_value=len(FRAMES)),
+    st.lists(st.integers(min_value=0, max_value=len(STREAM) + 64), max_size=12),
+)
+def test_any_garbage_anywhere_loses_no_frame_whatever_the_chunks(
+    pieces: list[bytes], where: int, cuts: list[int]
+) -> None:
+    # Garbage of any bytes, 0xAA and false starts included, before a frame or at the
+    # end: one error for it, and every frame of the stream, in order, once.
+    garbage = b"".join(pieces)
+    before = b"".join(FRAMES[:where])
+    data = before + garbage + b"".join(FRAMES[where:])
+    points = [0, *sorted(min(x, len(data)) for x in cuts), len(data)]
+    events = run([data[a:b] for a, b in itertools.pairwise(points)])
+    errs = [e for e in events if e[1].startswith("error")]
+    # At the garbage (a CHK error of a false start is where its claimed bytes end).
+    assert len(errs) == 1 and len(before) <= errs[0][0] < len(data)
+    frames = [w for _, w in events if not w.startswith("error")]
+    assert frames == [w for _, w in WHOLE]
+
+
+def test_a_pipeline_buffer_keeps_the_frames_behind_a_false_start() -> None:
+    # Pipeline.process_buffer splits a buffer with the same decoder, and used to lose
+    # every frame behind a false start that nothing resolved before the buffer's end.
+    s = Stream()
+    frames = [s.frame(50.0 - 0.002 * k)[1] for k in range(100)]
+    cols = Pipeline().process_buffer(s.config_bytes() + FALSE_START * 2 + b"".join(frames))
+    assert cols["errors"] == 1
+    np.testing.assert_allclose(cols["freq"], [50.0 - 0.002 * k for k in range(100)])

@@ -27,10 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
+import math
 import socket
 import threading
 import time
 from typing import Any
+
+import pytest
 
 from tests.support.aio import run, take
 from tests.support.pypmu import ConfigFrame2, DataFrame, Stream
@@ -39,6 +43,7 @@ from vpp.aio import cancel_and_wait
 from vpp.drivers.pmu import PdcClient
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import V_PHASE, PmuServer
+from vpp.sim.pmu_signal import wrap_angle
 
 # Imported after tests.support.pypmu, which makes pyPMU importable on Python 3.10+.
 Pdc: Any = importlib.import_module("synchrophasor.pdc").Pdc
@@ -160,3 +165,33 @@ def test_pypmu_pdc_reads_our_server() -> None:
         assert f.get_measurements()["measurements"][0]["frequency"] == 50 + f.get_freq() / 1000
         assert abs(f.get_phasors()[0][0] - V_PHASE) < 0.01
         assert f.get_stat()[0] == "ok"
+
+
+def test_pypmu_pdc_reads_every_frame_of_an_under_frequency_stream(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Below nominal the phase turns backwards from the first frame. Before the angles
+    # were wrapped to (-pi, pi] they ran in [0, 2 pi + 2 pi / 3) and pyPMU refused every
+    # such frame ("Received unknown message"); the 60 s stream at 50 frames/s is in
+    # tests/sim/test_pmu_ranges.py, this is the same over a real TCP session.
+    under = FrequencyProfile("step", magnitude=-0.3, start=0.0, noise=0.0)
+
+    async def main() -> tuple[list[Any], PmuServer]:
+        async with PmuServer(idcode=322, rate=10, profile=under, port=0, data_format=0b0111) as srv:
+            _, frames = await asyncio.to_thread(pypmu_pdc_session, srv.port, 25)
+            return frames, srv
+
+    with caplog.at_level(logging.WARNING, logger="synchrophasor.pdc"):
+        frames, srv = run(main(), timeout=30)
+    refused = [r.getMessage() for r in caplog.records if r.name == "synchrophasor.pdc"]
+    assert refused == []
+    ks = []
+    for f in frames:
+        soc, frac = f.get_soc(), f.get_frasec()[0]
+        ks.append(soc * 10 + frac // 100_000 - srv.k0)
+        assert f.get_freq() == -300  # mHz from 50 Hz
+        angles = [a for _, a in f.get_phasors()]
+        assert all(-math.pi < a <= math.pi for a in angles)
+        # VA turns by 2 pi x -0.3 Hz / 10 frames/s per frame.
+        assert angles[0] == pytest.approx(wrap_angle(-0.06 * math.pi * ks[-1]), abs=1e-5)
+    assert ks == sorted(ks) and len(ks) == 25

@@ -17,12 +17,13 @@ collections.Sequence = collections.abc.Sequence  # type: ignore[attr-defined]
 
 from synchrophasor.frame import (  # type: ignore[import-untyped]  # noqa: E402
     CommandFrame,
+    CommonFrame,
     ConfigFrame2,
     DataFrame,
     HeaderFrame,
 )
 
-__all__ = ["CommandFrame", "ConfigFrame2", "DataFrame", "HeaderFrame", "Stream"]
+__all__ = ["CommandFrame", "CommonFrame", "ConfigFrame2", "DataFrame", "HeaderFrame", "Stream"]
 
 STAT_OK = ("ok", True, "timestamp", False, False, False, 0, "<10", 0)
 

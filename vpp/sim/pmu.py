@@ -7,6 +7,13 @@ schedule is computed from the start time, never by adding periods, so it cannot 
 Frequency comes from a :class:`~vpp.sim.frequency.FrequencyProfile` plus white noise,
 or from a :class:`~vpp.sim.frequency.FrequencySource` such as the grid model's
 :class:`~vpp.sim.grid_model.GridFrequencySource` (sampled once per frame, in order).
+With a profile, frame ``k`` is a pure function of ``k`` (:mod:`vpp.sim.pmu_signal`):
+:meth:`PmuServer.data_frame` builds any frame at its simulated time, without waiting.
+
+Every field sent lies within the standard's ranges: phasor angles in (-pi, pi],
+magnitudes >= 0, FRACSEC below TIME_BASE, time quality "locked", STAT 0 (good data, in
+sync, sorted by time stamp, no trigger); with integer FREQ/DFREQ the values saturate at
++-32767 (-32768 marks absent data), i.e. +-32.767 Hz from nominal and +-327.67 Hz/s.
 
 Every TCP client has its own data on/off state and answers to its command frames
 (data off 1, data on 2, header 3, CFG-1 4, CFG-2 5, CFG-3 6). A frame is encoded once
@@ -27,11 +34,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-import numpy as np
-
 from vpp import c37118 as c
 from vpp.aio import cancel_and_wait
 from vpp.sim.frequency import FrequencyProfile, FrequencySource
+from vpp.sim.pmu_signal import ProfileSignal, SourceSignal, wrap_angle
 
 __all__ = ["RATES", "ClientStats", "PmuServer", "build_config"]
 
@@ -46,6 +52,11 @@ FORMAT_FLOAT_POLAR = 0b1111
 DEFAULT_WRITE_LIMIT = 64 * 1024
 #: Phase-to-neutral voltage of the simulated 110 kV bus (V).
 V_PHASE = 110_000 / math.sqrt(3)
+#: PHUNIT of integer phasors: 2 V per count (x 1e-5 V), so that the 63.5 kV phase
+#: voltage fits both a uint16 magnitude and int16 rectangular components.
+INT_PHUNIT = 200_000
+#: Largest int16 FREQ/DFREQ the simulator sends (-32768 means absent data).
+INT16_MAX = 32_767
 
 
 def build_config(
@@ -56,8 +67,8 @@ def build_config(
     data_format: int = FORMAT_FLOAT_POLAR,
 ) -> c.ConfigFrame:
     """The CFG-2 of the simulated PMU: three voltage phasors (float polar by default;
-    with integer phasors PHUNIT is 1 V per count)."""
-    unit = 0 if data_format & 0b10 else 100_000
+    with integer phasors PHUNIT is :data:`INT_PHUNIT`, 2 V per count)."""
+    unit = 0 if data_format & 0b10 else INT_PHUNIT
     pmu = c.PmuConfig(station, idcode, data_format, ["VA", "VB", "VC"], [unit] * 3, fnom=nominal)
     return c.ConfigFrame("cfg2", idcode, [pmu], time_base=TIME_BASE, data_rate=rate)
 
@@ -115,14 +126,16 @@ class PmuServer:
     ) -> None:
         if rate not in RATES:
             raise ValueError(f"rate must be one of {RATES}, got {rate}")
+        if not 1 <= idcode <= 65534:
+            raise ValueError(f"IDCODE must be 1-65534 (0 and 65535 are reserved), got {idcode}")
         self.idcode, self.rate, self.host = idcode, rate, host
         self.profile = profile if profile is not None else FrequencyProfile()
         self.source = source
         self.nominal = source.nominal if source is not None else self.profile.nominal
-        # The profile's own noise is seeded per call; frames are generated one at a
-        # time, so the noise is drawn here from one generator for the whole run.
-        self._clean = dataclasses.replace(self.profile, noise=0.0)
-        self._rng = np.random.default_rng(self.profile.seed)
+        self._signal = (
+            SourceSignal(source, rate) if source is not None else ProfileSignal(self.profile, rate)
+        )
+        self._int_freq = not data_format & 0b1000
         self.config = build_config(idcode, rate, self.nominal, station, data_format)
         self.header = c.HeaderFrame(idcode, f"{station}: simulated PMU, vpp.sim.pmu")
         self._port = port
@@ -134,7 +147,6 @@ class PmuServer:
         self._ticker: asyncio.Task[None] | None = None
         self._client_tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[int, _Client] = {}
-        self._phase = 0.0
         #: First frame index on the absolute grid (frame time = index / rate).
         self.k0 = 0
         #: Frames generated (ticks), frames skipped because the loop fell behind.
@@ -193,25 +205,19 @@ class PmuServer:
 
     # ---- frames ----
 
-    def frequency(self, t: float) -> tuple[float, float]:
-        """(frequency Hz with noise, ROCOF Hz/s of the clean profile) at ``t`` s from start."""
-        if self.source is not None:
-            return self.source.sample(t)
-        dt = 1.0 / self.rate
-        f0, f1 = self._clean.at(np.array([t - dt, t]))
-        noise = float(self._rng.normal(0.0, self.profile.noise)) if self.profile.noise else 0.0
-        return float(f1) + noise, float(f1 - f0) / dt
-
     def data_frame(self, k: int) -> bytes:
-        """The encoded data frame of grid index ``k0 + k`` (``k`` frames after the start)."""
+        """The encoded data frame of grid index ``k0 + k`` (``k`` frames after the start);
+        with a profile, the same bytes whenever and in whatever order it is built."""
         n = self.k0 + k
         soc, frac = divmod(n, self.rate)
-        freq, rocof = self.frequency(k / self.rate)
-        # The phasor angle turns at the deviation from nominal, as a real PMU's would.
-        self._phase = (self._phase + 2 * math.pi * (freq - self.nominal) / self.rate) % (
-            2 * math.pi
-        )
-        phasors = [(V_PHASE, self._phase + s * 2 * math.pi / 3) for s in (0, -1, 1)]
+        freq, rocof, phase = self._signal.at(k)
+        if self._int_freq:
+            # Saturate rather than fail the tick: int16 counts mHz from nominal and
+            # ROCOF x 100 (a real PMU's integer output clips the same way).
+            dev = INT16_MAX / 1e3
+            freq = min(self.nominal + dev, max(self.nominal - dev, freq))
+            rocof = min(INT16_MAX / 1e2, max(-INT16_MAX / 1e2, rocof))
+        phasors = [(V_PHASE, wrap_angle(phase + s * 2 * math.pi / 3)) for s in (0, -1, 1)]
         frame = c.DataFrame(
             self.config,
             [c.PmuData(phasors, freq, rocof)],

@@ -187,15 +187,15 @@ impl StreamDecoder {
         Ok(out)
     }
 
-    /// End of stream: a TruncatedFrameError pair for an incomplete trailing frame, if any.
+    /// End of stream: the pairs still in the buffer. A frame that never completed is one
+    /// TruncatedFrameError, and the bytes after its SYNC are rescanned for frames (a
+    /// false start near the end of a capture loses nothing after it).
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let inner = &mut self.inner;
+        let events = py.detach(|| inner.finish_collect());
         let out = PyList::empty(py);
-        if let Some(e) = self.inner.finish() {
-            out.append(event_to_py(
-                py,
-                StreamEvent::Error(e),
-                self.inner.configs(),
-            )?)?;
+        for ev in events {
+            out.append(event_to_py(py, ev, self.inner.configs())?)?;
         }
         Ok(out)
     }

@@ -491,7 +491,7 @@ fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
     // The codec's stream decoder splits the buffer and resynchronises after garbage
     // (one error per run of garbage), exactly as for a TCP stream.
     let mut stream = StreamDecoder::new();
-    stream.feed(buf, |item| match item {
+    let mut on_item = |item: StreamItem<'_>| match item {
         StreamItem::Error(_) => c.errors += 1,
         StreamItem::Frame { bytes, .. } => match p.process_replay(bytes) {
             Ok(Outcome::Decision) => {
@@ -510,10 +510,10 @@ fn run_buffer(p: &mut Pipeline, buf: &[u8]) -> Columns {
             Ok(_) => {}
             Err(_) => c.errors += 1,
         },
-    });
-    if stream.finish().is_some() {
-        c.errors += 1;
-    }
+    };
+    stream.feed(buf, &mut on_item);
+    // The end of the buffer: the bytes behind a false start are rescanned, not dropped.
+    stream.finish(&mut on_item);
     c
 }
 

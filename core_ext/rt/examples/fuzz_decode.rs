@@ -168,9 +168,11 @@ fn main() {
                 });
                 rest = &rest[n..];
             }
-            if let Some(e) = s.finish() {
-                check(&e, total, "stream finish", &[]);
-            }
+            s.finish(|ev| {
+                if let StreamEvent::Error(e) = ev {
+                    check(&e, total, "stream finish", &[]);
+                }
+            });
             streamed += 1;
             pending.clear();
         }

@@ -23,6 +23,7 @@ from vpp.orchestrator.market.products import (
     session_blocks,
     session_of_block,
 )
+from vpp.orchestrator.market.rounding import round_schedule
 from vpp.orchestrator.market.schedule import (
     Award,
     BaseSchedule,
@@ -30,7 +31,6 @@ from vpp.orchestrator.market.schedule import (
     base_schedule,
     check_schedule,
     revenue,
-    round_schedule,
     soc_trajectory,
     to_bids,
 )

@@ -2,21 +2,20 @@
 awards back to the base schedule (kW per block) the field controllers follow.
 
 A :class:`Schedule` holds net MW per block (positive = discharge = sell), the SOC at each
-block boundary and the expected revenue. :func:`round_schedule` moves it onto the
-exchange's volume step without breaking a battery constraint, and :func:`check_schedule`
-recomputes every constraint from the net MW alone.
+block boundary and the expected revenue. :func:`~vpp.orchestrator.market.rounding.round_schedule`
+moves it onto the exchange's volume step without breaking a battery constraint, and
+:func:`check_schedule` recomputes every constraint from the net MW alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
 from vpp.orchestrator.market.bids import Bid, BidLimits, Side, Step, snap
-from vpp.orchestrator.market.errors import ScheduleError
 from vpp.orchestrator.market.products import (
     BLOCK_H,
     BLOCK_S,
@@ -35,8 +34,8 @@ __all__ = [
     "Schedule",
     "base_schedule",
     "check_schedule",
+    "drawn_mwh",
     "revenue",
-    "round_schedule",
     "soc_trajectory",
     "to_bids",
 ]
@@ -46,13 +45,19 @@ _TOL = 1e-6  # MW / MWh slack when re-checking a schedule
 
 @dataclass(frozen=True)
 class Schedule:
-    """Net MW per block (+ discharge), SOC (MWh) at the n+1 boundaries, revenue (Rs)."""
+    """Net MW per block (+ discharge), SOC (MWh) at the n+1 boundaries, revenue (Rs).
+
+    ``relaxed`` lists the constraints (as :func:`check_schedule` words them) that a
+    rounded schedule breaks because the volume grid cannot meet them (see
+    :mod:`vpp.orchestrator.market.rounding`); empty for every other schedule.
+    """
 
     net_mw: tuple[float, ...]
     soc_mwh: tuple[float, ...]
     prices_rs_mwh: tuple[float, ...]
     revenue_rs: float
     first_block: int = 0
+    relaxed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class BaseSchedule:
         return self.kw[i] if 0 <= i < len(self.kw) else 0.0
 
 
-def _drawn_mwh(p: float, battery: BatteryParams) -> float:
+def drawn_mwh(p: float, battery: BatteryParams) -> float:
     """Energy the battery loses in a block at net ``p`` MW (negative: gains)."""
     # Discharge draws more than it delivers; charge stores less than it takes.
     return p * BLOCK_H / battery.eta_discharge if p > 0 else p * BLOCK_H * battery.eta_charge
@@ -97,7 +102,7 @@ def soc_trajectory(net_mw: Sequence[float], battery: BatteryParams) -> tuple[flo
     s = battery.soc_initial_mwh
     out = [s]
     for p in net_mw:
-        s -= _drawn_mwh(p, battery)
+        s -= drawn_mwh(p, battery)
         out.append(s)
     return tuple(out)
 
@@ -123,74 +128,6 @@ def check_schedule(net_mw: Sequence[float], battery: BatteryParams) -> list[str]
     if final is not None and soc[-1] < final - _TOL:
         bad.append(f"final SOC {soc[-1]:.6g} MWh below {final:g}")
     return bad
-
-
-def _grid_candidates(
-    p: float, step: float, lo_mw: float, hi_mw: float, min_mw: float
-) -> list[float]:
-    base = math.floor(p / step)
-    out = []
-    for k in (base - 1, base, base + 1, base + 2):
-        v = snap(k * step, step)
-        if lo_mw - _TOL <= v <= hi_mw + _TOL and (v == 0.0 or abs(v) >= min_mw - _TOL):
-            out.append(v)
-    return out
-
-
-def round_schedule(
-    schedule: Schedule, battery: BatteryParams, limits: BidLimits | None = None
-) -> Schedule:
-    """``schedule`` on the exchange's volume grid, every constraint re-checked.
-
-    Block by block, the grid value nearest the unrounded one is chosen that keeps the SOC
-    closest to the unrounded trajectory (so rounding errors do not pile up); a final SOC
-    left short by rounding is then made up by charging one step more in the cheapest
-    blocks that allow it. Raises :class:`ScheduleError` when no rounding fits.
-    """
-    lim = limits or BidLimits()
-    step, lo, hi = lim.volume_step_mw, *battery.soc_bounds()
-    p_lo, p_hi = -battery.charge_limit_mw, battery.discharge_limit_mw
-    s = battery.soc_initial_mwh
-    net: list[float] = []
-    for t, p in enumerate(schedule.net_mw):
-        target = schedule.soc_mwh[t + 1]
-        best: tuple[float, float, float] | None = None
-        for v in _grid_candidates(p, step, p_lo, p_hi, lim.min_volume_mw):
-            s_new = s - _drawn_mwh(v, battery)
-            if not lo - _TOL <= s_new <= hi + _TOL:
-                continue
-            key = (abs(s_new - target), abs(v), v)
-            if best is None or key < best:
-                best = key
-        if best is None:
-            raise ScheduleError("no volume on the grid keeps the SOC in range", field="net_mw",
-                                block=schedule.first_block + t)  # fmt: skip
-        net.append(best[2])
-        s -= _drawn_mwh(best[2], battery)
-    final = battery.soc_final_mwh
-    by_price = sorted(range(len(net)), key=lambda i: schedule.prices_rs_mwh[i])
-    while final is not None and soc_trajectory(net, battery)[-1] < final - _TOL:
-        for t in by_price:
-            trial = list(net)
-            v = snap(net[t] - step, step)
-            # Below the minimum volume: a sell falls to nothing, a buy grows to the minimum.
-            if 0.0 < v < lim.min_volume_mw - _TOL:
-                v = 0.0
-            elif -lim.min_volume_mw + _TOL < v < 0.0:
-                v = -lim.min_volume_mw
-            trial[t] = v
-            if trial[t] >= p_lo - _TOL and not [m for m in check_schedule(trial, battery)
-                                                  if not m.startswith("final")]:  # fmt: skip
-                net = trial
-                break
-        else:
-            raise ScheduleError("rounding leaves the final SOC short", field="soc_final_mwh")
-    bad = check_schedule(net, battery)
-    if bad:
-        raise ScheduleError("; ".join(bad), field="net_mw")
-    net_t = tuple(net)
-    gain = revenue(net_t, schedule.prices_rs_mwh, battery.degradation_rs_mwh)
-    return replace(schedule, net_mw=net_t, soc_mwh=soc_trajectory(net_t, battery), revenue_rs=gain)
 
 
 def to_bids(

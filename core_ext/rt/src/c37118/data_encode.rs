@@ -1,10 +1,13 @@
 //! Encoding data frames: engineering values back to the integer or float fields the
-//! configuration's FORMAT asks for, refusing values out of range.
+//! configuration's FORMAT asks for, refusing values out of range. Polar phasors are
+//! written in the standard's ranges whatever the caller gives: magnitude >= 0, angle in
+//! (-pi, pi] (the same phasor, so nothing is lost).
 
 use super::common::{begin_frame, check_header_for_encode, finish_frame, HEADER_LEN};
 use super::config::Config;
-use super::data::DataFrame;
+use super::data::{DataFrame, Phasor};
 use crate::error::{FrameError, FrameErrorKind};
+use std::f64::consts::{PI, TAU};
 
 fn to_int<T: TryFrom<i64>>(v: f64, field: &'static str, at: usize) -> Result<T, FrameError> {
     let r = v.round();
@@ -15,13 +18,40 @@ fn to_int<T: TryFrom<i64>>(v: f64, field: &'static str, at: usize) -> Result<T, 
         .map_err(|_| FrameError::new(FrameErrorKind::Encode, field, at).with_found(r as i64 as u64))
 }
 
-/// Wrap an angle to [-pi, pi] so that it fits the int16 x 1e-4 encoding.
+/// Wrap an angle to (-pi, pi], the range C37.118.2 gives phasor angles (and the one
+/// the int16 x 1e-4 encoding can hold).
 fn wrap_angle(a: f64) -> f64 {
-    let w = a.rem_euclid(std::f64::consts::TAU);
-    if w > std::f64::consts::PI {
-        w - std::f64::consts::TAU
+    let w = a.rem_euclid(TAU);
+    if w > PI {
+        w - TAU
     } else {
         w
+    }
+}
+
+/// A polar phasor as C37.118.2 ranges it: magnitude >= 0 (a negative one is the same
+/// phasor turned by pi) and angle in (-pi, pi]. NaN (absent data) stays NaN.
+fn polar_in_range(p: &Phasor) -> (f64, f64) {
+    if p.magnitude < 0.0 {
+        (-p.magnitude, wrap_angle(p.angle + PI))
+    } else {
+        (p.magnitude, wrap_angle(p.angle))
+    }
+}
+
+/// The largest float32 below pi: the float32 nearest pi lies above it.
+const BELOW_PI_F32: f32 = f32::from_bits(std::f32::consts::PI.to_bits() - 1);
+
+/// An angle in (-pi, pi] as float32, still in (-pi, pi] once read back (rounding to
+/// float32 could otherwise carry pi just above pi, or a value near -pi onto -pi).
+fn angle_f32(a: f64) -> f32 {
+    let x = a as f32;
+    if f64::from(x) > PI {
+        BELOW_PI_F32
+    } else if f64::from(x) <= -PI {
+        -BELOW_PI_F32
+    } else {
+        x
     }
 }
 
@@ -65,20 +95,22 @@ fn encode_body(df: &DataFrame, cfg: &Config, out: &mut Vec<u8>) -> Result<(), Fr
             let at = out.len() - start;
             if f.phasors_float() {
                 let (a, b) = if f.polar() {
-                    (p.magnitude, p.angle)
+                    let (m, angle) = polar_in_range(p);
+                    (m as f32, angle_f32(angle))
                 } else {
-                    (p.real(), p.imag())
+                    (p.real() as f32, p.imag() as f32)
                 };
-                out.extend_from_slice(&(a as f32).to_be_bytes());
-                out.extend_from_slice(&(b as f32).to_be_bytes());
+                out.extend_from_slice(&a.to_be_bytes());
+                out.extend_from_slice(&b.to_be_bytes());
             } else {
                 let k = pc.phasor_factor(i);
                 if k <= 0.0 {
                     return Err(enc("PHUNIT", at));
                 }
                 if f.polar() {
-                    let m: u16 = to_int(p.magnitude / k, "PHASORS", at)?;
-                    let a: i16 = to_int(wrap_angle(p.angle) * 1e4, "PHASORS", at)?;
+                    let (m, angle) = polar_in_range(p);
+                    let m: u16 = to_int(m / k, "PHASORS", at)?;
+                    let a: i16 = to_int(angle * 1e4, "PHASORS", at)?;
                     out.extend_from_slice(&m.to_be_bytes());
                     out.extend_from_slice(&a.to_be_bytes());
                 } else {

@@ -2,6 +2,22 @@
 //! out with their stream offsets. Garbage (bad SYNC, impossible FRAMESIZE, bad CHK) is
 //! reported once per run, then the decoder resynchronises on the next 0xAA that starts a
 //! frame of a known type, plausible size and valid CRC. Memory is one fixed buffer.
+//!
+//! A false start (garbage that looks like SYNC with a large FRAMESIZE) must not hold up
+//! the good frames behind it, nor lose them:
+//! - Mid-stream, while a candidate frame waits for its bytes, the bytes already there are
+//!   searched for a complete CRC-valid frame followed by another frame's header (0xAA, a
+//!   known type, a plausible FRAMESIZE): the candidate is then a false start (one
+//!   `FrameSize` error, expected = the offset of that frame, found = the claimed size)
+//!   and decoding resumes at that frame, instead of waiting for up to 64 KiB (half a
+//!   minute of a 50 frames/s stream). The cost is one frame period: the frame found is
+//!   taken when the next one's header arrives. Inside a genuine frame still arriving,
+//!   such a find needs a CRC match by chance (1 in 65 536) on top of two plausible
+//!   headers (about 1 in 6 000 each); a search stops at a candidate inside whose bytes
+//!   are not all there yet, and goes on when they are.
+//! - At the end of input (`finish`) a candidate that never completed is garbage (one
+//!   `Truncated` error) and the bytes after its SYNC are rescanned: their frames are
+//!   emitted as if the stream went on.
 
 use super::common::{peek, MAX_FRAME};
 use super::crc::crc_ccitt;
@@ -28,6 +44,11 @@ pub struct StreamDecoder {
     pos: u64,
     /// Inside a run of garbage whose error was already reported.
     in_garbage: bool,
+    /// While the candidate at `start` waits for its bytes: how far past `start` the
+    /// search for a frame behind a false start has come (0: not started).
+    look: usize,
+    /// End of input: an incomplete candidate is garbage, not a frame still arriving.
+    eof: bool,
 }
 
 impl Default for StreamDecoder {
@@ -44,6 +65,8 @@ impl StreamDecoder {
             end: 0,
             pos: 0,
             in_garbage: false,
+            look: 0,
+            eof: false,
         }
     }
 
@@ -65,17 +88,29 @@ impl StreamDecoder {
     /// The next complete frame or error, or None until more bytes are pushed.
     pub fn next_item(&mut self) -> Option<StreamItem<'_>> {
         loop {
-            let avail = &self.buf[self.start..self.end];
-            if avail.is_empty() {
+            let held = self.end - self.start;
+            if held == 0 {
                 return None;
             }
-            let err = match peek(avail) {
-                Err(e) if e.kind == FrameErrorKind::Truncated => return None,
+            // Where to go on after an error: the next candidate SYNC byte, or (a false
+            // start mid-stream) the frame found behind it.
+            let mut resume = None;
+            let err = match peek(&self.buf[self.start..self.end]) {
+                Err(e) if e.kind == FrameErrorKind::Truncated && !self.eof => return None,
                 Err(e) => e,
-                Ok((_, _, size)) => {
-                    if avail.len() < size {
-                        return None;
+                Ok((_, _, size)) if held < size => {
+                    if self.eof {
+                        FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", 2)
+                            .with_values(size as u64, held as u64)
+                    } else {
+                        let at = self.frame_behind()?;
+                        resume = Some(at);
+                        FrameError::new(FrameErrorKind::FrameSize, "FRAMESIZE", 2)
+                            .with_values(at as u64, size as u64)
                     }
+                }
+                Ok((_, _, size)) => {
+                    let avail = &self.buf[self.start..self.end];
                     let stored = u16::from_be_bytes([avail[size - 2], avail[size - 1]]);
                     let computed = crc_ccitt(&avail[..size - 2]);
                     if stored == computed {
@@ -93,11 +128,7 @@ impl StreamDecoder {
                 }
             };
             let err = err.shifted(self.pos as usize);
-            // Skip to the next candidate SYNC byte.
-            let skip = avail[1..]
-                .iter()
-                .position(|&b| b == 0xAA)
-                .map_or(avail.len(), |p| p + 1);
+            let skip = resume.unwrap_or_else(|| next_sync(&self.buf[self.start..self.end], 1));
             self.advance(skip);
             if !self.in_garbage {
                 self.in_garbage = true;
@@ -106,9 +137,48 @@ impl StreamDecoder {
         }
     }
 
+    /// While the candidate at `start` waits for its bytes: the offset from `start` of a
+    /// frame that shows the candidate to be a false start (see the module docs), or None
+    /// to wait for more bytes. The search goes on where it stopped (`look`), so bytes
+    /// are searched once per candidate, bar waiting on a candidate inside it.
+    fn frame_behind(&mut self) -> Option<usize> {
+        let avail = &self.buf[self.start..self.end];
+        self.look = self.look.max(1);
+        loop {
+            let at = next_sync(avail, self.look);
+            self.look = at;
+            let rest = &avail[at..];
+            let size = match peek(rest) {
+                // Out of bytes, or the header of a candidate not all there yet.
+                Err(e) if e.kind == FrameErrorKind::Truncated => return None,
+                Err(_) => {
+                    self.look += 1;
+                    continue;
+                }
+                Ok((_, _, size)) if rest.len() < size => return None,
+                Ok((_, _, size)) => size,
+            };
+            let stored = u16::from_be_bytes([rest[size - 2], rest[size - 1]]);
+            if stored == crc_ccitt(&rest[..size - 2]) {
+                match peek(&rest[size..]) {
+                    // The next frame's header follows.
+                    Ok(_) => return Some(at),
+                    // Not all of the next header is there yet (maybe none of it): wait.
+                    // A frame that merely ends where the bytes end could be part of a
+                    // genuine large frame cut at a chunk boundary; a live stream's next
+                    // frame comes within a reporting period.
+                    Err(e) if e.kind == FrameErrorKind::Truncated => return None,
+                    Err(_) => {}
+                }
+            }
+            self.look += 1;
+        }
+    }
+
     fn advance(&mut self, n: usize) {
         self.start += n;
         self.pos += n as u64;
+        self.look = 0;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -129,26 +199,18 @@ impl StreamDecoder {
         }
     }
 
-    /// End of stream: the bytes of an incomplete frame, if any, as one `Truncated` error
-    /// (none if they belong to garbage already reported). The decoder is then empty.
-    pub fn finish(&mut self) -> Option<FrameError> {
-        let left = self.end - self.start;
-        let err = (left > 0 && !self.in_garbage).then(|| {
-            let need = peek(&self.buf[self.start..self.end]).map_or(0, |(_, _, s)| s);
-            // FRAMESIZE is only there to blame if its bytes arrived.
-            let (field, at) = if left >= 4 {
-                ("FRAMESIZE", 2)
-            } else {
-                ("SYNC", 0)
-            };
-            FrameError::new(FrameErrorKind::Truncated, field, self.pos as usize + at)
-                .with_values(need as u64, left as u64)
-        });
-        self.pos += left as u64;
-        self.start = 0;
-        self.end = 0;
+    /// End of stream: `f` gets every frame and error still in the buffer. A candidate
+    /// frame that never completed is garbage (one `Truncated` error, none if it belongs
+    /// to garbage already reported) and the bytes after its SYNC are rescanned, so the
+    /// frames behind a false start are not lost. The decoder is then empty, ready for a
+    /// new stream that goes on at the same offsets.
+    pub fn finish(&mut self, mut f: impl FnMut(StreamItem<'_>)) {
+        self.eof = true;
+        while let Some(item) = self.next_item() {
+            f(item);
+        }
+        self.eof = false;
         self.in_garbage = false;
-        err
     }
 
     /// Bytes held that do not yet form a frame.
@@ -160,4 +222,12 @@ impl StreamDecoder {
     pub fn offset(&self) -> u64 {
         self.pos
     }
+}
+
+/// Offset in `bytes` of the first 0xAA at or after `from` (`bytes.len()` if none).
+fn next_sync(bytes: &[u8], from: usize) -> usize {
+    bytes
+        .get(from..)
+        .and_then(|b| b.iter().position(|&x| x == 0xAA))
+        .map_or(bytes.len(), |p| from + p)
 }

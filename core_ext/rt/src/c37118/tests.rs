@@ -104,6 +104,62 @@ fn data_round_trip_every_format() {
 }
 
 #[test]
+fn polar_phasors_are_written_in_the_standards_ranges() {
+    // Angles far outside (-pi, pi] (a simulated PMU's turning phase), on its edges, and a
+    // negative magnitude: every polar FORMAT writes magnitude >= 0 and angle in (-pi, pi]
+    // (int16 within +-31416), and the phasor read back is the same phasor.
+    use std::f64::consts::PI;
+    let angles = [
+        0.0,
+        PI,
+        -PI,
+        3.0 * PI,
+        -3.0 * PI,
+        7.5,
+        -7.5,
+        PI - 1e-9,
+        -PI + 1e-9,
+        1e4,
+    ];
+    for f in Format::all().filter(|f| f.polar()) {
+        let c = one_pmu(f);
+        for (i, &angle) in angles.iter().enumerate() {
+            let mut d = data_for(&c, 3);
+            let k = c.pmus[0].phasor_factor(0);
+            d.pmus[0].phasors[0] = Phasor {
+                magnitude: 20_000.0 * k,
+                angle,
+            };
+            d.pmus[0].phasors[1] = Phasor {
+                magnitude: -20_000.0 * k,
+                angle,
+            };
+            let mut bytes = Vec::new();
+            data::encode_data(&d, &c, &mut bytes).unwrap();
+            let got = decode_data(&bytes, &c).unwrap();
+            for (j, p) in got.pmus[0].phasors[..2].iter().enumerate() {
+                let want = d.pmus[0].phasors[j];
+                assert!(p.magnitude >= 0.0, "format {f:?} angle {i}: {p:?}");
+                if f.phasors_float() {
+                    assert!(
+                        -PI < p.angle && p.angle <= PI,
+                        "format {f:?} angle {i}: {p:?}"
+                    );
+                } else {
+                    let raw = i16::from_be_bytes([bytes[16 + 4 * j + 2], bytes[16 + 4 * j + 3]]);
+                    assert!((-31416..=31416).contains(&raw), "format {f:?}: {raw}");
+                }
+                // The same phasor, to the resolution of the encoding (1e-4 rad for int16
+                // angles; float32 keeps ~1e-3 rad of an angle of 1e4 rad).
+                let tol = want.magnitude.abs() * if angle.abs() > 100.0 { 1e-2 } else { 1e-4 };
+                let miss = (p.real() - want.real()).hypot(p.imag() - want.imag());
+                assert!(miss <= tol, "format {f:?} angle {i}: {p:?} != {want:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn data_two_pmus_each_kind_and_version1() {
     for kind in [ConfigKind::Cfg1, ConfigKind::Cfg2, ConfigKind::Cfg3] {
         let c = two_pmus(kind);
