@@ -352,14 +352,21 @@ def test_participation_and_schedule(ipc_dir: Path) -> None:
     run(main)
 
 
+@contextlib.asynccontextmanager
+async def bms_rig(ipc_dir: Path) -> AsyncIterator[tuple[Rig, BessSimulator, BmsSimulator]]:
+    """One unit with an inverter simulator and a CAN BMS simulator on a virtual bus."""
+    chan = f"field-bms-{uuid.uuid4().hex[:8]}"
+    dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
+                       poll_interval_s=0.1)  # fmt: skip
+    sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
+    bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
+    async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+        yield r, sim, bms
+
+
 def test_bms_on_can_feeds_the_envelope(ipc_dir: Path) -> None:
     async def main() -> None:
-        chan = f"field-bms-{uuid.uuid4().hex[:8]}"
-        dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
-                           poll_interval_s=0.1)  # fmt: skip
-        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
-        bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
-        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+        async with bms_rig(ipc_dir) as (r, sim, bms):
             # A healthy pack: the response goes out as without a BMS.
             await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
             unit = r.ctl.units["bess-1"]
@@ -378,12 +385,7 @@ def test_a_silent_bms_stops_the_unit_while_the_inverter_answers(ipc_dir: Path) -
     # Before: the last BMS values were mapped as fresh on every inverter poll, so a BMS
     # silent for minutes left the unit running (action none) on old cell data.
     async def main() -> None:
-        chan = f"field-bms-{uuid.uuid4().hex[:8]}"
-        dev = DeviceConfig(protocol="can_bms", config={"interface": "virtual", "channel": chan},
-                           poll_interval_s=0.1)  # fmt: skip
-        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
-        bms = BmsSimulator(interface="virtual", channel=chan, period_s=0.05)
-        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+        async with bms_rig(ipc_dir) as (r, sim, bms):
             unit = r.ctl.units["bess-1"]
             await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
             await wait_until(lambda: unit.bms_online is True, timeout=5)

@@ -4,13 +4,14 @@ simulated plant: processes, restarts, history, status and a clean stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
@@ -176,16 +177,28 @@ def dispatch(target_kw: object) -> s.Message:
     return s.make(s.Event(kind="dispatch", data={"target_kw": target_kw}), "campus")
 
 
-async def started(launcher: Launcher, stop: asyncio.Event) -> tuple[asyncio.Task[int], Publisher]:
+@contextlib.asynccontextmanager
+async def running(launcher: Launcher) -> AsyncIterator[Publisher]:
+    """The launcher running, with a publisher it has heard. Stopped and waited for on
+    leaving, even when the test failed, so nothing outlives it; it must exit with 0."""
+    stop = asyncio.Event()
     task = asyncio.create_task(launcher.run(None, stop))
-    await until(launcher.ready.is_set, what="start")
-    assert launcher.topo is not None
-    pub = Publisher(launcher.topo.events_in, bind=False)
-    # A PUB socket drops what it sends before its connection is up: say hello until heard.
-    while launcher.status.messages == 0:
-        await pub.publish(s.make(s.Event(kind="hello"), "test"))
-        await asyncio.sleep(0.05)
-    return task, pub
+    pub: Publisher | None = None
+    try:
+        await until(launcher.ready.is_set, what="start")
+        assert launcher.topo is not None
+        pub = Publisher(launcher.topo.events_in, bind=False)
+        # A PUB socket drops what it sends before its connection is up: hello until heard.
+        while launcher.status.messages == 0:
+            await pub.publish(s.make(s.Event(kind="hello"), "test"))
+            await asyncio.sleep(0.05)
+        yield pub
+    finally:
+        if pub is not None:
+            pub.close()
+        stop.set()
+        code = await task
+    assert code == 0
 
 
 def recorded(db: Path, table: str, **where: object) -> list[dict[str, Any]]:
@@ -200,11 +213,9 @@ def test_a_failing_status_loop_is_restarted_and_counted(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     launcher = Launcher(bus_only_site(tmp_path), history_path=db, out=out, only=["broker"],
                         status_interval_s=0.05, loop_restart_s=0.05)  # fmt: skip
-    stop = asyncio.Event()
 
-    async def main() -> int:
-        task, pub = await started(launcher, stop)
-        try:
+    async def main() -> None:
+        async with running(launcher) as pub:
             await pub.publish(dispatch("lots"))
             await until(lambda: launcher.loop_failures["show"] >= 2, what="show failures")
             await pub.publish(dispatch(12.5))
@@ -212,14 +223,8 @@ def test_a_failing_status_loop_is_restarted_and_counted(tmp_path: Path) -> None:
             await until(lambda: "+12.5 kW" in out.getvalue()[mark:], what="status again")
             await pub.publish(tel("bess-1", 7.0))
             await until(lambda: recorded(db, "telemetry", unit="bess-1"), what="history")
-        finally:
-            # Stopped (and waited for) even when the test failed, so nothing outlives it.
-            pub.close()
-            stop.set()
-            code = await task
-        return code
 
-    assert run(main(), timeout=30) == 0
+    run(main(), timeout=30)
     assert set(launcher.loop_failures) == {"show"}
     assert len(recorded(db, "events", kind="dispatch")) == 2
 
@@ -243,11 +248,9 @@ def test_a_failing_listen_loop_is_restarted_and_loses_no_message(tmp_path: Path)
     site = bus_only_site(tmp_path)
     launcher = Launcher(site, history_path=db, only=["broker"], loop_restart_s=0.05)
     launcher.status = FailsOnce(site)
-    stop = asyncio.Event()
 
-    async def main() -> int:
-        task, pub = await started(launcher, stop)
-        try:
+    async def main() -> None:
+        async with running(launcher) as pub:
             # One burst: the failing message and those after it arrive in one batch.
             await pub.publish(s.make(s.Event(kind="boom"), "test"))
             for k in range(5):
@@ -256,14 +259,8 @@ def test_a_failing_listen_loop_is_restarted_and_loses_no_message(tmp_path: Path)
                         what="the burst in the history")  # fmt: skip
             await pub.publish(tel("bess-3", 1.0))
             await until(lambda: recorded(db, "telemetry", unit="bess-3"), what="history after")
-        finally:
-            # Stopped (and waited for) even when the test failed, so nothing outlives it.
-            pub.close()
-            stop.set()
-            code = await task
-        return code
 
-    assert run(main(), timeout=30) == 0
+    run(main(), timeout=30)
     assert launcher.loop_failures == {"listen": 1}
     assert len(recorded(db, "events", kind="boom")) == 1
     assert launcher.status.units["bess-3"].p_kw == 1.0
@@ -275,28 +272,23 @@ def test_a_failing_flush_is_restarted_and_the_rows_written_later(tmp_path: Path)
     db = tmp_path / "h.db"
     launcher = Launcher(bus_only_site(tmp_path), history_path=db, only=["broker"],
                         loop_restart_s=0.05)  # fmt: skip
-    stop = asyncio.Event()
 
-    async def main() -> int:
-        task, pub = await started(launcher, stop)
-        other = sqlite3.connect(db, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            await pub.publish(tel("bess-1", 1.0))
-            await until(lambda: launcher.loop_failures["flush"] >= 1, what="a failed flush")
-            other.execute("ROLLBACK")
-            await pub.publish(tel("bess-1", 2.0))
-            await until(lambda: len(recorded(db, "telemetry", unit="bess-1")) == 2,
-                        what="the kept and the new row")  # fmt: skip
-        finally:
-            if other.in_transaction:
+    async def main() -> None:
+        async with running(launcher) as pub:
+            other = sqlite3.connect(db, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                await pub.publish(tel("bess-1", 1.0))
+                await until(lambda: launcher.loop_failures["flush"] >= 1, what="a failed flush")
                 other.execute("ROLLBACK")
-            other.close()
-            pub.close()
-            stop.set()
-            code = await task
-        return code
+                await pub.publish(tel("bess-1", 2.0))
+                await until(lambda: len(recorded(db, "telemetry", unit="bess-1")) == 2,
+                            what="the kept and the new row")  # fmt: skip
+            finally:
+                if other.in_transaction:
+                    other.execute("ROLLBACK")
+                other.close()
 
-    assert run(main(), timeout=40) == 0
+    run(main(), timeout=40)
     assert set(launcher.loop_failures) == {"flush"}
     assert [r["power_kw"] for r in recorded(db, "telemetry", unit="bess-1")] == [1.0, 2.0]

@@ -8,7 +8,8 @@ use crate::Band;
 
 const T0: u32 = 1_700_000_000;
 
-fn healthy(t: f64) -> Telemetry {
+/// Telemetry of a healthy 16S LFP pack measured at `t` (also used by `tests_admit`).
+pub(super) fn healthy(t: f64) -> Telemetry {
     Telemetry {
         timestamp: t,
         pack_voltage_v: 52.8,

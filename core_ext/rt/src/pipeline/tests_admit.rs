@@ -1,28 +1,12 @@
 //! The admission rule and ramp continuity through the pipeline: every way in, late,
 //! duplicate and jumped frames, other streams, implausible values, reconfiguration.
 
+use super::tests::healthy;
 use super::*;
 use crate::safety::{Action, SafetyReset, ViolationCode};
 
 const T0: f64 = 1_700_000_000.0;
 const ID: u16 = 7;
-
-fn healthy(t: f64) -> Telemetry {
-    Telemetry {
-        timestamp: t,
-        pack_voltage_v: 52.8,
-        current_a: 0.0,
-        cell_v_min: 3.30,
-        cell_v_max: 3.31,
-        temp_min_c: 24.0,
-        temp_max_c: 25.0,
-        soc_pct: 50.0,
-        soh_pct: 100.0,
-        bms_faults: 0,
-        power_kw: 0.0,
-        bms_timestamp: None,
-    }
-}
 
 /// A 500 kW unit (ramp 500 kW/s, droop 5 %) for stream `ID`, running at `kw` from
 /// controller time 0.
