@@ -3,8 +3,8 @@
 Telemetry, control decisions, commands (with who sent them and how they ended), events,
 market bids and their results are appended as rows. Rows are buffered in memory and
 written in one transaction per :meth:`History.flush`, because a commit per row would
-cost a disk sync per PMU frame; the database runs in WAL mode so that a reader (the
-sqlite3, a test) never blocks the writer. All times are UNIX seconds.
+cost a disk sync per PMU frame; the database runs in WAL mode so that a reader
+(sqlite3, a test) never blocks the writer. All times are UNIX seconds.
 
 One bad row never costs a batch (issue 8: a NaN timestamp failed ``t REAL NOT NULL``,
 hence every flush of the run). :meth:`History.add` sanitises: a ``t`` that is not a
