@@ -165,7 +165,7 @@ impl DroopController {
             let step = c.ramp_kw_per_s * dt_s;
             self.output = 0.0_f64.clamp(self.output - step, self.output + step);
         }
-        self.last_t = f64::NAN;
+        self.restart_clock();
     }
 
     /// Forget the frame clock (the PMU's time base changed): the next frame starts a new

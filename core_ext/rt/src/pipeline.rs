@@ -9,7 +9,7 @@
 //! pipeline's state is untouched by a bad frame, so the caller's loop simply goes on.
 
 use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType};
-use crate::clock::{advance, Clock};
+use crate::clock::Clock;
 use crate::error::{ConfigError, FrameError, FrameErrorKind};
 use crate::monitor::{Band, FrequencyMonitor, MonitorConfig, Transition};
 use crate::rocof::{RocofConfig, RocofEstimator};
@@ -69,6 +69,16 @@ pub struct Decision {
     pub safety: SafetyStatus,
     /// Number of decisions made so far (1 for the first).
     pub sequence: u64,
+}
+
+/// What was measured for one decision (none of it for an idle one).
+struct Measured {
+    time: f64,
+    idcode: u16,
+    freq: f64,
+    freq_valid: bool,
+    rocof: f64,
+    transition: Option<Transition>,
 }
 
 /// What one call to `process` did.
@@ -132,8 +142,6 @@ pub struct Pipeline {
     telemetry: Telemetry,
     base_kw: f64,
     gate: TimeGate,
-    /// Controller time of the latest decision, for the droop's decay while idle.
-    last_mono: f64,
     decision: Decision,
     stats: PipelineStats,
 }
@@ -175,7 +183,6 @@ impl Pipeline {
             telemetry: Telemetry::missing(),
             base_kw: 0.0,
             gate: TimeGate::default(),
-            last_mono: f64::NAN,
             decision,
             stats: PipelineStats::default(),
         })
@@ -227,8 +234,7 @@ impl Pipeline {
         if h.frame_type == FrameType::Data {
             if self.cfg.admit.idcode.is_some_and(|id| id != h.idcode) {
                 // Refused before decoding: another stream's frame is not even parsed.
-                self.stats.refused[Refusal::WrongIdcode as usize] += 1;
-                return Ok(Outcome::Refused(Refusal::WrongIdcode));
+                return Ok(Outcome::Refused(self.refuse(Refusal::WrongIdcode)));
             }
             let cfg = self.configs.get(h.idcode).ok_or_else(|| {
                 FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
@@ -286,12 +292,8 @@ impl Pipeline {
     }
 
     fn decide(&mut self, m: Measurement, clock: Clock) -> Result<(), Refusal> {
-        let refuse = |stats: &mut PipelineStats, r: Refusal| {
-            stats.refused[r as usize] += 1;
-            Err(r)
-        };
         if self.cfg.admit.idcode.is_some_and(|id| id != m.idcode) {
-            return refuse(&mut self.stats, Refusal::WrongIdcode);
+            return Err(self.refuse(Refusal::WrongIdcode));
         }
         match self.gate.admit(m.t, clock, &self.cfg.admit) {
             Admit::Accept => {}
@@ -301,7 +303,7 @@ impl Pipeline {
                 self.rocof.reset();
                 self.droop.restart_clock();
             }
-            Admit::Refuse(r) => return refuse(&mut self.stats, r),
+            Admit::Refuse(r) => return Err(self.refuse(r)),
         }
         let nominal = self.droop.config().nominal_hz;
         let reason = invalid_reason(&m, nominal, &self.cfg.admit);
@@ -310,80 +312,92 @@ impl Pipeline {
             self.stats.invalid_measurements += 1;
         }
         let valid = reason.is_none();
-        let (t, f) = (m.t, m.freq);
-        let f_used = if valid { f } else { f64::NAN };
-        let transition = self.monitor.update(t, f_used);
+        let f_used = if valid { m.freq } else { f64::NAN };
+        let transition = self.monitor.update(m.t, f_used);
         let rocof = if valid {
-            self.rocof.update(t, f_used, m.dfreq)
+            self.rocof.update(m.t, f_used, m.dfreq)
         } else {
             self.rocof.value()
         };
-        let tel = self.telemetry;
-        let out = self
-            .droop
-            .update(t, f_used, rocof.unwrap_or(0.0), tel.soc_pct, tel.temp_max_c);
-        let requested = self.base_kw + out.output_kw;
-        let safety = *self.safety.evaluate_at(&tel, clock.wall, clock.mono);
-        let setpoint = self.safety.clamp(requested);
-        advance(&mut self.last_mono, clock.mono);
-        self.decision = Decision {
-            time: t,
+        let tel = &self.telemetry;
+        let out = self.droop.update(
+            m.t,
+            f_used,
+            rocof.unwrap_or(0.0),
+            tel.soc_pct,
+            tel.temp_max_c,
+        );
+        let measured = Measured {
+            time: m.t,
             idcode: m.idcode,
-            freq: f,
+            freq: m.freq,
             freq_valid: valid,
             rocof: rocof.unwrap_or(f64::NAN),
-            band: self.monitor.band(),
             transition,
-            response_kw: out.output_kw,
-            base_kw: self.base_kw,
-            requested_kw: requested,
-            setpoint_kw: setpoint,
-            safety,
-            sequence: self.decision.sequence + 1,
         };
+        self.conclude(measured, out.output_kw, clock);
         Ok(())
+    }
+
+    /// Count a refusal; returns it.
+    fn refuse(&mut self, r: Refusal) -> Refusal {
+        self.stats.refused[r as usize] += 1;
+        r
     }
 
     /// A decision without a measurement (the PMU stream is lost or refused): the
     /// response ramps toward zero over the controller time elapsed, and the base power
     /// and the safety envelope go on. The decision's `time` is the wall clock.
     pub fn idle(&mut self, clock: Clock) -> &Decision {
-        let dt = if self.last_mono.is_finite() && clock.mono > self.last_mono {
-            clock.mono - self.last_mono
+        // The envelope's clock is the time of the latest decision (or anchor).
+        let last = self.safety.last_mono();
+        let dt = if clock.mono > last {
+            clock.mono - last
         } else {
             0.0
         };
         self.droop.decay(dt);
         self.stats.idle += 1;
-        let response = self.droop.output_kw();
-        let requested = self.base_kw + response;
-        let tel = self.telemetry;
-        let safety = *self.safety.evaluate_at(&tel, clock.wall, clock.mono);
-        let setpoint = self.safety.clamp(requested);
-        advance(&mut self.last_mono, clock.mono);
-        self.decision = Decision {
+        let measured = Measured {
             time: clock.wall,
             idcode: self.decision.idcode,
             freq: f64::NAN,
             freq_valid: false,
             rocof: f64::NAN,
-            band: self.monitor.band(),
             transition: None,
-            response_kw: response,
+        };
+        self.conclude(measured, self.droop.output_kw(), clock);
+        &self.decision
+    }
+
+    /// Base + response through the safety envelope at `clock`: the decision.
+    fn conclude(&mut self, m: Measured, response_kw: f64, clock: Clock) {
+        let requested = self.base_kw + response_kw;
+        let safety = *self
+            .safety
+            .evaluate_at(&self.telemetry, clock.wall, clock.mono);
+        let setpoint = self.safety.clamp(requested);
+        self.decision = Decision {
+            time: m.time,
+            idcode: m.idcode,
+            freq: m.freq,
+            freq_valid: m.freq_valid,
+            rocof: m.rocof,
+            band: self.monitor.band(),
+            transition: m.transition,
+            response_kw,
             base_kw: self.base_kw,
             requested_kw: requested,
             setpoint_kw: setpoint,
             safety,
             sequence: self.decision.sequence + 1,
         };
-        &self.decision
     }
 
     /// The inverter runs at `power_kw` now and the ramp goes on from there (see
     /// `SafetyEnvelope::anchor`): for a controller that starts, or takes a unit back.
     pub fn anchor(&mut self, power_kw: f64, clock: Clock) {
         self.safety.anchor(power_kw, clock.mono);
-        advance(&mut self.last_mono, clock.mono);
     }
 
     /// New droop settings (share, droop, deadband, ramp...) in place: the response and

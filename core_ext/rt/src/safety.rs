@@ -411,6 +411,11 @@ impl SafetyEnvelope {
         advance(&mut self.last_mono, mono);
     }
 
+    /// The monotonic time of the latest evaluation or anchor (NaN before the first).
+    pub fn last_mono(&self) -> f64 {
+        self.last_mono
+    }
+
     /// The setpoint in force (NaN before the first one).
     pub fn setpoint_in_force(&self) -> f64 {
         self.last_out
