@@ -24,8 +24,6 @@ from vpp.errors import CommandError
 from vpp.orchestrator.campus.config import Strategy
 
 __all__ = [
-    "CAMPUS_COMMANDS",
-    "FIELD_COMMANDS",
     "CampusSchedule",
     "Control",
     "SafetyHistory",
@@ -98,19 +96,6 @@ class Status(_Params):
     """``status``: no parameters."""
 
 
-#: The model of each field controller command.
-FIELD_COMMANDS: dict[str, type[_Params]] = {
-    "set_base": SetBase,
-    "set_power": SetBase,
-    "set_schedule": SetSchedule,
-    "set_participation": SetParticipation,
-    "set_droop": SetDroop,
-    "control": Control,
-    "safety_history": SafetyHistory,
-    "status": Status,
-}
-
-
 class SetTarget(_Params):
     """Campus ``set_target``: the campus target, kW (+ = discharge); None clears it."""
 
@@ -126,12 +111,6 @@ class CampusSchedule(_Params):
     block_s: Number = Field(default=900.0, gt=0)
     kw: tuple[Number, ...] = Field(min_length=1)
 
-
-#: The model of each campus command that takes parameters.
-CAMPUS_COMMANDS: dict[str, type[_Params]] = {
-    "set_target": SetTarget,
-    "set_schedule": CampusSchedule,
-}
 
 P = TypeVar("P", bound=pydantic.BaseModel)
 

@@ -42,9 +42,7 @@ from vpp.orchestrator.bus.command_models import check_power, check_schedule, par
 from vpp.orchestrator.field.unit import FieldUnit, Schedule
 from vpp.orchestrator.field.writer import SetpointWriter
 
-__all__ = ["ACTIONS", "FieldCommands"]
-
-ACTIONS = ("enable", "disable", "reset_alarms", "emergency_stop")
+__all__ = ["FieldCommands"]
 
 Params = Mapping[str, Any]
 

@@ -249,14 +249,11 @@ class FieldController(FieldCommands, Startable):
         due; False when no unit admitted it."""
         publish = publish and self.publisher is not None
         first: Decision | None = None
-        for uid, unit, writer in self._frame_units:
+        for _uid, unit, writer in self._frame_units:
             try:
                 d = unit.on_frame(t, f, dfreq, stat, idcode)
             except Exception as exc:
-                # One unit's failure stops that unit safely; the others go on.
-                d = unit.fail_safe(exc)
-                self.event("unit", f"step failed: {exc!r}; base power set to 0",
-                           unit=uid, severity="alarm")  # fmt: skip
+                d = self._unit_failed(unit, exc)
             if d is None:
                 continue
             first = first or d
@@ -269,6 +266,13 @@ class FieldController(FieldCommands, Startable):
         if publish and math.isfinite(f) and f > 0:
             self.publish(lambda: m.frequency(t, f, first))
         return True
+
+    def _unit_failed(self, unit: FieldUnit, exc: Exception) -> Decision:
+        """Stepping ``unit`` raised: it alone is stopped safely, with an alarm; the other
+        units go on."""
+        self.event("unit", f"step failed: {exc!r}; base power set to 0",
+                   unit=unit.id, severity="alarm")  # fmt: skip
+        return unit.fail_safe(exc)
 
     def _offer(self, unit: FieldUnit, writer: SetpointWriter, d: Decision, publish: bool) -> None:
         if unit.writable:
@@ -335,7 +339,7 @@ class FieldController(FieldCommands, Startable):
             try:
                 d = unit.idle()
             except Exception as exc:
-                d = unit.fail_safe(exc)
+                d = self._unit_failed(unit, exc)
             self._offer(unit, writer, d, False)
 
     def _watch_bms(self) -> None:
