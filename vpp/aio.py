@@ -17,6 +17,7 @@ __all__ = [
     "Backoff",
     "Startable",
     "cancel_and_wait",
+    "start_supervised",
     "stop_on_signals",
     "supervised",
     "with_timeout",
@@ -122,6 +123,18 @@ async def supervised(
             if on_failure is not None:
                 on_failure(exc)
             await asyncio.sleep(restart_after_s)
+
+
+def start_supervised(
+    fn: Callable[[], Awaitable[None]],
+    what: str,
+    *,
+    on_failure: Callable[[BaseException], None] | None = None,
+    restart_after_s: float = 1.0,
+) -> asyncio.Task[None]:
+    """A task running ``fn`` under :func:`supervised`, named ``what``."""
+    loop = supervised(fn, what, on_failure=on_failure, restart_after_s=restart_after_s)
+    return asyncio.create_task(loop, name=what)
 
 
 async def with_timeout(seconds: float | None, aw: Awaitable[T]) -> T:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ import pydantic
 
 from vpp.errors import ConfigError
 
-__all__ = ["config_error", "validate_model"]
+__all__ = ["config_error", "finite_or_none", "first_error", "validate_model"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -22,6 +23,27 @@ def config_error(message: str, field: str) -> ConfigError:
     return err
 
 
+def first_error(exc: pydantic.ValidationError) -> tuple[str, str]:
+    """The first problem of ``exc``: its field as a dotted path ("" for the whole) and a
+    message, with how many more there are."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return field, f"{first['msg']}{more}"
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a finite float, or None: not a real number (a bool, a text), NaN, an
+    infinity, or an int past the float range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def validate_model(cls: type[M], data: Mapping[str, Any], what: str, section: str = "") -> M:
     """``data`` validated as ``cls``; the first pydantic error becomes a ConfigError on
     its field (dotted path, after ``section.`` when given), with ``what`` saying which
@@ -29,8 +51,7 @@ def validate_model(cls: type[M], data: Mapping[str, Any], what: str, section: st
     try:
         return cls.model_validate(dict(data))
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or what
+        field, msg = first_error(exc)
+        field = field or what
         field = f"{section}.{field}" if section else field
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise config_error(f"{what}: field {field!r}: {first['msg']}{more}", field) from exc
+        raise config_error(f"{what}: field {field!r}: {msg}", field) from exc

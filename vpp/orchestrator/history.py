@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vpp.validation import finite_or_none
+
 __all__ = ["TABLES", "History"]
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,7 @@ class History:
         columns = TABLES[table]
         t = row.get("t")
         if t is not None:
-            t = _finite_float(t)
+            t = finite_or_none(t)
             if t is None:
                 self.fixed_times += 1
         values = (time.time() if t is None else t, *(self._cell(row.get(c)) for c in columns[1:]))
@@ -280,18 +282,6 @@ class History:
             yield self
         finally:
             self.close()
-
-
-def _finite_float(value: Any) -> float | None:
-    """``value`` as a finite float (what ``t`` must be), or None: not a real number (a
-    bool, a text), NaN, an infinity, or an int past the float range."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _json_cell(value: Any) -> Any:

@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
 
-from vpp.aio import stop_on_signals, supervised
+from vpp.aio import cancel_and_wait, start_supervised, stop_on_signals
 from vpp.config.models import SiteConfig
 from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
@@ -247,11 +247,8 @@ class Launcher:
         def failed(_exc: BaseException) -> None:
             self.loop_failures[what] += 1
 
-        return asyncio.create_task(
-            supervised(fn, f"launcher {what}", on_failure=failed,
-                       restart_after_s=self.loop_restart_s),
-            name=f"launcher {what}",
-        )  # fmt: skip
+        return start_supervised(fn, f"launcher {what}", on_failure=failed,
+                                restart_after_s=self.loop_restart_s)  # fmt: skip
 
     async def _listen(self, sub: Subscriber) -> None:
         inbox = self._inbox
@@ -325,9 +322,8 @@ class Launcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in await cancel_and_wait(tasks):
+                log.error("launcher: %s ended with %r", task.get_name(), task.exception())
             await self._stop_processes()
             for end in self._plant_pipe:
                 end.close()

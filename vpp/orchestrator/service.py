@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from vpp.aio import cancel_and_wait, supervised
+from vpp.aio import cancel_and_wait, start_supervised
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.command_models import parse
 from vpp.orchestrator.bus.curve import ClientCurve
 from vpp.orchestrator.bus.pubsub import Client, Handler, Publisher, Server, Subscriber
 from vpp.orchestrator.bus.topology import Topology
-from vpp.validation import validate_model
 
 __all__ = ["Service", "params", "tune_gc"]
 
@@ -49,8 +49,8 @@ def tune_gc(gen0: int = 100_000) -> None:
 
 
 def params(model: type[M], cmd: s.CommandMsg) -> M:
-    """The command's params validated as ``model`` (ConfigError naming the field)."""
-    return validate_model(model, cmd.body.params, f"command {cmd.body.name!r}")
+    """The command's params validated as ``model`` (CommandError naming the field)."""
+    return parse(model, cmd.body.params, f"command {cmd.body.name!r}")
 
 
 class Service:
@@ -138,12 +138,9 @@ class Service:
     def _start(self, fn: Callable[[], Awaitable[None]], what: str) -> None:
         # A loop that raised (a bug) is logged, counted and restarted rather than lost: the
         # process would otherwise keep running with half its work silently stopped.
-        task = asyncio.create_task(
-            supervised(fn, f"{self.name} {what}", on_failure=self._loop_failed,
-                       restart_after_s=self.loop_restart_s),
-            name=f"{self.name} {what}",
-        )  # fmt: skip
-        self._tasks.append(task)
+        self._tasks.append(start_supervised(fn, f"{self.name} {what}",
+                                            on_failure=self._loop_failed,
+                                            restart_after_s=self.loop_restart_s))  # fmt: skip
 
     def _loop_failed(self, _exc: BaseException) -> None:
         self.errors["internal"] += 1

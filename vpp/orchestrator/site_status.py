@@ -112,8 +112,11 @@ class SiteStatus:
         }
 
 
-def _num(v: float | None, fmt: str, missing: str = "-") -> str:
-    return missing if v is None else format(v, fmt)
+def _num(v: object, fmt: str, missing: str = "-") -> str:
+    # Anything not a number (None, or an odd value in a message) shows as missing.
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return missing
+    return format(v, fmt)
 
 
 def render_text(snap: Mapping[str, Any]) -> list[str]:

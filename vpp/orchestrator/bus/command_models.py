@@ -22,6 +22,7 @@ from vpp.config.commands import CommandLimits
 from vpp.config.models import DroopSettings
 from vpp.errors import CommandError
 from vpp.orchestrator.campus.config import Strategy
+from vpp.validation import first_error
 
 __all__ = [
     "CampusSchedule",
@@ -111,6 +112,11 @@ class CampusSchedule(_Params):
     block_s: Number = Field(default=900.0, gt=0)
     kw: tuple[Number, ...] = Field(min_length=1)
 
+    @property
+    def end(self) -> float:
+        """When the last block ends (UNIX s)."""
+        return self.start + self.block_s * len(self.kw)
+
 
 P = TypeVar("P", bound=pydantic.BaseModel)
 
@@ -120,9 +126,9 @@ def parse(model: type[P], params: Mapping[str, Any], where: str) -> P:
     try:
         return model.model_validate(dict(params))
     except pydantic.ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = ".".join(str(p) for p in first["loc"]) or "params"
-        raise CommandError(f"{name}: {first['msg']}", field=name, where=where) from None
+        field, msg = first_error(exc)
+        name = field or "params"
+        raise CommandError(f"{name}: {msg}", field=name, where=where) from None
 
 
 def check_power(kw: float, rating_kw: float, name: str, where: str) -> None:

@@ -201,14 +201,14 @@ class Campus(Service):
     async def _set_schedule(self, cmd: s.CommandMsg) -> dict[str, Any]:
         p = parse(CampusSchedule, cmd.body.params, self.name)
         now = self.clock()
-        check_schedule(p.start, p.block_s, p.kw, limits=self.config.commands,
-                       rating_kw=self.rating_kw, now=now, where=self.name, name="kw")  # fmt: skip
+        end = check_schedule(p.start, p.block_s, p.kw, limits=self.config.commands,
+                             rating_kw=self.rating_kw, now=now, where=self.name,
+                             name="kw")  # fmt: skip
         # One per start: a new schedule for the same start replaces the old one; those
         # over are dropped.
-        self.schedules = {t: x for t, x in self.schedules.items()
-                          if x.start + x.block_s * len(x.kw) > now}  # fmt: skip
+        self.schedules = {t: x for t, x in self.schedules.items() if x.end > now}
         self.schedules[p.start] = p
-        return {"blocks": len(p.kw), "start": p.start, "end": p.start + p.block_s * len(p.kw)}
+        return {"blocks": len(p.kw), "start": p.start, "end": end}
 
     async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
         now = self.clock()

@@ -32,7 +32,7 @@ from typing import Any
 import zmq
 
 from vpp import c37118 as c
-from vpp.aio import Backoff, Startable, cancel_and_wait, supervised
+from vpp.aio import Backoff, Startable, cancel_and_wait, start_supervised
 from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
@@ -149,8 +149,7 @@ class FieldController(FieldCommands, Startable):
             (self._heartbeat_loop, "heartbeat"),
         ):
             what = f"field {self.id}: {name}"
-            loop = supervised(fn, what, on_failure=self._loop_failed)
-            self._tasks.append(asyncio.create_task(loop, name=what))
+            self._tasks.append(start_supervised(fn, what, on_failure=self._loop_failed))
 
     async def stop(self) -> None:
         """Stop every loop and close every connection and socket."""

@@ -28,6 +28,7 @@ from typing import Any
 from vpp.config.models import DroopSettings, PmuSource, UnitConfig
 from vpp.core import Decision, DroopController, Pipeline, SafetyEnvelope, SafetyReset, Telemetry
 from vpp.drivers.errors import ValidationError
+from vpp.validation import finite_or_none
 
 __all__ = [
     "SEVERITY",
@@ -62,13 +63,6 @@ Clock = Callable[[], tuple[float, float]]
 def system_clock() -> tuple[float, float]:
     """``(time.time(), time.monotonic())``."""
     return time.time(), time.monotonic()
-
-
-def _finite(v: object) -> float | None:
-    """A device value for a report: the number, or None if it is not a finite one."""
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 def _stale_after(poll_interval_s: float) -> float:
@@ -387,8 +381,8 @@ class FieldUnit:
         return {
             "online": self.online,
             "enabled": self.enabled,
-            "soc": _finite(st.get("soc")),
-            "power": _finite(st.get("active_power")),
+            "soc": finite_or_none(st.get("soc")),
+            "power": finite_or_none(st.get("active_power")),
             "base": d.base_kw if d is not None else self.pipeline.base_kw,
             "response": d.response_kw if d is not None else 0.0,
             "setpoint": d.setpoint_kw if d is not None else None,
