@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from vpp import c37118 as c
 from vpp.aio import cancel_and_wait
 from vpp.sim.frequency import FrequencyProfile, FrequencySource
-from vpp.sim.pmu_signal import ProfileSignal, SourceSignal, wrap_angle
+from vpp.sim.pmu_signal import ProfileSignal, SourceSignal
 
 __all__ = ["RATES", "ClientStats", "PmuServer", "build_config"]
 
@@ -135,8 +135,8 @@ class PmuServer:
         self._signal = (
             SourceSignal(source, rate) if source is not None else ProfileSignal(self.profile, rate)
         )
-        self._int_freq = not data_format & 0b1000
         self.config = build_config(idcode, rate, self.nominal, station, data_format)
+        self._int_freq = not self.config.pmus[0].freq_float
         self.header = c.HeaderFrame(idcode, f"{station}: simulated PMU, vpp.sim.pmu")
         self._port = port
         self._udp_targets = list(udp_targets)
@@ -217,7 +217,8 @@ class PmuServer:
             dev = INT16_MAX / 1e3
             freq = min(self.nominal + dev, max(self.nominal - dev, freq))
             rocof = min(INT16_MAX / 1e2, max(-INT16_MAX / 1e2, rocof))
-        phasors = [(V_PHASE, wrap_angle(phase + s * 2 * math.pi / 3)) for s in (0, -1, 1)]
+        # Angles as they come: the encoder puts each in (-pi, pi].
+        phasors = [(V_PHASE, phase + s * 2 * math.pi / 3) for s in (0, -1, 1)]
         frame = c.DataFrame(
             self.config,
             [c.PmuData(phasors, freq, rocof)],

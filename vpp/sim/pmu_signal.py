@@ -7,8 +7,8 @@ stream can be generated at simulated times without waiting for wall time.
 (the grid model), sampled at increasing frames.
 
 The phase is what a real PMU reports: the angle of the bus voltage against a reference
-turning at the nominal frequency, so it turns at ``2 pi (f - nominal)`` rad/s.
-:func:`wrap_angle` puts it in (-pi, pi], the range C37.118.2 gives phasor angles.
+turning at the nominal frequency, so it turns at ``2 pi (f - nominal)`` rad/s. (The
+encoder puts every phasor angle in (-pi, pi], the range C37.118.2 gives them.)
 """
 
 from __future__ import annotations
@@ -21,16 +21,10 @@ from numpy.typing import NDArray
 
 from vpp.sim.frequency import FrequencyProfile, FrequencySource
 
-__all__ = ["NOISE_BLOCK", "ProfileSignal", "SourceSignal", "wrap_angle"]
+__all__ = ["NOISE_BLOCK", "ProfileSignal", "SourceSignal"]
 
 #: Frames whose noise is drawn together, from a generator seeded by (seed, k // block).
 NOISE_BLOCK = 1024
-
-
-def wrap_angle(a: float) -> float:
-    """``a`` in (-pi, pi] (C37.118.2's range for phasor angles)."""
-    w = math.remainder(a, 2 * math.pi)  # in [-pi, pi]
-    return math.pi if w <= -math.pi else w
 
 
 class ProfileSignal:
@@ -46,9 +40,17 @@ class ProfileSignal:
         # VA's phase at frame _phase_k: a running sum, kept so that frames in order cost
         # O(1); any frame is the same sum of the same terms in the same order.
         self._phase_k, self._phase = 0, 0.0
+        # The clean frequency of the last frames asked: in order, each is computed once
+        # (for the ROCOF of frame k and k + 1, and for the phase).
+        self._f_memo: dict[int, float] = {}
 
     def _f(self, k: int) -> float:
-        return float(self._clean.at(np.array([k / self.rate]))[0])
+        f = self._f_memo.get(k)
+        if f is None:
+            if len(self._f_memo) >= 4:
+                self._f_memo.clear()
+            f = self._f_memo[k] = float(self._clean.at(np.array([k / self.rate]))[0])
+        return f
 
     def noise(self, k: int) -> float:
         """The measurement noise (Hz) of frame ``k``."""
@@ -73,10 +75,8 @@ class ProfileSignal:
 
     def at(self, k: int) -> tuple[float, float, float]:
         """(frequency Hz with noise, ROCOF Hz/s of the clean profile, VA's phase rad)."""
-        dt = 1.0 / self.rate
-        t = k / self.rate
-        f0, f1 = self._clean.at(np.array([t - dt, t]))
-        return float(f1) + self.noise(k), float(f1 - f0) / dt, self.phase(k)
+        f0, f1 = self._f(k - 1), self._f(k)
+        return f1 + self.noise(k), (f1 - f0) * self.rate, self.phase(k)
 
 
 class SourceSignal:
