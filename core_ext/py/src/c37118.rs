@@ -156,6 +156,19 @@ fn event_to_py(py: Python<'_>, ev: StreamEvent, store: &ConfigStore) -> PyResult
     )
 }
 
+/// The events as a list of `(offset, frame or FrameError)` pairs.
+fn events_to_list<'py>(
+    py: Python<'py>,
+    events: Vec<StreamEvent>,
+    store: &ConfigStore,
+) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for ev in events {
+        out.append(event_to_py(py, ev, store)?)?;
+    }
+    Ok(out)
+}
+
 #[pymethods]
 impl StreamDecoder {
     #[new]
@@ -180,11 +193,7 @@ impl StreamDecoder {
         } else {
             inner.feed_collect(data)
         };
-        let out = PyList::empty(py);
-        for ev in events {
-            out.append(event_to_py(py, ev, self.inner.configs())?)?;
-        }
-        Ok(out)
+        events_to_list(py, events, self.inner.configs())
     }
 
     /// End of stream: the pairs still in the buffer. A frame that never completed is one
@@ -193,11 +202,7 @@ impl StreamDecoder {
     fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let inner = &mut self.inner;
         let events = py.detach(|| inner.finish_collect());
-        let out = PyList::empty(py);
-        for ev in events {
-            out.append(event_to_py(py, ev, self.inner.configs())?)?;
-        }
-        Ok(out)
+        events_to_list(py, events, self.inner.configs())
     }
 
     /// Remember a configuration (for data frames whose configuration came out of band).

@@ -1,7 +1,7 @@
 //! The part every C37.118 frame shares: SYNC, FRAMESIZE, IDCODE, SOC, FRACSEC and CHK,
 //! plus the bounds-checked reader and the writer helpers the frame modules use.
 
-use super::crc::crc_ccitt;
+use super::crc::frame_chk;
 pub use super::wire::{begin_frame, check_header_for_encode, finish_frame, Reader};
 use crate::error::{FrameError, FrameErrorKind};
 
@@ -186,11 +186,9 @@ pub fn check_frame(buf: &[u8]) -> Result<Header, FrameError> {
         return Err(FrameError::new(FrameErrorKind::FrameSize, "FRAMESIZE", 2)
             .with_values(buf.len() as u64, framesize as u64));
     }
-    let chk_at = framesize - 2;
-    let stored = u16::from_be_bytes([buf[chk_at], buf[chk_at + 1]]);
-    let computed = crc_ccitt(&buf[..chk_at]);
+    let (stored, computed) = frame_chk(buf);
     if stored != computed {
-        return Err(FrameError::new(FrameErrorKind::Crc, "CHK", chk_at)
+        return Err(FrameError::new(FrameErrorKind::Crc, "CHK", framesize - 2)
             .with_values(u64::from(computed), u64::from(stored)));
     }
     let fracsec = u32::from_be_bytes([buf[10], buf[11], buf[12], buf[13]]);

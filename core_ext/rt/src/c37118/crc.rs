@@ -71,6 +71,14 @@ pub fn crc_ccitt(data: &[u8]) -> u16 {
     crc_table(data)
 }
 
+/// The CHK a whole frame carries in its last two bytes and the CRC computed over the
+/// rest: `(stored, computed)`. `frame` must hold at least two bytes.
+pub fn frame_chk(frame: &[u8]) -> (u16, u16) {
+    let chk_at = frame.len() - 2;
+    let stored = u16::from_be_bytes([frame[chk_at], frame[chk_at + 1]]);
+    (stored, crc_ccitt(&frame[..chk_at]))
+}
+
 /// CRC-CCITT of `data` by slicing-by-16 tables (any CPU, any length).
 pub fn crc_table(data: &[u8]) -> u16 {
     let mut crc: u16 = 0xFFFF;

@@ -8,8 +8,8 @@
 //! - Mid-stream, while a candidate frame waits for its bytes, the bytes already there are
 //!   searched for a complete CRC-valid frame followed by another frame's header (0xAA, a
 //!   known type, a plausible FRAMESIZE): the candidate is then a false start (one
-//!   `FrameSize` error, expected = the offset of that frame, found = the claimed size)
-//!   and decoding resumes at that frame, instead of waiting for up to 64 KiB (half a
+//!   `FrameSize` error, found = the claimed size; the next item's offset says where
+//!   decoding resumed) and decoding resumes at that frame, instead of waiting for up to 64 KiB (half a
 //!   minute of a 50 frames/s stream). The cost is one frame period: the frame found is
 //!   taken when the next one's header arrives. Inside a genuine frame still arriving,
 //!   such a find needs a CRC match by chance (1 in 65 536) on top of two plausible
@@ -20,7 +20,7 @@
 //!   emitted as if the stream went on.
 
 use super::common::{peek, MAX_FRAME};
-use super::crc::crc_ccitt;
+use super::crc::frame_chk;
 use crate::error::{FrameError, FrameErrorKind};
 
 /// Buffer size: room for one whole maximum frame plus the next chunk's head.
@@ -47,8 +47,6 @@ pub struct StreamDecoder {
     /// While the candidate at `start` waits for its bytes: how far past `start` the
     /// search for a frame behind a false start has come (0: not started).
     look: usize,
-    /// End of input: an incomplete candidate is garbage, not a frame still arriving.
-    eof: bool,
 }
 
 impl Default for StreamDecoder {
@@ -66,7 +64,6 @@ impl StreamDecoder {
             pos: 0,
             in_garbage: false,
             look: 0,
-            eof: false,
         }
     }
 
@@ -87,6 +84,12 @@ impl StreamDecoder {
 
     /// The next complete frame or error, or None until more bytes are pushed.
     pub fn next_item(&mut self) -> Option<StreamItem<'_>> {
+        self.next(false)
+    }
+
+    /// `next_item`; at the end of input (`eof`) an incomplete candidate is garbage, not a
+    /// frame still arriving.
+    fn next(&mut self, eof: bool) -> Option<StreamItem<'_>> {
         loop {
             let held = self.end - self.start;
             if held == 0 {
@@ -96,23 +99,21 @@ impl StreamDecoder {
             // start mid-stream) the frame found behind it.
             let mut resume = None;
             let err = match peek(&self.buf[self.start..self.end]) {
-                Err(e) if e.kind == FrameErrorKind::Truncated && !self.eof => return None,
+                Err(e) if e.kind == FrameErrorKind::Truncated && !eof => return None,
                 Err(e) => e,
                 Ok((_, _, size)) if held < size => {
-                    if self.eof {
+                    if eof {
                         FrameError::new(FrameErrorKind::Truncated, "FRAMESIZE", 2)
                             .with_values(size as u64, held as u64)
                     } else {
                         let at = self.frame_behind()?;
                         resume = Some(at);
                         FrameError::new(FrameErrorKind::FrameSize, "FRAMESIZE", 2)
-                            .with_values(at as u64, size as u64)
+                            .with_found(size as u64)
                     }
                 }
                 Ok((_, _, size)) => {
-                    let avail = &self.buf[self.start..self.end];
-                    let stored = u16::from_be_bytes([avail[size - 2], avail[size - 1]]);
-                    let computed = crc_ccitt(&avail[..size - 2]);
+                    let (stored, computed) = frame_chk(&self.buf[self.start..self.start + size]);
                     if stored == computed {
                         let offset = self.pos;
                         let at = self.start;
@@ -158,8 +159,8 @@ impl StreamDecoder {
                 Ok((_, _, size)) if rest.len() < size => return None,
                 Ok((_, _, size)) => size,
             };
-            let stored = u16::from_be_bytes([rest[size - 2], rest[size - 1]]);
-            if stored == crc_ccitt(&rest[..size - 2]) {
+            let (stored, computed) = frame_chk(&rest[..size]);
+            if stored == computed {
                 match peek(&rest[size..]) {
                     // The next frame's header follows.
                     Ok(_) => return Some(at),
@@ -205,11 +206,9 @@ impl StreamDecoder {
     /// frames behind a false start are not lost. The decoder is then empty, ready for a
     /// new stream that goes on at the same offsets.
     pub fn finish(&mut self, mut f: impl FnMut(StreamItem<'_>)) {
-        self.eof = true;
-        while let Some(item) = self.next_item() {
+        while let Some(item) = self.next(true) {
             f(item);
         }
-        self.eof = false;
         self.in_garbage = false;
     }
 
