@@ -55,6 +55,7 @@ from vpp.orchestrator.market import (
     BatteryParams,
     Bid,
     Product,
+    Schedule,
     base_schedule,
     block_of,
     check_window,
@@ -196,7 +197,7 @@ class MarketGateway(Service):
             battery = self.battery()
             lim = self.config.limits
             prices = self.forecast(day, first, rtm=True)[:2]
-            plan = round_schedule(optimise(prices, battery, first_block=first), battery, lim)
+            plan = await self._rounded(optimise(prices, battery, first_block=first), battery, "RTM")
             dam = self.schedules.get(day)
             held = [dam.kw[first + i] / 1000.0 if dam else 0.0 for i in range(2)]
             # The RTM trade is the new position minus what the DAM already holds (both on
@@ -232,7 +233,7 @@ class MarketGateway(Service):
             battery = self.battery()
             lim = self.config.limits
             raw = optimise(self.forecast(day, first), battery, first_block=first)
-            plan = round_schedule(raw, battery, lim)
+            plan = await self._rounded(raw, battery, "DAM")
             bids = to_bids(plan, day, limits=lim)
             result = await self._trade(bids, Product.DAM, day)
             self.runs += 1
@@ -242,6 +243,19 @@ class MarketGateway(Service):
             self.delivered = False
             await self.send_schedule()
             return self.summary()
+
+    async def _rounded(self, raw: Schedule, battery: BatteryParams, product: str) -> Schedule:
+        """``raw`` on the volume grid; what the grid forced it to give up (its ``relaxed``
+        constraints) goes out as a warning event, not only into the log."""
+        plan = round_schedule(raw, battery, self.config.limits)
+        if plan.relaxed:
+            await self.publish_event(
+                "market", {"product": product, "relaxed": list(plan.relaxed)},
+                text=f"{product} schedule rounded with relaxed constraints: "
+                + "; ".join(plan.relaxed),
+                severity="warning",
+            )  # fmt: skip
+        return plan
 
     async def _trade(
         self, bids: list[Bid], product: Product, day: date, session: int | None = None

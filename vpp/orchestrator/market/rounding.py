@@ -153,8 +153,13 @@ def _completable(g: _Grid, s: float, r: int, final: float | None) -> bool:
     k_lo, k_hi = g.charge_needed(s, final)
     if g.kc == 0 or k_lo > k_hi:
         return False
-    j = -(-k_lo // g.kc)  # fewest charging blocks; more blocks only need more steps
+    j = _fewest_blocks(g, k_lo)  # more blocks only need more steps
     return j <= r and j * g.kmin <= k_hi
+
+
+def _fewest_blocks(g: _Grid, steps: int) -> int:
+    """The fewest blocks of charging at the most (``kc`` steps) that make ``steps``."""
+    return -(-steps // g.kc)
 
 
 def _safe_move(g: _Grid, s: float, r: int, final: float | None) -> int:
@@ -162,7 +167,7 @@ def _safe_move(g: _Grid, s: float, r: int, final: float | None) -> int:
     if final is None or s >= final - _TOL or g.kc == 0:
         return 0
     k_lo, _ = g.charge_needed(s, final)
-    if -(-k_lo // g.kc) < r:
+    if _fewest_blocks(g, k_lo) < r:
         return 0
     total = max(k_lo, r * g.kmin)
     return -max(g.kmin, total - (r - 1) * g.kc)
@@ -176,7 +181,8 @@ def _walk(lp: Schedule, g: _Grid, final: float | None) -> list[int] | None:
     for t, p in enumerate(lp.net_mw):
         r = n - t - 1
         target = lp.soc_mwh[t + 1]
-        if g.gap(s) <= _TOL:
+        in_range = g.gap(s) <= _TOL
+        if in_range:
             # The volumes around the LP's, around the one back onto the LP's SOC and around
             # those to either end of the range (where the nearest that fit lie when the
             # LP's do not); zero and the safe move make sure one fits.
@@ -184,23 +190,24 @@ def _walk(lp: Schedule, g: _Grid, final: float | None) -> list[int] | None:
             for x in (p / g.step, g.steps_to(s, target), g.steps_to(s, g.lo), g.steps_to(s, g.hi)):
                 base = math.floor(x + _STEPS_EPS)
                 near.update((base - 1, base, base + 1, base + 2))
-            ok = [k for k in near if g.allowed(k) and _completable(g, g.after(s, k), r, final)]
-            if not ok:
-                # Only when ``s`` is not completable (the start), or by float noise at a
-                # boundary, which a full scan then covers.
-                ok = [k for k in g.every() if _completable(g, g.after(s, k), r, final)]
+            soc = {k: g.after(s, k) for k in near if g.allowed(k)}
         else:
-            every = g.every()
-            ok = [k for k in every if _completable(g, g.after(s, k), r, final)]
-            if not ok and not any(g.gap(g.after(s, k)) <= _TOL for k in every):
-                # The grid cannot bring the SOC into range in this block: come nearest.
-                least = min(g.gap(g.after(s, k)) for k in every)
-                ok = [k for k in every if g.gap(g.after(s, k)) <= least + _TOL]
+            soc = {k: g.after(s, k) for k in g.every()}
+        ok = [k for k, x in soc.items() if _completable(g, x, r, final)]
+        if not ok and in_range:
+            # Only when ``s`` is not completable (the start), or by float noise at a
+            # boundary, which a full scan then covers.
+            soc = {k: g.after(s, k) for k in g.every()}
+            ok = [k for k, x in soc.items() if _completable(g, x, r, final)]
+        elif not ok and not any(g.gap(x) <= _TOL for x in soc.values()):
+            # The grid cannot bring the SOC into range in this block: come nearest.
+            least = min(g.gap(x) for x in soc.values())
+            ok = [k for k, x in soc.items() if g.gap(x) <= least + _TOL]
         if not ok:
             return None
-        k = min(ok, key=lambda k: (abs(g.after(s, k) - target), abs(g.mw(k) - p), k))
+        k = min(ok, key=lambda k: (abs(soc[k] - target), abs(g.mw(k) - p), k))
         out.append(k)
-        s = g.after(s, k)
+        s = soc[k]
     return out
 
 
