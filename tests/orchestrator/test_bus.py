@@ -82,7 +82,7 @@ def test_subscriber_counts_bad_messages_and_keeps_receiving(ipc_dir: Path) -> No
         try:
             await _join(pub, sub, s.make(telemetry(), "probe"))
             good = s.encode(s.make(telemetry(p_kw=7.0), "field1"))
-            wrong_version = good.replace(b'"v":1', b'"v":9')
+            wrong_version = good.replace(b"\"v\":2", b"\"v\":9")
             await pub.publish_raw(b"telemetry/x", b"{not json")
             await pub.publish_raw(b"telemetry/x", b'{"v":1,"type":"weather"}')
             await pub.publish_raw(b"telemetry/x", wrong_version)

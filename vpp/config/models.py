@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.config.commands import CommandLimits
+from vpp.orchestrator.bus.auth import SecuritySection
 from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
 from vpp.orchestrator.grid.compliance import ComplianceConfig
@@ -303,6 +304,7 @@ class SiteConfig(BaseModel):
     model_config = _STRICT
     site: SiteInfo = Field(default_factory=SiteInfo)
     bus: BusSection = Field(default_factory=BusSection)
+    security: SecuritySection = Field(default_factory=SecuritySection)
     field: list[FieldConfig] = Field(min_length=1)
     campus: CampusSection = Field(default_factory=CampusSection)
     grid: GridSection = Field(default_factory=GridSection)

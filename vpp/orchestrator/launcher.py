@@ -295,13 +295,14 @@ class Launcher:
         broker: Broker | None = None
         sub: Subscriber | None = None
         try:
-            topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir)
+            topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir,
+                                  self.site.security, make_keys=True)  # fmt: skip
             self.topo = topo
             if self.runs("broker"):
-                broker = Broker(topo.events_in, topo.events_out)
+                broker = topo.broker()
                 broker.start()
-            sub = Subscriber(topo.events_out)
-            self._publisher = Publisher(topo.events_in, bind=False)
+            sub = topo.subscriber("launcher", hwm=100_000)
+            self._publisher = topo.publisher("launcher")
             if self.site.history.enabled or self.history_path is not None:
                 history = _open_history(self.history_path or self.site.history.path)
                 self.recorder = Recorder(history)

@@ -23,7 +23,7 @@ from vpp.aio import cancel_and_wait, start_supervised
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.command_models import parse
-from vpp.orchestrator.bus.curve import ClientCurve
+from vpp.orchestrator.bus.commands import AuditRecord, audit_event
 from vpp.orchestrator.bus.pubsub import Client, Handler, Publisher, Server, Subscriber
 from vpp.orchestrator.bus.topology import Topology
 
@@ -91,17 +91,11 @@ class Service:
 
     async def __aenter__(self) -> Service:
         try:
-            self.publisher = Publisher(self.topo.events_in, bind=False, hwm=self.bus.hwm)
+            self.publisher = self.topo.publisher(self.name, hwm=self.bus.hwm)
             if self.topics:
-                self.subscriber = Subscriber(self.topo.events_out, self.topics, hwm=100_000)
-            self.server = Server(
-                self.topo.commands[self.name],
-                self.handlers(),
-                name=self.name,
-                curve=self.bus.server_curve(),
-                insecure=self.bus.insecure,
-                dedup_size=self.bus.dedup_size,
-            )
+                self.subscriber = self.topo.subscriber(self.name, self.topics, hwm=100_000)
+            self.server = self.topo.server(self.name, dict(self.handlers()), self._audit,
+                                           self.bus.dedup_size)  # fmt: skip
             await self.server.__aenter__()
             if self.subscriber is not None:
                 self._start(self._receive, "receive")
@@ -182,6 +176,15 @@ class Service:
             return
         await self.publisher.publish(msg)
 
+    def _audit(self, record: AuditRecord) -> None:
+        # Every command, run or refused, with who sent it as the transport says.
+        if self.publisher is None:
+            return
+        try:
+            self.publisher.send_now(s.make(audit_event(record, self.name), self.name))
+        except ValueError as err:  # pydantic's ValidationError, MessageError
+            self.bad_input("publish", err)
+
     async def client(self, target: str, endpoint: str | None = None) -> Client:
         """The command client to ``target`` (at ``endpoint``, default its topology one);
         a new endpoint replaces the old client."""
@@ -191,14 +194,10 @@ class Service:
             return old
         if old is not None:
             await old.aclose()
-        curve = None
-        if self.bus.keys_dir is not None:
-            keys = self.bus.keys_dir
-            curve = ClientCurve(keys / f"{self.name}.key_secret", keys / f"{target}.key")
         client = Client(
             ep,
             name=self.name,
-            curve=curve,
+            curve=self.topo.client_curve(self.name, target),
             insecure=self.bus.insecure,
             timeout=self.bus.command_timeout_s,
             retries=self.bus.command_retries,

@@ -2,9 +2,18 @@
 
 Publishers connect their PUB sockets to ``events_in`` (the XSUB side), subscribers their
 SUB sockets to ``events_out`` (the XPUB side); subscriptions travel upstream, messages
-downstream. The proxy is libzmq's own (``zmq.proxy_steerable``) running in a thread of
-its own, so it forwards at C speed and does not depend on any event loop; a PAIR
-control socket over inproc tells it to terminate.
+downstream. It runs in a thread of its own, so it does not depend on any event loop; a
+PAIR control socket over inproc tells it to terminate.
+
+Without keys it is libzmq's own proxy (``zmq.proxy_steerable``), at C speed, and
+subscribers cannot know who published what. With a :class:`ServerCurve` both ends are
+Curve servers: ZAP admits on ``events_in`` (domain ``publish``) only the identities the
+policy lets publish and on ``events_out`` (domain ``subscribe``) those it lets read, so a
+keyless peer can neither forge nor read; and the relay appends to each message a third
+frame, the publisher's authenticated identity, which :class:`~vpp.orchestrator.bus.
+pubsub.Subscriber` compares with the message's ``sender``. A publisher's message of
+other than two frames, or larger than ``max_message_bytes`` (libzmq drops that
+connection), is not forwarded; :attr:`Broker.errors` counts what was dropped.
 
     async with Broker(topo.events_in, topo.events_out):
         ...
@@ -15,20 +24,47 @@ or ``await run_broker(events_in, events_out, stop)`` until ``stop`` is set.
 from __future__ import annotations
 
 import asyncio
+import collections
+import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 import zmq
 
+from vpp.orchestrator.bus.auth import Policy
+from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES
+from vpp.orchestrator.bus.curve import ServerCurve, peer_identity
+
 __all__ = ["Broker", "run_broker"]
+
+log = logging.getLogger(__name__)
+
+# Messages relayed per wake-up before the control socket is looked at again.
+_BATCH = 1024
 
 
 class Broker:
     """The XSUB/XPUB proxy (see the module docstring); :meth:`start` binds both ends."""
 
-    def __init__(self, events_in: str, events_out: str) -> None:
+    def __init__(
+        self,
+        events_in: str,
+        events_out: str,
+        *,
+        curve: ServerCurve | None = None,
+        policy: Policy | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.events_in = events_in
         self.events_out = events_out
+        self.curve = curve
+        if curve is not None and policy is not None:
+            curve.admit = _admit(policy)
+        self.max_message_bytes = max_message_bytes
+        self.errors: collections.Counter[str] = collections.Counter()
+        """Dropped publisher messages by kind (``frames``), refused peers (``auth``)."""
+        self.forwarded = 0
         # A context of its own: its I/O thread ends with the broker, whoever else uses zmq.
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._control = f"inproc://broker-{uuid.uuid4().hex}"
@@ -45,6 +81,8 @@ class Broker:
         self._ctl = self._ctx.socket(zmq.PAIR)
         self._ctl.linger = 0
         self._ctl.bind(self._control)
+        if self.curve is not None:
+            self.curve.start_thread(self._ctx, self.errors)
         self._thread = threading.Thread(target=self._run, name="events-broker", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -54,6 +92,8 @@ class Broker:
             self._thread = None
             self._ctl.close()
             self._ctl = None
+            if self.curve is not None:
+                self.curve.stop_thread()
             self._ctx.term()
             raise err
 
@@ -63,6 +103,10 @@ class Broker:
         ctl = self._ctx.socket(zmq.PAIR)
         for sock in (xsub, xpub, ctl):
             sock.linger = 0
+        xsub.maxmsgsize = self.max_message_bytes
+        if self.curve is not None:
+            self.curve.secure(xsub, "publish")
+            self.curve.secure(xpub, "subscribe")
         try:
             try:
                 xsub.bind(self.events_in)
@@ -73,12 +117,46 @@ class Broker:
                 return
             finally:
                 self._ready.set()
-            zmq.proxy_steerable(xsub, xpub, None, ctl)
+            if self.curve is None:
+                zmq.proxy_steerable(xsub, xpub, None, ctl)
+            else:
+                self._relay(xsub, xpub, ctl)
         except zmq.ContextTerminated:
             pass
         finally:
             for sock in (xsub, xpub, ctl):
                 sock.close(linger=0)
+
+    def _relay(
+        self, xsub: zmq.Socket[bytes], xpub: zmq.Socket[bytes], ctl: zmq.Socket[bytes]
+    ) -> None:
+        # The stamping proxy: what zmq.proxy does, plus the publisher's identity appended.
+        poller = zmq.Poller()
+        for sock in (xsub, xpub, ctl):
+            poller.register(sock, zmq.POLLIN)
+        noblock = int(zmq.NOBLOCK)
+        while True:
+            ready = dict(poller.poll())
+            if ctl in ready:
+                return
+            if xpub in ready:  # subscriptions, upstream
+                for _ in range(_BATCH):
+                    try:
+                        xsub.send(xpub.recv(noblock))
+                    except zmq.Again:
+                        break
+            if xsub in ready:
+                for _ in range(_BATCH):
+                    try:
+                        frames = xsub.recv_multipart(noblock, copy=False)
+                    except zmq.Again:
+                        break
+                    if len(frames) != 2:
+                        self.errors["frames"] += 1
+                        continue
+                    who = peer_identity(frames[1]).encode()
+                    xpub.send_multipart((frames[0], frames[1], who), copy=False)
+                    self.forwarded += 1
 
     def stop(self) -> None:
         """Terminate the proxy, wait for its thread and close every socket (blocking)."""
@@ -89,6 +167,8 @@ class Broker:
             thread.join()
         if ctl is not None:
             ctl.close(linger=0)
+            if self.curve is not None:
+                self.curve.stop_thread()
             self._ctx.term()
 
     async def __aenter__(self) -> Broker:
@@ -103,3 +183,12 @@ async def run_broker(events_in: str, events_out: str, stop: asyncio.Event) -> No
     """Run the events proxy until ``stop`` is set, then close it."""
     async with Broker(events_in, events_out):
         await stop.wait()
+
+
+def _admit(policy: Policy) -> Callable[[str, str], bool]:
+    def admit(domain: str, identity: str) -> bool:
+        if domain == "publish":
+            return policy.may_publish(identity)
+        return domain == "subscribe" and policy.may_subscribe(identity)
+
+    return admit

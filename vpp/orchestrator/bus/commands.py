@@ -3,6 +3,14 @@
 A command is answered by one ack whose ``corr`` is the command's id. The client retries
 with the same id after each timeout; the server remembers the acks of recent ids and
 answers a retry from that cache, so a retried command runs once.
+
+Who sent a command is the identity Curve authenticated for the connection (the
+``User-Id`` ZAP gave it, see :mod:`vpp.orchestrator.bus.curve`), "" without Curve. The
+server asks its :class:`~vpp.orchestrator.bus.auth.Authorizer` before running anything:
+a refusal is an ack with ``refused`` ``not_authorised`` or ``rate_limited``. Every
+command, run or refused, is handed to the ``audit`` callback as an :class:`AuditRecord`.
+Messages larger than ``max_message_bytes`` never reach Python: libzmq drops the sender's
+connection (ZMQ_MAXMSGSIZE), so a huge command cannot stall the process decoding it.
 """
 
 from __future__ import annotations
@@ -11,22 +19,82 @@ import asyncio
 import collections
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from vpp.aio import cancel_and_wait
-from vpp.errors import CommandTimeoutError, ConfigError, MessageError
+from vpp.errors import CommandError, CommandTimeoutError, ConfigError, MessageError
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
+from vpp.orchestrator.bus.auth import Authorizer
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve, peer_identity
 from vpp.orchestrator.bus.sockets import Endpoint, attach, context, log
 
-__all__ = ["Client", "Handler", "Server"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "Audit",
+    "AuditRecord",
+    "Client",
+    "Handler",
+    "Server",
+    "audit_event",
+]
 
 Handler = Callable[[s.CommandMsg], Awaitable[Any]]
 """A command handler: its return value is the ack's ``result``; an exception a not-ok ack."""
+
+#: Largest message a bus socket takes by default (a command, an event; 256 KiB).
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One command as the server saw it: who (authenticated), what, and how it ended."""
+
+    identity: str
+    role: str
+    command: str
+    params: Mapping[str, Any]
+    ok: bool
+    refused: str | None = None
+    """None when it ran; else ``not_authorised``, ``rate_limited``, ``invalid``,
+    ``unknown`` or ``failed`` (the handler raised)."""
+    detail: Any = ""
+    result: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Audit = Callable[[AuditRecord], None]
+"""Called once per command handled (never for a retry answered from the cache)."""
+
+
+def audit_event(record: AuditRecord, server: str, units: Container[str] = ()) -> s.Event:
+    """The ``command`` event a server publishes for ``record`` (the history's audit row).
+
+    ``target`` is the command's unit when it names one, else ``server``; ``identity`` and
+    ``role`` are what the transport and the policy said, never a name from the message.
+    The event's ``unit`` is set when the target is one of ``units`` (this server's).
+    """
+    unit = record.params.get("unit")
+    target = unit if isinstance(unit, str) and unit else server
+    outcome = "done" if record.ok else f"refused ({record.refused}): {record.detail}"
+    data = {
+        "target": target,
+        "command": record.command,
+        "params": dict(record.params),
+        "identity": record.identity,
+        "role": record.role,
+        "ok": record.ok,
+        "refused": record.refused,
+        "detail": record.detail,
+    }
+    severity: s.Severity = "info" if record.ok else "warning"
+    return s.Event(kind="command", severity=severity, unit=target if target in units else "",
+                   text=f"{record.command} {target} by {record.identity or '(no identity)'}: "
+                   f"{outcome}", data=data)  # fmt: skip
 
 
 def _peek_id(payload: bytes) -> str | None:
@@ -57,6 +125,9 @@ class Server(Endpoint):
         curve: ServerCurve | None = None,
         insecure: bool = False,
         dedup_size: int = 4096,
+        authorizer: Authorizer | None = None,
+        audit: Audit | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         ctx: zmq.asyncio.Context | None = None,
     ) -> None:
         ServerCurve.check(endpoint, curve, insecure)
@@ -65,7 +136,11 @@ class Server(Endpoint):
         self._own_ctx = zmq.asyncio.Context() if curve is not None else None
         sock = (self._own_ctx or context(ctx)).socket(zmq.ROUTER)
         sock.linger = 0
+        sock.maxmsgsize = max_message_bytes
         self.curve = curve
+        self.authorizer = authorizer
+        """Decides each command; None runs every command (tests of the bus itself)."""
+        self.audit = audit
         super().__init__(sock, endpoint)
         self.name = name
         self.handlers = dict(handlers)
@@ -106,9 +181,9 @@ class Server(Endpoint):
 
     async def _serve(self) -> None:
         while True:
-            frames = await self.sock.recv_multipart()
+            frames = await self.sock.recv_multipart(copy=False)
             try:
-                await self._handle(frames)
+                await self._handle([f.bytes for f in frames], peer_identity(frames[-1]))
             except MessageError as err:
                 self._reject(err)
             except Exception:
@@ -116,20 +191,22 @@ class Server(Endpoint):
                 self.errors["internal"] += 1
                 log.exception("bus %s: error handling a command", self.endpoint)
 
-    async def _handle(self, frames: list[bytes]) -> None:
+    async def _handle(self, frames: list[bytes], identity: str) -> None:
         if len(frames) != 2:
             raise MessageError(f"expected 2 frames, got {len(frames)}", kind="frames",
                                where=self.endpoint)  # fmt: skip
         peer, payload = frames
+        where = f"{self.endpoint}, identity {identity or '(none)'}"
         try:
-            msg = s.decode(payload, self.endpoint)
+            msg = s.decode(payload, where)
         except MessageError as err:
             mid = _peek_id(payload) if err.kind in ("field", "version") else None
             if mid is not None:
-                await self._reply(peer, mid, s.Ack(ok=False, error=str(err)), cache=False)
+                ack = s.Ack(ok=False, error=str(err), refused="invalid")
+                await self._reply(peer, mid, ack, cache=False)
+                self._audit(AuditRecord(identity, "", "", {}, False, "invalid", str(err)))
             raise
         if not isinstance(msg, s.CommandMsg):
-            where = f"{self.endpoint}, sender {msg.sender}"
             what = f"expected a command, got {msg.type}"
             raise MessageError(what, kind="unexpected", field="type", where=where)
         cached = self._acks.get(msg.id)
@@ -137,16 +214,43 @@ class Server(Endpoint):
             self.duplicates += 1
             await self.sock.send_multipart((peer, cached))
             return
-        handler = self.handlers.get(msg.body.name)
-        if handler is None:
-            ack = s.Ack(ok=False, error=f"unknown command {msg.body.name!r}")
-        else:
-            self.executed += 1
-            try:
-                ack = s.Ack(ok=True, result=await handler(msg))
-            except Exception as exc:
-                ack = s.Ack(ok=False, error=f"{type(exc).__name__}: {exc}")
+        ack, role = await self._run(msg, identity)
         await self._reply(peer, msg.id, ack, cache=True)
+        detail = ack.error if not ack.ok else (ack.result if isinstance(ack.result, dict) else "")
+        self._audit(AuditRecord(identity, role, msg.body.name, msg.body.params, ack.ok,
+                                ack.refused, detail or "", ack.result))  # fmt: skip
+
+    async def _run(self, msg: s.CommandMsg, identity: str) -> tuple[s.Ack, str]:
+        name = msg.body.name
+        role = ""
+        if self.authorizer is not None:
+            d = self.authorizer.decide(identity, name, msg.body.params)
+            role = d.role
+            if not d.ok:
+                self.errors[d.refused] += 1
+                log.warning("bus %s: refused %s from %s: %s", self.endpoint, name,
+                            identity or "(no identity)", d.reason)  # fmt: skip
+                return s.Ack(ok=False, error=d.reason, refused=d.refused), role
+        handler = self.handlers.get(name)
+        if handler is None:
+            return s.Ack(ok=False, error=f"unknown command {name!r}", refused="unknown"), role
+        self.executed += 1
+        try:
+            return s.Ack(ok=True, result=await handler(msg)), role
+        except CommandError as exc:
+            return s.Ack(ok=False, error=f"{type(exc).__name__}: {exc}", refused="invalid"), role
+        except Exception as exc:
+            return s.Ack(ok=False, error=f"{type(exc).__name__}: {exc}", refused="failed"), role
+
+    def _audit(self, record: AuditRecord) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit(record)
+        except Exception:
+            # The audit publishes; a failure there is a bug to see, not a reason to stop.
+            self.errors["audit"] += 1
+            log.exception("bus %s: audit of %s failed", self.endpoint, record.command)
 
     async def _reply(self, peer: bytes, mid: str, ack: s.Ack, *, cache: bool) -> None:
         payload = s.encode(s.make(ack, self.name, corr=mid))
@@ -216,7 +320,7 @@ class Client(Endpoint):
         """
         if self._task is None:
             raise RuntimeError("Client.request outside 'async with Client(...)'")
-        cmd = s.Command(name=name, params=dict(params or {}), issued_by=self.name)
+        cmd = s.Command(name=name, params=dict(params or {}))
         msg = s.make(cmd, self.name)
         payload = s.encode(msg)
         fut: asyncio.Future[s.Ack] = asyncio.get_running_loop().create_future()

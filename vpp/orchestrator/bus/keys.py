@@ -2,8 +2,9 @@
 
 A key pair ``NAME`` is two files in the keys directory: ``NAME.key`` (public; copy it to
 the peers that must trust you) and ``NAME.key_secret`` (secret; mode 0600, never copied).
-A command server admits the clients whose public ``*.key`` files are in its authorized
-directory.
+``NAME`` is the identity: a server admits the clients whose public ``NAME.key`` files are
+in its keys directory and knows each as ``NAME``; what an identity may do is given by its
+roles in the site configuration (:mod:`vpp.orchestrator.bus.auth`), not by holding a key.
 """
 
 from __future__ import annotations
@@ -66,19 +67,16 @@ def load_secret(path: Path | str) -> tuple[bytes, bytes]:
 
 
 def site_keys(directory: Path | str, names: list[str], *, force: bool = False) -> list[str]:
-    """A key pair for each process ``names`` of a site on one host (a lab, a test rig),
-    each public key authorized (copied to ``directory/authorized``); returns the names
-    whose pair was created (an existing pair is kept unless ``force``)."""
+    """A key pair for each identity ``names`` of a site; returns the names whose pair was
+    created (an existing pair is kept unless ``force``). Each key is only an identity:
+    what it may do is what the roles of its name allow (one field controller's key
+    cannot command another, the market's cannot stop a unit)."""
     d = Path(directory)
     made = []
     for name in names:
         if force or not (d / f"{name}.key_secret").exists():
             create_keypair(d, name, force=force)
             made.append(name)
-    authorized = d / "authorized"
-    authorized.mkdir(mode=0o700, exist_ok=True)
-    for name in names:
-        (authorized / f"{name}.key").write_bytes((d / f"{name}.key").read_bytes())
     return made
 
 
@@ -88,14 +86,18 @@ def cli(args: argparse.Namespace) -> int:
     try:
         if args.site is not None:
             from vpp.config import load
-            from vpp.orchestrator.bus.topology import SERVICES
+            from vpp.orchestrator.bus.auth import Policy
+            from vpp.orchestrator.bus.topology import identities
 
             site = load(args.site)
-            names = [f.id for f in site.field] + list(SERVICES)
+            fields = [f.id for f in site.field]
+            policy = Policy.build(site.security, fields)
+            names = [*identities(fields), *(n for n in policy.identities if n not in
+                                             identities(fields))]  # fmt: skip
             made = site_keys(args.dir, names, force=args.force)
             kept = [n for n in names if n not in made]
             print(f"keys in {args.dir}: made {made or 'none'}, kept {kept or 'none'}; "
-                  f"all authorized in {Path(args.dir) / 'authorized'}")  # fmt: skip
+                  "each may do what its roles allow (security in the site configuration)")
             return 0
         if not args.name:
             raise config_error("give a key NAME or --site CONFIG", "name")

@@ -5,6 +5,10 @@
 - :class:`Server` (ROUTER) / :class:`Client` (DEALER), re-exported from
   :mod:`vpp.orchestrator.bus.commands`: command request and ack, with retries that run once.
 - On ``tcp://`` command endpoints CurveZMQ is required (see :mod:`vpp.orchestrator.bus.curve`).
+- With keys, publishers and subscribers are Curve clients of the broker, which stamps
+  each message with its publisher's identity; an ``authenticated`` subscriber takes only
+  messages whose ``sender`` is that identity (others are counted under ``spoofed``), so
+  ``msg.sender`` is who published it, as the transport says.
 
 Every receive loop rejects malformed or unexpected messages, counts them per kind in
 ``errors`` and logs them, and goes on.
@@ -22,6 +26,7 @@ from vpp.errors import MessageError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.commands import Client, Handler, Server
 from vpp.orchestrator.bus.config import BusConfig
+from vpp.orchestrator.bus.curve import ClientCurve
 from vpp.orchestrator.bus.sockets import Endpoint, attach, context, recv_now
 
 __all__ = ["BusConfig", "Client", "Handler", "Publisher", "Server", "Subscriber"]
@@ -39,10 +44,13 @@ class Publisher(Endpoint):
         *,
         bind: bool = True,
         hwm: int = 10_000,
+        curve: ClientCurve | None = None,
         ctx: zmq.asyncio.Context | None = None,
     ) -> None:
         sock = context(ctx).socket(zmq.PUB)
         sock.sndhwm = hwm
+        if curve is not None:
+            curve.apply(sock)
         super().__init__(sock, attach(sock, endpoint, bind))
 
     def send_now(self, msg: s.Message) -> None:
@@ -65,6 +73,8 @@ class Subscriber(Endpoint):
 
     Connects by default (``bind=True`` to bind, e.g. an aggregator that many field
     controllers connect to). ``topics`` are prefixes: ``"telemetry/"``, ``"event/bess1"``.
+    ``authenticated``: take only messages stamped by a Curve broker with the identity
+    that published them, and whose ``sender`` is that identity (see the module docstring).
     """
 
     def __init__(
@@ -74,13 +84,18 @@ class Subscriber(Endpoint):
         *,
         bind: bool = False,
         hwm: int = 10_000,
+        curve: ClientCurve | None = None,
+        authenticated: bool = False,
         ctx: zmq.asyncio.Context | None = None,
     ) -> None:
         sock = context(ctx).socket(zmq.SUB)
         sock.rcvhwm = hwm
+        if curve is not None:
+            curve.apply(sock)
         for topic in topics:
             sock.subscribe(topic.encode())
         super().__init__(sock, attach(sock, endpoint, bind))
+        self.authenticated = authenticated
         self._streak = 0
 
     async def recv(self) -> s.Message:
@@ -128,15 +143,22 @@ class Subscriber(Endpoint):
         return out
 
     def _take(self, frames: list[bytes]) -> s.Message | None:
-        if len(frames) != 2:
-            what = f"expected 2 frames, got {len(frames)}"
+        n = 3 if self.authenticated else 2
+        if len(frames) != n:
+            what = f"expected {n} frames, got {len(frames)}"
             self._reject(MessageError(what, kind="frames", where=self.endpoint))
             return None
         try:
-            return s.decode(frames[1], self.endpoint)
+            msg = s.decode(frames[1], self.endpoint)
         except MessageError as err:
             self._reject(err)
             return None
+        if self.authenticated and msg.sender.encode() != frames[2]:
+            who = frames[2].decode(errors="replace") or "(no identity)"
+            what = f"sender {msg.sender!r} is not its publisher {who!r}"
+            self._reject(MessageError(what, kind="spoofed", field="sender", where=self.endpoint))
+            return None
+        return msg
 
     async def messages(self) -> AsyncIterator[s.Message]:
         """Valid messages, forever."""

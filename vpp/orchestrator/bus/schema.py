@@ -9,7 +9,8 @@ counter it belongs to.
 
 Version rule: ``v`` is bumped when a field is removed, renamed or changes meaning; adding
 an optional field keeps the version (unknown fields are ignored by receivers). A receiver
-refuses any other version than :data:`SCHEMA_VERSION`.
+refuses any other version than :data:`SCHEMA_VERSION`. Version 2 removed the command's
+``issued_by`` (who sent a command is the authenticated identity, not a name it carries).
 
 No NaN or infinity anywhere: JSON has none, yet Python's json writes them as the literals
 ``NaN`` / ``Infinity``, pydantic-core's parser reads those (and ``1e999`` as an
@@ -65,7 +66,7 @@ __all__ = [
     "make",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SafetyState = Literal["none", "log", "reduce", "stop", "emergency_shutdown"]
 Severity = Literal["info", "warning", "alarm", "critical"]
@@ -236,11 +237,14 @@ class Decision(_Body):
 
 
 class Command(_Body):
-    """A request to act; answered by one :class:`Ack` with ``corr`` = the command's id."""
+    """A request to act; answered by one :class:`Ack` with ``corr`` = the command's id.
 
-    name: str = Field(min_length=1)
+    Who sent it is the identity the transport authenticated (its Curve key), never a
+    name in the message: version 1's ``issued_by`` is gone (an old sender's is ignored).
+    """
+
+    name: str = Field(min_length=1, max_length=100)
     params: _FreeForm = {}
-    issued_by: str = ""
 
 
 class Ack(_Body):
@@ -249,6 +253,10 @@ class Ack(_Body):
     ok: bool
     error: str | None = None
     result: Annotated[Any, AfterValidator(_finite_json)] = None
+    refused: str | None = None
+    """Why a command did not run, as a counter name: ``not_authorised``, ``rate_limited``,
+    ``invalid`` (bad parameters), ``unknown`` (no such command); None when it ran (a
+    handler that raised is ``ok`` False with ``refused`` ``failed``)."""
 
 
 class Schedule(_Body):
@@ -273,7 +281,7 @@ class Dispatch(_Body):
 class _Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     type: str
     sender: str
     id: str

@@ -37,9 +37,11 @@ from vpp.config.models import FieldConfig, SiteConfig
 from vpp.core import Decision
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import PdcClient
-from vpp.errors import ConfigError, VppError
+from vpp.errors import CommandError, ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.bus.curve import ServerCurve
+from vpp.orchestrator.bus.auth import Authorizer
+from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES, AuditRecord, audit_event
+from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.bus.pubsub import Publisher, Server
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.field import messages as m
@@ -55,8 +57,10 @@ log = logging.getLogger(__name__)
 class FieldController(FieldCommands, Startable):
     """One field controller (see the module docstring); ``async with`` runs it.
 
-    ``events_in``: where to publish (None: nothing is published); ``command_endpoint``:
-    the ROUTER to bind (None: commands only through :meth:`command`).
+    ``events_in``: where to publish (None: nothing is published), as ``publish_curve``
+    (the controller's keys, the broker's public key) when given; ``command_endpoint``: the
+    ROUTER to bind (None: commands only through :meth:`command`), which asks
+    ``authorizer`` (None: every command runs) and audits every command as an event.
     """
 
     def __init__(
@@ -67,6 +71,9 @@ class FieldController(FieldCommands, Startable):
         command_endpoint: str | None = None,
         curve: ServerCurve | None = None,
         insecure: bool = False,
+        authorizer: Authorizer | None = None,
+        publish_curve: ClientCurve | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         write_timeout_s: float = 1.0,
         pmu_backoff: Backoff | None = None,
         pmu_read_timeout_s: float = 2.0,
@@ -101,6 +108,8 @@ class FieldController(FieldCommands, Startable):
         self.events_in = events_in
         self.command_endpoint = command_endpoint
         self.curve, self.insecure = curve, insecure
+        self.authorizer, self.publish_curve = authorizer, publish_curve
+        self.max_message_bytes = max_message_bytes
         self.publisher: Publisher | None = None
         self.server: Server | None = None
         self.frames = 0
@@ -126,7 +135,7 @@ class FieldController(FieldCommands, Startable):
         """Open the bus sockets and start polling, the frame loop and the periodic loops."""
         self._started = time.monotonic()
         if self.events_in is not None:
-            self.publisher = Publisher(self.events_in, bind=False)
+            self.publisher = Publisher(self.events_in, bind=False, curve=self.publish_curve)
         # Never unsubscribed: stop() closes the communicators, which ends their polling.
         for uid, comm in self.comms.items():
             comm.subscribe_to_resource(uid, self._status_cb(self.units[uid]))
@@ -140,6 +149,9 @@ class FieldController(FieldCommands, Startable):
                 name=self.id,
                 curve=self.curve,
                 insecure=self.insecure,
+                authorizer=self.authorizer,
+                audit=self._audit,
+                max_message_bytes=self.max_message_bytes,
             )
             await self.server.__aenter__()
         for fn, name in (
@@ -175,7 +187,7 @@ class FieldController(FieldCommands, Startable):
 
     # --- publishing (never blocks) -------------------------------------------------------
 
-    def publish(self, body: Any | Callable[[], Any], sender: str | None = None) -> None:
+    def publish(self, body: Any | Callable[[], Any]) -> None:
         """Send one message (a body, or a function that builds it) if a publisher is open.
         A failure, building the body included (a value the schema refuses, such as a NaN
         read from a device), is counted in ``publish_errors`` and logged, never raised:
@@ -184,7 +196,8 @@ class FieldController(FieldCommands, Startable):
             return
         try:
             msg = body() if callable(body) else body
-            self.publisher.send_now(s.make(msg, sender or self.id))
+            # Always as the controller: that is the identity the broker authenticates.
+            self.publisher.send_now(s.make(msg, self.id))
         except (zmq.ZMQError, ValueError, VppError) as exc:
             self.publish_errors += 1
             log.warning("field %s: not published: %s", self.id, exc)
@@ -378,52 +391,46 @@ class FieldController(FieldCommands, Startable):
             endpoint = self.server.endpoint
         while True:
             self.publish(s.Heartbeat(role="field", id=self.id, endpoint=endpoint))
-            for uid, unit in self.units.items():
+            for unit in self.units.values():
                 if unit.online:
-                    self.publish(m.unit_heartbeat(unit, self.id, endpoint), sender=uid)
+                    self.publish(m.unit_heartbeat(unit, self.id, endpoint))
             n += 1
             # On a fixed grid, so a slow round does not stretch the interval.
             await asyncio.sleep(max(0.0, start + n * interval - loop.time()))
 
     # --- commands ----------------------------------------------------------------------------
 
-    async def command(self, name: str, params: Params | None = None, issued_by: str = "") -> Any:
-        """Run command ``name`` as the server would (raises what a not-ok ack would carry)."""
+    async def command(
+        self, name: str, params: Params | None = None, identity: str = "local"
+    ) -> Any:
+        """Run command ``name`` as the server would, without the bus and without asking
+        the authorizer (the caller is this process); audited as ``identity`` with the
+        role ``local``. Raises what a not-ok ack would carry."""
+        params = dict(params or {})
+        try:
+            result = await self._execute(name, params)
+        except Exception as exc:
+            refused = "invalid" if isinstance(exc, (CommandError, KeyError)) else "failed"
+            self._audit(AuditRecord(identity, "local", name, params, False, refused,
+                                    f"{type(exc).__name__}: {exc}"))  # fmt: skip
+            raise
+        self._audit(AuditRecord(identity, "local", name, params, True, None,
+                                result if isinstance(result, dict) else "", result))  # fmt: skip
+        return result
+
+    async def _execute(self, name: str, params: Params) -> Any:
         table = self.command_table()
         if name not in table:
             raise KeyError(f"unknown command {name!r}")
-        params = dict(params or {})
-        target = params.get("unit", self.id)
-        data: dict[str, Any] = {
-            "target": target,
-            "command": name,
-            "params": params,
-            "issued_by": issued_by,
-        }
-        try:
-            result = await table[name](params)
-        except Exception as exc:
-            data.update(ok=False, detail=f"{type(exc).__name__}: {exc}")
-            self.event(
-                "command",
-                f"{name} {target}: refused: {exc}",
-                severity="warning",
-                unit=target if target in self.units else "",
-                data=data,
-            )
-            raise
-        data.update(ok=True, detail=result if isinstance(result, dict) else "")
-        self.event(
-            "command",
-            f"{name} {target}: done",
-            unit=target if target in self.units else "",
-            data=data,
-        )
-        return result
+        return await table[name](params)
+
+    def _audit(self, record: AuditRecord) -> None:
+        # Every command, run or refused, with who sent it as the transport says.
+        self.publish(lambda: audit_event(record, self.id, self.units))
 
     def _server_handler(self, name: str) -> Any:
         async def handle(msg: s.CommandMsg) -> Any:
-            return await self.command(name, msg.body.params, msg.body.issued_by or msg.sender)
+            return await self._execute(name, msg.body.params)
 
         return handle
 
@@ -435,13 +442,15 @@ async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event
         err = ConfigError(f"no field controller {name!r}; known: {[f.id for f in site.field]}")
         err.field = "field"
         raise err
-    bc = topo.bus_config(name)
     ctl = FieldController(
         field,
         events_in=topo.events_in,
         command_endpoint=topo.commands[name],
-        curve=bc.server_curve(),
+        curve=topo.server_curve(name),
         insecure=topo.bus.insecure,
+        authorizer=topo.authorizer(name),
+        publish_curve=topo.client_curve(name, "broker"),
+        max_message_bytes=topo.security.max_message_bytes,
     )
     async with ctl:
         await stop.wait()
