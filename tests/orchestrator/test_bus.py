@@ -164,7 +164,7 @@ async def _add(msg: s.CommandMsg) -> Any:
     p = msg.body.params
     if p.get("fail"):
         raise ValueError("asked to fail")
-    return {"sum": p["a"] + p["b"], "by": msg.body.issued_by}
+    return {"sum": p["a"] + p["b"]}
 
 
 def test_command_ack_result_unknown_command_and_handler_error(ipc_dir: Path) -> None:
@@ -179,7 +179,7 @@ def test_command_ack_result_unknown_command_and_handler_error(ipc_dir: Path) -> 
             return srv, acks
 
     srv, (ok, unknown, failed) = run(go())
-    assert ok.ok and ok.result == {"sum": 5, "by": "ops"} and ok.error is None
+    assert ok.ok and ok.result == {"sum": 5} and ok.error is None
     assert not unknown.ok and "unknown command 'nope'" in (unknown.error or "")
     assert not failed.ok and failed.error == "ValueError: asked to fail"
     assert srv.executed == 2 and srv.duplicates == 0 and not srv.errors
@@ -253,7 +253,7 @@ def test_server_answers_a_repeated_id_from_its_cache(ipc_dir: Path) -> None:
             return srv, acks
 
     srv, (a, b) = run(go())
-    assert a == b and a.body == s.Ack(ok=True, result={"sum": 2, "by": ""})
+    assert a == b and a.body == s.Ack(ok=True, result={"sum": 2})
     assert srv.executed == 1 and srv.duplicates == 1
 
 

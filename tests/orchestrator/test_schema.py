@@ -37,7 +37,7 @@ BODIES: list[Any] = [
         location="campus1/site2",
         capabilities=s.Capabilities(rated_kw=500.0, rated_kwh=1000.0, services=("fcr", "afrr")),
     ),
-    s.Command(name="set_base", params={"p_kw": -50.0, "units": ["a", "b"]}, issued_by="campus"),
+    s.Command(name="set_base", params={"p_kw": -50.0, "units": ["a", "b"]}),
     s.Ack(ok=False, error="out of range", result={"limit": 90.0}),
     s.Schedule(unit="bess1", start=1_700_000_000.0, base_kw=(10.0, -20.0, 0.0)),
     s.Dispatch(unit="bess1", p_kw=-75.0, q_kvar=5.0, until=1_700_000_900.0, reason="fcr"),
@@ -51,7 +51,7 @@ def test_every_body_round_trips(body: Any) -> None:
     back = s.decode(data)
     assert back == msg
     assert back.body == body and back.sender == "node7" and back.corr == "abc"
-    assert json.loads(data)["v"] == s.SCHEMA_VERSION == 1
+    assert json.loads(data)["v"] == s.SCHEMA_VERSION == 2
 
 
 def test_envelope_fields_and_topic() -> None:
@@ -98,10 +98,10 @@ def test_unknown_or_missing_type() -> None:
 
 def test_wrong_version_names_the_sender() -> None:
     obj = json.loads(s.encode(s.make(telemetry(), "field42")))
-    obj["v"] = 2
+    obj["v"] = 1  # version 1 carried the command's issued_by: refused, not misread
     err = _bad(json.dumps(obj))
     assert (err.kind, err.field) == ("version", "v")
-    assert "field42" in err.where and "expected 1" in str(err)
+    assert "field42" in err.where and "expected 2" in str(err)
 
 
 @pytest.mark.parametrize(
@@ -251,7 +251,7 @@ def test_make_refuses_a_body_that_holds_a_non_finite_number() -> None:
     with pytest.raises(MessageError) as info:
         s.make(tel, "f")
     assert info.value.field == "body.limits.p_min_kw"
-    cmd = s.Command.model_construct(name="x", params={"kw": math.nan}, issued_by="")
+    cmd = s.Command.model_construct(name="x", params={"kw": math.nan})
     with pytest.raises(MessageError, match=r"body\.params\.kw"):
         s.make(cmd, "campus")
 

@@ -102,6 +102,8 @@ class Launcher:
         self.ports: dict[str, int] = {}
         self.ready = asyncio.Event()
         self._publisher: Publisher | None = None
+        self.subscriber: Subscriber | None = None
+        """The launcher's own subscriber (its ``errors`` count what it refused)."""
         self._plant_pipe: list[Connection] = []
         # Received but not yet handled: kept across a restart of the listen loop, so that
         # a failure costs no message of its batch.
@@ -301,7 +303,7 @@ class Launcher:
             if self.runs("broker"):
                 broker = topo.broker()
                 broker.start()
-            sub = topo.subscriber("launcher", hwm=100_000)
+            sub = self.subscriber = topo.subscriber("launcher", hwm=100_000)
             self._publisher = topo.publisher("launcher")
             if self.site.history.enabled or self.history_path is not None:
                 history = _open_history(self.history_path or self.site.history.path)

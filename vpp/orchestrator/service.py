@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import pydantic
 
 from vpp.aio import cancel_and_wait, start_supervised
-from vpp.errors import VppError
+from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.bus.command_models import parse
+from vpp.orchestrator.bus.command_models import check_command, parse
 from vpp.orchestrator.bus.commands import AuditRecord, audit_event
 from vpp.orchestrator.bus.pubsub import Client, Handler, Publisher, Server, Subscriber
 from vpp.orchestrator.bus.topology import Topology
@@ -218,6 +218,12 @@ class Service:
     ) -> s.Ack | None:  # fmt: skip
         """Send one command; None (counted) when it timed out, else the ack (a not-ok ack
         is counted too)."""
+        try:
+            # The sender checks with the receiver's model: a bad command is a bug here.
+            check_command(self.topo.kind(target), name, args, f"{self.name} -> {target}")
+        except CommandError as err:
+            self.bad_input("command_invalid", err)
+            return None
         client = await self.client(target, endpoint)
         try:
             ack = await client.request(name, args, timeout=timeout, retries=retries)

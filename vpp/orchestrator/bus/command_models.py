@@ -1,5 +1,6 @@
-"""The parameters of the field controller's commands: one pydantic model per command,
-used by whoever sends the command and by the controller that receives it.
+"""The parameters of every command of the bus: one pydantic model per command, used by
+whoever sends the command and by the process that receives it (:data:`COMMANDS` lists
+them by server kind; :func:`check_command` is what both sides call).
 
 Each model checks what can be checked without the unit at hand: types (a number is an
 int or a float, never a bool or a string), finiteness (no NaN or infinity anywhere),
@@ -13,7 +14,7 @@ leaves the previous state in force.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,8 +26,13 @@ from vpp.orchestrator.campus.config import Strategy
 from vpp.validation import first_error
 
 __all__ = [
+    "COMMANDS",
+    "CampusFleet",
     "CampusSchedule",
     "Control",
+    "GridEvents",
+    "Level",
+    "MarketRun",
     "SafetyHistory",
     "SetBase",
     "SetDroop",
@@ -34,10 +40,14 @@ __all__ = [
     "SetSchedule",
     "SetTarget",
     "Status",
+    "check_command",
     "check_power",
     "check_schedule",
     "parse",
 ]
+
+#: Levels of the location hierarchy the campus aggregates by.
+Level = Literal["country", "state", "city", "campus", "building", "node"]
 
 #: A finite number (an int is taken as a float; a bool or a string is not a number).
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -118,7 +128,52 @@ class CampusSchedule(_Params):
         return self.start + self.block_s * len(self.kw)
 
 
+class CampusFleet(_Params):
+    """Campus ``fleet``: the fleet's totals at these levels of the location hierarchy."""
+
+    levels: tuple[Level, ...] = get_args(Level)
+
+
+class GridEvents(_Params):
+    """Grid ``events``: the last ``limit`` frequency events with their compliance."""
+
+    limit: int = Field(default=20, ge=1, le=1000, strict=True)
+
+
+class MarketRun(_Params):
+    """Market ``run``: bid, clear and schedule the next delivery now; no parameters."""
+
+
+#: The model of each command, by the kind of server that takes it.
+COMMANDS: dict[str, dict[str, type[_Params]]] = {
+    "field": {
+        "set_base": SetBase,
+        "set_power": SetBase,
+        "set_schedule": SetSchedule,
+        "set_participation": SetParticipation,
+        "set_droop": SetDroop,
+        "control": Control,
+        "safety_history": SafetyHistory,
+        "status": Status,
+    },
+    "campus": {"set_target": SetTarget, "set_schedule": CampusSchedule, "fleet": CampusFleet},
+    "grid": {"status": Status, "events": GridEvents},
+    "market": {"status": Status, "run": MarketRun},
+}
+
 P = TypeVar("P", bound=pydantic.BaseModel)
+
+
+def check_command(kind: str, name: str, params: Mapping[str, Any], where: str) -> _Params:
+    """``params`` of command ``name`` for a server of ``kind``, validated; a CommandError
+    for an unknown command or an invalid parameter (what a sender checks before sending,
+    and a server before authorising: a refusal names the parameter)."""
+    model = COMMANDS.get(kind, {}).get(name)
+    if model is None:
+        known = sorted(COMMANDS.get(kind, {}))
+        raise CommandError(f"unknown command {name!r} for a {kind} server; known: {known}",
+                           field="name", where=where)  # fmt: skip
+    return parse(model, params, where)
 
 
 def parse(model: type[P], params: Mapping[str, Any], where: str) -> P:

@@ -67,6 +67,10 @@ class AuditRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+Check = Callable[[str, Mapping[str, Any]], object]
+"""``check(name, params)``: raises :class:`CommandError` for an unknown command or an
+invalid parameter."""
+
 Audit = Callable[[AuditRecord], None]
 """Called once per command handled (never for a retry answered from the cache)."""
 
@@ -127,10 +131,14 @@ class Server(Endpoint):
         dedup_size: int = 4096,
         authorizer: Authorizer | None = None,
         audit: Audit | None = None,
+        check: Check | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         ctx: zmq.asyncio.Context | None = None,
     ) -> None:
         ServerCurve.check(endpoint, curve, insecure)
+        self.check = check
+        """Checks each command's name and parameters against its model before a handler
+        runs (``command_models.check_command``); None leaves that to the handlers."""
         # The ZAP handler binds one fixed inproc address per context: give a Curve server
         # its own context so that several can live in one process.
         self._own_ctx = zmq.asyncio.Context() if curve is not None else None
@@ -234,6 +242,12 @@ class Server(Endpoint):
         handler = self.handlers.get(name)
         if handler is None:
             return s.Ack(ok=False, error=f"unknown command {name!r}", refused="unknown"), role
+        if self.check is not None:
+            try:
+                self.check(name, msg.body.params)
+            except CommandError as exc:
+                self.errors["invalid"] += 1
+                return s.Ack(ok=False, error=f"CommandError: {exc}", refused="invalid"), role
         self.executed += 1
         try:
             return s.Ack(ok=True, result=await handler(msg)), role

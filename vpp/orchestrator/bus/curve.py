@@ -159,9 +159,12 @@ class ServerCurve:
     async def _watch(self, mon: zmq.asyncio.Socket) -> None:
         while True:
             event = parse_monitor_message(await mon.recv_multipart())
-            self._errors["handshake"] += 1
-            log.warning("bus curve: handshake failed (%s, errno %s)", event["event"],
-                        event["value"])  # fmt: skip
+            n = self._errors["handshake"] = self._errors["handshake"] + 1
+            # A keyless client retries its handshake for ever: log the first ten, then
+            # each power of two (all are counted).
+            if n <= 10 or n & (n - 1) == 0:
+                log.warning("bus curve: handshake failed (%s, errno %s; %d so far)",
+                            event["event"], event["value"], n)  # fmt: skip
 
     async def stop(self) -> None:
         """Stop the authenticator and the handshake monitor."""

@@ -64,8 +64,12 @@ class Endpoint:
         """Rejected messages by kind (``frames``, ``json``, ``type``, ``version``, ...)."""
 
     def _reject(self, err: MessageError) -> None:
-        self.errors[err.kind] += 1
-        log.warning("bus %s: rejected message (%s): %s", self.endpoint, err.kind, err)
+        n = self.errors[err.kind] = self.errors[err.kind] + 1
+        # Every one is counted; the log gets the first ten of a kind, then each power of
+        # two, so a flood of forged messages cannot flood the log (or the disk) as well.
+        if n <= 10 or n & (n - 1) == 0:
+            log.warning("bus %s: rejected message (%s, %d so far): %s", self.endpoint,
+                        err.kind, n, err)  # fmt: skip
 
     def close(self) -> None:
         """Close the socket at once (pending outgoing messages are dropped)."""

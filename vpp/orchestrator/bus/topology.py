@@ -21,6 +21,7 @@ each command server its :class:`~vpp.orchestrator.bus.auth.Authorizer`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -164,8 +165,13 @@ class Topology:
         return "field" if name in self.fields else name
 
     def policy(self) -> Policy:
-        """The site's roles and identities."""
-        return Policy.build(self.security, self.fields)
+        """The site's roles and identities. On a bus without keys (``insecure``, or a
+        test's topology) no peer has an identity: each is the ``anonymous`` role, an
+        operator unless the configuration names another."""
+        policy = Policy.build(self.security, self.fields)
+        if not self.authenticated and policy.anonymous is None:
+            policy.anonymous = "operator"
+        return policy
 
     @property
     def authenticated(self) -> bool:
@@ -201,7 +207,12 @@ class Topology:
         self, name: str, handlers: dict[str, Handler], audit: Audit | None = None,
         dedup_size: int = 4096,
     ) -> Server:  # fmt: skip
-        """The command server of process ``name``: its endpoint, keys, authorizer, limits."""
+        """The command server of process ``name``: its endpoint, keys, authorizer, limits,
+        and the model of each command it takes."""
+        # Here, not at the top: the command models import the configuration, which
+        # imports this module.
+        from vpp.orchestrator.bus.command_models import check_command
+
         return Server(
             self.commands[name],
             handlers,
@@ -211,6 +222,7 @@ class Topology:
             dedup_size=dedup_size,
             authorizer=self.authorizer(name),
             audit=audit,
+            check=functools.partial(check_command, self.kind(name), where=name),
             max_message_bytes=self.security.max_message_bytes,
         )
 
