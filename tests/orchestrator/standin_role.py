@@ -13,13 +13,12 @@ import os
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.bus.pubsub import Publisher
 from vpp.orchestrator.bus.topology import Topology
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
     """Publish until ``stop`` is set."""
-    pub = Publisher(topo.events_in, bind=False)
+    pub = topo.publisher(name)
     units = [u for f in site.field if f.id == name for u in f.units]
     limits = s.Limits(p_min_kw=-100.0, p_max_kw=100.0)
     try:
@@ -31,7 +30,7 @@ async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event
                 info = {"pid": os.getpid(), "pmu_port": site.field[0].pmu.port}
                 await pub.publish(s.make(s.Event(kind="standin", data=info), name))
                 cmd = {"target": name, "command": "hello", "params": {"k": k},
-                       "issued_by": "standin", "ok": True, "detail": ""}  # fmt: skip
+                       "identity": "standin", "ok": True, "detail": ""}  # fmt: skip
                 await pub.publish(s.make(s.Event(kind="command", data=cmd), name))
             for i, u in enumerate(units):
                 tel = s.Telemetry(unit=u.id, p_kw=10.0 * (i + 1), soc_pct=50.0, temp_c=25.0,

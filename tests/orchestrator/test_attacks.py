@@ -278,10 +278,10 @@ def test_the_events_bus_takes_and_gives_nothing_without_keys(short_dir: Path) ->
             # both; a field controller's key with another's name: the subscribers refuse it.
             pubs = [
                 (Publisher(site.events_in, bind=False), "operator"),
-                (Publisher(site.events_in, bind=False,
-                           curve=site.curve("viewer", "broker")), "viewer"),  # fmt: skip
-                (Publisher(site.events_in, bind=False,
-                           curve=site.curve("field-b", "broker")), "field-a"),  # fmt: skip
+                (Publisher(site.events_in, bind=False, curve=site.curve("viewer", "broker")),
+                 "viewer"),
+                (Publisher(site.events_in, bind=False, curve=site.curve("field-b", "broker")),
+                 "field-a"),
             ]
             try:
                 await asyncio.sleep(1.0)

@@ -22,6 +22,7 @@ from vpp.orchestrator.bus.auth import (
     Grant,
     Policy,
     RateLimiter,
+    Role,
     SecuritySection,
 )
 from vpp.orchestrator.bus.commands import AuditRecord, Server
@@ -68,8 +69,8 @@ def test_builtin_roles_grant_the_least_each_needs(
 
 def test_configured_roles_narrow_to_units_and_servers() -> None:
     section = SecuritySection(
-        roles={"night": {"grants": [{"commands": ["control"], "servers": ["field:field-a"],
-                                     "units": ["bess-1"]}]}},  # fmt: skip
+        roles={"night": Role(grants=(Grant(commands=("control",), servers=("field:field-a",),
+                                           units=("bess-1",)),))},
         identities={"alice": ("night",), "bob": ("viewer", "night")},
     )
     p = Policy.build(section, FIELDS)
@@ -101,24 +102,24 @@ servers = st.sampled_from(["field:field-a", "field:field-b", "campus:campus", "g
 
 
 @settings(max_examples=400, deadline=None)
-@given(who=names, command=commands, server=servers, unit=st.none() | st.sampled_from(
-    ["bess-1", "bess-2", "x*"]))  # fmt: skip
+@given(who=names, command=commands, server=servers,
+       unit=st.none() | st.sampled_from(["bess-1", "bess-2", "x*"]))
 def test_a_decision_is_exactly_what_some_grant_of_some_role_allows(
     who: str, command: str, server: str, unit: str | None
 ) -> None:
     # The rule restated by brute force over the built-in tables: no path grants more.
-    p = policy()
+    pol = policy()
     expected = any(
         ("*" in g.commands or command in g.commands)
         and any(fnmatch.fnmatchcase(server, pat) for pat in g.servers)
-        and ("*" in g.units or (unit is not None and any(
-            fnmatch.fnmatchcase(unit, pat) for pat in g.units)))  # fmt: skip
-        for r in p.roles_of(who)
+        and ("*" in g.units
+             or (unit is not None and any(fnmatch.fnmatchcase(unit, p) for p in g.units)))
+        for r in pol.roles_of(who)
         for g in BUILTIN_ROLES[r].grants
     )
-    assert p.decide(who, command, server, unit).ok is expected
+    assert pol.decide(who, command, server, unit).ok is expected
     # Publishing is for the site's processes only, never for people or strangers.
-    assert p.may_publish(who) is (who in ("campus", "grid", "market", "launcher",
+    assert pol.may_publish(who) is (who in ("campus", "grid", "market", "launcher",
                                           "field-a", "field-b"))  # fmt: skip
 
 
@@ -274,7 +275,8 @@ def test_an_anonymous_client_of_a_curve_server_gets_no_answer(tmp_path: Path) ->
     async def go() -> None:
         curve = ServerCurve(keys / "field-a.key_secret", keys)
         async with Server("tcp://127.0.0.1:0", {}, curve=curve) as srv:
-            async with Client(srv.endpoint, insecure=True, timeout=0.3, retries=0) as cli:
+            cli = Client(srv.endpoint, insecure=True, timeout=0.3, retries=0)
+            async with cli:
                 with pytest.raises(CommandTimeoutError):
                     await cli.request("status")
 

@@ -81,7 +81,7 @@ async def running(cfg: SiteConfig, tmp: Path, **options: Any) -> AsyncIterator[
     try:
         await until(lambda: launcher.ready.is_set() or task.done(), what="launcher start")
         assert launcher.topo is not None and not task.done()
-        sub = Subscriber(launcher.topo.events_out, ("decision/", "event/"))
+        sub = launcher.topo.subscriber("viewer", ("decision/", "event/"))
 
         async def collect(sub: Subscriber) -> None:
             while True:
@@ -106,7 +106,9 @@ async def running(cfg: SiteConfig, tmp: Path, **options: Any) -> AsyncIterator[
 
 async def ask(launcher: Launcher, target: str, command: str, **params: Any) -> Any:
     assert launcher.topo is not None
-    async with Client(launcher.topo.commands[target], name="test", timeout=2.0) as client:
+    # As the site's operator: the launcher made the site's keys, the operator's among them.
+    curve = launcher.topo.client_curve("operator", target)
+    async with Client(launcher.topo.commands[target], curve=curve, timeout=2.0) as client:
         ack = await client.request(command, params)
     assert ack.ok, ack.error
     return ack.result

@@ -113,6 +113,7 @@ async def rig(
             field_cfg(pmu.port, units),
             events_in=topo.events_in,
             command_endpoint=topo.commands["field-a"],
+            authorizer=topo.authorizer("field-a"),
         )
         r = Rig(ctl, pmu, sims, topo)
 
@@ -173,7 +174,9 @@ def test_droop_base_and_emergency_stop(ipc_dir: Path) -> None:
             await asyncio.sleep(0.5)
             cmds = r.of(s.EventMsg, kind="command")
             done = [m.body.data for m in cmds if m.body.data["command"] == "set_base"]
-            assert done[0]["ok"] and done[0]["issued_by"] == "campus"
+            # A bus without keys: no identity (whatever the client calls itself), and the
+            # anonymous role, an operator there.
+            assert done[0]["ok"] and done[0]["identity"] == "" and done[0]["role"] == "operator"
             assert done[0]["params"] == {"unit": "bess-1", "kw": 100.0}
             assert not done[-1]["ok"] and "rating" in done[-1]["detail"]
             stops = [m for m in cmds if m.body.data["command"] == "control"]
@@ -235,7 +238,7 @@ def test_safety_violation_clamps(ipc_dir: Path, case: str) -> None:
                 # Hotter than the 45 C charge limit (but under 60 C): charge is blocked.
                 model.temp_c = model.ambient_c = 50.0
                 base = -100.0
-            await r.ctl.command("set_base", {"unit": "bess-1", "kw": base}, issued_by="test")
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": base}, identity="test")
             # Before the first telemetry the envelope stops on stale data, so the history
             # may start with that: look for this case's violation, wherever it is.
             unit = r.ctl.units["bess-1"]
@@ -253,7 +256,7 @@ def test_safety_violation_clamps(ipc_dir: Path, case: str) -> None:
                   if m.body.data["code"] == case]  # fmt: skip
             assert ev and all(m.body.severity == "warning" for m in ev)
             # The other direction is still allowed: the envelope clamps, it does not stop.
-            await r.ctl.command("set_base", {"unit": "bess-1", "kw": -base}, issued_by="test")
+            await r.ctl.command("set_base", {"unit": "bess-1", "kw": -base}, identity="test")
             await wait_until(lambda: near(sim.model.power_kw, -base), timeout=5)
 
     run(main)
