@@ -8,7 +8,12 @@
   Reference: the same subscriber socket receiving the same bytes with a plain awaited
   ``recv_multipart``.
 - Command round trip (request -> ack) p50/p99 over ipc and over Curve tcp on loopback,
-  against a raw DEALER/ROUTER echo of the same bytes over ipc.
+  against a raw DEALER/ROUTER echo of the same bytes over ipc; and as a site's server
+  does it (Curve on ipc, the identity's roles and rate decided, the command audited as
+  an event), against the plain ipc server measured in the same run (target <= 1.5x).
+- Ingest through the events broker (issue 9): the subscriber side of a site's bus, the
+  broker plain (libzmq's proxy, no identities) against Curve on both ends with the
+  stamping relay and an authenticated subscriber (target: >= 0.7x of plain).
 
 Run: ``python benchmarks/bench_bus.py [--quick]`` or ``vpp bench bus``.
 """
@@ -16,6 +21,7 @@ Run: ``python benchmarks/bench_bus.py [--quick]`` or ``vpp bench bus``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
@@ -35,9 +41,12 @@ import zmq.asyncio  # noqa: E402
 
 from vpp.bench import percentile, row  # noqa: E402
 from vpp.orchestrator.bus import schema as s  # noqa: E402
+from vpp.orchestrator.bus.auth import Authorizer, Policy, RateLimiter, SecuritySection  # noqa: E402
+from vpp.orchestrator.bus.broker import Broker  # noqa: E402
+from vpp.orchestrator.bus.commands import AuditRecord, audit_event  # noqa: E402
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve  # noqa: E402
-from vpp.orchestrator.bus.keys import create_keypair  # noqa: E402
-from vpp.orchestrator.bus.pubsub import Client, Server, Subscriber  # noqa: E402
+from vpp.orchestrator.bus.keys import create_keypair, site_keys  # noqa: E402
+from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber  # noqa: E402
 
 Row = dict[str, Any]
 TARGET_DECODE = 50_000.0
@@ -95,12 +104,15 @@ def _codec(n: int, repeats: int) -> list[Row]:
 # The field controllers' side: another process publishing pre-encoded telemetry as fast
 # as it can, so that the figure is what one subscriber process ingests.
 _SENDER = """
-import sys, time, zmq
+import sys, time, zmq, zmq.auth
 endpoint, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 topic, payload = open(path, "rb").read().split(b"\\n", 1)
 ctx = zmq.Context()
 pub = ctx.socket(zmq.XPUB)  # XPUB: to see the subscription arrive before sending
 pub.sndhwm = n + 10
+if len(sys.argv) > 5:  # a Curve client of the broker: its secret file, the broker's key
+    pub.curve_publickey, pub.curve_secretkey = zmq.auth.load_certificate(sys.argv[4])
+    pub.curve_serverkey = zmq.auth.load_certificate(sys.argv[5])[0]
 pub.connect(endpoint)
 pub.recv()
 for _ in range(n):
@@ -110,11 +122,15 @@ ctx.term()
 """
 
 
-def _start_sender(endpoint: str, n: int, tmp: Path) -> subprocess.Popen[bytes]:
+def _start_sender(
+    endpoint: str, n: int, tmp: Path, keys: tuple[Path, Path] | None = None
+) -> subprocess.Popen[bytes]:
     msg = _telemetry(1)
     path = tmp / "payload"
     path.write_bytes(msg.topic + b"\n" + s.encode(msg))
-    return subprocess.Popen([sys.executable, "-c", _SENDER, endpoint, str(n), str(path)])
+    extra = [str(k) for k in keys] if keys else []
+    return subprocess.Popen([sys.executable, "-c", _SENDER, endpoint, str(n), str(path),
+                             *extra])  # fmt: skip
 
 
 async def _ingest(endpoint: str, n: int, tmp: Path, how: str) -> tuple[float, int]:
@@ -161,14 +177,69 @@ async def _ingest(endpoint: str, n: int, tmp: Path, how: str) -> tuple[float, in
     return (got - 1) / elapsed, got
 
 
+async def _brokered_ingest(tmp: Path, n: int, curve: bool, i: int) -> tuple[float, int]:
+    """Messages/s one subscriber took from the broker (plain, or Curve and stamped)."""
+    keys = tmp / "bkeys"
+    site_keys(keys, ["broker", "field1", "campus"])
+    ein, eout = f"ipc://{tmp}/bin{i}", f"ipc://{tmp}/bout{i}"
+    # Every message the sender publishes is relayed sender -> broker -> subscriber and
+    # queued there before the clock starts: what is timed is the subscriber's side.
+    server = ServerCurve(keys / "broker.key_secret", keys) if curve else None
+    policy = Policy.build(SecuritySection(), ["field1"])
+    broker = Broker(ein, eout, hwm=n + 10, curve=server, policy=policy)
+    broker.start()
+    sub = Subscriber(eout, ("telemetry/",), hwm=n + 10, authenticated=curve,
+                     curve=ClientCurve(keys / "campus.key_secret", keys / "broker.key")
+                     if curve else None)  # fmt: skip
+    sender_keys = (keys / "field1.key_secret", keys / "broker.key") if curve else None
+    got, t0 = 0, 0.0
+    try:
+        await asyncio.sleep(0.2)  # the subscription reaches the broker
+        proc = _start_sender(ein, n, tmp, sender_keys)
+        while proc.poll() is None:
+            sub.sock.getsockopt(zmq.EVENTS)  # see _ingest
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # the broker's last relays
+
+        async def consume() -> None:
+            nonlocal got, t0
+            got = len(await sub.recv_batch())
+            t0 = time.perf_counter()
+            while got < n:
+                got += len(await sub.recv_batch())
+
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(consume(), 10 + n / 5000)
+        elapsed = time.perf_counter() - t0
+    finally:
+        sub.close()
+        broker.stop()
+    return (got - 1) / elapsed, got
+
+
 async def _echo(msg: s.CommandMsg) -> Any:
     return msg.body.params.get("x")
 
 
 async def _round_trips(
-    endpoint: str, n: int, curve: tuple[ServerCurve, ClientCurve] | None
+    endpoint: str, n: int, curve: tuple[ServerCurve, ClientCurve] | None, site: bool = False
 ) -> list[float]:
-    srv = Server(endpoint, {"echo": _echo}, curve=curve[0] if curve else None)
+    authz = audit = None
+    pub: Publisher | None = None
+    if site:
+        # As a site's field controller: roles decided, rate counted, every command
+        # published as an audit event (to a socket nobody reads: the send is the cost).
+        pol = Policy.build(SecuritySection(), ["server"])
+        pol.identities["client"] = ("operator",)
+        authz = Authorizer(pol, "field", "server", RateLimiter(1e9, 10**9))
+        pub = Publisher(f"{endpoint}-audit")
+        sink = pub
+
+        def audit(rec: AuditRecord) -> None:
+            sink.send_now(s.make(audit_event(rec, "server"), "server"))
+
+    srv = Server(endpoint, {"echo": _echo}, curve=curve[0] if curve else None,
+                 authorizer=authz, audit=audit)  # fmt: skip
     async with srv:
         cli = Client(srv.endpoint, curve=curve[1] if curve else None, timeout=5.0, retries=0)
         async with cli:
@@ -178,6 +249,8 @@ async def _round_trips(
                 t0 = time.perf_counter()
                 await cli.request("echo", {"x": i})
                 out.append(time.perf_counter() - t0)
+    if pub is not None:
+        pub.close()
     return out
 
 
@@ -250,6 +323,33 @@ async def _bus(tmp: Path, n_pub: int, n_rtt: int) -> list[Row]:
         rows.append(row(f"command round trip {label} p50", p50 * 1e6, "us",
                         reference="raw DEALER/ROUTER ipc p50", ratio=raw_p50 / p50))  # fmt: skip
         rows.append(row(f"command round trip {label} p99", p99 * 1e6, "us"))
+    # Interleaved rounds, medians: the shared machine's noise hits both alike.
+    plain, sited = [], []
+    keys2 = tmp / "skeys"
+    site_keys(keys2, ["server", "client"])
+    for k in range(3):
+        plain.append(percentile(await _round_trips(f"ipc://{tmp}/pl{k}", n_rtt, None), 0.5))
+        cv = (ServerCurve(keys2 / "server.key_secret", keys2),
+              ClientCurve(keys2 / "client.key_secret", keys2 / "server.key"))  # fmt: skip
+        sited.append(percentile(await _round_trips(f"ipc://{tmp}/st{k}", n_rtt, cv, True), 0.5))
+    p_plain, p_site = statistics.median(plain), statistics.median(sited)
+    rows.append(row("command round trip as a site's server (Curve ipc, roles, audit) p50",
+                    p_site * 1e6, "us", reference="plain ipc server p50 (same run)",
+                    ratio=p_site / p_plain, target="<= 1.5x",
+                    ok=p_site <= 1.5 * p_plain))  # fmt: skip
+    rows.append(row("plain ipc server p50 (reference, same run)", p_plain * 1e6, "us"))
+    plain_in = [await _brokered_ingest(tmp, n_pub, False, k) for k in range(3)]
+    curve_in = [await _brokered_ingest(tmp, n_pub, True, 10 + k) for k in range(3)]
+    r_plain = statistics.median(r for r, _ in plain_in)
+    r_curve = statistics.median(r for r, _ in curve_in)
+    lost = sum(n_pub - got for _, got in plain_in + curve_in)
+    rows.append(row("ingest via the broker, Curve + stamped publisher (recv_batch)", r_curve,
+                    "msg/s", reference="plain broker, no identities (same run)",
+                    ratio=r_curve / r_plain, target=">= 0.7x",
+                    ok=r_curve >= 0.7 * r_plain))  # fmt: skip
+    rows.append(row("ingest via the broker, plain (reference)", r_plain, "msg/s"))
+    rows.append(row("broker messages lost (6 runs)", float(lost), "msg", target="0",
+                    ok=lost == 0))  # fmt: skip
     rows.append(row("raw DEALER/ROUTER echo ipc p50 (reference)", raw_p50 * 1e6, "us"))
     rows.append(row("raw DEALER/ROUTER echo ipc p99 (reference)", percentile(raw_rtt, 0.99) * 1e6,
                     "us"))  # fmt: skip

@@ -55,8 +55,10 @@ class Broker:
         curve: ServerCurve | None = None,
         policy: Policy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        hwm: int = 10_000,
     ) -> None:
         self.events_in = events_in
+        self.hwm = hwm
         self.events_out = events_out
         self.curve = curve
         if curve is not None and policy is not None:
@@ -104,6 +106,7 @@ class Broker:
         for sock in (xsub, xpub, ctl):
             sock.linger = 0
         xsub.maxmsgsize = self.max_message_bytes
+        xsub.rcvhwm = xpub.sndhwm = self.hwm
         if self.curve is not None:
             self.curve.secure(xsub, "publish")
             self.curve.secure(xpub, "subscribe")
