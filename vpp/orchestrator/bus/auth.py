@@ -149,6 +149,10 @@ class SecuritySection(BaseModel):
         default=50.0, gt=0, description="commands per second one identity may send"
     )
     command_burst: int = Field(default=200, ge=1, description="commands above the rate")
+    publish_rate_per_s: float = Field(
+        default=20_000.0, gt=0, description="messages per second one identity may publish"
+    )
+    publish_burst: int = Field(default=50_000, ge=1, description="messages above the rate")
 
     @model_validator(mode="after")
     def _known_roles(self) -> SecuritySection:

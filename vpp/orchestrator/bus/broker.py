@@ -13,7 +13,8 @@ keyless peer can neither forge nor read; and the relay appends to each message a
 frame, the publisher's authenticated identity, which :class:`~vpp.orchestrator.bus.
 pubsub.Subscriber` compares with the message's ``sender``. A publisher's message of
 other than two frames, or larger than ``max_message_bytes`` (libzmq drops that
-connection), is not forwarded; :attr:`Broker.errors` counts what was dropped.
+connection), or beyond its identity's ``publish_rate``, is not forwarded;
+:attr:`Broker.errors` counts what was dropped.
 
     async with Broker(topo.events_in, topo.events_out):
         ...
@@ -32,7 +33,7 @@ from collections.abc import Callable
 
 import zmq
 
-from vpp.orchestrator.bus.auth import Policy
+from vpp.orchestrator.bus.auth import Policy, RateLimiter
 from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES
 from vpp.orchestrator.bus.curve import ServerCurve, peer_identity
 
@@ -56,6 +57,7 @@ class Broker:
         policy: Policy | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         hwm: int = 10_000,
+        publish_rate: RateLimiter | None = None,
     ) -> None:
         self.events_in = events_in
         self.hwm = hwm
@@ -64,8 +66,13 @@ class Broker:
         if curve is not None and policy is not None:
             curve.admit = _admit(policy)
         self.max_message_bytes = max_message_bytes
+        self.publish_rate = publish_rate
+        """Messages per second each publishing identity may send (Curve only)."""
         self.errors: collections.Counter[str] = collections.Counter()
-        """Dropped publisher messages by kind (``frames``), refused peers (``auth``)."""
+        """Dropped publisher messages by kind (``frames``, ``rate_limited``), refused
+        peers (``auth``), failed handshakes (``handshake``)."""
+        self.dropped: collections.Counter[str] = collections.Counter()
+        """Messages dropped by the publish rate, by identity."""
         self.forwarded = 0
         # A context of its own: its I/O thread ends with the broker, whoever else uses zmq.
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -138,6 +145,7 @@ class Broker:
         for sock in (xsub, xpub, ctl):
             poller.register(sock, zmq.POLLIN)
         noblock = int(zmq.NOBLOCK)
+        take = self.publish_rate.take if self.publish_rate is not None else None
         while True:
             ready = dict(poller.poll())
             if ctl in ready:
@@ -157,8 +165,13 @@ class Broker:
                     if len(frames) != 2:
                         self.errors["frames"] += 1
                         continue
-                    who = peer_identity(frames[1]).encode()
-                    xpub.send_multipart((frames[0], frames[1], who), copy=False)
+                    name = peer_identity(frames[1])
+                    if take is not None and not take(name):
+                        # One publisher's flood must not starve the others' subscribers.
+                        self.errors["rate_limited"] += 1
+                        self.dropped[name] += 1
+                        continue
+                    xpub.send_multipart((frames[0], frames[1], name.encode()), copy=False)
                     self.forwarded += 1
 
     def stop(self) -> None:

@@ -48,6 +48,7 @@ Handler = Callable[[s.CommandMsg], Awaitable[Any]]
 
 #: Largest message a bus socket takes by default (a command, an event; 256 KiB).
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+_MAX_ACK_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,9 @@ class Client(Endpoint):
         ClientCurve.check(endpoint, curve, insecure)
         sock = context(ctx).socket(zmq.DEALER)
         sock.linger = 0
+        # An ack comes from the server the client chose; a long history answer is large,
+        # yet the client's memory is bounded all the same.
+        sock.maxmsgsize = _MAX_ACK_BYTES
         if curve is not None:
             curve.apply(sock)
         super().__init__(sock, attach(sock, endpoint, bind=False))

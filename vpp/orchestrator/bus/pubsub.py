@@ -24,7 +24,7 @@ import zmq.asyncio
 
 from vpp.errors import MessageError
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.bus.commands import Client, Handler, Server
+from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES, Client, Handler, Server
 from vpp.orchestrator.bus.config import BusConfig
 from vpp.orchestrator.bus.curve import ClientCurve
 from vpp.orchestrator.bus.sockets import Endpoint, attach, context, recv_now
@@ -86,10 +86,13 @@ class Subscriber(Endpoint):
         hwm: int = 10_000,
         curve: ClientCurve | None = None,
         authenticated: bool = False,
+        max_message_bytes: int = 4 * DEFAULT_MAX_MESSAGE_BYTES,
         ctx: zmq.asyncio.Context | None = None,
     ) -> None:
         sock = context(ctx).socket(zmq.SUB)
         sock.rcvhwm = hwm
+        # Above the broker's own cap: only a peer that is no broker could send more.
+        sock.maxmsgsize = max_message_bytes
         if curve is not None:
             curve.apply(sock)
         for topic in topics:
