@@ -155,11 +155,22 @@ def _in_process(campus: Campus, payloads: list[bytes], n: int) -> float:
 
 
 def _site() -> SiteConfig:
-    unit = {"id": "x", "rated_power_kw": 1, "capacity_kwh": 1,
-            "inverter": {"protocol": "modbus_tcp", "config": {}}}  # fmt: skip
+    """The NODES units in the configuration, each owned by the field controller that
+    publishes for it: the campus takes nothing else."""
+    fields: list[dict[str, Any]] = [{"id": f"field-{k}", "units": []} for k in range(FIELDS)]
+    for i in range(NODES):
+        rated = (50.0, 100.0, 250.0)[i % 3]
+        loc = dict(zip(("country", "state", "city", "campus", "building", "node"),
+                       _location(i).split("/"), strict=True))  # fmt: skip
+        fields[i % FIELDS]["units"].append({
+            "id": f"u{i}", "rated_power_kw": rated, "capacity_kwh": 2 * rated, "location": loc,
+            "inverter": {"protocol": "modbus_tcp", "config": {}}})  # fmt: skip
     return SiteConfig.model_validate({
-        "field": [{"id": "field-0", "units": [unit]}],
-        "campus": {"fleet": {"offline_timeout_s": 600.0, "initial_capacity": NODES},
+        "field": fields,
+        # The payloads are encoded once and sent again each round: a long run must not
+        # see them refused as old.
+        "campus": {"fleet": {"offline_timeout_s": 600.0, "initial_capacity": NODES,
+                             "max_age_s": 86_400.0},
                    "dispatch": {"default_strategy": "balanced"}},
     })  # fmt: skip
 
@@ -169,7 +180,7 @@ async def _bus(
 ) -> tuple[list[float], list[float], list[float], Campus]:
     cfg = _site()
     tune_gc()  # as campus.serve does in the campus process
-    campus = Campus(cfg, Topology.build(cfg.bus, ["field-0"], tmp))
+    campus = Campus(cfg, Topology.build(cfg.bus, [f.id for f in cfg.field], tmp))
     heartbeats, telemetry = _messages("heartbeat"), _messages("telemetry")
     ingest, raw, local = [], [], []
     payloads = [s.encode(m) for m in telemetry]

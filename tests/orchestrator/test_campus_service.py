@@ -10,20 +10,39 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
 from tests.support.aio import free_port, run
 from vpp.config.models import SiteConfig
+from vpp.errors import CommandError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.bus.keys import create_keypair
 from vpp.orchestrator.bus.pubsub import Client, Subscriber
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.fleet import LEVELS
-from vpp.orchestrator.campus.service import RESEND_ROUNDS, Campus, Level, serve
+from vpp.orchestrator.campus.service import MAX_SCHEDULES, RESEND_ROUNDS, Campus, Level, serve
+
+#: Where each unit is: the campus takes locations (and ratings) from the configuration.
+LOCATIONS = {"bess-1": "IN/KA/B/campus-1/building-1/node-1",
+             "bess-2": "IN/KA/B/campus-1/building-2/node-2",
+             "bess-3": "IN/KA/B/campus-2/building-3/node-3"}  # fmt: skip
+
+
+def _site(**sections: Any) -> SiteConfig:
+    """The test site (service_peers.site) with the units at :data:`LOCATIONS`."""
+
+    def unit(uid: str) -> dict[str, Any]:
+        return {"id": uid, "rated_power_kw": 500, "capacity_kwh": 1000,
+                "inverter": {"protocol": "modbus_tcp", "config": {}},
+                "location": dict(zip(LEVELS, LOCATIONS[uid].split("/"), strict=True))}  # fmt: skip
+
+    fields = [{"id": "field-a", "units": [unit("bess-1"), unit("bess-2")]},
+              {"id": "field-b", "units": [unit("bess-3")]}]  # fmt: skip
+    return site(**{"field": fields, **sections})
 
 
 def _fields() -> tuple[list[FakeUnit], list[FakeUnit]]:
@@ -49,7 +68,7 @@ async def _rig(
 
 
 def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -> None:
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
     a, b = _fields()
 
@@ -103,7 +122,7 @@ def test_dispatch_sums_to_target_within_limits_and_is_published(ipc_dir: Path) -
 
 
 def test_dead_field_controller_goes_offline_and_its_share_moves(ipc_dir: Path) -> None:
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
@@ -127,7 +146,7 @@ def test_dead_field_controller_goes_offline_and_its_share_moves(ipc_dir: Path) -
 def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
     # field-b's heartbeats and telemetry keep coming (a publisher alone), but nothing
     # answers its commands: the first timeout takes its unit out of the next round.
-    cfg = site(campus={"dispatch_interval_s": 0.2, "fleet": {"offline_timeout_s": 30.0}})
+    cfg = _site(campus={"dispatch_interval_s": 0.2, "fleet": {"offline_timeout_s": 30.0}})
     topo = topology(cfg, ipc_dir)
     a, b = _fields()
 
@@ -148,7 +167,7 @@ def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
 
 
 def test_malformed_input_is_counted_and_the_loops_go_on(ipc_dir: Path) -> None:
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
@@ -174,7 +193,7 @@ def test_malformed_input_is_counted_and_the_loops_go_on(ipc_dir: Path) -> None:
             assert sub is not None
             await until(lambda: sub.errors["json"] >= 1 and sub.errors["field"] >= 1
                         and campus.errors["telemetry"] >= 1
-                        and campus.errors["unregistered"] >= 1)  # fmt: skip
+                        and campus.errors["unknown_unit"] >= 1)  # fmt: skip
             ack = await cli.request("set_target", {"kw": "lots"})
             assert not ack.ok and "kw" in (ack.error or "")
             ack = await cli.request("set_schedule", {"start": 0, "kw": []})
@@ -189,7 +208,7 @@ def test_malformed_input_is_counted_and_the_loops_go_on(ipc_dir: Path) -> None:
 
 
 def test_schedule_sets_the_target_block_by_block(ipc_dir: Path) -> None:
-    cfg = site(campus={"dispatch_interval_s": 5.0, "target_kw": 50.0})
+    cfg = _site(campus={"dispatch_interval_s": 5.0, "target_kw": 50.0})
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
@@ -233,7 +252,7 @@ def _gc_restored() -> Iterator[None]:
 
 @pytest.mark.usefixtures("_gc_restored")
 def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> None:
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
     a, b = _fields()
 
@@ -259,7 +278,7 @@ def test_restarted_campus_relearns_the_fleet_from_heartbeats(ipc_dir: Path) -> N
 
 
 def test_unchanged_setpoints_are_not_resent_every_round(ipc_dir: Path) -> None:
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
@@ -294,7 +313,7 @@ def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
         public, _ = create_keypair(keys, name)
         shutil.copy(public, keys / "authorized" / public.name)
     ports = {n: free_port() for n in ["events_in", "events_out", *names[:-1]]}
-    cfg = site(bus={"transport": "tcp", "ports": ports, "keys_dir": str(keys),
+    cfg = _site(bus={"transport": "tcp", "ports": ports, "keys_dir": str(keys),
                     "command_timeout_s": 0.5, "command_retries": 0})  # fmt: skip
     topo = topology(cfg, tmp_path)
     a, b = _fields()
@@ -323,7 +342,7 @@ def test_campus_over_tcp_with_curve_keys(tmp_path: Path) -> None:
 def test_fleet_of_units_without_telemetry_reports_soc_none(ipc_dir: Path) -> None:
     # A group whose units have not reported yet has no SOC: NaN in the fleet's totals,
     # which the bus refuses (issue 8), so the whole "fleet" answer used to fail. None.
-    cfg = site()
+    cfg = _site()
     topo = topology(cfg, ipc_dir)
 
     async def go() -> s.Ack:
@@ -338,3 +357,27 @@ def test_fleet_of_units_without_telemetry_reports_soc_none(ipc_dir: Path) -> Non
     assert ack.ok, ack.error
     group = ack.result["levels"]["campus"]["IN/KA/B/campus-1"]
     assert group["units"] == 1 and group["soc_pct"] is None and group["energy_kwh"] == 200.0
+
+
+def test_schedules_kept_are_bounded(ipc_dir: Path) -> None:
+    # One per start time: a stream of schedules for ever new starts must not grow the map.
+    cfg = _site()
+    campus = Campus(cfg, topology(cfg, ipc_dir))
+    now = campus.clock()
+
+    def schedule(start: float) -> s.CommandMsg:
+        cmd = s.make(s.Command(name="set_schedule",
+                               params={"start": start, "block_s": 900, "kw": [1.0]}), "market")
+        assert isinstance(cmd, s.CommandMsg)
+        return cmd
+
+    async def go() -> None:
+        for k in range(MAX_SCHEDULES):
+            await campus._set_schedule(schedule(now + 3600 * (k + 1)))
+        with pytest.raises(CommandError) as info:
+            await campus._set_schedule(schedule(now + 3600 * (MAX_SCHEDULES + 1)))
+        assert info.value.field == "start"
+        await campus._set_schedule(schedule(now + 3600))  # a replacement is taken
+        assert len(campus.schedules) == MAX_SCHEDULES
+
+    run(go())

@@ -123,3 +123,16 @@ def test_band_must_contain_nominal_with_room_for_hysteresis() -> None:
     with pytest.raises(ConfigError) as info:
         detect_events([0.0, 1.0], [50.0])
     assert info.value.field == "f"
+
+
+def test_a_bounded_detector_keeps_the_last_events_and_counts_them_all() -> None:
+    # The grid service keeps its detector bounded (keep=HISTORY): a long run of events
+    # must not grow its memory, while the count stays right.
+    det = FrequencyEventDetector(EventDetectionConfig(hold_s=0.0), keep=2)
+    t = T0
+    for _ in range(5):
+        for f in (50.0, 49.5, 50.0):
+            t += 1.0
+            det.update(t, f)
+    assert det.finished == 5 and len(det.events) == 2
+    assert [e.start for e in det.events] == [T0 + 11.0, T0 + 14.0]

@@ -150,12 +150,12 @@ def test_malformed_and_repeated_samples_are_counted(ipc_dir: Path) -> None:
                     t = 0.0
                     while not grid.frequency.samples:
                         t = time.time()
-                        await pub.publish(s.make(s.Frequency(hz=50.0, band="n", t=t), "f"))
+                        await pub.publish(s.make(s.Frequency(hz=50.0, band="n", t=t), "field-a"))
                         await asyncio.sleep(0.05)
-                    await pub.publish(s.make(s.Frequency(hz=49.0, band="n", t=t - 1), "f"))
-                    await pub.publish_raw(b"frequency/f", b'{"v":1,"type":"frequency"}')
-                    await pub.publish_raw(b"frequency/f", b"\xff")
-                    await pub.publish(s.make(s.Frequency(hz=49.5, band="low", t=t + 1), "f"))
+                    await pub.publish(s.make(s.Frequency(hz=49.0, band="n", t=t - 1), "field-a"))
+                    await pub.publish_raw(b"frequency/field-a", b'{"v":1,"type":"frequency"}')
+                    await pub.publish_raw(b"frequency/field-a", b"\xff")
+                    await pub.publish(s.make(s.Frequency(hz=49.5, band="low", t=t + 1), "field-a"))
                     await until(lambda: grid.detector.active is not None)
                     assert grid.duplicates == 1
                     assert sub.errors["field"] >= 1 and sub.errors["json"] >= 1

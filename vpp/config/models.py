@@ -220,6 +220,19 @@ class GridSection(BaseModel):
     basis: Literal["headroom", "rating"] = Field(
         default="headroom", description="units share the obligation pro rata to this"
     )
+    max_future_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="a message (envelope ts, a frequency or decision t) dated more than "
+        "this after its receipt is refused, s",
+    )
+    max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="a message dated more than this before its receipt is refused, s",
+    )
 
 
 class MarketSection(BaseModel):

@@ -32,6 +32,19 @@ class FleetConfig(BaseModel):
     initial_capacity: int = Field(
         default=1024, ge=1, le=10_000_000, description="unit slots allocated up front"
     )
+    max_future_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="heartbeat or telemetry sent (envelope ts) more than this after its "
+        "receipt is refused",
+    )
+    max_age_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="heartbeat or telemetry sent more than this before its receipt is refused",
+    )
 
 
 class DispatchConfig(BaseModel):

@@ -1,8 +1,13 @@
 """The campus aggregator process: the fleet learnt from the bus, and dispatch over it.
 
-In: ``heartbeat/`` (role ``unit``: registers the unit with its owner, location and
-ratings; role ``field``: where its field controller takes commands) and ``telemetry/``
-(power, SOC, the safety envelope's limits, safety state). Every
+In: ``heartbeat/`` (role ``unit``: the unit is alive; role ``field``: its field
+controller is) and ``telemetry/`` (power, SOC, the safety envelope's limits, safety
+state). Only what the site configuration says is trusted: the units, their owners,
+locations and ratings come from it, commands go to the endpoints of the topology, and a
+message is used only when its authenticated sender (``msg.sender``) is the field
+controller that owns the unit (:class:`~vpp.orchestrator.bus.liveness.Roster`: other
+messages and those dated too far from their receipt are counted and logged once per
+kind and sender), so every per-unit and per-field map holds configured ids only. Every
 ``campus.dispatch_interval_s`` the campus target is split over the eligible units
 (:class:`~vpp.orchestrator.campus.dispatch.Dispatcher`) and each setpoint is sent as
 ``set_base`` {unit, kw} to the unit's field controller; units left out for a reason
@@ -38,7 +43,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.config.models import SiteConfig
-from vpp.errors import VppError
+from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.command_models import (
     CampusSchedule,
@@ -47,15 +52,16 @@ from vpp.orchestrator.bus.command_models import (
     check_schedule,
     parse,
 )
+from vpp.orchestrator.bus.liveness import Roster
 from vpp.orchestrator.bus.pubsub import Handler
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.config import Strategy
 from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.campus.fleet import Fleet, UnknownUnitError
+from vpp.orchestrator.campus.fleet import Fleet
 from vpp.orchestrator.campus.totals import Aggregate
 from vpp.orchestrator.service import Service, params, tune_gc
 
-__all__ = ["RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
+__all__ = ["MAX_SCHEDULES", "RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,9 @@ log = logging.getLogger(__name__)
 RESEND_ROUNDS = 10
 #: Setpoints closer than this (kW) count as unchanged.
 SAME_KW = 0.01
+#: Schedules kept at once (a market sends one per delivery day, at most a few days
+#: ahead); a further one is refused rather than let the map grow.
+MAX_SCHEDULES = 32
 
 
 #: The location levels of :data:`vpp.orchestrator.campus.fleet.LEVELS`, as a type.
@@ -89,6 +98,7 @@ class FieldPeer:
 
     id: str
     endpoint: str
+    """Its command endpoint, from the topology (never from a heartbeat)."""
     last_seen: float
     online: bool = True
     failures: int = 0
@@ -114,13 +124,23 @@ class Campus(Service):
         self.config = site.campus
         self.rating_kw = sum(u.rated_power_kw for f in site.field for u in f.units)
         """The site's rated power: no target or schedule may ask beyond it."""
-        self.fleet = Fleet(site.campus.fleet)
-        self._unregistered_seen: set[str] = set()
+        self.units = {u.id: u for u in site.units()}
+        """The configured units: only these enter the fleet, with these ratings."""
+        self.owner: dict[str, str] = {u.id: f.id for f in site.field for u in f.units}
+        """Unit id -> the field controller that commands it (from the configuration)."""
+        self._units_of = {f.id: [u.id for u in f.units] for f in site.field}
+        fleet_cfg = site.campus.fleet
+        if fleet_cfg.initial_capacity > len(self.units):
+            # Slots for the configured units only: the fleet never holds another.
+            fleet_cfg = fleet_cfg.model_copy(update={"initial_capacity": len(self.units)})
+        self.fleet = Fleet(fleet_cfg)
+        self.roster = Roster(self.owner, max_future_s=fleet_cfg.max_future_s,
+                             max_age_s=fleet_cfg.max_age_s, errors=self.errors,
+                             where=name)  # fmt: skip
         self.dispatcher = Dispatcher(self.fleet, site.campus.dispatch)
         self.clock = clock
-        self.owner: dict[str, str] = {}
-        """Unit id -> the field controller that commands it."""
         self.fields: dict[str, FieldPeer] = {}
+        """Field controllers heard from (configured ones only)."""
         self.target_kw: float | None = None
         self.strategy: Strategy | None = None
         self.schedules: dict[float, CampusSchedule] = {}
@@ -144,47 +164,56 @@ class Campus(Service):
         self.ingest(batch, self.clock())
 
     def ingest(self, batch: list[s.Message], now: float) -> None:
-        """Apply received messages to the fleet (bad ones counted and skipped)."""
+        """Apply received messages to the fleet; those the roster refuses and bad ones are
+        counted and skipped."""
         telemetry = self.fleet.telemetry
+        admit = self.roster.admit
+        received = self.roster.clock()
         for msg in batch:
+            if not isinstance(msg, (s.TelemetryMsg, s.HeartbeatMsg)) or not admit(msg, received):
+                continue
             try:
                 if isinstance(msg, s.TelemetryMsg):
                     b = msg.body
                     lim = b.limits
+                    # Telemetry from the owner is a sign of life as good as a heartbeat:
+                    # it registers the unit too, so neither has to come first.
+                    if b.unit not in self.fleet:
+                        self._register(b.unit, now)
                     telemetry(b.unit, b.p_kw, b.soc_pct, -lim.p_min_kw, lim.p_max_kw,
                               b.safety, now)  # fmt: skip
-                elif isinstance(msg, s.HeartbeatMsg):
-                    self._heartbeat(msg.body, now)
                 else:
-                    continue
+                    self._heartbeat(msg.body, now)
                 self.ingested += 1
-            except UnknownUnitError as err:
-                # Expected after a start or restart: telemetry can overtake the unit's
-                # first heartbeat. Counted; logged once per unit.
-                self.errors["unregistered"] += 1
-                if err.unit not in self._unregistered_seen:
-                    self._unregistered_seen.add(err.unit)
-                    log.info("%s: telemetry before the heartbeat of %r; waiting", self.name,
-                             err.unit)  # fmt: skip
             except VppError as err:
                 self.bad_input(msg.type, err)
 
+    def _register(self, uid: str, now: float) -> None:
+        """Register a configured unit, with the configuration's location and ratings (what
+        a heartbeat claims about them is not used), or note that it is alive."""
+        fleet = self.fleet
+        if uid in fleet:
+            slot = fleet.slot(uid)
+            fleet.last_seen[slot] = max(fleet.last_seen[slot], now)
+            return
+        cfg = self.units[uid]
+        fleet.heartbeat(uid, cfg.location.path(), rated_charge_kw=cfg.rated_power_kw,
+                        rated_discharge_kw=cfg.rated_power_kw,
+                        energy_kwh=cfg.capacity_kwh, timestamp=now)  # fmt: skip
+
     def _heartbeat(self, hb: s.Heartbeat, now: float) -> None:
         if hb.role == "unit":
-            cap = hb.capabilities
-            self.fleet.heartbeat(hb.id, hb.location, rated_charge_kw=cap.rated_kw,
-                                 rated_discharge_kw=cap.rated_kw, energy_kwh=cap.rated_kwh,
-                                 timestamp=now)  # fmt: skip
-            if hb.owner:
-                self.owner[hb.id] = hb.owner
+            self._register(hb.id, now)
         elif hb.role == "field":
             peer = self.fields.get(hb.id)
-            endpoint = hb.endpoint or self.topo.commands.get(hb.id, "")
             if peer is None:
+                # The endpoint is the topology's: a heartbeat's ``endpoint`` could point
+                # the campus's commands anywhere.
+                endpoint = self.topo.commands.get(hb.id, "")
                 self.fields[hb.id] = FieldPeer(hb.id, endpoint, now)
-                log.info("campus: field controller %s at %s", hb.id, endpoint)
+                log.info("campus: field controller %s at %s", hb.id, endpoint or "(none)")
             else:
-                peer.endpoint, peer.last_seen = endpoint, now
+                peer.last_seen = now
                 if not peer.online and now >= peer.suspended_until:
                     peer.online = True
                     log.info("campus: field controller %s is back", hb.id)
@@ -207,6 +236,9 @@ class Campus(Service):
         # One per start: a new schedule for the same start replaces the old one; those
         # over are dropped.
         self.schedules = {t: x for t, x in self.schedules.items() if x.end > now}
+        if p.start not in self.schedules and len(self.schedules) >= MAX_SCHEDULES:
+            raise CommandError(f"{len(self.schedules)} schedules not over yet, at most "
+                               f"{MAX_SCHEDULES}", field="start", where=self.name)  # fmt: skip
         self.schedules[p.start] = p
         return {"blocks": len(p.kw), "start": p.start, "end": end}
 
@@ -270,8 +302,8 @@ class Campus(Service):
 
     def _mark_units(self, fid: str) -> None:
         fleet = self.fleet
-        for unit, owner in self.owner.items():
-            if owner == fid and unit in fleet:
+        for unit in self._units_of.get(fid, ()):
+            if unit in fleet:
                 fleet.last_seen[fleet.slot(unit)] = -math.inf
                 # Whatever it acknowledged may be lost when it comes back: send it all.
                 self._acked.pop(unit, None)
@@ -321,7 +353,8 @@ class Campus(Service):
 
     async def _send(self, fid: str, items: list[tuple[str, float]]) -> bool:
         peer = self.fields.get(fid)
-        if peer is None or not peer.endpoint:
+        if peer is None or fid not in self.topo.commands:
+            # Never heard from, or (a bug) not in the topology: no socket for it.
             self.errors["no_endpoint"] += len(items)
             return False
         if not peer.online:
@@ -329,9 +362,8 @@ class Campus(Service):
         timeout = min(self.bus.command_timeout_s, self.config.dispatch_interval_s / 2)
         for unit, kw in items:
             args = {"unit": unit, "kw": kw}
-            ack = await self.command(
-                fid, "set_base", args, endpoint=peer.endpoint, timeout=timeout, retries=0
-            )
+            # The topology's endpoint for ``fid`` (Service.client), nothing a peer said.
+            ack = await self.command(fid, "set_base", args, timeout=timeout, retries=0)
             if ack is None:
                 peer.failures += 1
                 # Heartbeats alone do not bring it back before this: it publishes but

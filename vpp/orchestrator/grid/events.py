@@ -15,6 +15,7 @@ unknown, so only the frequency decides for that sample.
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple
@@ -127,11 +128,17 @@ class EventUpdate(NamedTuple):
 class FrequencyEventDetector:
     """Feeds samples one at a time; see the module docstring for the rules."""
 
-    def __init__(self, config: EventDetectionConfig | None = None) -> None:
+    def __init__(
+        self, config: EventDetectionConfig | None = None, *, keep: int | None = None
+    ) -> None:
+        """``keep``: how many finished events :attr:`events` holds (None: all, for a
+        recorded trace; a long-running service bounds it)."""
         self.config = config if config is not None else EventDetectionConfig()
         self.active: FrequencyEvent | None = None
-        #: Finished events, oldest first.
-        self.events: list[FrequencyEvent] = []
+        #: Finished events, oldest first (the last ``keep``).
+        self.events: collections.deque[FrequencyEvent] = collections.deque(maxlen=keep)
+        #: Events finished since the start (also those no longer in :attr:`events`).
+        self.finished = 0
         self.invalid_count = 0
         self._last_t = -math.inf
         self._recovered_since: float | None = None
@@ -181,6 +188,7 @@ class FrequencyEventDetector:
             return None
         ev.recovered, ev.end = self._recovered_since, t
         self.events.append(ev)
+        self.finished += 1
         self.active = None
         return EventUpdate("end", ev)
 
@@ -200,4 +208,4 @@ def detect_events(
         raise config_error(f"t, f and rocof differ in length: {ts.shape} {fs.shape}", "f")
     for k in range(ts.size):
         det.update(float(ts[k]), float(fs[k]), None if rs is None else float(rs[k]))
-    return det.events + ([det.active] if det.active is not None else [])
+    return [*det.events, *([det.active] if det.active is not None else [])]

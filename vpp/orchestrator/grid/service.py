@@ -2,15 +2,23 @@
 
 In: ``frequency/`` (the field controllers' PMU samples; a sample not later than the last
 one, e.g. the same PMU frame from a second field controller, is skipped), ``heartbeat/``
-(units: owner, rating; field controllers: command endpoint), ``telemetry/`` (limits,
-safety, measured power) and ``decision/`` (base and setpoint per PMU frame).
+(a unit is alive), ``telemetry/`` (limits, safety, measured power) and ``decision/``
+(base and setpoint per PMU frame). Only what the site configuration says is trusted:
+units, their owners and ratings come from it, commands go to the topology's endpoints,
+and a message is used only when its authenticated sender is the field controller that
+owns the unit (frequency: any field controller) and its times are near the time of
+receipt (``grid.max_future_s``, ``grid.max_age_s``); the
+:class:`~vpp.orchestrator.bus.liveness.Roster` counts the others and logs them once per
+kind and sender. A refused sample never reaches the frequency trace, so a sample dated
+in the future cannot make the real ones after it look late. Every per-unit map holds
+configured units only; the finished events kept are bounded (``HISTORY``).
 
 - Events: a :class:`~vpp.orchestrator.grid.events.FrequencyEventDetector` with
   ``grid.events``; EventMsg kind ``frequency_event`` at the start and at the end
   (``data`` = the record plus ``phase``).
 - Allocation: every ``allocate_every_s`` (and not during an event, so that the response
   being judged is not changed under it) the obligation (``grid.obligation_kw``, or the
-  registered units' total rating) is shared over the online units by headroom
+  total rating of the configured units heard from) is shared over the online units by headroom
   (:mod:`~vpp.orchestrator.grid.allocation`); ``set_participation`` {unit, p_max_kw}
   goes to a unit's field controller when its share moved by more than
   ``max(1 kW, 2 % of the obligation)``, when it joins or leaves, or when the last send
@@ -26,6 +34,7 @@ Commands: ``status`` and ``events`` {limit?}.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import math
@@ -38,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vpp.config.models import DroopSettings, SiteConfig
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.liveness import Roster
 from vpp.orchestrator.bus.pubsub import Handler
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.grid.allocation import (
@@ -51,9 +61,12 @@ from vpp.orchestrator.grid.events import FrequencyEvent, FrequencyEventDetector
 from vpp.orchestrator.grid.traces import FrequencyTrace, UnitTrack, interpolate
 from vpp.orchestrator.service import Service, params
 
-__all__ = ["GridService", "serve"]
+__all__ = ["HISTORY", "GridService", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: Finished events kept with their compliance (the ``events`` command's largest limit).
+HISTORY = 1000
 
 
 class _EventsParams(BaseModel):
@@ -82,10 +95,16 @@ class GridService(Service):
     ) -> None:
         super().__init__(topo, name)
         self.config = site.grid
-        self.detector = FrequencyEventDetector(site.grid.events)
+        self.detector = FrequencyEventDetector(site.grid.events, keep=HISTORY)
         self.frequency = FrequencyTrace()
+        self.owner = {u.id: f.id for f in site.field for u in f.units}
+        """Unit id -> the field controller that commands it (from the configuration)."""
+        self.rating = {u.id: u.rated_power_kw for u in site.units()}
+        self.roster = Roster(self.owner, max_future_s=site.grid.max_future_s,
+                             max_age_s=site.grid.max_age_s, errors=self.errors,
+                             where=name)  # fmt: skip
         self.units: dict[str, UnitTrack] = {}
-        self.endpoints: dict[str, str] = {}
+        """Configured units heard from (any admitted message about them)."""
         self.allocate_every_s = allocate_every_s
         self.clock = clock
         self.offline_s = site.campus.fleet.offline_timeout_s
@@ -94,8 +113,8 @@ class GridService(Service):
         self.sent: dict[str, float] = {}
         """Unit -> the share its field controller acknowledged."""
         self.event_shares: dict[str, float] = {}
-        self.history: list[dict[str, Any]] = []
-        """Finished events with their compliance summary, oldest first."""
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY)
+        """Finished events with their compliance summary, oldest first (the last HISTORY)."""
         self.duplicates = 0
         self._last_t = -math.inf
 
@@ -109,12 +128,17 @@ class GridService(Service):
 
     async def on_message(self, batch: list[s.Message]) -> None:
         now = self.clock()
+        admit = self.roster.admit
+        received = self.roster.clock()
         for msg in batch:
+            if not admit(msg, received):
+                continue
             try:
                 if isinstance(msg, s.FrequencyMsg):
                     await self._frequency(msg.body)
                 elif isinstance(msg, s.TelemetryMsg):
                     u = self._unit(msg.body.unit)
+                    u.rated_kw = self.rating[u.id]
                     u.telemetry, u.last_seen = msg.body, now
                     u.power.append((msg.ts, msg.body.p_kw))
                 elif isinstance(msg, s.DecisionMsg):
@@ -128,17 +152,20 @@ class GridService(Service):
                 self.bad_input(msg.type, err)
 
     def _unit(self, uid: str) -> UnitTrack:
+        """The track of a configured unit (the roster admitted its message)."""
         u = self.units.get(uid)
         if u is None:
-            u = self.units[uid] = UnitTrack(uid)
+            u = self.units[uid] = UnitTrack(uid, owner=self.owner[uid])
         return u
 
     def _heartbeat(self, hb: s.Heartbeat, now: float) -> None:
+        # A field controller's heartbeat says nothing the grid uses: its endpoint is the
+        # topology's, never the one a heartbeat names.
         if hb.role == "unit":
             u = self._unit(hb.id)
-            u.owner, u.rated_kw, u.last_seen = hb.owner, hb.capabilities.rated_kw, now
-        elif hb.role == "field" and hb.endpoint:
-            self.endpoints[hb.id] = hb.endpoint
+            # Registered (counted in the obligation) with the configured rating, not the
+            # one the heartbeat claims.
+            u.rated_kw, u.last_seen = self.rating[hb.id], now
 
     async def _frequency(self, f: s.Frequency) -> None:
         if f.t <= self._last_t:
@@ -231,7 +258,8 @@ class GridService(Service):
         return out
 
     def obligation_kw(self) -> float:
-        """The configured obligation, or the registered units' total rating."""
+        """The configured obligation, or the total configured rating of the units
+        registered (heard by heartbeat or telemetry): never beyond the configured fleet."""
         if self.config.obligation_kw is not None:
             return self.config.obligation_kw
         return sum(u.rated_kw for u in self.units.values())
@@ -284,14 +312,16 @@ class GridService(Service):
         return acked
 
     async def _send(self, owner: str, items: list[tuple[str, float]]) -> dict[str, float]:
-        endpoint = self.endpoints.get(owner) or self.topo.commands.get(owner)
-        if endpoint is None:
+        if owner not in self.topo.commands:
+            # Owners come from the configuration, whose field controllers the topology
+            # has: this is a bug, and no socket is opened for a name it does not know.
             self.errors["no_endpoint"] += len(items)
             return {}
         acked: dict[str, float] = {}
         for uid, kw in items:
+            # The topology's endpoint for ``owner`` (Service.client).
             ack = await self.command(owner, "set_participation", {"unit": uid, "p_max_kw": kw},
-                                     endpoint=endpoint, retries=0)  # fmt: skip
+                                     retries=0)  # fmt: skip
             if ack is None:
                 # Unsent: forget what it had, so the next round sends it again.
                 self.sent.pop(uid, None)
@@ -308,7 +338,7 @@ class GridService(Service):
         alloc = self.allocation
         return {
             "active_event": active.to_dict() if active else None,
-            "events": len(self.detector.events),
+            "events": self.detector.finished,
             "invalid_samples": self.detector.invalid_count,
             "units": len(self.units),
             "obligation_kw": self.obligation_kw(),
@@ -321,7 +351,7 @@ class GridService(Service):
 
     async def _events(self, cmd: s.CommandMsg) -> list[dict[str, Any]]:
         p = params(_EventsParams, cmd)
-        return self.history[-p.limit :]
+        return list(self.history)[-p.limit :]
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:

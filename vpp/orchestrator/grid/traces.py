@@ -50,11 +50,13 @@ class UnitTrack:
 
 
 class FrequencyTrace:
-    """Recent (t, Hz) samples, oldest first, bounded to ``keep_s`` seconds."""
+    """Recent (t, Hz) samples, oldest first, bounded to ``keep_s`` seconds and to
+    ``max_samples`` (a PMU at 50 frames/s fills 90,000 in the default 30 minutes; the
+    count bound holds however fast samples come)."""
 
-    def __init__(self, keep_s: float = 1800.0) -> None:
+    def __init__(self, keep_s: float = 1800.0, max_samples: int = 200_000) -> None:
         self.keep_s = keep_s
-        self.samples: collections.deque[tuple[float, float]] = collections.deque()
+        self.samples: collections.deque[tuple[float, float]] = collections.deque(maxlen=max_samples)
 
     def add(self, t: float, hz: float) -> None:
         """Append one sample and forget those older than ``keep_s``."""
@@ -74,4 +76,3 @@ def interpolate(t: FloatArray, times: FloatArray, values: FloatArray) -> FloatAr
     beyond the ends."""
     order = np.argsort(times, kind="stable")
     return np.asarray(np.interp(t, times[order], values[order]), dtype=np.float64)
-
