@@ -246,9 +246,9 @@ class Topology:
         if self.keys_dir is not None:
             curve = ServerCurve(self._secret(BROKER), self.keys_dir)
         sec = self.security
+        rate = RateLimiter(sec.publish_rate_per_s, sec.publish_burst)
         return Broker(self.events_in, self.events_out, curve=curve, policy=self.policy(),
-                      max_message_bytes=sec.max_message_bytes,
-                      publish_rate=RateLimiter(sec.publish_rate_per_s, sec.publish_burst))  # fmt: skip
+                      max_message_bytes=sec.max_message_bytes, publish_rate=rate)  # fmt: skip
 
     def bus_config(self, name: str) -> BusConfig:
         """The BusConfig of process ``name`` (its own command endpoint, its key pair)."""
