@@ -24,7 +24,7 @@ import zmq
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.curve import ServerCurve
-from vpp.orchestrator.bus.pubsub import Publisher, Server
+from vpp.orchestrator.bus.pubsub import Server
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.grid.compliance import DroopCharacteristic
 
@@ -94,7 +94,8 @@ class FakeField:
         self.period = period
         self.commands: list[tuple[str, dict[str, Any]]] = []
         self.schedules: dict[str, dict[str, Any]] = {}
-        self.publisher = Publisher(topo.events_in, bind=False)
+        # With its own keys when the site has them: the broker stamps it as ``fid``.
+        self.publisher = topo.publisher(fid)
         handlers = {"set_base": self._set_base, "set_participation": self._set_participation,
                     "set_schedule": self._set_schedule}  # fmt: skip
         self.server = Server(topo.commands[fid], handlers, name=fid, curve=curve)

@@ -84,7 +84,7 @@ def test_subscriber_counts_bad_messages_and_keeps_receiving(ipc_dir: Path) -> No
             good = s.encode(s.make(telemetry(p_kw=7.0), "field1"))
             wrong_version = good.replace(b"\"v\":2", b"\"v\":9")
             await pub.publish_raw(b"telemetry/x", b"{not json")
-            await pub.publish_raw(b"telemetry/x", b'{"v":1,"type":"weather"}')
+            await pub.publish_raw(b"telemetry/x", b'{"v":2,"type":"weather"}')
             await pub.publish_raw(b"telemetry/x", wrong_version)
             await pub.publish_raw(b"telemetry/x", good.replace(b"7.0", b'"x"'))
             await pub.sock.send_multipart((b"telemetry/x", b"a", b"b"))

@@ -153,7 +153,7 @@ def test_malformed_and_repeated_samples_are_counted(ipc_dir: Path) -> None:
                         await pub.publish(s.make(s.Frequency(hz=50.0, band="n", t=t), "field-a"))
                         await asyncio.sleep(0.05)
                     await pub.publish(s.make(s.Frequency(hz=49.0, band="n", t=t - 1), "field-a"))
-                    await pub.publish_raw(b"frequency/field-a", b'{"v":1,"type":"frequency"}')
+                    await pub.publish_raw(b"frequency/field-a", b'{"v":2,"type":"frequency"}')
                     await pub.publish_raw(b"frequency/field-a", b"\xff")
                     await pub.publish(s.make(s.Frequency(hz=49.5, band="low", t=t + 1), "field-a"))
                     await until(lambda: grid.detector.active is not None)
