@@ -13,6 +13,7 @@ import can
 import pytest
 
 from tests.support.devices import run, wait_until
+from tests.support.net import free_udp_port, non_loopback_ipv4, send_can
 from vpp.core import SafetyEnvelope, ViolationCode
 from vpp.drivers.can_bms import CanBmsProtocol, default_dbc_path
 from vpp.drivers.errors import DeviceOfflineError
@@ -23,6 +24,8 @@ from vpp.sim.bms import BmsSimulator
 
 PERIOD_S = 0.02
 STALE_S = 0.2
+GROUP = "239.74.163.2"
+FOREIGN = non_loopback_ipv4()
 _counter = itertools.count()
 
 
@@ -263,3 +266,44 @@ def test_a_bus_that_cannot_open_is_offline() -> None:
         await proto.close()
 
     run(main)
+
+
+@pytest.mark.skipif(FOREIGN is None, reason="no non-loopback IPv4 address to send from")
+def test_udp_loopback_carries_the_simulator_and_refuses_frames_from_elsewhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert FOREIGN is not None
+    # Frames of an 80 C pack with its alarm bits set: what latched a unit before.
+    forger = BmsSimulator()
+    forger.inject_over_temperature(0, 80.0)
+    forged = [forger.frame("BMS_Temperatures"), forger.frame("BMS_Alarms")]
+
+    async def main() -> None:
+        bus = {"bus_options": {"port": free_udp_port()}}
+        sim = BmsSimulator(interface="udp_loopback", channel=GROUP, period_s=PERIOD_S, **bus)
+        proto = driver(GROUP, interface="udp_loopback",
+                       stale_after_s=dict.fromkeys(sim.periods, STALE_S), **bus)  # fmt: skip
+        await proto.connect()
+        try:
+            async with sim:
+                await fresh(proto)
+                port = proto.cfg.bus_options["port"]
+                for _ in range(20):
+                    for f in forged:
+                        assert send_can(f, (GROUP, port), source=FOREIGN)
+                s = await settle(proto, lambda s: s["frames_refused"] == 40.0)
+                assert s["temp_max_c"] == 25.0 and s["bms_faults"] == 0.0
+                now = time.time()
+                status = SafetyEnvelope().evaluate(proto.telemetry(now), now)
+                assert not status.latched and status.violations == []
+                # The simulator's own frames, over the same bus, still carry a fault.
+                sim.inject_over_temperature(0, 80.0)
+                s = await settle(proto, lambda s: s.get("alarm_OverTemperature") is True)
+                assert s["temp_max_c"] == 80.0 and s["frames_refused"] == 40.0
+        finally:
+            await proto.close()
+
+    with caplog.at_level("WARNING", logger="vpp.drivers.can_bms"):
+        run(main)
+    refused = [r for r in caplog.records if FOREIGN in r.getMessage()]
+    assert len(refused) == 1 and "frames_refused" in refused[0].getMessage()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.devices import run, wait_until
+from tests.support.net import free_udp_port, non_loopback_ipv4, send_can
 from vpp.aio import cancel_and_wait
 from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, SiteConfig, UnitConfig
 from vpp.errors import CommandError, ConfigError
@@ -410,6 +411,66 @@ def test_a_silent_bms_stops_the_unit_while_the_inverter_answers(ipc_dir: Path) -
                   if m.body.data.get("device") == "bms"]  # fmt: skip
             assert [e.data["online"] for e in ev][-2:] == [False, True]
             assert ev[-2].severity == "alarm" and "BMS offline" in ev[-2].text
+
+    run(main)
+
+
+FOREIGN = non_loopback_ipv4()
+
+
+@pytest.mark.skipif(FOREIGN is None, reason="no non-loopback IPv4 address to send from")
+@pytest.mark.parametrize("interface", ["udp_multicast", "udp_loopback"])
+def test_can_frames_from_elsewhere_latch_no_unit(ipc_dir: Path, interface: str) -> None:
+    # Reported: on the default site's simulated CAN bus (python-can's udp_multicast, which
+    # binds every address) frames from another address latched a unit into emergency
+    # shutdown. The udp_multicast case replays that attack, so that the udp_loopback
+    # case (the default now) is known to face a real one: there the frames are refused
+    # and counted, and the simulator's own frames still get through.
+    assert FOREIGN is not None
+    group = "239.74.163.2"
+    forger = BmsSimulator()
+    forger.inject_over_temperature(0, 80.0)  # over the 70 C critical temperature
+    forged = [forger.frame("BMS_Temperatures"), forger.frame("BMS_Alarms")]
+
+    async def main() -> None:
+        port = free_udp_port()
+        options: dict[str, Any] = {"port": port}
+        if interface == "udp_multicast":
+            options["hop_limit"] = 0  # as the default site had it
+        bus = {"interface": interface, "channel": group, "bus_options": options}
+        dev = DeviceConfig(protocol="can_bms", config=bus, poll_interval_s=0.1)
+        sim = BessSimulator(port=0, rated_power_kw=RATED, ramp_kw_s=500)
+        bms = BmsSimulator(**bus, period_s=0.05)
+        async with bms, rig(ipc_dir, {"bess-1": sim}, bms={"bess-1": dev}) as r:
+            unit = r.ctl.units["bess-1"]
+            codes = lambda: {h["code"] for h in unit.safety_history}  # noqa: E731
+            latched = lambda: r.ctl.last_decision["bess-1"].safety.latched  # noqa: E731
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=5)
+            # Every path a stranger has, for a second, faster than the simulator sends:
+            # the group through loopback from the other address, unicast to the port on
+            # each address, and (now and then) the group out of the other interface.
+            for i in range(200):
+                for f in forged:
+                    send_can(f, (group, port), source=FOREIGN)
+                    send_can(f, (FOREIGN, port), source=FOREIGN)
+                    send_can(f, ("127.0.0.1", port), source=FOREIGN)
+                    if i % 50 == 0:
+                        send_can(f, (group, port), source=FOREIGN, via=FOREIGN, ttl=1)
+                await asyncio.sleep(0.005)
+            if interface == "udp_multicast":
+                await wait_until(latched, timeout=5)
+                assert "critical_temperature" in codes()
+                return
+            refused = lambda: (unit.bms_status or {}).get("frames_refused")  # noqa: E731
+            await wait_until(lambda: refused() == 400.0, timeout=5)
+            await asyncio.sleep(0.5)  # more polls and decisions on the clean data
+            assert not latched() and "critical_temperature" not in codes()
+            assert r.ctl.last_decision["bess-1"].action.label == "none"
+            assert near(sim.model.power_kw, DROOP_KW)
+            # The simulator's own frames over the same bus latch on a real over-temperature.
+            bms.inject_over_temperature(0, 80.0)
+            await wait_until(latched, timeout=5)
+            assert "critical_temperature" in codes()
 
     run(main)
 

@@ -6,6 +6,11 @@ and keeps the latest decoded value of every message with its receive time; a sta
 is a snapshot of that, with the messages not heard within their ``stale_after_s`` listed
 as stale. Unknown ids and malformed frames are counted and logged, never raised: one bad
 frame on a shared bus must not stop the driver.
+
+The bus is opened by :func:`vpp.drivers.can_bus.open_bus`: a real one through python-can
+(``socketcan``), or the simulated ``udp_loopback`` bus, which refuses frames from any
+source that is not this host; those are counted in ``frames_refused`` and logged, once
+per source address.
 """
 
 from __future__ import annotations
@@ -20,11 +25,18 @@ from typing import Any, ClassVar
 
 import can
 import cantools
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from vpp.aio import cancel_and_wait
 from vpp.core import Telemetry
 from vpp.drivers.base import BaseProtocol, ProtocolConfig, Status
+from vpp.drivers.can_bus import (
+    LOOPBACK_INTERFACE,
+    LOOPBACK_OPTIONS,
+    ForeignFrameError,
+    multicast_group,
+    open_bus,
+)
 from vpp.drivers.errors import DeviceOfflineError, ValidationError
 from vpp.validation import config_error
 
@@ -68,6 +80,9 @@ _STALE_PERIODS = 3.0
 _POLL_S = 0.005
 # Frames handled before the receive task yields to the event loop.
 _BATCH = 256
+# Refused sources logged one by one; past this many only the counter goes on, so that a
+# flood of forged source addresses cannot flood the log or grow the set.
+_REFUSED_LOGGED = 32
 
 
 def default_dbc_path() -> Path:
@@ -85,18 +100,44 @@ def load_dbc(path: Path) -> cantools.database.can.Database:
 class CanBmsConfig(ProtocolConfig):
     """Settings of :class:`CanBmsProtocol`."""
 
-    interface: str = Field(default="socketcan", min_length=1, description="python-can interface")
-    channel: str = Field(min_length=1, description="bus channel, e.g. can0 or a virtual name")
+    interface: str = Field(
+        default="socketcan",
+        min_length=1,
+        description="python-can interface (socketcan for a real bus), or udp_loopback: the "
+        "simulated bus between processes of this host, which refuses frames from elsewhere",
+    )
+    channel: str = Field(
+        min_length=1,
+        description="bus channel, e.g. can0, a virtual name, or the IPv4 multicast group of "
+        "udp_loopback",
+    )
     dbc: Path | None = Field(default=None, description="DBC file; None = the shipped one")
     bus_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="more arguments of can.Bus (e.g. bitrate; port, hop_limit of udp_multicast)",
+        description="more arguments of the bus (e.g. bitrate; port of udp_loopback; port, "
+        "hop_limit of udp_multicast, which takes frames from any host)",
     )
     stale_after_s: dict[str, float] = Field(
         default_factory=dict,
         description="per message: seconds without a frame before it is stale "
         "(default three times the message's period)",
     )
+
+    @field_validator("channel")
+    @classmethod
+    def _loopback_group(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("interface") == LOOPBACK_INTERFACE:
+            multicast_group(value)  # ValueError for anything but an IPv4 group
+        return value
+
+    @field_validator("bus_options")
+    @classmethod
+    def _loopback_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        unknown = sorted(set(value) - LOOPBACK_OPTIONS)
+        if info.data.get("interface") == LOOPBACK_INTERFACE and unknown:
+            raise ValueError(f"udp_loopback takes no options {unknown} (it never leaves the "
+                             f"host); known: {sorted(LOOPBACK_OPTIONS)}")  # fmt: skip
+        return value
 
     @field_validator("stale_after_s")
     @classmethod
@@ -116,7 +157,8 @@ class CanBmsProtocol(BaseProtocol):
     ``cycle_count``, ``alarm_<name>``, ``balancing_NN``, ``bms_faults``, ``stale`` (any
     message stale), ``stale_<message>``, ``data_time`` (UNIX s: when the oldest of the
     messages the safety telemetry needs arrived, 0.0 while one never has), ``frames``,
-    ``frames_unknown``, ``frames_malformed``. Data of a message never received is absent.
+    ``frames_unknown``, ``frames_malformed``, ``frames_refused`` (from a source the bus
+    does not accept; not in ``frames``). Data of a message never received is absent.
     """
 
     Config: ClassVar[type[ProtocolConfig]] = CanBmsConfig
@@ -147,18 +189,23 @@ class CanBmsProtocol(BaseProtocol):
         self.frames = 0
         self.frames_unknown = 0
         self.frames_malformed = 0
+        self.frames_refused = 0
+        self._refused_sources: set[str] = set()
         self._bus: can.BusABC | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- transport ------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        cfg = self.cfg
         try:
-            self._bus = can.Bus(
-                interface=self.cfg.interface, channel=self.cfg.channel, **self.cfg.bus_options
-            )
+            self._bus = open_bus(cfg.interface, cfg.channel, cfg.bus_options)
         except (can.CanError, OSError, ValueError, ImportError) as exc:
             raise DeviceOfflineError(f"cannot open CAN bus: {exc}", resource=self.name) from exc
+        if cfg.interface == "udp_multicast":
+            log.warning("%s: udp_multicast takes CAN frames from any host that reaches %s; "
+                        "use udp_loopback for a simulated bus on this host", self.name,
+                        cfg.channel)  # fmt: skip
         self._task = asyncio.create_task(self._receive_loop(self._bus), name=f"{self.name}-rx")
 
     async def _disconnect(self) -> None:
@@ -183,6 +230,11 @@ class CanBmsProtocol(BaseProtocol):
             for _ in range(_BATCH):
                 try:
                     msg = bus.recv(timeout=0)
+                except ForeignFrameError as exc:
+                    # Not a frame of this bus: counted, and the batch goes on, so that a
+                    # flood of them does not delay the real frames behind it.
+                    self._refuse(exc)
+                    continue
                 except can.CanError:
                     # A transient bus error (error frame, overrun): keep listening.
                     log.warning("%s: CAN receive error", self.name, exc_info=True)
@@ -195,6 +247,19 @@ class CanBmsProtocol(BaseProtocol):
                 self.handle_frame(msg.arbitration_id, bytes(msg.data), time.time())
             else:
                 await asyncio.sleep(0)
+
+    def _refuse(self, exc: ForeignFrameError) -> None:
+        self.frames_refused += 1
+        seen = self._refused_sources
+        if exc.source in seen or len(seen) > _REFUSED_LOGGED:
+            return
+        seen.add(exc.source)
+        if len(seen) > _REFUSED_LOGGED:
+            log.warning("%s: CAN frames refused from more than %d sources; from now on "
+                        "only counted in frames_refused", self.name, _REFUSED_LOGGED)  # fmt: skip
+        else:
+            log.warning("%s: %s (counted in frames_refused; further frames from it are "
+                        "not logged)", self.name, exc)  # fmt: skip
 
     def handle_frame(self, frame_id: int, data: bytes, received: float) -> None:
         """Decode one frame into :attr:`latest`; count (never raise on) a bad frame."""
@@ -305,6 +370,7 @@ class CanBmsProtocol(BaseProtocol):
         out["frames"] = float(self.frames)
         out["frames_unknown"] = float(self.frames_unknown)
         out["frames_malformed"] = float(self.frames_malformed)
+        out["frames_refused"] = float(self.frames_refused)
         return out
 
     def data_time(self) -> float:

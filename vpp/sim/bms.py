@@ -20,6 +20,7 @@ import can
 
 from vpp.aio import Startable, cancel_and_wait
 from vpp.drivers.can_bms import ALARMS, CELLS, SENSORS, default_dbc_path, load_dbc
+from vpp.drivers.can_bus import open_bus
 from vpp.sim.battery import SimBattery
 
 __all__ = ["BmsLimits", "BmsSimulator"]
@@ -60,9 +61,10 @@ class BmsSimulator(Startable):
     ) -> None:
         """A stopped simulator of a healthy pack at rest (3300 mV cells, 25 degrees C).
 
-        ``bus_options`` go to ``can.Bus`` (e.g. ``port`` and ``hop_limit`` of the
-        ``udp_multicast`` interface, which crosses processes); with ``battery`` the
-        state follows that battery before every send (:meth:`follow`)."""
+        The bus is opened like the driver's (:func:`vpp.drivers.can_bus.open_bus`), with
+        ``bus_options`` (e.g. ``port`` of the ``udp_loopback`` interface, which crosses
+        processes of this host and nothing else); with ``battery`` the state follows that
+        battery before every send (:meth:`follow`)."""
         self.interface = interface
         self.channel = channel
         self.bus_options = dict(bus_options or {})
@@ -94,7 +96,7 @@ class BmsSimulator(Startable):
         """Open the bus and start sending."""
         if self._task is not None:
             return
-        self._bus = can.Bus(interface=self.interface, channel=self.channel, **self.bus_options)
+        self._bus = open_bus(self.interface, self.channel, self.bus_options)
         self._task = asyncio.create_task(self._send_loop(self._bus), name="bms-sim")
 
     @property

@@ -9,10 +9,10 @@ the model in real time (one sample per frame), and before each sample the model'
 fleet input is set to the sum of the simulators' actual power, so a fleet that
 discharges (positive) raises the frequency its own PMU measures. A unit whose ``bms`` is
 a ``can_bms`` device gets a :class:`~vpp.sim.bms.BmsSimulator` following its BESS model
-on that CAN bus: ``udp_multicast`` (python-can's bus across processes on one host;
-``hop_limit: 0`` keeps its frames on the host) with a free UDP port chosen at start. A
-BMS simulator that cannot start (e.g. a host without a multicast route) is logged and
-its unit runs without a BMS.
+on that CAN bus: ``udp_loopback`` in the default site (UDP multicast confined to this
+host, :mod:`vpp.drivers.can_bus`) with a free UDP port chosen at start. Every server of
+the plant binds loopback: the BESS simulators' Modbus TCP, the PMU's C37.118 TCP, the
+BMS buses. A BMS simulator that cannot start is logged and its unit runs without a BMS.
 
 :func:`with_ports` points a site configuration at a running plant: the field
 controllers' PMU source, each simulated unit's inverter address and its BMS bus port.
@@ -35,6 +35,7 @@ import can
 from vpp.aio import Startable
 from vpp.config.models import DeviceConfig, SiteConfig, UnitConfig
 from vpp.drivers.can_bms import CanBmsConfig
+from vpp.drivers.can_bus import UDP_INTERFACES
 from vpp.errors import ConfigError
 from vpp.sim.bess import BessSimulator
 from vpp.sim.bms import BmsSimulator
@@ -149,7 +150,7 @@ class Plant(Startable):
                 try:
                     await bms.start()
                 except (can.CanError, OSError, ImportError, ValueError) as exc:
-                    # E.g. no multicast route on this host: the unit runs without its BMS
+                    # E.g. a bus python-can cannot open here: the unit runs without its BMS
                     # rather than the site not at all (with_ports drops its bms).
                     log.warning("plant: BMS simulator of %s cannot start: %s", uid, exc)
             await self.pmu.start()
@@ -182,12 +183,12 @@ async def serve_plant(
 
 def _bms_simulator(dev: DeviceConfig, bess: BessSimulator) -> BmsSimulator:
     """A BMS simulator on ``dev``'s CAN bus following ``bess``'s model (a free port for a
-    ``udp_multicast`` bus that names none)."""
+    UDP bus that names none)."""
     # The driver's own config model, so that the simulator and the field controller read
     # the same bus (and the same defaults) from the same keys.
     cfg = CanBmsConfig.model_validate(dev.config)
     options = dict(cfg.bus_options)
-    if cfg.interface == "udp_multicast" and not options.get("port"):
+    if cfg.interface in UDP_INTERFACES and not options.get("port"):
         options["port"] = _free_udp_port()
     bms = BmsSimulator(
         interface=cfg.interface, channel=cfg.channel, bus_options=options, battery=bess.model
@@ -222,7 +223,7 @@ def with_ports(site: SiteConfig, ports: Mapping[str, int]) -> SiteConfig:
                 options = bms["config"].setdefault("bus_options", {})
                 if f"{u['id']}/bms" in ports:
                     options["port"] = ports[f"{u['id']}/bms"]
-                elif bms["config"].get("interface") == "udp_multicast" and not options.get("port"):
+                elif bms["config"].get("interface") in UDP_INTERFACES and not options.get("port"):
                     log.warning("unit %s runs without its BMS (its simulator did not start)",
                                 u["id"])  # fmt: skip
                     u["bms"] = None
