@@ -9,7 +9,8 @@ import pytest
 from vpp.config import load, load_text
 from vpp.errors import ConfigError
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.yaml"))
+DIR = Path(__file__).resolve().parents[2] / "config"
+EXAMPLES = sorted(DIR.glob("*.yaml"))
 
 
 def test_there_are_examples() -> None:
@@ -32,3 +33,19 @@ def test_a_bad_device_config_names_its_key() -> None:
     with pytest.raises(ConfigError, match="carrier-pigeon") as info:
         load_text(f"field: [{{id: f, units: [{no_proto}]}}]", "s.yaml", env={})
     assert info.value.field == "field.0.units.0.inverter.protocol"
+
+
+def test_the_examples_roles_grant_what_their_comments_say() -> None:
+    from vpp.orchestrator.bus.auth import Policy
+
+    rtu = load(DIR / "rtu-site.yaml")
+    pol = Policy.build(rtu.security, [f.id for f in rtu.field])
+    assert pol.decide("engineer-ravi", "control", "field:rtu-3", "bess-31").ok
+    assert not pol.decide("engineer-ravi", "set_target", "campus:campus", None).ok
+    assert not pol.decide("sldc-display", "control", "field:rtu-3", "bess-31").ok
+    assert pol.decide("sldc-display", "status", "field:rtu-3", None).ok
+    assert not pol.may_publish("engineer-ravi")
+    mqtt = load(DIR / "mqtt-units.yaml", env={"MQTT_PASSWORD": "x"})
+    pol = Policy.build(mqtt.security, [f.id for f in mqtt.field])
+    assert pol.decide("owner-app", "status", "field:field-mqtt", None).ok
+    assert not pol.decide("owner-app", "set_power", "field:field-mqtt", "home-battery-1").ok
