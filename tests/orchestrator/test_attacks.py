@@ -306,3 +306,78 @@ def test_the_events_bus_takes_and_gives_nothing_without_keys(short_dir: Path) ->
 def test_zmq_has_curve() -> None:
     # Everything above rests on it: a libzmq without CurveZMQ would make every key moot.
     assert zmq.has("curve")
+
+
+def _fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])
+def test_forged_telemetry_heartbeats_times_and_fake_ids_change_nothing(
+    transport: str, short_dir: Path
+) -> None:
+    # A stolen field controller key (field-b's): it may publish, but only for its own
+    # units, at times near now, and never moves a command endpoint.
+    async def go() -> None:
+        async with running_site(transport, short_dir) as site:
+            before_fleet = (await site.ask("viewer", "campus", "fleet", {"levels": []})).result
+            before_grid = (await site.ask("viewer", "grid", "status")).result
+            pids = {n: p["pid"] for n, p in site.launcher.process_table().items()}
+            fds = {n: _fds(pids[n]) for n in ("campus", "grid")}
+            pub = Publisher(site.events_in, bind=False, curve=site.curve("field-b", "broker"))
+            limits = s.Limits(p_min_kw=0.0, p_max_kw=0.0)
+            try:
+                await asyncio.sleep(0.5)
+                now = time.time()
+                forged: list[Any] = [
+                    # bess-1 belongs to field-a: "offline" telemetry that would move its share
+                    s.Telemetry(unit="bess-1", p_kw=0.0, soc_pct=1.0, temp_c=90.0,
+                                limits=limits, safety="emergency_shutdown"),
+                    # a heartbeat pointing the campus at another endpoint
+                    s.Heartbeat(role="field", id="field-a", endpoint="tcp://127.0.0.1:9"),
+                    s.Heartbeat(role="field", id="field-b", endpoint="tcp://127.0.0.1:9"),
+                    # a frequency sample an hour ahead
+                    s.Frequency(hz=49.0, band="low", t=now + 3600.0),
+                ]
+                for body in forged:
+                    pub.send_now(s.make(body, "field-b"))
+                # A flood of fake units, each with a heartbeat and telemetry.
+                for i in range(5000):
+                    uid = f"fake-{i}"
+                    pub.send_now(s.make(s.Heartbeat(role="unit", id=uid, owner="field-b",
+                                                    capabilities=s.Capabilities(rated_kw=1e4)),
+                                        "field-b"))
+                    pub.send_now(s.make(s.Telemetry(unit=uid, p_kw=0.0, soc_pct=50.0,
+                                                    temp_c=20.0, limits=limits), "field-b"))
+                    if i % 500 == 0:
+                        await asyncio.sleep(0.01)
+                await asyncio.sleep(3.0)
+            finally:
+                pub.close()
+            fleet = (await site.ask("viewer", "campus", "fleet", {"levels": []})).result
+            grid = (await site.ask("viewer", "grid", "status")).result
+            assert fleet["units"] == before_fleet["units"] == 3
+            assert grid["units"] == before_grid["units"] == 3
+            assert grid["obligation_kw"] == before_grid["obligation_kw"]
+            # Refused and counted where they arrived.
+            assert fleet["errors"].get("not_owner", 0) >= 1
+            assert fleet["errors"].get("unknown_unit", 0) >= 5000
+            assert grid["errors"].get("future", 0) >= 1
+            assert grid["errors"].get("unknown_unit", 0) >= 5000
+            assert fleet["fields"]["field-a"]["online"]
+            for n in ("campus", "grid"):
+                assert _fds(pids[n]) <= fds[n] + 4, n
+            # Dispatch goes on to every unit through the topology's endpoints.
+            n_before = site.rows("SELECT COUNT(*) FROM commands WHERE command = 'set_base' "
+                                 "AND identity = 'campus' AND ok = 1")[0][0]  # fmt: skip
+            ack = await site.ask("operator", "campus", "set_target", {"kw": 300.0})
+            assert ack.ok, ack.error
+            await until(lambda: site.rows(
+                "SELECT COUNT(DISTINCT target) FROM (SELECT target FROM commands WHERE "
+                "command = 'set_base' AND identity = 'campus' AND ok = 1 "
+                "ORDER BY id DESC LIMIT 30)")[0][0] == 3, what="set_base to all three")
+            assert site.rows("SELECT COUNT(*) FROM commands WHERE command = 'set_base' AND "
+                             "identity = 'campus' AND ok = 1")[0][0] > n_before  # fmt: skip
+            assert (await unit_state(site))["enabled"]
+
+    run(go(), timeout=150)

@@ -255,6 +255,9 @@ class Campus(Service):
                 f.id: {"online": f.online, "failures": f.failures} for f in self.fields.values()
             },
             "target_kw": self.target(now)[0],
+            # What was refused and why (forged, unknown or stale input, refused commands).
+            "errors": dict(self.errors),
+            "bus_errors": dict(self.subscriber.errors) if self.subscriber else {},
         }
 
     # ---- dispatch ----

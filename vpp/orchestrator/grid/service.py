@@ -342,6 +342,8 @@ class GridService(Service):
             "invalid_samples": self.detector.invalid_count,
             "units": len(self.units),
             "obligation_kw": self.obligation_kw(),
+            "errors": dict(self.errors),
+            "bus_errors": dict(self.subscriber.errors) if self.subscriber else {},
             "allocated_kw": alloc.allocated_kw if alloc else 0.0,
             "shortfall_kw": alloc.shortfall_kw if alloc else 0.0,
             "excluded": alloc.excluded if alloc else {},
