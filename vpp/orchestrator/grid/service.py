@@ -348,7 +348,6 @@ class GridService(Service):
             "shortfall_kw": alloc.shortfall_kw if alloc else 0.0,
             "excluded": alloc.excluded if alloc else {},
             "participation": dict(self.sent),
-            "errors": dict(self.errors),
         }
 
     async def _events(self, cmd: s.CommandMsg) -> list[dict[str, Any]]:
