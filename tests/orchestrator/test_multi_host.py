@@ -83,7 +83,7 @@ def test_a_site_split_over_two_launchers_works(tmp_path: Path) -> None:
     assert units == {"bess-1", "bess-2", "bess-3"}
     # ... and the grid service (A) commanded them over Curve, acked (recorded by A from
     # the field controllers' command events).
-    acked = rows(host_a, "SELECT DISTINCT issued_by, command, target FROM commands WHERE ok = 1")
+    acked = rows(host_a, "SELECT DISTINCT identity, command, target FROM commands WHERE ok = 1")
     assert {(by, cmd) for by, cmd, _ in acked} >= {("grid", "set_participation")}
     assert {t for _, _, t in acked} >= {"bess-1", "bess-2", "bess-3"}
 

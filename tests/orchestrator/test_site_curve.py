@@ -39,7 +39,7 @@ def vpp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def acked_commands(history: Path) -> list[tuple[str, str, int]]:
     db = sqlite3.connect(history)
     try:
-        return db.execute("SELECT issued_by, command, ok FROM commands").fetchall()
+        return db.execute("SELECT identity, command, ok FROM commands").fetchall()
     finally:
         db.close()
 
