@@ -41,6 +41,9 @@ def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> 
     finally:
         os.umask(old)
     os.chmod(sec_file, 0o600)
+    # A public key may be read by anyone: it lets no one authenticate without the secret
+    # half, and peers (possibly other accounts) must read it to trust this process. Only
+    # the owner may write it, though: whoever replaces it picks whom the peers trust.
     os.chmod(pub_file, 0o644)
     return Path(pub_file), Path(sec_file)
 
@@ -76,9 +79,14 @@ def site_keys(directory: Path | str, names: list[str], *, force: bool = False) -
             create_keypair(d, name, force=force)
             made.append(name)
     authorized = d / "authorized"
+    # Like the keys directory (0700): no other user may add a key to what is admitted.
     authorized.mkdir(mode=0o700, exist_ok=True)
     for name in names:
-        (authorized / f"{name}.key").write_bytes((d / f"{name}.key").read_bytes())
+        copy = authorized / f"{name}.key"
+        copy.write_bytes((d / f"{name}.key").read_bytes())
+        # write_bytes leaves the umask's mode, which may let others write: 0644 as for
+        # every public key (see create_keypair).
+        os.chmod(copy, 0o644)
     return made
 
 
