@@ -167,3 +167,29 @@ def test_pmu_serve_and_listen_on_an_ephemeral_port() -> None:
 def test_pmu_listen_rejects_a_bad_address() -> None:
     r = vpp("pmu", "listen", "nowhere", timeout=30)
     assert r.returncode == 2 and "HOST:PORT" in r.stderr
+
+
+def test_audit_verify_passes_on_a_history_and_fails_on_one_deleted_row(tmp_path: Path) -> None:
+    from tests.orchestrator.audit_tampering import delete_middle, make_history
+
+    db = tmp_path / "site.db"
+    make_history(db, 5)
+    ok = vpp("audit", "verify", "--history", str(db))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == f"vpp audit verify: {db}: OK: 5 commands, chain intact through seq 5, " \
+        "anchor at seq 5\n"  # fmt: skip
+    delete_middle(db)
+    bad = vpp("audit", "verify", "--history", str(db))
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr == f"vpp audit verify: {db}: seq 2: deleted: seq 2 is missing (row " \
+        "deleted)\n"  # fmt: skip
+    # With the key elsewhere, as a site file's history.audit_key says.
+    key = tmp_path / "audit.key"
+    key.write_text("cd" * 32)
+    wrong = vpp("audit", "verify", "--history", str(db), "--key", str(key))
+    assert wrong.returncode == 1 and "seq 1: wrong key:" in wrong.stderr
+    # Nothing to verify: one line, no traceback.
+    missing = vpp("audit", "verify", "--history", str(tmp_path / "none.db"))
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        f"vpp audit: ConfigError: no history {tmp_path / 'none.db'}"]  # fmt: skip

@@ -7,6 +7,8 @@
 - ``vpp pmu serve``: run a simulated PMU (C37.118 over TCP) on ``--host:--port``.
 - ``vpp pmu listen HOST:PORT``: connect as a PDC and print decoded frames as JSON lines.
 - ``vpp keys NAME``: create a CurveZMQ key pair for the orchestrator bus.
+- ``vpp audit verify``: check the hash chain of the history's commands (exit 1 when
+  a row was edited, inserted, deleted or moved, or the key is wrong).
 - ``vpp sim bess``: run the BESS simulator (Modbus TCP or RTU) until a signal
   (subcommands in :mod:`vpp.sim.cli`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
@@ -147,6 +149,25 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return keys.cli(args)
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from vpp.orchestrator import audit
+
+    history, key = args.history, args.key
+    if history is None or (key is None and args.config is not None):
+        from vpp.config import load
+
+        # Where `vpp run` with the same config writes, and the key it uses.
+        cfg = load(args.config).history
+        history = history or cfg.path
+        key = key or cfg.audit_key
+    result = audit.verify(history, key)
+    if not result.ok:
+        print(f"vpp audit verify: {history}: {result}", file=sys.stderr)
+        return 1
+    print(f"vpp audit verify: {history}: {result}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vpp`` command (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="vpp", description=__doc__.splitlines()[0])
@@ -227,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--dir", default="keys", help="directory of the keys (default ./keys)")
     keys.add_argument("--force", action="store_true", help="replace an existing pair")
     keys.set_defaults(func=_cmd_keys)
+
+    aud = sub.add_parser("audit", help="the audit of commands in the history")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    ver = aud_sub.add_parser("verify", help="check the commands' hash chain (exit 1 if broken)")
+    ver.add_argument("--config", default=None, help="site YAML whose history to check")
+    ver.add_argument("--history", default=None, help="SQLite history file (default: config's)")
+    ver.add_argument(
+        "--key", default=None, help="audit key file (default: config's, or HISTORY.audit-key)"
+    )
+    ver.set_defaults(func=_cmd_audit_verify)
     from vpp.sim import cli as sim_cli
 
     sim_cli.add_parser(sub)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.orchestrator.audit_tampering import command, make_history, opened
+from vpp.errors import ConfigError
+from vpp.orchestrator import audit
 from vpp.orchestrator.history import TABLES, History
 
 
@@ -19,7 +23,7 @@ def test_rows_round_trip_through_the_file(tmp_path: Path) -> None:
     h = History(path)
     h.add("telemetry", {"t": 10.0, "unit": "bess1", "power_kw": -12.5, "soc_pct": 55.0})
     h.add("commands", {"t": 11.0, "target": "bess1", "command": "set_power",
-                       "params": {"kw": 5}, "issued_by": "operator:alice", "ok": True})
+                       "params": {"kw": 5}, "identity": "operator:alice", "ok": True})
     assert h.count("telemetry") == 0  # buffered until flushed
     assert h.flush() == 2
     h.close()
@@ -31,7 +35,7 @@ def test_rows_round_trip_through_the_file(tmp_path: Path) -> None:
     db.close()
     h2 = History(path)
     (cmd,) = h2.rows("commands")
-    assert cmd["issued_by"] == "operator:alice" and cmd["ok"] == 1
+    assert cmd["identity"] == "operator:alice" and cmd["ok"] == 1 and cmd["seq"] == 1
     assert cmd["params"] == '{"kw": 5}'
     h2.close()
 
@@ -186,3 +190,210 @@ def test_kept_rows_still_respect_the_buffer_bound(tmp_path: Path) -> None:
     assert h.dropped == 1
     assert h.flush() == 3
     h.close()
+
+
+# ---- the audit chain of commands (issue 9) ----
+
+
+def _seqs(h: History) -> list[int]:
+    return [r["seq"] for r in h.rows("commands")]
+
+
+def test_commands_are_chained_across_flushes_and_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path)
+    for i in range(3):
+        h.add("commands", command(i))
+    h.add("events", {"kind": "x"})  # other tables take no part in the chain
+    assert h.flush() == 4
+    for i in range(3, 5):
+        h.add("commands", command(i))
+    h.flush()
+    h.close()
+    h = History(path)  # a restart continues from the last row
+    h.add("commands", command(5))
+    h.flush()
+    assert _seqs(h) == [1, 2, 3, 4, 5, 6]
+    assert all(len(r["mac"]) == 64 for r in h.rows("commands"))
+    h.close()
+    assert audit.verify(path).ok and audit.verify(path).rows == 6
+
+
+def test_a_refused_command_row_takes_no_seq(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path)
+    h.add("commands", command(1))
+    h.add("commands", {**command(2), "detail": "bad \ud800"})  # SQLite refuses it
+    h.add("commands", command(3))
+    assert h.flush() == 2 and h.bad_rows == 1
+    h.add("commands", {**command(4), "params": {"big": 2**70}})  # as JSON text: stored
+    h.add("commands", {**command(5), "role": "\udfff"})
+    assert h.flush() == 1 and h.bad_rows == 2
+    assert _seqs(h) == [1, 2, 3]
+    assert [r["t"] for r in h.rows("commands")] == [1001.0, 1003.0, 1004.0]
+    h.close()
+    assert audit.verify(path).ok
+
+
+def test_a_failed_flush_leaves_the_chain_where_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path, busy_timeout_s=0.05)
+    h.add("commands", command(1))
+    h.flush()
+    h.add("commands", command(2))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            h.flush()
+        h.add("commands", command(3))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert h.flush() == 2
+    assert _seqs(h) == [1, 2, 3]
+    h.close()
+    assert audit.verify(path).ok
+
+
+def test_commands_flushed_from_a_thread_while_adding_stay_chained(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    h = History(path)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            h.flush()
+
+    th = threading.Thread(target=flusher)
+    th.start()
+    for i in range(3000):
+        h.add("commands", command(i))
+    stop.set()
+    th.join()
+    h.close()
+    result = audit.verify(path)
+    assert result.ok and result.rows == 3000, str(result)
+
+
+def test_an_in_memory_history_is_chained_too() -> None:
+    h = History(":memory:")
+    for i in range(3):
+        h.add("commands", command(i))
+    h.flush()
+    assert _seqs(h) == [1, 2, 3]
+    h.close()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_every_file_and_directory_the_history_makes_is_private(
+    tmp_path: Path, umask: int
+) -> None:
+    path = tmp_path / "a" / "b" / "h.db"
+    old = os.umask(umask)  # even a umask that lets everyone in
+    try:
+        h = History(path)
+        h.add("commands", command(1))
+        h.flush()
+        files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), audit.default_key_path(path),
+                 audit.anchor_path(path)]  # fmt: skip
+        assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
+        h.add("commands", command(2))
+        h.flush()  # the anchor is replaced: still private
+        assert mode(audit.anchor_path(path)) == 0o600
+        h.close()
+    finally:
+        os.umask(old)
+    assert (mode(tmp_path / "a"), mode(tmp_path / "a" / "b")) == (0o700, 0o700)
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_a_commands_table_from_before_the_chain_is_kept_aside(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE commands (id INTEGER PRIMARY KEY, t REAL NOT NULL, target TEXT, "
+               "command TEXT, params TEXT, issued_by TEXT, ok INTEGER, detail TEXT)")
+    db.execute("CREATE INDEX commands_t ON commands(t)")
+    db.execute("INSERT INTO commands (t, command, issued_by) VALUES (1.0, 'old', 'someone')")
+    db.commit()
+    db.close()
+    h = History(path)
+    h.add("commands", command(1))
+    h.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT command, issued_by FROM commands_unchained").fetchall() == [
+            ("old", "someone")]  # fmt: skip
+        assert db.execute("SELECT seq, command FROM commands").fetchall() == [(1, "set_base")]
+    finally:
+        db.close()
+    assert audit.verify(path).ok
+
+
+def test_rows_deleted_while_no_writer_ran_stay_a_visible_gap(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    make_history(path, 4)
+    with opened(path) as db:
+        db.execute("DELETE FROM commands WHERE seq >= 3")
+    h = History(path)  # the anchor is ahead: the chain goes on from it, not from seq 2
+    h.add("commands", command(5))
+    h.flush()
+    assert _seqs(h) == [1, 2, 5]
+    (note,) = h.rows("events", where={"kind": "audit"})
+    assert note["severity"] == "alarm" and "after seq 2 up to 4 were deleted" in note["text"]
+    h.close()
+    problem = audit.verify(path).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("deleted", 3)
+
+
+def test_an_anchor_that_does_not_verify_is_kept_aside_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    make_history(path, 2)
+    anchor = audit.anchor_path(path)
+    anchor.write_text(anchor.read_text().replace('"seq": 2', '"seq": 1'))
+    h = History(path)
+    h.flush()
+    (note,) = h.rows("events", where={"kind": "audit"})
+    h.close()
+    assert note["severity"] == "alarm" and "was edited" in note["text"]
+    assert anchor.with_name(anchor.name + ".rejected").exists()
+    assert audit.verify(path).ok  # a fresh anchor for the intact chain
+
+
+def test_a_key_others_may_read_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    History(path).close()
+    audit.default_key_path(path).chmod(0o644)
+    h = History(path)
+    h.flush()
+    (note,) = h.rows("events", where={"kind": "audit"})
+    h.close()
+    assert "may be read by other users (mode 644)" in note["text"]
+
+
+def test_an_unreadable_key_opens_no_history(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    audit.default_key_path(path).write_text("not a key")
+    with pytest.raises(ConfigError, match="cannot read audit key"):
+        History(path)
+    key = tmp_path / "new" / "dir" / "k"  # a configured key in a missing directory
+    History(path, audit_key=key).close()
+    assert mode(key.parent) == 0o700 and mode(key) == 0o600
+
+
+def test_a_history_tampered_with_odd_values_still_opens(tmp_path: Path) -> None:
+    # Whoever can edit the database must not be able to stop the site from starting.
+    path = tmp_path / "h.db"
+    make_history(path, 3)
+    with opened(path) as db:
+        db.execute("UPDATE commands SET seq = 'x', mac = 42 WHERE seq = 3")
+        db.execute("UPDATE commands SET mac = 'zz' WHERE seq = 2")
+    audit.anchor_path(path).write_bytes(b"\xff[]")
+    h = History(path)
+    h.add("commands", command(9))
+    h.close()
+    problem = audit.verify(path).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("edited", 2)

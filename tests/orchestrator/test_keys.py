@@ -59,3 +59,20 @@ def test_cli_creates_a_pair(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert str(d / "field1.key") in capsys.readouterr().out
     assert main(["keys", "--dir", str(d), "field1"]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_site_keys_are_no_wider_under_any_umask(tmp_path: Path) -> None:
+    import os
+
+    from vpp.orchestrator.bus.keys import site_keys
+
+    d = tmp_path / "keys"
+    old = os.umask(0)  # the umask that would leave everything world-writable
+    try:
+        site_keys(d, ["field-a", "campus"])
+    finally:
+        os.umask(old)
+    assert _mode(d) == 0o700
+    for name in ("field-a", "campus"):
+        assert _mode(d / f"{name}.key_secret") == 0o600
+        assert _mode(d / f"{name}.key") == 0o644

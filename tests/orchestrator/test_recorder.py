@@ -34,7 +34,7 @@ def test_each_message_goes_to_its_table() -> None:
                                  response_kw=20.0, base_kw=100.0, setpoint_kw=120.0,
                                  action="none"), "field-a"))  # fmt: skip
     cmd = {"target": "field-a", "command": "set_base", "params": {"unit": "bess-1", "kw": 5.0},
-           "issued_by": "campus", "ok": False, "detail": "refused"}  # fmt: skip
+           "identity": "campus", "ok": False, "detail": "refused"}  # fmt: skip
     rec.record(event("command", cmd))
     rec.record(event("bid", {"bid_id": "b1", "product": "DAM", "delivery": "2026-11-22",
                              "block": 40, "side": "sell",
@@ -51,8 +51,8 @@ def test_each_message_goes_to_its_table() -> None:
     d = h.rows("decisions")[0]
     assert (d["t"], d["freq_hz"], d["setpoint_kw"], d["band"]) == (100.0, 49.8, 120.0, "low")
     c = h.rows("commands")[0]
-    assert (c["target"], c["command"], c["issued_by"], c["ok"], c["detail"]) == (
-        "field-a", "set_base", "campus", 0, "refused")  # fmt: skip
+    assert (c["server"], c["target"], c["command"], c["identity"], c["ok"], c["detail"]) == (
+        "market", "field-a", "set_base", "campus", 0, "refused")  # fmt: skip
     assert json.loads(c["params"]) == {"kw": 5.0, "unit": "bess-1"}
     b = h.rows("bids")[0]
     assert b["volume_mw"] == pytest.approx(0.5) and b["price"] == 4000.0 and b["block"] == 40
@@ -133,4 +133,43 @@ def test_the_recorder_never_raises_on_an_odd_message(caplog: pytest.LogCaptureFi
     assert rec.skipped["event"] == 2 and rec.counts["telemetry"] == 1
     assert len(caplog.records) == 1 and "event" in caplog.records[0].getMessage()
     assert rec.flush() == 1
+    h.close()
+
+
+def test_a_command_event_records_the_authenticated_identity_role_and_outcome() -> None:
+    h = History(":memory:")
+    rec = Recorder(h)
+    refused = {"target": "bess-2", "command": "control", "params": {"action": "reset_alarms"},
+               "identity": "grid", "role": "grid", "ok": False, "refused": "not_authorised",
+               "detail": "grid may not control", "issued_by": "operator"}  # fmt: skip
+    done = {"target": "field-a", "command": "set_base", "params": {"kw": 1.0},
+            "identity": "campus", "role": "", "ok": True, "detail": ""}  # fmt: skip
+    for data in (refused, done):
+        rec.record(s.make(s.Event(kind="command", data=data), "field-a"))
+    assert rec.flush() == 2
+    cols = ("server", "target", "command", "identity", "role", "ok", "refused", "detail", "seq")
+    assert [tuple(r[c] for c in cols) for r in h.rows("commands")] == [
+        # The identity, never the name the message claims (issued_by) when both are there.
+        ("field-a", "bess-2", "control", "grid", "grid", 0, "not_authorised",
+         "grid may not control", 1),
+        ("field-a", "field-a", "set_base", "campus", "", 1, None, "", 2),
+    ]  # fmt: skip
+    h.close()
+
+
+def test_only_command_servers_may_add_to_the_commands_audit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = History(":memory:")
+    rec = Recorder(h, command_servers=["field-a", "campus"])
+    cmd = {"target": "bess-1", "command": "control", "params": {"action": "emergency_stop"},
+           "identity": "operator", "role": "operator", "ok": True}  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="vpp.orchestrator.recorder"):
+        for sender in ("intruder", "campus", "intruder-2", "field-a"):
+            rec.record(s.make(s.Event(kind="command", data=cmd), sender))
+    rec.record(event("band", {}))  # any other event from anyone is still recorded
+    assert rec.flush() == 3
+    assert [r["server"] for r in h.rows("commands")] == ["campus", "field-a"]
+    assert rec.foreign_commands == 2 and rec.counts["commands"] == 2
+    assert len(caplog.records) == 1 and "'intruder'" in caplog.records[0].getMessage()
     h.close()

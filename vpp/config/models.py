@@ -304,6 +304,12 @@ class HistoryConfig(BaseModel):
     enabled: bool = True
     path: str = "vpp-history.db"
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    audit_key: str | None = Field(
+        default=None,
+        description="file of the secret key of the commands' audit chain (made 0600 when "
+        "missing); None = <path>.audit-key. Put it where those who can edit the database "
+        "cannot read it",
+    )
 
 
 class SiteInfo(BaseModel):

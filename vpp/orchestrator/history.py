@@ -17,6 +17,16 @@ valid Unicode), :meth:`History.flush` writes that table's rows one by one and sk
 those that fail, counted in ``bad_rows`` and logged once per table and kind of error. A failure
 of the database itself (locked, disk full) is no bad row: the batch is kept for the next
 flush and the error raised.
+
+The ``commands`` table is the audit: each row carries who sent the command (``identity``,
+authenticated by the bus, and ``role``), which server handled it (``server``), how it
+ended (``ok``, ``refused``, ``detail``), and a place in an HMAC chain (``seq``, ``mac``)
+computed at flush time; :mod:`vpp.orchestrator.audit` says how and why. A database
+written before the chain keeps its old table as ``commands_unchained``.
+
+Every file the history creates is private: the database (and with it SQLite's -wal and
+-shm, which take the database's mode), the audit key and anchor are made 0600, any
+missing directory above them 0700 (:mod:`vpp.orchestrator.private_files`).
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vpp.orchestrator import audit
+from vpp.orchestrator.private_files import create_private, private_dirs
 from vpp.validation import finite_or_none
 
 __all__ = ["TABLES", "History"]
@@ -47,21 +59,27 @@ TABLES: dict[str, tuple[str, ...]] = {
         "t", "unit", "freq_hz", "rocof_hz_s", "band", "response_kw", "base_kw", "setpoint_kw",
         "action",
     ),
-    "commands": ("t", "target", "command", "params", "issued_by", "ok", "detail"),
+    "commands": (*audit.COLUMNS, "seq", "mac"),
     "events": ("t", "source", "kind", "severity", "text"),
     "bids": ("t", "bid_id", "product", "delivery", "block", "side", "volume_mw", "price"),
     "results": ("t", "bid_id", "block", "accepted_mw", "clearing_price"),
 }
+
+#: The columns a caller gives, per table: ``seq`` and ``mac`` are the chain's.
+_INPUT = {table: columns[: len(audit.COLUMNS)] if table == "commands" else columns
+          for table, columns in TABLES.items()}  # fmt: skip
 
 _TYPES = {
     "t": "REAL NOT NULL",
     "online": "INTEGER",
     "ok": "INTEGER",
     "block": "INTEGER",
+    "seq": "INTEGER",
 }
 _TEXT = {
-    "unit", "safety", "band", "action", "target", "command", "params", "issued_by", "detail",
-    "source", "kind", "severity", "text", "bid_id", "product", "delivery", "side",
+    "unit", "safety", "band", "action", "server", "target", "command", "params", "identity",
+    "role", "refused", "detail", "source", "kind", "severity", "text", "bid_id", "product",
+    "delivery", "side", "mac",
 }
 
 
@@ -91,14 +109,24 @@ class History:
     ``path`` may be ``":memory:"``. Thread-safe: the recorder may flush from a worker
     thread while the event loop keeps appending. ``busy_timeout_s`` is how long a write
     waits for another writer of the same file before failing with "database is locked".
+    ``audit_key`` is the file of the audit chain's key (default ``<path>.audit-key``;
+    created when missing; an in-memory history without one uses a key of its own).
     """
 
     def __init__(
-        self, path: str | Path, *, max_buffer: int = 100_000, busy_timeout_s: float = 5.0
+        self,
+        path: str | Path,
+        *,
+        max_buffer: int = 100_000,
+        busy_timeout_s: float = 5.0,
+        audit_key: str | Path | None = None,
     ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(Path(self.path).parent)
+            # Made 0600 before SQLite opens it: SQLite would create it with 0644, and gives
+            # its -wal and -shm files the database's mode.
+            create_private(Path(self.path))
         self._db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
         )
@@ -118,25 +146,43 @@ class History:
         #: Rows the database refused (skipped at flush; the rest of the batch written).
         self.bad_rows = 0
         self._logged: set[tuple[str, str]] = set()
+        #: Anchor files that could not be written (the next flush that adds commands
+        #: tries again; meanwhile a deletion of the newest rows would go unseen).
+        self.anchor_errors = 0
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            for table, columns in TABLES.items():
-                self._db.execute(_ddl(table, columns))
-                self._db.execute(f"CREATE INDEX IF NOT EXISTS {table}_t ON {table}(t)")
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                _retire_unchained(self._db)
+                for table, columns in TABLES.items():
+                    self._db.execute(_ddl(table, columns))
+                    self._db.execute(f"CREATE INDEX IF NOT EXISTS {table}_t ON {table}(t)")
+                self._chain, notes = audit.Chain.open(self._db, self.path, audit_key)
+            except BaseException:
+                self._db.close()  # e.g. an unreadable audit key: no history, no open file
+                raise
+        for note in notes:
+            # Kept in the history too: whoever reads it later must see it, not only the
+            # log of this run.
+            log.error("history %s: %s", self.path, note)
+            self.add("events", {"source": "history", "kind": "audit", "severity": "alarm",
+                                "text": note})  # fmt: skip
 
     def add(self, table: str, row: Mapping[str, Any]) -> None:
         """Buffer one row; missing columns are NULL, ``t`` defaults to now. A ``t`` that
         is not a finite number is replaced by now, a non-finite number elsewhere by NULL
         (both counted). A full buffer drops the row and counts it rather than growing
         without bound."""
-        columns = TABLES[table]
+        columns = _INPUT[table]
         t = row.get("t")
         if t is not None:
             t = finite_or_none(t)
             if t is None:
                 self.fixed_times += 1
         values = (time.time() if t is None else t, *(self._cell(row.get(c)) for c in columns[1:]))
+        if table == "commands":
+            # Stored exactly as MAC'd (SQLite would turn a number in a TEXT column to text).
+            values = audit.canonical_row(values)
         with self._buf_lock:
             if self._buffered >= self._max_buffer:
                 self.dropped += 1
@@ -164,13 +210,19 @@ class History:
                 pending, self._pending = self._pending, {t: [] for t in TABLES}
                 self._buffered = 0
             n = bad = 0
+            # The chain's head moves only once the rows are committed (audit's docstring).
+            head = self._chain.head
             try:
                 self._db.execute("BEGIN")
                 for table, rows in pending.items():
-                    if rows:
+                    if not rows:
+                        continue
+                    if table == "commands":
+                        written, head = self._insert_chained(rows, head)
+                    else:
                         written = self._insert(table, rows)
-                        n += written
-                        bad += len(rows) - written
+                    n += written
+                    bad += len(rows) - written
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -179,33 +231,73 @@ class History:
                 raise
             self.written += n
             self.bad_rows += bad
+            try:
+                self._chain.advance(head)
+            except OSError as exc:
+                # The rows are safe; only the anchor lags. Not raised, which would make
+                # the caller take the written rows for lost.
+                self.anchor_errors += 1
+                if self.anchor_errors == 1:
+                    log.error("history: cannot write the audit anchor (%s); further "
+                              "failures are only counted", exc)  # fmt: skip
             return n
+
+    @staticmethod
+    def _sql(table: str) -> str:
+        cols = TABLES[table]
+        return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
     def _insert(self, table: str, rows: list[tuple[Any, ...]]) -> int:
         """Insert ``rows`` into ``table`` (inside the flush's transaction); how many."""
-        cols = TABLES[table]
-        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        sql = self._sql(table)
+        if self._insert_all(sql, rows):
+            return len(rows)
+        # Some row cannot be stored: one by one, skipping only the rows that fail.
+        return sum(self._insert_one(table, sql, row) for row in rows)
+
+    def _insert_chained(
+        self, rows: list[tuple[Any, ...]], head: audit.Head
+    ) -> tuple[int, audit.Head]:
+        """Insert ``rows`` into ``commands``, each linked to the one before, from
+        ``head``; how many, and the new head."""
+        sql = self._sql("commands")
+        linked, h = [], head
+        for row in rows:
+            h = self._chain.next(h, row)
+            linked.append((*row, h.seq, h.mac.hex()))
+        if self._insert_all(sql, linked):
+            return len(rows), h
+        # One by one, and a row takes its seq only once it is stored: a refused row
+        # leaves no gap, and the rows after it are linked again to the one before it.
+        n, h = 0, head
+        for row in rows:
+            nxt = self._chain.next(h, row)
+            if self._insert_one("commands", sql, (*row, nxt.seq, nxt.mac.hex())):
+                n, h = n + 1, nxt
+        return n, h
+
+    def _insert_all(self, sql: str, rows: list[tuple[Any, ...]]) -> bool:
+        """Insert every row or none (False when some row cannot be stored)."""
         # A savepoint, because executemany leaves the rows before a failing one inserted.
         self._db.execute("SAVEPOINT batch")
         try:
             self._db.executemany(sql, rows)
         except _ROW_ERRORS:
             self._db.execute("ROLLBACK TO batch")
-        else:
             self._db.execute("RELEASE batch")
-            return len(rows)
+            return False
         self._db.execute("RELEASE batch")
-        # Some row cannot be stored: one by one, skipping only the rows that fail (a
-        # single INSERT is atomic, so a failed one leaves nothing behind).
-        n = 0
-        for row in rows:
-            try:
-                self._db.execute(sql, row)
-            except _ROW_ERRORS as exc:
-                self._bad_row(table, exc)
-            else:
-                n += 1
-        return n
+        return True
+
+    def _insert_one(self, table: str, sql: str, row: tuple[Any, ...]) -> bool:
+        """Insert one row; False (logged, counted by the caller) when it is refused (a
+        single INSERT is atomic, so a failed one leaves nothing behind)."""
+        try:
+            self._db.execute(sql, row)
+        except _ROW_ERRORS as exc:
+            self._bad_row(table, exc)
+            return False
+        return True
 
     def _bad_row(self, table: str, exc: Exception) -> None:
         # Once per table and kind of error (its message may vary with the value): a sender
@@ -282,6 +374,23 @@ class History:
             yield self
         finally:
             self.close()
+
+
+def _retire_unchained(db: sqlite3.Connection) -> None:
+    """Rename a ``commands`` table written before the audit chain (no ``mac`` column) to
+    ``commands_unchained``, so the chained table starts empty and the old rows are kept,
+    for what they are worth: nothing vouches for them."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(commands)")}
+    if not columns or "mac" in columns:
+        return
+    name, n = "commands_unchained", 1
+    while db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone():
+        n += 1
+        name = f"commands_unchained_{n}"
+    db.execute(f"ALTER TABLE commands RENAME TO {name}")
+    # Its index went with it under the old name, which the new table's index needs.
+    db.execute("DROP INDEX IF EXISTS commands_t")
+    log.warning("history: the commands table predates the audit chain; kept as %s", name)
 
 
 def _json_cell(value: Any) -> Any:

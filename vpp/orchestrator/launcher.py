@@ -306,8 +306,11 @@ class Launcher:
             sub = self.subscriber = topo.subscriber("launcher", hwm=100_000)
             self._publisher = topo.publisher("launcher")
             if self.site.history.enabled or self.history_path is not None:
-                history = _open_history(self.history_path or self.site.history.path)
-                self.recorder = Recorder(history)
+                history = _open_history(
+                    self.history_path or self.site.history.path, self.site.history.audit_key
+                )
+                # Only a process that serves commands may add to the commands audit.
+                self.recorder = Recorder(history, command_servers=topo.commands.keys())
             tasks = [
                 self._loop(functools.partial(self._listen, sub), "listen"),
                 self._loop(
@@ -356,9 +359,9 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
     return names
 
 
-def _open_history(path: str | Path) -> History:
+def _open_history(path: str | Path, audit_key: str | None) -> History:
     try:
-        return History(path)
+        return History(path, audit_key=audit_key)
     except (OSError, sqlite3.Error) as exc:
         err = ConfigError(f"history: cannot open {str(path)!r}: {exc}")
         err.field = "history.path"

@@ -8,10 +8,21 @@ message                              table
 ===================================  ===========================================
 telemetry                            ``telemetry`` (one row per unit report)
 decision                             ``decisions``
-event kind ``command``               ``commands`` (target, command, params, issuer, ok)
+event kind ``command``               ``commands`` (server, target, command, params,
+                                     identity, role, ok, refused, detail)
 event kind ``bid`` / ``result``      ``bids`` / ``results``
 any other event                      ``events`` (source = sender, kind, severity, text)
 ===================================  ===========================================
+
+A ``command`` event is the audit of one command (accepted or refused), so it is
+recorded only from a sender that serves commands (``command_servers``; the launcher
+passes the topology's command servers), the sender being the bus's authenticated
+publisher: any other publisher could otherwise write rows into the audit. Its data
+keys: ``target`` (the unit or server the command was for), ``command``, ``params``,
+``identity`` (the authenticated identity that sent the command, as the server's
+transport said), ``role`` ("" when the identity has none),
+``ok``, ``refused`` (a short kind such as ``not_authorised``, ``invalid``,
+``rate_limited``; absent or None when accepted) and ``detail``.
 
 Frequency and heartbeat messages are not stored: the decisions carry the frequency each
 unit acted on, and liveness shows up as ``device`` events. Rows are buffered by History
@@ -28,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vpp.orchestrator.bus import schema as s
@@ -62,10 +73,16 @@ def _step_value(step: Any, key: str, index: int) -> float | None:
 
 
 class Recorder:
-    """Turns bus messages into history rows (see the module docstring)."""
+    """Turns bus messages into history rows (see the module docstring).
 
-    def __init__(self, history: History) -> None:
+    ``command_servers``: the senders whose ``command`` events are recorded (None: any).
+    """
+
+    def __init__(self, history: History, command_servers: Iterable[str] | None = None) -> None:
         self.history = history
+        self.command_servers = None if command_servers is None else frozenset(command_servers)
+        #: ``command`` events not recorded because their sender serves no commands.
+        self.foreign_commands = 0
         #: Messages recorded, by table.
         self.counts: Counter[str] = Counter()
         #: Messages that could not be turned into a row, by message type.
@@ -109,14 +126,20 @@ class Recorder:
     def _event_row(self, t: float, sender: str, e: s.Event) -> tuple[str, dict[str, Any]]:
         d = e.data
         if e.kind == "command":
+            if self.command_servers is not None and sender not in self.command_servers:
+                self._foreign_command(sender)
+                return "", {}
             ok = d.get("ok")
             return "commands", {
                 "t": t,
+                "server": sender,
                 "target": _first(d, "target") or e.unit,
                 "command": d.get("command"),
                 "params": d.get("params", {}),
-                "issued_by": d.get("issued_by"),
+                "identity": d.get("identity"),
+                "role": d.get("role"),
                 "ok": None if ok is None else int(bool(ok)),
+                "refused": d.get("refused"),
                 "detail": d.get("detail") or e.text,
             }
         if e.kind == "bid":
@@ -144,6 +167,14 @@ class Recorder:
         return "events", {
             "t": t, "source": source, "kind": e.kind, "severity": e.severity, "text": text
         }
+
+    def _foreign_command(self, sender: str) -> None:
+        self.foreign_commands += 1
+        # Logged once only: a publisher that floods such events, under ever new names,
+        # must not flood the log too.
+        if self.foreign_commands == 1:
+            log.warning("history: a command event from %r, which serves no commands, was not "
+                        "recorded; further ones are only counted", sender)  # fmt: skip
 
     def flush(self) -> int:
         """Write the buffered rows (one transaction); how many were written."""

@@ -42,6 +42,9 @@ def create_keypair(directory: Path | str, name: str, *, force: bool = False) -> 
     finally:
         os.umask(old)
     os.chmod(sec_file, 0o600)
+    # A public key may be read by anyone: it lets no one authenticate without the secret
+    # half, and peers (possibly other accounts) must read it to trust this process. Only
+    # the owner may write it, though: whoever replaces it picks whom the peers trust.
     os.chmod(pub_file, 0o644)
     return Path(pub_file), Path(sec_file)
 
