@@ -365,19 +365,22 @@ def test_forged_telemetry_heartbeats_times_and_fake_ids_change_nothing(
             assert grid["errors"].get("future", 0) >= 1
             assert grid["errors"].get("unknown_unit", 0) >= 5000
             assert fleet["fields"]["field-a"]["online"]
+            # Flat, not one per fake id (the issue saw a socket per spoofed endpoint until
+            # "too many open files"); a few come and go with the commands' connections.
             for n in ("campus", "grid"):
-                assert _fds(pids[n]) <= fds[n] + 4, n
+                assert _fds(pids[n]) <= fds[n] + 20, (n, fds[n], _fds(pids[n]))
             # Dispatch goes on to every unit through the topology's endpoints.
-            n_before = site.rows("SELECT COUNT(*) FROM commands WHERE command = 'set_base' "
-                                 "AND identity = 'campus' AND ok = 1")[0][0]  # fmt: skip
+            last = site.rows("SELECT COALESCE(MAX(id), 0) FROM commands")[0][0]
             ack = await site.ask("operator", "campus", "set_target", {"kw": 300.0})
             assert ack.ok, ack.error
-            await until(lambda: site.rows(
-                "SELECT COUNT(DISTINCT target) FROM (SELECT target FROM commands WHERE "
-                "command = 'set_base' AND identity = 'campus' AND ok = 1 "
-                "ORDER BY id DESC LIMIT 30)")[0][0] == 3, what="set_base to all three")
-            assert site.rows("SELECT COUNT(*) FROM commands WHERE command = 'set_base' AND "
-                             "identity = 'campus' AND ok = 1")[0][0] > n_before  # fmt: skip
+
+            def new_targets() -> set[str]:
+                return {t for (t,) in site.rows(
+                    "SELECT target FROM commands WHERE command = 'set_base' AND "
+                    f"identity = 'campus' AND ok = 1 AND id > {last}")}  # fmt: skip
+
+            await until(lambda: new_targets() == {"bess-1", "bess-2", "bess-3"},
+                        what="set_base to all three after the attack")  # fmt: skip
             assert (await unit_state(site))["enabled"]
 
     run(go(), timeout=150)
