@@ -153,6 +153,12 @@ def test_commands_are_refused_without_the_role_whatever_the_message_claims(
 ) -> None:
     async def go() -> None:
         async with running_site(transport, short_dir) as site:
+            # The grid gives each unit its share of the response first.
+            deadline = time.monotonic() + 20
+            while (await unit_state(site))["participation"] <= 0:
+                assert time.monotonic() < deadline, "no participation from the grid"
+                await asyncio.sleep(0.2)
+            share = (await unit_state(site))["participation"]
             # No key at all: the Curve handshake fails, nothing reaches the controller.
             with pytest.raises(CommandTimeoutError):
                 await site.ask(None, "field-a", "control",
@@ -176,7 +182,13 @@ def test_commands_are_refused_without_the_role_whatever_the_message_claims(
             assert not ack.ok and ack.refused == "invalid", ack
             state = await unit_state(site)
             assert state["enabled"] and not state["latched"]
-            assert state["participation"] > 0
+            assert state["participation"] > 0 or share == 0  # the grid's, not the attacker's
+            # No command of the attempts ran: only the grid set participation, nobody
+            # controlled a unit, and the campus alone set base power.
+            ran = set(site.rows("SELECT identity, command FROM commands WHERE ok = 1"))
+            assert not {(i, c) for i, c in ran if c == "control"}
+            assert {i for i, c in ran if c == "set_participation"} <= {"grid"}
+            assert {i for i, c in ran if c in ("set_base", "set_power")} <= {"campus"}
             # Every attempt is audited under the identity the transport authenticated.
             refused = site.rows("SELECT identity, command, ok, refused FROM commands "
                                 "WHERE ok = 0")  # fmt: skip

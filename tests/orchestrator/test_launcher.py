@@ -161,9 +161,11 @@ def test_a_restarted_plant_serves_on_the_same_ports(tmp_path: Path) -> None:
 
 def bus_only_site(tmp_path: Path) -> SiteConfig:
     """The default site without its plant, for a launcher that runs only the broker: the
-    test publishes on the bus itself."""
+    test publishes on the bus itself, as several processes at once, so the bus has no
+    identities (``insecure``; the authenticated bus is tested in test_attacks.py)."""
     site = load()
     return site.model_copy(update={
+        "bus": site.bus.model_copy(update={"insecure": True}),
         "simulation": site.simulation.model_copy(update={"enabled": False}),
         "history": site.history.model_copy(update={"flush_interval_s": 0.1}),
     })  # fmt: skip

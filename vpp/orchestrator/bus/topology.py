@@ -120,7 +120,9 @@ class Topology:
             keys = bus.keys_dir
             if keys is None and make_keys and not bus.insecure:
                 keys = d / "keys"
-                site_keys(keys, identities(fields))
+                # The configured identities too: a person's key is there for vpp ctl.
+                extra = [n for n in sec.identities if n not in identities(fields)]
+                site_keys(keys, [*identities(fields), *extra])
             return cls(
                 f"ipc://{d}/events-in",
                 f"ipc://{d}/events-out",
