@@ -13,7 +13,9 @@
   an event), against the plain ipc server measured in the same run (target <= 1.5x).
 - Ingest through the events broker (issue 9): the subscriber side of a site's bus, the
   broker plain (libzmq's proxy, no identities) against Curve on both ends with the
-  stamping relay and an authenticated subscriber (target: >= 0.7x of plain).
+  stamping relay and an authenticated subscriber (target: >= 0.7x of plain); and the
+  same with publisher, broker and subscriber running at once, so that the relay's own
+  cost (a Python loop where the plain broker is libzmq's C proxy) is in the figure.
 
 Run: ``python benchmarks/bench_bus.py [--quick]`` or ``vpp bench bus``.
 """
@@ -217,6 +219,43 @@ async def _brokered_ingest(tmp: Path, n: int, curve: bool, i: int) -> tuple[floa
     return (got - 1) / elapsed, got
 
 
+async def _through_broker(tmp: Path, n: int, curve: bool, i: int) -> float:
+    """Messages/s from a publisher process through the broker to a subscriber taking them
+    as they come (all three at once: the relay's cost is in the figure)."""
+    keys = tmp / "bkeys"
+    site_keys(keys, ["broker", "field1", "campus"])
+    ein, eout = f"ipc://{tmp}/tin{i}", f"ipc://{tmp}/tout{i}"
+    server = ServerCurve(keys / "broker.key_secret", keys) if curve else None
+    broker = Broker(ein, eout, hwm=n + 10, curve=server,
+                    policy=Policy.build(SecuritySection(), ["field1"]))  # fmt: skip
+    broker.start()
+    sub = Subscriber(eout, ("telemetry/",), hwm=n + 10, authenticated=curve,
+                     curve=ClientCurve(keys / "campus.key_secret", keys / "broker.key")
+                     if curve else None)  # fmt: skip
+    sender_keys = (keys / "field1.key_secret", keys / "broker.key") if curve else None
+    got, t0, t1 = 0, 0.0, 0.0
+    try:
+        await asyncio.sleep(0.2)
+        proc = _start_sender(ein, n, tmp, sender_keys)
+
+        async def consume() -> None:
+            nonlocal got, t0, t1
+            got = len(await sub.recv_batch())
+            t0 = time.perf_counter()
+            while got < n:
+                got += len(await sub.recv_batch())
+            t1 = time.perf_counter()
+
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(consume(), 10 + n / 5000)
+        t1 = t1 or time.perf_counter()
+        proc.wait(10)
+    finally:
+        sub.close()
+        broker.stop()
+    return (got - 1) / (t1 - t0)
+
+
 async def _echo(msg: s.CommandMsg) -> Any:
     return msg.body.params.get("x")
 
@@ -350,6 +389,15 @@ async def _bus(tmp: Path, n_pub: int, n_rtt: int) -> list[Row]:
     rows.append(row("ingest via the broker, plain (reference)", r_plain, "msg/s"))
     rows.append(row("broker messages lost (6 runs)", float(lost), "msg", target="0",
                     ok=lost == 0))  # fmt: skip
+    e2e_plain = statistics.median([await _through_broker(tmp, n_pub, False, k)
+                                   for k in range(3)])  # fmt: skip
+    e2e_curve = statistics.median([await _through_broker(tmp, n_pub, True, 10 + k)
+                                   for k in range(3)])  # fmt: skip
+    rows.append(row("publisher -> broker -> subscriber at once, Curve + stamping relay",
+                    e2e_curve, "msg/s", reference="libzmq proxy, no identities (same run)",
+                    ratio=e2e_curve / e2e_plain))  # fmt: skip
+    rows.append(row("publisher -> broker -> subscriber at once, plain (reference)", e2e_plain,
+                    "msg/s"))  # fmt: skip
     rows.append(row("raw DEALER/ROUTER echo ipc p50 (reference)", raw_p50 * 1e6, "us"))
     rows.append(row("raw DEALER/ROUTER echo ipc p99 (reference)", percentile(raw_rtt, 0.99) * 1e6,
                     "us"))  # fmt: skip

@@ -4,6 +4,7 @@ over real ZeroMQ sockets with Curve keys (no site: the bus objects on their own)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from vpp.orchestrator.bus.auth import (
     Role,
     SecuritySection,
 )
+from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.commands import AuditRecord, Server
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.bus.keys import site_keys
@@ -281,3 +283,43 @@ def test_an_anonymous_client_of_a_curve_server_gets_no_answer(tmp_path: Path) ->
                     await cli.request("status")
 
     run(go())
+
+
+def test_the_broker_holds_a_flooding_publisher_to_its_rate_and_not_the_others(
+    tmp_path: Path,
+) -> None:
+    topo = Topology.build(BusSection(dir=tmp_path), FIELDS, tmp_path, make_keys=True)
+    keys = topo.keys_dir
+    assert keys is not None
+
+    async def go() -> tuple[dict[str, int], Any]:
+        broker = Broker(topo.events_in, topo.events_out,
+                        curve=ServerCurve(keys / "broker.key_secret", keys),
+                        policy=Policy.build(SecuritySection(), FIELDS),
+                        publish_rate=RateLimiter(rate=1.0, burst=100))  # fmt: skip
+        got: dict[str, int] = {"field-a": 0, "field-b": 0}
+        async with broker:
+            sub = topo.subscriber("viewer", ("event/",), hwm=100_000)
+            flood, calm = topo.publisher("field-a", hwm=100_000), topo.publisher("field-b")
+            try:
+                await asyncio.sleep(0.5)
+                for i in range(2000):
+                    flood.send_now(s.make(s.Event(kind="k"), "field-a"))
+                    if i % 100 == 0:
+                        calm.send_now(s.make(s.Event(kind="k"), "field-b"))
+                        await asyncio.sleep(0.01)
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        msg = await asyncio.wait_for(sub.recv(), 1.0)
+                        got[msg.sender] += 1
+            finally:
+                for ep in (sub, flood, calm):
+                    ep.close()
+        return got, broker
+
+    got, broker = run(go(), timeout=60)
+    # A burst of 100 and a token a second: the flood is cut, the calm publisher is not.
+    assert 100 <= got["field-a"] <= 110
+    assert got["field-b"] == 20
+    assert broker.dropped["field-a"] == 2000 - got["field-a"]
+    assert broker.errors["rate_limited"] == broker.dropped["field-a"]

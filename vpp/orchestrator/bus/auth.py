@@ -243,14 +243,16 @@ class RateLimiter:
 
     def take(self, identity: str) -> bool:
         """Spend one token of ``identity``; False when its bucket is empty."""
+        return self.take_many(identity, 1) == 1
+
+    def take_many(self, identity: str, n: int) -> int:
+        """Spend up to ``n`` tokens of ``identity``; how many it had (0 when empty)."""
         now = self._clock()
         tokens, last = self._buckets.get(identity, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[identity] = (tokens, now)
-            return False
-        self._buckets[identity] = (tokens - 1.0, now)
-        return True
+        got = min(n, int(tokens))
+        self._buckets[identity] = (tokens - got, now)
+        return got
 
 
 @dataclass
