@@ -31,7 +31,7 @@ from vpp.errors import CommandError, CommandTimeoutError, ConfigError, MessageEr
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.auth import Authorizer
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve, peer_identity
-from vpp.orchestrator.bus.sockets import Endpoint, attach, context, log
+from vpp.orchestrator.bus.sockets import Endpoint, attach, context, log, worth_logging
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -236,9 +236,11 @@ class Server(Endpoint):
             d = self.authorizer.decide(identity, name, msg.body.params)
             role = d.role
             if not d.ok:
-                self.errors[d.refused] += 1
-                log.warning("bus %s: refused %s from %s: %s", self.endpoint, name,
-                            identity or "(no identity)", d.reason)  # fmt: skip
+                n = self.errors[d.refused] = self.errors[d.refused] + 1
+                if worth_logging(n):
+                    log.warning("bus %s: refused %s from %s (%s, %d so far): %s",
+                                self.endpoint, name, identity or "(no identity)",
+                                d.refused, n, d.reason)  # fmt: skip
                 return s.Ack(ok=False, error=d.reason, refused=d.refused), role
         handler = self.handlers.get(name)
         if handler is None:

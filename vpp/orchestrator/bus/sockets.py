@@ -51,6 +51,15 @@ def context(ctx: zmq.asyncio.Context | None) -> zmq.asyncio.Context:
     return ctx if ctx is not None else zmq.asyncio.Context.instance()
 
 
+def worth_logging(n: int) -> bool:
+    """Whether the ``n``th occurrence of one kind of refusal should be logged.
+
+    Every one is counted; the log gets the first ten of a kind, then each power of two,
+    so a flood of forged or refused messages cannot flood the log (or the disk) as well.
+    """
+    return n <= 10 or n & (n - 1) == 0
+
+
 class Endpoint:
     """A socket with an error counter (what every bus object shares)."""
 
@@ -65,9 +74,7 @@ class Endpoint:
 
     def _reject(self, err: MessageError) -> None:
         n = self.errors[err.kind] = self.errors[err.kind] + 1
-        # Every one is counted; the log gets the first ten of a kind, then each power of
-        # two, so a flood of forged messages cannot flood the log (or the disk) as well.
-        if n <= 10 or n & (n - 1) == 0:
+        if worth_logging(n):
             log.warning("bus %s: rejected message (%s, %d so far): %s", self.endpoint,
                         err.kind, n, err)  # fmt: skip
 
