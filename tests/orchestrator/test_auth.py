@@ -209,14 +209,23 @@ def test_a_server_refuses_unknown_and_invalid_commands_by_their_model(tmp_path: 
     assert [r.refused for r in audit] == [None, "invalid", "invalid"]
 
 
-def test_the_broker_stamps_publishers_and_refuses_keyless_and_readers(tmp_path: Path) -> None:
+# Both relays: the compiled core's (what a site runs) and the Python one it falls back to.
+RELAYS = pytest.mark.parametrize("relay", ["core", "python"])
+
+
+@RELAYS
+def test_the_broker_stamps_publishers_and_refuses_keyless_and_readers(
+    tmp_path: Path, relay: str
+) -> None:
     topo = Topology.build(BusSection(dir=tmp_path), FIELDS, tmp_path, make_keys=True)
     assert topo.keys_dir is not None and topo.authenticated
     keys = topo.keys_dir
 
     async def go() -> tuple[list[s.Message], Subscriber, Any]:
         broker = topo.broker()
+        broker.native = relay == "core"
         async with broker:
+            assert broker.relay == relay
             sub = topo.subscriber("viewer", ("event/",))
             honest = topo.publisher("field-a")
             liar = topo.publisher("field-b")  # writes field-a's name in its messages
@@ -285,8 +294,9 @@ def test_an_anonymous_client_of_a_curve_server_gets_no_answer(tmp_path: Path) ->
     run(go())
 
 
+@RELAYS
 def test_the_broker_holds_a_flooding_publisher_to_its_rate_and_not_the_others(
-    tmp_path: Path,
+    tmp_path: Path, relay: str
 ) -> None:
     topo = Topology.build(BusSection(dir=tmp_path), FIELDS, tmp_path, make_keys=True)
     keys = topo.keys_dir
@@ -296,9 +306,11 @@ def test_the_broker_holds_a_flooding_publisher_to_its_rate_and_not_the_others(
         broker = Broker(topo.events_in, topo.events_out,
                         curve=ServerCurve(keys / "broker.key_secret", keys),
                         policy=Policy.build(SecuritySection(), FIELDS),
-                        publish_rate=RateLimiter(rate=1.0, burst=100))  # fmt: skip
+                        publish_rate=RateLimiter(rate=1.0, burst=100),
+                        native=relay == "core")  # fmt: skip
         got: dict[str, int] = {"field-a": 0, "field-b": 0}
         async with broker:
+            assert broker.relay == relay
             sub = topo.subscriber("viewer", ("event/",), hwm=100_000)
             flood, calm = topo.publisher("field-a", hwm=100_000), topo.publisher("field-b")
             try:
@@ -323,3 +335,36 @@ def test_the_broker_holds_a_flooding_publisher_to_its_rate_and_not_the_others(
     assert got["field-b"] == 20
     assert broker.dropped["field-a"] == 2000 - got["field-a"]
     assert broker.errors["rate_limited"] == broker.dropped["field-a"]
+
+
+@RELAYS
+def test_the_broker_drops_messages_of_other_than_two_frames(tmp_path: Path, relay: str) -> None:
+    topo = Topology.build(BusSection(dir=tmp_path), FIELDS, tmp_path, make_keys=True)
+
+    async def go() -> tuple[list[str], Any]:
+        broker = topo.broker()
+        broker.native = relay == "core"
+        async with broker:
+            sub = topo.subscriber("viewer", ("event/",))
+            pub = topo.publisher("field-a")
+            got: list[str] = []
+            try:
+                await asyncio.sleep(0.5)
+                good = s.make(s.Event(kind="k", text="good"), "field-a")
+                topic, payload = good.topic, s.encode(good)
+                for parts in ([topic], [topic, payload, b"field-b"], [topic, payload, b"", b""],
+                              [topic, payload]):  # fmt: skip
+                    pub.sock.send_multipart(parts)
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        msg = await asyncio.wait_for(sub.recv(), 1.0)
+                        got.append(msg.body.text)  # type: ignore[union-attr]
+            finally:
+                for ep in (sub, pub):
+                    ep.close()
+            return got, broker
+
+    got, broker = run(go())
+    assert got == ["good"]
+    assert broker.errors["frames"] == 3
+    assert broker.forwarded == 1

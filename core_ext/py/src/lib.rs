@@ -11,6 +11,7 @@ mod c37118;
 mod control;
 mod errors;
 mod pipeline;
+mod relay;
 
 // Counting every Rust heap allocation lets benchmarks and tests show, from Python, that
 // the per-frame pipeline allocates nothing. Python objects use Python's own allocator.
@@ -40,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     c37118::register(m)?;
     pipeline::register(m)?;
     ticker::register(m)?;
+    relay::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the
     // Python faces (vpp.core, vpp.c37118, vpp.errors), so the private module has none.
     m.delattr("__all__")?;

@@ -14,6 +14,7 @@ pub use error::{ConfigError, FrameError, FrameErrorKind};
 pub mod droop;
 pub mod monitor;
 pub mod pipeline;
+pub mod rate;
 pub mod rocof;
 pub mod safety;
 
