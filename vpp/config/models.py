@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.config.commands import CommandLimits
 from vpp.orchestrator.bus.auth import SecuritySection
+from vpp.orchestrator.bus.receipt import ReceiptWindow
 from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
 from vpp.orchestrator.grid.compliance import ComplianceConfig
@@ -207,7 +208,7 @@ class CampusSection(BaseModel):
     )
 
 
-class GridSection(BaseModel):
+class GridSection(ReceiptWindow):
     """The grid service (frequency monitoring, response allocation, compliance)."""
 
     model_config = _STRICT
@@ -219,19 +220,6 @@ class GridSection(BaseModel):
     )
     basis: Literal["headroom", "rating"] = Field(
         default="headroom", description="units share the obligation pro rata to this"
-    )
-    max_future_s: float = Field(
-        default=5.0,
-        gt=0,
-        le=3600,
-        description="a message (envelope ts, a frequency or decision t) dated more than "
-        "this after its receipt is refused, s",
-    )
-    max_age_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=86_400,
-        description="a message dated more than this before its receipt is refused, s",
     )
 
 

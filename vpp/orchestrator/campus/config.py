@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vpp.orchestrator.bus.receipt import ReceiptWindow
+
 __all__ = ["STRATEGIES", "DispatchConfig", "FleetConfig", "Strategy"]
 
 #: The dispatch strategies by name (see docs/orchestrator-campus.md).
@@ -18,7 +20,7 @@ Strategy = Literal["proportional", "balanced", "priority"]
 STRATEGIES: tuple[Strategy, ...] = ("proportional", "balanced", "priority")
 
 
-class FleetConfig(BaseModel):
+class FleetConfig(ReceiptWindow):
     """Fleet state settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,19 +33,6 @@ class FleetConfig(BaseModel):
     )
     initial_capacity: int = Field(
         default=1024, ge=1, le=10_000_000, description="unit slots allocated up front"
-    )
-    max_future_s: float = Field(
-        default=5.0,
-        gt=0,
-        le=3600,
-        description="heartbeat or telemetry sent (envelope ts) more than this after its "
-        "receipt is refused",
-    )
-    max_age_s: float = Field(
-        default=30.0,
-        gt=0,
-        le=86_400,
-        description="heartbeat or telemetry sent more than this before its receipt is refused",
     )
 
 
