@@ -18,12 +18,13 @@ from tests.support.aio import free_port, run
 from vpp.config.models import SiteConfig
 from vpp.errors import CommandError
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.command_models import Level
 from vpp.orchestrator.bus.curve import ClientCurve
 from vpp.orchestrator.bus.keys import site_keys
 from vpp.orchestrator.bus.pubsub import Client, Subscriber
 from vpp.orchestrator.bus.topology import Topology, identities
 from vpp.orchestrator.campus.fleet import LEVELS
-from vpp.orchestrator.campus.service import MAX_SCHEDULES, RESEND_ROUNDS, Campus, Level, serve
+from vpp.orchestrator.campus.service import MAX_SCHEDULES, RESEND_ROUNDS, Campus, serve
 
 #: Where each unit is: the campus takes locations (and ratings) from the configuration.
 LOCATIONS = {"bess-1": "IN/KA/B/campus-1/building-1/node-1",

@@ -38,14 +38,13 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, get_args
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from vpp.config.models import SiteConfig
 from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.command_models import (
+    CampusFleet,
     CampusSchedule,
     SetTarget,
     check_power,
@@ -72,15 +71,6 @@ SAME_KW = 0.01
 #: Schedules kept at once (a market sends one per delivery day, at most a few days
 #: ahead); a further one is refused rather than let the map grow.
 MAX_SCHEDULES = 32
-
-
-#: The location levels of :data:`vpp.orchestrator.campus.fleet.LEVELS`, as a type.
-Level = Literal["country", "state", "city", "campus", "building", "node"]
-
-
-class _FleetParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    levels: list[Level] = Field(default_factory=lambda: list(get_args(Level)))
 
 
 def _plain(agg: Aggregate) -> dict[str, Any]:
@@ -245,7 +235,7 @@ class Campus(Service):
     async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
         now = self.clock()
         # A large fleet's node level is one entry per unit: ask for fewer levels then.
-        want = params(_FleetParams, cmd).levels
+        want = params(CampusFleet, cmd).levels
         levels = {lvl: {path: _plain(a) for path, a in
                         self.fleet.aggregates(lvl, now).items()} for lvl in want}  # fmt: skip
         return {

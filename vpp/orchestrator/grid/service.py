@@ -42,11 +42,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from vpp.config.models import DroopSettings, SiteConfig
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.command_models import GridEvents
 from vpp.orchestrator.bus.liveness import Roster
 from vpp.orchestrator.bus.pubsub import Handler
 from vpp.orchestrator.bus.topology import Topology
@@ -67,11 +66,6 @@ log = logging.getLogger(__name__)
 
 #: Finished events kept with their compliance (the ``events`` command's largest limit).
 HISTORY = 1000
-
-
-class _EventsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    limit: int = Field(default=20, ge=1, le=1000)
 
 
 def _result(r: ComplianceResult) -> dict[str, Any]:
@@ -351,7 +345,7 @@ class GridService(Service):
         }
 
     async def _events(self, cmd: s.CommandMsg) -> list[dict[str, Any]]:
-        p = params(_EventsParams, cmd)
+        p = params(GridEvents, cmd)
         return list(self.history)[-p.limit :]
 
 
