@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.config.commands import CommandLimits
+from vpp.orchestrator.api.config import ApiSection
 from vpp.orchestrator.bus.auth import SecuritySection
 from vpp.orchestrator.bus.receipt import ReceiptWindow
 from vpp.orchestrator.bus.topology import BusSection
@@ -318,6 +319,7 @@ class SiteConfig(BaseModel):
     market: MarketSection = Field(default_factory=MarketSection)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    api: ApiSection = Field(default_factory=ApiSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteConfig:

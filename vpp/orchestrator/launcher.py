@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
-from vpp.orchestrator.bus.topology import SERVICES, Topology
+from vpp.orchestrator.bus.topology import API, SERVICES, Topology
 from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
 from vpp.orchestrator.recorder import Recorder
@@ -98,6 +99,8 @@ class Launcher:
         self.procs: dict[str, Managed] = {}
         self.status = SiteStatus(site)
         self.recorder: Recorder | None = None
+        self.api_url: str | None = None
+        """The API's address once the run has started it."""
         self.topo: Topology | None = None
         self.ports: dict[str, int] = {}
         self.ready = asyncio.Event()
@@ -171,6 +174,8 @@ class Launcher:
             "market": self.site.market.enabled,
         }
         names += [(n, n) for n in SERVICES if enabled[n]]
+        if self.site.api.enabled:
+            names.append((API, "api"))
         for name, role in names:
             if not self.runs(name):
                 continue
@@ -180,6 +185,30 @@ class Launcher:
                 return (module, self.site, topo, name, os.getpid(), self._log_level)
 
             self._manage(name, role, role_main, args).start()
+
+    def _prepare_api(self, run_dir: Path) -> None:
+        """Check the API's port is free (a port in use is a one-line error now, not a
+        restarting process), pin a port 0 to a free one, and, when the configuration has
+        no users, make a one-run operator token whose login link is printed."""
+        from vpp.orchestrator.api.config import ApiUser
+        from vpp.orchestrator.api.credentials import hash_secret, new_token
+
+        cfg = self.site.api
+        port = _free_port(cfg.host, cfg.port)
+        update: dict[str, Any] = {"port": port}
+        token = None
+        if not cfg.users:
+            token = new_token()
+            user = ApiUser(identity="operator", token_hash=hash_secret(token))
+            update["users"] = {"operator": user}
+        self.site = self.site.model_copy(update={"api": cfg.model_copy(update=update)})
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        self.api_url = f"{'https' if cfg.tls_cert else 'http'}://{host}:{port}/"
+        link = self.api_url + (f"login?token={token}" if token else "")
+        path = run_dir / "dashboard-url"
+        path.write_text(link + "\n")
+        path.chmod(0o600)
+        print(f"vpp run: dashboard at {link}", file=sys.stderr, flush=True)
 
     def runs(self, name: str) -> bool:
         """Whether this launcher runs process ``name`` (``broker`` and ``plant`` too)."""
@@ -322,6 +351,8 @@ class Launcher:
                 await self._start_plant()
             elif self.site.simulation.enabled:
                 self._point_at_remote_plant()
+            if self.site.api.enabled and self.runs(API):
+                self._prepare_api(run_dir)
             self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
             self.ready.set()
@@ -350,13 +381,29 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
     if only is None:
         return None
     names = frozenset(only)
-    known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant"}
+    known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant", API}
     unknown = sorted(names - known)
     if unknown or not names:
         err = ConfigError(f"--only: unknown process {unknown}; known: {sorted(known)}")
         err.field = "only"
         raise err
     return names
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` if it can be bound on ``host`` now (or a free one for 0); ConfigError if
+    not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            err = ConfigError(f"api: cannot listen on {host}:{port}: {exc.strerror}")
+            err.field = "api.port"
+            raise err from exc
+        bound: int = sock.getsockname()[1]
+        return bound
 
 
 def _open_history(path: str | Path, audit_key: str | None) -> History:

@@ -42,6 +42,7 @@ ROLE_MODULES: dict[str, str] = {
     "campus": "vpp.orchestrator.campus.service",
     "grid": "vpp.orchestrator.grid.service",
     "market": "vpp.orchestrator.market.gateway",
+    "api": "vpp.orchestrator.api.service",
 }
 
 _PR_SET_PDEATHSIG = 1

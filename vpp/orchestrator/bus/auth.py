@@ -113,6 +113,9 @@ BUILTIN_ROLES: dict[str, Role] = {
     ),
     # The launcher publishes what happens to the processes it supervises.
     "launcher": Role(publish=True),
+    # The HTTP API reads the bus and asks processes what only they know; its users'
+    # commands go out with their own identities' keys, never with this one.
+    "api": Role(grants=(Grant(commands=_READ),)),
     "operator": Role(grants=(Grant(commands=("*",)),)),
     "viewer": Role(grants=(Grant(commands=_READ),)),
 }
@@ -123,6 +126,7 @@ BUILTIN_IDENTITIES: dict[str, tuple[str, ...]] = {
     "grid": ("grid",),
     "market": ("market",),
     "launcher": ("launcher",),
+    "api": ("api",),
     "operator": ("operator",),
     "viewer": ("viewer",),
 }
