@@ -11,6 +11,7 @@
   a row was edited, inserted, deleted or moved, or the key is wrong).
 - ``vpp sim bess``: run the BESS simulator (Modbus TCP or RTU) until a signal
   (subcommands in :mod:`vpp.sim.cli`).
+- ``vpp api hash``: the hash of a password, or a new token and its hash, for ``api.users``.
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -258,9 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--key", default=None, help="audit key file (default: config's, or HISTORY.audit-key)"
     )
     ver.set_defaults(func=_cmd_audit_verify)
+    from vpp.orchestrator.api import cli as api_cli
     from vpp.sim import cli as sim_cli
 
     sim_cli.add_parser(sub)
+    api_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -131,3 +131,23 @@ def test_a_port_in_use_is_a_one_line_config_error(tmp_path: object) -> None:
             launcher._prepare_api(tmp_path)  # type: ignore[arg-type]
         assert f"127.0.0.1:{port}" in str(info.value) and "\n" not in str(info.value)
         assert info.value.field == "api.port"
+
+
+def test_vpp_api_hash_makes_what_the_config_takes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from vpp.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert main(["api", "hash", "--stdin"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("password_hash: ")
+    user = ApiUser(identity="viewer", password_hash=line.split(": ", 1)[1])
+    assert authenticate({"v": user}, user="v", password="correct horse") == Principal("v", "viewer")
+    assert main(["api", "hash", "--token"]) == 0
+    out = capsys.readouterr()
+    token = out.err.strip().rsplit(" ", 1)[1]
+    user = ApiUser(identity="operator", token_hash=out.out.strip().split(": ", 1)[1])
+    assert authenticate({"o": user}, token=token) == Principal("o", "operator")
