@@ -67,10 +67,10 @@ class TimedPmu(PmuServer):
         self._expected = 0.0
 
     def data_frame(self, k: int) -> bytes:
-        f, _ = self.frequency(k / self.rate)
+        f, _, _ = self._signal.at(k)
         # The wire carries float32: the controller computes from the rounded value.
         self._expected = KW_PER_HZ * (49.90 - float(np.float32(f)))
-        # frequency() is called again by the base class: the source is stateless.
+        # The base class asks the signal again: frame k is a pure function of k.
         return super().data_frame(k)
 
     def _broadcast(self, data: bytes) -> None:

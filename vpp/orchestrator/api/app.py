@@ -381,6 +381,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
 async def _stream(ctx: ApiContext, request: Request, since: int | None) -> AsyncIterator[str]:
     ctx.streams += 1
+    period = ctx.config.stream_interval_s
+    loop = asyncio.get_running_loop()
+    # Absolute deadlines: the time spent making an update does not stretch the period.
+    due = loop.time()
     try:
         seq = ctx.state.last_seq() if since is None else since
         while not await request.is_disconnected():
@@ -388,7 +392,8 @@ async def _stream(ctx: ApiContext, request: Request, since: int | None) -> Async
             snap["timeline"] = ctx.state.events_since(seq)
             seq = snap["last_seq"]
             yield f"data: {json.dumps(snap, separators=(',', ':'))}\n\n"
-            await asyncio.sleep(ctx.config.stream_interval_s)
+            due = max(due + period, loop.time())
+            await asyncio.sleep(due - loop.time())
     finally:
         ctx.streams -= 1
 
