@@ -3,7 +3,16 @@ check of the launcher."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import ipaddress
+import shutil
 import socket
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -21,8 +30,10 @@ from vpp.orchestrator.api.credentials import (
     hash_secret,
     verify_secret,
 )
+from vpp.orchestrator.api.service import ApiServer
 from vpp.orchestrator.api.state import TIMELINE, LiveState
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.launcher import Launcher
 
 # scrypt is slow on purpose; a few examples each are enough to show the rule.
@@ -151,3 +162,75 @@ def test_vpp_api_hash_makes_what_the_config_takes(
     token = out.err.strip().rsplit(" ", 1)[1]
     user = ApiUser(identity="operator", token_hash=out.out.strip().split(": ", 1)[1])
     assert authenticate({"o": user}, token=token) == Principal("o", "operator")
+
+
+def _self_signed(d: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+            ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = d / "api.pem", d / "api.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_file, key_file
+
+
+def test_with_tls_the_api_serves_https_only() -> None:
+    d = Path(tempfile.mkdtemp(prefix="vpptls-", dir="/tmp"))
+    try:
+        cert, key = _self_signed(d)
+        site = load()
+        users = {"ops": ApiUser(identity="operator", token_hash=hash_secret("tok"))}
+        api = site.api.model_copy(update={"port": 0, "tls_cert": str(cert), "tls_key": str(key),
+                                          "users": users})  # fmt: skip
+        site = site.model_copy(update={"api": api})
+        topo = Topology.build(site.bus, [f.id for f in site.field], d, site.security,
+                              make_keys=True)  # fmt: skip
+
+        def get(url: str, ctx: ssl.SSLContext | None) -> int:
+            req = urllib.request.Request(url, headers={"Authorization": "Bearer tok"})
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+                return int(resp.status)
+
+        async def go() -> None:
+            broker = topo.broker()
+            broker.start()
+            server = ApiServer(site, topo)
+            server.bind()
+            stop = asyncio.Event()
+            task = asyncio.create_task(server.run(stop))
+            try:
+                await asyncio.sleep(0.5)
+                trusted = ssl.create_default_context(cafile=str(cert))
+                url = f"https://127.0.0.1:{server.port}/api/status"
+                assert await asyncio.to_thread(get, url, trusted) == 200
+                # Plain HTTP gets no answer (the connection drops, or no status line).
+                with pytest.raises((OSError, http.client.HTTPException)):
+                    await asyncio.to_thread(get, url.replace("https", "http"), None)
+                with pytest.raises(urllib.error.URLError):  # nor an untrusting client
+                    await asyncio.to_thread(get, url, ssl.create_default_context())
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+                await asyncio.to_thread(broker.stop)
+
+        asyncio.run(go())
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
