@@ -74,6 +74,22 @@ def test_rocof_alone_starts_an_event_inside_the_band() -> None:
     assert detect_events(T0 + tr, f, rocof, off) == []
 
 
+@pytest.mark.parametrize(("start_hz", "rocof", "direction"), [
+    (50.01, -0.3, "under"), (49.99, 0.3, "over"), (50.0, -0.2, "under")])  # fmt: skip
+def test_a_rocof_start_inside_the_band_goes_the_way_the_frequency_goes(
+    start_hz: float, rocof: float, direction: str
+) -> None:
+    # A trip: the frequency is still at (or just above) nominal when the ROCOF starts the
+    # event. The start must not be called over-frequency while the frequency falls.
+    det = FrequencyEventDetector()
+    upd = det.update(T0, start_hz, rocof)
+    assert upd is not None and upd.kind == "start"
+    assert upd.event.trigger == "rocof" and upd.event.direction == direction
+    # Once it has left the band, the excursion decides.
+    det.update(T0 + 1.0, 49.7 if direction == "under" else 50.3, rocof)
+    assert upd.event.direction == direction
+
+
 def test_relapse_during_the_hold_keeps_one_event() -> None:
     # Recovers at 4 s, dips out again at 6 s (within the 5 s hold), recovers at 8 s.
     tr, f = trace([0, 1, 2, 4, 5, 6, 7, 8, 30], [50, 50, 49.8, 50, 50, 49.85, 49.85, 50, 50], 30)

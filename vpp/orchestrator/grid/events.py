@@ -80,6 +80,9 @@ class FrequencyEvent:
     recovered: float | None = None
     end: float | None = None
     nominal_hz: float = 50.0
+    low_hz: float = 49.90
+    """The band the event left (the detector's ``low_hz`` and ``high_hz``)."""
+    high_hz: float = 50.05
 
     @property
     def active(self) -> bool:
@@ -88,7 +91,15 @@ class FrequencyEvent:
 
     @property
     def direction(self) -> Literal["under", "over"]:
-        """Under-frequency if the nadir went at least as far from nominal as the zenith."""
+        """Under-frequency if the nadir went at least as far from nominal as the zenith.
+
+        While the frequency has not left the band (an event a ROCOF started, the trip
+        only beginning to pull the frequency down), the way it is going says: the
+        trigger's side, or the sign of the ROCOF."""
+        if self.nadir_hz >= self.low_hz and self.zenith_hz <= self.high_hz:
+            if self.trigger != "rocof":
+                return "under" if self.trigger == "low" else "over"
+            return "under" if self.max_rocof_hz_s <= 0 else "over"
         under = self.nominal_hz - self.nadir_hz >= self.zenith_hz - self.nominal_hz
         return "under" if under else "over"
 
@@ -174,7 +185,9 @@ class FrequencyEventDetector:
             trigger = self._trigger(f, rocof)
             if trigger is None:
                 return None
-            ev = FrequencyEvent(t, trigger, f, t, f, t, nominal_hz=self.config.nominal_hz)
+            cfg = self.config
+            ev = FrequencyEvent(t, trigger, f, t, f, t, nominal_hz=cfg.nominal_hz,
+                                low_hz=cfg.low_hz, high_hz=cfg.high_hz)  # fmt: skip
             ev._add(t, f, rocof)
             self.active, self._recovered_since = ev, None
             return EventUpdate("start", ev)
