@@ -63,7 +63,8 @@ def scale(v: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     """About ``n`` round values (1, 2 or 5 times a power of ten apart) within [lo, hi]."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo <= 1e-12 * max(abs(lo), abs(hi)):
+        # No range, or one too narrow for its magnitude to divide (lo / step overflows).
         return [lo] if math.isfinite(lo) else []
     raw = (hi - lo) / max(1, n)
     mag = 10 ** math.floor(math.log10(raw))

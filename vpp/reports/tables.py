@@ -1,6 +1,6 @@
 """Rows of the history as a text table for a terminal, or as CSV, and CSV read back.
 
-CSV keeps every figure exact: a float is written as Python's shortest repr, which reads
+CSV (RFC 4180: CRLF line ends, a header line) keeps every figure exact: a float is written as Python's shortest repr, which reads
 back to the same float, and times stay UNIX seconds (``t``). A None is an empty cell,
 and an empty cell reads back as None (so an empty text does too). The text table is
 for reading: times in ISO 8601 UTC, figures rounded per column (:data:`FORMATS`).
@@ -38,8 +38,13 @@ _TIMES = frozenset({"t", "start", "end"})
 
 
 def iso(t: float) -> str:
-    """UNIX seconds as ISO 8601 UTC to the millisecond (``2026-12-01T10:00:00.120Z``)."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UNIX seconds as ISO 8601 UTC to the millisecond (``2026-12-01T10:00:00.120Z``); a
+    time no calendar date holds (the history takes any finite ``t``) as its number."""
+    try:
+        when = datetime.fromtimestamp(t, UTC)
+    except (OverflowError, ValueError, OSError):
+        return repr(t)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _cell(column: str, value: Any) -> str:
@@ -71,7 +76,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
 def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """``rows`` as CSV with a header line; floats exact (repr), None as an empty cell."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF line ends (RFC 4180): with "\n" alone, the writer leaves a text holding a lone
+    # "\r" unquoted, and a reader takes that "\r" for the end of the row.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for r in rows:
         writer.writerow(["" if r.get(c) is None else repr(r[c]) if isinstance(r[c], float)
