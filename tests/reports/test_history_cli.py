@@ -7,6 +7,7 @@ import csv
 import io
 import math
 import sqlite3
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def test_events_lists_the_event_with_its_recorded_figures_and_verdict(history: P
     assert ev["number"] == rows.index(ev) + 1
     assert ev["end"] == end["end"] and ev["direction"] == end["direction"]
     assert ev["nadir_hz"] == end["nadir_hz"] and ev["zenith_hz"] == end["zenith_hz"]
-    assert ev["extreme_hz"] == (end["nadir_hz"] if end["direction"] == "under" else end["zenith_hz"])
+    extreme = end["nadir_hz"] if end["direction"] == "under" else end["zenith_hz"]
+    assert ev["extreme_hz"] == extreme
     assert ev["max_rocof_hz_s"] == end["max_rocof_hz_s"]
     assert ev["verdict"] == verdict
     table = vpp("history", "events", "--history", str(history))
@@ -66,11 +68,10 @@ def test_a_units_rows_during_the_event_are_the_history_rows_of_its_window(histor
     got_d = [row for row in rows if row["row"] == "decision"]
     got_t = [row for row in rows if row["row"] == "telemetry"]
     assert len(got_d) == len(decisions) > 50 and len(got_t) == len(telemetry) > 5
+    same = ("t", "freq_hz", "rocof_hz_s", "response_kw", "setpoint_kw", "base_kw", "band",
+            "action")  # fmt: skip
     for got, want in zip(got_d, decisions, strict=True):
-        assert {k: got[k] for k in ("t", "freq_hz", "rocof_hz_s", "response_kw", "setpoint_kw",
-                                    "base_kw", "band", "action")} == {  # fmt: skip
-            k: want[k] for k in ("t", "freq_hz", "rocof_hz_s", "response_kw", "setpoint_kw",
-                                 "base_kw", "band", "action")}  # fmt: skip
+        assert {k: got[k] for k in same} == {k: want[k] for k in same}
         assert got["power_kw"] is None and got["soc_pct"] is None
     for got, want in zip(got_t, telemetry, strict=True):
         assert {k: got[k] for k in ("t", "power_kw", "soc_pct", "safety")} == {
@@ -114,9 +115,8 @@ def test_commands_in_a_time_range_are_the_audit_rows(history: Path) -> None:
     assert r.returncode == 0, r.stderr
     rows = from_csv(r.stdout)
     want = [c for c in every if lo <= c["t"] <= hi]
-    assert [(c["seq"], c["t"], c["command"], c["target"], c["identity"], c["ok"]) for c in rows] == [
-        (c["seq"], c["t"], c["command"], c["target"], c["identity"], c["ok"]) for c in want
-    ]
+    keys = ("seq", "t", "command", "target", "identity", "ok")
+    assert [[c[k] for k in keys] for c in rows] == [[c[k] for k in keys] for c in want]
     # A range in ISO 8601 (UTC, to the millisecond) selects the rows between its bounds.
     iso = [datetime.fromtimestamp(math.floor(lo * 1000) / 1000, UTC).isoformat(),
            datetime.fromtimestamp(math.ceil(hi * 1000) / 1000, UTC).isoformat()]  # fmt: skip
@@ -146,9 +146,9 @@ def test_fleet_totals_are_the_sums_of_each_units_latest_telemetry(history: Path)
     assert checked >= 20
 
 
-def _one_line_exit_2(r: object, *words: str) -> None:
-    assert getattr(r, "returncode") == 2
-    err = str(getattr(r, "stderr"))
+def _one_line_exit_2(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode == 2
+    err = r.stderr
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     for w in words:
         assert w in err, err

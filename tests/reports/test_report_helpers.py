@@ -43,10 +43,10 @@ series = st.lists(st.tuples(anything, anything), max_size=30)
 def test_no_point_of_a_chart_lies_outside_its_plot_box(
     lines: list[list[tuple[float, float]]], levels: list[float]
 ) -> None:
+    drawn = [svg.Series(f"s{i}", [p[0] for p in pts], [p[1] for p in pts])
+             for i, pts in enumerate(lines)]  # fmt: skip
     chart = svg.line_chart(
-        "t",
-        [svg.Series(f"s{i}", [p[0] for p in pts], [p[1] for p in pts]) for i, pts in enumerate(lines)],
-        levels=[svg.Level(str(i), y) for i, y in enumerate(levels) if math.isfinite(y)],
+        "t", drawn, levels=[svg.Level(str(i), y) for i, y in enumerate(levels) if math.isfinite(y)]
     )
     box = re.search(r'<rect class="plot" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" '
                     r'height="([\d.]+)"', chart)  # fmt: skip

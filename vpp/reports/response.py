@@ -11,7 +11,7 @@ From the history alone (with the site configuration as a fallback for old histor
   49.90-50.05 Hz); a unit without a share has no expected response;
 - baseline: the mean measured power over ``baseline_s`` before the event start (the
   grid's :class:`~vpp.orchestrator.grid.compliance.ComplianceConfig`), else the last
-  telemetry before the start;
+  telemetry of the minute before the start, else 0;
 - measured response: telemetry power minus the baseline; decided response: the
   decisions' ``response_kw``; expected response: ``clip(baseline + droop(f), -share,
   share) - baseline`` at each decision's frequency, the grid's formula

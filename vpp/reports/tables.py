@@ -1,7 +1,8 @@
 """Rows of the history as a text table for a terminal, or as CSV, and CSV read back.
 
-CSV (RFC 4180: CRLF line ends, a header line) keeps every figure exact: a float is written as Python's shortest repr, which reads
-back to the same float, and times stay UNIX seconds (``t``). A None is an empty cell,
+CSV (RFC 4180: CRLF line ends, a header line) keeps every figure exact: a float is
+written as Python's shortest repr, which reads back to the same float, and times stay
+UNIX seconds (``t``). A None is an empty cell,
 and an empty cell reads back as None (so an empty text does too). The text table is
 for reading: times in ISO 8601 UTC, figures rounded per column (:data:`FORMATS`).
 """
@@ -16,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "FORMATS", "INTEGER_COLUMNS", "TEXT_COLUMNS", "format_table", "from_csv", "iso", "to_csv",
+    "FORMATS", "INTEGER_COLUMNS", "MAX_TEXT", "TEXT_COLUMNS", "format_table", "from_csv",
+    "iso", "to_csv",
 ]  # fmt: skip
 
 #: Columns read back as text; every other column is a number.
@@ -58,9 +60,19 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
+#: Longest text a table cell shows (a schedule's parameters run to a thousand characters;
+#: the CSV has them whole).
+MAX_TEXT = 60
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """``rows`` as an aligned text table with a header line (numbers right-aligned)."""
-    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    """``rows`` as an aligned text table with a header line (numbers right-aligned, texts
+    cut at :data:`MAX_TEXT` characters)."""
+    cells = [[_short(_cell(c, r.get(c))) for c in columns] for r in rows]
     widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
     right = [c not in TEXT_COLUMNS for c in columns]
 
