@@ -12,6 +12,9 @@
 - ``vpp sim bess``: run the BESS simulator (Modbus TCP or RTU) until a signal
   (subcommands in :mod:`vpp.sim.cli`).
 - ``vpp api hash``: the hash of a password, or a new token and its hash, for ``api.users``.
+- ``vpp history``: questions to the history (events, a unit's rows, the fleet, commands),
+  as a table or CSV; ``vpp report event N``: an HTML report of one frequency event
+  (subcommands in :mod:`vpp.reports.cli`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 """
 
@@ -260,10 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ver.set_defaults(func=_cmd_audit_verify)
     from vpp.orchestrator.api import cli as api_cli
+    from vpp.reports import cli as reports_cli
     from vpp.sim import cli as sim_cli
 
     sim_cli.add_parser(sub)
     api_cli.add_parser(sub)
+    reports_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

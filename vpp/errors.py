@@ -57,6 +57,15 @@ class CommandTimeoutError(VppError, TimeoutError):
         self.command = command
         self.where = where
 
+
+class HistoryError(VppError, LookupError):
+    """A question the history cannot answer: no history file, an empty one, an event or
+    unit it does not hold, a time that cannot be read. ``path`` is the history file."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
 __all__ = [
     "CommandError",
     "CommandTimeoutError",
@@ -68,6 +77,7 @@ __all__ = [
     "FrameError",
     "FrameSizeError",
     "FrameValueError",
+    "HistoryError",
     "MessageError",
     "NoConfigError",
     "SyncError",

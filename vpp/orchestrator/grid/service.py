@@ -228,7 +228,10 @@ class GridService(Service):
         if not powers:
             return {**base, "fleet": None, "units": {}, "reason": "no power data"}
         res = check_fleet(ev, t, hz, powers, chars, cfg)
-        units = {u: {**_result(r), "share_kw": shares[u], "source": sources[u]}
+        # The characteristic each unit was judged against goes with its verdict, so that
+        # a reader of the history (vpp report) can redraw the expected response.
+        units = {u: {**_result(r), "share_kw": shares[u], "source": sources[u],
+                     "characteristic": chars[u].model_dump()}
                  for u, r in res.units.items()}  # fmt: skip
         missing = sorted(set(shares) - set(powers))
         return {**base, "fleet": _result(res.fleet), "units": units, "no_data": missing}
