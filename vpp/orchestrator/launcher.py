@@ -261,7 +261,8 @@ class Launcher:
         """``m`` will not be restarted: stop the site, and say why."""
         kind = m.last_error.kind if m.last_error is not None else "crash"
         self.failure = _failure_error(m, kind)
-        log.error("%s; stopping the site", self.failure)
+        # Info only: `vpp run` ends with this error as its one line on standard error.
+        log.info("%s; stopping the site", self.failure)
         await self._event("alarm", str(self.failure), process=m.name, exit=m.last_exit)
         if self._stop is not None:
             self._stop.set()
@@ -397,13 +398,15 @@ class Launcher:
 
 def _failure_error(m: Managed, kind: str) -> VppError:
     """The error that stops the site when process ``m`` failed for good."""
-    why = m.failure or (str(m.last_error) if m.last_error is not None else "failed")
-    if kind == "config":
-        err = ConfigError(f"process {m.name} stopped on its configuration: {why}")
+    if kind in ("config", "bind") and m.last_error is not None:
+        # The same type as the child raised, with its message: one line says it all.
+        why = m.last_error.message
+        if kind == "bind":
+            return BindError(f"process {m.name}: {why}", address=why)
+        err = ConfigError(f"process {m.name}: {why}")
         err.field = m.name
         return err
-    if kind == "bind":
-        return BindError(f"process {m.name} cannot listen: {why}", address=why)
+    why = m.failure or "failed"
     return ProcessFailedError(f"process {m.name} {why}", process=m.name, exit_code=m.last_exit)
 
 

@@ -109,8 +109,9 @@ def _reporting(report: Connection | None, body: Callable[[], None]) -> None:
         if err.kind == "crash":
             log.critical("crashed: %s", err, exc_info=exc)
         else:
-            # What is wrong is the configuration, not the code: no traceback.
-            log.error("stopped: %s", err)
+            # What is wrong is the configuration, not the code: no traceback, and only
+            # info: the launcher ends with this error as its one line.
+            log.info("stopped: %s", err)
         if report is not None:
             with contextlib.suppress(OSError):
                 report.send(err)
@@ -157,12 +158,14 @@ def role_main(
     *,
     report: Connection | None = None,
 ) -> None:
-    """Body of a role's child process: ``module.serve(site, topo, name, stop)``; a
-    failure goes to the launcher through ``report`` (see the module docstring)."""
+    """Body of a role's child process: ``module.serve(site, topo, name, stop)`` (or
+    another function, given as ``module:function``); a failure goes to the launcher
+    through ``report`` (see the module docstring)."""
     _child_setup(name, parent_pid, logs)
 
     def body() -> None:
-        serve = importlib.import_module(module).serve
+        path, _, attr = module.partition(":")
+        serve = getattr(importlib.import_module(path), attr or "serve")
         asyncio.run(_until_signalled(lambda stop: serve(site, topo, name, stop)))
 
     _reporting(report, body)
