@@ -164,8 +164,13 @@ class Launcher:
         while not recv.poll():
             if not m.alive:
                 m.reap()
-                if m.last_error is not None:
+                if m.last_error is not None and m.last_error.kind != "crash":
                     raise _failure_error(m, m.last_error.kind)
+                if m.last_error is not None:
+                    raise ProcessFailedError(
+                        f"process plant crashed before it was ready: {m.last_error}",
+                        process="plant", exit_code=m.last_exit,
+                    )  # fmt: skip
                 raise VppError(
                     f"the simulated plant ended before it was ready (exit {m.last_exit})"
                 )
