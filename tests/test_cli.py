@@ -193,3 +193,110 @@ def test_audit_verify_passes_on_a_history_and_fails_on_one_deleted_row(tmp_path:
     assert missing.returncode == 2
     assert missing.stderr.splitlines() == [
         f"vpp audit: ConfigError: no history {tmp_path / 'none.db'}"]  # fmt: skip
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], prefix: str) -> str:
+    """The single line ``r`` wrote on standard error, checked to start with ``prefix``."""
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(prefix), lines[0]
+    return lines[0]
+
+
+def test_version() -> None:
+    from vpp import __version__
+
+    r = vpp("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"vpp {__version__}"
+
+
+def test_an_unknown_benchmark_is_one_line_and_exit_2() -> None:
+    line = one_line_error(vpp("bench", "nosuch"), "vpp bench: ConfigError: ")
+    assert "unknown benchmark(s) nosuch; known: " in line and "pipeline" in line
+
+
+def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    one_line_error(vpp("pmu", "decode", str(tmp_path / "nope.bin")), "vpp pmu: FileNotFoundError")
+    one_line_error(vpp("run", "--config", str(tmp_path / "nope.yaml")), "vpp run: ConfigError")
+    line = one_line_error(
+        vpp("--log-file", str(tmp_path / "no" / "dir.log"), "run", "--duration", "1"),
+        "vpp run: ConfigError: --log-file: cannot open",
+    )
+    assert "dir.log" in line
+
+
+def test_a_port_in_use_is_one_line_naming_the_address_and_exit_2() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(
+            vpp("pmu", "serve", "--port", str(port), "--duration", "5"), "vpp pmu: BindError: "
+        )
+    assert f"127.0.0.1:{port}" in line and "in use" in line
+
+
+def test_a_site_whose_process_cannot_bind_stops_at_once_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    from vpp.config.loader import default_text
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        site = tmp_path / "site.yaml"
+        pinned = f"pmu: {{rate: 50, port: {port}}}"
+        site.write_text(default_text().replace("pmu: {rate: 50}", pinned))
+        log = tmp_path / "vpp.log"
+        # No duration: only the failure can end the run (the test's timeout guards it).
+        r = vpp("--log-level", "info", "--log-file", str(log), "run", "--config", str(site),
+                "--history", str(tmp_path / "h.db"), timeout=60)  # fmt: skip
+    line = one_line_error(r, "vpp run: BindError: process plant: PMU simulator cannot listen")
+    assert f"127.0.0.1:{port}" in line
+    text = log.read_text()
+    # Told once, from the plant itself; never restarted.
+    assert text.count("stopped: BindError") == 1 and "restarted" not in text
+
+
+def test_a_typo_in_a_device_config_fails_at_load_naming_file_and_key(tmp_path: Path) -> None:
+    from vpp.config.loader import default_text
+
+    site = tmp_path / "site.yaml"
+    site.write_text(default_text().replace("port: 0, timeout: 1.0}", "port: 0, tiemout: 1.0}", 1))
+    line = one_line_error(vpp("run", "--config", str(site)), "vpp run: ConfigError: ")
+    assert f"{site}: field.0.units.0.inverter.config.tiemout: " in line
+
+
+def test_the_log_file_receives_the_logs_of_every_process(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    log = tmp_path / "vpp.log"
+    names = ("launcher", "plant", "field-a", "field-b", "campus", "grid", "market")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpp", "--log-level", "debug", "--log-file", str(log), "run",
+         "--json", "--history", str(tmp_path / "h.db")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Each process logs at its start (asyncio's "Using selector" at debug level, if
+        # nothing else): wait until every one of them has, each line naming its process.
+        deadline = time.monotonic() + 90
+        while not all(f" {n}[" in (log.read_text() if log.exists() else "") for n in names):
+            assert proc.poll() is None, "vpp run ended early"
+            assert time.monotonic() < deadline, "a process never logged to the file"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0
+    assert err == ""  # every log line went to the file, none to the terminal
+    assert "plant ready" in log.read_text()

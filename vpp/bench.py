@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from vpp.validation import config_error
+
 Row = dict[str, Any]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -93,11 +95,14 @@ def run(names: Sequence[str] | None = None, quick: bool = False) -> list[Row]:
     """Run the named benchmarks (all when ``names`` is empty) and return their rows."""
     found = discover()
     if not found:
-        raise FileNotFoundError(f"no benchmarks in {BENCH_DIR} (run from a source checkout)")
+        raise config_error(f"no benchmarks in {BENCH_DIR} (run from a source checkout)", "names")
     selected = list(names) if names else list(found)
     unknown = [n for n in selected if n not in found]
     if unknown:
-        raise KeyError(f"unknown benchmark(s) {unknown}; known: {sorted(found)}")
+        raise config_error(
+            f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(found))}",
+            "names",
+        )
     rows: list[Row] = []
     for name in selected:
         print(f"# running {name} ...", file=sys.stderr, flush=True)

@@ -16,17 +16,25 @@
   as a table or CSV; ``vpp report event N``: an HTML report of one frequency event
   (subcommands in :mod:`vpp.reports.cli`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
+
+Global options (before the command): ``--version``; ``--log-level`` and ``--log-file``
+(every process of ``vpp run`` logs there too). An error a user can fix (a bad config, a
+missing file, an address in use, an unknown name) is one line on standard error and exit
+code 2; a site whose process spent its restart budget exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vpp.errors import VppError
+from vpp.errors import ProcessFailedError, VppError
+from vpp.logsetup import LEVELS, LogSettings, configure
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -175,6 +183,15 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vpp`` command (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="vpp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vpp {_version()}")
+    parser.add_argument(
+        "--log-level", default="warning", choices=LEVELS,
+        help="least severe log records shown (default warning)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-file", default=None, metavar="FILE",
+        help="append the logs of every process here instead of standard error",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a site (default: the embedded simulated one)")
@@ -279,17 +296,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vpp")
+    except importlib.metadata.PackageNotFoundError:
+        from vpp import __version__  # a checkout run with PYTHONPATH, not installed
+
+        return __version__
+
+
+def _fail(command: str, exc: BaseException) -> None:
+    # One line: what went wrong and where, never a traceback.
+    text = " ".join(str(exc).split())
+    print(f"vpp {command}: {type(exc).__name__}: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vpp`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        configure(LogSettings(getattr(logging, args.log_level.upper()), args.log_file), "vpp")
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
-    except VppError as exc:
-        # A bad config, file or option: the error says what and where; no traceback.
-        print(f"vpp {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except ProcessFailedError as exc:
+        # The site ran, and one of its processes kept crashing (its log has the tracebacks).
+        _fail(args.command, exc)
+        return 1
+    except (VppError, OSError) as exc:
+        # A bad config, option, file or address: the error says what and where.
+        _fail(args.command, exc)
         return 2
     return code

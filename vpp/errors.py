@@ -2,8 +2,9 @@
 
 ``VppError`` is the base of everything vpp raises. Frame errors are also ``ValueError``
 and carry ``kind``, ``field``, ``offset``, ``expected`` and ``found``. The bus errors
-(:class:`MessageError`, :class:`CommandError`, :class:`CommandTimeoutError`) are defined
-here in Python.
+(:class:`MessageError`, :class:`CommandError`, :class:`CommandTimeoutError`) and the
+deployment errors (:class:`BindError`, :class:`ProcessFailedError`) are defined here in
+Python.
 """
 
 from vpp._core import (
@@ -66,7 +67,28 @@ class HistoryError(VppError, LookupError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
 
+
+class BindError(VppError, OSError):
+    """An address could not be bound or listened on (in use, not an address of this host,
+    not permitted). ``address`` names it (``host:port`` or a ZeroMQ endpoint)."""
+
+    def __init__(self, message: str, *, address: str = "") -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ProcessFailedError(VppError, RuntimeError):
+    """A process of a site failed for good: it crashed more often than its restart
+    budget allows. ``process`` names it; ``exit_code`` is its last exit code."""
+
+    def __init__(self, message: str, *, process: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.process = process
+        self.exit_code = exit_code
+
+
 __all__ = [
+    "BindError",
     "CommandError",
     "CommandTimeoutError",
     "ConfigError",
@@ -80,6 +102,7 @@ __all__ = [
     "HistoryError",
     "MessageError",
     "NoConfigError",
+    "ProcessFailedError",
     "SyncError",
     "TickerError",
     "TruncatedFrameError",

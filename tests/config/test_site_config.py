@@ -69,3 +69,42 @@ def test_environment_overrides_any_key_with_its_type() -> None:
     assert site.history.enabled is False
     with pytest.raises(ConfigError, match="no list item 3"):
         load_text(f"field: [{{id: f, units: [{UNIT}]}}]", env={"VPP__FIELD__3__ID": "x"})
+
+
+def default_with(old: str, new: str, tmp_path: Path) -> Path:
+    """The embedded default site with its first ``old`` replaced by ``new``, as a file."""
+    from vpp.config.loader import default_text
+
+    text = default_text()
+    assert old in text
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        # A simulated unit's inverter: its address comes from the simulator at start, every
+        # other key is checked at load all the same.
+        ("port: 0, timeout: 1.0}", "port: 0, tiemout: 1.0}", "inverter.config.tiemout",
+         "unknown option; modbus_tcp takes .*timeout"),
+        ("port: 0, timeout: 1.0}", "port: 0, timeout: 1.0, map: nosuch.yaml}",
+         "inverter.config.map", "no such register map"),
+        ("channel: 239.74.163.2,", "channel: 239.74.163.2, dbc: /nonexistent/bms.dbc,",
+         "bms.config.dbc", "cannot load '/nonexistent/bms.dbc'"),
+        ("channel: 239.74.163.2,", "channel: 239.74.163.2, stale_after_s: {Nope: 1},",
+         "bms.config.stale_after_s", r"unknown messages \['Nope'\]"),
+        ("bus_options: {port: 0}", "bus_options: {port: 0, ttl: 3}", "bms.config.bus_options",
+         "takes no options"),
+    ],
+)  # fmt: skip
+def test_every_device_option_is_checked_at_load(
+    old: str, new: str, key: str, reason: str, tmp_path: Path
+) -> None:
+    path = default_with(old, new, tmp_path)
+    with pytest.raises(ConfigError, match=reason) as info:
+        load(path, env={})
+    assert info.value.field == f"field.0.units.0.{key}"
+    assert str(info.value).startswith(f"{path}: field.0.units.0.{key}: ")
+    assert "\n" not in str(info.value)

@@ -1,9 +1,11 @@
 """The site configuration: one YAML file that every process of the VPP reads.
 
 Sections: ``site``, ``bus``, ``field`` (one entry per field controller, each with its
-battery units and their devices), ``campus``, ``grid``, ``market``, ``simulation`` and
-``history``. Every limit has a documented default (docs/configuration.md). Models
-forbid unknown keys, so a misspelt key is an error rather than silently ignored.
+battery units and their devices), ``campus``, ``grid``, ``market``, ``simulation``,
+``history`` and ``supervision``. Every limit has a documented default
+(docs/configuration.md). Models forbid unknown keys, so a misspelt key is an error rather
+than silently ignored; each device's ``config`` is checked at load by its protocol's model
+(:mod:`vpp.config.loader`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "SimulationConfig",
     "SiteConfig",
     "SiteInfo",
+    "SupervisionConfig",
     "UnitConfig",
 ]
 
@@ -301,6 +304,29 @@ class HistoryConfig(BaseModel):
     )
 
 
+class SupervisionConfig(BaseModel):
+    """How ``vpp run`` restarts the site's processes (roles and the simulated plant).
+
+    A process that crashes is started again after ``backoff_s``, doubled with each quick
+    death up to ``max_backoff_s``; a run of ``stable_s`` resets the backoff. One that
+    dies more than ``max_restarts`` times within ``restart_window_s`` stops the site,
+    and ``vpp run`` exits 1. A process stopped by its configuration (a ConfigError, an
+    address it cannot bind) is never restarted: the site stops and ``vpp run`` exits 2.
+    """
+
+    model_config = _STRICT
+    backoff_s: float = Field(default=0.5, gt=0, le=60, description="first restart delay, s")
+    max_backoff_s: float = Field(default=10.0, gt=0, le=600, description="longest delay, s")
+    stable_s: float = Field(default=30.0, gt=0, description="a run this long resets the backoff")
+    max_restarts: int = Field(
+        default=5, ge=0, description="restarts allowed within restart_window_s"
+    )
+    restart_window_s: float = Field(default=600.0, gt=0, description="the budget's window, s")
+    stop_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="grace after SIGTERM before SIGKILL, s"
+    )
+
+
 class SiteInfo(BaseModel):
     model_config = _STRICT
     name: str = "site"
@@ -320,6 +346,7 @@ class SiteConfig(BaseModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     api: ApiSection = Field(default_factory=ApiSection)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteConfig:

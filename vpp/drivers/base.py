@@ -174,6 +174,14 @@ class BaseProtocol(abc.ABC):
     #: Commands the driver understands, for :meth:`send_command` to reject the others.
     commands: ClassVar[frozenset[str]] = frozenset()
 
+    @classmethod
+    def check_config(cls, config: ProtocolConfig) -> None:
+        """What the options model alone cannot tell, such as whether a file they name
+        exists and parses; raises :class:`vpp.errors.ConfigError` on the option. The
+        factory calls it when it validates a config, so that the site's load catches it
+        rather than the process that starts the driver. Nothing to check by default."""
+        del config  # a protocol whose options name no file has nothing more to check
+
     def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
         """Keep the config; nothing is connected until :meth:`connect` or the first call."""
         self.config = config

@@ -164,14 +164,15 @@ class CanBmsProtocol(BaseProtocol):
     Config: ClassVar[type[ProtocolConfig]] = CanBmsConfig
     commands: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
-        """Load the DBC and check the stale overrides name its messages."""
-        super().__init__(config, name=name)
-        assert isinstance(config, CanBmsConfig)
-        self.cfg = config
+    @classmethod
+    def _database(cls, config: CanBmsConfig) -> cantools.database.can.Database:
         path = config.dbc or default_dbc_path()
-        self.db = load_dbc(path)
-        names = {m.name for m in self.db.messages}
+        try:
+            db = load_dbc(path)
+        except (OSError, cantools.database.errors.UnsupportedDatabaseFormatError) as exc:
+            raise config_error(f"protocol 'can_bms': field 'dbc': cannot load {str(path)!r}: "
+                               f"{getattr(exc, 'strerror', None) or exc}", "dbc") from exc
+        names = {m.name for m in db.messages}
         unknown = sorted(set(config.stale_after_s) - names)
         if unknown:
             # Only the DBC knows the message names, so this check cannot live in Config.
@@ -180,6 +181,20 @@ class CanBmsProtocol(BaseProtocol):
                 f"known: {sorted(names)}",
                 "stale_after_s",
             )
+        return db
+
+    @classmethod
+    def check_config(cls, config: ProtocolConfig) -> None:
+        """The DBC file loads and ``stale_after_s`` names its messages."""
+        if isinstance(config, CanBmsConfig):
+            cls._database(config)
+
+    def __init__(self, config: ProtocolConfig, *, name: str = "") -> None:
+        """Load the DBC and check the stale overrides name its messages."""
+        super().__init__(config, name=name)
+        assert isinstance(config, CanBmsConfig)
+        self.cfg = config
+        self.db = self._database(config)
         self.stale_after: dict[str, float] = {}
         for msg in self.db.messages:
             period = (msg.cycle_time or 1000) / 1000.0

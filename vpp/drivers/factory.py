@@ -3,9 +3,12 @@
 Built-in protocols are named here with the module that holds them and imported only
 when first used; plug-ins declare an entry point in the group ``vpp.protocols``
 (``name = "package.module:ProtocolClass"``), loaded on first use too. Each protocol's
-pydantic ``Config`` validates the config at :meth:`ProtocolFactory.create`; an invalid
-config raises :class:`vpp.errors.ConfigError` naming the protocol, the field and the
-reason (``.field`` holds the field).
+pydantic ``Config`` (``extra="forbid"``: a misspelt option is an error) and its
+:meth:`~vpp.drivers.base.BaseProtocol.check_config` (the files the options name) validate
+a config at :meth:`ProtocolFactory.validate`, which the site's load calls for every device
+and :meth:`ProtocolFactory.create` before making a driver; an invalid config raises
+:class:`vpp.errors.ConfigError` naming the protocol, the field and the reason (``.field``
+holds the field).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pydantic
 
 from vpp.drivers.base import BaseProtocol, ProtocolConfig
 from vpp.drivers.errors import ProtocolUnavailableError
-from vpp.validation import config_error
+from vpp.validation import config_error, first_error
 
 __all__ = ["ENTRY_POINT_GROUP", "ProtocolFactory"]
 
@@ -93,14 +96,17 @@ class ProtocolFactory:
         """``config`` validated against protocol ``name``'s ``Config``."""
         cls = self.protocol_class(name)
         try:
-            return cls.Config.model_validate(dict(config))
+            cfg = cls.Config.model_validate(dict(config))
         except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "config"
-            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise config_error(
-                f"protocol {name!r}: field {field!r}: {first['msg']}{more}", field
-            ) from exc
+            field, msg = first_error(exc)
+            first = exc.errors(include_url=False)[0]
+            if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+                # Most often a misspelling: the list of the right names says which.
+                msg = f"unknown option; {name} takes {', '.join(sorted(cls.Config.model_fields))}"
+            field = field or "config"
+            raise config_error(f"protocol {name!r}: field {field!r}: {msg}", field) from exc
+        cls.check_config(cfg)
+        return cfg
 
     def create(self, name: str, config: Mapping[str, Any], *, label: str = "") -> BaseProtocol:
         """A new, unconnected protocol ``name`` with ``config`` (validated first)."""

@@ -151,12 +151,22 @@ class ModbusProtocol(BaseProtocol):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}")
         super().__init__(config, name=name)
         self.device_id = config.device_id
-        try:
-            self.map: RegisterMap = load_register_map(config.map)
-        except ConfigError as exc:
-            raise config_error(f"protocol {self.protocol!r}: field 'map': {exc}", "map") from exc
+        self.map: RegisterMap = self._load_map(config)
         self.blocks: list[ReadBlock] = read_blocks(self.map.points)
         self._client: ModbusBaseClient | None = None
+
+    @classmethod
+    def _load_map(cls, config: ModbusConfig) -> RegisterMap:
+        try:
+            return load_register_map(config.map)
+        except ConfigError as exc:
+            raise config_error(f"protocol {cls.protocol!r}: field 'map': {exc}", "map") from exc
+
+    @classmethod
+    def check_config(cls, config: ProtocolConfig) -> None:
+        """The register map file exists and is valid (parsed once per content)."""
+        if isinstance(config, ModbusConfig):
+            cls._load_map(config)
 
     # --- transport ---------------------------------------------------------------------------
 

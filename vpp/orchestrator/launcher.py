@@ -9,14 +9,21 @@
    its ports and points the config at it (:func:`vpp.sim.plant.with_ports`);
 4. starts each field controller, then ``campus``, ``grid`` and ``market`` (those
    enabled), each in its own process (:mod:`vpp.orchestrator.processes`);
-5. supervises: a process that dies is started again after a backoff, counted, logged
-   and announced as an event of kind ``process``; records every message into the
+5. supervises: a process that crashes is started again after a backoff, counted, logged
+   and announced as an event of kind ``process``, within a restart budget
+   (``supervision``); one stopped by its configuration, or past its budget, stops the
+   site (below); records every message into the
    SQLite history (flushed every ``history.flush_interval_s``); shows the live status
    once a second (plain lines, a redrawn screen on a terminal, or JSON lines). Each of
    these background loops runs under :func:`vpp.aio.supervised`: one that raises is
    logged, counted in ``loop_failures`` and restarted after ``loop_restart_s``;
 6. on the end of ``duration``, Ctrl-C or SIGTERM: SIGTERM to every child, a grace
    period, SIGKILL to what is left, broker closed, history flushed; exit code 0.
+
+A process that fails for good stops the site the same way, and :meth:`Launcher.run`
+then raises: :class:`~vpp.errors.ConfigError` or :class:`~vpp.errors.BindError` when a
+process stopped on its configuration (``vpp run`` exits 2),
+:class:`~vpp.errors.ProcessFailedError` when one spent its restart budget (exit 1).
 """
 
 from __future__ import annotations
@@ -39,9 +46,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
 
+import zmq
+
 from vpp.aio import cancel_and_wait, start_supervised, stop_on_signals
 from vpp.config.models import SiteConfig
-from vpp.errors import ConfigError, VppError
+from vpp.errors import BindError, ConfigError, ProcessFailedError, VppError
+from vpp.logsetup import LogSettings, configure, settings
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
@@ -50,6 +60,7 @@ from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
 from vpp.orchestrator.recorder import Recorder
 from vpp.orchestrator.site_status import SiteStatus, render_text
+from vpp.orchestrator.status_screen import StatusScreen
 
 __all__ = ["Launcher", "main"]
 
@@ -65,7 +76,8 @@ class Launcher:
     ``modules`` overrides the module of a role (``field``, ``campus``, ``grid``,
     ``market``); ``history_path`` the configured history file; ``out`` is where the
     status goes (None: nowhere), as JSON lines with ``as_json``; ``loop_restart_s`` the
-    pause before a failed background loop starts again.
+    pause before a failed background loop starts again. ``backoff_s``,
+    ``max_backoff_s`` and ``stop_timeout_s`` override the site's ``supervision``.
     """
 
     def __init__(
@@ -77,9 +89,9 @@ class Launcher:
         out: TextIO | None = None,
         as_json: bool = False,
         status_interval_s: float = 1.0,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 10.0,
-        stop_timeout_s: float = 5.0,
+        backoff_s: float | None = None,
+        max_backoff_s: float | None = None,
+        stop_timeout_s: float | None = None,
         only: Iterable[str] | None = None,
         loop_restart_s: float = 1.0,
     ) -> None:
@@ -90,8 +102,17 @@ class Launcher:
         self.out = out
         self.as_json = as_json
         self.status_interval_s = status_interval_s
-        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.stop_timeout_s = stop_timeout_s
+        sup = site.supervision
+        self.backoff_s = sup.backoff_s if backoff_s is None else backoff_s
+        self.max_backoff_s = sup.max_backoff_s if max_backoff_s is None else max_backoff_s
+        self.stop_timeout_s = sup.stop_timeout_s if stop_timeout_s is None else stop_timeout_s
+        self.failure: VppError | None = None
+        """Why the site stopped before its time (raised by :meth:`run`), else None."""
+        self._stop: asyncio.Event | None = None
+        self.screen: StatusScreen | None = None
+        if out is not None and not as_json and out.isatty():
+            where = settings().file
+            self.screen = StatusScreen(out, f"logs: {where}" if where else "")
         self.loop_restart_s = loop_restart_s
         #: Failures of the background loops, by loop (``listen``, ``flush``, ``show``,
         #: ``supervise``); each was logged with its traceback and the loop restarted.
@@ -111,12 +132,20 @@ class Launcher:
         # Received but not yet handled: kept across a restart of the listen loop, so that
         # a failure costs no message of its batch.
         self._inbox: collections.deque[s.Message] = collections.deque()
-        self._log_level = logging.getLogger().getEffectiveLevel()
+        # The children log where this process logs, at its level.
+        self._log_level = LogSettings(
+            level=logging.getLogger().getEffectiveLevel(), file=settings().file
+        )
 
     # ---- processes ----
 
     def _manage(self, name: str, role: str, target: Any, args: Any) -> Managed:
-        m = Managed(name, role, target, args, self.backoff_s, self.max_backoff_s)
+        sup = self.site.supervision
+        m = Managed(
+            name, role, target, args, self.backoff_s, self.max_backoff_s, sup.stable_s,
+            max_restarts=sup.max_restarts, restart_window_s=sup.restart_window_s,
+            reports=True,
+        )  # fmt: skip
         self.procs[name] = m
         return m
 
@@ -137,8 +166,17 @@ class Launcher:
         deadline = time.monotonic() + PLANT_READY_S
         while not recv.poll():
             if not m.alive:
-                code = m.proc.exitcode if m.proc is not None else m.last_exit
-                raise VppError(f"the simulated plant ended before it was ready (exit {code})")
+                m.reap()
+                if m.last_error is not None and m.last_error.kind != "crash":
+                    raise _failure_error(m, m.last_error.kind)
+                if m.last_error is not None:
+                    raise ProcessFailedError(
+                        f"process plant crashed before it was ready: {m.last_error}",
+                        process="plant", exit_code=m.last_exit,
+                    )  # fmt: skip
+                raise VppError(
+                    f"the simulated plant ended before it was ready (exit {m.last_exit})"
+                )
             if time.monotonic() > deadline:
                 raise VppError(f"the simulated plant was not ready within {PLANT_READY_S:.0f} s")
             await asyncio.sleep(0.05)
@@ -233,7 +271,9 @@ class Launcher:
         while True:
             for m in self.procs.values():
                 delay = m.reap()
-                if delay is not None:
+                if m.failure is not None and self.failure is None:
+                    await self._fail(m)
+                elif delay is not None:
                     log.warning(
                         "process %s exited (code %s); restart in %.1f s", m.name, m.last_exit,
                         delay,
@@ -250,6 +290,16 @@ class Launcher:
                         "warning", f"{m.name} restarted", process=m.name, restarts=m.restarts
                     )
             await asyncio.sleep(0.1)
+
+    async def _fail(self, m: Managed) -> None:
+        """``m`` will not be restarted: stop the site, and say why."""
+        kind = m.last_error.kind if m.last_error is not None else "crash"
+        self.failure = _failure_error(m, kind)
+        # Info only: `vpp run` ends with this error as its one line on standard error.
+        log.info("%s; stopping the site", self.failure)
+        await self._event("alarm", str(self.failure), process=m.name, exit=m.last_exit)
+        if self._stop is not None:
+            self._stop.set()
 
     async def _stop_processes(self) -> None:
         # The roles first, then the plant, so that no field controller sees its devices
@@ -301,7 +351,6 @@ class Launcher:
                 await asyncio.to_thread(self.recorder.flush)
 
     async def _show(self) -> None:
-        tty = self.out is not None and self.out.isatty() and not self.as_json
         while True:
             await asyncio.sleep(self.status_interval_s)
             if self.out is None:
@@ -309,10 +358,12 @@ class Launcher:
             snap = self.status.snapshot(self.process_table())
             if self.as_json:
                 self.out.write(json.dumps(snap) + "\n")
+            elif self.screen is not None:
+                # On a terminal a block redrawn at the bottom, the log lines above it.
+                self.screen.show(render_text(snap))
             else:
-                text = "\n".join(render_text(snap)) + "\n"
-                # On a terminal redraw in place; in a pipe or a log, append lines.
-                self.out.write(("\x1b[H\x1b[J" + text) if tty else text)
+                # In a pipe or a log, appended lines.
+                self.out.write("\n".join(render_text(snap)) + "\n")
             self.out.flush()
 
     # ---- the run ----
@@ -320,6 +371,7 @@ class Launcher:
     async def run(self, duration: float | None = None, stop: asyncio.Event | None = None) -> int:
         """Run until ``duration`` seconds have passed or ``stop`` is set; 0 when clean."""
         stop = stop or asyncio.Event()
+        self._stop = stop
         run_dir = Path(tempfile.mkdtemp(prefix="vpp-run-"))
         history: History | None = None
         tasks: list[asyncio.Task[None]] = []
@@ -331,7 +383,7 @@ class Launcher:
             self.topo = topo
             if self.runs("broker"):
                 broker = topo.broker()
-                broker.start()
+                _start_broker(broker)
             sub = self.subscriber = topo.subscriber("launcher", hwm=100_000)
             self._publisher = topo.publisher("launcher")
             if self.site.history.enabled or self.history_path is not None:
@@ -373,7 +425,33 @@ class Launcher:
             if history is not None:
                 history.close()
             shutil.rmtree(run_dir, ignore_errors=True)
+            if self.screen is not None:
+                self.screen.close()
+        if self.failure is not None:
+            raise self.failure
         return 0
+
+
+def _failure_error(m: Managed, kind: str) -> VppError:
+    """The error that stops the site when process ``m`` failed for good."""
+    if kind in ("config", "bind") and m.last_error is not None:
+        # The same type as the child raised, with its message: one line says it all.
+        why = m.last_error.message
+        if kind == "bind":
+            return BindError(f"process {m.name}: {why}", address=why)
+        err = ConfigError(f"process {m.name}: {why}")
+        err.field = m.name
+        return err
+    why = m.failure or "failed"
+    return ProcessFailedError(f"process {m.name} {why}", process=m.name, exit_code=m.last_exit)
+
+
+def _start_broker(broker: Broker) -> None:
+    try:
+        broker.start()
+    except (OSError, zmq.ZMQError) as exc:
+        where = f"{broker.events_in} / {broker.events_out}"
+        raise BindError(f"the events broker cannot bind {where}: {exc}", address=where) from exc
 
 
 def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] | None:
@@ -428,10 +506,8 @@ def main(
     until ``duration`` or a signal."""
     from vpp.config import load
 
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s launcher %(levelname)s: %(message)s",
-    )  # fmt: skip
+    # The level and file of ``vpp --log-level/--log-file`` (or the defaults), named so.
+    configure(settings(), "launcher")
     site = load(config)
     launcher = Launcher(
         site, history_path=history, out=out or sys.stdout, as_json=as_json, only=only

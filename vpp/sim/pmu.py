@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import socket
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from collections.abc import Sequence
 
 from vpp import c37118 as c
 from vpp.aio import cancel_and_wait
+from vpp.errors import BindError
 from vpp.sim.frequency import FrequencyProfile, FrequencySource
 from vpp.sim.pmu_signal import ProfileSignal, SourceSignal
 
@@ -171,7 +173,15 @@ class PmuServer:
 
     async def start(self) -> None:
         """Bind the TCP port (and the UDP socket) and start the frame ticker."""
-        self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        try:
+            self._server = await asyncio.start_server(self._serve, self.host, self._port)
+        except OSError as exc:
+            where = f"{self.host}:{self._port}"
+            raise BindError(
+                f"PMU simulator cannot listen on {where}: "
+                f"{os.strerror(exc.errno) if exc.errno else exc}",
+                address=where,
+            ) from exc
         if self._udp_targets:
             loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(
