@@ -100,8 +100,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
     try:
-        base = _dashboard_url(proc, log)
-        yield Site(proc, base, token, log)
+        found = Site(proc, _dashboard_url(proc, log), token, log)
+        _until_serving(found)
+        yield found
     finally:
         proc.terminate()
         try:
@@ -121,6 +122,24 @@ def _dashboard_url(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60
         assert proc.poll() is None, f"vpp run ended: {log.read_text(errors='replace')[-2000:]}"
         time.sleep(0.1)
     raise AssertionError(f"no dashboard address in {timeout} s: {log.read_text()[-2000:]}")
+
+
+def _until_serving(site: Site, timeout: float = 60.0) -> None:
+    """Wait until the API answers with the site's state: the address is printed before
+    the API process listens, and the state fills as the processes start publishing."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        assert site.proc.poll() is None, f"vpp run ended: {site.log.read_text()[-2000:]}"
+        try:
+            status = site.get("/api/status")
+            if status["grid"]["hz"] is not None and status["fleet"]["units_online"] == 3:
+                return
+            last = status["fleet"]
+        except OSError as exc:  # refused until the API listens
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"the API did not serve a live site in {timeout} s: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +300,7 @@ def test_emergency_stop_with_confirm(site: Site, browser: WebDriver) -> None:
     outcome = text_of(browser, "#outcome")
     assert "beyond the rating" in outcome and "invalid" in outcome
     assert "bad" in str(browser.find_element(By.ID, "outcome").get_attribute("class"))
+    save_screenshot(browser)  # again, now with the command, its state and a refusal
 
 
 def test_viewer_logs_in_and_gets_no_controls(site: Site, browser: WebDriver) -> None:

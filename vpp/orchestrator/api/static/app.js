@@ -14,8 +14,10 @@ const BAND_HI = 50.05;
 const NOMINAL = 50.0;
 const STALE_S = 3;               // no message for this long: the stream is reopened
 const TIMELINE_ROWS = 200;       // timeline entries kept on the page
-const POLL_UNITS_S = 10;         // controller state (enabled, latch) refresh
-const POLL_MARKET_S = 30;
+const POLL_MARKET_S = 60;
+// Reads the API sends as the user's identity are audited and published like any command;
+// a successful one is not news on the timeline.
+const READS = new Set(["status", "safety_history", "fleet", "events"]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -47,6 +49,7 @@ const S = {
   keys: {},                // last rendered JSON of lists, to skip unchanged ones
   timers: [],
   retry: 0,
+  loaded: false,           // first paint done: timeline entries may trigger reads
 };
 
 // ---------------------------------------------------------------- HTTP
@@ -203,11 +206,13 @@ async function showDashboard() {
   S.rows.clear();
   document.querySelector("#units tbody").replaceChildren();
   await loadHistory();
+  S.loaded = true;
   openStream();
   refreshMarket();
   pollUnits();
+  // Each read is a command the process audits, so the page asks again only when the
+  // timeline says something changed (see addTimeline), and the market once a minute.
   S.timers.push(setInterval(refreshMarket, POLL_MARKET_S * 1000));
-  S.timers.push(setInterval(pollUnits, POLL_UNITS_S * 1000));
   // Ages grow and charts scroll even when no message comes.
   S.timers.push(setInterval(() => { watchdog(); requestDraw(); }, 1000));
 }
@@ -353,8 +358,13 @@ async function refreshMarket() {
 }
 
 async function pollUnits() {
-  if (!S.snap) return;
-  await Promise.all(S.snap.units.map((u) => pollUnit(u.unit)));
+  const units = S.snap ? S.snap.units.map((u) => u.unit) : [];
+  if (!units.length) {
+    // The first snapshot has not come yet: the unit names come with it.
+    S.timers.push(setTimeout(pollUnits, 500));
+    return;
+  }
+  await Promise.all(units.map(pollUnit));
 }
 
 async function pollUnit(unit) {
@@ -619,7 +629,7 @@ function drawProcesses(processes) {
     const p = processes[n];
     return el("li", {}, el("strong", {}, n), ` ${p.text || ""} `,
               el("span", { className: "muted" }, p.t ? clock(p.t) : ""));
-  }) : [el("li", { className: "muted" }, "no reports yet")]));
+  }) : [el("li", { className: "muted" }, "no changes reported")]));
 }
 
 // ---------------------------------------------------------------- timeline
@@ -636,10 +646,20 @@ function addTimeline(entries) {
   if (!fresh.length) return;
   S.seq = fresh[fresh.length - 1].seq;
   const nodes = [];
+  let units = false;
+  let market = false;
   for (const e of fresh) {
     if (e.kind === "frequency_event") noteEvent(e.data);
+    const d = e.data || {};
+    if (e.kind === "command" && d.ok && READS.has(d.command)) continue;
+    // A unit's enable state and latch live in its field controller: asked again when a
+    // command or a process restart may have changed them.
+    if (e.kind === "process" || (e.kind === "command" && e.unit)) units = true;
+    if (e.kind === "result" || (e.kind === "command" && d.command === "run")) market = true;
     nodes.push(timelineItem(e));
   }
+  if (units && S.loaded) pollUnits();
+  if (market && S.loaded) refreshMarket();
   list.prepend(...nodes.reverse());
   while (list.children.length > TIMELINE_ROWS) list.lastElementChild.remove();
 }
@@ -667,13 +687,30 @@ function verdict(e) {
   return null;
 }
 
+// A command as an operator reads it: the action, its target and value, who sent it and,
+// when refused, why (the server's own text names the command only).
+function commandText(e) {
+  const d = e.data || {};
+  const p = d.params || {};
+  let what = `${d.command} ${d.target}`;
+  if (d.command === "control" && p.action) what = `${p.action} ${d.target}`;
+  else if (typeof p.kw === "number") what += ` ${p.kw} kW`;
+  else if ("kw" in p && p.kw === null) what += " (follow schedule)";
+  else if (typeof p.p_max_kw === "number") what += ` ${p.p_max_kw} kW`;
+  const why = d.ok ? "" : `: ${d.detail || d.refused}`;
+  return `${what} by ${d.identity || "(no identity)"}${why}`;
+}
+
 function timelineItem(e) {
   const v = verdict(e);
+  const text = e.kind === "command" && e.data ? commandText(e) : e.text || e.kind;
   const li = el("li", { className: `tl sev-${e.severity}`,
                         dataset: { kind: e.kind, seq: String(e.seq) } },
     el("time", { className: "tl-time" }, clock(e.t)),
     el("span", { className: `tl-kind kind-${e.kind}` }, KIND_LABEL[e.kind] || e.kind),
-    el("span", { className: "tl-text" }, e.text || e.kind));
+    el("span", { className: "tl-text" }, text));
+  // Two field controllers report the same band change: who said it tells them apart.
+  if (e.kind !== "command" && e.sender) li.append(el("span", { className: "tl-from" }, e.sender));
   if (v) li.append(el("span", { className: `verdict ${v[1]}` }, v[0]));
   if (e.kind === "command" && e.data) {
     li.title = `${e.data.identity} (${e.data.role}) -> ${e.sender}: ` +
