@@ -16,7 +16,7 @@ import pytest
 
 from tests.orchestrator.procs import ROOT, alive_any, children, vpp
 
-NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market"}
+NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market", "api"}
 
 
 @contextlib.contextmanager
