@@ -32,6 +32,7 @@ class _Unit:
     soc_pct: float | None = None
     safety: str = "none"
     seen: float = 0.0
+    response_kw: float = 0.0
 
 
 class SiteStatus:
@@ -51,6 +52,11 @@ class SiteStatus:
         self.band = ""
         self.dispatch: dict[str, Any] = {}
         self.events: Counter[str] = Counter()
+        self.event: dict[str, Any] | None = None
+        """The frequency event under way (the grid service's start record), if any."""
+        self.peak_response_kw = 0.0
+        self.last_event: dict[str, Any] | None = None
+        """The last finished event: its record and the fleet's compliance verdict."""
         self.messages = 0
         self.started = time.time()
 
@@ -64,10 +70,35 @@ class SiteStatus:
             u = self.units.get(b.unit)
             if u is not None:
                 u.p_kw, u.soc_pct, u.safety, u.seen = b.p_kw, b.soc_pct, b.safety, msg.ts
+        elif isinstance(b, s.Decision):
+            u = self.units.get(b.unit)
+            if u is not None:
+                u.response_kw = b.response_kw
+                if self.event is not None:
+                    total = sum(x.response_kw for x in self.units.values())
+                    if abs(total) > abs(self.peak_response_kw):
+                        self.peak_response_kw = total
         elif isinstance(b, s.Event):
             self.events[b.kind] += 1
             if b.kind == "dispatch":
                 self.dispatch = dict(b.data)
+            elif b.kind == "frequency_event":
+                self._frequency_event(dict(b.data))
+            elif b.kind == "compliance" and self.last_event is not None:
+                fleet = b.data.get("fleet")
+                self.last_event["verdict"] = (
+                    "not judged" if not isinstance(fleet, dict)
+                    else "PASS" if fleet.get("passed") else "FAIL")  # fmt: skip
+                if isinstance(fleet, dict):
+                    self.last_event["metrics"] = dict(fleet.get("metrics", {}))
+
+    def _frequency_event(self, data: dict[str, Any]) -> None:
+        if data.get("phase") == "start":
+            self.event, self.peak_response_kw = data, 0.0
+        elif data.get("phase") == "end":
+            self.last_event = {**data, "peak_response_kw": self.peak_response_kw,
+                               "verdict": "judging"}  # fmt: skip
+            self.event = None
 
     def _online(self, u: _Unit, now: float) -> bool:
         return u.seen > 0 and now - u.seen <= self.stale_s
@@ -107,6 +138,12 @@ class SiteStatus:
                 for k, u in self.units.items()
             ],
             "dispatch_target_kw": self.dispatch.get("target_kw"),
+            "dispatch_source": self.dispatch.get("source"),
+            "event": None if self.event is None else {
+                **self.event, "fleet_response_kw": round(
+                    sum(u.response_kw for u in online.values()), 1),
+                "peak_response_kw": round(self.peak_response_kw, 1)},
+            "last_event": self.last_event,
             "events": dict(self.events),
             "processes": {n: dict(p) for n, p in processes.items()},
         }
@@ -117,6 +154,13 @@ def _num(v: object, fmt: str, missing: str = "-") -> str:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return missing
     return format(v, fmt)
+
+
+def _clock(t: object) -> str:
+    # An event's times are UNIX seconds; the status shows them as local clock time.
+    if isinstance(t, bool) or not isinstance(t, int | float):
+        return "?"
+    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 def render_text(snap: Mapping[str, Any]) -> list[str]:
@@ -131,7 +175,31 @@ def render_text(snap: Mapping[str, Any]) -> list[str]:
         f" {_num(snap['dispatch_target_kw'], '+.1f')} kW | safety {snap['safety']}"
         f" | processes {alive}/{len(procs)} alive, {restarts} restarts"
     )
+    source = snap.get("dispatch_source")
+    if source:
+        head += f" ({source})"
     lines = [head]
+    ev = snap.get("event")
+    if ev:
+        lines.append(
+            f"    frequency event: {ev.get('direction', '?')}-frequency since"
+            f" {_clock(ev.get('start'))}, nadir {_num(ev.get('nadir_hz'), '.3f')} Hz,"
+            f" fleet response {_num(ev.get('fleet_response_kw'), '+.1f')} kW"
+            f" (peak {_num(ev.get('peak_response_kw'), '+.1f')} kW)"
+        )
+    last = snap.get("last_event")
+    if last:
+        m = last.get("metrics", {})
+        extreme = last.get("nadir_hz") if last.get("direction") == "under" else last.get(
+            "zenith_hz")  # fmt: skip
+        lines.append(
+            f"    last event: {last.get('direction', '?')}-frequency"
+            f" {_clock(last.get('start'))}-{_clock(last.get('end'))},"
+            f" extreme {_num(extreme, '.3f')} Hz, peak response"
+            f" {_num(last.get('peak_response_kw'), '+.1f')} kW: fleet {last.get('verdict')}"
+            + (f" (response after {_num(m.get('start_delay_s'), '.2f')} s, rms error"
+               f" {_num(m.get('rms_error_pct'), '.1f')} % of rating)" if m else "")
+        )  # fmt: skip
     for u in snap["units"]:
         lines.append(
             f"    {u['unit']:<10} {u['field']:<10} {u['p_kw']:+9.1f} kW"
