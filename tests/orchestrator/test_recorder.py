@@ -86,6 +86,33 @@ def test_status_sums_online_units_and_weights_soc_by_capacity() -> None:
     assert text[-1] == "    down: grid"
 
 
+def test_status_tells_an_event_from_start_to_verdict() -> None:
+    st = SiteStatus(load(), stale_s=3.0)
+    for u in ("bess-1", "bess-2", "bess-3"):
+        st.update(tel(u, 0.0, 50.0))
+    start = {"phase": "start", "direction": "under", "start": 1000.0, "nadir_hz": 49.8}
+    st.update(event("frequency_event", start))
+    for unit, kw in (("bess-1", 40.0), ("bess-2", 30.0), ("bess-3", 20.0), ("bess-1", 10.0)):
+        st.update(s.make(s.Decision(unit=unit, t=1001.0, hz=49.7, response_kw=kw, base_kw=0.0,
+                                    setpoint_kw=kw), "field-a"))  # fmt: skip
+    snap = st.snapshot({})
+    assert snap["event"]["peak_response_kw"] == 90.0
+    assert snap["event"]["fleet_response_kw"] == 60.0
+    lines = render_text(snap)
+    assert any("frequency event: under-frequency" in ln and "nadir 49.800 Hz" in ln
+               and "fleet response +60.0 kW (peak +90.0 kW)" in ln for ln in lines)  # fmt: skip
+    end = {**start, "phase": "end", "end": 1014.0, "nadir_hz": 49.35}
+    st.update(event("frequency_event", end))
+    assert any("fleet judging" in ln for ln in render_text(st.snapshot({})))
+    metrics = {"start_delay_s": 0.2, "rms_error_pct": 0.9}
+    st.update(event("compliance", {"fleet": {"passed": False, "metrics": metrics}}))
+    snap = st.snapshot({})
+    assert snap["event"] is None
+    (last,) = [ln for ln in render_text(snap) if "last event" in ln]
+    assert "last event: under-frequency" in last and "extreme 49.350 Hz" in last
+    assert "peak response +90.0 kW: fleet FAIL (response after 0.20 s" in last
+
+
 def decision(t: float = 100.0) -> s.Message:
     return s.make(s.Decision(unit="bess-1", t=t, hz=50.0, response_kw=0.0, base_kw=0.0,
                              setpoint_kw=0.0), "field-a")  # fmt: skip

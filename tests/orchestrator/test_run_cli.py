@@ -106,3 +106,31 @@ def test_bad_config_and_history_paths_are_clear_errors(tmp_path: Path) -> None:
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("vpp run: ") and "Traceback" not in r.stderr
     assert "field" in vpp("run", "--config", str(bad)).stderr
+
+
+def test_the_default_run_tells_the_story_of_a_frequency_event(tmp_path: Path) -> None:
+    # What `vpp run` shows in plain text: the event under way with its nadir and the
+    # fleet's response, then the event over with its verdict, and where the target comes
+    # from. The simulated trip is at 11 s and the event ends about 26 s after the start;
+    # 45 s leave room for a slow machine.
+    proc = subprocess.run(
+        [sys.executable, "-m", "vpp", "run", "--duration", "45", "--history",
+         str(tmp_path / "h.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    during = [ln for ln in out.splitlines() if "frequency event: under-frequency since" in ln]
+    assert during, out[-3000:]
+    assert "nadir 49." in during[-1] and "fleet response" in during[-1]
+    done = [ln for ln in out.splitlines() if "last event: under-frequency" in ln]
+    assert done, out[-3000:]
+    assert "fleet PASS" in done[-1], done[-1]
+    # The event ends before the market's part of the story changes anything: the heads
+    # name the target's source.
+    heads = [ln for ln in out.splitlines() if ln.startswith("[")]
+    assert any("kW (schedule) |" in h for h in heads), heads[-1]
+    # Its first end line comes within 30 s of the start (the time of each status line).
+    first = out.splitlines().index(done[0])
+    head_before = [ln for ln in out.splitlines()[:first] if ln.startswith("[")][-1]
+    assert float(head_before[1:].split("s]")[0]) <= 32.0, head_before

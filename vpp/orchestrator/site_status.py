@@ -168,16 +168,14 @@ def render_text(snap: Mapping[str, Any]) -> list[str]:
     procs = snap["processes"]
     alive = sum(1 for p in procs.values() if p.get("alive"))
     restarts = sum(int(p.get("restarts", 0)) for p in procs.values())
+    source = f" ({snap['dispatch_source']})" if snap.get("dispatch_source") else ""
     head = (
         f"[{snap['uptime_s']:7.1f} s] {_num(snap['freq_hz'], '.3f')} Hz {snap['band'] or '-'}"
         f" rocof {_num(snap['rocof_hz_s'], '+.3f')} | fleet {snap['fleet_kw']:+.1f} kW"
         f" soc {_num(snap['fleet_soc_pct'], '.1f')} % | target"
-        f" {_num(snap['dispatch_target_kw'], '+.1f')} kW | safety {snap['safety']}"
+        f" {_num(snap['dispatch_target_kw'], '+.1f')} kW{source} | safety {snap['safety']}"
         f" | processes {alive}/{len(procs)} alive, {restarts} restarts"
     )
-    source = snap.get("dispatch_source")
-    if source:
-        head += f" ({source})"
     lines = [head]
     ev = snap.get("event")
     if ev:
