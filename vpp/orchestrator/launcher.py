@@ -232,6 +232,11 @@ class Launcher:
         from vpp.orchestrator.api.credentials import hash_secret, new_token
 
         cfg = self.site.api
+        if self.history_path is not None:
+            # The API answers history questions from the file this run writes.
+            hist = self.site.history.model_copy(update={"path": str(self.history_path),
+                                                        "enabled": True})  # fmt: skip
+            self.site = self.site.model_copy(update={"history": hist})
         port = _free_port(cfg.host, cfg.port)
         update: dict[str, Any] = {"port": port}
         token = None

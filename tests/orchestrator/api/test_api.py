@@ -280,3 +280,41 @@ def test_the_openapi_document_lists_every_surface(site: Site) -> None:
               "/api/campus/dispatch", "/api/campus/capacity", "/api/campus/target", "/api/grid",
               "/api/events", "/api/market", "/api/stream", "/api/login"):  # fmt: skip
         assert p in paths, p
+
+
+def test_history_questions_over_http(site: Site) -> None:
+    from vpp.reports.tables import from_csv
+
+    status, rows = request(site.url, "GET", "/api/history/commands", token=TOKEN)
+    assert status == 200 and rows
+    assert {"identity", "command", "ok"} <= set(rows[0])
+    status, text = request(site.url, "GET", "/api/history/commands?format=csv", token=TOKEN,
+                           raw=True)  # fmt: skip
+    assert status == 200 and len(from_csv(text)) >= len(rows)
+    since = time.time() - 5
+    status, rows = request(site.url, "GET", f"/api/history/units/bess-1?start={since}",
+                           token=TOKEN)  # fmt: skip
+    assert status == 200 and rows and all(r["t"] >= since - 1e-6 for r in rows)
+    status, body = request(site.url, "GET", "/api/history/units/bess-1?start=yesterday-ish",
+                           token=TOKEN)  # fmt: skip
+    assert status == 400 and "cannot read the time" in body["detail"]
+    status, _ = request(site.url, "GET", "/api/history/units/bess-9", token=TOKEN)
+    assert status == 404
+    status, _ = request(site.url, "GET", "/api/history/events")
+    assert status == 401
+    # The default site's frequency event (a trip at 11 s) ends about 26 s after the start:
+    # then the history has it with its verdict, and its report.
+    events: list[dict[str, Any]] = []
+
+    def judged() -> bool:
+        nonlocal events
+        _, events = request(site.url, "GET", "/api/history/events", token=TOKEN)
+        return any(e.get("verdict") not in (None, "") for e in events)
+
+    _until(judged, timeout=90, what="a judged frequency event in the history")
+    status, html = request(site.url, "GET", "/api/history/events/1/report", token=TOKEN,
+                           raw=True)  # fmt: skip
+    assert status == 200 and "<svg" in html and events[0]["verdict"].upper() in html.upper()
+    status, _ = request(site.url, "GET", "/api/history/events/99/report", token=TOKEN,
+                        raw=True)  # fmt: skip
+    assert status == 404

@@ -65,6 +65,8 @@ class ApiContext:
     policy: Policy
     sessions: Sessions
     tls: bool = False
+    history: str | None = None
+    """The site's history file (None: the site records none)."""
     streams: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     _tokens: dict[bytes, Principal] = field(default_factory=dict)
@@ -368,6 +370,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def metrics() -> Response:
         """Prometheus metrics (text format)."""
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if ctx.history is not None:
+        from vpp.orchestrator.api.history_routes import history_router
+
+        app.include_router(history_router(ctx.history, ctx.state.site.site.name))
 
     static = resources.files("vpp.orchestrator.api") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -49,7 +49,8 @@ class ApiServer:
         self.metrics = SiteMetrics(site)
         self.gateway = BusGateway(site, topo, self._on_message, name=name)
         self.ctx = ApiContext(cfg, self.state, self.gateway, self.metrics, topo.policy(),
-                              Sessions(cfg.session_ttl_s), tls=cfg.tls_cert is not None)
+                              Sessions(cfg.session_ttl_s), tls=cfg.tls_cert is not None,
+                              history=site.history.path if site.history.enabled else None)
         self.metrics.fleet_from(lambda: self.state.fleet(time.time()))
         self.metrics.error_source("http", lambda: dict(self.ctx.errors))
         self.metrics.error_source("bus", self._bus_errors)

@@ -1,0 +1,111 @@
+"""The API's history routes: the questions of ``vpp history`` and ``vpp report`` over HTTP.
+
+They read the site's SQLite history (``history.path``) read-only through
+:class:`vpp.reports.query.HistoryReader`, in a worker thread so that a long query does
+not hold up the live routes. Times are ISO 8601 or UNIX seconds; ``format=csv`` gives
+the same columns as ``vpp history ... --csv``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from vpp.errors import HistoryError
+from vpp.orchestrator.api.app import Who
+from vpp.reports.query import (
+    COMMAND_COLUMNS,
+    EVENT_COLUMNS,
+    FLEET_COLUMNS,
+    UNIT_COLUMNS,
+    HistoryReader,
+    parse_time,
+)
+from vpp.reports.tables import to_csv
+
+__all__ = ["history_router"]
+
+T = TypeVar("T")
+Format = Literal["json", "csv"]
+
+
+def history_router(path: str, site_name: str = "") -> APIRouter:
+    """The routes over the history file at ``path``."""
+    router = APIRouter(prefix="/api/history", tags=["history"])
+
+    async def ask(question: Callable[[HistoryReader], T]) -> T:
+        def run() -> T:
+            with HistoryReader(path) as reader:
+                return question(reader)
+
+        try:
+            return await asyncio.to_thread(run)
+        except HistoryError as exc:
+            # A time it cannot read is the request's fault; anything else (no file, an
+            # empty one, a number or unit it does not hold) is not there.
+            code = 400 if str(exc).startswith("cannot read the time") else 404
+            raise HTTPException(code, str(exc)) from None
+
+    def window(reader: HistoryReader, start: str | None, end: str | None,
+               event: int | None) -> tuple[float, float]:  # fmt: skip
+        if event is not None:
+            return reader.event_window(event)
+        first, last = reader.span()
+        return (first if start is None else parse_time(start),
+                last if end is None else parse_time(end))  # fmt: skip
+
+    @router.get("/events")
+    async def events(who: Who, format: Format = "json") -> Response:
+        """Frequency events: number, times, direction, extreme, verdict."""
+        rows = await ask(lambda r: r.events())
+        return _answer(rows, EVENT_COLUMNS, format, "events")
+
+    @router.get("/events/{number}/report", response_class=HTMLResponse)
+    async def report(number: int, who: Who) -> HTMLResponse:
+        """The event's report (as ``vpp report event N``): plots and compliance table."""
+        from vpp.reports.event_report import render
+        from vpp.reports.response import event_response
+
+        def build(reader: HistoryReader) -> str:
+            return render(event_response(reader, number), history=path, site=site_name)
+
+        return HTMLResponse(await ask(build))
+
+    @router.get("/units/{unit}")
+    async def unit(unit: str, who: Who, event: int | None = None, start: str | None = None,
+                   end: str | None = None, format: Format = "json") -> Response:  # fmt: skip
+        """What the unit did (decisions and telemetry) during event N or a time range."""
+        rows = await ask(lambda r: r.unit_rows(unit, *window(r, start, end, event)))
+        return _answer(rows, UNIT_COLUMNS, format, f"{unit}")
+
+    @router.get("/fleet")
+    async def fleet(who: Who, event: int | None = None, start: str | None = None,
+                    end: str | None = None, format: Format = "json") -> Response:  # fmt: skip
+        """The fleet's totals during event N or a time range."""
+        rows = await ask(lambda r: r.fleet_rows(*window(r, start, end, event)))
+        return _answer(rows, FLEET_COLUMNS, format, "fleet")
+
+    @router.get("/commands")
+    async def commands(who: Who, start: str | None = None, end: str | None = None,
+                       format: Format = "json") -> Response:  # fmt: skip
+        """The audited commands in a time range (all when none is given)."""
+
+        def q(r: HistoryReader) -> list[dict[str, Any]]:
+            return r.commands(None if start is None else parse_time(start),
+                              None if end is None else parse_time(end))  # fmt: skip
+
+        return _answer(await ask(q), COMMAND_COLUMNS, format, "commands")
+
+    return router
+
+
+def _answer(rows: list[dict[str, Any]], columns: Sequence[str], format: Format,
+            name: str) -> Response:  # fmt: skip
+    if format == "csv":
+        return Response(to_csv(rows, columns), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+    return JSONResponse(rows)
