@@ -36,10 +36,12 @@ def _stop_resource_tracker() -> Iterator[None]:
 
 
 def site(**sections: Any) -> SiteConfig:
-    """The default site, with a lasting 2 MW loss at 2 s: the frequency stays below the
-    49.90 Hz deadband, so every unit keeps a droop response while the test runs."""
+    """The default site, with a lasting loss of 10 % of its area at 2 s: the frequency
+    stays below the 49.90 Hz deadband, so every unit keeps a droop response while the
+    test runs."""
     data: dict[str, Any] = load().model_dump(mode="json")
-    data["simulation"]["events"] = [{"time_s": 2.0, "delta_mw": 2.0}]
+    loss = 0.1 * data["simulation"]["grid"]["base_mw"]
+    data["simulation"]["events"] = [{"time_s": 2.0, "delta_mw": loss}]
     data["simulation"]["repeat_s"] = None
     for key, value in sections.items():
         data[key].update(value)
