@@ -46,14 +46,14 @@ from vpp.validation import config_error
 
 __all__ = [
     "IPC_PATH_MAX",
-    "ipc_files",
     "SITE_FILE",
     "RunDir",
     "SiteRunningError",
     "check_ipc_paths",
     "default_dir",
     "ensure_private_dir",
-    "pid_alive",
+    "held",
+    "ipc_files",
     "record_of",
     "site_dir",
 ]
@@ -136,19 +136,6 @@ def check_ipc_paths(directory: Path, names: Iterable[str]) -> None:
         )
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (of any user)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def record_of(
     site: SiteConfig, topo: Topology, config: str | None, only: Iterable[str] | None
 ) -> dict[str, Any]:
@@ -163,7 +150,8 @@ def record_of(
         "events_in": topo.events_in,
         "keys_dir": str(topo.keys_dir) if topo.keys_dir is not None else None,
         "fields": list(topo.fields),
-        "units": {u.id: f.id for f in site.field for u in f.units},
+        "units": {u.id: {"field": f.id, "rated_power_kw": u.rated_power_kw}
+                  for f in site.field for u in f.units},
         "only": sorted(only) if only is not None else None,
     }
 
@@ -217,7 +205,7 @@ class RunDir:
             self.record.unlink()
         os.close(self._fd)
         self._fd = None
-        if any(_held(p) for p in self.path.glob("site*.json")):
+        if any(held(p) for p in self.path.glob("site*.json")):
             return
         for sock in sockets:
             with contextlib.suppress(FileNotFoundError):
@@ -240,8 +228,8 @@ def _read_pid(fd: int) -> int | None:
     return None
 
 
-def _held(record: Path) -> bool:
-    """Whether a live launcher still holds ``record`` (its lock)."""
+def held(record: Path) -> bool:
+    """Whether a live launcher holds ``record`` (its lock; False when unreadable)."""
     try:
         fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
