@@ -35,7 +35,12 @@ ACTIONS = ("enable", "disable", "emergency_stop", "reset_alarms")
 
 
 class RefusedError(VppError):
-    """The site refused or failed a command, or did not answer it (exit 1)."""
+    """The site refused or failed a command (exit 1); ``doc`` is what ``--json`` prints."""
+
+    def __init__(self, what: str, ack: s.Ack) -> None:
+        kind = ack.refused or "failed"
+        super().__init__(f"{what}: refused ({kind}): {ack.error}")
+        self.doc = {"ok": False, "command": what, "refused": kind, "error": ack.error}
 
 
 Run = Callable[[SiteClient, argparse.Namespace], Awaitable[tuple[Any, str]]]
@@ -44,7 +49,7 @@ Run = Callable[[SiteClient, argparse.Namespace], Awaitable[tuple[Any, str]]]
 
 def _ok(ack: s.Ack, what: str) -> Any:
     if not ack.ok:
-        raise RefusedError(f"{what}: refused ({ack.refused or 'failed'}): {ack.error}")
+        raise RefusedError(what, ack)
     return ack.result
 
 
@@ -259,6 +264,8 @@ def _main(args: argparse.Namespace) -> int:
     try:
         doc, text = asyncio.run(go())
     except RefusedError as exc:
+        if args.json:
+            print(json.dumps(exc.doc, indent=2))
         print(f"vpp ctl: {exc}", file=sys.stderr)
         return 1
     except CommandTimeoutError as exc:

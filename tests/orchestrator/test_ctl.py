@@ -171,12 +171,15 @@ def test_a_viewer_may_read_but_not_control(site: RunningSite) -> None:
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "refused (not_authorised)" in r.stderr and "viewer" in r.stderr
+    r = site.ctl("--as", "viewer", "--json", "control", "bess-3", "disable")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["refused"] == "not_authorised"
     r = site.ctl("--as", "viewer", "--json", "units")
     assert r.returncode == 0, r.stderr
     assert units_of(json.loads(r.stdout))["bess-3"]["enabled"] is True
     audit = site.wait_rows("SELECT ok, refused FROM commands WHERE identity = 'viewer' AND "
                            "command = 'control'")  # fmt: skip
-    assert audit == [(0, "not_authorised")]
+    assert audit == [(0, "not_authorised"), (0, "not_authorised")]
 
 
 def test_market_bids_and_results(site: RunningSite) -> None:
