@@ -24,6 +24,12 @@ import pytest
 from tests.orchestrator.procs import ROOT
 
 
+def site_env(run_dir: Path) -> dict[str, str]:
+    """The environment of ``vpp run`` and ``vpp ctl``: the test's run directory, and the
+    site's HTTP API on any free port (8080 may be taken by another run on this host)."""
+    return {**os.environ, "VPP_RUN_DIR": str(run_dir), "VPP__API__PORT": "0"}
+
+
 @dataclass
 class RunningSite:
     proc: subprocess.Popen[bytes]
@@ -33,7 +39,7 @@ class RunningSite:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "VPP_RUN_DIR": str(self.dir)}
+        return site_env(self.dir)
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run_ctl(self.env, *args, timeout=timeout)
@@ -70,7 +76,7 @@ def units_of(doc: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def site() -> Iterator[RunningSite]:
     tmp = Path(tempfile.mkdtemp(prefix="vppctl-", dir="/tmp"))
     d, history, log = tmp / "run", tmp / "h.db", tmp / "run.log"
-    env = {**os.environ, "VPP_RUN_DIR": str(d)}
+    env = site_env(d)
     with log.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vpp", "run", "--duration", "600", "--history", str(history)],

@@ -90,7 +90,8 @@ def test_run_replaces_a_stale_record_and_cleans_up(tmp_path: Path) -> None:
     (d / "site.json").write_text(json.dumps({"pid": 2**22 + 1}))
     r = subprocess.run([sys.executable, "-m", "vpp", "run", "--duration", "3", "--history",
                         str(tmp_path / "h.db")], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "VPP_RUN_DIR": str(d)}, timeout=120)  # fmt: skip
+                       env={**os.environ, "VPP_RUN_DIR": str(d), "VPP__API__PORT": "0"},
+                       timeout=120)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert f"vpp run: bus at {d}\n" in r.stderr
     # Sockets, run-scoped keys, site.json: all gone, and the directory with them.
