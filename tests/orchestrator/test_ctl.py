@@ -262,3 +262,17 @@ def test_ctl_without_a_running_site_exits_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr == f"vpp ctl: no running site in {tmp_path / 'nothing'} (none started; " \
         "start one with vpp run)\n"
+
+
+def test_every_command_docs_ctl_shows_parses() -> None:
+    from vpp.cli import build_parser
+
+    shown = [line.removeprefix("$ ").split()
+             for line in (ROOT / "docs" / "ctl.md").read_text().splitlines()
+             if line.startswith("$ ") and " vpp " in f" {line}"]  # fmt: skip
+    assert len(shown) >= 15
+    parser = build_parser()
+    for words in shown:
+        words = [w for w in words if "=" not in w]  # an environment assignment before it
+        args = parser.parse_args(words[1:])
+        assert args.command in ("ctl", "run"), words

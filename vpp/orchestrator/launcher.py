@@ -388,7 +388,6 @@ class Launcher:
                                   self.site.security, make_keys=True)  # fmt: skip
             self.topo = topo
             run.write(record_of(self.site, topo, self.config_path, self.only))
-            print(f"vpp run: bus at {run.path}", file=sys.stderr, flush=True)
             if self.runs("broker"):
                 broker = topo.broker()
                 _start_broker(broker)
@@ -415,6 +414,7 @@ class Launcher:
                 self._prepare_api(run.path)
             self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
+            self._announce(f"vpp run: bus at {run.path}")
             self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
@@ -438,6 +438,16 @@ class Launcher:
         if self.failure is not None:
             raise self.failure
         return 0
+
+    @staticmethod
+    def _announce(text: str) -> None:
+        # Once the processes are started (a site that fails to start says only why, in one
+        # line); with a log file the terminal stays silent and the line goes there, at
+        # warning level so that the default level keeps it.
+        if settings().file is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            log.warning("%s", text)
 
     def _claim_run_dir(self) -> RunDir:
         bus = self.site.bus
