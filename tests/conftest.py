@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import asyncio.runners
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -86,6 +88,17 @@ def _allowed(item: pytest.Item) -> set[str]:
             pytest.fail(f"{item.nodeid}: allow_leaks: unknown kinds {unknown}", pytrace=False)
         allowed.update(mark.args)
     return allowed
+
+
+@pytest.fixture(autouse=True)
+def _private_run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # A site a test starts (in process, or `vpp run` inheriting the environment) gets a
+    # run directory of its own: never the user's default one, never another test's. Short,
+    # under /tmp: ipc socket paths are limited to 107 bytes.
+    d = tempfile.mkdtemp(prefix="vpprun-", dir="/tmp")
+    monkeypatch.setenv("VPP_RUN_DIR", f"{d}/site")
+    yield
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

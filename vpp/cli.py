@@ -15,6 +15,7 @@
 - ``vpp history``: questions to the history (events, a unit's rows, the fleet, commands),
   as a table or CSV; ``vpp report event N``: an HTML report of one frequency event
   (subcommands in :mod:`vpp.reports.cli`).
+- ``vpp ctl``: read and command a running site (subcommands in :mod:`vpp.ctl`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 
 Global options (before the command): ``--version``; ``--log-level`` and ``--log-file``
@@ -286,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_parser(sub)
     api_cli.add_parser(sub)
     reports_cli.add_parser(sub)
+    from vpp import ctl
+
+    ctl.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -3,7 +3,9 @@
 :class:`Launcher` loads nothing itself; :func:`main` loads the config
 (:func:`vpp.config.load`) and runs one. A run:
 
-1. makes a run directory (ipc sockets; removed at exit) and the :class:`Topology`;
+1. claims the site's run directory (:mod:`vpp.orchestrator.rundir`: refused while another
+   launcher holds it), makes the :class:`Topology` there (ipc sockets, keys), writes
+   ``site.json`` and prints ``vpp run: bus at DIR`` on stderr;
 2. starts the events broker (:mod:`vpp.orchestrator.bus.broker`) and subscribes to it;
 3. starts the simulated plant in a child process when ``simulation.enabled``, waits for
    its ports and points the config at it (:func:`vpp.sim.plant.with_ports`);
@@ -18,7 +20,8 @@
    these background loops runs under :func:`vpp.aio.supervised`: one that raises is
    logged, counted in ``loop_failures`` and restarted after ``loop_restart_s``;
 6. on the end of ``duration``, Ctrl-C or SIGTERM: SIGTERM to every child, a grace
-   period, SIGKILL to what is left, broker closed, history flushed; exit code 0.
+   period, SIGKILL to what is left, broker closed, history flushed, the run directory's
+   sockets, run-scoped keys and ``site.json`` removed; exit code 0.
 
 A process that fails for good stops the site the same way, and :meth:`Launcher.run`
 then raises: :class:`~vpp.errors.ConfigError` or :class:`~vpp.errors.BindError` when a
@@ -35,11 +38,9 @@ import functools
 import json
 import logging
 import os
-import shutil
 import socket
 import sqlite3
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from multiprocessing.connection import Connection
@@ -59,6 +60,7 @@ from vpp.orchestrator.bus.topology import API, SERVICES, Topology
 from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
 from vpp.orchestrator.recorder import Recorder
+from vpp.orchestrator.rundir import RunDir, check_ipc_paths, ipc_files, record_of, site_dir
 from vpp.orchestrator.site_status import SiteStatus, render_text
 from vpp.orchestrator.status_screen import StatusScreen
 
@@ -77,7 +79,9 @@ class Launcher:
     ``market``); ``history_path`` the configured history file; ``out`` is where the
     status goes (None: nowhere), as JSON lines with ``as_json``; ``loop_restart_s`` the
     pause before a failed background loop starts again. ``backoff_s``,
-    ``max_backoff_s`` and ``stop_timeout_s`` override the site's ``supervision``.
+    ``max_backoff_s`` and ``stop_timeout_s`` override the site's ``supervision``;
+    ``config_path`` is the file the site came from (None: the embedded one), for
+    ``site.json``.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Launcher:
         stop_timeout_s: float | None = None,
         only: Iterable[str] | None = None,
         loop_restart_s: float = 1.0,
+        config_path: str | None = None,
     ) -> None:
         self.site = site
         self.only = _check_only(site, only)
@@ -114,6 +119,7 @@ class Launcher:
             where = settings().file
             self.screen = StatusScreen(out, f"logs: {where}" if where else "")
         self.loop_restart_s = loop_restart_s
+        self.config_path = config_path
         #: Failures of the background loops, by loop (``listen``, ``flush``, ``show``,
         #: ``supervise``); each was logged with its traceback and the loop restarted.
         self.loop_failures: collections.Counter[str] = collections.Counter()
@@ -377,15 +383,16 @@ class Launcher:
         """Run until ``duration`` seconds have passed or ``stop`` is set; 0 when clean."""
         stop = stop or asyncio.Event()
         self._stop = stop
-        run_dir = Path(tempfile.mkdtemp(prefix="vpp-run-"))
+        run = self._claim_run_dir()
         history: History | None = None
         tasks: list[asyncio.Task[None]] = []
         broker: Broker | None = None
         sub: Subscriber | None = None
         try:
-            topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run_dir,
+            topo = Topology.build(self.site.bus, [f.id for f in self.site.field], run.path,
                                   self.site.security, make_keys=True)  # fmt: skip
             self.topo = topo
+            run.write(record_of(self.site, topo, self.config_path, self.only))
             if self.runs("broker"):
                 broker = topo.broker()
                 _start_broker(broker)
@@ -409,9 +416,10 @@ class Launcher:
             elif self.site.simulation.enabled:
                 self._point_at_remote_plant()
             if self.site.api.enabled and self.runs(API):
-                self._prepare_api(run_dir)
+                self._prepare_api(run.path)
             self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
+            self._announce(f"vpp run: bus at {run.path}")
             self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
@@ -429,12 +437,41 @@ class Launcher:
                 broker.stop()
             if history is not None:
                 history.close()
-            shutil.rmtree(run_dir, ignore_errors=True)
+            self._release_run_dir(run)
             if self.screen is not None:
                 self.screen.close()
         if self.failure is not None:
             raise self.failure
         return 0
+
+    @staticmethod
+    def _announce(text: str) -> None:
+        # Once the processes are started (a site that fails to start says only why, in one
+        # line); with a log file the terminal stays silent and the line goes there, at
+        # warning level so that the default level keeps it.
+        if settings().file is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            log.warning("%s", text)
+
+    def _claim_run_dir(self) -> RunDir:
+        bus = self.site.bus
+        run = RunDir(site_dir(self.site), self.only)
+        if bus.transport == "ipc":
+            names = ["events-in", "events-out", *(f"{f.id}.cmd" for f in self.site.field),
+                     *(f"{n}.cmd" for n in SERVICES)]  # fmt: skip
+            check_ipc_paths(run.path, names)
+        run.claim()
+        return run
+
+    def _release_run_dir(self, run: RunDir) -> None:
+        topo, bus = self.topo, self.site.bus
+        sockets = ipc_files(topo) if topo is not None else []
+        # Keys made for this run only; a configured keys_dir is the user's.
+        made = topo is not None and bus.keys_dir is None and topo.keys_dir is not None
+        # The dashboard link holds a one-run operator token: it goes with the run.
+        scoped = [run.path / "dashboard-url", *([run.path / "keys"] if made else [])]
+        run.release(sockets, scoped)
 
 
 def _failure_error(m: Managed, kind: str) -> VppError:
@@ -514,9 +551,8 @@ def main(
     # The level and file of ``vpp --log-level/--log-file`` (or the defaults), named so.
     configure(settings(), "launcher")
     site = load(config)
-    launcher = Launcher(
-        site, history_path=history, out=out or sys.stdout, as_json=as_json, only=only
-    )
+    launcher = Launcher(site, history_path=history, out=out or sys.stdout, as_json=as_json,
+                        only=only, config_path=config)  # fmt: skip
 
     async def go() -> int:
         with stop_on_signals() as stop:

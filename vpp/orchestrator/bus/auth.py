@@ -87,7 +87,7 @@ class Role(BaseModel):
     subscribe: bool = Field(default=True, description="may read the events bus")
 
 
-_READ = ("status", "safety_history", "fleet", "events")
+_READ = ("status", "safety_history", "fleet", "events", "bids", "results")
 
 #: The least each process of a site needs, and the two people roles.
 BUILTIN_ROLES: dict[str, Role] = {

@@ -32,6 +32,8 @@ __all__ = [
     "Control",
     "GridEvents",
     "Level",
+    "MarketBids",
+    "MarketResults",
     "MarketRun",
     "SafetyHistory",
     "SetBase",
@@ -144,6 +146,15 @@ class MarketRun(_Params):
     """Market ``run``: bid, clear and schedule the next delivery now; no parameters."""
 
 
+class MarketBids(_Params):
+    """Market ``bids``: the bids of the last day-ahead run and of the last RTM session."""
+
+
+class MarketResults(_Params):
+    """Market ``results``: what the exchange awarded the last day-ahead run's bids, and
+    each block's clearing price."""
+
+
 #: The model of each command, by the kind of server that takes it.
 COMMANDS: dict[str, dict[str, type[_Params]]] = {
     "field": {
@@ -158,7 +169,8 @@ COMMANDS: dict[str, dict[str, type[_Params]]] = {
     },
     "campus": {"set_target": SetTarget, "set_schedule": CampusSchedule, "fleet": CampusFleet},
     "grid": {"status": Status, "events": GridEvents},
-    "market": {"status": Status, "run": MarketRun},
+    "market": {"status": Status, "run": MarketRun, "bids": MarketBids,
+               "results": MarketResults},
 }
 
 P = TypeVar("P", bound=pydantic.BaseModel)

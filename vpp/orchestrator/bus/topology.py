@@ -60,7 +60,9 @@ class BusSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     transport: Literal["ipc", "tcp"] = "ipc"
     dir: Path | None = Field(
-        default=None, description="ipc: directory of the socket files; None = the run dir"
+        default=None,
+        description="run directory: ipc sockets, site.json, keys made at start; None = "
+        "$VPP_RUN_DIR, $XDG_RUNTIME_DIR/vpp/<site.name> or /tmp/vpp-<uid>/<site.name>",
     )
     host: str = Field(default="127.0.0.1", description="tcp: address of every process")
     hosts: dict[str, str] = Field(

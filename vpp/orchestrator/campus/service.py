@@ -245,6 +245,10 @@ class Campus(Service):
                 f.id: {"online": f.online, "failures": f.failures} for f in self.fields.values()
             },
             "target_kw": self.target(now)[0],
+            "target_source": self.target(now)[1],
+            # The schedules not over yet (what the market sent, or an operator).
+            "schedules": [{"start": x.start, "block_s": x.block_s, "kw": list(x.kw)}
+                          for _, x in sorted(self.schedules.items()) if x.end > now],
             # What was refused and why (forged, unknown or stale input, refused commands).
             "errors": dict(self.errors),
             "bus_errors": dict(self.subscriber.errors) if self.subscriber else {},

@@ -28,7 +28,7 @@ A run (at start, after ``settle_s`` for telemetry to arrive, and on the ``run`` 
 
 Every schedule not yet over is sent again every ``resend_s``, so a campus that restarted
 (and lost them) gets them back; a send that times out is counted and left to the next one.
-Commands: ``status`` and ``run``.
+Commands: ``status``, ``run``, and the read-only ``bids`` and ``results``.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ class MarketGateway(Service):
         """The bids of the last RTM session."""
 
     def handlers(self) -> Mapping[str, Handler]:
-        return {"status": self._status, "run": self._run}
+        return {"status": self._status, "run": self._run, "bids": self._bids,
+                "results": self._results}  # fmt: skip
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return [self._main]
@@ -345,6 +346,21 @@ class MarketGateway(Service):
 
     async def _run(self, cmd: s.CommandMsg) -> dict[str, Any]:
         return await self.run_once()
+
+    async def _bids(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        return {"dam": [_bid_data(b) for b in self.bids],
+                "rtm": [_bid_data(b) for b in self.rtm_bids]}  # fmt: skip
+
+    async def _results(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        res = self.clearing
+        if res is None:
+            return {"awards": [], "blocks": []}
+        awards = [{"bid_id": a.bid_id, "product": a.product.value,
+                   "delivery": a.delivery.isoformat(), "block": a.block, "side": a.side.value,
+                   "accepted_mw": a.accepted_mw, "clearing_price": a.price_rs_mwh}
+                  for a in res.awards.values()]  # fmt: skip
+        blocks = [dataclasses.asdict(b) for b in res.blocks.values()]
+        return {"awards": awards, "blocks": blocks}
 
 
 async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
