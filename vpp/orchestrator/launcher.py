@@ -230,7 +230,7 @@ class Launcher:
 
             self._manage(name, role, role_main, args).start()
 
-    def _prepare_api(self, run_dir: Path) -> None:
+    def _prepare_api(self, run_dir: Path) -> str:
         """Check the API's port is free (a port in use is a one-line error now, not a
         restarting process), pin a port 0 to a free one, and, when the configuration has
         no users, make a one-run operator token whose login link is printed."""
@@ -257,7 +257,7 @@ class Launcher:
         path = run_dir / "dashboard-url"
         path.write_text(link + "\n")
         path.chmod(0o600)
-        print(f"vpp run: dashboard at {link}", file=sys.stderr, flush=True)
+        return link
 
     def runs(self, name: str) -> bool:
         """Whether this launcher runs process ``name`` (``broker`` and ``plant`` too)."""
@@ -415,11 +415,17 @@ class Launcher:
                 await self._start_plant()
             elif self.site.simulation.enabled:
                 self._point_at_remote_plant()
+            link = None
             if self.site.api.enabled and self.runs(API):
-                self._prepare_api(run.path)
+                link = self._prepare_api(run.path)
+                # ctl and other clients find the API where they find the bus.
+                run.write({**record_of(self.site, topo, self.config_path, self.only),
+                           "api": self.api_url})  # fmt: skip
             self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
             self._announce(f"vpp run: bus at {run.path}")
+            if link is not None:
+                self._announce(f"vpp run: dashboard at {link}")
             self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
