@@ -147,26 +147,25 @@ def _cmd_events(args: argparse.Namespace) -> int:
         return _emit(args, reader.events(), EVENT_COLUMNS)
 
 
+def _whole(args: argparse.Namespace, reader: Any) -> tuple[float, float]:
+    # The range asked for, its open ends the history's own first and last times.
+    start, end = _range(args, reader)
+    first, last = reader.span()
+    return (first if start is None else start, last if end is None else end)
+
+
 def _cmd_unit(args: argparse.Namespace) -> int:
     from vpp.reports.query import UNIT_COLUMNS
 
     with _reader(args) as reader:
-        start, end = _range(args, reader)
-        if start is None or end is None:
-            first, last = reader.span()
-            start, end = first if start is None else start, last if end is None else end
-        return _emit(args, reader.unit_rows(args.unit, start, end), UNIT_COLUMNS)
+        return _emit(args, reader.unit_rows(args.unit, *_whole(args, reader)), UNIT_COLUMNS)
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from vpp.reports.query import FLEET_COLUMNS
 
     with _reader(args) as reader:
-        start, end = _range(args, reader)
-        if start is None or end is None:
-            first, last = reader.span()
-            start, end = first if start is None else start, last if end is None else end
-        return _emit(args, reader.fleet_rows(start, end), FLEET_COLUMNS)
+        return _emit(args, reader.fleet_rows(*_whole(args, reader)), FLEET_COLUMNS)
 
 
 def _cmd_commands(args: argparse.Namespace) -> int:
