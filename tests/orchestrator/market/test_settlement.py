@@ -57,13 +57,14 @@ def _award(h: History, t: float, product: str, delivery: str, block: int, side: 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A history with blocks 40 and 41 of DAY scheduled (see each test for its rows)."""
+    """A history with blocks 40-42 of DAY scheduled (see each test for its rows)."""
     path = tmp_path_factory.mktemp("settle") / "history.db"
     h = History(path)
     day = DAY.isoformat()
-    # Block 40 1000 kW, block 41 400 kW; a refused schedule that must not count; a
-    # revision of block 41 to 800 kW during it (counts) and one after it ended (does not).
-    _command(h, T - 60, {"start": T, "block_s": 900.0, "kw": [1000.0, 400.0]}, 1)
+    # Block 40 1000 kW, block 41 400 kW, block 42 0 kW; a refused schedule that must not
+    # count; a revision of block 41 to 800 kW during it (counts) and one after it ended
+    # (does not).
+    _command(h, T - 60, {"start": T, "block_s": 900.0, "kw": [1000.0, 400.0, 0.0]}, 1)
     _command(h, T - 30, {"start": T, "block_s": 900.0, "kw": [5000.0, 5000.0]}, 0)
     _command(h, T + 1000, {"start": T + 900, "block_s": 900.0, "kw": [800.0]}, 1)
     _command(h, T + 1900, {"start": T + 900, "block_s": 900.0, "kw": [9999.0]}, 1)
@@ -72,6 +73,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _award(h, T - 86_000, "DAM", day, 40, "sell", 1.2, 4000.0)
     _award(h, T - 600, "RTM", day, 40, "buy", 0.2, 6000.0)
     _award(h, T - 90_000, "DAM", "2026-01-04", 40, "sell", 1.0, 99_999.0)
+    # Block 42 cleared twice (the gateway re-run): only the later result counts.
+    _award(h, T - 86_000, "DAM", day, 42, "sell", 0.4, 3000.0)
+    _award(h, T - 85_000, "DAM", day, 42, "sell", 0.8, 3500.0)
     # bess-1: 500 kW from before the block, 400 kW from +300 s, 450 kW from +600 s.
     for dt, kw in ((-100, 500.0), (300, 400.0), (600, 450.0)):
         h.add("telemetry", {"t": T + dt, "unit": "bess-1", "power_kw": kw, "online": 1})
@@ -113,11 +117,22 @@ def test_a_block_worked_out_by_hand(history: Path) -> None:
 
 def test_the_last_schedule_recorded_before_the_block_ends_counts(history: Path) -> None:
     ledger = _ledger(history)
-    assert sorted(ledger) == [40, 41]
+    assert sorted(ledger) == [40, 41, 42]
     # The revision at +1000 s (800 kW), not the 400 kW before it nor the 9999 after.
     assert ledger[41].scheduled_mwh == pytest.approx(0.200)
-    # No price for block 41: the day's mean of the blocks with one (block 40's 6000).
-    assert (ledger[41].normal_rate_rs_mwh, ledger[41].rate_source) == (6000.0, "day mean")
+    # No price for block 41: the day's mean of the blocks with one: (6000 + 3500) / 2.
+    assert (ledger[41].normal_rate_rs_mwh, ledger[41].rate_source) == (4750.0, "day mean")
+
+
+def test_a_block_cleared_again_counts_its_latest_result(history: Path) -> None:
+    b = _ledger(history)[42]
+    # 0.8 MW x 3500 x 0.25 h (not 0.4 MW at 3000); its rate is that price.
+    assert b.market_revenue_rs == pytest.approx(700.0)
+    assert (b.normal_rate_rs_mwh, b.rate_source) == (3500.0, "DAM")
+    # Nothing scheduled, nothing delivered (the units' last samples held out before it):
+    # no deviation, no charge, and no % of a zero base.
+    assert (b.scheduled_mwh, b.actual_mwh, b.dsm_charge_rs) == (0.0, 0.0, 0.0)
+    assert b.deviation_pct is None and b.coverage_pct == 0.0
 
 
 def test_the_table_changes_the_charge(history: Path) -> None:
@@ -168,8 +183,9 @@ def test_band_tables_are_checked() -> None:
 def test_totals_and_the_csv_round_trip(history: Path) -> None:
     ledger = list(_ledger(history).values())
     total = totals(ledger)
-    assert total.blocks == 2
-    assert total.scheduled_mwh == pytest.approx(0.250 + 0.200)
+    assert total.blocks == 3
+    assert total.scheduled_mwh == pytest.approx(0.250 + 0.200 + 0.0)
+    assert total.market_revenue_rs == pytest.approx(900.0 + 0.0 + 700.0)
     assert total.net_rs == pytest.approx(sum(b.net_rs for b in ledger))
     rows = [b.row() for b in ledger]
     assert from_csv(to_csv(rows, LEDGER_COLUMNS)) == rows
@@ -189,9 +205,9 @@ def test_settle_writes_the_statement(history: Path, tmp_path: Path) -> None:
     r = vpp("settle", DAY.isoformat(), "--history", str(history), "--dsm", str(dsm),
             "--out", str(tmp_path / "out"))  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "2 blocks" in r.stdout and "net Rs" in r.stdout
+    assert "3 blocks" in r.stdout and "net Rs" in r.stdout
     rows = from_csv((tmp_path / "out" / "settlement-2026-01-05.csv").read_text())
-    assert [row["block"] for row in rows] == [40, 41]
+    assert [row["block"] for row in rows] == [40, 41, 42]
     assert rows[0]["dsm_charge_rs"] == pytest.approx(772.5)
     html = (tmp_path / "out" / "settlement-2026-01-05.html").read_text()
     # Three charts, and the ledger's exact figures (those of the CSV) in the table.
