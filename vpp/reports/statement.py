@@ -41,7 +41,10 @@ _HEADINGS = {
     "dsm_charge_rs": "DSM charge Rs (+ payable)", "market_revenue_rs": "market revenue Rs",
     "reserve_rs": "reserve Rs", "net_rs": "net Rs", "coverage_pct": "metered %",
 }  # fmt: skip
-_FORMATS = {"block": "{:d}", "deviation_pct": "{:+.2f}", "coverage_pct": "{:.1f}"}
+_FORMATS = {
+    "block": "{:d}", "deviation_pct": "{:+.2f}", "coverage_pct": "{:.1f}",
+    "normal_rate_rs_mwh": "{:.2f}",
+}  # fmt: skip
 
 
 def _cell(column: str, value: object) -> str:
