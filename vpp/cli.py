@@ -15,6 +15,8 @@
 - ``vpp history``: questions to the history (events, a unit's rows, the fleet, commands),
   as a table or CSV; ``vpp report event N``: an HTML report of one frequency event
   (subcommands in :mod:`vpp.reports.cli`).
+- ``vpp settle DAY``: the settlement statement of an IST day, CSV and HTML
+  (:mod:`vpp.reports.settle_cli`).
 - ``vpp ctl``: read and command a running site (subcommands in :mod:`vpp.ctl`).
 - ``vpp bench``: run the benchmark suite and print a table (``--json`` for JSON).
 
@@ -282,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=_cmd_audit_verify)
     from vpp.orchestrator.api import cli as api_cli
     from vpp.reports import cli as reports_cli
+    from vpp.reports import settle_cli
     from vpp.sim import cli as sim_cli
 
     sim_cli.add_parser(sub)
     api_cli.add_parser(sub)
     reports_cli.add_parser(sub)
+    settle_cli.add_parser(sub)
     from vpp import ctl
 
     ctl.add_parser(sub)

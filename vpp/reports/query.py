@@ -26,6 +26,7 @@ from typing import Any
 from vpp.errors import HistoryError
 
 __all__ = [
+    "AWARD_COLUMNS",
     "COMMAND_COLUMNS",
     "EVENT_COLUMNS",
     "FLEET_COLUMNS",
@@ -55,6 +56,11 @@ COMMAND_COLUMNS = (
     "t", "seq", "server", "target", "command", "params", "identity", "role", "ok",
     "refused", "detail",
 )  # fmt: skip
+
+#: Columns of :meth:`HistoryReader.awards`.
+AWARD_COLUMNS = (
+    "t", "bid_id", "product", "delivery", "block", "side", "accepted_mw", "clearing_price"
+)
 
 _DECISION = ("freq_hz", "rocof_hz_s", "band", "response_kw", "base_kw", "setpoint_kw", "action")
 _TELEMETRY = ("power_kw", "reactive_kvar", "soc_pct", "temp_c", "safety")
@@ -363,6 +369,25 @@ class HistoryReader:
         where, args = _range(start, end)
         sql = f"SELECT {', '.join(COMMAND_COLUMNS)} FROM commands WHERE {where} ORDER BY id"
         return [dict(zip(COMMAND_COLUMNS, r, strict=True)) for r in self._db.execute(sql, args)]
+
+    # ---- the market ----
+
+    def awards(self, delivery: str) -> list[Row]:
+        """The exchange's results (columns :data:`AWARD_COLUMNS`) for the bids of the IST
+        day ``delivery`` (ISO date), each with the product and side of its bid (the
+        latest bid of that id recorded up to the result), in the order recorded. A
+        history without market tables has none."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if not {"bids", "results"} <= tables:
+            return []
+        sql = (
+            "SELECT r.t, r.bid_id, b.product, b.delivery, r.block, b.side, r.accepted_mw, "
+            "r.clearing_price FROM results r JOIN bids b ON b.id = (SELECT id FROM bids "
+            "WHERE bid_id = r.bid_id AND t <= r.t ORDER BY t DESC, id DESC LIMIT 1) "
+            "WHERE b.delivery = ? ORDER BY r.t, r.id"
+        )
+        rows = self._db.execute(sql, (delivery,))
+        return [dict(zip(AWARD_COLUMNS, r, strict=True)) for r in rows]
 
     def span(self) -> tuple[float, float]:
         """The first and last time of any row."""

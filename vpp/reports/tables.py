@@ -25,9 +25,10 @@ __all__ = [
 TEXT_COLUMNS = frozenset({
     "row", "band", "action", "safety", "direction", "trigger", "verdict", "source", "server",
     "target", "command", "params", "identity", "role", "refused", "detail", "unit",
+    "start_ist", "rate_source",
 })  # fmt: skip
 #: Number columns read back as int.
-INTEGER_COLUMNS = frozenset({"number", "seq", "ok", "units"})
+INTEGER_COLUMNS = frozenset({"number", "seq", "ok", "units", "block"})
 
 #: How the text table shows a number column (default: 6 significant digits).
 FORMATS: dict[str, str] = {
