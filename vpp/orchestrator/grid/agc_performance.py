@@ -67,6 +67,14 @@ def _report(criteria: list[Criterion], metrics: dict[str, Any]) -> dict[str, Any
             "criteria": [dataclasses.asdict(c) for c in criteria]}  # fmt: skip
 
 
+def _at_least(name: str, pct: float | None, limit: float, what: str, na: str) -> Criterion:
+    if pct is None:
+        return Criterion(name, True, None, limit, f"{name}: n/a ({na})")
+    ok = pct >= limit
+    return Criterion(name, ok, pct, limit,
+                     f"{pct:.1f} {what}, {'at least' if ok else 'below'} {limit:g}")  # fmt: skip
+
+
 class AgcPerformance:
     """Performance checks of the AGC response (see the module docstring)."""
 
@@ -162,25 +170,12 @@ class AgcPerformance:
         within = sum(d for s, d in win if abs(s.delivered_mw - s.requested_mw) <= tol)
         metrics: dict[str, Any] = {"duration_s": duration, "requested_mwh": req,
                                    "delivered_mwh": got, "tolerance_mw": tol}  # fmt: skip
-        crits: list[Criterion] = []
-        if req > 0:
-            pct = 100.0 * got / req
-            ok = pct >= cfg.min_energy_pct
-            crits.append(Criterion("energy", ok, pct, cfg.min_energy_pct,
-                                   f"energy {pct:.1f} % of requested, "
-                                   f"{'at least' if ok else 'below'} {cfg.min_energy_pct:g} %"))
-        else:
-            crits.append(Criterion("energy", True, None, cfg.min_energy_pct,
-                                   "energy: n/a (nothing requested)"))  # fmt: skip
-        if duration > 0:
-            pct = 100.0 * within / duration
-            ok = pct >= cfg.min_within_pct
-            crits.append(Criterion("within_tolerance", ok, pct, cfg.min_within_pct,
-                                   f"within tolerance {pct:.1f} % of the time, "
-                                   f"{'at least' if ok else 'below'} {cfg.min_within_pct:g} %"))
-        else:
-            crits.append(Criterion("within_tolerance", True, None, cfg.min_within_pct,
-                                   "within tolerance: n/a (no time)"))  # fmt: skip
+        crits = [
+            _at_least("energy", 100.0 * got / req if req > 0 else None, cfg.min_energy_pct,
+                      "% of the requested energy", "nothing requested"),
+            _at_least("within_tolerance", 100.0 * within / duration if duration > 0 else None,
+                      cfg.min_within_pct, "% of the time within tolerance", "no time"),
+        ]  # fmt: skip
         crits.append(self._sustained(win, tol, metrics))
         sigs = [self.signal_report(g, end) for g in self.signals if start <= g.t < end]
         out = _report(crits, metrics)
