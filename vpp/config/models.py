@@ -20,6 +20,7 @@ from vpp.orchestrator.bus.auth import SecuritySection
 from vpp.orchestrator.bus.receipt import ReceiptWindow
 from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
+from vpp.orchestrator.grid.agc import AgcConfig
 from vpp.orchestrator.grid.compliance import ComplianceConfig
 from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
@@ -209,6 +210,11 @@ class CampusSection(BaseModel):
     )
     commands: CommandLimits = Field(
         default_factory=CommandLimits, description="what the campus's commands accept"
+    )
+    agc: AgcConfig = Field(
+        default_factory=AgcConfig,
+        description="AGC set-points and secondary reserve (docs/agc.md); nothing reserved "
+        "by default",
     )
 
 

@@ -89,7 +89,7 @@ class Role(BaseModel):
 
 _READ = ("status", "safety_history", "fleet", "events", "bids", "results")
 
-#: The least each process of a site needs, and the two people roles.
+#: The least each process of a site needs, the two people roles, and a SCADA gateway's.
 BUILTIN_ROLES: dict[str, Role] = {
     # A field controller publishes its units' telemetry and takes commands; it sends none.
     "field": Role(publish=True),
@@ -118,6 +118,11 @@ BUILTIN_ROLES: dict[str, Role] = {
     "api": Role(grants=(Grant(commands=_READ),)),
     "operator": Role(grants=(Grant(commands=("*",)),)),
     "viewer": Role(grants=(Grant(commands=_READ),)),
+    # A SCADA gateway for the load despatch centre: AGC set-points to the campus, and
+    # what a viewer reads. No identity holds it unless the configuration says so.
+    "scada": Role(
+        grants=(Grant(commands=("agc",), servers=("campus:*",)), Grant(commands=_READ))
+    ),
 }
 
 #: Identities every site has besides its field controllers (each has the role of its name).

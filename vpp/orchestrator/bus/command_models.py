@@ -27,6 +27,7 @@ from vpp.validation import first_error
 
 __all__ = [
     "COMMANDS",
+    "Agc",
     "CampusFleet",
     "CampusSchedule",
     "Control",
@@ -130,6 +131,14 @@ class CampusSchedule(_Params):
         return self.start + self.block_s * len(self.kw)
 
 
+class Agc(_Params):
+    """Campus ``agc``: the load despatch centre's AGC set-point, MW on top of the schedule
+    (+ = more discharge); within the site's rating (the reserve limits what is followed,
+    see docs/agc.md)."""
+
+    mw: Number
+
+
 class CampusFleet(_Params):
     """Campus ``fleet``: the fleet's totals at these levels of the location hierarchy."""
 
@@ -167,7 +176,8 @@ COMMANDS: dict[str, dict[str, type[_Params]]] = {
         "safety_history": SafetyHistory,
         "status": Status,
     },
-    "campus": {"set_target": SetTarget, "set_schedule": CampusSchedule, "fleet": CampusFleet},
+    "campus": {"set_target": SetTarget, "set_schedule": CampusSchedule, "fleet": CampusFleet,
+               "agc": Agc},
     "grid": {"status": Status, "events": GridEvents},
     "market": {"status": Status, "run": MarketRun, "bids": MarketBids,
                "results": MarketResults},

@@ -27,7 +27,11 @@ concurrently, each with a per-command timeout of at most half the dispatch inter
 no retry (the next round is the retry), so a dead one never delays the others.
 
 Target: ``set_target`` if given, else the ``set_schedule`` block now, else
-``campus.target_kw``, else 0.
+``campus.target_kw``, else 0; plus, once the load despatch centre sent an ``agc``
+set-point, the regulation offset of :class:`~vpp.orchestrator.grid.agc.AgcHandler`
+(``campus.agc``: within the reserve, the fleet's headroom, its SOC band and the ramp).
+Each round then also publishes an EventMsg kind ``agc``: the offset, its status, and
+the SRAS performance of the signal in force and of the service period (docs/agc.md).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from vpp.config.models import SiteConfig
 from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.command_models import (
+    Agc,
     CampusFleet,
     CampusSchedule,
     SetTarget,
@@ -56,8 +61,10 @@ from vpp.orchestrator.bus.pubsub import Handler
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.campus.config import Strategy
 from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.campus.fleet import Fleet
+from vpp.orchestrator.campus.fleet import ELIGIBLE, Fleet
 from vpp.orchestrator.campus.totals import Aggregate
+from vpp.orchestrator.grid.agc import AgcHandler, FleetState
+from vpp.orchestrator.grid.agc_performance import AgcPerformance
 from vpp.orchestrator.service import Service, params, tune_gc
 
 __all__ = ["MAX_SCHEDULES", "RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
@@ -80,6 +87,22 @@ def _plain(agg: Aggregate) -> dict[str, Any]:
     if not math.isfinite(out["soc_pct"]):
         out["soc_pct"] = None
     return out
+
+
+def _agc_fleet(fleet: Fleet, now: float, base_kw: float) -> tuple[FleetState, float]:
+    """What the AGC handler needs of the units dispatch may use now (MW), and the power
+    (kW) of every unit reporting."""
+    n = fleet.size
+    ok = fleet.eligibility(now) == ELIGIBLE
+    charge, discharge = fleet.available()
+    energy = float(fleet.energy[:n][ok].sum())
+    stored = float((fleet.energy[:n] * fleet.soc[:n])[ok].sum()) / 100.0
+    reporting = fleet.online(now) & (fleet.telemetry_time[:n] > -math.inf)
+    state = FleetState(up_mw=float(discharge[ok].sum()) / 1000.0,
+                       down_mw=float(charge[ok].sum()) / 1000.0,
+                       soc_pct=100.0 * stored / energy if energy > 0 else math.nan,
+                       energy_mwh=energy / 1000.0, schedule_mw=base_kw / 1000.0)  # fmt: skip
+    return state, float(fleet.power[:n][reporting].sum())
 
 
 @dataclasses.dataclass
@@ -140,12 +163,16 @@ class Campus(Service):
         self.ingested = 0
         self._acked: dict[str, tuple[float, int]] = {}
         """Unit -> (the setpoint its field controller acknowledged, in which round)."""
+        self.agc = AgcHandler(site.campus.agc)
+        self.agc_performance = AgcPerformance(site.campus.agc)
+        self.agc_report: dict[str, Any] | None = None
+        """The last round's ``agc`` event (None before the first set-point)."""
 
     # ---- ingest ----
 
     def handlers(self) -> Mapping[str, Handler]:
         return {"set_target": self._set_target, "set_schedule": self._set_schedule,
-                "fleet": self._fleet}  # fmt: skip
+                "fleet": self._fleet, "agc": self._agc}  # fmt: skip
 
     def loops(self) -> list[Callable[[], Awaitable[None]]]:
         return [self._dispatch_loop]
@@ -232,6 +259,15 @@ class Campus(Service):
         self.schedules[p.start] = p
         return {"blocks": len(p.kw), "start": p.start, "end": end}
 
+    async def _agc(self, cmd: s.CommandMsg) -> dict[str, Any]:
+        p = parse(Agc, cmd.body.params, self.name)
+        check_power(p.mw, self.rating_kw / 1000.0, "mw", self.name)
+        self.agc.setpoint(self.clock(), p.mw)
+        last = self.agc.last
+        # What is in force until the next round applies the new set-point.
+        return {"setpoint_mw": p.mw, "offset_mw": self.agc.offset_mw,
+                "status": last.status if last else "stale"}  # fmt: skip
+
     async def _fleet(self, cmd: s.CommandMsg) -> dict[str, Any]:
         now = self.clock()
         # A large fleet's node level is one entry per unit: ask for fewer levels then.
@@ -251,6 +287,7 @@ class Campus(Service):
                           for _, x in sorted(self.schedules.items()) if x.end > now],
             # What was refused and why (forged, unknown or stale input, refused commands).
             "errors": dict(self.errors),
+            "agc": self.agc_report,
             "bus_errors": dict(self.subscriber.errors) if self.subscriber else {},
         }
 
@@ -312,7 +349,9 @@ class Campus(Service):
             await self.publish_event("device", {"field": fid, "online": False},
                                      text=f"field controller {fid} offline: no heartbeat",
                                      severity="warning")  # fmt: skip
-        target, source = self.target(now)
+        base, source = self.target(now)
+        agc_kw = self._agc_step(now, base) if self.agc.active else 0.0
+        target = base + agc_kw
         result = self.dispatcher.dispatch(target, now, self.strategy)
         self.rounds += 1
         self.last = result
@@ -334,11 +373,39 @@ class Campus(Service):
         results = await asyncio.gather(*jobs)
         failed = [fid for fid, ok in zip(sends, results, strict=True) if not ok]
         await self.publish_event("dispatch", {
-            "target_kw": target, "source": source, "delivered_kw": result.delivered_kw,
+            "target_kw": target, "source": source, "base_kw": base, "agc_kw": agc_kw,
+            "delivered_kw": result.delivered_kw,
             "shortfall_kw": result.shortfall_kw, "strategy": result.strategy,
             "setpoints": result.setpoints, "excluded": result.excluded, "failed": failed,
         })  # fmt: skip
+        if self.agc_report is not None:
+            await self.publish_event("agc", self.agc_report)
         return result
+
+    def _agc_step(self, now: float, base_kw: float) -> float:
+        """The AGC offset (kW) on ``base_kw`` this round; records the response measured
+        (the fleet's power beyond the base, primary frequency response included) and
+        keeps the round's report for the ``agc`` event."""
+        fleet, power = _agc_fleet(self.fleet, now, base_kw)
+        step = self.agc.step(now, fleet)
+        perf = self.agc_performance
+        delivered = (power - base_kw) / 1000.0
+        perf.record(now, step.requested_mw, delivered)
+        period_s = self.agc.config.period_s
+        period = perf.period_report(math.floor(now / period_s) * period_s, now)
+        # The event goes out every round: its signals are counted, not listed.
+        sigs = period.pop("signals")
+        period["signals"] = {"count": len(sigs),
+                             "failed": sum(not g["passed"] for g in sigs)}  # fmt: skip
+        cur = perf.current
+        self.agc_report = {
+            "setpoint_mw": step.setpoint_mw, "requested_mw": step.requested_mw,
+            "offset_mw": step.offset_mw, "status": step.status, "low_mw": step.low_mw,
+            "high_mw": step.high_mw, "delivered_mw": delivered,
+            "signal": perf.signal_report(cur, now) if cur is not None else None,
+            "period": period,
+        }  # fmt: skip
+        return step.offset_mw * 1000.0
 
     def _due(self, unit: str, kw: float) -> bool:
         # An unchanged setpoint acknowledged lately is not sent again: with thousands of
