@@ -111,18 +111,10 @@ def _reader(args: argparse.Namespace) -> Any:
     return HistoryReader(_history_path(args))
 
 
-def _range(args: argparse.Namespace, reader: Any) -> tuple[float | None, float | None]:
-    from vpp.reports.query import parse_time
-
-    start = None if args.start is None else parse_time(args.start)
-    end = None if args.end is None else parse_time(args.end)
-    if getattr(args, "event", None) is not None:
-        if start is not None or end is not None:
-            raise HistoryError("give --event or --from/--to, not both")
-        return reader.event_window(args.event, args.margin)  # type: ignore[no-any-return]
-    if start is not None and end is not None and end < start:
-        raise HistoryError(f"--to ({args.end}) is before --from ({args.start})")
-    return start, end
+def _asked(args: argparse.Namespace) -> dict[str, Any]:
+    # What the options ask of HistoryReader.time_range, its errors in the options' words.
+    return {"event": getattr(args, "event", None), "start": args.start, "end": args.end,
+            "margin_s": getattr(args, "margin", 5.0), "what": ("--event", "--from", "--to")}
 
 
 def _emit(args: argparse.Namespace, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> int:
@@ -147,32 +139,27 @@ def _cmd_events(args: argparse.Namespace) -> int:
         return _emit(args, reader.events(), EVENT_COLUMNS)
 
 
-def _whole(args: argparse.Namespace, reader: Any) -> tuple[float, float]:
-    # The range asked for, its open ends the history's own first and last times.
-    start, end = _range(args, reader)
-    first, last = reader.span()
-    return (first if start is None else start, last if end is None else end)
-
-
 def _cmd_unit(args: argparse.Namespace) -> int:
     from vpp.reports.query import UNIT_COLUMNS
 
     with _reader(args) as reader:
-        return _emit(args, reader.unit_rows(args.unit, *_whole(args, reader)), UNIT_COLUMNS)
+        rows = reader.unit_rows(args.unit, *reader.closed_range(**_asked(args)))
+        return _emit(args, rows, UNIT_COLUMNS)
 
 
 def _cmd_fleet(args: argparse.Namespace) -> int:
     from vpp.reports.query import FLEET_COLUMNS
 
     with _reader(args) as reader:
-        return _emit(args, reader.fleet_rows(*_whole(args, reader)), FLEET_COLUMNS)
+        return _emit(args, reader.fleet_rows(*reader.closed_range(**_asked(args))),
+                     FLEET_COLUMNS)
 
 
 def _cmd_commands(args: argparse.Namespace) -> int:
     from vpp.reports.query import COMMAND_COLUMNS
 
     with _reader(args) as reader:
-        start, end = _range(args, reader)
+        start, end = reader.time_range(**_asked(args))
         return _emit(args, reader.commands(start, end), COMMAND_COLUMNS)
 
 

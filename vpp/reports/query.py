@@ -226,6 +226,29 @@ class HistoryReader:
             )
         return events[number - 1]
 
+    def time_range(
+        self, *, event: int | None = None, start: str | None = None, end: str | None = None,
+        margin_s: float = 5.0, what: tuple[str, str, str] = ("an event", "a start", "an end"),
+    ) -> tuple[float | None, float | None]:  # fmt: skip
+        """The range asked for: event ``event``'s window (:meth:`event_window`), or
+        ``start`` to ``end`` (ISO 8601 or UNIX seconds; None: open). ``what`` names the
+        three as the asker calls them, for the errors."""
+        t0 = None if start is None else parse_time(start)
+        t1 = None if end is None else parse_time(end)
+        if event is not None:
+            if t0 is not None or t1 is not None:
+                raise HistoryError(f"give {what[0]} or {what[1]}/{what[2]}, not both")
+            return self.event_window(event, margin_s)
+        if t0 is not None and t1 is not None and t1 < t0:
+            raise HistoryError(f"{what[2]} ({end}) is before {what[1]} ({start})")
+        return t0, t1
+
+    def closed_range(self, **asked: Any) -> tuple[float, float]:
+        """:meth:`time_range` with its open ends at the history's first and last times."""
+        t0, t1 = self.time_range(**asked)
+        first, last = self.span()
+        return (first if t0 is None else t0, last if t1 is None else t1)
+
     def event_window(self, number: int, margin_s: float = 5.0) -> tuple[float, float]:
         """Event ``number``'s time span widened by ``margin_s`` on both sides; an event
         still going on runs to the last row of the history."""

@@ -23,7 +23,6 @@ from vpp.reports.query import (
     FLEET_COLUMNS,
     UNIT_COLUMNS,
     HistoryReader,
-    parse_time,
 )
 from vpp.reports.tables import to_csv
 
@@ -45,18 +44,10 @@ def history_router(path: str, site_name: str = "") -> APIRouter:
         try:
             return await asyncio.to_thread(run)
         except HistoryError as exc:
-            # A time it cannot read is the request's fault; anything else (no file, an
-            # empty one, a number or unit it does not hold) is not there.
-            code = 400 if str(exc).startswith("cannot read the time") else 404
-            raise HTTPException(code, str(exc)) from None
-
-    def window(reader: HistoryReader, start: str | None, end: str | None,
-               event: int | None) -> tuple[float, float]:  # fmt: skip
-        if event is not None:
-            return reader.event_window(event)
-        first, last = reader.span()
-        return (first if start is None else parse_time(start),
-                last if end is None else parse_time(end))  # fmt: skip
+            # What the history does not hold (no file, an empty one, a number or unit it
+            # lacks) names the history; a range that cannot be read names nothing: the
+            # request's fault.
+            raise HTTPException(404 if exc.path else 400, str(exc)) from None
 
     @router.get("/events")
     async def events(who: Who, format: Format = "json") -> Response:
@@ -79,14 +70,16 @@ def history_router(path: str, site_name: str = "") -> APIRouter:
     async def unit(unit: str, who: Who, event: int | None = None, start: str | None = None,
                    end: str | None = None, format: Format = "json") -> Response:  # fmt: skip
         """What the unit did (decisions and telemetry) during event N or a time range."""
-        rows = await ask(lambda r: r.unit_rows(unit, *window(r, start, end, event)))
+        rows = await ask(lambda r: r.unit_rows(unit, *r.closed_range(event=event, start=start,
+                                                                       end=end)))
         return _answer(rows, UNIT_COLUMNS, format, f"{unit}")
 
     @router.get("/fleet")
     async def fleet(who: Who, event: int | None = None, start: str | None = None,
                     end: str | None = None, format: Format = "json") -> Response:  # fmt: skip
         """The fleet's totals during event N or a time range."""
-        rows = await ask(lambda r: r.fleet_rows(*window(r, start, end, event)))
+        rows = await ask(lambda r: r.fleet_rows(*r.closed_range(event=event, start=start,
+                                                                end=end)))
         return _answer(rows, FLEET_COLUMNS, format, "fleet")
 
     @router.get("/commands")
@@ -94,11 +87,8 @@ def history_router(path: str, site_name: str = "") -> APIRouter:
                        format: Format = "json") -> Response:  # fmt: skip
         """The audited commands in a time range (all when none is given)."""
 
-        def q(r: HistoryReader) -> list[dict[str, Any]]:
-            return r.commands(None if start is None else parse_time(start),
-                              None if end is None else parse_time(end))  # fmt: skip
-
-        return _answer(await ask(q), COMMAND_COLUMNS, format, "commands")
+        rows = await ask(lambda r: r.commands(*r.time_range(start=start, end=end)))
+        return _answer(rows, COMMAND_COLUMNS, format, "commands")
 
     return router
 
