@@ -38,7 +38,6 @@ import functools
 import json
 import logging
 import os
-import socket
 import sqlite3
 import sys
 import time
@@ -519,15 +518,9 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
 def _free_port(host: str, port: int) -> int:
     """``port`` if it can be bound on ``host`` now (or a free one for 0); ConfigError if
     not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            err = ConfigError(f"api: cannot listen on {host}:{port}: {exc.strerror}")
-            err.field = "api.port"
-            raise err from exc
+    from vpp.orchestrator.api.listen import listen
+
+    with listen(host, port) as sock:
         bound: int = sock.getsockname()[1]
         return bound
 

@@ -11,17 +11,41 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.grid.compliance import fleet_verdict
 
 __all__ = ["SiteStatus", "render_text"]
 
 #: Safety states from harmless to worst.
 SAFETY_ORDER = ("none", "log", "reduce", "stop", "emergency_shutdown")
+
+
+class UnitLike(Protocol):
+    """What the fleet's totals need of a unit (the status's and the API's units)."""
+
+    capacity_kwh: float
+    soc_pct: float | None
+    safety: str
+
+
+def fleet_soc(units: Iterable[UnitLike]) -> float | None:
+    """The SOC of ``units`` weighted by their energy (those reporting one); None if none."""
+    units = list(units)
+    energy = sum(u.capacity_kwh for u in units if u.soc_pct is not None)
+    if not energy:
+        return None
+    return sum(u.capacity_kwh * (u.soc_pct or 0.0) for u in units) / energy
+
+
+def worst_safety(units: Iterable[UnitLike]) -> str:
+    """The worst safety state of ``units`` (``none`` for no unit)."""
+    return max((u.safety for u in units), default="none",
+               key=lambda st: SAFETY_ORDER.index(st) if st in SAFETY_ORDER else 0)  # fmt: skip
 
 
 @dataclass
@@ -86,9 +110,9 @@ class SiteStatus:
                 self._frequency_event(dict(b.data))
             elif b.kind == "compliance" and self.last_event is not None:
                 fleet = b.data.get("fleet")
-                self.last_event["verdict"] = (
-                    "not judged" if not isinstance(fleet, dict)
-                    else "PASS" if fleet.get("passed") else "FAIL")  # fmt: skip
+                verdict = fleet_verdict(b.data)
+                self.last_event["verdict"] = verdict.upper() if verdict != "not judged" \
+                    else verdict  # fmt: skip
                 if isinstance(fleet, dict):
                     self.last_event["metrics"] = dict(fleet.get("metrics", {}))
 
@@ -109,17 +133,8 @@ class SiteStatus:
         """The status now, with ``processes`` (name -> alive, pid, restarts)."""
         now = time.time() if now is None else now
         online = {k: u for k, u in self.units.items() if self._online(u, now)}
-        energy = sum(u.capacity_kwh for u in online.values() if u.soc_pct is not None)
-        soc = (
-            sum(u.capacity_kwh * (u.soc_pct or 0.0) for u in online.values()) / energy
-            if energy
-            else None
-        )
-        worst = max(
-            (u.safety for u in online.values()),
-            key=lambda st: SAFETY_ORDER.index(st) if st in SAFETY_ORDER else 0,
-            default="none",
-        )
+        soc = fleet_soc(online.values())
+        worst = worst_safety(online.values())
         return {
             "t": now,
             "uptime_s": round(now - self.started, 1),

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from vpp.errors import HistoryError
+from vpp.orchestrator.grid.compliance import fleet_verdict
 
 __all__ = [
     "AWARD_COLUMNS",
@@ -193,11 +194,7 @@ class HistoryReader:
             start = _num(data.get("event_start"))
             if start is None:
                 continue
-            fleet = data.get("fleet")
-            if isinstance(fleet, dict):
-                verdicts[(source, start)] = "pass" if fleet.get("passed") else "fail"
-            else:
-                verdicts[(source, start)] = "not judged"
+            verdicts[(source, start)] = fleet_verdict(data)
         out: list[Row] = []
         for n, ((source, start), d) in enumerate(sorted(found.items(), key=lambda kv: kv[0][1])):
             end = _num(d.get("end"))

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
+from vpp.orchestrator.grid.compliance import fleet_verdict
 from vpp.orchestrator.site_status import SAFETY_ORDER
 
 __all__ = ["SiteMetrics"]
@@ -142,10 +143,7 @@ class SiteMetrics:
         elif b.kind == "frequency_event" and d.get("phase") == "start":
             self.freq_events.labels(str(d.get("direction", ""))).inc()
         elif b.kind == "compliance":
-            fleet = d.get("fleet")
-            verdict = "not_judged" if not isinstance(fleet, dict) else (
-                "pass" if fleet.get("passed") else "fail")  # fmt: skip
-            self.verdicts.labels(verdict).inc()
+            self.verdicts.labels(fleet_verdict(d).replace(" ", "_")).inc()
         elif b.kind == "dispatch":
             v = d.get("target_kw")
             if isinstance(v, int | float) and not isinstance(v, bool):

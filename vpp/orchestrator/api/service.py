@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import uvicorn
 
 from vpp.config.models import SiteConfig
-from vpp.errors import ConfigError
 from vpp.orchestrator.api.app import ApiContext, create_app
 from vpp.orchestrator.api.credentials import Sessions
 from vpp.orchestrator.api.gateway import BusGateway
+from vpp.orchestrator.api.listen import listen
 from vpp.orchestrator.api.metrics import SiteMetrics
 from vpp.orchestrator.api.state import LiveState
 from vpp.orchestrator.bus import schema as s
@@ -72,21 +72,7 @@ class ApiServer:
     def bind(self) -> socket.socket:
         """Bind the listening socket (before serving, so a port in use fails at once)."""
         cfg = self.site.api
-        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
-        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are
-        # TCP, and without it uvicorn's header and body writes wait out the client's
-        # delayed ACK (40 ms per request here).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((cfg.host, cfg.port))
-        except OSError as exc:
-            sock.close()
-            err = ConfigError(f"api: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}")
-            err.field = "api.port"
-            raise err from exc
-        sock.listen(128)
+        sock = listen(cfg.host, cfg.port)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._sock = sock

@@ -21,7 +21,7 @@ from typing import Any
 
 from vpp.config.models import Location, SiteConfig
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.site_status import SAFETY_ORDER
+from vpp.orchestrator.site_status import fleet_soc, worst_safety
 
 __all__ = ["LiveState", "UnitState"]
 
@@ -190,10 +190,7 @@ class LiveState:
         """The fleet's totals now."""
         now = self.clock() if now is None else now
         on = [u for u in self.units.values() if self.online(u, now)]
-        energy = sum(u.capacity_kwh for u in on if u.soc_pct is not None)
-        soc = sum(u.capacity_kwh * (u.soc_pct or 0.0) for u in on) / energy if energy else None
-        worst = max((u.safety for u in on), default="none",
-                    key=lambda st: SAFETY_ORDER.index(st) if st in SAFETY_ORDER else 0)  # fmt: skip
+        soc, worst = fleet_soc(on), worst_safety(on)
         return {
             "p_kw": round(self.fleet_kw(now), 3),
             "target_kw": _opt(self.dispatch.get("target_kw")),

@@ -39,6 +39,7 @@ __all__ = [
     "FleetCompliance",
     "check_fleet",
     "check_unit",
+    "fleet_verdict",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -283,3 +284,12 @@ def check_fleet(
         rating += ch.rated_kw
     fleet = _assess("fleet", event, ts, exp_sum, meas_sum, rating, cfg)
     return FleetCompliance(fleet, units)
+
+
+def fleet_verdict(report: Mapping[str, object]) -> str:
+    """The fleet's verdict in a ``compliance`` report as published: ``pass``, ``fail``,
+    or ``not judged`` (the grid gave a reason instead of a fleet result)."""
+    fleet = report.get("fleet")
+    if not isinstance(fleet, Mapping):
+        return "not judged"
+    return "pass" if fleet.get("passed") else "fail"
