@@ -78,6 +78,8 @@ class SiteStatus:
         self.events: Counter[str] = Counter()
         self.event: dict[str, Any] | None = None
         """The frequency event under way (the grid service's start record), if any."""
+        self.response_kw = 0.0
+        """The sum of the units' last decided responses."""
         self.peak_response_kw = 0.0
         self.last_event: dict[str, Any] | None = None
         """The last finished event: its record and the fleet's compliance verdict."""
@@ -97,11 +99,12 @@ class SiteStatus:
         elif isinstance(b, s.Decision):
             u = self.units.get(b.unit)
             if u is not None:
+                # The fleet's response kept as a running sum: one decision costs O(1)
+                # however many units the site has.
+                self.response_kw += b.response_kw - u.response_kw
                 u.response_kw = b.response_kw
-                if self.event is not None:
-                    total = sum(x.response_kw for x in self.units.values())
-                    if abs(total) > abs(self.peak_response_kw):
-                        self.peak_response_kw = total
+                if self.event is not None and abs(self.response_kw) > abs(self.peak_response_kw):
+                    self.peak_response_kw = self.response_kw
         elif isinstance(b, s.Event):
             self.events[b.kind] += 1
             if b.kind == "dispatch":

@@ -75,8 +75,12 @@ class _Series:
     window_s: float
     points: collections.deque[tuple[float, ...]] = field(default_factory=collections.deque)
 
+    def due(self, t: float) -> bool:
+        """Whether a point at ``t`` would be kept (at most ``hz`` a second)."""
+        return not self.points or t - self.points[-1][0] >= 1.0 / self.hz
+
     def add(self, t: float, *values: float) -> None:
-        if self.points and t - self.points[-1][0] < 1.0 / self.hz:
+        if not self.due(t):
             return
         self.points.append((t, *values))
         while self.points and self.points[0][0] < t - self.window_s:
@@ -146,7 +150,9 @@ class LiveState:
         u.p_min_kw, u.p_max_kw = b.limits.p_min_kw, b.limits.p_max_kw
         u.safety, u.seen = b.safety, ts
         now = self.clock()
-        self.fleet_series.add(now, self.fleet_kw(now), _num(self.dispatch.get("target_kw")))
+        # The fleet's sum only when the series takes a point (2 a second), not per message.
+        if self.fleet_series.due(now):
+            self.fleet_series.add(now, self.fleet_kw(now), _num(self.dispatch.get("target_kw")))
 
     def _event(self, b: s.Event, msg: s.Message) -> None:
         data = dict(b.data)
