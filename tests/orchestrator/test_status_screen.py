@@ -8,6 +8,7 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import termios
 
@@ -57,6 +58,18 @@ class Screen:
                 self.col += len(text)
 
 
+def _drain(fd: int) -> str:
+    # Everything written so far: one read may return only part of it (the pty hands the
+    # output over in pieces), so read until nothing more comes for a while.
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def test_log_lines_written_between_redraws_stay_above_the_block() -> None:
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
@@ -73,7 +86,7 @@ def test_log_lines_written_between_redraws_stay_above_the_block() -> None:
             log.flush()
         status.show(["status 8", "bess-1 online", "bess-2 online", "down: field-b"])
         status.close()
-        screen.feed(os.read(master, 1 << 16).decode())
+        screen.feed(_drain(master))
     finally:
         out.close()
         log.close()
