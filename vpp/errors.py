@@ -77,6 +77,19 @@ class BindError(VppError, OSError):
         self.address = address
 
 
+class ScadaError(VppError, ValueError):
+    """Input from a SCADA master that cannot be decoded or is refused: a malformed APDU
+    or request, an unknown address, a command for a point that is not commandable or a
+    value outside its limits. ``kind`` is the counter it is counted under (``apdu``,
+    ``asdu``, ``address``, ``type``, ``value``, ``not_allowed``, ``sequence``, ...),
+    ``where`` the protocol and the master (``iec104 127.0.0.1:50123``)."""
+
+    def __init__(self, message: str, *, kind: str, where: str = "") -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.kind = kind
+        self.where = where
+
+
 class ProcessFailedError(VppError, RuntimeError):
     """A process of a site failed for good: it crashed more often than its restart
     budget allows. ``process`` names it; ``exit_code`` is its last exit code."""
@@ -103,6 +116,7 @@ __all__ = [
     "MessageError",
     "NoConfigError",
     "ProcessFailedError",
+    "ScadaError",
     "SyncError",
     "TickerError",
     "TruncatedFrameError",
