@@ -67,6 +67,7 @@ ROLE_MODULES: dict[str, str] = {
     "grid": "vpp.orchestrator.grid.service",
     "market": "vpp.orchestrator.market.gateway",
     "api": "vpp.orchestrator.api.service",
+    "scada": "vpp.orchestrator.scada.service",
 }
 
 _PR_SET_PDEATHSIG = 1

@@ -9,9 +9,9 @@ from vpp.errors import ConfigError
 __all__ = ["listen"]
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, field: str = "api.port") -> socket.socket:
     """A TCP socket listening on ``host:port`` (0: a free port); ConfigError naming
-    ``api.port`` when the address cannot be had (in use, not this host's)."""
+    ``field`` when the address cannot be had (in use, not this host's)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it uvicorn's header and body writes wait out the client's delayed ACK
@@ -24,7 +24,8 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        err = ConfigError(f"api: cannot listen on {host}:{port}: {exc.strerror}")
-        err.field = "api.port"
+        section = field.rpartition(".")[0]
+        err = ConfigError(f"{section}: cannot listen on {host}:{port}: {exc.strerror}")
+        err.field = field
         raise err from exc
     return sock

@@ -52,6 +52,7 @@ class UnitState:
     p_min_kw: float | None = None
     p_max_kw: float | None = None
     safety: str = "none"
+    enabled: bool = True
     seen: float = 0.0
     response_kw: float | None = None
     base_kw: float | None = None
@@ -148,7 +149,7 @@ class LiveState:
         u.p_kw, u.q_kvar, u.soc_pct, u.soh_pct, u.temp_c = (
             b.p_kw, b.q_kvar, b.soc_pct, b.soh_pct, b.temp_c)  # fmt: skip
         u.p_min_kw, u.p_max_kw = b.limits.p_min_kw, b.limits.p_max_kw
-        u.safety, u.seen = b.safety, ts
+        u.safety, u.enabled, u.seen = b.safety, b.enabled, ts
         now = self.clock()
         # The fleet's sum only when the series takes a point (2 a second), not per message.
         if self.fleet_series.due(now):

@@ -118,10 +118,17 @@ BUILTIN_ROLES: dict[str, Role] = {
     "api": Role(grants=(Grant(commands=_READ),)),
     "operator": Role(grants=(Grant(commands=("*",)),)),
     "viewer": Role(grants=(Grant(commands=_READ),)),
-    # A SCADA gateway for the load despatch centre: AGC set-points to the campus, and
-    # what a viewer reads. No identity holds it unless the configuration says so.
+    # The SCADA gateway (IEC 104 and DNP3 outstations for the load despatch centre): AGC
+    # and active power set-points to the campus, enable/disable to the units, what a
+    # viewer reads; it publishes what its masters did. Which of these its masters may
+    # actually ask is narrower still: the points ``scada.commands`` allows.
     "scada": Role(
-        grants=(Grant(commands=("agc",), servers=("campus:*",)), Grant(commands=_READ))
+        publish=True,
+        grants=(
+            Grant(commands=("agc", "set_target"), servers=("campus:*",)),
+            Grant(commands=("control",), servers=("field:*",)),
+            Grant(commands=_READ),
+        ),
     ),
 }
 
@@ -132,6 +139,7 @@ BUILTIN_IDENTITIES: dict[str, tuple[str, ...]] = {
     "market": ("market",),
     "launcher": ("launcher",),
     "api": ("api",),
+    "scada": ("scada",),
     "operator": ("operator",),
     "viewer": ("viewer",),
 }

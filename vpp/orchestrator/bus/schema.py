@@ -176,6 +176,8 @@ class Telemetry(_Body):
     temp_c: float
     limits: Limits
     safety: SafetyState = "none"
+    enabled: bool = True
+    """The controller lets its setpoints through (not disabled by a ``control`` command)."""
     location: str = ""
     """Where the unit sits, as a path: ``campus/site/unit``."""
 

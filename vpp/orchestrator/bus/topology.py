@@ -36,7 +36,7 @@ from vpp.orchestrator.bus.keys import site_keys
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
 from vpp.validation import config_error
 
-__all__ = ["API", "BROKER", "PEOPLE", "SERVICES", "BusSection", "Topology", "identities"]
+__all__ = ["API", "BROKER", "PEOPLE", "SCADA", "SERVICES", "BusSection", "Topology", "identities"]
 
 #: Processes other than the field controllers, in start order.
 SERVICES = ("campus", "grid", "market")
@@ -44,14 +44,16 @@ SERVICES = ("campus", "grid", "market")
 BROKER = "broker"
 #: The HTTP API's process (it reads the bus; it serves no bus commands).
 API = "api"
+#: The SCADA outstations' process (it reads the bus and commands as ``scada``).
+SCADA = "scada"
 #: Identities for people (``vpp ctl``, the API): they command and read, never publish.
 PEOPLE = ("operator", "viewer")
 
 
 def identities(fields: list[str]) -> list[str]:
-    """Every key pair a site needs: its processes, the launcher, the API, the broker,
-    people."""
-    return [*fields, *SERVICES, "launcher", API, BROKER, *PEOPLE]
+    """Every key pair a site needs: its processes, the launcher, the API, the SCADA
+    gateway, the broker, people."""
+    return [*fields, *SERVICES, "launcher", API, SCADA, BROKER, *PEOPLE]
 
 
 class BusSection(BaseModel):

@@ -66,6 +66,7 @@ def telemetry(unit: FieldUnit) -> s.Telemetry:
         temp_c=float(st.get("temperature_max", 0.0)),
         limits=limits,
         safety=action,
+        enabled=unit.enabled,
         location="/".join(unit.cfg.location.path()),
     )
 
