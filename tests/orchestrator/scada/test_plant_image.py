@@ -29,8 +29,8 @@ def test_every_point_is_there_and_the_sums_add_up() -> None:
     img.update(tel("bess-2", -100.0, 40.0, lo=-300.0))
     img.update(tel("bess-3", 0.0, 50.0))
     img.update(s.make(s.Frequency(hz=49.93, band="normal", t=time.time()), "field-a"))
-    img.update(s.make(s.Event(kind="agc", data={"setpoint_mw": 0.3, "offset_mw": 0.1,
-                                                "status": "limited_by_ramp"}), "campus"))  # fmt: skip
+    agc = {"setpoint_mw": 0.3, "offset_mw": 0.1, "status": "limited_by_ramp"}
+    img.update(s.make(s.Event(kind="agc", data=agc), "campus"))
     img.update(s.make(s.Event(kind="dispatch", data={"target_kw": 150.0}), "campus"))
     pts = img.points(time.time())
     names = set(PLANT_POINTS) | {f"unit.{u}.{p}" for u in UNITS for p in UNIT_POINTS}

@@ -87,7 +87,9 @@ class PlantImage:
         fresh = st.hz is not None and now - st.freq_t <= st.stale_s
         self._put(out, "grid.frequency_hz", st.hz, st.freq_t or now, fresh)
         agc = self.agc or {}
-        valid = self.agc is not None and now - self.agc_t <= 3 * self.site.campus.dispatch_interval_s + 1
+        # The campus reports a round every dispatch interval: three missed is stale.
+        stale_s = 3 * self.site.campus.dispatch_interval_s + 1
+        valid = self.agc is not None and now - self.agc_t <= stale_s
         self._put(out, "agc.setpoint_mw", agc.get("setpoint_mw"), self.agc_t, valid)
         self._put(out, "agc.offset_mw", agc.get("offset_mw"), self.agc_t, valid)
         self._put(out, "agc.following", agc.get("status") == "following", self.agc_t, valid)

@@ -48,12 +48,14 @@ def make_outstations(site: SiteConfig, sink: ScadaCommands) -> dict[str, Outstat
         from vpp.orchestrator.scada.iec104 import Iec104Outstation
         from vpp.orchestrator.scada.iec104_map import Iec104PointMap
 
-        out["iec104"] = Iec104Outstation(cfg.iec104, Iec104PointMap.load(cfg.iec104.point_map, units), sink)
+        imap = Iec104PointMap.load(cfg.iec104.point_map, units)
+        out["iec104"] = Iec104Outstation(cfg.iec104, imap, sink)
     if cfg.dnp3.enabled:
         from vpp.orchestrator.scada.dnp3 import Dnp3Outstation
         from vpp.orchestrator.scada.dnp3_map import Dnp3PointMap
 
-        out["dnp3"] = Dnp3Outstation(cfg.dnp3, Dnp3PointMap.load(cfg.dnp3.point_map, units), sink)
+        dmap = Dnp3PointMap.load(cfg.dnp3.point_map, units)
+        out["dnp3"] = Dnp3Outstation(cfg.dnp3, dmap, sink)
     return out
 
 
