@@ -88,16 +88,44 @@ def test_an_agc_setpoint_moves_the_target_by_the_limited_offset(ipc_dir: Path) -
     run(go())
 
 
-def test_the_scada_role_may_send_agc_and_read_but_nothing_else() -> None:
+def test_the_scada_role_may_send_set_points_switch_units_and_read_but_nothing_else() -> None:
     policy = Policy.build(SecuritySection(identities={"ldc": ("scada",)}), ["field-a"])
     assert policy.decide("ldc", "agc", "campus:campus", None).ok
+    assert policy.decide("ldc", "set_target", "campus:campus", None).ok
+    assert policy.decide("ldc", "control", "field:field-a", "bess-1").ok
     for read in ("status", "fleet", "events"):
         assert policy.decide("ldc", read, "campus:campus", None).ok
-    assert not policy.decide("ldc", "set_target", "campus:campus", None).ok
+    assert not policy.decide("ldc", "set_schedule", "campus:campus", None).ok
     assert not policy.decide("ldc", "set_base", "field:field-a", "bess-1").ok
+    assert not policy.decide("ldc", "set_droop", "field:field-a", "bess-1").ok
     assert not policy.decide("ldc", "agc", "field:field-a", None).ok
-    assert not policy.may_publish("ldc")
-    # Nobody holds it by default; the operator may send agc too.
-    assert all("scada" not in roles for roles in BUILTIN_IDENTITIES.values())
+    assert not policy.decide("ldc", "run", "market:market", None).ok
+    # The SCADA gateway publishes what its masters did.
+    assert policy.may_publish("ldc")
+    # Only the SCADA gateway's own identity holds it; the operator may send agc too.
+    assert [i for i, roles in BUILTIN_IDENTITIES.items() if "scada" in roles] == ["scada"]
     assert policy.decide("operator", "agc", "campus:campus", None).ok
     assert not policy.decide("viewer", "agc", "campus:campus", None).ok
+
+
+def test_a_new_set_point_is_dispatched_at_once_not_at_the_next_tick(ipc_dir: Path) -> None:
+    # Rounds every 30 s: without the wake, the set-point would wait for the next tick.
+    cfg = _site(campus={"dispatch_interval_s": 30.0, "agc": AGC})
+    topo = topology(cfg, ipc_dir)
+
+    async def go() -> None:
+        async with (
+            _rig(cfg, topo) as (fa, fb, campus),
+            Client(topo.commands["campus"], name="operator") as cli,
+        ):
+            await asyncio.sleep(0.5)
+            rounds = campus.rounds
+            assert rounds == 0  # the first tick is 30 s away
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert (await cli.request("agc", {"mw": 0.1})).ok
+            await until(lambda: campus.rounds > rounds)
+            assert loop.time() - t0 < 5.0
+            assert campus.agc_report is not None and campus.agc_report["setpoint_mw"] == 0.1
+
+    run(go())
