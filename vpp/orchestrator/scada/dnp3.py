@@ -250,6 +250,10 @@ class Dnp3Outstation:
                 ok = await conn.send_unsolicited(fragment, self.config.unsolicited_retries)
             except (ConnectionError, OSError):
                 ok = False
+            except Exception as exc:  # a bug costs these events, never the loop
+                self.count_error(ScadaError(f"sending failed: {exc!r}", kind="internal",
+                                            where=conn.label))  # fmt: skip
+                ok = False
             if ok:
                 self.stats_add("unsolicited_sent")
                 if self.engine.database.event_buffer.total_count:
