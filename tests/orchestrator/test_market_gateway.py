@@ -18,7 +18,7 @@ from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
 from vpp.orchestrator.bus.topology import Topology
-from vpp.orchestrator.market import IST, BidWindowError, day_start
+from vpp.orchestrator.market import IST, BidWindowError, ScheduleError, day_start
 from vpp.orchestrator.market.exchanges import from_config
 from vpp.orchestrator.market.gateway import MarketGateway
 
@@ -238,3 +238,34 @@ def test_rtm_trades_the_difference_from_the_dam_position(ipc_dir: Path) -> None:
             assert max(kw) <= 1500.0 * (1 - 0.2) + 1e-6
 
     run(go(), timeout=40)
+
+
+def test_the_accepted_agc_reserve_is_left_free(ipc_dir: Path) -> None:
+    agc = {"reserved_up_mw": 0.3, "reserved_down_mw": 0.2, "sustain_s": 1800.0}
+    cfg = site(market={"reserve_fraction": 0.2, "seed": 7}, campus={"agc": agc})
+    topo = topology(cfg, ipc_dir)
+    b = gateway(cfg, topo, clock=lambda: NOON).battery()
+    # 1.5 MW less 0.3 for frequency response, less the SRAS reserve each way.
+    assert b.discharge_limit_mw == pytest.approx(1.5 - 0.3 - 0.3)
+    assert b.charge_limit_mw == pytest.approx(1.5 - 0.3 - 0.2)
+    # The AGC band (20-80 % of 3 MWh) less the energy of 0.3 MW x 0.25 h (response) and
+    # of the SRAS reserve for 30 min.
+    lo, hi = b.soc_bounds()
+    assert lo == pytest.approx(0.6 + (0.075 + 0.3 * 0.5) / 0.95)
+    assert hi == pytest.approx(2.4 - (0.075 + 0.2 * 0.5) * 0.95)
+
+    async def go() -> None:
+        async with _running(cfg, topo, settle_s=0.1, clock=lambda: NOON) as (campus, gw):
+            await until(lambda: bool(campus.schedules))
+            kw = campus.schedules[-1]["kw"]
+            assert max(kw) <= 900.0 + 1e-6 and min(kw) >= -1000.0 - 1e-6
+            assert gw.summary()["fleet"]["reserved_up_mw"] == 0.3
+
+    run(go(), timeout=40)
+
+
+def test_a_reserve_beyond_the_fleet_is_a_typed_error() -> None:
+    cfg = site(campus={"agc": {"reserved_up_mw": 1.4}})
+    gw = gateway(cfg, topology(cfg, Path("/tmp")), clock=lambda: NOON)
+    with pytest.raises(ScheduleError, match=r"reserve_up_mw exceeds.*reserved_up_mw 1\.4"):
+        gw.battery()

@@ -166,7 +166,9 @@ class FileExchange:
         return dict(self._prices.get((product, delivery), {}))
 
     def take_errors(self) -> list[MarketError]:
-        """The result files refused since the last call."""
+        """The result files refused since the last call. Reads the inbox first, so a file
+        that comes while no auction awaits results is refused then, not left there."""
+        self.poll()
         errors, self._errors = self._errors, []
         return errors
 
