@@ -1,8 +1,8 @@
 """The site configuration: one YAML file that every process of the VPP reads.
 
 Sections: ``site``, ``bus``, ``field`` (one entry per field controller, each with its
-battery units and their devices), ``campus``, ``grid``, ``market``, ``simulation``,
-``history`` and ``supervision``. Every limit has a documented default
+battery units and their devices), ``campus``, ``grid``, ``market``, ``dsm`` (settlement),
+``simulation``, ``history`` and ``supervision``. Every limit has a documented default
 (docs/configuration.md). Models forbid unknown keys, so a misspelt key is an error rather
 than silently ignored; each device's ``config`` is checked at load by its protocol's model
 (:mod:`vpp.config.loader`).
