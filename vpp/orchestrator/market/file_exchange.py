@@ -152,7 +152,11 @@ class FileExchange:
                 w.writerow([bid.delivery.isoformat(), bid.block + 1, bid.product.value,
                             bid.side.value, repr(st.price_rs_mwh), repr(st.volume_mw),
                             bid.bid_id])  # fmt: skip
-        _atomic_write(self.root / "outbox" / self.bid_file(auction), out.getvalue())
+        target = self.root / "outbox" / self.bid_file(auction)
+        try:
+            _atomic_write(target, out.getvalue())
+        except OSError as exc:
+            raise ExchangeFileError(str(target), f"cannot write it ({exc.strerror})") from None
         self._pending[auction] = {b.bid_id: b for b in bids}
         self._cleared.pop(auction, None)
 
@@ -173,7 +177,17 @@ class FileExchange:
         return errors
 
     def poll(self) -> int:
-        """Take or refuse every result file in ``inbox/`` (in name order); how many."""
+        """Take or refuse every result file in ``inbox/`` (in name order); how many.
+
+        Raises :class:`ExchangeFileError` when the folder cannot be read or a file not
+        moved (the file stays, and is read again next time)."""
+        try:
+            return self._poll()
+        except OSError as exc:
+            raise ExchangeFileError(str(exc.filename or self.root),
+                                    f"cannot read or move it ({exc.strerror})") from None
+
+    def _poll(self) -> int:
         files = sorted(p for p in (self.root / "inbox").iterdir()
                        if p.is_file() and p.suffix == ".csv" and not p.name.startswith("."))
         for path in files:
@@ -187,12 +201,13 @@ class FileExchange:
                 os.replace(path, target)
                 target.with_name(target.name + ".error").write_text(f"{err}\n", "utf-8")
                 continue
+            # Moved first: a file that cannot be moved is taken next time, not twice.
+            os.replace(path, self._free(self.root / "done", path.name))
             for auction, clearing in cleared.items():
                 del self._pending[auction]
                 self._cleared[auction] = clearing
                 known = self._prices.setdefault((auction.product, auction.delivery), {})
                 known.update((b, p) for b, p in clearing.prices.items() if p is not None)
-            os.replace(path, self._free(self.root / "done", path.name))
         return len(files)
 
     @staticmethod
