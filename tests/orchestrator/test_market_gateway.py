@@ -18,10 +18,17 @@ from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.pubsub import Client, Publisher, Server, Subscriber
 from vpp.orchestrator.bus.topology import Topology
-from vpp.orchestrator.market import IST, BidWindowError, day_start
+from vpp.orchestrator.market import IST, BidWindowError, ScheduleError, day_start
+from vpp.orchestrator.market.exchanges import from_config
 from vpp.orchestrator.market.gateway import MarketGateway
 
 NOON = datetime(2026, 11, 21, 12, 0, 1, tzinfo=IST).timestamp()  # block 48 under way
+
+
+def gateway(cfg: SiteConfig, topo: Topology, **kw: Any) -> MarketGateway:
+    """The gateway on the exchange ``cfg.market.exchange`` names, as ``serve`` makes it."""
+    exchange, forecast = from_config(cfg.market)
+    return MarketGateway(cfg, topo, exchange=exchange, forecast=forecast, **kw)
 
 
 class FakeCampus:
@@ -35,12 +42,12 @@ class FakeCampus:
 
 @contextlib.asynccontextmanager
 async def _running(
-    cfg: SiteConfig, topo: Topology, **gateway: Any
+    cfg: SiteConfig, topo: Topology, **kw: Any
 ) -> AsyncIterator[tuple[FakeCampus, MarketGateway]]:
-    """A broker, a fake campus and the gateway (``gateway``: its keyword arguments)."""
+    """A broker, a fake campus and the gateway (``kw``: its keyword arguments)."""
     with Broker(topo):
         campus = FakeCampus(topo.commands["campus"])
-        async with campus.server, MarketGateway(cfg, topo, **gateway) as gw:
+        async with campus.server, gateway(cfg, topo, **kw) as gw:
             yield campus, gw
 
 
@@ -58,8 +65,7 @@ def test_schedule_matches_accepted_bids_within_reserve_and_limits(ipc_dir: Path)
                     campus.server,
                     FakeField(topo, "field-a", units),
                     FakeField(topo, "field-b", [FakeUnit("bess-3", soc_pct=80.0)]),
-                    MarketGateway(cfg, topo, settle_s=0.5, resend_s=0.3,
-                                  clock=lambda: NOON) as gw,  # fmt: skip
+                    gateway(cfg, topo, settle_s=0.5, resend_s=0.3, clock=lambda: NOON) as gw,
                 ):
                     await until(lambda: len(campus.schedules) >= 2)  # first send and a resend
                     # SOC from telemetry: 80 % of 3 MWh.
@@ -126,8 +132,7 @@ def test_dead_campus_is_counted_and_gets_the_schedule_when_back(ipc_dir: Path) -
 
     async def go() -> None:
         with Broker(topo):
-            async with MarketGateway(cfg, topo, settle_s=0.1, resend_s=0.3,
-                                     clock=lambda: NOON) as gw:  # fmt: skip
+            async with gateway(cfg, topo, settle_s=0.1, resend_s=0.3, clock=lambda: NOON) as gw:
                 await until(lambda: gw.errors["command_timeout"] >= 1)
                 assert gw.runs == 1 and not gw.delivered
                 # Bad telemetry on the bus is counted; the gateway goes on.
@@ -155,8 +160,8 @@ def test_inside_the_dam_window_it_also_bids_the_next_day(ipc_dir: Path) -> None:
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
-        gateway = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: morning}
-        async with _running(cfg, topo, **gateway) as (campus, gw):
+        kw = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: morning}
+        async with _running(cfg, topo, **kw) as (campus, gw):
             tomorrow = day_start(date(2026, 11, 22))
             await until(lambda: any(x["start"] == tomorrow for x in campus.schedules))
             starts = {x["start"] for x in campus.schedules}
@@ -171,7 +176,7 @@ def test_inside_the_dam_window_it_also_bids_the_next_day(ipc_dir: Path) -> None:
 
 def test_outside_the_window_the_next_day_is_refused() -> None:
     cfg = site()
-    gw = MarketGateway(cfg, topology(cfg, Path("/tmp")), clock=lambda: NOON)
+    gw = gateway(cfg, topology(cfg, Path("/tmp")), clock=lambda: NOON)
     assert not gw.next_day_due()  # 12:00:01 IST: the window closed at 12:00
 
     async def go() -> None:
@@ -191,8 +196,8 @@ def test_an_open_rtm_session_is_bid_once_and_its_awards_join_the_schedule(
     topo = topology(cfg, ipc_dir)
 
     async def go() -> None:
-        gateway = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: t}
-        async with _running(cfg, topo, **gateway) as (campus, gw):
+        kw = {"settle_s": 0.2, "resend_s": 0.2, "clock": lambda: t}
+        async with _running(cfg, topo, **kw) as (campus, gw):
             await until(lambda: gw.rtm_runs == 1 and gw.delivered)
             await asyncio.sleep(0.5)  # more loops: the session is not bid again
             assert gw.rtm_runs == 1 and gw.rtm_done == {(date(2026, 11, 21), 32)}
@@ -233,3 +238,34 @@ def test_rtm_trades_the_difference_from_the_dam_position(ipc_dir: Path) -> None:
             assert max(kw) <= 1500.0 * (1 - 0.2) + 1e-6
 
     run(go(), timeout=40)
+
+
+def test_the_accepted_agc_reserve_is_left_free(ipc_dir: Path) -> None:
+    agc = {"reserved_up_mw": 0.3, "reserved_down_mw": 0.2, "sustain_s": 1800.0}
+    cfg = site(market={"reserve_fraction": 0.2, "seed": 7}, campus={"agc": agc})
+    topo = topology(cfg, ipc_dir)
+    b = gateway(cfg, topo, clock=lambda: NOON).battery()
+    # 1.5 MW less 0.3 for frequency response, less the SRAS reserve each way.
+    assert b.discharge_limit_mw == pytest.approx(1.5 - 0.3 - 0.3)
+    assert b.charge_limit_mw == pytest.approx(1.5 - 0.3 - 0.2)
+    # The AGC band (20-80 % of 3 MWh) less the energy of 0.3 MW x 0.25 h (response) and
+    # of the SRAS reserve for 30 min.
+    lo, hi = b.soc_bounds()
+    assert lo == pytest.approx(0.6 + (0.075 + 0.3 * 0.5) / 0.95)
+    assert hi == pytest.approx(2.4 - (0.075 + 0.2 * 0.5) * 0.95)
+
+    async def go() -> None:
+        async with _running(cfg, topo, settle_s=0.1, clock=lambda: NOON) as (campus, gw):
+            await until(lambda: bool(campus.schedules))
+            kw = campus.schedules[-1]["kw"]
+            assert max(kw) <= 900.0 + 1e-6 and min(kw) >= -1000.0 - 1e-6
+            assert gw.summary()["fleet"]["reserved_up_mw"] == 0.3
+
+    run(go(), timeout=40)
+
+
+def test_a_reserve_beyond_the_fleet_is_a_typed_error() -> None:
+    cfg = site(campus={"agc": {"reserved_up_mw": 1.4}})
+    gw = gateway(cfg, topology(cfg, Path("/tmp")), clock=lambda: NOON)
+    with pytest.raises(ScheduleError, match=r"reserve_up_mw exceeds.*reserved_up_mw 1\.4"):
+        gw.battery()

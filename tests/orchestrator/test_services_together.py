@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.orchestrator.service_peers import Broker, FakeField, FakeUnit, site, topology, until
-from tests.orchestrator.test_market_gateway import NOON
+from tests.orchestrator.test_market_gateway import NOON, gateway
 from tests.support.aio import run
 from vpp.orchestrator.campus.service import Campus
 from vpp.orchestrator.grid.service import GridService
-from vpp.orchestrator.market.gateway import MarketGateway
 
 
 def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:
@@ -29,7 +28,7 @@ def test_market_schedule_drives_campus_dispatch(ipc_dir: Path) -> None:
                 # The campus on the market's clock: it refuses schedules far from its now.
                 Campus(cfg, topo, clock=lambda: NOON + offset[0]) as campus,
                 GridService(cfg, topo, allocate_every_s=0.1),
-                MarketGateway(cfg, topo, settle_s=0.2, clock=lambda: NOON) as market,
+                gateway(cfg, topo, settle_s=0.2, clock=lambda: NOON) as market,
             ):
                 await until(lambda: bool(campus.schedules) and market.delivered)
                 (sch,) = campus.schedules.values()

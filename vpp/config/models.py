@@ -1,8 +1,8 @@
 """The site configuration: one YAML file that every process of the VPP reads.
 
 Sections: ``site``, ``bus``, ``field`` (one entry per field controller, each with its
-battery units and their devices), ``campus``, ``grid``, ``market``, ``simulation``,
-``history`` and ``supervision``. Every limit has a documented default
+battery units and their devices), ``campus``, ``grid``, ``market``, ``dsm`` (settlement),
+``simulation``, ``history`` and ``supervision``. Every limit has a documented default
 (docs/configuration.md). Models forbid unknown keys, so a misspelt key is an error rather
 than silently ignored; each device's ``config`` is checked at load by its protocol's model
 (:mod:`vpp.config.loader`).
@@ -24,6 +24,8 @@ from vpp.orchestrator.grid.agc import AgcConfig
 from vpp.orchestrator.grid.compliance import ComplianceConfig
 from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
+from vpp.orchestrator.market.dsm import DsmConfig
+from vpp.orchestrator.market.file_exchange import FileExchangeConfig
 from vpp.sim.grid_model import GridModelConfig
 
 __all__ = [
@@ -251,6 +253,14 @@ class MarketSection(BaseModel):
         default=False,
         description="also schedule the block under way (simulation: as if bid the day before)",
     )
+    exchange: Literal["sim", "file"] = Field(
+        default="sim",
+        description="where bids go: the simulated exchange, or files a trader carries "
+        "(docs/market-exchange.md)",
+    )
+    file_exchange: FileExchangeConfig = Field(
+        default_factory=FileExchangeConfig, description="the file exchange (exchange: file)"
+    )
 
 
 class SimBess(BaseModel):
@@ -349,6 +359,11 @@ class SiteConfig(BaseModel):
     campus: CampusSection = Field(default_factory=CampusSection)
     grid: GridSection = Field(default_factory=GridSection)
     market: MarketSection = Field(default_factory=MarketSection)
+    dsm: DsmConfig = Field(
+        default_factory=DsmConfig,
+        description="deviation settlement and reserve payments for `vpp settle` "
+        "(docs/settlement.md)",
+    )
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     api: ApiSection = Field(default_factory=ApiSection)

@@ -27,6 +27,7 @@ from vpp.errors import HistoryError
 from vpp.orchestrator.grid.compliance import fleet_verdict
 
 __all__ = [
+    "AGC_COLUMNS",
     "AWARD_COLUMNS",
     "COMMAND_COLUMNS",
     "EVENT_COLUMNS",
@@ -58,6 +59,8 @@ COMMAND_COLUMNS = (
     "refused", "detail",
 )  # fmt: skip
 
+#: Columns of :meth:`HistoryReader.agc`.
+AGC_COLUMNS = ("t", "offset_mw", "reserved_up_mw", "reserved_down_mw")
 #: Columns of :meth:`HistoryReader.awards`.
 AWARD_COLUMNS = (
     "t", "bid_id", "product", "delivery", "block", "side", "accepted_mw", "clearing_price"
@@ -408,6 +411,20 @@ class HistoryReader:
         )
         rows = self._db.execute(sql, (delivery,))
         return [dict(zip(AWARD_COLUMNS, r, strict=True)) for r in rows]
+
+    def agc(self, start: float, end: float) -> list[Row]:
+        """The ``agc`` events (the campus's regulation each dispatch round) with
+        start <= t <= end, in time order: columns :data:`AGC_COLUMNS` (None where an event
+        lacks the figure)."""
+        rows = self._db.execute(
+            "SELECT t, text FROM events WHERE kind = 'agc' AND t >= ? AND t <= ? ORDER BY t, id",
+            (start, end),
+        )
+        out: list[Row] = []
+        for t, text in rows:
+            data = event_data(text) or {}
+            out.append({"t": t, **{k: _num(data.get(k)) for k in AGC_COLUMNS[1:]}})
+        return out
 
     def span(self) -> tuple[float, float]:
         """The first and last time of any row."""

@@ -5,9 +5,11 @@ Writes ``settlement-DAY.csv`` (the ledger, one row per block with a schedule; co
 ``settlement-DAY.html`` (totals, charts, the DSM table and the ledger) into ``--out``
 (default: the current directory), and prints the day's totals. The history is
 ``--history FILE`` or that of ``--config SITE`` (the embedded site's without either); the
-DSM rates and bands are the defaults of :class:`~vpp.orchestrator.market.settlement.DsmConfig`
-or those of ``--dsm FILE`` (YAML of its fields). No history, no schedule for the day, a
-day that cannot be read or a bad DSM file: one line and exit 2.
+DSM rates, bands, reserve tariff and meter are those of ``--dsm FILE`` (YAML of the
+fields of :class:`~vpp.orchestrator.market.dsm.DsmConfig`), else the site's ``dsm``
+section (with ``--config``, or the embedded site without ``--history``), else the
+defaults. No history, no schedule for the day, a day that cannot be read, a bad DSM file
+or site config, a meter without telemetry: one line and exit 2.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     src = p.add_mutually_exclusive_group()
     src.add_argument("--history", default=None, help="SQLite history file (default: config's)")
     src.add_argument("--config", default=None, help="site YAML whose history to read")
-    p.add_argument("--dsm", default=None, help="YAML of the DSM rates and bands (DsmConfig)")
+    p.add_argument("--dsm", default=None,
+                   help="YAML of the DSM rates, bands and reserve tariff (DsmConfig; default: "
+                   "the site's dsm section)")  # fmt: skip
     p.add_argument("--out", default=".", help="directory for the CSV and HTML (default: .)")
     p.set_defaults(func=_cmd_settle)
 
@@ -42,15 +46,21 @@ def parse_day(text: str) -> date:
         raise HistoryError(f"cannot read the day {text!r}: give YYYY-MM-DD (IST)") from None
 
 
-def load_dsm(path: str | None) -> Any:
-    """The :class:`DsmConfig` of the YAML file ``path`` (the defaults when None)."""
+def load_dsm(path: str | None, site: str | None = None, use_site: bool = False) -> Any:
+    """The :class:`DsmConfig` of the YAML file ``path``; without it, with ``use_site``, the
+    ``dsm`` section of the site config ``site`` (the embedded site's when None); else the
+    defaults."""
     import yaml
     from pydantic import ValidationError
 
     from vpp.orchestrator.market.settlement import DsmConfig
 
     if path is None:
-        return DsmConfig()
+        if not use_site:
+            return DsmConfig()
+        from vpp.config import load
+
+        return load(site).dsm
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         return DsmConfig.model_validate(data)
@@ -72,7 +82,8 @@ def _cmd_settle(args: argparse.Namespace) -> int:
     from vpp.reports.tables import to_csv
 
     day = parse_day(args.day)
-    config = load_dsm(args.dsm)
+    # The site's table goes with the site's history: --history alone is a bare file.
+    config = load_dsm(args.dsm, args.config, use_site=args.history is None)
     with HistoryReader(_history_path(args)) as reader:
         ledger = settle_day(reader, day, config)
         path = reader.path

@@ -35,11 +35,16 @@ p.note { color: #555; font-size: 90%; }
 
 _HEADINGS = {
     "block": "block", "start": "start (UNIX s)", "start_ist": "start (IST)",
+    "market_mwh": "market MWh", "instructed_mwh": "AGC instructed MWh",
     "scheduled_mwh": "scheduled MWh", "actual_mwh": "actual MWh",
     "deviation_mwh": "deviation MWh", "deviation_pct": "deviation %",
     "normal_rate_rs_mwh": "normal rate Rs/MWh", "rate_source": "rate from",
     "dsm_charge_rs": "DSM charge Rs (+ payable)", "market_revenue_rs": "market revenue Rs",
-    "reserve_rs": "reserve Rs", "net_rs": "net Rs", "coverage_pct": "metered %",
+    "reserved_up_mw": "reserve up MW", "reserved_down_mw": "reserve down MW",
+    "regulation_up_mwh": "regulation up MWh", "regulation_down_mwh": "regulation down MWh",
+    "reserve_availability_rs": "reserve availability Rs",
+    "reserve_energy_rs": "reserve energy Rs", "reserve_rs": "reserve Rs", "net_rs": "net Rs",
+    "coverage_pct": "metered %",
 }  # fmt: skip
 _FORMATS = {
     "block": "{:d}", "deviation_pct": "{:+.2f}", "coverage_pct": "{:.1f}",
@@ -103,6 +108,14 @@ def _bands(config: DsmConfig) -> str:
         f"{config.rate_cap_rs_mwh:g} Rs/MWh; no charge up to {config.tolerance_pct:g} % "
         f"(tolerance); percent base at least {config.min_base_mw:g} MW x 0.25 h.</p>"
     )
+    r = config.reserve
+    meter = f"the meter {config.meter!r}" if config.meter else "the sum of the units"
+    note += (
+        f"<p class='note'>Actual energy: {escape(meter)}. Reserve: availability Rs "
+        f"{r.capacity_up_rs_mw_h:g} per MW up and Rs {r.capacity_down_rs_mw_h:g} per MW down "
+        f"per hour held; energy Rs {r.energy_up_rs_mwh:g}/MWh up and Rs "
+        f"{r.energy_down_rs_mwh:g}/MWh down. AGC instructions count as schedule.</p>"
+    )
     return '<table class="bands">' + head + "".join(rows) + "</table>" + note
 
 
@@ -124,6 +137,7 @@ def _charts(ledger: Sequence[Block]) -> list[str]:
                        "#a11d1d"),
             svg.Series("market revenue", hours, [b.market_revenue_rs for b in ledger],
                        "#1d6b2a", "5 3"),
+            svg.Series("reserve", hours, [b.reserve_rs for b in ledger], "#1f5fa8", "2 2"),
         ], y_label="Rs", x_label=x, levels=[svg.Level("0", 0.0)]),
     ]  # fmt: skip
 
@@ -141,7 +155,7 @@ def render(ledger: Sequence[Block], totals: Totals, day: date, *, config: DsmCon
 <h2>Totals</h2>{_totals(totals)}
 <p class="note">Signs: DSM charge + = payable by the plant, - = receivable; revenue + =
 received; net = revenue + reserve - DSM charge. Actual energy: measured power held
-between samples, summed over the units.</p>
+between samples. Scheduled energy: the market schedule plus the AGC instructions.</p>
 {figures}
 <h2>Deviation bands</h2>{_bands(config)}
 <h2>Ledger</h2>{_ledger(ledger)}

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pydantic
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from vpp.errors import ConfigError, VppError
 from vpp.orchestrator.market import (
@@ -166,3 +168,77 @@ def test_configuration_from_a_mapping_gives_config_errors_with_the_field() -> No
     with pytest.raises(ConfigError) as e:
         validate_model(BidLimits, {"price_tick": 1}, "BidLimits")
     assert e.value.field == "price_tick"
+
+
+# ---- the secondary reserve (AGC) on top of the frequency response ----
+
+
+@st.composite
+def reserved(draw: st.DrawFn) -> tuple[BatteryParams, list[float]]:
+    """A battery holding a frequency-response reserve and an SRAS reserve up and down
+    (inside an AGC band), an initial SOC inside the range they leave, and prices."""
+    p = draw(st.floats(1.0, 50.0))
+    e = p * draw(st.floats(1.0, 6.0))
+    r = p * draw(st.floats(0.0, 0.3))
+    up, down = (p * draw(st.floats(0.0, 0.3)) for _ in range(2))
+    floor, ceiling = e * draw(st.floats(0.0, 0.3)), e * draw(st.floats(0.7, 1.0))
+    kw = dict(p_charge_max_mw=p, p_discharge_max_mw=p, soc_min_mwh=0.1 * e, soc_max_mwh=0.9 * e,
+              soc_initial_mwh=0.5 * e, eta_charge=draw(st.floats(0.8, 1.0)),
+              eta_discharge=draw(st.floats(0.8, 1.0)), degradation_rs_mwh=100.0,
+              reserve_mw=r, reserve_duration_h=0.25, reserve_up_mw=up, reserve_down_mw=down,
+              reserve_sustain_h=draw(st.floats(0.0, 1.0)), reserve_floor_mwh=floor,
+              reserve_ceiling_mwh=ceiling)  # fmt: skip
+    try:
+        b = BatteryParams(**kw)  # type: ignore[arg-type]
+    except pydantic.ValidationError:
+        assume(False)
+        raise
+    lo, hi = b.soc_bounds()
+    initial = lo + (hi - lo) * draw(st.floats(0.0, 1.0))
+    b = b.model_copy(update={"soc_initial_mwh": max(b.soc_min_mwh, min(b.soc_max_mwh, initial))})
+    n = draw(st.integers(1, 96))
+    return b, draw(st.lists(st.floats(0.0, 10_000.0), min_size=n, max_size=n))
+
+
+def assert_reserve_kept(net: tuple[float, ...], b: BatteryParams) -> None:
+    """Recomputed here from the fields, not from soc_bounds()."""
+    fr = b.reserve_mw * b.reserve_duration_h
+    for p in net:
+        # Schedule plus reserve within the power limits, either way.
+        assert p + b.reserve_mw + b.reserve_up_mw <= b.p_discharge_max_mw + 1e-6
+        assert -p + b.reserve_mw + b.reserve_down_mw <= b.p_charge_max_mw + 1e-6
+    floor = max(b.soc_min_mwh, b.reserve_floor_mwh or 0.0)
+    ceiling = min(b.soc_max_mwh, b.reserve_ceiling_mwh or math.inf)
+    for s in replay(net, b)[1:]:
+        # The energy to deliver both reserves up for their hours is there, above the
+        # floor; and the room to take them down, below the ceiling.
+        assert s - (fr + b.reserve_up_mw * b.reserve_sustain_h) / b.eta_discharge >= floor - 1e-6
+        assert s + (fr + b.reserve_down_mw * b.reserve_sustain_h) * b.eta_charge <= ceiling + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(reserved())
+def test_the_schedule_leaves_the_reserves_power_and_energy(case: tuple[BatteryParams, list[float]]
+                                                           ) -> None:  # fmt: skip
+    b, price = case
+    lp = optimise(price, b)
+    assert_reserve_kept(lp.net_mw, b)
+    rounded = round_schedule(lp, b, BidLimits())
+    if not rounded.relaxed:  # what the grid could not meet is listed, and checked apart
+        assert_reserve_kept(rounded.net_mw, b)
+
+
+def test_the_sras_reserve_costs_revenue_and_power() -> None:
+    free = big()
+    held = big(reserve_up_mw=3.0, reserve_down_mw=1.0, reserve_sustain_h=0.5,
+               reserve_floor_mwh=4.0, reserve_ceiling_mwh=18.0)  # fmt: skip
+    # Discharge 8 - 2 - 3, charge 10 - 2 - 1; SOC 4 + (1 + 1.5) / 0.92 .. 18 - 1.5 x 0.95.
+    assert (held.discharge_limit_mw, held.charge_limit_mw) == (3.0, 7.0)
+    assert held.soc_bounds() == pytest.approx((4.0 + 2.5 / 0.92, 18.0 - 1.5 * 0.95))
+    s_free, s_held = optimise(prices(5), free), optimise(prices(5), held)
+    assert max(s_held.net_mw) <= 3.0 + 1e-9 < max(s_free.net_mw)
+    assert s_held.revenue_rs < s_free.revenue_rs
+    with pytest.raises(pydantic.ValidationError, match="reserve_mw \\+ reserve_up_mw exceeds"):
+        big(reserve_up_mw=6.5)
+    with pytest.raises(pydantic.ValidationError, match="reserve_mw \\+ reserve_down_mw exceeds"):
+        big(reserve_down_mw=8.5)

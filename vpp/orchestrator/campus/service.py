@@ -412,6 +412,9 @@ class Campus(Service):
             "setpoint_mw": step.setpoint_mw, "requested_mw": step.requested_mw,
             "offset_mw": step.offset_mw, "status": step.status, "low_mw": step.low_mw,
             "high_mw": step.high_mw, "delivered_mw": delivered,
+            # The obligation held, for the settlement's availability payment.
+            "reserved_up_mw": self.agc.config.reserved_up_mw,
+            "reserved_down_mw": self.agc.config.reserved_down_mw,
             "signal": perf.signal_report(cur, now) if cur is not None else None,
             "period": period,
         }  # fmt: skip

@@ -3,7 +3,13 @@ bids and their validation, the battery schedule optimiser, and schedules to bids
 """
 
 from vpp.orchestrator.market.bids import Bid, BidLimits, Side, Step, on_grid, snap, validate_bid
-from vpp.orchestrator.market.errors import BidError, BidWindowError, MarketError, ScheduleError
+from vpp.orchestrator.market.errors import (
+    BidError,
+    BidWindowError,
+    ExchangeFileError,
+    MarketError,
+    ScheduleError,
+)
 from vpp.orchestrator.market.optimiser import BatteryParams, greedy_schedule, optimise
 from vpp.orchestrator.market.products import (
     BLOCK_H,
@@ -48,6 +54,7 @@ __all__ = [
     "BidError",
     "BidLimits",
     "BidWindowError",
+    "ExchangeFileError",
     "MarketError",
     "Product",
     "Schedule",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vpp.errors import VppError
 
-__all__ = ["BidError", "BidWindowError", "MarketError", "ScheduleError"]
+__all__ = ["BidError", "BidWindowError", "ExchangeFileError", "MarketError", "ScheduleError"]
 
 
 class MarketError(VppError, ValueError):
@@ -38,3 +38,17 @@ class BidWindowError(MarketError):
 class ScheduleError(MarketError):
     """A schedule cannot be built or breaks a battery constraint (infeasible, out of bounds)."""
 
+
+
+class ExchangeFileError(MarketError):
+    """A file of the file exchange (a result or price file) that cannot be taken: the
+    message names the file, the line (1 = the header) and the column at fault."""
+
+    def __init__(self, path: str, reason: str, *, line: int | None = None,
+                 field: str = "") -> None:  # fmt: skip
+        where = path if line is None else f"{path}, line {line}"
+        super().__init__(f"{where}: {f'{field}: ' if field else ''}{reason}")
+        self.reason = reason
+        self.field = field
+        self.path = path
+        self.line = line

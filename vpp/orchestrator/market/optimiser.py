@@ -6,9 +6,19 @@ Per block ``t`` (length ``dt`` = 0.25 h) the variables are charge ``c_t`` and di
 
     max  sum_t  dt * (price_t * (d_t - c_t) - deg * (c_t + d_t))
     s.t. s_t = s_{t-1} + dt * (eta_c * c_t - d_t / eta_d)           (s_0 given)
-         0 <= c_t <= P_charge - r,   0 <= d_t <= P_discharge - r   (r MW kept for response)
-         soc_min + r * h / eta_d <= s_t <= soc_max - r * h * eta_c (energy to sustain r for h)
+         0 <= c_t <= P_charge - r - R_dn,  0 <= d_t <= P_discharge - r - R_up
+         lo <= s_t <= hi                                            (see below)
          s_n >= soc_final                                           (when given)
+
+Two reserves are held. ``r`` MW (``reserve_mw``) both ways for frequency response,
+sustained for ``h`` hours; and the secondary reserve (SRAS) obligation accepted, ``R_up``
+MW up and ``R_dn`` MW down (``reserve_up_mw``, ``reserve_down_mw``), sustained for ``H``
+hours (``reserve_sustain_h``), whose energy must lie inside the band the AGC handler
+keeps (``reserve_floor_mwh`` .. ``reserve_ceiling_mwh``, default the SOC range). Both may
+be called at once, so their power and energy add::
+
+    lo = max(soc_min, floor)   + (r * h + R_up * H) / eta_d
+    hi = min(soc_max, ceiling) - (r * h + R_dn * H) * eta_c
 
 It is solved by HiGHS through :func:`scipy.optimize.linprog` with sparse constraint
 matrices. :func:`greedy_schedule` is a simple price-threshold heuristic: the reference the
@@ -51,6 +61,16 @@ class BatteryParams(BaseModel):
     degradation_rs_mwh: float = Field(default=0.0, ge=0.0, description="cost per MWh of throughput")
     reserve_mw: float = Field(default=0.0, ge=0.0, description="kept both up and down for response")
     reserve_duration_h: float = Field(default=0.0, ge=0.0, description="hours r is sustained")
+    reserve_up_mw: float = Field(default=0.0, ge=0.0, description="secondary reserve up (SRAS)")
+    reserve_down_mw: float = Field(default=0.0, ge=0.0, description="secondary reserve down")
+    reserve_sustain_h: float = Field(default=0.0, ge=0.0,
+                                     description="hours the secondary reserve is sustained")
+    reserve_floor_mwh: float | None = Field(
+        default=None, ge=0.0, description="the secondary reserve's energy lies above this"
+    )
+    reserve_ceiling_mwh: float | None = Field(
+        default=None, ge=0.0, description="and its room for charge below this"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BatteryParams:
@@ -58,8 +78,14 @@ class BatteryParams(BaseModel):
             raise ValueError("soc_max_mwh must be above soc_min_mwh")
         if not self.soc_min_mwh <= self.soc_initial_mwh <= self.soc_max_mwh:
             raise ValueError("soc_initial_mwh must lie within soc_min_mwh..soc_max_mwh")
-        if self.reserve_mw > min(self.p_charge_max_mw, self.p_discharge_max_mw):
-            raise ValueError("reserve_mw exceeds the charge or discharge power limit")
+        if self.reserve_mw + self.reserve_down_mw > self.p_charge_max_mw:
+            raise ValueError("reserve_mw + reserve_down_mw exceeds the charge power limit"
+                             if self.reserve_down_mw else
+                             "reserve_mw exceeds the charge or discharge power limit")
+        if self.reserve_mw + self.reserve_up_mw > self.p_discharge_max_mw:
+            raise ValueError("reserve_mw + reserve_up_mw exceeds the discharge power limit"
+                             if self.reserve_up_mw else
+                             "reserve_mw exceeds the charge or discharge power limit")
         lo, hi = self.soc_bounds()
         if lo > hi:
             raise ValueError("the reserve's energy does not fit between soc_min and soc_max")
@@ -69,18 +95,25 @@ class BatteryParams(BaseModel):
 
     @property
     def charge_limit_mw(self) -> float:
-        """Charge power the market may use (the reserve's share held back)."""
-        return self.p_charge_max_mw - self.reserve_mw
+        """Charge power the market may use (the reserves' shares held back)."""
+        return self.p_charge_max_mw - self.reserve_mw - self.reserve_down_mw
 
     @property
     def discharge_limit_mw(self) -> float:
-        """Discharge power the market may use (the reserve's share held back)."""
-        return self.p_discharge_max_mw - self.reserve_mw
+        """Discharge power the market may use (the reserves' shares held back)."""
+        return self.p_discharge_max_mw - self.reserve_mw - self.reserve_up_mw
 
     def soc_bounds(self) -> tuple[float, float]:
-        """SOC range (MWh) the schedule may use, leaving energy to sustain the reserve."""
-        e = self.reserve_mw * self.reserve_duration_h
-        return self.soc_min_mwh + e / self.eta_discharge, self.soc_max_mwh - e * self.eta_charge
+        """SOC range (MWh) the schedule may use, leaving the energy to sustain the reserves
+        (the module docstring's ``lo`` and ``hi``)."""
+        fr = self.reserve_mw * self.reserve_duration_h
+        floor = max(self.soc_min_mwh, self.reserve_floor_mwh or 0.0)
+        ceiling = self.soc_max_mwh
+        if self.reserve_ceiling_mwh is not None:
+            ceiling = min(ceiling, self.reserve_ceiling_mwh)
+        up = fr + self.reserve_up_mw * self.reserve_sustain_h
+        down = fr + self.reserve_down_mw * self.reserve_sustain_h
+        return floor + up / self.eta_discharge, ceiling - down * self.eta_charge
 
 
 def optimise(

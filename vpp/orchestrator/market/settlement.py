@@ -1,18 +1,25 @@
 """The settlement ledger: per 15-minute block, what was scheduled, what was delivered, the
-deviation charge under the Deviation Settlement Mechanism (DSM), and what the market paid.
+deviation charge under the Deviation Settlement Mechanism (DSM), what the market paid,
+and what secondary reserve earned.
 
 Pure: :func:`settle_day` asks a :class:`LedgerSource` (the history, read-only) for rows
-and computes; it writes nothing and reads no clock.
+and computes; it writes nothing and reads no clock. The rules and rates are a
+:class:`~vpp.orchestrator.market.dsm.DsmConfig`.
 
 Per block of the IST day (96 blocks of :data:`~vpp.orchestrator.market.BLOCK_S`):
 
-- **scheduled MWh**: the integral over the block of the schedule the campus accepted
+- **market MWh**: the integral over the block of the schedule the campus accepted
   (``set_schedule`` commands with ``ok = 1``: kW per step from ``start``, ``block_s``
   apart). Per target, the last accepted schedule recorded before the block ends that
   covers the block counts (the gateway resends its schedules and re-trades RTM sessions;
   the latest one is what the fleet followed); the targets' schedules add up.
-- **actual MWh**: the integral of each unit's measured power (telemetry ``power_kw``)
-  over the block, summed over the units. Piecewise-constant (each sample held until the
+- **instructed MWh**: the integral of the AGC regulation offset in force (the campus's
+  ``agc`` events, ``offset_mw``, each held until the next for at most ``hold_s``). An
+  instruction of the load despatch centre is a revision of the schedule, so following it
+  is no deviation. **scheduled** = market + instructed.
+- **actual MWh**: the integral of the measured power over the block: of the series
+  :attr:`DsmConfig.meter` when set (the meter at the connection point), else of each
+  unit's telemetry ``power_kw``, summed. Piecewise-constant (each sample held until the
   next one, for at most :attr:`DsmConfig.hold_s`) rather than trapezoid: the field
   changes its setpoints in steps, which a trapezoid would smear into ramps that never
   happened; a sample before the block carries into it without interpolating across the
@@ -27,27 +34,31 @@ Per block of the IST day (96 blocks of :data:`~vpp.orchestrator.market.BLOCK_S`)
   mean of the day's blocks that have one, and without any the fallback rate.
 - **DSM charge** (Rs; **+ = payable by the plant**, - = receivable): the deviation beyond
   the tolerance band is cut into the bands of the table (edges in % of the base), each
-  part at its multiplier times the normal rate, like tax brackets. Under-injection is
-  payable (+), over-injection receivable (-).
+  part at its multiplier times the normal rate, like tax brackets
+  (:func:`~vpp.orchestrator.market.dsm.band_charge`).
 - **market revenue** (Rs; + = received): accepted MW x clearing price x 0.25 h of each
   award for the block, sells +, buys -.
-- **reserve** (Rs): reserve payments, 0 until AGC and reserve services are recorded.
+- **reserve** (Rs): availability (the reserve held, ``reserved_up_mw`` and
+  ``reserved_down_mw`` of the ``agc`` events, MW x h, at the capacity rates) + energy
+  (the regulation up and down, the offset's positive and negative parts, MWh, at the
+  energy rates) of :class:`~vpp.orchestrator.market.dsm.ReserveTariff`.
 - **net** = market revenue + reserve - DSM charge.
+
+Only the blocks that an accepted schedule covers or an ``agc`` event falls in are in the
+ledger.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Protocol
 
 from vpp.errors import HistoryError
+from vpp.orchestrator.market.dsm import Band, DsmConfig, ReserveTariff, band_charge
 from vpp.orchestrator.market.products import BLOCK_H, BLOCK_S, BLOCKS_PER_DAY, IST, day_start
 
 __all__ = [
@@ -56,97 +67,37 @@ __all__ = [
     "Block",
     "DsmConfig",
     "LedgerSource",
+    "ReserveTariff",
     "Totals",
     "band_charge",
     "energy_mwh",
+    "held_integral",
     "settle_day",
     "totals",
 ]
 
-_CHECK = " (check against the current regulation)"
-
-
-class Band(BaseModel):
-    """A deviation band: deviation up to ``up_to_pct`` % of the base (None: no upper edge)
-    is charged at ``multiplier`` times the normal rate."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    up_to_pct: float | None = Field(default=None, gt=0, description="upper edge, % of base")
-    multiplier: float = Field(ge=0, description="times the normal rate")
-
-
-def _bands(bands: Sequence[Band], side: str) -> None:
-    edges = [b.up_to_pct for b in bands]
-    if not bands or edges[-1] is not None:
-        raise ValueError(f"{side}: the last band must have no upper edge (up_to_pct: null)")
-    if None in edges[:-1]:
-        raise ValueError(f"{side}: only the last band may have no upper edge")
-    bounded = [e for e in edges[:-1] if e is not None]
-    if any(b <= a for a, b in itertools.pairwise(bounded)):
-        raise ValueError(f"{side}: band edges must increase")
-
-
-class DsmConfig(BaseModel):
-    """The Deviation Settlement Mechanism as a table (defaults: the structure of the CERC
-    DSM Regulations 2024 for a general seller; every figure to be checked)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    rate_products: tuple[Literal["DAM", "RTM"], ...] = Field(
-        default=("DAM", "RTM"), min_length=1,
-        description="normal rate: the highest clearing price of these products" + _CHECK,
-    )  # fmt: skip
-    rate_cap_rs_mwh: float = Field(
-        default=10_000.0, gt=0, description="cap on the normal rate, Rs/MWh" + _CHECK
-    )
-    fallback_rate_rs_mwh: float = Field(
-        default=5_000.0, ge=0,
-        description="normal rate of a day without any clearing price, Rs/MWh" + _CHECK,
-    )  # fmt: skip
-    tolerance_pct: float = Field(
-        default=0.0, ge=0, description="deviation up to this % of base is not charged" + _CHECK
-    )
-    min_base_mw: float = Field(
-        default=0.0, ge=0,
-        description="percent base floor, MW (a zero schedule has no % otherwise)" + _CHECK,
-    )  # fmt: skip
-    over_injection: tuple[Band, ...] = Field(
-        default=(Band(up_to_pct=10.0, multiplier=1.0), Band(multiplier=0.0)),
-        description="receivable for injection above schedule, by band" + _CHECK,
-    )
-    under_injection: tuple[Band, ...] = Field(
-        default=(
-            Band(up_to_pct=10.0, multiplier=1.0),
-            Band(up_to_pct=15.0, multiplier=1.5),
-            Band(multiplier=2.0),
-        ),
-        description="payable for injection below schedule, by band" + _CHECK,
-    )
-    hold_s: float = Field(
-        default=10.0, gt=0, description="metering: how long a telemetry sample holds, s"
-    )
-
-    @model_validator(mode="after")
-    def _tables(self) -> DsmConfig:
-        _bands(self.over_injection, "over_injection")
-        _bands(self.under_injection, "under_injection")
-        return self
-
-
 #: Columns of the ledger (the CSV's, in order).
 LEDGER_COLUMNS = (
-    "block", "start", "start_ist", "scheduled_mwh", "actual_mwh", "deviation_mwh",
-    "deviation_pct", "normal_rate_rs_mwh", "rate_source", "dsm_charge_rs",
-    "market_revenue_rs", "reserve_rs", "net_rs", "coverage_pct",
+    "block", "start", "start_ist", "market_mwh", "instructed_mwh", "scheduled_mwh",
+    "actual_mwh", "deviation_mwh", "deviation_pct", "normal_rate_rs_mwh", "rate_source",
+    "dsm_charge_rs", "market_revenue_rs", "reserved_up_mw", "reserved_down_mw",
+    "regulation_up_mwh", "regulation_down_mwh", "reserve_availability_rs",
+    "reserve_energy_rs", "reserve_rs", "net_rs", "coverage_pct",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Block:
-    """One row of the ledger (see the module docstring for each figure and its sign)."""
+    """One row of the ledger (see the module docstring for each figure and its sign).
+
+    ``reserved_*_mw`` are the block's means; ``regulation_*_mwh`` magnitudes (up: the
+    offset's discharge, down: its charge), so ``instructed = up - down``."""
 
     block: int
     start: float
     start_ist: str
+    market_mwh: float
+    instructed_mwh: float
     scheduled_mwh: float
     actual_mwh: float
     deviation_mwh: float
@@ -155,6 +106,12 @@ class Block:
     rate_source: str
     dsm_charge_rs: float
     market_revenue_rs: float
+    reserved_up_mw: float
+    reserved_down_mw: float
+    regulation_up_mwh: float
+    regulation_down_mwh: float
+    reserve_availability_rs: float
+    reserve_energy_rs: float
     reserve_rs: float
     net_rs: float
     coverage_pct: float
@@ -201,42 +158,52 @@ class LedgerSource(Protocol):
         accepted_mw, clearing_price)."""
         ...
 
+    def agc(self, start: float, end: float) -> list[dict[str, Any]]:
+        """The campus's ``agc`` events (t, offset_mw, reserved_up_mw, reserved_down_mw;
+        None where missing) with start <= t <= end, in time order."""
+        ...
+
 
 # ---- the pieces ----
 
-
-def band_charge(deviation_mwh: float, base_mwh: float, rate_rs_mwh: float,
-                config: DsmConfig) -> float:  # fmt: skip
-    """The DSM charge (Rs, + payable) of a deviation of ``deviation_mwh`` (+ over-injection)
-    from a percent base of ``base_mwh``, at the normal rate ``rate_rs_mwh``."""
-    size = abs(deviation_mwh)
-    if size == 0.0:
-        return 0.0
-    bands = config.over_injection if deviation_mwh > 0 else config.under_injection
-    lower = min(size, config.tolerance_pct / 100.0 * base_mwh)
-    amount = 0.0
-    for band in bands:
-        upper = size if band.up_to_pct is None else min(size, band.up_to_pct / 100.0 * base_mwh)
-        if upper > lower:
-            amount += (upper - lower) * band.multiplier * rate_rs_mwh
-            lower = upper
-    return amount if deviation_mwh < 0 else 0.0 - amount
+#: Samples of one series: (t, value or None) in time order.
+_Samples = Sequence[tuple[float, float | None]]
 
 
-def energy_mwh(samples: Sequence[tuple[float, float | None]], start: float, end: float,
-               hold_s: float) -> tuple[float, float]:  # fmt: skip
-    """One unit's energy (MWh) from ``start`` to ``end`` and the seconds covered, from its
-    samples (t, kW) in time order: each held until the next, for at most ``hold_s``; a
-    sample without a value holds nothing."""
-    kwh = covered = 0.0
-    for i, (t, kw) in enumerate(samples):
+def held_integral(samples: _Samples, start: float, end: float, hold_s: float,
+                  fn: Callable[[float], float] = float) -> tuple[float, float]:  # fmt: skip
+    """The integral of ``fn(value)`` over ``start``..``end`` (value x hours) and the
+    seconds covered: each sample held until the next, for at most ``hold_s``; a sample
+    without a value holds nothing."""
+    total = covered = 0.0
+    for i, (t, v) in enumerate(samples):
         nxt = samples[i + 1][0] if i + 1 < len(samples) else math.inf
         a, b = max(t, start), min(nxt, t + hold_s, end)
-        if kw is None or b <= a:
+        if v is None or b <= a:
             continue
-        kwh += kw * (b - a) / 3600.0
+        total += fn(v) * (b - a) / 3600.0
         covered += b - a
+    return total, covered
+
+
+def energy_mwh(samples: _Samples, start: float, end: float,
+               hold_s: float) -> tuple[float, float]:  # fmt: skip
+    """One series' energy (MWh) from ``start`` to ``end`` and the seconds covered, from
+    its samples (t, kW) in time order (:func:`held_integral`)."""
+    kwh, covered = held_integral(samples, start, end, hold_s)
     return kwh / 1000.0, covered
+
+
+def _series(rows: Iterable[Mapping[str, Any]], key: str, by: str | None = None
+            ) -> dict[str, list[tuple[float, float | None]]]:  # fmt: skip
+    """``key`` of ``rows`` as samples per ``by`` (one series when None)."""
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    for r in rows:
+        v = r.get(key)
+        out.setdefault(str(r[by]) if by else "", []).append(
+            (float(r["t"]), None if v is None else float(v))
+        )
+    return out
 
 
 #: An accepted schedule: (recorded t, target, start, step s, kW per step).
@@ -312,10 +279,52 @@ def _revenue(awards: Sequence[Mapping[str, Any]]) -> dict[int, float]:
 # ---- the day ----
 
 
-def settle_day(source: LedgerSource, day: date, config: DsmConfig | None = None) -> list[Block]:
-    """The ledger of the IST day ``day``: one :class:`Block` per block that has a schedule.
+@dataclass(frozen=True)
+class _Agc:
+    """The block's AGC figures: instructed up and down MWh, reserved MW x h up and down."""
 
-    Raises :class:`~vpp.errors.HistoryError` when no accepted schedule covers any block.
+    up_mwh: float = 0.0
+    down_mwh: float = 0.0
+    up_mw_h: float = 0.0
+    down_mw_h: float = 0.0
+
+    @classmethod
+    def of(cls, rows: Sequence[Mapping[str, Any]], start: float, end: float,
+           hold_s: float) -> _Agc:  # fmt: skip
+        off = _series(rows, "offset_mw").get("", [])
+        up = _series(rows, "reserved_up_mw").get("", [])
+        down = _series(rows, "reserved_down_mw").get("", [])
+        return cls(held_integral(off, start, end, hold_s, lambda v: max(v, 0.0))[0],
+                   held_integral(off, start, end, hold_s, lambda v: max(-v, 0.0))[0],
+                   held_integral(up, start, end, hold_s)[0],
+                   held_integral(down, start, end, hold_s)[0])  # fmt: skip
+
+    def payments(self, tariff: ReserveTariff) -> tuple[float, float]:
+        """(availability, energy) Rs."""
+        return (self.up_mw_h * tariff.capacity_up_rs_mw_h
+                + self.down_mw_h * tariff.capacity_down_rs_mw_h,
+                self.up_mwh * tariff.energy_up_rs_mwh
+                + self.down_mwh * tariff.energy_down_rs_mwh)  # fmt: skip
+
+
+def _actual(source: LedgerSource, t0: float, t1: float, config: DsmConfig
+            ) -> dict[str, list[tuple[float, float | None]]]:  # fmt: skip
+    """The measured series: the meter's alone when configured, else each unit's."""
+    if config.meter is None:
+        return _series(source.telemetry(t0 - config.hold_s, t1), "power_kw", "unit")
+    rows = source.telemetry(t0 - config.hold_s, t1, config.meter)
+    if not rows:
+        raise HistoryError(f"dsm.meter {config.meter!r}: no telemetry of it on that day",
+                           path=source.path)  # fmt: skip
+    return _series(rows, "power_kw")
+
+
+def settle_day(source: LedgerSource, day: date, config: DsmConfig | None = None) -> list[Block]:
+    """The ledger of the IST day ``day``: one :class:`Block` per block that has a schedule
+    or an AGC instruction.
+
+    Raises :class:`~vpp.errors.HistoryError` when no block has either, or when the
+    configured meter has no telemetry that day.
     """
     config = config or DsmConfig()
     t0 = day_start(day)
@@ -327,22 +336,24 @@ def settle_day(source: LedgerSource, day: date, config: DsmConfig | None = None)
     day_rate = (
         sum(r for r, _ in rates.values()) / len(rates) if rates else config.fallback_rate_rs_mwh
     )
-    samples: dict[str, list[tuple[float, float | None]]] = {}
-    for r in source.telemetry(t0 - config.hold_s, t1):
-        kw = r.get("power_kw")
-        samples.setdefault(str(r["unit"]), []).append(
-            (float(r["t"]), None if kw is None else float(kw))
-        )
+    agc_rows = source.agc(t0 - config.hold_s, t1)
+    agc_times = [float(r["t"]) for r in agc_rows]
+    samples: dict[str, list[tuple[float, float | None]]] | None = None
     ledger = []
     for b in range(BLOCKS_PER_DAY):
         start = t0 + b * BLOCK_S
         end = start + BLOCK_S
-        scheduled = _scheduled_mwh(schedules, start, end)
-        if scheduled is None:
+        market_mwh = _scheduled_mwh(schedules, start, end)
+        if market_mwh is None and not any(start <= t < end for t in agc_times):
             continue
+        if samples is None:
+            samples = _actual(source, t0, t1, config)
+        agc = _Agc.of(agc_rows, start, end, config.hold_s)
+        instructed = agc.up_mwh - agc.down_mwh
+        scheduled = (market_mwh or 0.0) + instructed
         actual = covered = 0.0
-        for unit_samples in samples.values():
-            mwh, seconds = energy_mwh(unit_samples, start, end, config.hold_s)
+        for series in samples.values():
+            mwh, seconds = energy_mwh(series, start, end, config.hold_s)
             actual += mwh
             covered += seconds
         coverage = 100.0 * covered / (BLOCK_S * len(samples)) if samples else 0.0
@@ -356,14 +367,19 @@ def settle_day(source: LedgerSource, day: date, config: DsmConfig | None = None)
             rate, source_name = config.rate_cap_rs_mwh, f"{source_name} capped"
         charge = band_charge(deviation, base, rate, config)
         market = revenue.get(b, 0.0)
-        reserve = 0.0
+        availability, energy = agc.payments(config.reserve)
+        reserve = availability + energy
         ledger.append(Block(
             block=b, start=start,
             start_ist=datetime.fromtimestamp(start, IST).strftime("%H:%M"),
+            market_mwh=market_mwh or 0.0, instructed_mwh=instructed,
             scheduled_mwh=scheduled, actual_mwh=actual, deviation_mwh=deviation,
             deviation_pct=100.0 * deviation / base if base > 0 else None,
             normal_rate_rs_mwh=rate, rate_source=source_name, dsm_charge_rs=charge,
-            market_revenue_rs=market, reserve_rs=reserve, net_rs=market + reserve - charge,
+            market_revenue_rs=market, reserved_up_mw=agc.up_mw_h / BLOCK_H,
+            reserved_down_mw=agc.down_mw_h / BLOCK_H, regulation_up_mwh=agc.up_mwh,
+            regulation_down_mwh=agc.down_mwh, reserve_availability_rs=availability,
+            reserve_energy_rs=energy, reserve_rs=reserve, net_rs=market + reserve - charge,
             coverage_pct=coverage,
         ))  # fmt: skip
     if not ledger:
