@@ -52,12 +52,15 @@ def scale(v: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float
     """``v`` mapped linearly from [lo, hi] to [out_lo, out_hi] (either may run downwards),
     clamped to that interval; a degenerate or non-finite input range maps to its middle."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi == lo or not math.isfinite(v):
-        return (out_lo + out_hi) / 2
+        return out_lo / 2 + out_hi / 2  # halves first: the sum of two large ends overflows
     frac = (v - lo) / (hi - lo)
     if not math.isfinite(frac):
         # A range wider than a float holds (hi - lo overflowed): clamp at the side.
         frac = 0.0 if v <= lo else 1.0
-    out = out_lo + min(1.0, max(0.0, frac)) * (out_hi - out_lo)
+    frac = min(1.0, max(0.0, frac))
+    # A weighted mean of the ends, not out_lo + frac * (out_hi - out_lo): the difference
+    # of two large ends of opposite sign overflows.
+    out = out_lo * (1.0 - frac) + out_hi * frac
     return min(max(out, min(out_lo, out_hi)), max(out_lo, out_hi))
 
 
