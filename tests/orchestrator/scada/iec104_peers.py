@@ -2,10 +2,11 @@
 a raw-socket master for what c104 will not send (malformed frames, silence), a command
 sink recording its calls, and an outstation served for the length of a test."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: c104 checks a callback's annotations as
+# objects, not strings.
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -76,6 +77,31 @@ class C104Master:
         self.points: dict[int, c104.Point] = {}
         for ioa, t in (points or {}).items():
             self.add(ioa, t)
+        self._actterms = 0
+        self._lock = threading.Lock()
+
+        def on_raw(connection: c104.Connection, data: bytes) -> None:
+            if len(data) > 8 and data[8] & 0x3F == 10:  # ACTTERM
+                with self._lock:
+                    self._actterms += 1
+
+        conn.on_receive_raw(on_raw)
+
+    def command(self, point: c104.Point) -> bool:
+        """Send ``point``'s command; when confirmed, wait for its ACTTERM too. (c104
+        returns on ACTCON, and an ACTTERM arriving while it waits for the next command's
+        ACTCON makes it report that next command failed.)"""
+        with self._lock:
+            before = self._actterms
+        if not point.transmit(cause=c104.Cot.ACTIVATION):
+            return False
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            with self._lock:
+                if self._actterms > before:
+                    return True
+            assert time.monotonic() < deadline, "no ACTTERM after a positive ACTCON"
+            time.sleep(0.002)
 
     def add(self, ioa: int, t: c104.Type, sbe: bool = False) -> c104.Point:
         mode = c104.CommandMode.SELECT_AND_EXECUTE if sbe else c104.CommandMode.DIRECT
@@ -124,7 +150,7 @@ class RawMaster:
         self._buf = b""
 
     @classmethod
-    async def connect(cls, port: int, source: str = "127.0.0.1") -> RawMaster:
+    async def connect(cls, port: int, source: str = "127.0.0.1") -> "RawMaster":
         r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
         return cls(r, w)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import c104
 import pytest
@@ -99,7 +100,7 @@ def test_set_point_reaches_the_sink_and_the_master_sees_success() -> None:
             async with c104_master(out.port) as m:
                 cmd = m.add(5001, c104.Type.C_SE_NC_1)
                 cmd.value = 42.5
-                assert await asyncio.to_thread(cmd.transmit, c104.Cot.ACTIVATION)
+                assert await asyncio.to_thread(m.command, cmd)
                 assert len(sink.calls) == 1
                 master, point, value = sink.calls[0]
                 assert master.startswith("iec104 127.0.0.1:")
@@ -115,19 +116,19 @@ def test_select_before_execute() -> None:
             async with c104_master(out.port) as m:
                 sbe = m.add(5002, c104.Type.C_SE_NC_1, sbe=True)
                 sbe.value = -20.0
-                assert await asyncio.to_thread(sbe.transmit, c104.Cot.ACTIVATION)
+                assert await asyncio.to_thread(m.command, sbe)
                 assert sink.calls[-1][1:] == ("plant.target_mw", -20.0)
                 enable = m.add(5004, c104.Type.C_DC_NA_1, sbe=True)
                 enable.value = c104.Double.ON
-                assert await asyncio.to_thread(enable.transmit, c104.Cot.ACTIVATION)
+                assert await asyncio.to_thread(m.command, enable)
                 assert sink.calls[-1][1:] == ("plant.enable", True)
                 # Direct execute to a select-before-execute point: refused, sink not called.
                 sbe.command_mode = c104.CommandMode.DIRECT
-                assert not await asyncio.to_thread(sbe.transmit, c104.Cot.ACTIVATION)
+                assert not await asyncio.to_thread(m.command, sbe)
                 # A select to a direct-execute point: refused.
                 direct = m.add(5001, c104.Type.C_SE_NC_1, sbe=True)
                 direct.value = 1.0
-                assert not await asyncio.to_thread(direct.transmit, c104.Cot.ACTIVATION)
+                assert not await asyncio.to_thread(m.command, direct)
             assert len(sink.calls) == 2
             stats = out.stats()
             assert stats["error.not_selected"] == 1 and stats["error.not_allowed"] == 1
@@ -143,7 +144,7 @@ def test_commands_outside_limits_are_refused_and_counted() -> None:
                 cmd = m.add(5001, c104.Type.C_SE_NC_1)
                 for bad in (1000.5, -5000.0, float("inf"), float("nan")):
                     cmd.value = bad
-                    assert not await asyncio.to_thread(cmd.transmit, c104.Cot.ACTIVATION), bad
+                    assert not await asyncio.to_thread(m.command, cmd), bad
             assert sink.calls == []
             assert out.stats()["error.value"] == 4 and out.stats()["commands_refused"] == 4
 
@@ -157,7 +158,7 @@ def test_a_refused_sink_outcome_gives_a_negative_confirmation() -> None:
             async with c104_master(out.port) as m:
                 cmd = m.add(5001, c104.Type.C_SE_NC_1)
                 cmd.value = 3.0
-                assert not await asyncio.to_thread(cmd.transmit, c104.Cot.ACTIVATION)
+                assert not await asyncio.to_thread(m.command, cmd)
             assert len(sink.calls) == 1
             assert out.stats()["error.refused"] == 1
 
@@ -207,19 +208,20 @@ def _gi(ca: int = 1, cot: int = 6, qoi: int = 20) -> bytes:
     return iec104_encode_asdus(100, cot, ca, [(0, qoi, 0, False, None)])[0]
 
 
-# Frames that must close the connection, and the kind they are counted under.
-MALFORMED = [
-    ("apdu", lambda m: m.send(b"\x67\x04\x07\x00\x00\x00")),
-    ("apdu", lambda m: m.send(b"\x68\x02\x07\x00")),
-    ("asdu", lambda m: m.send(bytes([0x68, 0x0E, 0, 0, 0, 0, 100, 3, 6, 0, 1, 0, 0, 0, 0, 20]))),
-    (
-        "time",
-        lambda m: m.send(
-            bytes([0x68, 0x14, 0, 0, 0, 0, 103, 1, 6, 0, 1, 0, 0, 0, 0, 0, 0, 61, 1, 1, 1, 24])
-        ),
-    ),
-    ("sequence", lambda m: (setattr(m, "vs", 7), m.send_asdu(_gi()))),
-    ("sequence", lambda m: m.send(bytes([0x68, 4, 1, 0, 20, 0]))),  # acks 10 frames never sent
+def _wrong_send_sequence(m: RawMaster) -> None:
+    m.vs = 7  # the outstation expects N(S) 0
+    m.send_asdu(_gi())
+
+
+# Frames that must close the connection: (the kind they are counted under, the frame).
+MALFORMED: list[tuple[str, bytes | Callable[[RawMaster], None]]] = [
+    ("apdu", b"\x67\x04\x07\x00\x00\x00"),  # start octet
+    ("apdu", b"\x68\x02\x07\x00"),  # length below 4
+    ("asdu", bytes([0x68, 0x0E, 0, 0, 0, 0, 100, 3, 6, 0, 1, 0, 0, 0, 0, 20])),  # VSQ 3, 1 object
+    # Clock synchronisation at minute 61.
+    ("time", bytes([0x68, 0x14, 0, 0, 0, 0, 103, 1, 6, 0, 1, 0, 0, 0, 0, 0, 0, 61, 1, 1, 1, 24])),
+    ("sequence", _wrong_send_sequence),
+    ("sequence", bytes([0x68, 4, 1, 0, 20, 0])),  # acknowledges 10 frames never sent
 ]
 
 
@@ -229,10 +231,13 @@ def test_malformed_apdus_are_counted_and_close_only_their_connection() -> None:
             out.update(image(time.time()))
             async with c104_master(out.port, {1001: c104.Type.M_ME_NC_1}) as m:
                 kinds: dict[str, int] = {}
-                for kind, send in MALFORMED:
+                for kind, bad in MALFORMED:
                     raw = await RawMaster.connect(out.port)
                     await raw.startdt()
-                    send(raw)
+                    if isinstance(bad, bytes):
+                        raw.send(bad)
+                    else:
+                        bad(raw)
                     assert await raw.closed(), kind
                     await raw.aclose()
                     kinds[kind] = kinds.get(kind, 0) + 1
