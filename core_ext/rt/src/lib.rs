@@ -8,6 +8,7 @@ pub mod alloc_count;
 pub mod c37118;
 pub mod clock;
 pub mod error;
+pub mod iec104;
 pub mod ticker;
 
 pub use error::{ConfigError, FrameError, FrameErrorKind};
