@@ -185,3 +185,43 @@ def test_unanswered_participation_is_counted_and_retried(ipc_dir: Path) -> None:
                 assert "bess-3" not in grid.sent
 
     run(go())
+
+
+def test_a_unit_charging_beyond_its_share_is_judged_from_where_it_is(ipc_dir: Path) -> None:
+    # bess-1 charges at -480 kW: its share of the 600 kW obligation (about 400 kW) is
+    # less than that. Its response starts from -480 kW within its own rating; an
+    # expectation clipped to +-share would want it at -400 kW from the start and fail it.
+    cfg = site(grid=GRID)
+    topo = topology(cfg, ipc_dir)
+    dip = Dip()
+
+    async def go() -> None:
+        with Broker(topo):
+            sub = Subscriber(topo.events_out, ("event/grid",))
+            pmu_pub = Publisher(topo.events_in, bind=False)
+            pmu = asyncio.create_task(_pmu(pmu_pub, dip))
+            try:
+                async with (
+                    FakeField(topo, "field-a", [FakeUnit("bess-1", base_kw=-480.0)], hz=dip),
+                    FakeField(topo, "field-b", [FakeUnit("bess-3")], hz=dip),
+                    GridService(cfg, topo, allocate_every_s=0.1),
+                ):
+                    await asyncio.sleep(1.0)
+                    dip.t0 = time.time() + 0.5
+                    while True:
+                        msg = await asyncio.wait_for(sub.recv(), 10)
+                        assert isinstance(msg, s.EventMsg)
+                        if msg.body.kind == "compliance":
+                            break
+                    comp = msg.body.data
+                    assert comp["shares"]["bess-1"] < 480.0
+                    one = comp["units"]["bess-1"]
+                    assert one["passed"], one["failures"]
+                    assert one["metrics"]["gain_ratio"] == pytest.approx(1.0, abs=0.05)
+            finally:
+                pmu.cancel()
+                await asyncio.gather(pmu, return_exceptions=True)
+                pmu_pub.close()
+                sub.close()
+
+    run(go(), timeout=40)

@@ -220,8 +220,14 @@ class GridService(Service):
             else:
                 continue
             d = self.droop.get(uid, DroopSettings())
+            # The droop's gain is the unit's share; its power limits are the unit's own
+            # rating, not the share: a unit charging at -300 kW with a 200 kW share
+            # responds from -300 kW, and clipping the expectation to +-200 kW would expect
+            # it to jump to -200 kW at once.
+            rating = self.rating.get(uid, share)
             chars[uid] = DroopCharacteristic(
-                rated_kw=share, droop_percent=d.droop_percent,
+                rated_kw=share, max_discharge_kw=rating, max_charge_kw=rating,
+                droop_percent=d.droop_percent,
                 nominal_hz=self.config.events.nominal_hz,
                 deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
             )  # fmt: skip
