@@ -36,6 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite runs many sites one after another, each with its HTTP API: on a free port
     # each, not all on the default 8080 (which a developer's own `vpp run` may hold).
     os.environ.setdefault("VPP__API__PORT", "0")
+    # And the SCADA outstations (2404 and 20000 by default) likewise.
+    os.environ.setdefault("VPP__SCADA__IEC104__PORT", "0")
+    os.environ.setdefault("VPP__SCADA__DNP3__PORT", "0")
     config.addinivalue_line(
         "markers",
         "allow_leaks(*kinds, reason): exempt a test from the leak guard for the given "

@@ -26,6 +26,7 @@ from vpp.orchestrator.grid.events import EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
 from vpp.orchestrator.market.dsm import DsmConfig
 from vpp.orchestrator.market.file_exchange import FileExchangeConfig
+from vpp.orchestrator.scada.config import ScadaSection
 from vpp.sim.grid_model import GridModelConfig
 
 __all__ = [
@@ -291,6 +292,22 @@ class SimEvent(BaseModel):
     delta_mw: float
 
 
+class SimLdc(BaseModel):
+    """A simulated load despatch centre: an IEC 104 master (vpp/sim/ldc.py) sending AGC
+    set-points to the site's own outstation (needs ``scada`` with ``iec104`` enabled and
+    ``agc.setpoint_mw`` among ``scada.commands``)."""
+
+    model_config = _STRICT
+    enabled: bool = False
+    start_s: float = Field(default=5.0, ge=0, description="seconds after the start it connects")
+    cycle_s: float = Field(default=4.0, gt=0, description="AGC set-point interval, s")
+    amplitude_mw: float = Field(default=0.2, ge=0, description="AGC signal amplitude, MW")
+    period_s: float = Field(default=120.0, gt=0, description="AGC signal period, s")
+    interrogate_s: float = Field(
+        default=60.0, gt=0, description="general interrogation interval, s"
+    )
+
+
 class SimulationConfig(BaseModel):
     """The simulated plant: BESS units, their BMSs, a grid with a PMU."""
 
@@ -303,6 +320,7 @@ class SimulationConfig(BaseModel):
     )
     pmu: SimPmu = Field(default_factory=SimPmu)
     bess: list[SimBess] = Field(default_factory=list)
+    ldc: SimLdc = Field(default_factory=SimLdc)
 
 
 class HistoryConfig(BaseModel):
@@ -367,6 +385,7 @@ class SiteConfig(BaseModel):
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     api: ApiSection = Field(default_factory=ApiSection)
+    scada: ScadaSection = Field(default_factory=ScadaSection)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
 
     @model_validator(mode="after")

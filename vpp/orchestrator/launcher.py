@@ -55,7 +55,7 @@ from vpp.logsetup import LogSettings, configure, settings
 from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
-from vpp.orchestrator.bus.topology import API, SERVICES, Topology
+from vpp.orchestrator.bus.topology import API, SCADA, SERVICES, Topology
 from vpp.orchestrator.history import History
 from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
 from vpp.orchestrator.recorder import Recorder
@@ -127,6 +127,8 @@ class Launcher:
         self.recorder: Recorder | None = None
         self.api_url: str | None = None
         """The API's address once the run has started it."""
+        self.scada_ports: dict[str, str] = {}
+        """Each outstation's ``host:port`` once the run has checked it (``iec104``, ``dnp3``)."""
         self.topo: Topology | None = None
         self.ports: dict[str, int] = {}
         self.ready = asyncio.Event()
@@ -219,6 +221,10 @@ class Launcher:
         names += [(n, n) for n in SERVICES if enabled[n]]
         if self.site.api.enabled:
             names.append((API, "api"))
+        if self.site.scada.enabled:
+            names.append((SCADA, "scada"))
+            if self.site.simulation.enabled and self.site.simulation.ldc.enabled:
+                names.append((LDC, "ldc"))
         for name, role in names:
             if not self.runs(name):
                 continue
@@ -257,6 +263,21 @@ class Launcher:
         path.write_text(link + "\n")
         path.chmod(0o600)
         return link
+
+    def _prepare_scada(self) -> None:
+        """Check each outstation's port is free (in use: a one-line error now) and pin a
+        port 0 to a free one, so that the run can say where its masters connect."""
+        cfg = self.site.scada
+        update: dict[str, Any] = {}
+        for proto in ("iec104", "dnp3"):
+            sub = getattr(cfg, proto)
+            if not sub.enabled:
+                continue
+            port = _free_port(sub.host, sub.port, f"scada.{proto}.port")
+            update[proto] = sub.model_copy(update={"port": port})
+            host = f"[{sub.host}]" if ":" in sub.host else sub.host
+            self.scada_ports[proto] = f"{host}:{port}"
+        self.site = self.site.model_copy(update={"scada": cfg.model_copy(update=update)})
 
     def runs(self, name: str) -> bool:
         """Whether this launcher runs process ``name`` (``broker`` and ``plant`` too)."""
@@ -417,14 +438,20 @@ class Launcher:
             link = None
             if self.site.api.enabled and self.runs(API):
                 link = self._prepare_api(run.path)
-                # ctl and other clients find the API where they find the bus.
+            if self.site.scada.enabled and self.runs(SCADA):
+                self._prepare_scada()
+            if link is not None or self.scada_ports:
+                # ctl and other clients find the API and the outstations where they find
+                # the bus.
                 run.write({**record_of(self.site, topo, self.config_path, self.only),
-                           "api": self.api_url})  # fmt: skip
+                           "api": self.api_url, "scada": self.scada_ports})  # fmt: skip
             self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
             self._announce(f"vpp run: bus at {run.path}")
             if link is not None:
                 self._announce(f"vpp run: dashboard at {link}")
+            for proto, where in self.scada_ports.items():
+                self._announce(f"vpp run: {_PROTOCOLS[proto]} outstation at {where}")
             self.ready.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
@@ -506,7 +533,7 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
     if only is None:
         return None
     names = frozenset(only)
-    known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant", API}
+    known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant", API, SCADA, LDC}
     unknown = sorted(names - known)
     if unknown or not names:
         err = ConfigError(f"--only: unknown process {unknown}; known: {sorted(known)}")
@@ -515,12 +542,18 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
     return names
 
 
-def _free_port(host: str, port: int) -> int:
-    """``port`` if it can be bound on ``host`` now (or a free one for 0); ConfigError if
-    not."""
+#: The simulated load despatch centre's process (``simulation.ldc``).
+LDC = "ldc"
+#: How the run names each outstation's protocol.
+_PROTOCOLS = {"iec104": "IEC 60870-5-104", "dnp3": "DNP3"}
+
+
+def _free_port(host: str, port: int, field: str = "api.port") -> int:
+    """``port`` if it can be bound on ``host`` now (or a free one for 0); ConfigError
+    naming ``field`` if not."""
     from vpp.orchestrator.api.listen import listen
 
-    with listen(host, port) as sock:
+    with listen(host, port, field) as sock:
         bound: int = sock.getsockname()[1]
         return bound
 

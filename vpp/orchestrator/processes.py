@@ -68,6 +68,7 @@ ROLE_MODULES: dict[str, str] = {
     "market": "vpp.orchestrator.market.gateway",
     "api": "vpp.orchestrator.api.service",
     "scada": "vpp.orchestrator.scada.service",
+    "ldc": "vpp.sim.ldc",
 }
 
 _PR_SET_PDEATHSIG = 1
