@@ -3,6 +3,11 @@
 - ``vpp sim bess``: the BESS simulator (:class:`vpp.sim.bess.BessSimulator`) on Modbus
   TCP (``--host``/``--port``), or Modbus RTU on a serial port (``--rtu PORT``). It runs
   until SIGINT or SIGTERM (or ``--duration``), then stops cleanly and exits 0.
+- ``vpp sim scada``: a simulated load despatch centre (:mod:`vpp.sim.ldc`), an IEC 104
+  master that interrogates a site's outstation and sends it AGC set-points every cycle,
+  printing a line a cycle. By default it finds the running site's outstation in the
+  site's ``site.json``. Exits 0 at ``--duration`` or a signal, 1 when the outstation
+  cannot be reached or closes the connection.
 """
 
 from __future__ import annotations
@@ -45,6 +50,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--duration", type=float, default=None, help="seconds to run (default: until a signal)"
     )
     bess.set_defaults(func=_cmd_sim_bess)
+
+    scada = sim_sub.add_parser(
+        "scada", help="a simulated load despatch centre: an IEC 104 master steering a site"
+    )
+    scada.add_argument("--config", default=None,
+                       help="the site's configuration (default: the embedded site)")
+    scada.add_argument("--host", default=None, help="the outstation (default: the site's)")
+    scada.add_argument("--port", type=int, default=None,
+                       help="its port (default: the running site's, else scada.iec104.port)")
+    scada.add_argument("--cycle", type=float, default=4.0, help="AGC cycle, s (default 4)")
+    scada.add_argument("--amplitude", type=float, default=0.2,
+                       help="AGC signal amplitude, MW (default 0.2)")
+    scada.add_argument("--period", type=float, default=120.0,
+                       help="AGC signal period, s (default 120)")
+    scada.add_argument("--interrogate", type=float, default=60.0,
+                       help="general interrogation interval, s (default 60)")
+    scada.add_argument("--duration", type=float, default=None,
+                       help="seconds to run (default: until a signal)")
+    scada.set_defaults(func=_cmd_sim_scada)  # fmt: skip
 
 
 def _cmd_sim_bess(args: argparse.Namespace) -> int:
@@ -93,4 +117,65 @@ def _cmd_sim_bess(args: argparse.Namespace) -> int:
         return 0
 
     code: int = asyncio.run(serve())
+    return code
+
+
+def _cmd_sim_scada(args: argparse.Namespace) -> int:
+    from vpp.config import load
+    from vpp.errors import VppError
+    from vpp.orchestrator.scada.iec104_map import Iec104PointMap
+    from vpp.orchestrator.site_client import NoSiteError, find_site
+    from vpp.sim.ldc import Iec104Master, LdcSettings, run_ldc
+
+    name = "vpp sim scada"
+    try:
+        site = load(args.config)
+        cfg = site.scada.iec104
+        host, port = cfg.host, cfg.port
+        with contextlib.suppress(NoSiteError):
+            # A running site may have pinned its port (0 in the file): ask it.
+            where = find_site(site=site).raw.get("scada", {}).get("iec104")
+            if where:
+                h, _, p = str(where).rpartition(":")
+                host, port = h.strip("[]"), int(p)
+        host = args.host or host
+        port = args.port if args.port is not None else port
+        pmap = Iec104PointMap.load(cfg.point_map, [u.id for u in site.units()])
+    except VppError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    settings = LdcSettings(args.cycle, args.amplitude, args.period, args.interrogate)
+
+    async def go() -> int:
+        master = Iec104Master(host, port, common_address=cfg.common_address
+                              or pmap.common_address)  # fmt: skip
+        with stop_on_signals() as stop:
+            try:
+                await master.connect()
+            except (OSError, TimeoutError) as exc:
+                print(f"{name}: cannot reach the outstation at {host}:{port}: "
+                      f"{exc or type(exc).__name__}", file=sys.stderr)  # fmt: skip
+                await master.close()
+                return 1
+            print(f"{name}: connected to {host}:{port}", flush=True)
+            task = asyncio.create_task(run_ldc(master, pmap, settings,
+                                               lambda line: print(line, flush=True), stop))
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), args.duration)
+                # Ended before its time and not by a signal: the outstation hung up.
+                lost = master.closed.is_set() and not stop.is_set()
+                stop.set()
+                await task
+            except (OSError, ConnectionError, TimeoutError, VppError) as exc:
+                print(f"{name}: {exc or type(exc).__name__}", file=sys.stderr)
+                return 1
+            finally:
+                await master.close()
+            if lost:
+                print(f"{name}: the outstation closed the connection", file=sys.stderr)
+                return 1
+        return 0
+
+    code: int = asyncio.run(go())
     return code

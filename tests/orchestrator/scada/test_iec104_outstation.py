@@ -76,14 +76,14 @@ def test_spontaneous_change_arrives_time_tagged_beyond_deadband_only() -> None:
             async with c104_master(out.port, points) as m:
                 p, alarm = m.points[1001], m.points[1103]
                 t1 = time.time() - 5.0
-                # 0.05 MW is inside the 0.1 MW deadband: not sent.
+                # 0.005 MW is inside the 0.01 MW deadband: not sent.
                 out.update(
-                    {"plant.p_mw": PointValue(10.05, t1), "plant.alarm": PointValue(True, t1)}
+                    {"plant.p_mw": PointValue(10.005, t1), "plant.alarm": PointValue(True, t1)}
                 )
                 await until(lambda: alarm.value is True)
                 assert alarm.recorded_at is not None
                 assert alarm.recorded_at.timestamp() == pytest.approx(t1, abs=0.002)
-                assert p.value != pytest.approx(10.05)
+                assert p.value != pytest.approx(10.005)
                 t2 = time.time() - 1.0
                 out.update({"plant.p_mw": PointValue(11.5, t2, valid=False)})
                 await until(lambda: p.value == pytest.approx(11.5))
