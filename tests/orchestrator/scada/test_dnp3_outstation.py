@@ -131,8 +131,8 @@ def test_change_beyond_deadband_goes_out_unsolicited_with_its_time() -> None:
             with master(station.port) as m:
                 await started(m)
                 m.clear()
-                # p_mw: deadband 0.1 MW. 0.05 MW: no event; then 1 MW: an event.
-                station.update(image(T0 + 1, plant__p_mw=image()["plant.p_mw"].value + 0.05))
+                # p_mw: deadband 0.01 MW. 0.005 MW: no event; then 42 MW: an event.
+                station.update(image(T0 + 1, plant__p_mw=image()["plant.p_mw"].value + 0.005))
                 t2 = T0 + 2.5
                 station.update(image(t2, plant__p_mw=42.0))
                 await until(lambda: any(e.value == 42000 for e in m.events("Group32Var3", 537)),
