@@ -225,3 +225,45 @@ def test_a_unit_charging_beyond_its_share_is_judged_from_where_it_is(ipc_dir: Pa
                 sub.close()
 
     run(go(), timeout=40)
+
+
+def test_a_base_that_moves_during_the_event_is_not_counted_as_response(ipc_dir: Path) -> None:
+    # During the dip an AGC set-point moves bess-1's base up by 150 kW in steps; the
+    # unit responds faithfully on top of it. Measured against its baseline, that
+    # movement would look like 150 kW of excess response and fail the unit.
+    cfg = site(grid=GRID)
+    topo = topology(cfg, ipc_dir)
+    dip = Dip()
+
+    async def go() -> None:
+        with Broker(topo):
+            sub = Subscriber(topo.events_out, ("event/grid",))
+            pmu_pub = Publisher(topo.events_in, bind=False)
+            pmu = asyncio.create_task(_pmu(pmu_pub, dip))
+            try:
+                async with (
+                    FakeField(topo, "field-a", [FakeUnit("bess-1")], hz=dip) as fa,
+                    FakeField(topo, "field-b", [FakeUnit("bess-3")], hz=dip),
+                    GridService(cfg, topo, allocate_every_s=0.1),
+                ):
+                    await asyncio.sleep(1.0)
+                    dip.t0 = time.time() + 0.5
+                    await asyncio.sleep(1.5)
+                    for _ in range(3):
+                        fa.units["bess-1"].base_kw += 50.0
+                        await asyncio.sleep(0.5)
+                    while True:
+                        msg = await asyncio.wait_for(sub.recv(), 10)
+                        assert isinstance(msg, s.EventMsg)
+                        if msg.body.kind == "compliance":
+                            break
+                    one = msg.body.data["units"]["bess-1"]
+                    assert one["passed"], one["failures"]
+                    assert one["metrics"]["gain_ratio"] == pytest.approx(1.0, abs=0.05)
+            finally:
+                pmu.cancel()
+                await asyncio.gather(pmu, return_exceptions=True)
+                pmu_pub.close()
+                sub.close()
+
+    run(go(), timeout=40)

@@ -140,6 +140,7 @@ class GridService(Service):
                     u = self._unit(d.unit)
                     u.base_kw = d.base_kw
                     u.setpoint.append((d.t, d.setpoint_kw))
+                    u.base.append((d.t, d.base_kw))
                 elif isinstance(msg, s.HeartbeatMsg):
                     self._heartbeat(msg.body, now)
             except VppError as err:
@@ -219,6 +220,13 @@ class GridService(Service):
                     break
             else:
                 continue
+            # The response is what the unit did beyond its base; a base that moved during
+            # the event (an AGC set-point, the campus's target, a schedule block) is not
+            # response, so its movement since the baseline is taken out of the power.
+            bt, bkw = track.window("base", start - 5.0, end + 5.0)
+            if bt.size >= 2:
+                moved = interpolate(t, bt, bkw)
+                powers[uid] = powers[uid] - (moved - moved[0])
             d = self.droop.get(uid, DroopSettings())
             # The droop's gain is the unit's share; its power limits are the unit's own
             # rating, not the share: a unit charging at -300 kW with a 200 kW share

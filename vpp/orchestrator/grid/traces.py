@@ -41,9 +41,13 @@ class UnitTrack:
         default_factory=lambda: collections.deque(maxlen=20_000)
     )
     """(PMU time, decided setpoint kW) from the decision stream."""
+    base: collections.deque[tuple[float, float]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=20_000)
+    )
+    """(PMU time, base kW: schedule, campus target and AGC, before the response)."""
 
     def window(self, which: str, start: float, end: float) -> tuple[FloatArray, FloatArray]:
-        """(times, kW) of ``which`` ("power" or "setpoint") within [start, end]."""
+        """(times, kW) of ``which`` ("power", "setpoint" or "base") within [start, end]."""
         rows = [r for r in getattr(self, which) if start <= r[0] <= end]
         arr = np.asarray(rows, dtype=np.float64).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
