@@ -39,6 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # And the SCADA outstations (2404 and 20000 by default) likewise.
     os.environ.setdefault("VPP__SCADA__IEC104__PORT", "0")
     os.environ.setdefault("VPP__SCADA__DNP3__PORT", "0")
+    # The default site's simulated despatch centre sends AGC set-points every 4 s: a test
+    # that sets targets and checks the fleet's powers must be the only one steering the
+    # site. The tests of the default run's story turn it back on.
+    os.environ.setdefault("VPP__SIMULATION__LDC__ENABLED", "false")
     config.addinivalue_line(
         "markers",
         "allow_leaks(*kinds, reason): exempt a test from the leak guard for the given "

@@ -115,7 +115,7 @@ def test_a_new_set_point_is_dispatched_at_once_not_at_the_next_tick(ipc_dir: Pat
 
     async def go() -> None:
         async with (
-            _rig(cfg, topo) as (fa, fb, campus),
+            _rig(cfg, topo) as (_fa, _fb, campus),
             Client(topo.commands["campus"], name="operator") as cli,
         ):
             await asyncio.sleep(0.5)

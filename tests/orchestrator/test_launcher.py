@@ -69,7 +69,8 @@ def test_launcher_runs_restarts_records_and_stops(tmp_path: Path) -> None:
         await until(launcher.ready.is_set, what="start")
         await until(lambda: launcher.status.snapshot({})["units_online"] == 3, what="units")
         table = launcher.process_table()
-        assert set(table) == {"plant", "field-a", "field-b", "campus", "grid", "market", "api"}
+        assert set(table) == {"plant", "field-a", "field-b", "campus", "grid", "market", "api",
+                              "scada"}  # fmt: skip
         assert all(p["alive"] for p in table.values())
         seen["pids"] = children(os.getpid())
         victim = table["campus"]["pid"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 
 from tests.orchestrator.procs import ROOT, alive_any, children, vpp
 
-NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market", "api"}
+NAMES = {"plant", "field-a", "field-b", "campus", "grid", "market", "api", "scada"}
 
 
 @contextlib.contextmanager
@@ -113,10 +114,12 @@ def test_the_default_run_tells_the_story_of_a_frequency_event(tmp_path: Path) ->
     # fleet's response, then the event over with its verdict, and where the target comes
     # from. The simulated trip is at 11 s and the event ends about 26 s after the start;
     # 45 s leave room for a slow machine.
+    # As a user runs it: with its simulated despatch centre sending AGC set-points.
+    env = {**os.environ, "VPP__SIMULATION__LDC__ENABLED": "true"}
     proc = subprocess.run(
-        [sys.executable, "-m", "vpp", "run", "--duration", "45", "--history",
-         str(tmp_path / "h.db")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "vpp", "--log-level", "info", "run", "--duration", "45",
+         "--history", str(tmp_path / "h.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
@@ -126,6 +129,9 @@ def test_the_default_run_tells_the_story_of_a_frequency_event(tmp_path: Path) ->
     done = [ln for ln in out.splitlines() if "last event: under-frequency" in ln]
     assert done, out[-3000:]
     assert "fleet PASS" in done[-1], done[-1]
+    # The despatch centre steered the plant over IEC 104 all along.
+    agc = [ln for ln in proc.stderr.splitlines() if "AGC set-point" in ln]
+    assert len(agc) >= 5 and all("accepted" in ln for ln in agc), proc.stderr[-2000:]
     # The event ends before the market's part of the story changes anything: the heads
     # name the target's source.
     heads = [ln for ln in out.splitlines() if ln.startswith("[")]
