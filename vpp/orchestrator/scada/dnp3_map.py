@@ -12,7 +12,6 @@ takes index ``base + k * stride + offset``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vpp.errors import ConfigError
+from vpp.orchestrator.scada.listen_config import OutstationConfig
 from vpp.orchestrator.scada.points import COMMAND_POINTS, PLANT_POINTS, UNIT_POINTS
 from vpp.validation import config_error
 
@@ -48,13 +48,9 @@ CONTROL_CODES = frozenset({"LATCH_ON", "LATCH_OFF", "PULSE_ON", "PULSE_OFF", "CL
 MAX_INDEX = 65535
 
 
-class Dnp3Config(BaseModel):
+class Dnp3Config(OutstationConfig):
     """The DNP3 outstation (IEEE 1815) serving the plant's points to the utility master."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(default=True, description="serve DNP3")
-    host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(
         default=20000, ge=0, le=65535,
         description="TCP port to listen on (DNP3: 20000; 0 = any free port, for tests)",
@@ -70,16 +66,9 @@ class Dnp3Config(BaseModel):
         default=None,
         description="point map file (YAML); none = the bundled dnp3_mesa_default.yaml",
     )
-    masters: list[str] = Field(
-        default=["127.0.0.1"], min_length=1,
-        description="IP addresses of the admitted masters; other peers are closed at once",
-    )  # fmt: skip
     unsolicited: bool = Field(
         default=True,
         description="send events unsolicited once the master enables them (FC 20)",
-    )
-    select_timeout_s: float = Field(
-        default=10.0, gt=0, le=600, description="an OPERATE must follow its SELECT within this, s"
     )
     event_buffer: int = Field(
         default=1000, ge=10, le=100_000,
@@ -103,9 +92,6 @@ class Dnp3Config(BaseModel):
         description="a master silent this long is logged as lost and its connection closed "
         "(the plant is left as it is); 0 = never",
     )
-    max_connections: int = Field(
-        default=2, ge=1, le=16, description="connections served at once (admitted masters)"
-    )
     max_fragment_size: int = Field(
         default=2048, ge=249, le=65535, description="largest application fragment sent, octets"
     )
@@ -114,16 +100,6 @@ class Dnp3Config(BaseModel):
         description="ask the master for time (IIN1.4); the offset is recorded, the clock "
         "is never set",
     )
-
-    @field_validator("masters")
-    @classmethod
-    def _ip_addresses(cls, value: list[str]) -> list[str]:
-        for ip in value:
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                raise ValueError(f"{ip!r} is not an IP address") from None
-        return value
 
 
 # --- the map file -------------------------------------------------------------------------

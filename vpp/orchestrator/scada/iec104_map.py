@@ -17,7 +17,6 @@ is the documented default)::
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vpp.errors import ConfigError
+from vpp.orchestrator.scada.listen_config import OutstationConfig
 from vpp.orchestrator.scada.points import COMMAND_POINTS, PLANT_POINTS, UNIT_POINTS
 from vpp.validation import config_error, first_error
 
@@ -52,28 +52,14 @@ MonitorType = Literal["float", "single", "double"]
 CommandType = Literal["setpoint_float", "single_command", "double_command"]
 
 
-class Iec104Config(BaseModel):
+class Iec104Config(OutstationConfig):
     """The IEC 60870-5-104 outstation: where it listens, whom it admits, its timers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(default=True, description="serve IEC 104 at all")
-    host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=2404, ge=0, le=65535, description="TCP port (0: any free port)")
     common_address: int | None = Field(
         default=None, ge=1, le=65534,
         description="common address (station address) of the ASDUs; None: the point map's",
     )  # fmt: skip
-    point_map: str | None = Field(
-        default=None, description="point map file (YAML); None: the bundled default map"
-    )
-    masters: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1"],
-        description="IP addresses of the masters admitted; any other peer is closed at once",
-    )
-    max_connections: int = Field(
-        default=2, ge=1, le=16, description="connections open at once (the rest are refused)"
-    )
     k: int = Field(
         default=12, ge=1, le=32767,
         description="most I-frames sent and not yet acknowledged before sending stops",
@@ -100,10 +86,6 @@ class Iec104Config(BaseModel):
     cyclic_s: float = Field(
         default=10.0, ge=0, description="period of the cyclic float points (COT 1), s; 0: off"
     )
-    select_timeout_s: float = Field(
-        default=10.0, gt=0, le=600,
-        description="a select (select-before-execute) expires after this long, s",
-    )  # fmt: skip
     command_max_age_s: float = Field(
         default=30.0, gt=0,
         description="commands with a time tag older (or further ahead) than this are refused, s",
@@ -112,13 +94,6 @@ class Iec104Config(BaseModel):
         default=0.0, ge=-14, le=14,
         description="CP56Time2a time tags are this many hours ahead of UTC (0: UTC)",
     )  # fmt: skip
-
-    @field_validator("masters")
-    @classmethod
-    def _ips(cls, masters: list[str]) -> list[str]:
-        for ip in masters:
-            ipaddress.ip_address(ip)  # a ValueError names the bad address
-        return masters
 
     @model_validator(mode="after")
     def _timers(self) -> Iec104Config:
