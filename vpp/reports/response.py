@@ -12,7 +12,9 @@ From the history alone (with the site configuration as a fallback for old histor
 - baseline: the mean measured power over ``baseline_s`` before the event start (the
   grid's :class:`~vpp.orchestrator.grid.compliance.ComplianceConfig`), else the last
   telemetry of the minute before the start, else 0;
-- measured response: telemetry power minus the baseline; decided response: the
+- measured response: telemetry power minus the baseline, minus how far the unit's base
+  (the decisions' ``base_kw``: schedule, target, AGC) moved since the grid's baseline
+  window began, as the grid judges it; decided response: the
   decisions' ``response_kw``; expected response: ``clip(baseline + droop(f), -share,
   share) - baseline`` at each decision's frequency, the grid's formula
   (:meth:`DroopCharacteristic.expected_kw`);
@@ -148,7 +150,12 @@ def event_response(
     for unit in reader.units():
         ch, why = _characteristic(reader, unit, event, compliance, site)
         u = UnitResponse(unit, ch, why, _baseline(reader, unit, event["start"], baseline_s))
+        base_t: list[float] = []
+        base_kw: list[float] = []
         for r in reader.decisions(start, end, unit):
+            if r["base_kw"] is not None:
+                base_t.append(r["t"])
+                base_kw.append(r["base_kw"])
             if r["freq_hz"] is None or r["response_kw"] is None:
                 continue
             u.decision_t.append(r["t"])
@@ -156,10 +163,14 @@ def event_response(
             u.decided_kw.append(r["response_kw"])
         if ch is not None:
             u.expected_kw = [float(v) for v in ch.expected_kw(u.freq_hz, u.baseline_kw)]
+        # A base that moved (AGC, a new target or block) is not response.
+        ref = (float(np.interp(event["start"] - baseline_s - 0.5, base_t, base_kw))
+               if base_t else 0.0)  # fmt: skip
         for r in reader.telemetry(start, end, unit):
             if r["power_kw"] is not None:
+                moved = float(np.interp(r["t"], base_t, base_kw)) - ref if base_t else 0.0
                 u.power_t.append(r["t"])
-                u.measured_kw.append(r["power_kw"] - u.baseline_kw)
+                u.measured_kw.append(r["power_kw"] - u.baseline_kw - moved)
         if u.decision_t or u.power_t:
             out.units[unit] = u
     deadbands = [(u.characteristic.deadband_low_hz, u.characteristic.deadband_high_hz)

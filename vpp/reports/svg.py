@@ -52,7 +52,10 @@ def scale(v: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float
     """``v`` mapped linearly from [lo, hi] to [out_lo, out_hi] (either may run downwards),
     clamped to that interval; a degenerate or non-finite input range maps to its middle."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi == lo or not math.isfinite(v):
-        return out_lo / 2 + out_hi / 2  # halves first: the sum of two large ends overflows
+        # Halves first (the sum of two large ends overflows), then clamped (halving the
+        # smallest subnormals rounds them to 0).
+        mid = out_lo / 2 + out_hi / 2
+        return min(max(mid, min(out_lo, out_hi)), max(out_lo, out_hi))
     frac = (v - lo) / (hi - lo)
     if not math.isfinite(frac):
         # A range wider than a float holds (hi - lo overflowed): clamp at the side.
