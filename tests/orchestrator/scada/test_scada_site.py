@@ -203,3 +203,44 @@ def test_a_dnp3_master_polls_the_site_and_sends_an_agc_set_point(site: Site) -> 
     rows = site.wait_rows("SELECT params FROM commands WHERE command = 'agc' AND "
                           "identity = 'scada' AND params LIKE '%-0.15%'")  # fmt: skip
     assert rows
+
+
+def test_vpp_sim_scada_steers_the_running_site(site: Site) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "vpp", "sim", "scada", "--port", str(site.ports["iec104"]),
+         "--duration", "5", "--cycle", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("vpp sim scada: connected to 127.0.0.1:")
+    assert "clock sync confirmed" in lines[1]
+    sent = [ln for ln in lines if "AGC set-point" in ln]
+    assert len(sent) >= 4 and all("accepted" in ln for ln in sent), r.stdout
+
+
+def test_vpp_sim_scada_without_an_outstation_is_one_line_and_exit_1() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "vpp", "sim", "scada", "--port", str(port),
+                        "--duration", "2"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert f"cannot reach the outstation at 127.0.0.1:{port}" in r.stderr
+
+
+def test_an_outstation_port_in_use_stops_vpp_run_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {**os.environ, "VPP_RUN_DIR": str(tmp_path / "run"),
+               "VPP__SCADA__IEC104__PORT": str(port)}  # fmt: skip
+        r = subprocess.run([sys.executable, "-m", "vpp", "run", "--duration", "5", "--history",
+                            str(tmp_path / "h.db")], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"vpp run: ConfigError: scada.iec104: cannot listen on "
+                                f"127.0.0.1:{port}: Address already in use")  # fmt: skip
