@@ -72,7 +72,8 @@ async def _once(tmp: Path) -> tuple[float, float, float]:
     try:
         while launcher.topo is None:
             await asyncio.sleep(0.01)
-        sub = Subscriber(launcher.topo.events_out, ("decision/", "event/"))
+        # The bus is authenticated (keys made at start): read it as the viewer.
+        sub = launcher.topo.subscriber("viewer", ("decision/", "event/"))
         try:
             seen: set[str] = set()
 

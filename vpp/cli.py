@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("file", help="file of frames (configuration before data), or - for stdin")
     dec.set_defaults(func=_cmd_pmu_decode)
 
-    from vpp.sim.frequency import PROFILES
+    from vpp.sim.config import PROFILES
 
     serve = pmu_sub.add_parser("serve", help="run a simulated PMU (C37.118 over TCP)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

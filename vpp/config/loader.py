@@ -34,7 +34,7 @@ __all__ = ["DEFAULT_CONFIG", "ENV_PREFIX", "default_text", "load", "load_text"]
 ENV_PREFIX = "VPP__"
 #: Name of the embedded default site (a simulated plant).
 DEFAULT_CONFIG = "default.yaml"
-#: The address a simulated unit's inverter config gets at start (vpp.sim.plant.HOST).
+#: The address a simulated unit's inverter config gets at start (vpp.sim.ports.HOST).
 _SIM_HOST = "127.0.0.1"
 _VAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -110,7 +110,7 @@ def _check_devices(site: SiteConfig, file: str) -> None:
                         continue
                     if role == "inverter" and key == "config" and unit.id in simulated:
                         # The simulator's address is known only at start, where it replaces
-                        # these two (vpp.sim.plant.with_ports); every other key is checked.
+                        # these two (vpp.sim.ports.with_ports); every other key is checked.
                         cfg = {**cfg, "host": _SIM_HOST, "port": 1}
                     try:
                         default_factory.validate(dev.protocol, cfg)

@@ -17,17 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vpp.config.commands import CommandLimits
 from vpp.orchestrator.api.config import ApiSection
 from vpp.orchestrator.bus.auth import SecuritySection
+from vpp.orchestrator.bus.config import BusSection
 from vpp.orchestrator.bus.receipt import ReceiptWindow
-from vpp.orchestrator.bus.topology import BusSection
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
 from vpp.orchestrator.grid.agc import AgcConfig
-from vpp.orchestrator.grid.compliance import ComplianceConfig
-from vpp.orchestrator.grid.events import EventDetectionConfig
+from vpp.orchestrator.grid.config import ComplianceConfig, EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
 from vpp.orchestrator.market.dsm import DsmConfig
 from vpp.orchestrator.market.file_exchange import FileExchangeConfig
 from vpp.orchestrator.scada.config import ScadaSection
-from vpp.sim.grid_model import GridModelConfig
+from vpp.sim.config import GridModelConfig
 
 __all__ = [
     "CampusSection",

@@ -8,7 +8,7 @@
    ``site.json`` and prints ``vpp run: bus at DIR`` on stderr;
 2. starts the events broker (:mod:`vpp.orchestrator.bus.broker`) and subscribes to it;
 3. starts the simulated plant in a child process when ``simulation.enabled``, waits for
-   its ports and points the config at it (:func:`vpp.sim.plant.with_ports`);
+   its ports and points the config at it (:func:`vpp.sim.ports.with_ports`);
 4. starts each field controller, then ``campus``, ``grid`` and ``market`` (those
    enabled), each in its own process (:mod:`vpp.orchestrator.processes`);
 5. supervises: a process that crashes is started again after a backoff, counted, logged
@@ -188,7 +188,7 @@ class Launcher:
                 raise VppError(f"the simulated plant was not ready within {PLANT_READY_S:.0f} s")
             await asyncio.sleep(0.05)
         ports: dict[str, int] = recv.recv()
-        from vpp.sim.plant import with_ports
+        from vpp.sim.ports import with_ports
 
         self.ports = ports
         # Pinned ports: a restarted plant binds the same ones the controllers know.
@@ -197,7 +197,7 @@ class Launcher:
 
     def _point_at_remote_plant(self) -> None:
         """The plant runs under another launcher: its ports must be in the config."""
-        from vpp.sim.plant import with_ports
+        from vpp.sim.ports import with_ports
 
         sim = self.site.simulation
         ports = {"pmu": sim.pmu.port, **{b.unit: b.port for b in sim.bess}}

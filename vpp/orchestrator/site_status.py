@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.grid.compliance import fleet_verdict
+from vpp.orchestrator.grid.verdict import fleet_verdict
 
 __all__ = ["SiteStatus", "render_text"]
 

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from vpp.errors import HistoryError
-from vpp.orchestrator.grid.compliance import fleet_verdict
+from vpp.orchestrator.grid.verdict import fleet_verdict
 
 __all__ = [
     "AGC_COLUMNS",

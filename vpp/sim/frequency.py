@@ -17,9 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vpp.errors import ConfigError
+from vpp.sim.config import PROFILES
 from vpp.validation import config_error
 
+__all__ = ["PROFILES", "FrequencyProfile", "FrequencySource", "load_recording"]
+
 FloatArray = NDArray[np.float64]
+
 
 class FrequencySource(Protocol):
     """A stateful frequency source for a simulated PMU (e.g. a grid model): ``sample`` is
@@ -33,9 +37,6 @@ class FrequencySource(Protocol):
     def sample(self, t: float) -> tuple[float, float]:
         """(frequency Hz, ROCOF Hz/s) at ``t`` s from the start."""
         ...
-
-
-PROFILES = ("constant", "ramp", "step", "oscillation", "event", "csv")
 
 
 def load_recording(path: Path) -> tuple[FloatArray, FloatArray]:

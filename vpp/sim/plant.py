@@ -14,11 +14,10 @@ host, :mod:`vpp.drivers.can_bus`) with a free UDP port chosen at start. Every se
 the plant binds loopback: the BESS simulators' Modbus TCP, the PMU's C37.118 TCP, the
 BMS buses. A BMS simulator that cannot start is logged and its unit runs without a BMS.
 
-:func:`with_ports` points a site configuration at a running plant: the field
-controllers' PMU source, each simulated unit's inverter address and its BMS bus port.
-It also pins the
-plant's own ports, so that a plant restarted from the returned config binds the same
-ones and the field controllers reconnect to it.
+:func:`with_ports` (from :mod:`vpp.sim.ports`) points a site configuration at a running
+plant: the field controllers' PMU source, each simulated unit's inverter address and its
+BMS bus port. It also pins the plant's own ports, so that a plant restarted from the
+returned config binds the same ones and the field controllers reconnect to it.
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import can
 
@@ -41,12 +39,12 @@ from vpp.sim.bess import BessSimulator
 from vpp.sim.bms import BmsSimulator
 from vpp.sim.grid_model import GridEvent, GridFrequencySource, GridModel
 from vpp.sim.pmu import PmuServer
+from vpp.sim.ports import HOST, with_ports
 
 __all__ = ["FleetGridSource", "Plant", "serve_plant", "with_ports"]
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 
 
 class FleetGridSource(GridFrequencySource):
@@ -198,36 +196,6 @@ def _bms_simulator(dev: DeviceConfig, bess: BessSimulator) -> BmsSimulator:
     m = bess.model
     bms.limits.current_max_a = 1.2 * 1000.0 * m.p_max_kw / (2.5 * m.cells)
     return bms
-
-
-def with_ports(site: SiteConfig, ports: Mapping[str, int]) -> SiteConfig:
-    """A copy of ``site`` pointing at a plant listening on ``ports`` (from :func:`serve_plant`):
-    every field controller's PMU source, each simulated unit's inverter host and port, and
-    the plant's own ports (so that a restart binds the same ones)."""
-    data: dict[str, Any] = site.model_dump(mode="json")
-    sim = data["simulation"]
-    if "pmu" in ports:
-        sim["pmu"]["port"] = ports["pmu"]
-        for f in data["field"]:
-            f["pmu"].update(host=HOST, port=ports["pmu"], idcode=sim["pmu"]["idcode"])
-            f["pmu"]["transport"] = "tcp"
-    for b in sim["bess"]:
-        if b["unit"] in ports:
-            b["port"] = ports[b["unit"]]
-    for f in data["field"]:
-        for u in f["units"]:
-            if u["id"] in ports:
-                u["inverter"]["config"].update(host=HOST, port=ports[u["id"]])
-            bms = u.get("bms")
-            if u["id"] in ports and bms and bms["protocol"] == "can_bms":
-                options = bms["config"].setdefault("bus_options", {})
-                if f"{u['id']}/bms" in ports:
-                    options["port"] = ports[f"{u['id']}/bms"]
-                elif bms["config"].get("interface") in UDP_INTERFACES and not options.get("port"):
-                    log.warning("unit %s runs without its BMS (its simulator did not start)",
-                                u["id"])  # fmt: skip
-                    u["bms"] = None
-    return SiteConfig.model_validate(data)
 
 
 def _free_udp_port() -> int:

@@ -59,10 +59,11 @@ def test_loading_the_market_package_and_the_gateway_leaves_the_simulator_out() -
                        cwd=MARKET.parents[2], check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr
     loaded = json.loads(r.stdout)
-    # The site config's grid model is the only part of vpp.sim a market process loads;
-    # the simulated exchange is not, with the file exchange chosen.
+    # The site config's simulator models (vpp.sim.config: pydantic only) are the only part
+    # of vpp.sim a market process loads; the simulated exchange is not, with the file
+    # exchange chosen.
     assert "vpp.sim.exchange" not in loaded and "vpp.sim.exchange_adapter" not in loaded
-    assert set(loaded) <= {"vpp.sim.grid_model"}
+    assert set(loaded) <= {"vpp.sim.config"}
 
 
 def test_the_factory_gives_the_simulated_exchange_by_default(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 
 from vpp.config.models import SiteConfig
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.grid.compliance import fleet_verdict
+from vpp.orchestrator.grid.verdict import fleet_verdict
 from vpp.orchestrator.site_status import SAFETY_ORDER
 
 __all__ = ["SiteMetrics"]

@@ -23,14 +23,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.orchestrator.bus.auth import Authorizer, Policy, RateLimiter, SecuritySection
 from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.commands import Audit, Handler, Server
-from vpp.orchestrator.bus.config import BusConfig
+from vpp.orchestrator.bus.config import BusConfig, BusSection
 from vpp.orchestrator.bus.curve import ClientCurve, ServerCurve
 from vpp.orchestrator.bus.keys import site_keys
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
@@ -54,44 +51,6 @@ def identities(fields: list[str]) -> list[str]:
     """Every key pair a site needs: its processes, the launcher, the API, the SCADA
     gateway, the broker, people."""
     return [*fields, *SERVICES, "launcher", API, SCADA, BROKER, *PEOPLE]
-
-
-class BusSection(BaseModel):
-    """The ``bus`` section of the site configuration."""
-
-    model_config = ConfigDict(extra="forbid")
-    transport: Literal["ipc", "tcp"] = "ipc"
-    dir: Path | None = Field(
-        default=None,
-        description="run directory: ipc sockets, site.json, keys made at start; None = "
-        "$VPP_RUN_DIR, $XDG_RUNTIME_DIR/vpp/<site.name> or /tmp/vpp-<uid>/<site.name>",
-    )
-    host: str = Field(default="127.0.0.1", description="tcp: address of every process")
-    hosts: dict[str, str] = Field(
-        default_factory=dict,
-        description="tcp: address of a process (or of the broker) on another host",
-    )
-    ports: dict[str, int] = Field(
-        default_factory=dict,
-        description="tcp: port of events_in, events_out and each process name",
-    )
-    keys_dir: Path | None = Field(default=None, description="CurveZMQ keys (vpp keys)")
-    insecure: bool = Field(default=False, description="tcp commands without Curve")
-    command_timeout_s: float = Field(default=1.0, gt=0)
-    command_retries: int = Field(default=2, ge=0)
-    heartbeat_interval_s: float = Field(default=1.0, gt=0)
-    liveness_misses: int = Field(default=3, ge=1)
-
-    @model_validator(mode="after")
-    def _curve(self) -> BusSection:
-        # Commands across hosts in clear text would let anyone on the network command
-        # batteries: tcp needs keys unless the user says otherwise in so many words.
-        if self.transport == "tcp" and self.keys_dir is None and not self.insecure:
-            raise ValueError(
-                "tcp command endpoints need CurveZMQ keys: set keys_dir (vpp keys --site "
-                "CONFIG makes them) or insecure: true"
-            )
-        return self
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vpp.orchestrator.grid.config import ComplianceConfig
 from vpp.orchestrator.grid.events import FrequencyEvent
+from vpp.orchestrator.grid.verdict import fleet_verdict
 from vpp.validation import config_error
 
 __all__ = [
@@ -79,23 +81,6 @@ class DroopCharacteristic(BaseModel):
         lo = -(self.rated_kw if self.max_charge_kw is None else self.max_charge_kw)
         total = np.clip(base_kw + self.droop_kw(f), lo, hi)
         return np.asarray(total - base_kw, dtype=np.float64)
-
-
-class ComplianceConfig(BaseModel):
-    """Criteria and their limits (defaults documented in docs/grid.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    baseline_s: float = Field(default=1.0, gt=0)
-    start_fraction: float = Field(default=0.1, gt=0, lt=1)
-    max_start_delay_s: float = Field(default=1.0, ge=0)
-    full_fraction: float = Field(default=0.9, gt=0, le=1)
-    max_full_delay_s: float = Field(default=10.0, ge=0)
-    accuracy_delay_s: float = Field(default=2.0, ge=0)
-    max_rms_error_pct: float = Field(default=5.0, gt=0, description="% of rating")
-    max_abs_error_pct: float = Field(default=10.0, gt=0, description="% of rating")
-    max_rel_rms_error_pct: float = Field(default=25.0, gt=0, description="% of rms expected")
-    min_expected_pct: float = Field(default=1.0, ge=0, description="% of rating")
 
 
 @dataclass(frozen=True)
@@ -284,12 +269,3 @@ def check_fleet(
         rating += ch.rated_kw
     fleet = _assess("fleet", event, ts, exp_sum, meas_sum, rating, cfg)
     return FleetCompliance(fleet, units)
-
-
-def fleet_verdict(report: Mapping[str, object]) -> str:
-    """The fleet's verdict in a ``compliance`` report as published: ``pass``, ``fail``,
-    or ``not judged`` (the grid gave a reason instead of a fleet result)."""
-    fleet = report.get("fleet")
-    if not isinstance(fleet, Mapping):
-        return "not judged"
-    return "pass" if fleet.get("passed") else "fail"

@@ -22,8 +22,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vpp.orchestrator.grid.config import EventDetectionConfig
 from vpp.validation import config_error
 
 __all__ = [
@@ -35,29 +35,6 @@ __all__ = [
 ]
 
 Trigger = Literal["low", "high", "rocof"]
-
-
-class EventDetectionConfig(BaseModel):
-    """Thresholds of the detector (defaults: IEGC normal band, see docs/grid.md)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    nominal_hz: float = Field(default=50.0, gt=0, description="Hz")
-    low_hz: float = Field(default=49.90, gt=0, description="below: event, Hz")
-    high_hz: float = Field(default=50.05, gt=0, description="above: event, Hz")
-    rocof_threshold_hz_s: float | None = Field(
-        default=0.125, gt=0, description="abs(ROCOF) above: event, Hz/s; None = off"
-    )
-    hysteresis_hz: float = Field(default=0.01, ge=0, description="recovery margin, Hz")
-    hold_s: float = Field(default=5.0, ge=0, description="recovered this long: end, s")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EventDetectionConfig:
-        if not self.low_hz < self.nominal_hz < self.high_hz:
-            raise ValueError("need low_hz < nominal_hz < high_hz")
-        if self.high_hz - self.low_hz <= 2 * self.hysteresis_hz:
-            raise ValueError("hysteresis_hz leaves no recovery band between low_hz and high_hz")
-        return self
 
 
 @dataclass

@@ -1,6 +1,12 @@
 """Market gateway logic for the Indian Energy Exchange: products and their calendars,
 bids and their validation, the battery schedule optimiser, and schedules to bids and back.
+
+The optimiser (:mod:`.optimiser`: scipy's HiGHS, tens of MB) is imported on first use of
+one of its names: the site configuration imports this package for its bid limits, and
+only the market process schedules.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from vpp.orchestrator.market.bids import Bid, BidLimits, Side, Step, on_grid, snap, validate_bid
 from vpp.orchestrator.market.errors import (
@@ -10,7 +16,6 @@ from vpp.orchestrator.market.errors import (
     MarketError,
     ScheduleError,
 )
-from vpp.orchestrator.market.optimiser import BatteryParams, greedy_schedule, optimise
 from vpp.orchestrator.market.products import (
     BLOCK_H,
     BLOCK_S,
@@ -40,6 +45,11 @@ from vpp.orchestrator.market.schedule import (
     soc_trajectory,
     to_bids,
 )
+
+if TYPE_CHECKING:
+    from vpp.orchestrator.market.optimiser import BatteryParams, greedy_schedule, optimise
+
+_LAZY = frozenset({"BatteryParams", "greedy_schedule", "optimise"})
 
 __all__ = [
     "BLOCKS_PER_DAY",
@@ -83,3 +93,14 @@ __all__ = [
     "to_bids",
     "validate_bid",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The optimiser's names, imported when first asked for (see the module docstring)."""
+    if name in _LAZY:
+        from vpp.orchestrator.market import optimiser
+
+        value = getattr(optimiser, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
