@@ -183,6 +183,10 @@ class Fleet:
         ids = self._ids
         return [ids[s] or "" for s in slots.tolist()]
 
+    def id_table(self) -> list[str | None]:
+        """A copy of the ids by slot up to :attr:`size` (None for a free slot)."""
+        return self._ids[: self._high]
+
     @property
     def size(self) -> int:
         """Slots ever used (the per-slot arrays and reads are valid up to here)."""
