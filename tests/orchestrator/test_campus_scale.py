@@ -18,8 +18,6 @@ from vpp.orchestrator.campus.outbox import RESEND_ROUNDS, SAME_KW, Outbox
 
 from .helpers import NOW, Unit, build, units
 
-_finite = st.floats(0.0, 1.0, allow_nan=False)
-
 
 @st.composite
 def _arrays(draw: st.DrawFn) -> dict[str, np.ndarray]:
@@ -119,7 +117,7 @@ def test_outbox_sends_what_the_per_unit_code_sent(
     got, nobody = box.plan(result, rounds)
     assert nobody == nobody_want
     assert {f: s.items() for f, s in got.items()} == want
-    for f, s in got.items():
+    for s in got.values():
         assert s.slots.tolist() == [fleet.slot(u) for u in s.units]
     # Offline units' acknowledgements are forgotten, as the reference popped them.
     for uid, why in result.excluded.items():
