@@ -40,15 +40,26 @@ _OFFLINE = REASONS.index("offline")
 
 @dataclasses.dataclass(frozen=True)
 class FieldSends:
-    """The setpoints due to one field controller this round (same order in all three)."""
+    """The setpoints due to one field controller this round: views of the round's
+    arrays, the unit ids looked up when sent (Python objects per unit cost more than
+    the whole plan)."""
 
     slots: IntArray
-    units: list[str]
-    kw: list[float]
+    kw: FloatArray
+    ids: npt.NDArray[np.object_] = dataclasses.field(repr=False, compare=False)
+    """The outbox's ids by slot."""
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @property
+    def units(self) -> list[str]:
+        """The unit ids, in order."""
+        return self.ids[self.slots].tolist()  # type: ignore[no-any-return]
 
     def items(self) -> list[tuple[str, float]]:
         """``(unit, kW)`` pairs, the ``set_base`` params."""
-        return list(zip(self.units, self.kw, strict=True))
+        return list(zip(self.units, self.kw.tolist(), strict=True))
 
 
 class Outbox:
@@ -121,12 +132,11 @@ class Outbox:
         slots, kw, owner = slots[order], kw[order], owner[order]
         nobody = int(np.searchsorted(owner, 0))  # the -1s come first
         counts = np.bincount(owner[nobody:], minlength=len(self.fields))
-        ids = self.ids[slots]
         out: dict[str, FieldSends] = {}
         at = nobody
+        ends = np.cumsum(counts) + nobody
         for k in np.flatnonzero(counts).tolist():
-            end = at + int(counts[k])
-            out[self.fields[k]] = FieldSends(slots[at:end], ids[at:end].tolist(),
-                                             kw[at:end].tolist())  # fmt: skip
+            end = int(ends[k])
+            out[self.fields[k]] = FieldSends(slots[at:end], kw[at:end], self.ids)
             at = end
         return out, nobody

@@ -452,13 +452,14 @@ class Campus(Service):
         peer = self.fields.get(fid)
         if peer is None or fid not in self.topo.commands:
             # Never heard from, or (a bug) not in the topology: no socket for it.
-            self.errors["no_endpoint"] += len(sends.units)
+            self.errors["no_endpoint"] += len(sends)
             return False
         if not peer.online:
             return False
         timeout = min(self.bus.command_timeout_s, self.config.dispatch_interval_s / 2)
         outbox = self.outbox
-        for slot, unit, kw in zip(sends.slots.tolist(), sends.units, sends.kw, strict=True):
+        for slot, unit, kw in zip(sends.slots.tolist(), sends.units, sends.kw.tolist(),
+                                  strict=True):  # fmt: skip
             args = {"unit": unit, "kw": kw}
             # The topology's endpoint for ``fid`` (Service.client), nothing a peer said.
             ack = await self.command(fid, "set_base", args, timeout=timeout, retries=0)
