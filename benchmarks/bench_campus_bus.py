@@ -218,8 +218,9 @@ async def _bus(nodes: int, n: int, rounds: int, tmp: Path) -> tuple[dict[str, li
     return out, campus
 
 
-def _reference_round(campus: Campus, res: DispatchResult,
-                     acked: dict[str, tuple[float, int]], rounds: int) -> int:  # fmt: skip
+def _reference_round(
+    campus: Campus, res: DispatchResult, acked: dict[str, tuple[float, int]], rounds: int
+) -> dict[str, list[dict[str, Any]]]:
     """The round's grouping and filter as written before (dicts per unit)."""
     owner = campus.owner
 
@@ -237,8 +238,7 @@ def _reference_round(campus: Campus, res: DispatchResult,
             acked.pop(unit, None)
     sends = {f: [(u, kw) for u, kw in items if due(u, kw)] for f, items in sends.items()}
     sends = {f: items for f, items in sends.items() if items}
-    params = {f: [{"unit": u, "kw": kw} for u, kw in items] for f, items in sends.items()}
-    return sum(len(p) for p in params.values())
+    return {f: [{"unit": u, "kw": kw} for u, kw in items] for f, items in sends.items()}
 
 
 def _dispatch(campus: Campus, repeats: int) -> dict[str, float]:
@@ -268,10 +268,10 @@ def _dispatch(campus: Campus, repeats: int) -> dict[str, float]:
             box.ack(x.slots, x.kw, k)
         t0 = time.perf_counter()
         res = campus.dispatcher.dispatch(target, now)
-        n_ref = _reference_round(campus, res, acked, k)
+        params = _reference_round(campus, res, acked, k)
         ref.append((time.perf_counter() - t0) * 1000.0)
-        acked.update({u: (kw, k) for u, kw in res.setpoints.items()})
-        assert n_ref == sum(len(x) for x in sends.values())
+        acked.update({p["unit"]: (p["kw"], k) for ps in params.values() for p in ps})
+        assert {f: len(ps) for f, ps in params.items()} == {f: len(x) for f, x in sends.items()}
     out["round"], out["round_ref"] = statistics.median(new), statistics.median(ref)
     return out
 

@@ -115,12 +115,13 @@ def decode(
     fast: list[dict[str, Any]] = []
     payloads: list[bytes] = []
     slow: list[s.Message] = []
-    validate = _ADAPTER.validate_json
+    # The core validator itself: TypeAdapter's wrapper costs a sixth of the call.
+    validate = _ADAPTER.validator.validate_json
     n = sub.frame_count
     for frames in batch:
         if len(frames) == n:
             try:
-                d: dict[str, Any] = validate(frames[1])  # type: ignore[assignment]
+                d: dict[str, Any] = validate(frames[1])
             except ValidationError:
                 pass
             else:
