@@ -1,21 +1,26 @@
-"""The campus aggregator process with 10,000 nodes over ZeroMQ: telemetry ingest and
-one dispatch computation.
+"""The campus aggregator process at 1,000, 10,000 and 100,000 units: telemetry ingest
+over ZeroMQ, one dispatch, one whole round, memory per unit.
 
-- Ingest: another process publishes over ipc first one heartbeat per node (registered,
-  untimed), then telemetry cycling over the 10,000 nodes (one pre-encoded message per
-  node, 330-350 bytes). All of it is queued in the campus subscriber before the clock
-  starts, so the figure is the campus side alone: ``Subscriber.recv_batch`` (receive and
-  validate into typed messages) and ``Campus.ingest`` (update the Fleet). Reference: the
-  same socket draining the same bytes with plain non-blocking pyzmq ``recv_multipart``
-  (no decoding, no fleet), in the same run. The process's garbage collector is tuned
-  as ``campus.serve`` tunes it (``tune_gc``: at CPython's default threshold the same
-  ingest runs at about half the rate).
-  A second reference decodes and ingests the same bytes in process, with no socket.
-- Dispatch: ``Dispatcher.dispatch`` over the 10,000 online units plus the grouping of
-  the setpoints by field controller that each campus round does before sending; the
-  default strategy of the site (balanced) and the others; median and p99 of 30.
+- Ingest: another process publishes over ipc telemetry cycling over the fleet's units
+  (one pre-encoded message per unit, 330-350 bytes), all of it queued in the campus
+  subscriber before the clock starts, so the figure is the campus side alone. The
+  campus's path (``Subscriber.recv_frames`` + ``Campus.ingest_frames``: validation into
+  dicts, the roster's rules, one write of the fleet's arrays per batch) against, in the
+  same run and interleaved, the previous path (``Subscriber.recv_batch``: a pydantic
+  model per message, then ``Campus.ingest``) and plain pyzmq ``recv_multipart`` of the
+  same bytes (no decoding). The garbage collector is tuned as ``campus.serve`` tunes it.
+- Dispatch: ``Dispatcher.dispatch`` over every unit (targets within +-90 % of the
+  fleet's reach, alternating sign, so every setpoint changes), median of 30 per strategy.
+- Round: the dispatch plus what ``Campus.dispatch_once`` computes before sending: the
+  setpoints due (not acknowledged unchanged) grouped by field controller with their
+  params (``Outbox.plan``); reference: the per-unit dict code it replaced, same run.
+- Growth exponent: the slope of log(median time) against log(units) over the sizes.
+- Memory per unit: bytes tracemalloc sees allocated by a Campus with every unit
+  registered and one round planned, over the number of units (the site configuration
+  validated beforehand, measured on its own).
 
-Run ``python benchmarks/bench_campus_bus.py [--quick]`` or ``vpp bench campus_bus``.
+Run ``python benchmarks/bench_campus_bus.py [--quick]`` or ``vpp bench campus_bus``
+(``--quick``: 1,000 and 10,000 units, fewer messages).
 """
 
 from __future__ import annotations
@@ -26,18 +31,21 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import asyncio
+import gc
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import zmq  # noqa: E402
 
 from vpp.bench import row  # noqa: E402
@@ -46,13 +54,15 @@ from vpp.orchestrator.bus import schema as s  # noqa: E402
 from vpp.orchestrator.bus.pubsub import Subscriber  # noqa: E402
 from vpp.orchestrator.bus.topology import Topology  # noqa: E402
 from vpp.orchestrator.campus.config import STRATEGIES  # noqa: E402
+from vpp.orchestrator.campus.dispatch import DispatchResult  # noqa: E402
+from vpp.orchestrator.campus.outbox import RESEND_ROUNDS, SAME_KW  # noqa: E402
 from vpp.orchestrator.campus.service import Campus  # noqa: E402
 from vpp.orchestrator.service import tune_gc  # noqa: E402
 
 Row = dict[str, Any]
-NODES = 10_000
-FIELDS = 100
-TARGET_INGEST = 50_000.0
+SIZES = (1_000, 10_000, 100_000)
+UNITS_PER_FIELD = 100
+TARGET_INGEST = 300_000.0
 TARGET_DISPATCH_MS = 10.0
 
 # The field controllers' side: pre-encoded messages, sent as fast as possible.
@@ -79,10 +89,11 @@ def _location(i: int) -> str:
     return f"IN/S{b % 4}/C{b % 12}/K{b % 40}/B{b}/n{i}"
 
 
-def _messages(kind: str) -> list[s.Message]:
+def _messages(kind: str, nodes: int) -> list[s.Message]:
     out: list[s.Message] = []
-    for i in range(NODES):
-        field = f"field-{i % FIELDS}"
+    fields = max(1, nodes // UNITS_PER_FIELD)
+    for i in range(nodes):
+        field = f"field-{i % fields}"
         rated = (50.0, 100.0, 250.0)[i % 3]
         if kind == "heartbeat":
             caps = s.Capabilities(rated_kw=rated, rated_kwh=2 * rated, services=("fcr",))
@@ -114,15 +125,26 @@ async def _queue(sub: Subscriber, proc: subprocess.Popen[bytes]) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _ingest(campus: Campus, sub: Subscriber, n: int) -> float:
+async def _ingest(campus: Campus, sub: Subscriber, n: int, models: bool) -> float:
+    """Messages per second through the campus's path (or the previous, ``models``)."""
     got = 0
-    first = await sub.recv_batch(4096)
-    campus.ingest(first, time.time())
-    t0 = time.perf_counter()
-    while got < n - len(first):
-        batch = await sub.recv_batch(4096)
-        campus.ingest(batch, time.time())
-        got += len(batch)
+    if models:
+        first = await sub.recv_batch(4096)
+        campus.ingest(first, time.time())
+        t0 = time.perf_counter()
+        while got < n - len(first):
+            batch = await sub.recv_batch(4096)
+            campus.ingest(batch, time.time())
+            got += len(batch)
+    else:
+        frames = await sub.recv_frames(4096)
+        campus.ingest_frames(frames, sub, time.time())
+        first_n = len(frames)
+        t0 = time.perf_counter()
+        while got < n - first_n:
+            frames = await sub.recv_frames(4096)
+            campus.ingest_frames(frames, sub, time.time())
+            got += len(frames)
     return got / (time.perf_counter() - t0)
 
 
@@ -144,115 +166,191 @@ def _raw(sub: Subscriber, n: int) -> float:
     return got / (time.perf_counter() - t0)
 
 
-def _in_process(campus: Campus, payloads: list[bytes], n: int) -> float:
-    """The same decode and fleet update with no socket: what the bus adds to it."""
-    decode, k = s.decode, len(payloads)
-    t0 = time.perf_counter()
-    for start in range(0, n, 4096):
-        batch = [decode(payloads[i % k]) for i in range(start, min(n, start + 4096))]
-        campus.ingest(batch, time.time())
-    return n / (time.perf_counter() - t0)
-
-
-def _site() -> SiteConfig:
-    """The NODES units in the configuration, each owned by the field controller that
+def _site(nodes: int) -> SiteConfig:
+    """``nodes`` units in the configuration, each owned by the field controller that
     publishes for it: the campus takes nothing else."""
-    fields: list[dict[str, Any]] = [{"id": f"field-{k}", "units": []} for k in range(FIELDS)]
-    for i in range(NODES):
+    n_fields = max(1, nodes // UNITS_PER_FIELD)
+    fields: list[dict[str, Any]] = [{"id": f"field-{k}", "units": []} for k in range(n_fields)]
+    for i in range(nodes):
         rated = (50.0, 100.0, 250.0)[i % 3]
         loc = dict(zip(("country", "state", "city", "campus", "building", "node"),
                        _location(i).split("/"), strict=True))  # fmt: skip
-        fields[i % FIELDS]["units"].append({
+        fields[i % n_fields]["units"].append({
             "id": f"u{i}", "rated_power_kw": rated, "capacity_kwh": 2 * rated, "location": loc,
             "inverter": {"protocol": "modbus_tcp", "config": {}}})  # fmt: skip
     return SiteConfig.model_validate({
         "field": fields,
         # The payloads are encoded once and sent again each round: a long run must not
         # see them refused as old.
-        "campus": {"fleet": {"offline_timeout_s": 600.0, "initial_capacity": NODES,
+        "campus": {"fleet": {"offline_timeout_s": 600.0, "initial_capacity": nodes,
                              "max_age_s": 86_400.0},
                    "dispatch": {"default_strategy": "balanced"}},
     })  # fmt: skip
 
 
-async def _bus(
-    n: int, rounds: int, tmp: Path
-) -> tuple[list[float], list[float], list[float], Campus]:
-    cfg = _site()
-    tune_gc()  # as campus.serve does in the campus process
-    campus = Campus(cfg, Topology.build(cfg.bus, [f.id for f in cfg.field], tmp))
-    heartbeats, telemetry = _messages("heartbeat"), _messages("telemetry")
-    ingest, raw, local = [], [], []
-    payloads = [s.encode(m) for m in telemetry]
+def _campus(cfg: SiteConfig, tmp: Path) -> Campus:
+    return Campus(cfg, Topology.build(cfg.bus, [f.id for f in cfg.field], tmp))
+
+
+async def _bus(nodes: int, n: int, rounds: int, tmp: Path) -> tuple[dict[str, list[float]], Campus]:
+    cfg = _site(nodes)
+    campus = _campus(cfg, tmp)
+    telemetry = _messages("telemetry", nodes)
+    out: dict[str, list[float]] = {"fast": [], "models": [], "raw": []}
     sub = Subscriber(f"ipc://{tmp}/events-out", ("heartbeat/", "telemetry/"),
-                     bind=True, hwm=n + NODES + 10)  # fmt: skip
+                     bind=True, hwm=n + nodes + 10)  # fmt: skip
     try:
-        proc = _send(sub.endpoint, heartbeats, NODES, tmp)
+        # Registered from heartbeats over the bus, untimed.
+        proc = _send(sub.endpoint, _messages("heartbeat", nodes), nodes, tmp)
         await _queue(sub, proc)
-        while len(campus.fleet) < NODES:
-            campus.ingest(await sub.recv_batch(4096), time.time())
+        while len(campus.fleet) < nodes:
+            campus.ingest_frames(await sub.recv_frames(4096), sub, time.time())
         for _ in range(rounds):
-            # Interleaved, so that a change of machine load hits both alike.
-            await _queue(sub, _send(sub.endpoint, telemetry, n, tmp))
-            ingest.append(await _ingest(campus, sub, n))
-            await _queue(sub, _send(sub.endpoint, telemetry, n, tmp))
-            raw.append(_raw(sub, n))
-            local.append(_in_process(campus, payloads, n))
+            # Interleaved, so that a change of machine load hits all alike.
+            for kind in ("fast", "models", "raw"):
+                await _queue(sub, _send(sub.endpoint, telemetry, n, tmp))
+                if kind == "raw":
+                    out[kind].append(_raw(sub, n))
+                else:
+                    out[kind].append(await _ingest(campus, sub, n, kind == "models"))
     finally:
         sub.close()
-    return ingest, raw, local, campus
+    return out, campus
 
 
-def _dispatch(campus: Campus, repeats: int) -> list[Row]:
-    rows = []
+def _reference_round(
+    campus: Campus, res: DispatchResult, acked: dict[str, tuple[float, int]], rounds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """The round's grouping and filter as written before (dicts per unit)."""
+    owner = campus.owner
+
+    def due(unit: str, kw: float) -> bool:
+        last = acked.get(unit)
+        return last is None or abs(last[0] - kw) > SAME_KW or rounds - last[1] >= RESEND_ROUNDS
+
+    sends: dict[str, list[tuple[str, float]]] = {}
+    for unit, kw in res.setpoints.items():
+        sends.setdefault(owner.get(unit, ""), []).append((unit, kw))
+    for unit, why in res.excluded.items():
+        if why != "offline":
+            sends.setdefault(owner.get(unit, ""), []).append((unit, 0.0))
+        else:
+            acked.pop(unit, None)
+    sends = {f: [(u, kw) for u, kw in items if due(u, kw)] for f, items in sends.items()}
+    sends = {f: items for f, items in sends.items() if items}
+    return {f: [{"unit": u, "kw": kw} for u, kw in items] for f, items in sends.items()}
+
+
+def _dispatch(campus: Campus, repeats: int) -> dict[str, float]:
+    """Median ms: dispatch per strategy, the round (new and reference)."""
     now = time.time()
-    fleet = campus.fleet
-    _charge, discharge = fleet.available()
+    _charge, discharge = campus.fleet.available()
     reach = float(discharge.sum())
+    out: dict[str, float] = {}
+    targets = [reach * (0.1 + 0.8 * k / repeats) * (1 if k % 2 else -1) for k in range(repeats)]
     for strategy in STRATEGIES:
         times = []
-        for k in range(repeats):
-            target = reach * (0.1 + 0.8 * k / repeats) * (1 if k % 2 else -1)
+        for target in targets:
             t0 = time.perf_counter()
-            res = campus.dispatcher.dispatch(target, now, strategy)
-            sends: dict[str, list[tuple[str, float]]] = {}
-            owner = campus.owner
-            for unit, kw in res.setpoints.items():
-                sends.setdefault(owner[unit], []).append((unit, kw))
+            campus.dispatcher.dispatch(target, now, strategy)
             times.append((time.perf_counter() - t0) * 1000.0)
-            assert len(res.setpoints) == NODES
-        times.sort()
-        med, p99 = statistics.median(times), times[int(0.99 * (len(times) - 1))]
-        rows.append(row(f"dispatch {NODES} nodes, {strategy}, median", med, "ms",
-                        reference=f"target {TARGET_DISPATCH_MS} ms",
-                        ratio=med / TARGET_DISPATCH_MS, target=f"<= {TARGET_DISPATCH_MS} ms",
-                        ok=med <= TARGET_DISPATCH_MS))  # fmt: skip
-        rows.append(row(f"dispatch {NODES} nodes, {strategy}, p99", p99, "ms"))
-    return rows
+        out[strategy] = statistics.median(times)
+    new, ref = [], []
+    acked: dict[str, tuple[float, int]] = {}
+    box = campus.outbox
+    for k, target in enumerate(targets):
+        # Interleaved; each acknowledges all it sent (untimed), as field controllers do.
+        t0 = time.perf_counter()
+        res = campus.dispatcher.dispatch(target, now)
+        sends, _ = box.plan(res, k)
+        new.append((time.perf_counter() - t0) * 1000.0)
+        for x in sends.values():
+            box.ack(x.slots, x.kw, k)
+        t0 = time.perf_counter()
+        res = campus.dispatcher.dispatch(target, now)
+        params = _reference_round(campus, res, acked, k)
+        ref.append((time.perf_counter() - t0) * 1000.0)
+        acked.update({p["unit"]: (p["kw"], k) for ps in params.values() for p in ps})
+        assert {f: len(ps) for f, ps in params.items()} == {f: len(x) for f, x in sends.items()}
+    out["round"], out["round_ref"] = statistics.median(new), statistics.median(ref)
+    return out
+
+
+def _memory(nodes: int, tmp: Path) -> tuple[float, float]:
+    """Bytes per unit: the campus's state, and the validated site configuration."""
+    gc.collect()
+    tracemalloc.start()
+    cfg = _site(nodes)
+    site = tracemalloc.get_traced_memory()[0]
+    campus = _campus(cfg, tmp)
+    now = time.time()
+    msgs = _messages("telemetry", nodes)
+    campus.ingest(msgs, now)  # registers every unit and fills its telemetry
+    del msgs
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    res = campus.dispatcher.dispatch(1000.0, now)
+    campus.outbox.plan(res, 1)
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - site
+    tracemalloc.stop()
+    del start
+    return used / nodes, site / nodes
+
+
+def _slope(sizes: list[int], values: list[float]) -> float:
+    """Growth exponent: slope of log(value) against log(size)."""
+    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
 
 
 def run(quick: bool = False) -> list[Row]:
-    """Benchmark rows (quick: fewer messages and rounds)."""
-    n, rounds = (50_000, 1) if quick else (100_000, 3)
-    tmp = Path(tempfile.mkdtemp(prefix="vppbench-", dir="/tmp"))
-    try:
-        ingest, raw, local, campus = asyncio.run(_bus(n, rounds, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    med, ref = statistics.median(ingest), statistics.median(raw)
-    rows = [
-        row(f"campus telemetry ingest over ipc, {NODES} nodes (recv_batch + Fleet)", med,
-            "msg/s", reference="raw pyzmq recv_multipart", ratio=med / ref,
-            target=f">= {TARGET_INGEST:.0f}/s", ok=med >= TARGET_INGEST),
-        row("raw pyzmq recv_multipart, same bytes (reference)", ref, "msg/s"),
-        row("decode + Campus.ingest in process, no socket (reference)",
-            statistics.median(local), "msg/s"),
-        row("load average (1 min) at the end", os.getloadavg()[0], "-"),
-        row("telemetry ingest rounds (median of)", float(rounds), "rounds"),
-    ]  # fmt: skip
-    if campus.errors or (campus.subscriber and campus.subscriber.errors):
-        raise RuntimeError(f"ingest errors: {dict(campus.errors)}")
-    rows += _dispatch(campus, 10 if quick else 30)
+    """Benchmark rows (quick: 1,000 and 10,000 units, fewer messages and rounds)."""
+    sizes = list(SIZES[:2] if quick else SIZES)
+    n, rounds, repeats = (50_000, 1, 10) if quick else (100_000, 3, 30)
+    tune_gc()  # as campus.serve does in the campus process
+    rows: list[Row] = []
+    per: dict[str, list[float]] = {}
+    mem: dict[int, tuple[float, float]] = {}
+    for nodes in sizes:
+        tmp = Path(tempfile.mkdtemp(prefix="vppbench-", dir="/tmp"))
+        try:
+            ingest, campus = asyncio.run(_bus(nodes, n, rounds, tmp))
+            if campus.errors or (campus.subscriber and campus.subscriber.errors):
+                raise RuntimeError(f"ingest errors: {dict(campus.errors)}")
+            times = _dispatch(campus, repeats)
+            del campus
+            mem[nodes] = _memory(nodes, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        fast, models, raw = (statistics.median(ingest[k]) for k in ("fast", "models", "raw"))
+        for k, v in {**times, "ingest": fast, "ingest_models": models, "raw": raw}.items():
+            per.setdefault(k, []).append(v)
+        rows += [
+            row(f"{nodes} units: telemetry ingest over ipc (recv_frames + ingest_frames)",
+                fast, "msg/s", reference=f"previous path (models) {models:,.0f}/s",
+                ratio=fast / models, target=f">= {TARGET_INGEST:,.0f}/s",
+                ok=fast >= TARGET_INGEST),
+            row(f"{nodes} units: raw pyzmq recv_multipart, same bytes (reference)", raw, "msg/s"),
+        ]  # fmt: skip
+        for strategy in STRATEGIES:
+            ms = times[strategy]
+            rows.append(row(f"{nodes} units: dispatch {strategy}, median", ms, "ms",
+                            target=f"<= {TARGET_DISPATCH_MS} ms",
+                            ok=ms <= TARGET_DISPATCH_MS))  # fmt: skip
+        rows.append(row(f"{nodes} units: round (dispatch + Outbox.plan), median", times["round"],
+                        "ms", reference=f"per-unit dicts {times['round_ref']:.3g} ms",
+                        ratio=times["round_ref"] / times["round"],
+                        target=f"<= {TARGET_DISPATCH_MS} ms",
+                        ok=times["round"] <= TARGET_DISPATCH_MS))  # fmt: skip
+        rows.append(row(f"{nodes} units: memory per unit, campus state", mem[nodes][0], "bytes",
+                        reference=f"site configuration {mem[nodes][1]:,.0f} B/unit"))  # fmt: skip
+    for k, what in (("balanced", "dispatch balanced"), ("proportional", "dispatch proportional"),
+                    ("priority", "dispatch priority"), ("round", "round"),
+                    ("round_ref", "round, per-unit dicts (reference)"),
+                    ("ingest", "ingest msg/s")):  # fmt: skip
+        rows.append(row(f"growth exponent, {what}, {sizes[0]}-{sizes[-1]} units",
+                        _slope(sizes, per[k]), "-"))  # fmt: skip
+    rows.append(row("load average (1 min) at the end", os.getloadavg()[0], "-"))
     return rows
 
 

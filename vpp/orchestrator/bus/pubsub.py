@@ -145,6 +145,35 @@ class Subscriber(Endpoint):
             frames = None
         return out
 
+    async def recv_frames(self, limit: int = 1024) -> list[list[bytes]]:
+        """Wait for a message, then take what is already queued (up to ``limit``), as
+        raw frames: for a receiver that validates a busy stream its own way and hands
+        what it does not take to :meth:`take` (which counts and logs the bad ones)."""
+        while True:
+            try:
+                first = recv_now(self._sync)
+                break
+            except zmq.Again:
+                await self.sock.poll()  # POLLIN by default
+        out = [first]
+        sock = self._sync
+        try:
+            for _ in range(limit - 1):
+                out.append(recv_now(sock))
+        except zmq.Again:
+            pass
+        return out
+
+    @property
+    def frame_count(self) -> int:
+        """Frames of a well-formed message here (3 when the broker stamps the sender)."""
+        return 3 if self.authenticated else 2
+
+    def take(self, frames: list[bytes]) -> s.Message | None:
+        """The message in ``frames`` validated as :meth:`recv` does; None (counted and
+        logged) when it is not one."""
+        return self._take(frames)
+
     def _take(self, frames: list[bytes]) -> s.Message | None:
         n = 3 if self.authenticated else 2
         if len(frames) != n:

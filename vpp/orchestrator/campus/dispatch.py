@@ -14,12 +14,14 @@ otherwise the setpoints add up to the target exactly (within 1e-6 kW).
   unit to its cap until the target is met.
 
 All three are vectorised: the water level is found from the sorted breakpoints of the
-piecewise-linear total, in O(n log n) with no iteration over units in Python.
+piecewise-linear total with no iteration over units in Python; for a large fleet only the
+breakpoints near the answer are sorted (:mod:`vpp.orchestrator.campus.waterfill`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -28,6 +30,7 @@ import numpy.typing as npt
 from vpp.errors import VppError
 from vpp.orchestrator.campus.config import STRATEGIES, DispatchConfig, Strategy
 from vpp.orchestrator.campus.fleet import ELIGIBLE, REASONS, Fleet
+from vpp.orchestrator.campus.waterfill import fill_in_order, waterfill
 
 __all__ = ["DispatchError", "DispatchResult", "Dispatcher", "allocate"]
 
@@ -46,51 +49,45 @@ class DispatchError(VppError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class DispatchResult:
     """One dispatch: per-unit setpoints (kW, the target's sign), what they add up to,
-    and the units left out with the reason."""
+    and the units left out with the reason.
+
+    Kept by slot: ``slots`` and ``setpoints_kw`` (same order), ``excluded_slots`` and
+    ``excluded_codes`` (indices in :data:`~vpp.orchestrator.campus.fleet.REASONS`). The
+    unit ids (:attr:`unit_ids`, :attr:`setpoints`, :attr:`excluded`) are looked up on
+    first use only: a campus round works on the slots, and 100,000 ids cost more than
+    the whole dispatch."""
 
     strategy: Strategy
     target_kw: float
     delivered_kw: float
     #: ``target_kw - delivered_kw``: 0 when the fleet could deliver, else what it could not.
     shortfall_kw: float
-    unit_ids: list[str]
+    slots: IntArray
     setpoints_kw: FloatArray
-    #: unit id -> reason (offline, no telemetry, safety stop, safety emergency_shutdown).
-    excluded: dict[str, str]
+    excluded_slots: IntArray
+    excluded_codes: IntArray
+    #: The fleet's ids by slot when dispatched (a copy: later registrations do not move it).
+    ids: list[str | None] = dataclasses.field(repr=False, compare=False)
+
+    @functools.cached_property
+    def unit_ids(self) -> list[str]:
+        """Ids of the units given a setpoint, in the order of :attr:`setpoints_kw`."""
+        ids = self.ids
+        return [ids[s] or "" for s in self.slots.tolist()]
 
     @property
     def setpoints(self) -> dict[str, float]:
         """Setpoints by unit id."""
         return dict(zip(self.unit_ids, self.setpoints_kw.tolist(), strict=True))
 
-
-def _waterfill(a: FloatArray, b: FloatArray, cap: FloatArray, target: float) -> FloatArray:
-    """``p = clip(a + b * lam, 0, cap)`` with the ``lam`` for which ``sum(p) == target``.
-
-    Needs ``b > 0``, ``cap > 0`` and ``0 < target < sum(cap)``. The total is continuous,
-    piecewise linear and non-decreasing in ``lam``; its breakpoints are where a unit
-    starts (``-a/b``) and where it saturates (``(cap - a)/b``).
-    """
-    start = -a / b
-    x = np.concatenate([start, start + cap / b])
-    dslope = np.concatenate([b, -b])
-    # Tie order among equal breakpoints does not change the total: any sort will do.
-    order = np.argsort(x)
-    x = x[order]
-    slope = np.cumsum(dslope[order])  # slope of the total on [x[k], x[k+1]]
-    total = np.empty_like(x)
-    total[0] = 0.0
-    np.cumsum(slope[:-1] * np.diff(x), out=total[1:])
-    k = int(np.searchsorted(total, target, side="left"))
-    if k == 0:
-        lam = float(x[0])
-    elif k >= len(x):
-        lam = float(x[-1])
-    else:
-        j = k - 1
-        lam = float(x[j] + (target - total[j]) / slope[j]) if slope[j] > 0 else float(x[k])
-    result: FloatArray = np.clip(a + b * lam, 0.0, cap)
-    return result
+    @functools.cached_property
+    def excluded(self) -> dict[str, str]:
+        """Unit id -> reason (offline, no telemetry, safety stop, safety
+        emergency_shutdown)."""
+        ids = self.ids
+        return {ids[s] or "": REASONS[r]
+                for s, r in zip(self.excluded_slots.tolist(), self.excluded_codes.tolist(),
+                                strict=True)}  # fmt: skip
 
 
 def _settle(p: FloatArray, cap: FloatArray, target: float) -> FloatArray:
@@ -136,27 +133,33 @@ def allocate(
     if want >= float(cap.sum()):
         out[:] = cap
         return out
-    use = np.flatnonzero(cap > 0)
-    c = cap[use]
+    use = cap > 0
+    # Gathers cost as much as the solve at 100,000 units: skip them when all take part.
+    every = bool(use.all())
+
+    def pick(v: FloatArray) -> FloatArray:
+        return v if every else v[use]
+
+    c = pick(cap)
     if strategy == "priority":
-        key = -soc[use] if target_kw > 0 else soc[use]
-        order = np.argsort(key, kind="stable")  # ties: lower slot first
-        before = np.cumsum(c[order]) - c[order]
-        p = np.empty_like(c)
-        p[order] = np.clip(want - before, 0.0, c[order])
+        s = pick(soc)
+        key = -s if target_kw > 0 else s
+        p = fill_in_order(key, c, want)  # ties: lower slot first
     elif strategy == "proportional":
-        r = rating[use]
+        r = pick(rating)
         if not np.all(r > 0):
             raise DispatchError("a unit with a cap > 0 must have a rating > 0", field="rating")
-        p = _waterfill(np.zeros_like(c), r, c, want)
+        p = waterfill(np.zeros_like(c), r, c, want)
     else:  # balanced
-        e, eta, s = energy[use], efficiency[use], soc[use]
+        e, eta, s = pick(energy), pick(efficiency), pick(soc)
         # kW per % of SOC over the horizon; discharging draws p/eta from the cells,
         # charging stores p*eta.
         k = (eta * e if target_kw > 0 else e / eta) / (100.0 * horizon_h)
         # discharge: p = k (s - L), lam = -L; charge: p = k (L - s), lam = L.
         a = k * s if target_kw > 0 else -k * s
-        p = _waterfill(a, k, c, want)
+        p = waterfill(a, k, c, want)
+    if every:
+        return _settle(p, c, want)
     out[use] = _settle(p, c, want)
     return out
 
@@ -180,19 +183,27 @@ class Dispatcher:
             raise DispatchError(f"must be finite, got {target_kw!r}", field="target_kw")
         fleet = self.fleet
         reason = fleet.eligibility(now)
-        slots = np.flatnonzero(reason == ELIGIBLE)
-        charge, discharge = fleet.available()
+        ok = reason == ELIGIBLE
+        n = fleet.size
+        every = bool(ok.all())
+        slots = np.arange(n) if every else np.flatnonzero(ok)
+
+        def pick(v: FloatArray) -> FloatArray:
+            # A view when every slot is eligible: gathers cost as much as the solve.
+            return v[:n] if every else v[:n][ok]
+
         discharging = target_kw > 0
-        cap = (discharge if discharging else charge)[slots]
-        rating = (fleet.rated_discharge if discharging else fleet.rated_charge)[slots]
+        cap = pick(fleet.discharge_limit if discharging else fleet.charge_limit)
+        cap = np.minimum(cap, pick(fleet.rated_discharge if discharging else fleet.rated_charge))
+        rating = pick(fleet.rated_discharge if discharging else fleet.rated_charge)
         magnitude = allocate(
             name,
             target_kw,
             cap=cap,
             rating=rating,
-            soc=fleet.soc[slots],
-            energy=fleet.energy[slots],
-            efficiency=fleet.efficiency[slots],
+            soc=pick(fleet.soc),
+            energy=pick(fleet.energy),
+            efficiency=pick(fleet.efficiency),
             horizon_h=self.config.balance_horizon_h,
         )
         setpoints = magnitude if discharging else -magnitude
@@ -203,19 +214,16 @@ class Dispatcher:
         missing = abs(target_kw) - reachable
         if missing <= 1e-9 * max(1.0, reachable):
             missing = 0.0
-        left_out = np.flatnonzero((reason != ELIGIBLE) & fleet.registered[: fleet.size])
+        left_out = (np.zeros(0, np.intp) if every
+                    else np.flatnonzero(~ok & fleet.registered[:n]))  # fmt: skip
         return DispatchResult(
             strategy=name,
             target_kw=target_kw,
             delivered_kw=float(setpoints.sum()),
             shortfall_kw=math.copysign(missing, target_kw) if missing else 0.0,
-            unit_ids=fleet.ids_of(slots),
+            slots=slots,
             setpoints_kw=setpoints,
-            excluded=dict(
-                zip(
-                    fleet.ids_of(left_out),
-                    [REASONS[r] for r in reason[left_out].tolist()],
-                    strict=True,
-                )
-            ),
+            excluded_slots=left_out,
+            excluded_codes=reason[left_out],
+            ids=fleet.id_table(),
         )

@@ -17,7 +17,8 @@ from __future__ import annotations
 import collections
 import logging
 import math
-from collections.abc import Sequence
+import types
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
@@ -182,6 +183,14 @@ class Fleet:
         """The unit ids held in ``slots`` (slots of registered units)."""
         ids = self._ids
         return [ids[s] or "" for s in slots.tolist()]
+
+    def slot_map(self) -> Mapping[str, int]:
+        """Unit id -> slot, read-only (for a caller that looks up many at once)."""
+        return types.MappingProxyType(self._slot)
+
+    def id_table(self) -> list[str | None]:
+        """A copy of the ids by slot up to :attr:`size` (None for a free slot)."""
+        return self._ids[: self._high]
 
     @property
     def size(self) -> int:

@@ -45,6 +45,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from vpp.config.models import SiteConfig
 from vpp.errors import CommandError, VppError
 from vpp.orchestrator.bus import schema as s
@@ -58,24 +60,27 @@ from vpp.orchestrator.bus.command_models import (
     parse,
 )
 from vpp.orchestrator.bus.liveness import Roster
-from vpp.orchestrator.bus.pubsub import Handler
+from vpp.orchestrator.bus.pubsub import Handler, Subscriber
 from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.campus import ingest
 from vpp.orchestrator.campus.config import Strategy
 from vpp.orchestrator.campus.dispatch import Dispatcher, DispatchResult
-from vpp.orchestrator.campus.fleet import ELIGIBLE, Fleet
+from vpp.orchestrator.campus.fleet import ELIGIBLE, REASONS, Fleet
+from vpp.orchestrator.campus.outbox import RESEND_ROUNDS, SAME_KW, FieldSends, Outbox
 from vpp.orchestrator.campus.totals import Aggregate
 from vpp.orchestrator.grid.agc import AgcHandler, FleetState
 from vpp.orchestrator.grid.agc_performance import AgcPerformance
 from vpp.orchestrator.service import Service, params, tune_gc
 
-__all__ = ["MAX_SCHEDULES", "RESEND_ROUNDS", "Campus", "FieldPeer", "serve"]
+__all__ = ["EVENT_UNITS", "MAX_SCHEDULES", "RESEND_ROUNDS", "SAME_KW", "Campus", "FieldPeer",
+           "serve"]
 
 log = logging.getLogger(__name__)
 
-#: An acknowledged, unchanged setpoint is sent again after this many rounds.
-RESEND_ROUNDS = 10
-#: Setpoints closer than this (kW) count as unchanged.
-SAME_KW = 0.01
+#: The dispatch event lists per-unit setpoints and exclusions up to this many units; a
+#: larger fleet's event carries counts and totals by field controller instead (the
+#: lists of 100,000 units would pass the broker's message size cap).
+EVENT_UNITS = 1000
 #: Schedules kept at once (a market sends one per delivery day, at most a few days
 #: ahead); a further one is refused rather than let the map grow.
 MAX_SCHEDULES = 32
@@ -142,7 +147,6 @@ class Campus(Service):
         """The configured units: only these enter the fleet, with these ratings."""
         self.owner: dict[str, str] = {u.id: f.id for f in site.field for u in f.units}
         """Unit id -> the field controller that commands it (from the configuration)."""
-        self._units_of = {f.id: [u.id for u in f.units] for f in site.field}
         fleet_cfg = site.campus.fleet
         if fleet_cfg.initial_capacity > len(self.units):
             # Slots for the configured units only: the fleet never holds another.
@@ -164,8 +168,8 @@ class Campus(Service):
         """Set by a new AGC set-point: the next round runs now, not at the next tick."""
         self.last: DispatchResult | None = None
         self.ingested = 0
-        self._acked: dict[str, tuple[float, int]] = {}
-        """Unit -> (the setpoint its field controller acknowledged, in which round)."""
+        self.outbox = Outbox([f.id for f in site.field], len(self.units))
+        """Per slot: the owner, and the setpoint it acknowledged in which round."""
         self.agc = AgcHandler(site.campus.agc)
         self.agc_performance = AgcPerformance(site.campus.agc)
         self.agc_report: dict[str, Any] | None = None
@@ -183,6 +187,21 @@ class Campus(Service):
     async def on_message(self, batch: list[s.Message]) -> None:
         self.ingest(batch, self.clock())
 
+    async def _receive(self) -> None:
+        # Telemetry and heartbeats skip the model objects (campus.ingest, 3-4 times the
+        # rate); what that path does not take goes through the models as before.
+        assert self.subscriber is not None
+        sub = self.subscriber
+        while True:
+            self.ingest_frames(await sub.recv_frames(4096), sub, self.clock())
+
+    def ingest_frames(self, batch: list[list[bytes]], sub: Subscriber, now: float) -> None:
+        """Validate and apply received frames (:mod:`vpp.orchestrator.campus.ingest`)."""
+        fast, payloads, slow = ingest.decode(batch, sub)
+        ingest.apply(self, fast, payloads, now)
+        if slow:
+            self.ingest(slow, now)
+
     def ingest(self, batch: list[s.Message], now: float) -> None:
         """Apply received messages to the fleet; those the roster refuses and bad ones are
         counted and skipped."""
@@ -199,16 +218,16 @@ class Campus(Service):
                     # Telemetry from the owner is a sign of life as good as a heartbeat:
                     # it registers the unit too, so neither has to come first.
                     if b.unit not in self.fleet:
-                        self._register(b.unit, now)
+                        self.register(b.unit, now)
                     telemetry(b.unit, b.p_kw, b.soc_pct, -lim.p_min_kw, lim.p_max_kw,
                               b.safety, now)  # fmt: skip
                 else:
-                    self._heartbeat(msg.body, now)
+                    self.heartbeat(msg.body.role, msg.body.id, now)
                 self.ingested += 1
             except VppError as err:
                 self.bad_input(msg.type, err)
 
-    def _register(self, uid: str, now: float) -> None:
+    def register(self, uid: str, now: float) -> None:
         """Register a configured unit, with the configuration's location and ratings (what
         a heartbeat claims about them is not used), or note that it is alive."""
         fleet = self.fleet
@@ -217,26 +236,29 @@ class Campus(Service):
             fleet.last_seen[slot] = max(fleet.last_seen[slot], now)
             return
         cfg = self.units[uid]
-        fleet.heartbeat(uid, cfg.location.path(), rated_charge_kw=cfg.rated_power_kw,
-                        rated_discharge_kw=cfg.rated_power_kw,
-                        energy_kwh=cfg.capacity_kwh, timestamp=now)  # fmt: skip
+        slot = fleet.heartbeat(uid, cfg.location.path(), rated_charge_kw=cfg.rated_power_kw,
+                               rated_discharge_kw=cfg.rated_power_kw,
+                               energy_kwh=cfg.capacity_kwh, timestamp=now)  # fmt: skip
+        self.outbox.place(slot, uid, self.owner.get(uid))
 
-    def _heartbeat(self, hb: s.Heartbeat, now: float) -> None:
-        if hb.role == "unit":
-            self._register(hb.id, now)
-        elif hb.role == "field":
-            peer = self.fields.get(hb.id)
+    def heartbeat(self, role: str, hid: str, now: float) -> None:
+        """A heartbeat the roster admitted: of a unit (``role`` unit) or a field
+        controller (``field``); other roles are ignored."""
+        if role == "unit":
+            self.register(hid, now)
+        elif role == "field":
+            peer = self.fields.get(hid)
             if peer is None:
                 # The endpoint is the topology's: a heartbeat's ``endpoint`` could point
                 # the campus's commands anywhere.
-                endpoint = self.topo.commands.get(hb.id, "")
-                self.fields[hb.id] = FieldPeer(hb.id, endpoint, now)
-                log.info("campus: field controller %s at %s", hb.id, endpoint or "(none)")
+                endpoint = self.topo.commands.get(hid, "")
+                self.fields[hid] = FieldPeer(hid, endpoint, now)
+                log.info("campus: field controller %s at %s", hid, endpoint or "(none)")
             else:
                 peer.last_seen = now
                 if not peer.online and now >= peer.suspended_until:
                     peer.online = True
-                    log.info("campus: field controller %s is back", hb.id)
+                    log.info("campus: field controller %s is back", hid)
 
     # ---- commands ----
 
@@ -345,12 +367,10 @@ class Campus(Service):
         self._mark_units(f.id)
 
     def _mark_units(self, fid: str) -> None:
-        fleet = self.fleet
-        for unit in self._units_of.get(fid, ()):
-            if unit in fleet:
-                fleet.last_seen[fleet.slot(unit)] = -math.inf
-                # Whatever it acknowledged may be lost when it comes back: send it all.
-                self._acked.pop(unit, None)
+        slots = self.outbox.slots_of(fid)
+        self.fleet.last_seen[slots] = -math.inf
+        # Whatever it acknowledged may be lost when it comes back: send it all.
+        self.outbox.forget(slots)
 
     async def dispatch_once(self) -> DispatchResult:
         """One round: split the target, send the setpoints, publish the event."""
@@ -365,20 +385,9 @@ class Campus(Service):
         result = self.dispatcher.dispatch(target, now, self.strategy)
         self.rounds += 1
         self.last = result
-        sends: dict[str, list[tuple[str, float]]] = {}
-        for unit, kw in result.setpoints.items():
-            sends.setdefault(self.owner.get(unit, ""), []).append((unit, kw))
-        for unit, why in result.excluded.items():
-            if why != "offline":
-                sends.setdefault(self.owner.get(unit, ""), []).append((unit, 0.0))
-            else:
-                self._acked.pop(unit, None)
-        sends = {fid: [(u, kw) for u, kw in items if self._due(u, kw)]
-                 for fid, items in sends.items()}  # fmt: skip
-        sends = {fid: items for fid, items in sends.items() if items}
-        unreachable = sends.pop("", [])
+        sends, unreachable = self.outbox.plan(result, self.rounds)
         if unreachable:
-            self.errors["no_owner"] += len(unreachable)
+            self.errors["no_owner"] += unreachable
         jobs = [self._send(fid, items) for fid, items in sends.items()]
         results = await asyncio.gather(*jobs)
         failed = [fid for fid, ok in zip(sends, results, strict=True) if not ok]
@@ -386,7 +395,7 @@ class Campus(Service):
             "target_kw": target, "source": source, "base_kw": base, "agc_kw": agc_kw,
             "delivered_kw": result.delivered_kw,
             "shortfall_kw": result.shortfall_kw, "strategy": result.strategy,
-            "setpoints": result.setpoints, "excluded": result.excluded, "failed": failed,
+            **self._unit_report(result), "failed": failed,
         })  # fmt: skip
         if self.agc_report is not None:
             await self.publish_event("agc", self.agc_report)
@@ -420,24 +429,37 @@ class Campus(Service):
         }  # fmt: skip
         return step.offset_mw * 1000.0
 
-    def _due(self, unit: str, kw: float) -> bool:
-        # An unchanged setpoint acknowledged lately is not sent again: with thousands of
-        # units most rounds change little. Every RESEND_ROUNDS rounds it is, so a field
-        # controller that restarted (and lost its bases) gets them back.
-        last = self._acked.get(unit)
-        return (last is None or abs(last[0] - kw) > SAME_KW
-                or self.rounds - last[1] >= RESEND_ROUNDS)  # fmt: skip
+    def _unit_report(self, result: DispatchResult) -> dict[str, Any]:
+        """The dispatch event's per-unit part: the setpoints and exclusions by unit up to
+        :data:`EVENT_UNITS` units; beyond, counts and totals by field controller."""
+        if len(self.fleet) <= EVENT_UNITS:
+            return {"setpoints": result.setpoints, "excluded": result.excluded}
+        owner = self.outbox.owner[result.slots]
+        fields = self.outbox.fields
+        ok = owner >= 0
+        kw = np.bincount(owner[ok], weights=result.setpoints_kw[ok], minlength=len(fields))
+        units = np.bincount(owner[ok], minlength=len(fields))
+        return {
+            "units": len(result.slots),
+            "by_field": {fields[k]: {"units": int(units[k]), "kw": float(kw[k])}
+                         for k in np.flatnonzero(units).tolist()},
+            "excluded_counts": {REASONS[c]: int(x) for c, x in
+                                enumerate(np.bincount(result.excluded_codes,
+                                                      minlength=len(REASONS)).tolist()) if x},
+        }  # fmt: skip
 
-    async def _send(self, fid: str, items: list[tuple[str, float]]) -> bool:
+    async def _send(self, fid: str, sends: FieldSends) -> bool:
         peer = self.fields.get(fid)
         if peer is None or fid not in self.topo.commands:
             # Never heard from, or (a bug) not in the topology: no socket for it.
-            self.errors["no_endpoint"] += len(items)
+            self.errors["no_endpoint"] += len(sends)
             return False
         if not peer.online:
             return False
         timeout = min(self.bus.command_timeout_s, self.config.dispatch_interval_s / 2)
-        for unit, kw in items:
+        outbox = self.outbox
+        for slot, unit, kw in zip(sends.slots.tolist(), sends.units, sends.kw.tolist(),
+                                  strict=True):  # fmt: skip
             args = {"unit": unit, "kw": kw}
             # The topology's endpoint for ``fid`` (Service.client), nothing a peer said.
             ack = await self.command(fid, "set_base", args, timeout=timeout, retries=0)
@@ -453,7 +475,8 @@ class Campus(Service):
                                          severity="warning")  # fmt: skip
                 return False
             if ack.ok:
-                self._acked[unit] = (kw, self.rounds)
+                outbox.acked_kw[slot] = kw
+                outbox.acked_round[slot] = self.rounds
         return True
 
 
