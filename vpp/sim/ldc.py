@@ -38,16 +38,22 @@ from vpp._core import (
 from vpp.config.models import SiteConfig
 from vpp.errors import ScadaError, VppError
 from vpp.orchestrator.bus.topology import Topology
+from vpp.orchestrator.scada.iec104 import C_CS_NA_1, C_IC_NA_1
+from vpp.orchestrator.scada.iec104_commands import (
+    COMMAND_TYPES,
+    COT_ACT,
+    COT_ACTCON,
+    COT_ACTTERM,
+)
 from vpp.orchestrator.scada.iec104_map import Iec104PointMap
 
 __all__ = ["Iec104Master", "LdcSettings", "agc_signal", "run_ldc", "serve"]
 
 log = logging.getLogger(__name__)
 
-C_SC_NA_1, C_DC_NA_1, C_SE_NC_1, C_IC_NA_1, C_CS_NA_1 = 45, 46, 50, 100, 103
-COT_ACT, COT_ACTCON, COT_ACTTERM = 6, 7, 10
-_COMMAND_TYPES = {"setpoint_float": C_SE_NC_1, "single_command": C_SC_NA_1,
-                  "double_command": C_DC_NA_1}  # fmt: skip
+#: The type id of each command type without a time tag (the despatch centre sends none).
+_COMMAND_TYPES = {kind: tid for tid, (kind, timed) in COMMAND_TYPES.items() if not timed}
+C_SE_NC_1 = _COMMAND_TYPES["setpoint_float"]
 _SEQ = 1 << 15
 
 

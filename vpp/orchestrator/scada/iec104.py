@@ -32,7 +32,17 @@ from collections.abc import Callable, Iterable
 
 from vpp._core import Iec104Apdu, iec104_encode_asdus, iec104_reply
 from vpp.errors import BindError, ScadaError
-from vpp.orchestrator.scada.iec104_commands import COMMAND_TYPES, Iec104Commands
+from vpp.orchestrator.scada.iec104_commands import (
+    COMMAND_TYPES,
+    COT_ACT,
+    COT_ACTCON,
+    COT_ACTTERM,
+    COT_DEACT,
+    COT_DEACTCON,
+    COT_UNKNOWN_CA,
+    COT_UNKNOWN_CAUSE,
+    Iec104Commands,
+)
 from vpp.orchestrator.scada.iec104_link import Iec104Link, LogThrottle
 from vpp.orchestrator.scada.iec104_map import Iec104Config, Iec104PointMap, MonitorPoint
 from vpp.orchestrator.scada.points import CommandSink, PointImage, PointValue
@@ -44,9 +54,7 @@ log = logging.getLogger(__name__)
 IV = 0x80  # quality descriptor: invalid
 BROADCAST_CA = 0xFFFF
 C_IC_NA_1, C_CS_NA_1, M_EI_NA_1 = 100, 103, 70
-COT_PERIODIC, COT_SPONT, COT_INIT, COT_ACT, COT_ACTCON, COT_DEACT = 1, 3, 4, 6, 7, 8
-COT_DEACTCON, COT_ACTTERM, COT_INROGEN = 9, 10, 20
-COT_UNKNOWN_TYPE, COT_UNKNOWN_CAUSE, COT_UNKNOWN_CA = 44, 45, 46
+COT_PERIODIC, COT_SPONT, COT_INIT, COT_INROGEN, COT_UNKNOWN_TYPE = 1, 3, 4, 20, 44
 QOI_STATION = 20
 #: Monitor type -> (type id without time, type id with CP56Time2a).
 TYPE_IDS = {"float": (13, 36), "single": (1, 30), "double": (3, 31)}

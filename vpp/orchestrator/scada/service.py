@@ -77,7 +77,7 @@ class ScadaGateway:
     async def _send(self, server: str, name: str, params: dict[str, Any]) -> s.Ack:
         try:
             return await self.gateway.command(self.name, server, name, params)
-        except (CommandTimeoutError, MessageError):
+        except CommandTimeoutError:  # a TimeoutError, so an OSError: keep it as it is
             raise
         except OSError as exc:  # a socket that could not be made: the command is refused
             raise MessageError(str(exc), kind="send", where=self.name) from exc
