@@ -67,8 +67,7 @@ class PlantImage:
         any_on = bool(on)
         t = max((u.seen for u in on), default=now)
         fleet = st.fleet(now)
-        p = sum(u.p_kw or 0.0 for u in on)
-        self._put(out, "plant.p_mw", p / 1000.0, t, any_on)
+        self._put(out, "plant.p_mw", fleet["p_kw"] / 1000.0, t, any_on)
         self._put(out, "plant.q_mvar", sum(u.q_kvar or 0.0 for u in on) / 1000.0, t, any_on)
         self._put(out, "plant.soc_pct", fleet["soc_pct"], t, any_on)
         # Headroom from the envelope each unit reported (its limits now, SOC and safety
