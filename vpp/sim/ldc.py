@@ -38,8 +38,9 @@ from vpp._core import (
 from vpp.config.models import SiteConfig
 from vpp.errors import ScadaError, VppError
 from vpp.orchestrator.bus.topology import Topology
-from vpp.orchestrator.scada.iec104 import C_CS_NA_1, C_IC_NA_1
 from vpp.orchestrator.scada.iec104_commands import (
+    C_CS_NA_1,
+    C_IC_NA_1,
     COMMAND_TYPES,
     COT_ACT,
     COT_ACTCON,

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable
 from vpp._core import Iec104Apdu, iec104_encode_asdus, iec104_reply
 from vpp.errors import BindError, ScadaError
 from vpp.orchestrator.scada.iec104_commands import (
+    C_CS_NA_1,
+    C_IC_NA_1,
     COMMAND_TYPES,
     COT_ACT,
     COT_ACTCON,
@@ -41,6 +43,7 @@ from vpp.orchestrator.scada.iec104_commands import (
     COT_DEACTCON,
     COT_UNKNOWN_CA,
     COT_UNKNOWN_CAUSE,
+    M_EI_NA_1,
     Iec104Commands,
 )
 from vpp.orchestrator.scada.iec104_link import Iec104Link, LogThrottle
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 
 IV = 0x80  # quality descriptor: invalid
 BROADCAST_CA = 0xFFFF
-C_IC_NA_1, C_CS_NA_1, M_EI_NA_1 = 100, 103, 70
 COT_PERIODIC, COT_SPONT, COT_INIT, COT_INROGEN, COT_UNKNOWN_TYPE = 1, 3, 4, 20, 44
 QOI_STATION = 20
 #: Monitor type -> (type id without time, type id with CP56Time2a).

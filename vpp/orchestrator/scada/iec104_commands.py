@@ -35,6 +35,8 @@ COMMAND_TYPES: dict[int, tuple[CommandType, bool]] = {
     63: ("setpoint_float", True),
 }
 
+#: Interrogation, clock synchronisation and end of initialisation (the station's own).
+C_IC_NA_1, C_CS_NA_1, M_EI_NA_1 = 100, 103, 70
 COT_ACT, COT_ACTCON, COT_DEACT, COT_DEACTCON, COT_ACTTERM = 6, 7, 8, 9, 10
 COT_UNKNOWN_CAUSE, COT_UNKNOWN_CA, COT_UNKNOWN_IOA = 45, 46, 47
 
