@@ -131,13 +131,15 @@ def test_an_iec104_master_interrogates_and_steers_the_site_with_agc(site: Site) 
             # 0.5 MW asked, 0.2 MW reserved up: the offset stops at 0.2 MW.
             setpoint.value = 0.5
             assert await asyncio.to_thread(m.command, setpoint)
-            await until(lambda: _value(m, AGC_SETPOINT) == pytest.approx(0.5), timeout=10)
+            # These points are registered with c104 as M_ME_NC_1, which takes the cyclic
+            # updates (every 10 s) and not the time-tagged spontaneous ones: wait for two.
+            await until(lambda: _value(m, AGC_SETPOINT) == pytest.approx(0.5), timeout=25)
             await until(lambda: _value(m, AGC_OFFSET) == pytest.approx(0.2, abs=0.011),
-                        timeout=20)  # fmt: skip
+                        timeout=30)  # fmt: skip
             # The target is the schedule plus the offset (the schedule holds within its
             # 15-minute block; the market may re-trade it, hence the tolerance).
             await until(lambda: _value(m, TARGET_MW) - before == pytest.approx(0.2, abs=0.02),
-                        timeout=20)  # fmt: skip
+                        timeout=30)  # fmt: skip
             # The fleet's power follows its target (primary response aside).
             await until(lambda: abs(_value(m, P_MW) - _value(m, TARGET_MW)) < 0.1, timeout=30)
             # Beyond the plant's 1.5 MW: the sink refuses it, the master is told.
