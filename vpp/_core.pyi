@@ -887,3 +887,62 @@ def iec104_encode_u(
     ],
 ) -> bytes: ...
 def iec104_reply(frame: bytes, cot: int, negative: bool) -> bytes: ...
+
+#: A holding-register point: (address, type, scale, negate, little_words).
+RegisterPointTuple = tuple[int, str, float, bool, bool]
+
+@final
+class RtTarget:
+    """A unit's inverter written by the real-time loop over Modbus TCP."""
+
+    def __new__(
+        cls,
+        address: str,
+        unit_id: int,
+        setpoint: RegisterPointTuple,
+        *,
+        watchdog: RegisterPointTuple | None = None,
+        watchdog_period_s: float = 0.2,
+        watchdog_timeout: RegisterPointTuple | None = None,
+        watchdog_timeout_s: float = 2.0,
+        threshold_kw: float = 0.0,
+    ) -> RtTarget: ...
+    @property
+    def address(self) -> str: ...
+
+@final
+class RtLoop:
+    """The per-frame path in a thread of the core: PMU stream -> pipelines -> writes."""
+
+    def __new__(
+        cls,
+        pmu_address: str,
+        idcode: int,
+        units: list[tuple[Pipeline, RtTarget | None]],
+        *,
+        udp_bind: str | None = None,
+        pmu_index: int = 0,
+        read_timeout_s: float = 2.0,
+        stale_s: float = 0.5,
+        idle_period_s: float = 0.1,
+        write_timeout_s: float = 0.5,
+        ring_size: int = 8192,
+        record_every: int = 1,
+        priority: int = 0,
+        lock_memory: bool = False,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+    ) -> RtLoop: ...
+    def drain(self) -> list[tuple[int, bool, Decision, float, bool]]: ...
+    def set_writable(self, i: int, writable: bool) -> None: ...
+    def resync(self, i: int) -> None: ...
+    @property
+    def alive_age_s(self) -> float: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def ended(self) -> str | None: ...
+    @property
+    def pmu_connected(self) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def stop(self) -> None: ...

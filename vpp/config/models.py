@@ -39,6 +39,7 @@ __all__ = [
     "Location",
     "MarketSection",
     "PmuSource",
+    "RealtimeConfig",
     "SimBess",
     "SimEvent",
     "SimPmu",
@@ -175,6 +176,51 @@ class PmuSource(BaseModel):
     )
 
 
+class RealtimeConfig(BaseModel):
+    """The field controller's real-time loop (docs/realtime-loop.md): the per-frame path
+    in a thread of the compiled core, writing Modbus TCP inverters itself."""
+
+    model_config = _STRICT
+    enabled: bool = Field(
+        default=True,
+        description="run the frame path in the core's thread (false: the asyncio path)",
+    )
+    priority: int = Field(
+        default=50,
+        ge=0,
+        le=99,
+        description="SCHED_FIFO priority of the loop's thread where the system allows it "
+        "(0: do not ask)",
+    )
+    lock_memory: bool = Field(
+        default=True,
+        description="lock the controller's memory (mlockall) where the system allows it",
+    )
+    write_timeout_s: float = Field(
+        default=0.5, gt=0, le=10, description="a write unanswered this long resets the link"
+    )
+    watchdog_period_s: float = Field(
+        default=0.2,
+        gt=0,
+        le=10,
+        description="how often the loop writes the inverter's watchdog register (a map "
+        "point named watchdog)",
+    )
+    watchdog_timeout_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="written to the inverter's watchdog_timeout point on each connect "
+        "(0: the inverter's watchdog off)",
+    )
+    stall_after_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="the loop not iterating for this long is reported as stalled",
+    )
+
+
 class FieldConfig(BaseModel):
     """A field controller (one per site or RTU)."""
 
@@ -189,6 +235,9 @@ class FieldConfig(BaseModel):
     )
     commands: CommandLimits = Field(
         default_factory=CommandLimits, description="what the controller's commands accept"
+    )
+    realtime: RealtimeConfig = Field(
+        default_factory=RealtimeConfig, description="the real-time loop of the core"
     )
 
     @model_validator(mode="after")

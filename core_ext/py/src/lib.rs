@@ -13,6 +13,7 @@ mod errors;
 mod iec104;
 mod pipeline;
 mod relay;
+mod rtloop;
 
 // Counting every Rust heap allocation lets benchmarks and tests show, from Python, that
 // the per-frame pipeline allocates nothing. Python objects use Python's own allocator.
@@ -44,6 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ticker::register(m)?;
     relay::register(m)?;
     iec104::register(m)?;
+    rtloop::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the
     // Python faces (vpp.core, vpp.c37118, vpp.errors), so the private module has none.
     m.delattr("__all__")?;

@@ -1,5 +1,7 @@
 //! Python face of the per-frame pipeline (`vpp_rt::pipeline`).
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -21,7 +23,7 @@ use crate::errors::{config_err, frame_err};
 /// What the pipeline decided for one data frame (all powers in kW, positive = discharge).
 #[pyclass(module = "vpp._core", name = "Decision", frozen)]
 pub struct PyDecision {
-    d: Decision,
+    pub(crate) d: Decision,
 }
 
 fn finite(v: f64) -> Option<f64> {
@@ -195,14 +197,21 @@ fn clock(wall: Option<f64>, mono: Option<f64>) -> Clock {
 /// nothing per frame in steady state.
 #[pyclass(module = "vpp._core", name = "Pipeline")]
 pub struct PyPipeline {
-    inner: Pipeline,
+    /// Shared with the real-time loop when one steps it (`RtLoop`): every method takes
+    /// the lock only around its Rust call.
+    pub(crate) inner: Arc<Mutex<Pipeline>>,
 }
 
 impl PyPipeline {
     fn decision_of(&self, outcome: Outcome) -> Option<PyDecision> {
         (outcome == Outcome::Decision).then(|| PyDecision {
-            d: *self.inner.decision(),
+            d: *self.lock().decision(),
         })
+    }
+
+    /// The pipeline; a poisoned lock (a panic while held) leaves a consistent pipeline.
+    fn lock(&self) -> MutexGuard<'_, Pipeline> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -265,7 +274,9 @@ impl PyPipeline {
         };
         let mut inner = Pipeline::new(cfg, monitor, rocof, droop, safety).map_err(e)?;
         inner.set_base_kw(base_kw).map_err(e)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+        })
     }
 
     /// Feed one whole C37.118 frame. Returns the decision for an admitted data frame;
@@ -281,12 +292,13 @@ impl PyPipeline {
         mono: Option<f64>,
         replay: bool,
     ) -> PyResult<Option<PyDecision>> {
-        let inner = &mut self.inner;
+        let inner = &self.inner;
+        let lock = || inner.lock().unwrap_or_else(|e| e.into_inner());
         let r = if replay {
-            py.detach(|| inner.process_replay(frame))
+            py.detach(|| lock().process_replay(frame))
         } else {
             let c = clock(wall, mono);
-            py.detach(|| inner.process(frame, c))
+            py.detach(|| lock().process(frame, c))
         };
         match r {
             Ok(outcome) => Ok(self.decision_of(outcome)),
@@ -316,7 +328,7 @@ impl PyPipeline {
             dfreq,
             stat,
         };
-        self.inner
+        self.lock()
             .step(m, clock(wall, mono))
             .ok()
             .map(|d| PyDecision { d: *d })
@@ -327,7 +339,7 @@ impl PyPipeline {
     #[pyo3(signature = (*, wall=None, mono=None))]
     fn idle(&mut self, wall: Option<f64>, mono: Option<f64>) -> PyDecision {
         PyDecision {
-            d: *self.inner.idle(clock(wall, mono)),
+            d: *self.lock().idle(clock(wall, mono)),
         }
     }
 
@@ -335,13 +347,13 @@ impl PyPipeline {
     /// that starts, or takes a unit back after it was offline or disabled).
     #[pyo3(signature = (power_kw, *, mono=None))]
     fn anchor(&mut self, power_kw: f64, mono: Option<f64>) {
-        self.inner.anchor(power_kw, clock(None, mono));
+        self.lock().anchor(power_kw, clock(None, mono));
     }
 
     /// New droop settings, taken from `droop`'s configuration, in place: the response
     /// and the envelope's ramp carry over.
     fn set_droop(&mut self, py: Python<'_>, droop: PyRef<'_, PyDroopController>) -> PyResult<()> {
-        self.inner
+        self.lock()
             .set_droop(*droop.inner.config())
             .map_err(|e| config_err(py, &e))
     }
@@ -357,8 +369,9 @@ impl PyPipeline {
         py: Python<'py>,
         buffer: &[u8],
     ) -> PyResult<Bound<'py, PyDict>> {
-        let inner = &mut self.inner;
-        let cols = py.detach(|| run_buffer(inner, buffer));
+        let inner = &self.inner;
+        let cols =
+            py.detach(|| run_buffer(&mut inner.lock().unwrap_or_else(|e| e.into_inner()), buffer));
         let d = PyDict::new(py);
         d.set_item("time", cols.time.into_pyarray(py))?;
         d.set_item("freq", cols.freq.into_pyarray(py))?;
@@ -378,60 +391,60 @@ impl PyPipeline {
     /// Latest battery telemetry (safety envelope and droop derating). Until it is set,
     /// and whenever it is older than the stale limit, the battery is stopped.
     fn set_telemetry(&mut self, telemetry: &PyTelemetry) {
-        self.inner.set_telemetry(telemetry.into());
+        self.lock().set_telemetry(telemetry.into());
     }
 
     #[getter]
     fn telemetry(&self) -> PyTelemetry {
-        (*self.inner.telemetry()).into()
+        (*self.lock().telemetry()).into()
     }
 
     /// Base schedule, kW (positive = discharge).
     #[getter]
     fn base_kw(&self) -> f64 {
-        self.inner.base_kw()
+        self.lock().base_kw()
     }
 
     #[setter]
     fn set_base_kw(&mut self, py: Python<'_>, kw: f64) -> PyResult<()> {
-        self.inner.set_base_kw(kw).map_err(|e| config_err(py, &e))
+        self.lock().set_base_kw(kw).map_err(|e| config_err(py, &e))
     }
 
     /// The latest decision (None before the first data frame).
     #[getter]
     fn decision(&self) -> Option<PyDecision> {
-        let d = *self.inner.decision();
+        let d = *self.lock().decision();
         (d.sequence > 0).then_some(PyDecision { d })
     }
 
     /// Clear a latched emergency shutdown if the safety envelope allows it.
     fn reset_safety(&mut self) -> PySafetyReset {
-        self.inner.reset_safety().into()
+        self.lock().reset_safety().into()
     }
 
     /// Whether the emergency latch is set now.
     #[getter]
     fn latched(&self) -> bool {
-        self.inner.safety().is_latched()
+        self.lock().safety().is_latched()
     }
 
     /// The setpoint in force (the ramp runs from it; NaN before the first).
     #[getter]
     fn setpoint_in_force(&self) -> f64 {
-        self.inner.safety().setpoint_in_force()
+        self.lock().safety().setpoint_in_force()
     }
 
     /// The droop's configuration: a copy with the present settings.
     #[getter]
     fn droop(&self) -> PyDroopController {
         PyDroopController {
-            inner: self.inner.droop().clone(),
+            inner: self.lock().droop().clone(),
         }
     }
 
     /// IDCODEs of the configurations received so far.
     fn idcodes(&self) -> Vec<u16> {
-        let mut v: Vec<u16> = self.inner.configs().idcodes().collect();
+        let mut v: Vec<u16> = self.lock().configs().idcodes().collect();
         v.sort_unstable();
         v
     }
@@ -440,7 +453,7 @@ impl PyPipeline {
     /// invalid_measurements, `invalid` (by reason), `refused` (by kind), `errors` (frame
     /// errors by kind), error_total, refused_total.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = *self.lock().stats();
         let d = PyDict::new(py);
         d.set_item("frames", s.frames)?;
         d.set_item("steps", s.steps)?;

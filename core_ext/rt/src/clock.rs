@@ -50,3 +50,13 @@ pub fn advance(clock: &mut f64, to: f64) {
         *clock = to;
     }
 }
+
+/// `CLOCK_MONOTONIC` in nanoseconds (0 if the clock cannot be read).
+pub fn monotonic_ns() -> u64 {
+    let s = monotonic_s();
+    if s.is_finite() && s > 0.0 {
+        (s * 1e9) as u64
+    } else {
+        0
+    }
+}

@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod rate;
 pub mod rocof;
+pub mod rtloop;
 pub mod safety;
 
 pub use clock::Clock;

@@ -34,7 +34,7 @@ import zmq
 from vpp import c37118 as c
 from vpp.aio import Backoff, Startable, cancel_and_wait, start_supervised
 from vpp.config.models import FieldConfig, SiteConfig
-from vpp.core import Decision
+from vpp.core import Decision, RtLoop
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import PdcClient
 from vpp.errors import CommandError, ConfigError, VppError
@@ -46,12 +46,16 @@ from vpp.orchestrator.bus.pubsub import Publisher, Server
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.field import messages as m
 from vpp.orchestrator.field.commands import FieldCommands, Params
+from vpp.orchestrator.field.realtime import start_loop
 from vpp.orchestrator.field.unit import SEVERITY, FieldUnit
 from vpp.orchestrator.field.writer import SetpointWriter
 
 __all__ = ["FieldController", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: How often the controller takes the core loop's decisions (one frame at 50 frames/s).
+RT_DRAIN_S = 0.02
 
 
 class FieldController(FieldCommands, Startable):
@@ -78,6 +82,8 @@ class FieldController(FieldCommands, Startable):
         pmu_backoff: Backoff | None = None,
         pmu_read_timeout_s: float = 2.0,
         pmu_stale_s: float = 0.5,
+        realtime: bool | None = None,
+        realtime_settings: bool = False,
     ) -> None:
         self.field = field
         self.id = field.id
@@ -128,6 +134,16 @@ class FieldController(FieldCommands, Startable):
         # What the frame path walks, looked up once rather than per unit per frame.
         self._frame_units = [(u.id, self.units[u.id], self.writers[u.id]) for u in field.units]
         self._tasks: list[asyncio.Task[None]] = []
+        self.use_realtime = field.realtime.enabled if realtime is None else realtime
+        """The frame path runs in the core's loop (docs/realtime-loop.md)."""
+        self.realtime_settings = realtime_settings
+        self.pmu_read_timeout_s = pmu_read_timeout_s
+        self.rt: RtLoop | None = None
+        self._rt_written: list[bool] = []
+        self._rt_stalled = False
+        self._rt_last_t = math.nan
+        self.rt_fallbacks = 0
+        """Times the core's loop ended and the asyncio path took the frames over."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -154,8 +170,12 @@ class FieldController(FieldCommands, Startable):
                 max_message_bytes=self.max_message_bytes,
             )
             await self.server.__aenter__()
+        frames = (self._frame_loop, "frames")
+        if self.use_realtime:
+            self._start_rt()
+            frames = (self._rt_loop, "realtime")
         for fn, name in (
-            (self._frame_loop, "frames"),
+            frames,
             (self._watch_loop, "watch"),
             (self._telemetry_loop, "telemetry"),
             (self._heartbeat_loop, "heartbeat"),
@@ -168,6 +188,9 @@ class FieldController(FieldCommands, Startable):
         # Closed first: the PDC loop then ends by itself even if a cancellation is lost in
         # a connect attempt (asyncio.wait_for of Python 3.11 can swallow one).
         await self.pdc.close()
+        if self.rt is not None:
+            self.rt.stop()
+            self.rt = None
         for task in await cancel_and_wait(self._tasks):
             log.error("field %s: task %s ended with %r", self.id, task.get_name(), task.exception())
         self._tasks.clear()
@@ -250,13 +273,18 @@ class FieldController(FieldCommands, Startable):
             self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
 
     @property
+    def pmu_reconnects(self) -> int:
+        """Times the PMU connection was made again after the first."""
+        if self.rt is not None:
+            return max(0, int(self.rt.stats()["pmu_connects"]) - 1)
+        return self.pdc.health.reconnects
+
+    @property
     def last_decision(self) -> dict[str, Decision]:
         """Each unit's last decision."""
         return {uid: u.decision for uid, u in self.units.items() if u.decision is not None}
 
-    def step(
-        self, t: float, f: float, dfreq: float, stat: int, idcode: int, publish: bool
-    ) -> bool:
+    def step(self, t: float, f: float, dfreq: float, stat: int, idcode: int, publish: bool) -> bool:
         """Step every unit with one measurement, offer the setpoints, publish what is
         due; False when no unit admitted it."""
         publish = publish and self.publisher is not None
@@ -286,8 +314,15 @@ class FieldController(FieldCommands, Startable):
                    unit=unit.id, severity="alarm")  # fmt: skip
         return unit.fail_safe(exc)
 
-    def _offer(self, unit: FieldUnit, writer: SetpointWriter, d: Decision, publish: bool) -> None:
-        if unit.writable:
+    def _offer(
+        self,
+        unit: FieldUnit,
+        writer: SetpointWriter,
+        d: Decision,
+        publish: bool,
+        write: bool = True,
+    ) -> None:
+        if write and unit.writable:
             writer.offer(d.setpoint_kw)
         if d.violations or unit.has_violations:
             for rec in unit.violations(d):
@@ -295,6 +330,120 @@ class FieldController(FieldCommands, Startable):
                 self.event("safety", rec["detail"], unit=unit.id, severity=sev, data=rec)
         if publish:
             self.publish(lambda: m.decision(unit.id, d.time, d.freq, d))
+
+    # --- the core's real-time loop -------------------------------------------------------
+
+    def _start_rt(self) -> None:
+        units = [unit for _uid, unit, _writer in self._frame_units]
+        period = min(u.inverter.poll_interval_s for u in self.field.units) / 2
+        self.rt, self._rt_written = start_loop(
+            self.field,
+            units,
+            read_timeout_s=self.pmu_read_timeout_s,
+            stale_s=self.pmu_stale_s,
+            idle_period_s=period,
+            realtime_settings=self.realtime_settings,
+        )
+        for i, (_uid, _unit, writer) in enumerate(self._frame_units):
+            if self._rt_written[i]:
+                writer.hand_to(self.rt, i)
+        st = self.rt.stats()
+        log.info("field %s: real-time loop started for %d of %d units (SCHED_FIFO %s, "
+                 "memory locked %s)", self.id, sum(self._rt_written), len(units),
+                 "granted" if st["realtime"] else "not granted",
+                 "yes" if st["memory_locked"] else "no")  # fmt: skip
+
+    async def _rt_loop(self) -> None:
+        """Feed the loop what changes slowly (schedule blocks, who may be written) and
+        take its decisions: events, published decisions, and the writes of the units the
+        loop does not write itself. Hands the frames to the asyncio path if it ends."""
+        rt = self.rt
+        while rt is not None:
+            await asyncio.sleep(RT_DRAIN_S)
+            now = time.time()
+            for i, (_uid, unit, writer) in enumerate(self._frame_units):
+                unit.apply_schedule(now)
+                if self._rt_written[i]:
+                    self._rt_sync(rt, i, unit, writer)
+            self._rt_records(rt.drain())
+            if not self._rt_check(rt):
+                return
+
+    def _rt_sync(self, rt: RtLoop, i: int, unit: FieldUnit, writer: SetpointWriter) -> None:
+        want = unit.writable
+        if want and writer.needs_init:
+            writer.start_init()  # enable and power-control mode first, through the driver
+            want = False
+        rt.set_writable(i, want)
+
+    def _rt_records(self, records: list[tuple[int, bool, Decision, float, bool]]) -> None:
+        for i, idle, d, _received, _written in records:
+            _uid, unit, writer = self._frame_units[i]
+            publish = False
+            if idle:
+                if i == 0:
+                    self.steps_without_pmu += 1
+            elif d.time != self._rt_last_t:
+                # The first record of a new frame: what `on_frame` and `step` do once.
+                self._rt_last_t = d.time
+                self.frames += 1
+                publish = self.frames % self.field.decisions_every == 0
+                self._frame_seen(d, publish)
+            else:
+                publish = self.frames % self.field.decisions_every == 0
+            self._offer(unit, writer, d, publish and self.publisher is not None,
+                        write=not self._rt_written[i])  # fmt: skip
+
+    def _frame_seen(self, d: Decision, publish: bool) -> None:
+        self._last_frame = time.monotonic()
+        if not self.pmu_live:
+            self.pmu_live = True
+            self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
+        f = d.freq
+        if d.transition is not None:
+            transition = d.transition
+            self.publish(lambda: m.band_event(transition, f))
+        if publish and self.publisher is not None and math.isfinite(f) and f > 0:
+            self.publish(lambda: m.frequency(d.time, f, d))
+
+    def _rt_check(self, rt: RtLoop) -> bool:
+        """Report a stalled or ended loop; False once the asyncio path took over."""
+        if not rt.running:
+            why = rt.ended or "stopped"
+            self.event("realtime", f"real-time loop ended ({why}); the asyncio frame path "
+                       "takes over", severity="critical", data={"ended": why})  # fmt: skip
+            self._rt_fallback()
+            return False
+        age = rt.alive_age_s
+        stall = self.field.realtime.stall_after_s
+        if age > stall and not self._rt_stalled:
+            self._rt_stalled = True
+            self.event("realtime", f"real-time loop stalled: no iteration for {age:.2f} s",
+                       severity="alarm", data={"stalled_s": age})  # fmt: skip
+        elif age <= stall and self._rt_stalled:
+            self._rt_stalled = False
+            self.event("realtime", "real-time loop running again")
+        return True
+
+    def _rt_fallback(self) -> None:
+        self.rt_fallbacks += 1
+        self.rt = None
+        for _uid, _unit, writer in self._frame_units:
+            writer.hand_to(None, 0)
+        what = f"field {self.id}: frames"
+        self._tasks.append(start_supervised(self._frame_loop, what, on_failure=self._loop_failed))
+
+    def realtime_status(self) -> dict[str, Any] | None:
+        """The core loop's counters (None on the asyncio path)."""
+        if self.rt is None:
+            return None
+        st = self.rt.stats()
+        st["alive_age_s"] = self.rt.alive_age_s
+        st["stalled"] = self._rt_stalled
+        for i, u in enumerate(st["units"]):
+            u["unit"] = self._frame_units[i][0]
+            u["loop_writes"] = self._rt_written[i]
+        return st
 
     # --- devices -------------------------------------------------------------------------
 
@@ -346,6 +495,8 @@ class FieldController(FieldCommands, Startable):
             self.pmu_live = False
             self.event("device", f"PMU stream lost (no frame for {self.pmu_stale_s:g} s)",
                        severity="alarm", data={"device": "pmu", "online": False})  # fmt: skip
+        if self.rt is not None:
+            return  # the core's loop steps the units without a measurement itself
         self.steps_without_pmu += 1
         for _uid, unit, writer in self._frame_units:
             try:
@@ -451,6 +602,8 @@ async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event
         authorizer=topo.authorizer(name),
         publish_curve=topo.client_curve(name, "broker"),
         max_message_bytes=topo.security.max_message_bytes,
+        # A process of its own: ask for SCHED_FIFO and locked memory where allowed.
+        realtime_settings=True,
     )
     async with ctl:
         await stop.wait()

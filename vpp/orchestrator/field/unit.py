@@ -332,6 +332,11 @@ class FieldUnit:
         wall, mono = self.clock()
         return self.pipeline.idle(wall=wall, mono=mono)
 
+    def apply_schedule(self, t: float) -> None:
+        """Set the pipeline's base power from the schedule's block at ``t`` (the core's
+        loop steps the pipeline itself; the controller calls this between frames)."""
+        self._schedule_base(t)
+
     def _schedule_base(self, t: float) -> None:
         pipe = self.pipeline
         if self.schedule is not None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from vpp.aio import cancel_and_wait
+from vpp.core import RtLoop
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DriverError
 
@@ -46,6 +47,7 @@ class SetpointWriter:
         self.failed = 0
         self.last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._rt: tuple[RtLoop, int] | None = None
 
     def offer(self, kw: float) -> None:
         """Queue ``kw`` if it differs enough from the last one (never blocks)."""
@@ -58,16 +60,50 @@ class SetpointWriter:
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name=f"setpoint:{self.resource}")
 
+    def hand_to(self, rt: RtLoop | None, index: int) -> None:
+        """The core's loop ``rt`` writes this unit's setpoints (as its unit ``index``);
+        this writer keeps the driver commands (enable, mode) and tells the loop when to
+        stop or write anew. None: this writer writes the setpoints again."""
+        self._rt = None if rt is None else (rt, index)
+        self.last = None
+
     def invalidate(self, init: bool = False) -> None:
         """Write the next setpoint whatever it is (and enable the inverter first if ``init``)."""
         self.last = None
         if init:
             self.needs_init = True
+        if self._rt is not None:
+            rt, i = self._rt
+            if init:
+                rt.set_writable(i, False)  # until the inverter is enabled again
+            rt.resync(i)
 
     def drop(self) -> None:
-        """Forget a pending setpoint (disable, emergency stop)."""
+        """Forget a pending setpoint (disable, emergency stop); the core's loop, if it
+        writes this unit, stops writing at once."""
         self.pending = None
         self.last = None
+        if self._rt is not None:
+            rt, i = self._rt
+            rt.set_writable(i, False)
+
+    def start_init(self) -> None:
+        """Enable the inverter and put it in power-control mode (the core's loop then
+        writes the setpoints); nothing if a command is in flight."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._init(), name=f"init:{self.resource}")
+
+    async def _init(self) -> None:
+        try:
+            ok = await self._send("enable") and await self._send(
+                "set_mode", {"mode": "power_control"}
+            )
+            if ok:
+                self.needs_init = False
+            else:
+                self._failed()
+        finally:
+            self._task = None
 
     @property
     def busy(self) -> bool:

@@ -1,0 +1,309 @@
+//! Python face of the real-time field loop (`vpp_rt::rtloop`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyIndexError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use vpp_rt::rtloop::{
+    LoopSpec, ModbusTarget, PmuSpec, PmuTransport, RegType, RegisterPoint, RtLoop, UnitShared,
+    UnitSpec,
+};
+use vpp_rt::FrameErrorKind;
+
+use crate::errors::config_err;
+use crate::pipeline::{PyDecision, PyPipeline};
+
+/// A holding-register point as `(address, type, scale, negate, little_words)`.
+type PointTuple = (u16, String, f64, bool, bool);
+
+fn point(py: Python<'_>, what: &'static str, p: PointTuple) -> PyResult<RegisterPoint> {
+    let (address, kind, scale, negate, little_words) = p;
+    let kind = RegType::parse(&kind).ok_or_else(|| {
+        config_err(
+            py,
+            &vpp_rt::ConfigError::new(what, format!("type must be a register type, got {kind:?}")),
+        )
+    })?;
+    let p = RegisterPoint {
+        address,
+        kind,
+        scale,
+        negate,
+        little_words,
+    };
+    p.validate(what).map_err(|e| config_err(py, &e))?;
+    Ok(p)
+}
+
+/// A unit's inverter written by the loop over Modbus TCP: `address` "host:port", the
+/// device's `unit_id`, the setpoint point and the optional watchdog counter and timeout
+/// points, each `(address, type, scale, negate, little_words)` as the register map file
+/// gives them.
+#[pyclass(module = "vpp._core", name = "RtTarget", frozen)]
+pub struct PyRtTarget {
+    inner: ModbusTarget,
+}
+
+#[pymethods]
+impl PyRtTarget {
+    #[new]
+    #[pyo3(signature = (address, unit_id, setpoint, *, watchdog=None, watchdog_period_s=0.2,
+                        watchdog_timeout=None, watchdog_timeout_s=2.0, threshold_kw=0.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        address: String,
+        unit_id: u8,
+        setpoint: PointTuple,
+        watchdog: Option<PointTuple>,
+        watchdog_period_s: f64,
+        watchdog_timeout: Option<PointTuple>,
+        watchdog_timeout_s: f64,
+        threshold_kw: f64,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            inner: ModbusTarget {
+                address,
+                unit_id,
+                setpoint: point(py, "setpoint", setpoint)?,
+                watchdog: watchdog.map(|p| point(py, "watchdog", p)).transpose()?,
+                watchdog_period_s,
+                watchdog_timeout: watchdog_timeout
+                    .map(|p| point(py, "watchdog_timeout", p))
+                    .transpose()?,
+                watchdog_timeout_s,
+                threshold_kw,
+            },
+        })
+    }
+
+    #[getter]
+    fn address(&self) -> String {
+        self.inner.address.clone()
+    }
+}
+
+/// The per-frame path in a thread of the core: the PMU stream (TCP, or UDP with
+/// `udp_bind`) -> each unit's `Pipeline` (shared: Python keeps setting telemetry, base,
+/// droop on the same objects) -> setpoint writes to the units with an `RtTarget`.
+/// `drain()` returns the decisions recorded since the last call, as
+/// `(unit_index, idle, Decision, received_mono, written)`. The loop never takes the GIL.
+#[pyclass(module = "vpp._core", name = "RtLoop")]
+pub struct PyRtLoop {
+    inner: RtLoop,
+}
+
+fn unit_stats<'py>(py: Python<'py>, u: &UnitShared) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    d.set_item("connected", u.connected.load(Ordering::Relaxed))?;
+    d.set_item("writable", u.writable.load(Ordering::Relaxed))?;
+    d.set_item("connects", n(&u.connects))?;
+    d.set_item("writes", n(&u.writes))?;
+    d.set_item("acks", n(&u.acks))?;
+    d.set_item("exceptions", n(&u.exceptions))?;
+    d.set_item("timeouts", n(&u.timeouts))?;
+    d.set_item("io_errors", n(&u.io_errors))?;
+    d.set_item("unencodable", n(&u.unencodable))?;
+    d.set_item("watchdog_writes", n(&u.watchdog_writes))?;
+    d.set_item("coalesced", n(&u.coalesced))?;
+    let acked = f64::from_bits(n(&u.acked_kw));
+    d.set_item("acked_kw", acked.is_finite().then_some(acked))?;
+    let acks = n(&u.acks).max(1);
+    d.set_item("mean_rtt_ms", n(&u.rtt_ns_sum) as f64 / acks as f64 / 1e6)?;
+    Ok(d)
+}
+
+impl PyRtLoop {
+    fn unit(&self, i: usize) -> PyResult<&Arc<UnitShared>> {
+        self.inner
+            .units
+            .get(i)
+            .ok_or_else(|| PyIndexError::new_err(format!("no unit {i}")))
+    }
+}
+
+#[pymethods]
+impl PyRtLoop {
+    #[new]
+    #[pyo3(signature = (pmu_address, idcode, units, *, udp_bind=None, pmu_index=0,
+                        read_timeout_s=2.0, stale_s=0.5, idle_period_s=0.1,
+                        write_timeout_s=0.5, ring_size=8192, record_every=1, priority=0,
+                        lock_memory=false, backoff_initial_s=0.1, backoff_max_s=2.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        pmu_address: String,
+        idcode: u16,
+        units: Vec<(PyRef<'_, PyPipeline>, Option<PyRef<'_, PyRtTarget>>)>,
+        udp_bind: Option<String>,
+        pmu_index: usize,
+        read_timeout_s: f64,
+        stale_s: f64,
+        idle_period_s: f64,
+        write_timeout_s: f64,
+        ring_size: usize,
+        record_every: u32,
+        priority: i32,
+        lock_memory: bool,
+        backoff_initial_s: f64,
+        backoff_max_s: f64,
+    ) -> PyResult<Self> {
+        let spec = LoopSpec {
+            pmu: PmuSpec {
+                address: pmu_address,
+                idcode,
+                transport: match udp_bind {
+                    Some(bind) => PmuTransport::Udp { bind },
+                    None => PmuTransport::Tcp,
+                },
+                pmu_index,
+                read_timeout_s,
+            },
+            stale_s,
+            idle_period_s,
+            write_timeout_s,
+            ring_size,
+            record_every,
+            priority,
+            lock_memory,
+            backoff_initial_s,
+            backoff_max_s,
+        };
+        let units = units
+            .iter()
+            .map(|(p, t)| UnitSpec {
+                pipeline: Arc::clone(&p.inner),
+                target: t.as_ref().map(|t| t.inner.clone()),
+            })
+            .collect();
+        let inner = py
+            .detach(|| RtLoop::start(spec, units))
+            .map_err(|e| config_err(py, &e))?;
+        Ok(Self { inner })
+    }
+
+    /// The decisions recorded since the last call, oldest first.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut recs = Vec::with_capacity(self.inner.ring.len());
+        self.inner.ring.drain(|r| recs.push(r));
+        let out = PyList::empty(py);
+        for r in recs {
+            let t = PyTuple::new(
+                py,
+                [
+                    r.unit.into_pyobject(py)?.into_any(),
+                    pyo3::types::PyBool::new(py, r.kind == vpp_rt::rtloop::RecordKind::Idle)
+                        .to_owned()
+                        .into_any(),
+                    Bound::new(py, PyDecision { d: r.decision })?.into_any(),
+                    r.received.into_pyobject(py)?.into_any(),
+                    pyo3::types::PyBool::new(py, r.written)
+                        .to_owned()
+                        .into_any(),
+                ],
+            )?;
+            out.append(t)?;
+        }
+        Ok(out)
+    }
+
+    /// Whether the loop may write unit `i`'s setpoints (enabled, online, anchored).
+    fn set_writable(&self, i: usize, writable: bool) -> PyResult<()> {
+        let u = self.unit(i)?;
+        if u.writable.swap(writable, Ordering::AcqRel) != writable && writable {
+            u.resync.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Write unit `i`'s next setpoint whatever it is.
+    fn resync(&self, i: usize) -> PyResult<()> {
+        self.unit(i)?.resync.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Seconds since the loop's last iteration (it iterates at least every 10 ms).
+    #[getter]
+    fn alive_age_s(&self) -> f64 {
+        let ns = self.inner.shared.alive_ns.load(Ordering::Acquire);
+        vpp_rt::clock::monotonic_s() - ns as f64 / 1e9
+    }
+
+    /// The thread runs.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Why the loop ended by itself (None while it runs or after `stop`).
+    #[getter]
+    fn ended(&self) -> Option<String> {
+        self.inner
+            .shared
+            .ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    #[getter]
+    fn pmu_connected(&self) -> bool {
+        self.inner.shared.pmu_connected.load(Ordering::Acquire)
+    }
+
+    /// Counters of the loop and, under `units`, of each unit.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = &self.inner.shared;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let d = PyDict::new(py);
+        d.set_item("running", s.running.load(Ordering::Relaxed))?;
+        d.set_item("realtime", s.realtime.load(Ordering::Relaxed))?;
+        d.set_item("memory_locked", s.memory_locked.load(Ordering::Relaxed))?;
+        d.set_item("pmu_connected", s.pmu_connected.load(Ordering::Relaxed))?;
+        d.set_item("pmu_connects", n(&s.pmu_connects))?;
+        d.set_item("frames", n(&s.frames))?;
+        d.set_item("data_frames", n(&s.data_frames))?;
+        d.set_item("configs", n(&s.configs))?;
+        d.set_item("refused", n(&s.refused))?;
+        d.set_item("idle_steps", n(&s.idle_steps))?;
+        d.set_item("max_frame_ms", n(&s.max_frame_ns) as f64 / 1e6)?;
+        d.set_item("ring_dropped", self.inner.ring.dropped())?;
+        let errors = PyDict::new(py);
+        for (k, a) in FrameErrorKind::ALL.iter().zip(&s.frame_errors) {
+            errors.set_item(k.name(), n(a))?;
+        }
+        d.set_item("frame_errors", errors)?;
+        d.set_item(
+            "last_error",
+            s.last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )?;
+        let units = PyList::empty(py);
+        for u in &self.inner.units {
+            units.append(unit_stats(py, u)?)?;
+        }
+        d.set_item("units", units)?;
+        Ok(d)
+    }
+
+    /// Stop the thread and wait for it (the GIL is released meanwhile).
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.stop());
+        if self.inner.shared.running.load(Ordering::Acquire) {
+            return Err(PyRuntimeError::new_err("the real-time loop did not stop"));
+        }
+        Ok(())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRtTarget>()?;
+    m.add_class::<PyRtLoop>()?;
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! The real-time field loop: PMU stream in -> every unit's pipeline -> setpoint writes,
+//! in one thread owned by the core, with no Python on the path.
+//!
+//! ```text
+//!  PMU --C37.118 TCP/UDP--> [loop thread] decode once -> Pipeline::step per unit
+//!                                |            -> Modbus TCP write (units with a target)
+//!                                |            -> watchdog register every period
+//!                                +--> Ring<Record> (bounded; Python drains)
+//!  Python: pipelines shared behind a Mutex (telemetry, base, droop, anchor, reset: each
+//!          a short Rust call with the GIL irrelevant), `UnitShared` atomics (writable,
+//!          resync), `LoopShared` counters and the alive stamp.
+//! ```
+//!
+//! The loop never waits on Python: the only lock it takes is a unit's pipeline mutex,
+//! which Python-side code holds only inside a Rust method of a few microseconds (never
+//! while running bytecode, so a GIL hog or a garbage-collection storm cannot hold it).
+//! Connecting (the PMU, each inverter) happens in a connector thread, so a dead device
+//! never stalls the loop; a write that is not answered within the write timeout resets
+//! that connection only. Setpoints are the pipelines' decisions, already clamped to the
+//! safety envelope and its ramp; a value the point cannot encode is not written.
+//!
+//! If the loop stops stepping (a stall, or the thread ended), the watchdog register it
+//! refreshes stops changing and an inverter that has one falls back by itself; the
+//! Python controller sees the alive stamp age and reports it (docs/realtime-loop.md).
+
+mod connect;
+pub mod modbus;
+mod pmu;
+pub mod ring;
+mod run;
+pub mod sched;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::ConfigError;
+use crate::pipeline::{Decision, Pipeline};
+
+pub use modbus::{RegType, RegisterPoint};
+pub use ring::Ring;
+
+/// Where the PMU stream comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PmuTransport {
+    /// A TCP client: ask for CFG-2, then turn data on.
+    Tcp,
+    /// Data frames as UDP datagrams to `bind` ("host:port"); the configuration is
+    /// fetched once over TCP from the PMU's address (or arrives in a datagram).
+    Udp { bind: String },
+}
+
+/// The PMU source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PmuSpec {
+    /// "host:port" of the PMU's TCP server.
+    pub address: String,
+    pub idcode: u16,
+    pub transport: PmuTransport,
+    /// Which PMU block of a data frame carries the frequency.
+    pub pmu_index: usize,
+    /// No byte for this long: the connection is dropped and made again.
+    pub read_timeout_s: f64,
+}
+
+/// A unit's inverter reached by the loop over Modbus TCP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModbusTarget {
+    /// "host:port".
+    pub address: String,
+    pub unit_id: u8,
+    /// The active power setpoint's point, from the register map file.
+    pub setpoint: RegisterPoint,
+    /// A watchdog counter register the loop writes every `watchdog_period_s`.
+    pub watchdog: Option<RegisterPoint>,
+    pub watchdog_period_s: f64,
+    /// A watchdog timeout register written (with `watchdog_timeout_s`) on each connect.
+    pub watchdog_timeout: Option<RegisterPoint>,
+    pub watchdog_timeout_s: f64,
+    /// A setpoint within this of the last one written is not written again.
+    pub threshold_kw: f64,
+}
+
+/// One unit of the loop.
+pub struct UnitSpec {
+    pub pipeline: Arc<Mutex<Pipeline>>,
+    /// None: the loop steps the unit and Python writes its setpoints from the ring.
+    pub target: Option<ModbusTarget>,
+}
+
+/// Settings of the loop itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopSpec {
+    pub pmu: PmuSpec,
+    /// No admitted frame for this long: the units step without a measurement...
+    pub stale_s: f64,
+    /// ...every this often.
+    pub idle_period_s: f64,
+    /// A write unanswered for this long resets the connection.
+    pub write_timeout_s: f64,
+    /// Records the ring holds.
+    pub ring_size: usize,
+    /// Every n-th decision of a unit goes to the ring (events and changes always do).
+    pub record_every: u32,
+    /// SCHED_FIFO priority (1-99) for the loop thread; 0: do not ask.
+    pub priority: i32,
+    /// Lock the process's memory (mlockall MCL_CURRENT) when the loop starts.
+    pub lock_memory: bool,
+    /// Reconnect backoff.
+    pub backoff_initial_s: f64,
+    pub backoff_max_s: f64,
+}
+
+impl LoopSpec {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let pos = |name: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(ConfigError::new(name, format!("must be positive, got {v}")))
+            }
+        };
+        pos("stale_s", self.stale_s)?;
+        pos("idle_period_s", self.idle_period_s)?;
+        pos("write_timeout_s", self.write_timeout_s)?;
+        pos("read_timeout_s", self.pmu.read_timeout_s)?;
+        pos("backoff_initial_s", self.backoff_initial_s)?;
+        pos("backoff_max_s", self.backoff_max_s)?;
+        if !(0..=99).contains(&self.priority) {
+            return Err(ConfigError::new(
+                "priority",
+                format!("must be within 0-99, got {}", self.priority),
+            ));
+        }
+        if self.record_every == 0 {
+            return Err(ConfigError::new("record_every", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a record was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// An admitted frame's decision.
+    Frame = 0,
+    /// A step without a measurement (no admitted frame for `stale_s`).
+    Idle = 1,
+}
+
+/// One decision as the loop made (and maybe wrote) it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record {
+    pub unit: u16,
+    pub kind: RecordKind,
+    pub decision: Decision,
+    /// Monotonic s when the frame's last byte was read (the idle tick for `Idle`).
+    pub received: f64,
+    /// The loop sends this setpoint to the inverter (it changed beyond the threshold
+    /// and the unit is writable); false for a unit whose setpoints Python writes.
+    pub written: bool,
+}
+
+/// Counters and state of one unit, shared with Python (all atomics).
+#[derive(Default)]
+pub struct UnitShared {
+    /// Enabled, online and anchored: the loop may write (set by Python).
+    pub writable: AtomicBool,
+    /// Write the next setpoint whatever it is (set by Python; the loop clears it).
+    pub resync: AtomicBool,
+    pub connected: AtomicBool,
+    pub connects: AtomicU64,
+    pub writes: AtomicU64,
+    pub acks: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub io_errors: AtomicU64,
+    pub unencodable: AtomicU64,
+    pub watchdog_writes: AtomicU64,
+    /// Writes not sent because one was still unanswered (the newest value waits).
+    pub coalesced: AtomicU64,
+    /// The last setpoint the device acknowledged (f64 bits; NaN before the first).
+    pub acked_kw: AtomicU64,
+    /// Sum and count of write round trips (ns), for the mean.
+    pub rtt_ns_sum: AtomicU64,
+    pub step_errors: AtomicU64,
+}
+
+/// Counters and state of the loop, shared with Python (all atomics).
+pub struct LoopShared {
+    pub stop: AtomicBool,
+    pub running: AtomicBool,
+    /// CLOCK_MONOTONIC ns at the loop's last iteration.
+    pub alive_ns: AtomicU64,
+    pub pmu_connected: AtomicBool,
+    pub pmu_connects: AtomicU64,
+    pub frames: AtomicU64,
+    pub data_frames: AtomicU64,
+    pub configs: AtomicU64,
+    /// Data frames no unit admitted.
+    pub refused: AtomicU64,
+    pub frame_errors: [AtomicU64; crate::FrameErrorKind::ALL.len()],
+    pub idle_steps: AtomicU64,
+    /// Longest time from a frame's arrival to the last write it caused, ns.
+    pub max_frame_ns: AtomicU64,
+    /// Whether SCHED_FIFO and mlockall were granted (set once at start).
+    pub realtime: AtomicBool,
+    pub memory_locked: AtomicBool,
+    /// Why the loop ended if it ended by itself (set once).
+    pub ended: Mutex<Option<String>>,
+    /// The most recent connection or protocol problem, for the status command.
+    pub last_error: Mutex<String>,
+}
+
+impl Default for LoopShared {
+    fn default() -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            alive_ns: AtomicU64::new(0),
+            pmu_connected: AtomicBool::new(false),
+            pmu_connects: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            data_frames: AtomicU64::new(0),
+            configs: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            frame_errors: Default::default(),
+            idle_steps: AtomicU64::new(0),
+            max_frame_ns: AtomicU64::new(0),
+            realtime: AtomicBool::new(false),
+            memory_locked: AtomicBool::new(false),
+            ended: Mutex::new(None),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+}
+
+impl LoopShared {
+    /// Note a problem for the status (never blocks the loop: skipped if contended).
+    pub fn note(&self, msg: impl FnOnce() -> String) {
+        if let Ok(mut g) = self.last_error.try_lock() {
+            *g = msg();
+        }
+    }
+}
+
+/// The running loop: its thread, and what it shares.
+pub struct RtLoop {
+    pub shared: Arc<LoopShared>,
+    pub units: Vec<Arc<UnitShared>>,
+    pub ring: Arc<Ring<Record>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtLoop {
+    /// Start the loop's thread (and its connector thread).
+    pub fn start(spec: LoopSpec, units: Vec<UnitSpec>) -> Result<Self, ConfigError> {
+        spec.validate()?;
+        if units.is_empty() || units.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::new("units", "need 1 to 65535 units"));
+        }
+        for u in &units {
+            if let Some(t) = &u.target {
+                t.setpoint.validate("setpoint")?;
+                if let Some(w) = &t.watchdog {
+                    w.validate("watchdog")?;
+                }
+                if let Some(w) = &t.watchdog_timeout {
+                    w.validate("watchdog_timeout")?;
+                }
+                if !(t.watchdog_period_s.is_finite() && t.watchdog_period_s > 0.0) {
+                    return Err(ConfigError::new("watchdog_period_s", "must be positive"));
+                }
+            }
+        }
+        let fill = {
+            let p = units[0].pipeline.lock().unwrap_or_else(|e| e.into_inner());
+            Record {
+                unit: 0,
+                kind: RecordKind::Idle,
+                decision: *p.decision(),
+                received: f64::NAN,
+                written: false,
+            }
+        };
+        let shared = Arc::new(LoopShared::default());
+        let unit_shared: Vec<Arc<UnitShared>> = units
+            .iter()
+            .map(|_| {
+                let u = UnitShared::default();
+                u.acked_kw.store(f64::NAN.to_bits(), Ordering::Relaxed);
+                Arc::new(u)
+            })
+            .collect();
+        let ring = Arc::new(Ring::new(spec.ring_size + 1, fill));
+        shared.running.store(true, Ordering::Release);
+        shared
+            .alive_ns
+            .store(crate::clock::monotonic_ns(), Ordering::Release);
+        let state = run::Loop::new(
+            spec,
+            units,
+            Arc::clone(&shared),
+            unit_shared.clone(),
+            Arc::clone(&ring),
+        );
+        let thread = std::thread::Builder::new()
+            .name("vpp-rt-loop".into())
+            .spawn(move || run::run(state))
+            .map_err(|e| ConfigError::new("thread", format!("cannot start: {e}")))?;
+        Ok(Self {
+            shared,
+            units: unit_shared,
+            ring,
+            thread: Some(thread),
+        })
+    }
+
+    /// Ask the loop to end and wait for it.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RtLoop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,637 @@
+//! The loop thread's body: poll the sockets, decode each frame once, step every unit,
+//! write the setpoints that changed, refresh the watchdogs, collect the answers.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::connect::{Connector, Slot};
+use super::modbus::{parse_reply, write_request, Reply, MAX_REQUEST};
+use super::pmu::PmuSource;
+use super::{LoopShared, LoopSpec, ModbusTarget, Record, RecordKind, Ring, UnitShared, UnitSpec};
+use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType, StreamItem};
+use crate::clock::{monotonic_s, Clock};
+use crate::error::{FrameError, FrameErrorKind};
+use crate::pipeline::{Decision, Measurement, Pipeline};
+use crate::safety::Action;
+
+/// Requests a connection may have unanswered at once.
+const MAX_INFLIGHT: usize = 4;
+/// Longest poll: the alive stamp and the stop flag are looked at this often.
+const MAX_WAIT_S: f64 = 0.010;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sent {
+    Setpoint(f64),
+    Watchdog,
+    Timeout,
+}
+
+struct Link {
+    target: ModbusTarget,
+    slot: Arc<Slot>,
+    stream: Option<TcpStream>,
+    inflight: [(u16, f64, Sent); MAX_INFLIGHT],
+    n_inflight: usize,
+    rx: [u8; 512],
+    rx_len: usize,
+    next_tid: u16,
+    /// The setpoint last sent (None: the next one is sent whatever it is).
+    last: Option<f64>,
+    pending: Option<f64>,
+    next_attempt: f64,
+    backoff: f64,
+    counter: u16,
+    next_watchdog: f64,
+    timeout_due: bool,
+}
+
+struct UnitState {
+    pipeline: Arc<Mutex<Pipeline>>,
+    shared: Arc<UnitShared>,
+    link: Option<Link>,
+    decisions: u64,
+    last_action: Action,
+    last_violations: usize,
+}
+
+pub(super) struct Loop {
+    spec: LoopSpec,
+    shared: Arc<LoopShared>,
+    ring: Arc<Ring<Record>>,
+    units: Vec<UnitState>,
+    pmu: PmuSource,
+    configs: ConfigStore,
+    cfg3: Cfg3Assembler,
+    frame: DataFrame,
+    last_admitted: f64,
+    next_idle: f64,
+    fds: Vec<RawFd>,
+    pollfds: Vec<libc::pollfd>,
+}
+
+fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
+    // A panic elsewhere while holding the lock leaves a usable pipeline (every method
+    // leaves it consistent): go on rather than stop the response.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Loop {
+    pub(super) fn new(
+        spec: LoopSpec,
+        units: Vec<UnitSpec>,
+        shared: Arc<LoopShared>,
+        unit_shared: Vec<Arc<UnitShared>>,
+        ring: Arc<Ring<Record>>,
+    ) -> Self {
+        let units = units
+            .into_iter()
+            .zip(unit_shared)
+            .map(|(u, shared)| UnitState {
+                pipeline: u.pipeline,
+                shared,
+                link: u.target.map(|target| Link {
+                    target,
+                    slot: Arc::new(Slot::default()),
+                    stream: None,
+                    inflight: [(0, 0.0, Sent::Watchdog); MAX_INFLIGHT],
+                    n_inflight: 0,
+                    rx: [0; 512],
+                    rx_len: 0,
+                    next_tid: 1,
+                    last: None,
+                    pending: None,
+                    next_attempt: 0.0,
+                    backoff: spec.backoff_initial_s,
+                    counter: 0,
+                    next_watchdog: 0.0,
+                    timeout_due: true,
+                }),
+                decisions: 0,
+                last_action: Action::None,
+                last_violations: 0,
+            })
+            .collect();
+        let pmu = PmuSource::new(spec.pmu.clone(), spec.backoff_initial_s, spec.backoff_max_s);
+        Self {
+            spec,
+            shared,
+            ring,
+            units,
+            pmu,
+            configs: ConfigStore::new(),
+            cfg3: Cfg3Assembler::new(),
+            frame: DataFrame::default(),
+            last_admitted: f64::NEG_INFINITY,
+            next_idle: 0.0,
+            fds: Vec::with_capacity(64),
+            pollfds: Vec::with_capacity(64),
+        }
+    }
+}
+
+/// The thread's entry: the loop, with a panic turned into "ended" for Python to report.
+pub(super) fn run(mut state: Loop) {
+    let shared = Arc::clone(&state.shared);
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| state.main()));
+    let why = match r {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(p) => Some(
+            p.downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned()),
+        ),
+    };
+    if let Some(why) = why {
+        *shared.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+    shared.pmu_connected.store(false, Ordering::Release);
+    shared.running.store(false, Ordering::Release);
+}
+
+impl Loop {
+    fn main(&mut self) -> Result<(), String> {
+        if self.spec.lock_memory {
+            self.shared
+                .memory_locked
+                .store(super::sched::lock_memory(), Ordering::Relaxed);
+        }
+        if self.spec.priority > 0 {
+            super::sched::set_fifo(self.spec.priority);
+        }
+        self.shared
+            .realtime
+            .store(super::sched::is_fifo(), Ordering::Relaxed);
+        let connector = Connector::start().map_err(|e| format!("connector thread: {e}"))?;
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let now = monotonic_s();
+            self.shared
+                .alive_ns
+                .store((now * 1e9) as u64, Ordering::Release);
+            self.pmu.maintain(now, &connector, &self.shared);
+            self.maintain_links(now, &connector);
+            self.wait(now);
+            let now = monotonic_s();
+            self.read_pmu(now);
+            if now - self.last_admitted > self.spec.stale_s && now >= self.next_idle {
+                self.next_idle = now + self.spec.idle_period_s;
+                self.idle(now);
+            }
+            self.service_links(monotonic_s());
+        }
+        Ok(())
+    }
+
+    /// Block in poll() until input, the next timer or MAX_WAIT_S.
+    fn wait(&mut self, now: f64) {
+        let mut until = now + MAX_WAIT_S;
+        if now - self.last_admitted > self.spec.stale_s {
+            until = until.min(self.next_idle);
+        }
+        self.fds.clear();
+        self.pmu.fds(&mut self.fds);
+        for u in &self.units {
+            if let Some(l) = &u.link {
+                if let Some(s) = &l.stream {
+                    if l.n_inflight > 0 {
+                        self.fds.push(s.as_raw_fd());
+                        until = until.min(l.inflight[0].1 + self.spec.write_timeout_s);
+                    }
+                    if l.target.watchdog.is_some() {
+                        until = until.min(l.next_watchdog);
+                    }
+                }
+            }
+        }
+        self.pollfds.clear();
+        self.pollfds.extend(self.fds.iter().map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        let ms = ((until - now) * 1000.0).ceil().clamp(0.0, 1000.0) as libc::c_int;
+        // SAFETY: pollfds is a valid array of `len` pollfd structs we own.
+        unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                ms,
+            );
+        }
+    }
+
+    fn read_pmu(&mut self, now: f64) {
+        // Split borrows: the source reads, the rest of the loop handles each frame.
+        let Self {
+            pmu,
+            shared,
+            configs,
+            cfg3,
+            frame,
+            units,
+            ring,
+            spec,
+            last_admitted,
+            ..
+        } = self;
+        let mut got_config = false;
+        pmu.read(now, shared, |item| match item {
+            StreamItem::Error(e) => count_error(shared, &e),
+            StreamItem::Frame { bytes, .. } => {
+                shared.frames.fetch_add(1, Ordering::Relaxed);
+                match handle_frame(bytes, spec, configs, cfg3, frame) {
+                    Ok(Some(m)) => {
+                        shared.data_frames.fetch_add(1, Ordering::Relaxed);
+                        if step_units(units, ring, spec, m, now) {
+                            *last_admitted = now;
+                        } else {
+                            shared.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(Handled::Config) => {
+                        shared.configs.fetch_add(1, Ordering::Relaxed);
+                        got_config = true;
+                    }
+                    Err(Handled::Error(e)) => count_error(shared, &e),
+                }
+            }
+        });
+        if got_config && self.configs.get(self.spec.pmu.idcode).is_some() {
+            self.pmu.have_config = true;
+        }
+        // Write what the frames decided now, and note how long it took.
+        self.flush(now);
+    }
+
+    fn idle(&mut self, now: f64) {
+        let clock = Clock::now();
+        for (i, u) in self.units.iter_mut().enumerate() {
+            let d = *lock(&u.pipeline).idle(clock);
+            self.shared.idle_steps.fetch_add(1, Ordering::Relaxed);
+            decided(u, i, &self.ring, &self.spec, d, RecordKind::Idle, now);
+        }
+        self.flush(now);
+    }
+
+    /// Send the pending setpoints, then note the frame's time to the last send.
+    fn flush(&mut self, received: f64) {
+        for u in &mut self.units {
+            if let Some(l) = u.link.as_mut() {
+                if let Some(t) = send_pending(l, &u.shared, &self.spec) {
+                    let ns = ((t - received).max(0.0) * 1e9) as u64;
+                    self.shared.max_frame_ns.fetch_max(ns, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn maintain_links(&mut self, now: f64, connector: &Connector) {
+        for u in &mut self.units {
+            let Some(l) = u.link.as_mut() else { continue };
+            if l.stream.is_some() {
+                continue;
+            }
+            if let Some(r) = l.slot.take() {
+                match r {
+                    Ok(s) => {
+                        l.stream = Some(s);
+                        l.backoff = self.spec.backoff_initial_s;
+                        l.n_inflight = 0;
+                        l.rx_len = 0;
+                        l.last = None;
+                        l.timeout_due = true;
+                        l.next_watchdog = now;
+                        u.shared.connected.store(true, Ordering::Release);
+                        u.shared.connects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.shared.note(|| format!("inverter {e}"));
+                        l.next_attempt = now + l.backoff;
+                        l.backoff = (l.backoff * 2.0).min(self.spec.backoff_max_s);
+                    }
+                }
+            } else if !l.slot.pending() && now >= l.next_attempt {
+                let t = Duration::from_secs_f64(self.spec.write_timeout_s.max(0.05));
+                connector.request(&l.slot, &l.target.address, t);
+            }
+        }
+    }
+
+    /// Answers, timeouts, watchdog refreshes and setpoints still waiting.
+    fn service_links(&mut self, now: f64) {
+        for u in &mut self.units {
+            let Some(l) = u.link.as_mut() else { continue };
+            if l.stream.is_none() {
+                continue;
+            }
+            if let Err(why) = read_replies(l, &u.shared, now) {
+                self.shared
+                    .note(|| format!("inverter {}: {why}", l.target.address));
+                reset(l, &u.shared, now, &self.spec);
+                continue;
+            }
+            if l.n_inflight > 0 && now - l.inflight[0].1 > self.spec.write_timeout_s {
+                u.shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.shared.note(|| {
+                    format!(
+                        "inverter {}: no answer in {} s",
+                        l.target.address, self.spec.write_timeout_s
+                    )
+                });
+                reset(l, &u.shared, now, &self.spec);
+                continue;
+            }
+            if l.timeout_due {
+                if let Some(p) = l.target.watchdog_timeout {
+                    if let Some((w, n)) = p.encode(l.target.watchdog_timeout_s) {
+                        if send(l, &u.shared, p.address, &w[..n], Sent::Timeout, now).is_err() {
+                            reset(l, &u.shared, now, &self.spec);
+                            continue;
+                        }
+                    } else {
+                        u.shared.unencodable.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                l.timeout_due = false;
+            }
+            if let Some(p) = l.target.watchdog {
+                if now >= l.next_watchdog && l.n_inflight < MAX_INFLIGHT {
+                    l.counter = l.counter.wrapping_add(1);
+                    let w = [l.counter];
+                    if send(l, &u.shared, p.address, &w, Sent::Watchdog, now).is_err() {
+                        reset(l, &u.shared, now, &self.spec);
+                        continue;
+                    }
+                    u.shared.watchdog_writes.fetch_add(1, Ordering::Relaxed);
+                    l.next_watchdog = (l.next_watchdog + l.target.watchdog_period_s).max(now);
+                }
+            }
+            send_pending(l, &u.shared, &self.spec);
+        }
+    }
+}
+
+enum Handled {
+    Config,
+    Error(FrameError),
+}
+
+/// A frame: a data frame of the configured stream gives its measurement; configurations
+/// are stored (and size the reused data frame).
+fn handle_frame(
+    buf: &[u8],
+    spec: &LoopSpec,
+    configs: &mut ConfigStore,
+    cfg3: &mut Cfg3Assembler,
+    frame: &mut DataFrame,
+) -> Result<Option<Measurement>, Handled> {
+    let h = c37118::check_frame(buf).map_err(Handled::Error)?;
+    if h.frame_type == FrameType::Data {
+        let Some(cfg) = configs.get(h.idcode) else {
+            return Err(Handled::Error(
+                FrameError::new(FrameErrorKind::NoConfig, "IDCODE", 4)
+                    .with_found(u64::from(h.idcode)),
+            ));
+        };
+        c37118::data::decode_checked(buf, &h, cfg, frame).map_err(Handled::Error)?;
+        let Some(pmu) = frame.pmus.get(spec.pmu.pmu_index) else {
+            return Err(Handled::Error(
+                FrameError::new(FrameErrorKind::Mismatch, "NUM_PMU", 14)
+                    .with_values(spec.pmu.pmu_index as u64 + 1, frame.pmus.len() as u64),
+            ));
+        };
+        return Ok(Some(Measurement {
+            t: frame.time(),
+            idcode: h.idcode,
+            freq: pmu.freq,
+            dfreq: pmu.dfreq,
+            stat: pmu.stat.0,
+        }));
+    }
+    let config = match c37118::decode_checked(buf, &h, configs).map_err(Handled::Error)? {
+        Frame::Config(c) => c,
+        Frame::Cfg3Fragment(f) => match cfg3.push(f).map_err(Handled::Error)? {
+            Some(c) => c,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if config.idcode == spec.pmu.idcode {
+        *frame = DataFrame::with_capacity_for(&config);
+    }
+    configs.insert(config);
+    Err(Handled::Config)
+}
+
+fn count_error(shared: &LoopShared, e: &FrameError) {
+    shared.frame_errors[e.kind as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Step every unit with `m`; true when some unit admitted it.
+fn step_units(
+    units: &mut [UnitState],
+    ring: &Ring<Record>,
+    spec: &LoopSpec,
+    m: Measurement,
+    now: f64,
+) -> bool {
+    let clock = Clock::now();
+    let mut admitted = false;
+    for (i, u) in units.iter_mut().enumerate() {
+        let d = match lock(&u.pipeline).step(m, clock) {
+            Ok(d) => *d,
+            Err(_) => continue,
+        };
+        admitted = true;
+        decided(u, i, ring, spec, d, RecordKind::Frame, now);
+    }
+    admitted
+}
+
+/// A unit decided `d`: queue its setpoint (units the loop writes) and record it.
+fn decided(
+    u: &mut UnitState,
+    i: usize,
+    ring: &Ring<Record>,
+    spec: &LoopSpec,
+    d: Decision,
+    kind: RecordKind,
+    now: f64,
+) {
+    u.decisions += 1;
+    let mut written = false;
+    if let Some(l) = u.link.as_mut() {
+        if !u.shared.writable.load(Ordering::Acquire) {
+            // Disabled, offline or not anchored: nothing is written, and the next
+            // setpoint after it is written whatever it is.
+            l.pending = None;
+            l.last = None;
+        } else {
+            if u.shared.resync.swap(false, Ordering::AcqRel) {
+                l.last = None;
+            }
+            let sp = d.setpoint_kw;
+            let changed = l
+                .last
+                .is_none_or(|last| (sp - last).abs() > l.target.threshold_kw);
+            if changed && sp.is_finite() {
+                l.pending = Some(sp);
+                l.last = Some(sp);
+                written = true; // the flush right after the step sends it
+            }
+        }
+    }
+    let nv = d.safety.violations().len();
+    let notable = d.transition.is_some()
+        || d.safety.action != u.last_action
+        || nv != u.last_violations
+        || nv > 0
+        || u.link.is_none();
+    u.last_action = d.safety.action;
+    u.last_violations = nv;
+    if notable || u.decisions % u64::from(spec.record_every) == 0 {
+        ring.push(Record {
+            unit: i as u16,
+            kind,
+            decision: d,
+            received: now,
+            written,
+        });
+    }
+}
+
+/// Send the unit's pending setpoint if the link can take it; the send time if sent.
+fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f64> {
+    let sp = l.pending?;
+    l.stream.as_ref()?;
+    if l.n_inflight >= MAX_INFLIGHT {
+        shared.coalesced.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    l.pending = None;
+    let Some((w, n)) = l.target.setpoint.encode(sp) else {
+        shared.unencodable.fetch_add(1, Ordering::Relaxed);
+        l.last = None;
+        return None;
+    };
+    let now = monotonic_s();
+    if send(
+        l,
+        shared,
+        l.target.setpoint.address,
+        &w[..n],
+        Sent::Setpoint(sp),
+        now,
+    )
+    .is_err()
+    {
+        reset(l, shared, now, spec);
+        return None;
+    }
+    shared.writes.fetch_add(1, Ordering::Relaxed);
+    Some(now)
+}
+
+fn send(
+    l: &mut Link,
+    shared: &UnitShared,
+    address: u16,
+    words: &[u16],
+    what: Sent,
+    now: f64,
+) -> Result<(), ()> {
+    let Some(s) = l.stream.as_mut() else {
+        return Err(());
+    };
+    let tid = l.next_tid;
+    l.next_tid = l.next_tid.wrapping_add(1).max(1);
+    let mut req = [0u8; MAX_REQUEST];
+    let n = write_request(tid, l.target.unit_id, address, words, &mut req);
+    // A 17-byte request into an empty socket buffer goes whole or not at all; anything
+    // else means the device stopped reading: the connection is reset.
+    match s.write(&req[..n]) {
+        Ok(k) if k == n => {
+            l.inflight[l.n_inflight] = (tid, now, what);
+            l.n_inflight += 1;
+            Ok(())
+        }
+        _ => {
+            shared.io_errors.fetch_add(1, Ordering::Relaxed);
+            Err(())
+        }
+    }
+}
+
+fn read_replies(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), String> {
+    let Some(s) = l.stream.as_mut() else {
+        return Ok(());
+    };
+    loop {
+        if l.rx_len == l.rx.len() {
+            return Err("answer too long".into());
+        }
+        match s.read(&mut l.rx[l.rx_len..]) {
+            Ok(0) => return Err("connection closed".into()),
+            Ok(n) => l.rx_len += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                shared.io_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e.to_string());
+            }
+        }
+    }
+    let mut at = 0;
+    while let Some((used, reply)) = parse_reply(&l.rx[at..l.rx_len]) {
+        at += used;
+        let tid = match reply {
+            Reply::Ok(t) | Reply::Exception(t, _) => t,
+            Reply::Malformed => return Err("malformed answer".into()),
+        };
+        let Some(k) = l.inflight[..l.n_inflight].iter().position(|f| f.0 == tid) else {
+            return Err(format!("answer to unknown transaction {tid}"));
+        };
+        let (_, sent, what) = l.inflight[k];
+        l.inflight.copy_within(k + 1..l.n_inflight, k);
+        l.n_inflight -= 1;
+        match reply {
+            Reply::Ok(_) => {
+                shared.acks.fetch_add(1, Ordering::Relaxed);
+                if let Sent::Setpoint(kw) = what {
+                    shared.acked_kw.store(kw.to_bits(), Ordering::Relaxed);
+                    let ns = ((now - sent).max(0.0) * 1e9) as u64;
+                    shared.rtt_ns_sum.fetch_add(ns, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                shared.exceptions.fetch_add(1, Ordering::Relaxed);
+                if matches!(what, Sent::Setpoint(_)) {
+                    // Refused: the next decision is sent whatever it is.
+                    l.last = None;
+                }
+            }
+        }
+    }
+    l.rx.copy_within(at..l.rx_len, 0);
+    l.rx_len -= at;
+    Ok(())
+}
+
+/// Drop the connection: what was unanswered is forgotten, the next setpoint is sent
+/// whatever it is, and a new connection is made after the backoff.
+fn reset(l: &mut Link, shared: &UnitShared, now: f64, spec: &LoopSpec) {
+    l.stream = None;
+    l.n_inflight = 0;
+    l.rx_len = 0;
+    l.last = None;
+    l.next_attempt = now + l.backoff;
+    l.backoff = (l.backoff * 2.0).min(spec.backoff_max_s);
+    shared.connected.store(false, Ordering::Release);
+}
