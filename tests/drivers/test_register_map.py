@@ -258,8 +258,8 @@ def test_default_map_reads_in_one_request_per_table() -> None:
     blocks = read_blocks(load_register_map().points)
     assert [(b.table, b.start, b.count) for b in blocks] == [
         (Table.COIL, 0, 2),
-        (Table.DISCRETE, 0, 3),
-        (Table.HOLDING, 0, 12),
+        (Table.DISCRETE, 0, 4),
+        (Table.HOLDING, 0, 14),
         (Table.INPUT, 0, 20),
     ]
 

@@ -3,7 +3,9 @@
 The registers follow a register map (by default ``vpp/drivers/maps/bess_default.yaml``,
 see docs/register_map.md). Writes to the command points (enable, alarm reset, mode,
 setpoints, ramp rate) act on the model; the measurement points are refreshed from the
-model, which steps at a fixed rate on the real clock::
+model, which steps at a fixed rate on the real clock. A communication watchdog (the
+``watchdog`` counter and ``watchdog_timeout``, off by default) zeroes the setpoints when
+the controller stops changing the counter::
 
     async with BessSimulator(port=0, capacity_kwh=1000, rated_power_kw=500) as sim:
         ...  # a Modbus client on ("127.0.0.1", sim.port), device id sim.device_id
@@ -87,8 +89,13 @@ class BessSimulator(Startable):
         register_map: RegisterMap | str | Path = DEFAULT_MAP,
         model: BessModel | None = None,
         rtu: SerialLine | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Configure the simulator; ``model`` replaces the one built from the ratings."""
+        """Configure the simulator; ``model`` replaces the one built from the ratings.
+
+        ``clock`` (monotonic seconds) times the communication watchdog; the model steps
+        on the real clock whatever it is.
+        """
         if not 1 <= device_id <= 247:
             raise config_error(f"device_id must be 1..247, got {device_id}", "device_id")
         if not 0 <= port <= 65535:
@@ -116,6 +123,15 @@ class BessSimulator(Startable):
         )
         self.command = BessCommand()
         self.steps = 0
+        # The communication watchdog: armed once the timeout is > 0 and the counter has
+        # been written; each change of the counter refreshes it.
+        self.clock = clock
+        self.watchdog_timeout_s = 0.0
+        self.watchdog_expired = False
+        #: Times the watchdog expired.
+        self.watchdog_expiries = 0
+        self._watchdog_counter: int | None = None  # the last value written; None: never
+        self._watchdog_refreshed = 0.0
         # The model writes the image; the Modbus action copies it out.
         self.image = RegisterImage(self.map)
         self._server: ModbusBaseServer | None = None
@@ -202,6 +218,7 @@ class BessSimulator(Startable):
 
     def step(self, dt: float) -> None:
         """Advance the model by ``dt`` seconds and refresh the measurement registers."""
+        self._check_watchdog()
         self.model.step(self.command, dt)
         self.steps += 1
         self._publish()
@@ -213,6 +230,7 @@ class BessSimulator(Startable):
             "heartbeat": self.steps % 0x10000,
             "alarm_active": m.alarms != 0,
             "fault_active": m.faults != 0,
+            "watchdog_expired": self.watchdog_expired,
         }
 
     def _publish(self) -> None:
@@ -231,6 +249,8 @@ class BessSimulator(Startable):
             ("rated_energy", m.capacity_kwh),
             ("enable", False),
             ("alarm_reset", False),
+            ("watchdog", 0),
+            ("watchdog_timeout", 0.0),
         ):
             self.image.put(name, value)
         self._publish()
@@ -306,13 +326,66 @@ class BessSimulator(Startable):
         if p.enum is not None and int(value) not in p.enum:
             return None
         if p.name == "active_power_setpoint":
-            return lambda v: setattr(self.command, "p_kw", v)
+            return lambda v: self._set_setpoint("p_kw", v)
         if p.name == "reactive_power_setpoint":
-            return lambda v: setattr(self.command, "q_kvar", v)
+            return lambda v: self._set_setpoint("q_kvar", v)
         if p.name == "mode":
             return lambda v: setattr(self.command, "mode", int(v))
         if p.name == "ramp_rate":
             if value <= 0:
                 return None
             return lambda v: setattr(self.model, "ramp_kw_s", v)
+        if p.name == "watchdog":
+            return self._write_watchdog
+        if p.name == "watchdog_timeout":
+            return self._write_watchdog_timeout
         return lambda v: None
+
+    # --- communication watchdog ------------------------------------------------------------
+
+    def _set_setpoint(self, name: str, value: float) -> None:
+        """A setpoint acts unless the watchdog has expired: then the device holds 0."""
+        self._check_watchdog()
+        if not self.watchdog_expired:
+            setattr(self.command, name, value)
+
+    def _write_watchdog(self, value: float) -> None:
+        # A change that comes too late still counts as an expiry (checked first).
+        self._check_watchdog()
+        counter = int(value)
+        if counter == self._watchdog_counter:
+            return
+        self._watchdog_counter = counter
+        self._watchdog_refreshed = self.clock()
+        if self.watchdog_expired:
+            # The setpoints stay 0 until the next setpoint write.
+            self.watchdog_expired = False
+            log.info("BESS simulator: watchdog counter changes again; setpoints accepted")
+            self._publish()
+
+    def _write_watchdog_timeout(self, value: float) -> None:
+        # Arming is no refresh: a counter already silent for longer expires at once.
+        self._check_watchdog()  # under the old timeout
+        self.watchdog_timeout_s = value
+        if value <= 0 and self.watchdog_expired:
+            self.watchdog_expired = False  # off: disarmed, and the expiry cleared
+            self._publish()
+        self._check_watchdog()  # under the new one
+
+    def _check_watchdog(self) -> None:
+        """Expire the watchdog if it is armed and the counter has not changed in time."""
+        if self.watchdog_expired or self.watchdog_timeout_s <= 0 or self._watchdog_counter is None:
+            return
+        silent = self.clock() - self._watchdog_refreshed
+        if silent <= self.watchdog_timeout_s:
+            return
+        self.watchdog_expired = True
+        self.watchdog_expiries += 1
+        self.command.p_kw = self.command.q_kvar = 0.0
+        log.warning(
+            "BESS simulator: communication watchdog expired (counter unchanged for %.1f s,"
+            " timeout %.1f s); setpoints held at 0",
+            silent,
+            self.watchdog_timeout_s,
+        )
+        self._publish()
