@@ -1,6 +1,8 @@
 //! Python face of the per-frame pipeline (`vpp_rt::pipeline`).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use vpp_rt::rtloop::{PiGuard, PiMutex};
 
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
@@ -199,7 +201,7 @@ fn clock(wall: Option<f64>, mono: Option<f64>) -> Clock {
 pub struct PyPipeline {
     /// Shared with the real-time loop when one steps it (`RtLoop`): every method takes
     /// the lock only around its Rust call.
-    pub(crate) inner: Arc<Mutex<Pipeline>>,
+    pub(crate) inner: Arc<PiMutex<Pipeline>>,
 }
 
 impl PyPipeline {
@@ -209,9 +211,9 @@ impl PyPipeline {
         })
     }
 
-    /// The pipeline; a poisoned lock (a panic while held) leaves a consistent pipeline.
-    fn lock(&self) -> MutexGuard<'_, Pipeline> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The pipeline (held only for the Rust call; see `PiMutex`).
+    fn lock(&self) -> PiGuard<'_, Pipeline> {
+        self.inner.lock()
     }
 }
 
@@ -275,7 +277,7 @@ impl PyPipeline {
         let mut inner = Pipeline::new(cfg, monitor, rocof, droop, safety).map_err(e)?;
         inner.set_base_kw(base_kw).map_err(e)?;
         Ok(Self {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(PiMutex::new(inner)),
         })
     }
 
@@ -293,7 +295,7 @@ impl PyPipeline {
         replay: bool,
     ) -> PyResult<Option<PyDecision>> {
         let inner = &self.inner;
-        let lock = || inner.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = || inner.lock();
         let r = if replay {
             py.detach(|| lock().process_replay(frame))
         } else {
@@ -370,8 +372,7 @@ impl PyPipeline {
         buffer: &[u8],
     ) -> PyResult<Bound<'py, PyDict>> {
         let inner = &self.inner;
-        let cols =
-            py.detach(|| run_buffer(&mut inner.lock().unwrap_or_else(|e| e.into_inner()), buffer));
+        let cols = py.detach(|| run_buffer(&mut inner.lock(), buffer));
         let d = PyDict::new(py);
         d.set_item("time", cols.time.into_pyarray(py))?;
         d.set_item("freq", cols.freq.into_pyarray(py))?;

@@ -269,6 +269,7 @@ impl PyRtLoop {
         d.set_item("configs", n(&s.configs))?;
         d.set_item("refused", n(&s.refused))?;
         d.set_item("idle_steps", n(&s.idle_steps))?;
+        d.set_item("gaps", n(&s.gaps))?;
         d.set_item("max_frame_ms", n(&s.max_frame_ns) as f64 / 1e6)?;
         d.set_item("ring_dropped", self.inner.ring.dropped())?;
         let errors = PyDict::new(py);
@@ -289,6 +290,25 @@ impl PyRtLoop {
         }
         d.set_item("units", units)?;
         Ok(d)
+    }
+
+    /// Fault injection, for tests and commissioning: `"stall"` stops the loop for
+    /// `seconds` once (its watchdog writes stop too); `"panic"` makes the thread end.
+    #[pyo3(signature = (fault, seconds=0.0))]
+    fn inject(&self, fault: &str, seconds: f64) -> PyResult<()> {
+        let s = &self.inner.shared;
+        match fault {
+            "stall" if seconds.is_finite() && seconds > 0.0 && seconds <= 60.0 => s
+                .inject_stall_ms
+                .store((seconds * 1e3) as u64, Ordering::Release),
+            "panic" => s.inject_panic.store(true, Ordering::Release),
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "fault must be 'stall' (0 < seconds <= 60) or 'panic', got {fault:?}"
+                )))
+            }
+        }
+        Ok(())
     }
 
     /// Stop the thread and wait for it (the GIL is released meanwhile).

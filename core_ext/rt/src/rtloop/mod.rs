@@ -13,7 +13,8 @@
 //!
 //! The loop never waits on Python: the only lock it takes is a unit's pipeline mutex,
 //! which Python-side code holds only inside a Rust method of a few microseconds (never
-//! while running bytecode, so a GIL hog or a garbage-collection storm cannot hold it).
+//! while running bytecode, so a GIL hog or a garbage-collection storm cannot hold it),
+//! with priority inheritance (`PiMutex`), so a CPU hog cannot stretch those microseconds.
 //! Connecting (the PMU, each inverter) happens in a connector thread, so a dead device
 //! never stalls the loop; a write that is not answered within the write timeout resets
 //! that connection only. Setpoints are the pipelines' decisions, already clamped to the
@@ -25,6 +26,7 @@
 
 mod connect;
 pub mod modbus;
+mod pimutex;
 mod pmu;
 pub mod ring;
 mod run;
@@ -32,12 +34,14 @@ pub mod sched;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
 use std::thread::JoinHandle;
 
 use crate::error::ConfigError;
 use crate::pipeline::{Decision, Pipeline};
 
 pub use modbus::{RegType, RegisterPoint};
+pub use pimutex::{PiGuard, PiMutex};
 pub use ring::Ring;
 
 /// Where the PMU stream comes from.
@@ -83,7 +87,7 @@ pub struct ModbusTarget {
 
 /// One unit of the loop.
 pub struct UnitSpec {
-    pub pipeline: Arc<Mutex<Pipeline>>,
+    pub pipeline: Arc<PiMutex<Pipeline>>,
     /// None: the loop steps the unit and Python writes its setpoints from the ring.
     pub target: Option<ModbusTarget>,
 }
@@ -211,6 +215,13 @@ pub struct LoopShared {
     pub ended: Mutex<Option<String>>,
     /// The most recent connection or protocol problem, for the status command.
     pub last_error: Mutex<String>,
+    /// Fault injection (tests, commissioning): stall the loop this long once, in ms...
+    pub inject_stall_ms: AtomicU64,
+    /// ...or make it panic (the thread ends; Python takes the frame path over).
+    pub inject_panic: AtomicBool,
+    /// Iterations that came later than `RESYNC_GAP_S` after the one before (a stall):
+    /// every unit's next setpoint is then written whatever it is.
+    pub gaps: AtomicU64,
 }
 
 impl Default for LoopShared {
@@ -232,6 +243,9 @@ impl Default for LoopShared {
             memory_locked: AtomicBool::new(false),
             ended: Mutex::new(None),
             last_error: Mutex::new(String::new()),
+            inject_stall_ms: AtomicU64::new(0),
+            inject_panic: AtomicBool::new(false),
+            gaps: AtomicU64::new(0),
         }
     }
 }
@@ -275,7 +289,7 @@ impl RtLoop {
             }
         }
         let fill = {
-            let p = units[0].pipeline.lock().unwrap_or_else(|e| e.into_inner());
+            let p = units[0].pipeline.lock();
             Record {
                 unit: 0,
                 kind: RecordKind::Idle,

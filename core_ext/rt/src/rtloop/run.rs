@@ -6,13 +6,14 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::connect::{Connector, Slot};
 use super::modbus::{parse_reply, write_request, Reply, MAX_REQUEST};
 use super::pmu::PmuSource;
 use super::{LoopShared, LoopSpec, ModbusTarget, Record, RecordKind, Ring, UnitShared, UnitSpec};
+use super::{PiGuard, PiMutex};
 use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType, StreamItem};
 use crate::clock::{monotonic_s, Clock};
 use crate::error::{FrameError, FrameErrorKind};
@@ -23,6 +24,10 @@ use crate::safety::Action;
 const MAX_INFLIGHT: usize = 4;
 /// Longest poll: the alive stamp and the stop flag are looked at this often.
 const MAX_WAIT_S: f64 = 0.010;
+/// An iteration this much later than the one before was a stall: an inverter whose
+/// watchdog expired meanwhile holds 0 until it is written again, so every unit's next
+/// setpoint is written whatever it is.
+const RESYNC_GAP_S: f64 = 0.2;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Sent {
@@ -51,7 +56,7 @@ struct Link {
 }
 
 struct UnitState {
-    pipeline: Arc<Mutex<Pipeline>>,
+    pipeline: Arc<PiMutex<Pipeline>>,
     shared: Arc<UnitShared>,
     link: Option<Link>,
     decisions: u64,
@@ -74,10 +79,8 @@ pub(super) struct Loop {
     pollfds: Vec<libc::pollfd>,
 }
 
-fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
-    // A panic elsewhere while holding the lock leaves a usable pipeline (every method
-    // leaves it consistent): go on rather than stop the response.
-    p.lock().unwrap_or_else(|e| e.into_inner())
+fn lock(p: &PiMutex<Pipeline>) -> PiGuard<'_, Pipeline> {
+    p.lock()
 }
 
 impl Loop {
@@ -169,8 +172,17 @@ impl Loop {
             .realtime
             .store(super::sched::is_fifo(), Ordering::Relaxed);
         let connector = Connector::start().map_err(|e| format!("connector thread: {e}"))?;
+        let mut prev = monotonic_s();
         while !self.shared.stop.load(Ordering::Acquire) {
+            self.faults();
             let now = monotonic_s();
+            if now - prev > RESYNC_GAP_S {
+                self.shared.gaps.fetch_add(1, Ordering::Relaxed);
+                for l in self.units.iter_mut().filter_map(|u| u.link.as_mut()) {
+                    l.last = None;
+                }
+            }
+            prev = now;
             self.shared
                 .alive_ns
                 .store((now * 1e9) as u64, Ordering::Release);
@@ -186,6 +198,16 @@ impl Loop {
             self.service_links(monotonic_s());
         }
         Ok(())
+    }
+
+    fn faults(&self) {
+        let ms = self.shared.inject_stall_ms.swap(0, Ordering::AcqRel);
+        if ms > 0 {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if self.shared.inject_panic.load(Ordering::Acquire) {
+            panic!("injected fault");
+        }
     }
 
     /// Block in poll() until input, the next timer or MAX_WAIT_S.
