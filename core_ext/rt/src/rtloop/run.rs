@@ -20,8 +20,11 @@ use crate::error::{FrameError, FrameErrorKind};
 use crate::pipeline::{Decision, Measurement, Pipeline};
 use crate::safety::Action;
 
-/// Requests a connection may have unanswered at once.
-const MAX_INFLIGHT: usize = 4;
+/// Requests a connection may have unanswered at once. One, as most Modbus TCP servers
+/// expect: pipelined requests were seen held up for 100-250 ms by pymodbus's server, and
+/// many embedded servers drop them. A newer setpoint waits for the answer (coalesced:
+/// only the newest is sent).
+const MAX_INFLIGHT: usize = 1;
 /// Longest poll: the alive stamp and the stop flag are looked at this often.
 const MAX_WAIT_S: f64 = 0.010;
 /// An iteration this much later than the one before was a stall: an inverter whose
@@ -383,6 +386,8 @@ impl Loop {
                 }
                 l.timeout_due = false;
             }
+            // A setpoint waiting goes before the watchdog.
+            send_pending(l, &u.shared, &self.spec);
             if let Some(p) = l.target.watchdog {
                 if now >= l.next_watchdog && l.n_inflight < MAX_INFLIGHT {
                     l.counter = l.counter.wrapping_add(1);
@@ -395,7 +400,6 @@ impl Loop {
                     l.next_watchdog = (l.next_watchdog + l.target.watchdog_period_s).max(now);
                 }
             }
-            send_pending(l, &u.shared, &self.spec);
         }
     }
 }
