@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import multiprocessing
 import threading
 import time
@@ -143,7 +144,7 @@ def _writes_under(
 def _largest_gap(writes: list[float], start: float, end: float) -> tuple[float, int]:
     inside = [w for w in writes if start <= w <= end]
     edges = [start, *inside, end]
-    return max(b - a for a, b in zip(edges, edges[1:], strict=False)), len(inside)
+    return max(b - a for a, b in itertools.pairwise(edges)), len(inside)
 
 
 @pytest.mark.parametrize("hog", [_gil_hog, _gc_storm], ids=["gil_hog_500ms", "gc_storm"])
