@@ -373,7 +373,7 @@ impl Loop {
                 reset(l, &u.shared, now, &self.spec);
                 continue;
             }
-            if l.timeout_due {
+            if l.timeout_due && l.n_inflight < MAX_INFLIGHT {
                 if let Some(p) = l.target.watchdog_timeout {
                     if let Some((w, n)) = p.encode(l.target.watchdog_timeout_s) {
                         if send(l, &u.shared, p.address, &w[..n], Sent::Timeout, now).is_err() {
@@ -576,6 +576,11 @@ fn send(
     let Some(s) = l.stream.as_mut() else {
         return Err(());
     };
+    // Every caller checks for room first; a request beyond it would break the matching.
+    debug_assert!(l.n_inflight < MAX_INFLIGHT);
+    if l.n_inflight >= MAX_INFLIGHT {
+        return Ok(());
+    }
     let tid = l.next_tid;
     l.next_tid = l.next_tid.wrapping_add(1).max(1);
     let mut req = [0u8; MAX_REQUEST];
