@@ -341,6 +341,10 @@ def run(quick: bool = False) -> list[Row]:
                         rt_st["sent"], "frames",
                         reference=f"{rt_st['matched']} of {rt_st['writes']} writes; asyncio "
                         f"{py_st['matched']} of {py_st['writes']}"))  # fmt: skip
+    loop_max = max(results[c, True][1]["max_frame_ms"] or 0.0 for c in CASES)
+    rows.append(row("inside the loop: frame read -> last write sent, max of all cases", loop_max,
+                    "ms", reference="the rest of the figures above is the kernel, the "
+                    "scheduler and the wire"))  # fmt: skip
     st = results["quiet", True][1]
     rows.append(row("loop thread under SCHED_FIFO / memory locked", 1.0 if st["realtime"] else 0.0,
                     "granted", reference=f"memory locked: {st['memory_locked']}; simulated "

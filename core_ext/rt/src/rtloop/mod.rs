@@ -319,10 +319,14 @@ impl RtLoop {
             unit_shared.clone(),
             Arc::clone(&ring),
         );
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("vpp-rt-loop".into())
-            .spawn(move || run::run(state))
+            .spawn(move || run::run(state, ready_tx))
             .map_err(|e| ConfigError::new("thread", format!("cannot start: {e}")))?;
+        // The real-time settings are applied (or refused) before `start` returns, so that
+        // the caller can report them; a thread that dies first closes the channel.
+        let _ = ready_rx.recv_timeout(std::time::Duration::from_secs(2));
         Ok(Self {
             shared,
             units: unit_shared,

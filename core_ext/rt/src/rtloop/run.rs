@@ -141,9 +141,9 @@ impl Loop {
 }
 
 /// The thread's entry: the loop, with a panic turned into "ended" for Python to report.
-pub(super) fn run(mut state: Loop) {
+pub(super) fn run(mut state: Loop, ready: std::sync::mpsc::Sender<()>) {
     let shared = Arc::clone(&state.shared);
-    let r = std::panic::catch_unwind(AssertUnwindSafe(|| state.main()));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| state.main(ready)));
     let why = match r {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -162,7 +162,7 @@ pub(super) fn run(mut state: Loop) {
 }
 
 impl Loop {
-    fn main(&mut self) -> Result<(), String> {
+    fn main(&mut self, ready: std::sync::mpsc::Sender<()>) -> Result<(), String> {
         if self.spec.lock_memory {
             self.shared
                 .memory_locked
@@ -174,6 +174,7 @@ impl Loop {
         self.shared
             .realtime
             .store(super::sched::is_fifo(), Ordering::Relaxed);
+        let _ = ready.send(());
         let connector = Connector::start().map_err(|e| format!("connector thread: {e}"))?;
         let mut prev = monotonic_s();
         while !self.shared.stop.load(Ordering::Acquire) {

@@ -20,10 +20,16 @@ pub fn is_fifo() -> bool {
     unsafe { libc::sched_getscheduler(0) == libc::SCHED_FIFO }
 }
 
-/// Lock the pages the process has now (mlockall MCL_CURRENT). False if refused.
-/// MCL_FUTURE is not asked: the Python heap grows, and an allocation must never fail
-/// because of a lock limit.
+/// Linux's MCL_ONFAULT (since 4.4; the same value on every architecture).
+const MCL_ONFAULT: libc::c_int = 4;
+
+/// Lock the process's memory where it is resident, and each page as it is touched
+/// (mlockall MCL_CURRENT | MCL_ONFAULT): the code and data the loop runs on are never
+/// paged out, and nothing is faulted in only to be locked (plain MCL_CURRENT doubled a
+/// field controller's RSS, 55 -> 104 MB). MCL_FUTURE is not asked: the Python heap
+/// grows, and an allocation must never fail because of a lock limit. False if refused
+/// (or on a kernel without MCL_ONFAULT).
 pub fn lock_memory() -> bool {
     // SAFETY: mlockall takes flags only.
-    unsafe { libc::mlockall(libc::MCL_CURRENT) == 0 }
+    unsafe { libc::mlockall(libc::MCL_CURRENT | MCL_ONFAULT) == 0 }
 }
