@@ -889,7 +889,7 @@ def iec104_encode_u(
 def iec104_reply(frame: bytes, cot: int, negative: bool) -> bytes: ...
 
 #: A holding-register point: (address, type, scale, negate, little_words).
-RegisterPointTuple = tuple[int, str, float, bool, bool]
+_Point = tuple[int, str, float, bool, bool]
 
 @final
 class RtTarget:
@@ -899,11 +899,11 @@ class RtTarget:
         cls,
         address: str,
         unit_id: int,
-        setpoint: RegisterPointTuple,
+        setpoint: _Point,
         *,
-        watchdog: RegisterPointTuple | None = None,
+        watchdog: _Point | None = None,
         watchdog_period_s: float = 0.2,
-        watchdog_timeout: RegisterPointTuple | None = None,
+        watchdog_timeout: _Point | None = None,
         watchdog_timeout_s: float = 2.0,
         threshold_kw: float = 0.0,
     ) -> RtTarget: ...
