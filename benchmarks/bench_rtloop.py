@@ -238,7 +238,10 @@ def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
         inv = DeviceConfig(protocol="modbus_tcp", config=where)
         units.append(UnitConfig(id=f"bess-{i + 1}", rated_power_kw=RATED, capacity_kwh=1000,
                                 inverter=inv))  # fmt: skip
-    cfg = FieldConfig(id="field-a", pmu=PmuSource(port=pmu_port), units=units)
+    rt = {}
+    if "BENCH_RTLOOP_SPIN_US" in os.environ:  # the spin's effect, by hand
+        rt["spin_us"] = float(os.environ["BENCH_RTLOOP_SPIN_US"])
+    cfg = FieldConfig(id="field-a", pmu=PmuSource(port=pmu_port), units=units, realtime=rt)
 
     async def main() -> None:
         stop = threading.Event()

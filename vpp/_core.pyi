@@ -930,6 +930,7 @@ class RtLoop:
         record_every: int = 1,
         priority: int = 0,
         lock_memory: bool = False,
+        spin_s: float = 0.0,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 2.0,
     ) -> RtLoop: ...

@@ -219,6 +219,14 @@ class RealtimeConfig(BaseModel):
         le=60,
         description="the loop not iterating for this long is reported as stalled",
     )
+    spin_us: float = Field(
+        default=300.0,
+        ge=0,
+        le=5000,
+        description="busy-wait this long either side of the next frame's expected arrival, "
+        "so the CPU is awake when it comes (0: never; costs about twice this per frame "
+        "period of one core)",
+    )
 
 
 class FieldConfig(BaseModel):

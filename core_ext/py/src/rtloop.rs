@@ -131,7 +131,8 @@ impl PyRtLoop {
     #[pyo3(signature = (pmu_address, idcode, units, *, udp_bind=None, pmu_index=0,
                         read_timeout_s=2.0, stale_s=0.5, idle_period_s=0.1,
                         write_timeout_s=0.5, ring_size=8192, record_every=1, priority=0,
-                        lock_memory=false, backoff_initial_s=0.1, backoff_max_s=2.0))]
+                        lock_memory=false, spin_s=0.0, backoff_initial_s=0.1,
+                        backoff_max_s=2.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -148,6 +149,7 @@ impl PyRtLoop {
         record_every: u32,
         priority: i32,
         lock_memory: bool,
+        spin_s: f64,
         backoff_initial_s: f64,
         backoff_max_s: f64,
     ) -> PyResult<Self> {
@@ -169,6 +171,7 @@ impl PyRtLoop {
             record_every,
             priority,
             lock_memory,
+            spin_s,
             backoff_initial_s,
             backoff_max_s,
         };

@@ -108,6 +108,7 @@ def start_loop(
             write_timeout_s=rt.write_timeout_s,
             priority=rt.priority if realtime_settings else 0,
             lock_memory=rt.lock_memory and realtime_settings,
+            spin_s=rt.spin_us * 1e-6,
         )
     except ValueError as exc:
         raise ConfigError(f"field {field.id}: real-time loop: {exc}") from exc

@@ -110,6 +110,11 @@ pub struct LoopSpec {
     pub priority: i32,
     /// Lock the process's memory (mlockall MCL_CURRENT) when the loop starts.
     pub lock_memory: bool,
+    /// Busy-wait this long either side of the next frame's expected arrival (0: never),
+    /// so that the CPU is awake when it comes: waking an idle CPU (a VM's vCPU above all)
+    /// is what the tail of the frame-to-setpoint time is made of. Costs about twice this
+    /// per frame period of one core.
+    pub spin_s: f64,
     /// Reconnect backoff.
     pub backoff_initial_s: f64,
     pub backoff_max_s: f64,
@@ -130,6 +135,12 @@ impl LoopSpec {
         pos("read_timeout_s", self.pmu.read_timeout_s)?;
         pos("backoff_initial_s", self.backoff_initial_s)?;
         pos("backoff_max_s", self.backoff_max_s)?;
+        if !(self.spin_s.is_finite() && (0.0..=0.005).contains(&self.spin_s)) {
+            return Err(ConfigError::new(
+                "spin_s",
+                format!("must be within 0-0.005 s, got {}", self.spin_s),
+            ));
+        }
         if !(0..=99).contains(&self.priority) {
             return Err(ConfigError::new(
                 "priority",

@@ -78,6 +78,9 @@ pub(super) struct Loop {
     frame: DataFrame,
     last_admitted: f64,
     next_idle: f64,
+    /// When the last data frame was read, and the frame period seen (EWMA; NaN unknown).
+    last_frame_at: f64,
+    period: f64,
     fds: Vec<RawFd>,
     pollfds: Vec<libc::pollfd>,
 }
@@ -134,6 +137,8 @@ impl Loop {
             frame: DataFrame::default(),
             last_admitted: f64::NEG_INFINITY,
             next_idle: 0.0,
+            last_frame_at: f64::NAN,
+            period: f64::NAN,
             fds: Vec::with_capacity(64),
             pollfds: Vec::with_capacity(64),
         }
@@ -241,15 +246,46 @@ impl Loop {
             events: libc::POLLIN,
             revents: 0,
         }));
+        let spin = self.spec.spin_s;
+        if spin > 0.0 && self.period.is_finite() {
+            let expected = self.last_frame_at + self.period;
+            if now < expected - spin {
+                until = until.min(expected - spin);
+            } else if now < expected + spin {
+                // Awake for the frame: poll without sleeping until it (or a deadline) comes.
+                let end = until.min(expected + spin);
+                while self.poll(0) == 0 && monotonic_s() < end {
+                    std::hint::spin_loop();
+                }
+                return;
+            }
+        }
         let ms = ((until - now) * 1000.0).ceil().clamp(0.0, 1000.0) as libc::c_int;
+        self.poll(ms);
+    }
+
+    fn poll(&mut self, ms: libc::c_int) -> libc::c_int {
         // SAFETY: pollfds is a valid array of `len` pollfd structs we own.
         unsafe {
             libc::poll(
                 self.pollfds.as_mut_ptr(),
                 self.pollfds.len() as libc::nfds_t,
                 ms,
-            );
+            )
         }
+    }
+
+    /// A data frame was read at `now`: learn the period.
+    fn frame_seen(&mut self, now: f64) {
+        let dt = now - self.last_frame_at;
+        if dt > 0.001 && dt < 1.0 {
+            self.period = if self.period.is_finite() {
+                0.9 * self.period + 0.1 * dt
+            } else {
+                dt
+            };
+        }
+        self.last_frame_at = now;
     }
 
     fn read_pmu(&mut self, now: f64) {
@@ -267,12 +303,14 @@ impl Loop {
             ..
         } = self;
         let mut got_config = false;
+        let mut got_data = false;
         pmu.read(now, shared, |item| match item {
             StreamItem::Error(e) => count_error(shared, &e),
             StreamItem::Frame { bytes, .. } => {
                 shared.frames.fetch_add(1, Ordering::Relaxed);
                 match handle_frame(bytes, spec, configs, cfg3, frame) {
                     Ok(Some(m)) => {
+                        got_data = true;
                         shared.data_frames.fetch_add(1, Ordering::Relaxed);
                         if step_units(units, ring, spec, m, now) {
                             *last_admitted = now;
@@ -289,6 +327,9 @@ impl Loop {
                 }
             }
         });
+        if got_data {
+            self.frame_seen(now);
+        }
         if got_config && self.configs.get(self.spec.pmu.idcode).is_some() {
             self.pmu.have_config = true;
         }
