@@ -14,12 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from pydantic import ValidationError as PydanticValidationError
-
 from vpp.config.models import FieldConfig, RealtimeConfig, UnitConfig
 from vpp.core import RtLoop, RtTarget
-from vpp.drivers.modbus import ModbusTcpConfig
-from vpp.drivers.register_map import Point, PointType, Sign, Table, WordOrder, load_register_map
+from vpp.drivers.register_map import (
+    DEFAULT_MAP,
+    Point,
+    PointType,
+    Sign,
+    Table,
+    WordOrder,
+    load_register_map,
+)
 from vpp.errors import ConfigError
 from vpp.orchestrator.field.unit import FieldUnit
 
@@ -57,11 +62,19 @@ def rt_target(unit: UnitConfig, rt: RealtimeConfig) -> RtTarget | None:
     inv = unit.inverter
     if inv.protocol != "modbus_tcp" or inv.secondary is not None:
         return None
-    try:
-        cfg = ModbusTcpConfig.model_validate(inv.config)
-    except PydanticValidationError:
-        return None  # the driver reports it, with its own error, when it starts
-    regmap = load_register_map(cfg.map)
+    # Read by hand rather than through the driver's model, which would import pymodbus
+    # with this module (the import contracts); the driver validates the same dict when
+    # it starts and reports a bad one with its own error.
+    c = inv.config
+    host, port = c.get("host"), c.get("port", 502)
+    device_id, map_file = c.get("device_id", 1), c.get("map", DEFAULT_MAP)
+    if not (isinstance(host, str) and host and isinstance(map_file, str)):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (port, device_id)):
+        return None
+    if not (1 <= port <= 65535 and 1 <= device_id <= 247):
+        return None
+    regmap = load_register_map(map_file)
     points = {p.name: p for p in regmap.points}
     setpoint = _writable(points, SETPOINT_POINT)
     if setpoint is None:
@@ -69,8 +82,8 @@ def rt_target(unit: UnitConfig, rt: RealtimeConfig) -> RtTarget | None:
     watchdog = _writable(points, WATCHDOG_POINT)
     timeout = _writable(points, WATCHDOG_TIMEOUT_POINT)
     return RtTarget(
-        f"{cfg.host}:{cfg.port}",
-        cfg.device_id,
+        f"{host}:{port}",
+        device_id,
         point_tuple(setpoint),
         watchdog=None if watchdog is None else point_tuple(watchdog),
         watchdog_period_s=rt.watchdog_period_s,
