@@ -220,7 +220,7 @@ class RealtimeConfig(BaseModel):
         description="the loop not iterating for this long is reported as stalled",
     )
     spin_us: float = Field(
-        default=300.0,
+        default=0.0,
         ge=0,
         le=5000,
         description="busy-wait this long either side of the next frame's expected arrival, "
