@@ -130,7 +130,7 @@ impl PyRtLoop {
     #[new]
     #[pyo3(signature = (pmu_address, idcode, units, *, udp_bind=None, pmu_index=0,
                         read_timeout_s=2.0, stale_s=0.5, idle_period_s=0.1,
-                        write_timeout_s=0.5, ring_size=8192, record_every=1, priority=0,
+                        write_timeout_s=0.5, ring_size=2048, record_every=1, priority=0,
                         lock_memory=false, spin_s=0.0, backoff_initial_s=0.1,
                         backoff_max_s=2.0))]
     #[allow(clippy::too_many_arguments)]
