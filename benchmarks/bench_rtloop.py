@@ -16,7 +16,9 @@ frame within the last second whose droop setpoint it carries.
 
 - CPU hog: one busy process per core at normal priority for the whole case. The PMU and
   the Modbus server stand for devices with CPUs of their own: they run under SCHED_FIFO
-  where allowed, so the hog slows only the controller.
+  where allowed (the PMU at 60, so its send stamps follow its writes; the server at 40,
+  below the loop's 50, since its stamps are the kernel's), so the hog slows only the
+  controller.
 - GIL hog: a thread of the controller's process holding the GIL for ~500 ms at a time
   (one C call, ``sum(range(n))``, which never releases it), then 100 ms free.
 
@@ -38,22 +40,20 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_e2e, also under `vpp bench`
+
+from bench_e2e import TimedPmu, _match  # noqa: E402  # the same frame stamps and matching
 
 from vpp.bench import percentile, row  # noqa: E402
-from vpp.sim.pmu import PmuServer  # noqa: E402
 
 Row = dict[str, Any]
 RATE, RATED, UNITS = 50, 500.0, 10
 LOW, HIGH, PERIOD = 49.60, 49.85, 10.0  # Hz, Hz, s
-KW_PER_HZ = RATED / (0.05 * 50.0)  # 5 % droop
 CASES = ("quiet", "cpu hog", "gil hog")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
 
@@ -80,24 +80,6 @@ def _fifo(priority: int) -> bool:
 def _normal() -> None:
     """In a child: back to the normal policy (the controller and the hogs)."""
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
-class TimedPmu(PmuServer):
-    """Records (send time, expected setpoint) of every frame."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.sent: deque[tuple[float, float]] = deque(maxlen=100_000)
-        self._expected = 0.0
-
-    def data_frame(self, k: int) -> bytes:
-        f, _, _ = self._signal.at(k)
-        self._expected = KW_PER_HZ * (49.90 - float(np.float32(f)))
-        return super().data_frame(k)
-
-    def _broadcast(self, data: bytes) -> None:
-        super()._broadcast(data)
-        self.sent.append((time.monotonic(), self._expected))
 
 
 # --- the Modbus server process -------------------------------------------------------
@@ -163,7 +145,9 @@ def _server(conn: Any, n: int) -> None:
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, ("listen", i))
         listeners.append(s)
-    _fifo(60)
+    # Below the loop's priority (50): the server's stamps are the kernel's, so its own
+    # scheduling does not matter, and at 60 it took the CPU from the loop mid-frame.
+    _fifo(40)
     offset = time.time() - time.monotonic()  # realtime - monotonic, for the stamps
     conn.send([s.getsockname()[1] for s in listeners])
     images = [_image() for _ in range(n)]
@@ -258,20 +242,6 @@ def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
                           "max_frame_ms": st.get("max_frame_ms")}))  # fmt: skip
 
     asyncio.run(main())
-
-
-def _match(sent: list[tuple[float, float]], writes: list[tuple[float, float]]) -> list[float]:
-    """Latency (ms) of each write: arrival minus the send of the latest frame carrying it."""
-    lat = []
-    i = 0
-    for t_w, kw in writes:
-        while i < len(sent) and sent[i][0] <= t_w:
-            i += 1
-        for j in range(i - 1, max(-1, i - RATE), -1):
-            if abs(sent[j][1] - kw) < 0.051:
-                lat.append((t_w - sent[j][0]) * 1e3)
-                break
-    return lat
 
 
 async def _case(realtime: bool, case: str, seconds: float) -> tuple[list[float], dict[str, Any]]:
