@@ -519,7 +519,7 @@ def _slope(sizes: list[int], values: list[float]) -> float:
 def run(quick: bool = False) -> list[Row]:
     """Benchmark rows (quick: 1,000 and 10,000 units, fewer messages and rounds)."""
     sizes = list(SIZES[:2] if quick else SIZES)
-    n, rounds, repeats = (50_000, 1, 10) if quick else (100_000, 3, 30)
+    n, rounds, repeats = (50_000, 1, 10) if quick else (100_000, 5, 30)
     tune_gc()  # as campus.serve does in the campus process
     rows: list[Row] = []
     per: dict[str, list[float]] = {}
