@@ -6,13 +6,16 @@ import collections
 import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import zmq
 import zmq.asyncio
 
-from vpp._core import FrameReceiver
+from vpp import _core
 from vpp.errors import ConfigError, MessageError
+
+if TYPE_CHECKING:
+    from vpp._core import FrameReceiver
 
 __all__ = [
     "Endpoint",
@@ -57,12 +60,18 @@ def libzmq_path() -> str | None:
 
 @functools.cache
 def _receiver() -> FrameReceiver | None:
+    # Looked up, not imported: a compiled core built before it still runs the bus.
+    cls: type[FrameReceiver] | None = getattr(_core, "FrameReceiver", None)
+    if cls is None:
+        log.warning("bus: the compiled core has no FrameReceiver (an old build: rebuild it); "
+                    "receiving in Python")  # fmt: skip
+        return None
     path = libzmq_path()
     if path is None:
         log.info("bus: libzmq not found in this process; receiving in Python")
         return None
     try:
-        return FrameReceiver(path)
+        return cls(path)
     except OSError as exc:
         log.warning("bus: %s; receiving in Python", exc)
         return None
