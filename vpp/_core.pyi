@@ -816,6 +816,18 @@ class StampRelay:
     def errors(self) -> dict[str, int]: ...
     def dropped(self) -> dict[str, int]: ...
 
+# ---- frames (core_ext/py/src/frames.rs) ----
+
+@final
+class FrameReceiver:
+    """Takes the messages queued on a pyzmq socket in one call, each as its frames."""
+
+    def __new__(cls, libzmq: str) -> FrameReceiver: ...
+    def recv(self, socket: int, limit: int) -> list[list[bytes]]: ...
+    def recv_parts(
+        self, socket: int, limit: int, parts: int
+    ) -> tuple[list[bytes], list[bytes], list[list[bytes]]]: ...
+
 # ---- iec104 (core_ext/py/src/iec104.rs) ----
 
 @final

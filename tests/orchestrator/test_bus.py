@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -474,3 +475,74 @@ def test_liveness_counts_misses_on_its_clock() -> None:
     assert live.check() == []  # offline once, not on every check
     live.observe(s.make(s.Event(kind="x"), "grid"))
     assert changes == [True, False, True] and live.peers["grid"].changes == 3
+
+
+def test_the_compiled_receiver_takes_what_pyzmq_takes(ipc_dir: Path) -> None:
+    # Two subscribers of one publisher get the same messages: one taken by the compiled
+    # core's FrameReceiver, one by pyzmq. Messages of 1 to 4 frames, empty frames, a large
+    # one, in chunks that end mid-stream.
+    from vpp.orchestrator.bus import sockets
+
+    assert sockets._receiver() is not None, "libzmq of pyzmq not found: no compiled path"
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.sndhwm = 10_000
+    pub.bind(f"ipc://{ipc_dir}/raw")
+    subs = []
+    for _ in range(2):
+        sub = ctx.socket(zmq.SUB)
+        sub.rcvhwm = 10_000
+        sub.subscribe(b"")
+        sub.connect(f"ipc://{ipc_dir}/raw")
+        subs.append(sub)
+    sent = [[b"t/%d" % i, *([b"x" * (i % 7)] * (i % 4)), b"\0" * (200_000 if i == 7 else i)]
+            for i in range(500)]  # fmt: skip
+    try:
+        # Wait for both subscriptions: a probe each must arrive.
+        for sub in subs:
+            while True:
+                pub.send(b"probe")
+                if sub.poll(50):
+                    break
+        for sub in subs:
+            while sub.poll(50):
+                sub.recv_multipart()
+        for frames in sent:
+            pub.send_multipart(frames)
+        for sub in subs:
+            while sub.getsockopt(zmq.EVENTS) & zmq.POLLIN == 0:
+                sub.poll(100)
+        native: list[list[bytes]] = []
+        python: list[list[bytes]] = []
+        for got, native_ in ((native, True), (python, False)):
+            sub = subs[0] if native_ else subs[1]
+            deadline = time.monotonic() + 10
+            while len(got) < len(sent) and time.monotonic() < deadline:
+                got += sockets.recv_queued(sub, 37, native=native_)
+                sub.poll(10)
+        assert native == python == sent
+        # As columns: two-frame messages' payloads, the rest whole.
+        for frames in sent:
+            pub.send_multipart(frames)
+        parts: list[tuple[list[bytes], list[bytes], list[list[bytes]]]] = []
+        for sub, native_ in ((subs[0], True), (subs[1], False)):
+            cols: tuple[list[bytes], list[bytes], list[list[bytes]]] = ([], [], [])
+            deadline = time.monotonic() + 10
+            while len(cols[0]) + len(cols[2]) < len(sent) and time.monotonic() < deadline:
+                got3 = sockets.recv_parts(sub, 64, 3, native=native_)
+                for mine, more in zip(cols, got3, strict=True):
+                    mine += more
+                sub.poll(10)
+            parts.append(cols)
+        three = [f for f in sent if len(f) == 3]
+        assert parts[0] == parts[1]
+        assert parts[0][0] == [f[1] for f in three] and parts[0][1] == [f[2] for f in three]
+        assert parts[0][2] == [f for f in sent if len(f) != 3]
+        assert sockets.recv_queued(subs[0], 10) == []  # nothing queued: nothing, at once
+    finally:
+        for sub in subs:
+            sub.close(linger=0)
+        pub.close(linger=0)
+        ctx.term()
+    with pytest.raises(zmq.ZMQError):
+        sockets.recv_queued(subs[0], 10)  # a closed socket is never handed to the core

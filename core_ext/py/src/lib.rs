@@ -10,6 +10,7 @@ use vpp_rt::alloc_count::{self, CountingAllocator};
 mod c37118;
 mod control;
 mod errors;
+mod frames;
 mod iec104;
 mod pipeline;
 mod relay;
@@ -44,6 +45,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pipeline::register(m)?;
     ticker::register(m)?;
     relay::register(m)?;
+    frames::register(m)?;
     iec104::register(m)?;
     rtloop::register(m)?;
     // PyO3 keeps an `__all__` of everything added; the public names are chosen by the

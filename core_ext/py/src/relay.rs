@@ -48,19 +48,23 @@ struct PollItem {
 type MsgFn = unsafe extern "C" fn(*mut Msg) -> c_int;
 type MsgIoFn = unsafe extern "C" fn(*mut Msg, *mut c_void, c_int) -> c_int;
 type MoreFn = unsafe extern "C" fn(*const Msg) -> c_int;
+type DataFn = unsafe extern "C" fn(*mut Msg) -> *mut c_void;
+type SizeFn = unsafe extern "C" fn(*const Msg) -> usize;
 type GetsFn = unsafe extern "C" fn(*const Msg, *const c_char) -> *const c_char;
 type SendFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int) -> c_int;
 type PollFn = unsafe extern "C" fn(*mut PollItem, c_int, c_long) -> c_int;
 type ErrnoFn = unsafe extern "C" fn() -> c_int;
 
-/// The libzmq functions the relay calls.
+/// The libzmq functions the relay (and `FrameReceiver`, frames.rs) calls.
 #[derive(Clone, Copy)]
-struct Zmq {
+pub(crate) struct Zmq {
     msg_init: MsgFn,
     msg_close: MsgFn,
     msg_recv: MsgIoFn,
     msg_send: MsgIoFn,
     msg_more: MoreFn,
+    msg_data: DataFn,
+    msg_size: SizeFn,
     msg_gets: GetsFn,
     send: SendFn,
     poll: PollFn,
@@ -69,7 +73,7 @@ struct Zmq {
 
 impl Zmq {
     /// Look the functions up in the already loaded libzmq at `path`.
-    fn load(path: &str) -> Result<Self, String> {
+    pub(crate) fn load(path: &str) -> Result<Self, String> {
         let c_path = CString::new(path).map_err(|_| format!("{path:?}: a NUL in the path"))?;
         // SAFETY: RTLD_NOLOAD only returns a handle to a library already in the process,
         // so nothing is initialised by this call; the handle is never closed.
@@ -96,6 +100,8 @@ impl Zmq {
                 msg_recv: std::mem::transmute::<*mut c_void, MsgIoFn>(sym("zmq_msg_recv")?),
                 msg_send: std::mem::transmute::<*mut c_void, MsgIoFn>(sym("zmq_msg_send")?),
                 msg_more: std::mem::transmute::<*mut c_void, MoreFn>(sym("zmq_msg_more")?),
+                msg_data: std::mem::transmute::<*mut c_void, DataFn>(sym("zmq_msg_data")?),
+                msg_size: std::mem::transmute::<*mut c_void, SizeFn>(sym("zmq_msg_size")?),
                 msg_gets: std::mem::transmute::<*mut c_void, GetsFn>(sym("zmq_msg_gets")?),
                 send: std::mem::transmute::<*mut c_void, SendFn>(sym("zmq_send")?),
                 poll: std::mem::transmute::<*mut c_void, PollFn>(sym("zmq_poll")?),
@@ -106,13 +112,13 @@ impl Zmq {
 }
 
 /// One received message part, closed when dropped.
-struct Part<'a> {
+pub(crate) struct Part<'a> {
     zmq: &'a Zmq,
     msg: Msg,
 }
 
 impl<'a> Part<'a> {
-    fn new(zmq: &'a Zmq) -> Self {
+    pub(crate) fn new(zmq: &'a Zmq) -> Self {
         let mut msg = Msg([0; 64]);
         // SAFETY: zmq_msg_init on a properly sized and aligned zmq_msg_t cannot fail.
         unsafe { (zmq.msg_init)(&mut msg) };
@@ -120,17 +126,31 @@ impl<'a> Part<'a> {
     }
 
     /// Receive the next part without waiting; the errno when there is none.
-    fn recv(&mut self, sock: *mut c_void) -> Result<(), c_int> {
-        // SAFETY: `sock` is a live socket used by this thread only (see `StampRelay::run`).
+    pub(crate) fn recv(&mut self, sock: *mut c_void) -> Result<(), c_int> {
+        // SAFETY: `sock` is a live socket used by this thread only (see `StampRelay::run`,
+        // `FrameReceiver::recv`).
         if unsafe { (self.zmq.msg_recv)(&mut self.msg, sock, ZMQ_DONTWAIT) } < 0 {
             return Err(unsafe { (self.zmq.errno)() });
         }
         Ok(())
     }
 
-    fn more(&self) -> bool {
+    pub(crate) fn more(&self) -> bool {
         // SAFETY: an initialised message.
         unsafe { (self.zmq.msg_more)(&self.msg) != 0 }
+    }
+
+    /// The part's content.
+    pub(crate) fn data(&mut self) -> &[u8] {
+        // SAFETY: an initialised message: its data pointer and size describe one buffer,
+        // which lives as long as the message (a zero-size one may have a null pointer).
+        unsafe {
+            let size = (self.zmq.msg_size)(&self.msg);
+            if size == 0 {
+                return &[];
+            }
+            std::slice::from_raw_parts((self.zmq.msg_data)(&mut self.msg).cast::<u8>(), size)
+        }
     }
 
     /// The `User-Id` ZAP gave the connection this part came in on ("" without one).

@@ -42,6 +42,7 @@ from vpp._core import StampRelay
 from vpp.orchestrator.bus.auth import Policy, RateLimiter
 from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES
 from vpp.orchestrator.bus.curve import ServerCurve
+from vpp.orchestrator.bus.sockets import libzmq_path
 
 __all__ = ["Broker", "run_broker"]
 
@@ -272,19 +273,6 @@ async def run_broker(events_in: str, events_out: str, stop: asyncio.Event) -> No
     """Run the events proxy until ``stop`` is set, then close it."""
     async with Broker(events_in, events_out):
         await stop.wait()
-
-
-def libzmq_path() -> str | None:
-    """The file of the libzmq that pyzmq loaded into this process, if one can be found."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                path = line.rstrip("\n").partition("/")[2]
-                if path.rpartition("/")[2].startswith("libzmq"):
-                    return "/" + path
-    except OSError:
-        pass
-    return None
 
 
 def _core_relay(rate: RateLimiter | None) -> StampRelay | None:

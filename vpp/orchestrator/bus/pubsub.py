@@ -27,7 +27,14 @@ from vpp.orchestrator.bus import schema as s
 from vpp.orchestrator.bus.commands import DEFAULT_MAX_MESSAGE_BYTES, Client, Handler, Server
 from vpp.orchestrator.bus.config import BusConfig
 from vpp.orchestrator.bus.curve import ClientCurve
-from vpp.orchestrator.bus.sockets import Endpoint, attach, context, recv_now
+from vpp.orchestrator.bus.sockets import (
+    Endpoint,
+    attach,
+    context,
+    recv_now,
+    recv_parts,
+    recv_queued,
+)
 
 __all__ = ["BusConfig", "Client", "Handler", "Publisher", "Server", "Subscriber"]
 
@@ -148,21 +155,29 @@ class Subscriber(Endpoint):
     async def recv_frames(self, limit: int = 1024) -> list[list[bytes]]:
         """Wait for a message, then take what is already queued (up to ``limit``), as
         raw frames: for a receiver that validates a busy stream its own way and hands
-        what it does not take to :meth:`take` (which counts and logs the bad ones)."""
+        what it does not take to :meth:`take` (which counts and logs the bad ones).
+        Taken by the compiled core in one call (:func:`~vpp.orchestrator.bus.sockets.
+        recv_queued`)."""
         while True:
-            try:
-                first = recv_now(self._sync)
-                break
-            except zmq.Again:
-                await self.sock.poll()  # POLLIN by default
-        out = [first]
-        sock = self._sync
-        try:
-            for _ in range(limit - 1):
-                out.append(recv_now(sock))
-        except zmq.Again:
-            pass
-        return out
+            out = recv_queued(self._sync, limit)
+            if out:
+                return out
+            await self.sock.poll()  # POLLIN by default
+
+    async def recv_parts(
+        self, limit: int = 1024, *, wait: bool = True
+    ) -> tuple[list[bytes], list[bytes], list[list[bytes]]]:
+        """:meth:`recv_frames` as columns, for a receiver that takes a busy stream a
+        chunk at a time: of the messages of :attr:`frame_count` frames, their payloads
+        and (authenticated) their publishers' identities; the messages of another number
+        of frames whole (for :meth:`take` to count and log). ``(payloads, identities,
+        others)``; with ``wait`` False, what is queued (maybe nothing) at once."""
+        n = self.frame_count
+        while True:
+            got = recv_parts(self._sync, limit, n)
+            if got[0] or got[2] or not wait:
+                return got
+            await self.sock.poll()  # POLLIN by default
 
     @property
     def frame_count(self) -> int:

@@ -19,6 +19,7 @@ import logging
 import math
 import types
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
@@ -187,6 +188,10 @@ class Fleet:
     def slot_map(self) -> Mapping[str, int]:
         """Unit id -> slot, read-only (for a caller that looks up many at once)."""
         return types.MappingProxyType(self._slot)
+
+    def slots_of(self, unit_ids: Sequence[str]) -> IntArray:
+        """The slots of ``unit_ids`` in one pass, -1 for a unit not registered."""
+        return np.fromiter(map(self._slot.get, unit_ids, repeat(-1)), np.intp, len(unit_ids))
 
     def id_table(self) -> list[str | None]:
         """A copy of the ids by slot up to :attr:`size` (None for a free slot)."""

@@ -1,30 +1,52 @@
-"""The campus's telemetry and heartbeat ingest without a model object per message.
+"""The campus's telemetry and heartbeat ingest: one row of plain values per message, and
+each batch applied column-wise.
 
-:func:`decode` validates each payload with one pydantic-core call into plain dicts, under
-a schema that mirrors :class:`~vpp.orchestrator.bus.schema.TelemetryMsg` and
+:func:`decode` validates each payload with one msgspec call into small structs, under a
+schema that mirrors :class:`~vpp.orchestrator.bus.schema.TelemetryMsg` and
 :class:`~vpp.orchestrator.bus.schema.HeartbeatMsg` field for field (same types, same
-ranges, same defaults' absence, no NaN or infinity, unknown fields ignored), so it
-accepts exactly what they accept (tested against them with generated and malformed
-messages). Anything it does not accept (another message type, a malformed or forged
-one, a sender that is not the broker-stamped publisher) goes to the subscriber's model
-path, which validates, counts and logs it as before.
+ranges, same defaults, no NaN or infinity), so what it accepts the models accept, with
+the same values (tested against them with generated and malformed messages). It is
+stricter than the models in three ways, each of which only sends a message to the
+models instead: no unknown field (the encoder writes none, and msgspec would skip an
+unknown value without the models' limits on nesting and on the digits of a number),
+no coercion (``"1.5"`` or ``true`` for a number, ``"yes"`` for a flag, ``2.0`` for the
+version), and no second ``type`` key that differs from the first. Anything it does not
+take (another message type, a malformed or forged one, a sender that is not the
+broker-stamped publisher) goes to the subscriber's model path, which validates, counts
+and logs it as before; a telemetry or heartbeat message the models accept there joins
+the batch in its place.
 
-:func:`apply` then runs the same rules as :meth:`Campus.ingest
-<vpp.orchestrator.campus.service.Campus.ingest>`: the roster's (time within the receipt
-window, the sender owns the unit; a refusal is counted and logged by the roster itself),
-registration of a configured unit on its first message, and the fleet's checks, with
-the fleet's arrays written once per batch rather than once per message. Every
-message of a batch carries the same time of receipt, so the last one per unit wins, as
-it would one by one.
+Of each message only its row is kept (:data:`Row`: time, sender, unit, power, SOC,
+limits, safety state; a heartbeat's role and id): one C-level pass decodes a payload and
+reads the row out of its structs, which are freed while still in the processor's cache.
+Both bodies answer the same attributes for that (what a heartbeat lacks is a class
+constant, and its ``id`` is read as ``unit``), so telemetry and heartbeats need no
+separate pass.
+
+:func:`apply` then runs the rules of :meth:`Campus.ingest
+<vpp.orchestrator.campus.service.Campus.ingest>` over the batch at once: the roster's
+(time within the receipt window, the sender owns the unit: by slot, the owner
+:meth:`Campus.register <vpp.orchestrator.campus.service.Campus.register>` placed in the
+outbox from the same configuration as the roster's) as array comparisons, the units'
+slots looked up in one pass, the fleet's checks as masks, and the fleet's arrays written
+once. Every message of a batch carries the same time of receipt, so the last telemetry
+per unit wins, as it would one by one. What is neither telemetry nor a unit's heartbeat
+for a registered unit and admitted (a refusal, which the roster counts and logs; a
+unit's first message, which registers it; a field controller's heartbeat) is handled
+one by one in the order received, so slots are given out and refusals logged as the
+model path does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import sys
+from itertools import repeat
+from operator import attrgetter, eq, itemgetter
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
+import msgspec
 import numpy as np
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict
+from msgspec import Meta, Struct
 
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
@@ -34,186 +56,303 @@ if TYPE_CHECKING:
     from vpp.orchestrator.bus.pubsub import Subscriber
     from vpp.orchestrator.campus.service import Campus
 
-__all__ = ["apply", "decode"]
+__all__ = ["BATCH", "CHUNK", "HEARTBEAT", "TELEMETRY", "Row", "apply", "decode", "decode_into"]
 
-_CONFIG = ConfigDict(extra="ignore", allow_inf_nan=False)
-_Pct = Annotated[float, Field(ge=0.0, le=100.0)]
-_NonNegative = Annotated[float, Field(ge=0.0)]
+#: A row's ``kind``.
+TELEMETRY, HEARTBEAT = 0, 1
+
+Row: TypeAlias = tuple[float, str, int, str, str, float, float, float, float, str]
+"""What the campus uses of a message: ``ts``, ``sender``, kind (:data:`TELEMETRY` or
+:data:`HEARTBEAT`), the unit (a heartbeat's ``id``), a heartbeat's ``role`` (telemetry:
+""), ``p_kw``, ``soc_pct``, ``p_min_kw``, ``p_max_kw``, ``safety`` (a heartbeat: 0.0
+and "none")."""
+
+#: Messages received and decoded at once: their frames are decoded while still in the
+#: processor's cache, and a malformed one costs its chunk a second pass, one by one.
+CHUNK = 256
+#: Messages applied at once (a chunk at a time received and decoded until then): the
+#: rows of a larger batch no longer fit the cache, a smaller one pays the batch's fixed
+#: cost over fewer messages.
+BATCH = 1024
+
+_MAX = sys.float_info.max
+# JSON has no NaN or infinity, and msgspec refuses a number beyond the float range
+# ("1e999") rather than reading it as infinity; the bounds say "finite" all the same.
+_Finite = Annotated[float, Meta(ge=-_MAX, le=_MAX)]
+_Pct = Annotated[float, Meta(ge=0.0, le=100.0)]
+_NonNegative = Annotated[float, Meta(ge=0.0, le=_MAX)]
 
 
-class _Limits(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    p_min_kw: float
-    p_max_kw: float
-    q_max_kvar: NotRequired[float]
+class _Strict(Struct, forbid_unknown_fields=True, gc=False):
+    """No unknown field (see the module docstring); not tracked by the garbage collector
+    (no cycles: numbers, strings and other structs)."""
 
 
-class _Telemetry(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+class Limits(_Strict):
+    p_min_kw: _Finite
+    p_max_kw: _Finite
+    q_max_kvar: _Finite = 0.0
+
+
+class Telemetry(_Strict):
     unit: str
-    p_kw: float
-    q_kvar: NotRequired[float]
+    p_kw: _Finite
     soc_pct: _Pct
-    soh_pct: NotRequired[_Pct]
-    temp_c: float
-    limits: _Limits
-    safety: NotRequired[s.SafetyState]
-    enabled: NotRequired[bool]
-    location: NotRequired[str]
+    temp_c: _Finite
+    limits: Limits
+    q_kvar: _Finite = 0.0
+    soh_pct: _Pct = 100.0
+    safety: s.SafetyState = "none"
+    enabled: bool = True
+    location: str = ""
+    # The row's columns a telemetry body has no field for.
+    kind: ClassVar[int] = TELEMETRY
+    role: ClassVar[str] = ""
 
 
-class _Capabilities(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    rated_kw: NotRequired[_NonNegative]
-    rated_kwh: NotRequired[_NonNegative]
-    services: NotRequired[tuple[str, ...]]
+class Capabilities(_Strict):
+    rated_kw: _NonNegative = 0.0
+    rated_kwh: _NonNegative = 0.0
+    services: tuple[str, ...] = ()
 
 
-class _Heartbeat(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
+_NO_LIMITS = Limits(p_min_kw=0.0, p_max_kw=0.0)
+
+
+class Heartbeat(_Strict):
     role: str
-    id: str
-    location: NotRequired[str]
-    capabilities: NotRequired[_Capabilities]
-    owner: NotRequired[str]
-    endpoint: NotRequired[str]
+    unit: str = msgspec.field(name="id")
+    """The heartbeat's ``id``, read as the row's unit (a unit's id for role ``unit``)."""
+    location: str = ""
+    capabilities: Capabilities = msgspec.field(default_factory=Capabilities)
+    owner: str = ""
+    endpoint: str = ""
+    # The row's columns a heartbeat has no field for.
+    kind: ClassVar[int] = HEARTBEAT
+    p_kw: ClassVar[float] = 0.0
+    soc_pct: ClassVar[float] = 0.0
+    limits: ClassVar[Limits] = _NO_LIMITS
+    safety: ClassVar[str] = "none"
 
 
-class _TelemetryMsg(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    v: NotRequired[Literal[2]]
-    type: Literal["telemetry"]
+class TelemetryMsg(_Strict, tag_field="type", tag="telemetry"):
     sender: str
     id: str
-    ts: float
-    corr: NotRequired[str | None]
-    body: _Telemetry
+    ts: _Finite
+    body: Telemetry
+    v: Literal[2] = 2
+    corr: str | None = None
 
 
-class _HeartbeatMsg(TypedDict):
-    __pydantic_config__ = _CONFIG  # type: ignore[misc]
-    v: NotRequired[Literal[2]]
-    type: Literal["heartbeat"]
+class HeartbeatMsg(_Strict, tag_field="type", tag="heartbeat"):
     sender: str
     id: str
-    ts: float
-    corr: NotRequired[str | None]
-    body: _Heartbeat
+    ts: _Finite
+    body: Heartbeat
+    v: Literal[2] = 2
+    corr: str | None = None
 
 
-_ADAPTER: TypeAdapter[_TelemetryMsg | _HeartbeatMsg] = TypeAdapter(
-    Annotated[_TelemetryMsg | _HeartbeatMsg, Field(discriminator="type")]
-)
+_DECODE = msgspec.json.Decoder(TelemetryMsg | HeartbeatMsg).decode
+_ROW = attrgetter("ts", "sender", "body.kind", "body.unit", "body.role", "body.p_kw",
+                  "body.soc_pct", "body.limits.p_min_kw", "body.limits.p_max_kw",
+                  "body.safety")  # fmt: skip
 _SAFETY_CODE = {name: code for code, name in enumerate(SAFETY_STATES)}
+_SENDER = itemgetter(1)
 
 
 def decode(
     batch: list[list[bytes]], sub: Subscriber
-) -> tuple[list[dict[str, Any]], list[bytes], list[s.Message]]:
-    """Telemetry and heartbeats of ``batch`` as dicts (with their payloads, same order),
-    and the other messages the subscriber's model path accepted."""
-    fast: list[dict[str, Any]] = []
-    payloads: list[bytes] = []
-    slow: list[s.Message] = []
-    # The core validator itself: TypeAdapter's wrapper costs a sixth of the call.
-    validate = _ADAPTER.validator.validate_json
+) -> tuple[list[Row], list[bytes], list[s.Message]]:
+    """The rows of the telemetry and heartbeats of ``batch`` (received frames) with their
+    payloads (same order), and the other messages the subscriber's model path
+    accepted."""
     n = sub.frame_count
+    payloads: list[bytes] = []
+    identities: list[bytes] = []
+    others: list[list[bytes]] = []
     for frames in batch:
-        if len(frames) == n:
-            try:
-                d: dict[str, Any] = validate(frames[1])
-            except ValidationError:
-                pass
-            else:
-                # Stamped by the broker: the envelope's sender must be the publisher.
-                if n == 2 or d["sender"].encode() == frames[2]:
-                    fast.append(d)
-                    payloads.append(frames[1])
-                    continue
-        msg = sub.take(frames)
-        if msg is not None:
-            slow.append(msg)
-    return fast, payloads, slow
+        if len(frames) != n:
+            others.append(frames)
+            continue
+        payloads.append(frames[1])
+        if n == 3:
+            identities.append(frames[2])
+    rows: list[Row] = []
+    taken: list[bytes] = []
+    slow: list[s.Message] = []
+    decode_into(payloads, identities, others, sub, rows, taken, slow)
+    return rows, taken, slow
 
 
-def apply(campus: Campus, batch: list[dict[str, Any]], payloads: list[bytes], now: float) -> None:
-    """Apply decoded telemetry and heartbeats to the campus (see the module docstring)."""
-    roster = campus.roster
-    owners, fields = roster.owners, roster.fields
-    received = roster.clock()
-    future, age = roster.max_future_s, roster.max_age_s
-    fleet = campus.fleet
-    slot_of = fleet.slot_map()
-    slots: list[int] = []
-    rows: list[tuple[float, float, float, float, int]] = []
-    where: list[int] = []
-    for i, d in enumerate(batch):
-        ts = d["ts"]
-        kind: str | None = None
-        if ts - received > future:
-            kind = "future"
-        elif received - ts > age:
-            kind = "stale"
-        body = d["body"]
-        sender = d["sender"]
-        if d["type"] == "telemetry":
-            unit = body["unit"]
-            if kind is None:
-                owner = owners.get(unit)
-                kind = "unknown_unit" if owner is None else None if owner == sender else "not_owner"
-            if kind is not None:
-                roster.refuse(kind, s.decode(payloads[i]), received)
-                continue
-            slot = slot_of.get(unit)
-            if slot is None:
-                campus.register(unit, now)
-                slot = slot_of[unit]
-            lim = body["limits"]
-            slots.append(slot)
-            rows.append((body["p_kw"], body["soc_pct"], lim["p_min_kw"], lim["p_max_kw"],
-                         _SAFETY_CODE[body.get("safety", "none")]))  # fmt: skip
-            where.append(i)
-            continue
-        role, hid = body["role"], body["id"]
-        if kind is None:
-            if role == "unit":
-                owner = owners.get(hid)
-                kind = "unknown_unit" if owner is None else None if owner == sender else "not_owner"
-            elif role == "field":
-                kind = ("unknown_field" if hid not in fields
-                        else None if sender == hid else "not_owner")  # fmt: skip
-        if kind is not None:
-            roster.refuse(kind, s.decode(payloads[i]), received)
-            continue
+def decode_into(
+    payloads: list[bytes],
+    identities: list[bytes],
+    others: list[list[bytes]],
+    sub: Subscriber,
+    rows: list[Row],
+    taken: list[bytes],
+    slow: list[s.Message],
+) -> None:
+    """:func:`decode` of what :meth:`Subscriber.recv_parts
+    <vpp.orchestrator.bus.pubsub.Subscriber.recv_parts>` gave, appending to ``rows``,
+    ``taken`` (their payloads) and ``slow``. Messages of the wrong number of frames
+    (``others``) go to the model path, which counts and logs them."""
+    for frames in others:
+        sub.take(frames)
+    for start in range(0, len(payloads), CHUNK):
+        chunk = payloads[start : start + CHUNK]
+        ids = identities[start : start + CHUNK]
+        # The common case: every message well formed, taken in one C-level pass.
         try:
-            campus.heartbeat(role, hid, now)
-            campus.ingested += 1
-        except VppError as err:
-            campus.bad_input("heartbeat", err)
-    if slots:
-        _telemetry(campus, np.array(slots, dtype=np.intp), np.array(rows), where, batch, now)
+            got: list[Row] = list(map(_ROW, map(_DECODE, chunk)))
+        except msgspec.DecodeError:
+            pass
+        else:
+            # Stamped by the broker: the envelope's sender must be the publisher.
+            if not ids or all(map(eq, map(str.encode, map(_SENDER, got)), ids)):
+                rows += got
+                taken += chunk
+                continue
+        _decode_each(chunk, ids, sub, rows, taken, slow)
+
+
+def _decode_each(
+    chunk: list[bytes],
+    ids: list[bytes],
+    sub: Subscriber,
+    rows: list[Row],
+    taken: list[bytes],
+    slow: list[s.Message],
+) -> None:
+    for k, payload in enumerate(chunk):
+        try:
+            row: Row = _ROW(_DECODE(payload))
+        except msgspec.DecodeError:
+            pass
+        else:
+            if not ids or row[1].encode() == ids[k]:
+                rows.append(row)
+                taken.append(payload)
+                continue
+        # The model path reads no topic: an empty one stands for it.
+        msg = sub.take([b"", payload, ids[k]] if ids else [b"", payload])
+        if isinstance(msg, s.TelemetryMsg | s.HeartbeatMsg):
+            rows.append(_model_row(msg))
+            taken.append(payload)
+        elif msg is not None:
+            slow.append(msg)
+
+
+def _model_row(msg: s.TelemetryMsg | s.HeartbeatMsg) -> Row:
+    """The row of a message the models accepted (and the fast path did not)."""
+    b = msg.body
+    if isinstance(b, s.Telemetry):
+        lim = b.limits
+        return (msg.ts, msg.sender, TELEMETRY, b.unit, "", b.p_kw, b.soc_pct, lim.p_min_kw,
+                lim.p_max_kw, b.safety)  # fmt: skip
+    return (msg.ts, msg.sender, HEARTBEAT, b.id, b.role, 0.0, 0.0, 0.0, 0.0, "none")
+
+
+def apply(campus: Campus, rows: list[Row], payloads: list[bytes], now: float) -> None:
+    """Apply decoded telemetry and heartbeats to the campus (see the module docstring)."""
+    k = len(rows)
+    if not k:
+        return
+    cols: list[tuple[Any, ...]] = list(zip(*rows, strict=True))
+    roster, fleet, outbox = campus.roster, campus.fleet, campus.outbox
+    received = roster.clock()
+    ts = np.fromiter(cols[0], np.float64, k)
+    timely = ~((ts - received > roster.max_future_s) | (received - ts > roster.max_age_s))
+    telemetry = np.fromiter(cols[2], np.int8, k) == TELEMETRY
+    unit_beat = np.fromiter(map(eq, cols[4], repeat("unit")), np.bool_, k)
+    slots = fleet.slots_of(cols[3])
+    known = slots >= 0
+    owned = np.zeros(k, np.bool_)
+    if known.any():
+        owner = outbox.owner[np.where(known, slots, 0)]
+        owned = known & (owner >= 0) & (owner == outbox.field_indices(cols[1]))
+    plain = timely & owned & (telemetry | unit_beat)
+    # Everything else one by one, in the order received.
+    extra: list[tuple[int, int]] = []  # (row, slot) of telemetry that registered its unit
+    for i in np.flatnonzero(~plain).tolist():
+        slot = _one(campus, rows[i], payloads[i], received, now)
+        if slot is not None:
+            extra.append((i, slot))
+    # A unit's heartbeat: alive (Campus.register of a registered unit).
+    beats = slots[plain & ~telemetry]
+    if len(beats):
+        fleet.last_seen[beats] = np.maximum(fleet.last_seen[beats], now)
+        campus.ingested += len(beats)
+    at = np.flatnonzero(plain & telemetry)
+    to = slots[at]
+    if extra:
+        # Telemetry of units registered in this batch joins the rest, in row order.
+        more = np.array(extra, dtype=np.intp)
+        at = np.concatenate([at, more[:, 0]])
+        to = np.concatenate([to, more[:, 1]])
+        order = np.argsort(at, kind="stable")
+        at, to = at[order], to[order]
+    if len(at):
+        values = np.array(cols[5:9], dtype=np.float64)[:, at]
+        safety = np.fromiter(map(_SAFETY_CODE.__getitem__, cols[9]), np.int8, k)[at]
+        _telemetry(campus, to, values, safety, at, rows, now)
+
+
+def _one(campus: Campus, row: Row, payload: bytes, received: float, now: float) -> int | None:
+    """One message the batch's columns do not take: refused (counted and logged by the
+    roster), a heartbeat, or a unit's first telemetry (then the slot it registered,
+    for the batch to write)."""
+    roster = campus.roster
+    ts, sender, kind, key, role = row[:5]
+    why: str | None = None
+    if ts - received > roster.max_future_s:
+        why = "future"
+    elif received - ts > roster.max_age_s:
+        why = "stale"
+    if why is None and (kind == TELEMETRY or role == "unit"):
+        owner = roster.owners.get(key)
+        why = "unknown_unit" if owner is None else None if owner == sender else "not_owner"
+    elif why is None and role == "field":
+        why = "unknown_field" if key not in roster.fields else None if sender == key else (
+            "not_owner")  # fmt: skip
+    if why is not None:
+        roster.refuse(why, s.decode(payload), received)
+        return None
+    if kind == TELEMETRY:
+        # Telemetry from the owner registers its unit, as in Campus.ingest.
+        if key not in campus.fleet:
+            campus.register(key, now)
+        return campus.fleet.slot(key)
+    try:
+        campus.heartbeat(role, key, now)
+        campus.ingested += 1
+    except VppError as err:
+        campus.bad_input("heartbeat", err)
+    return None
 
 
 def _telemetry(
     campus: Campus,
     slots: np.ndarray[Any, np.dtype[np.intp]],
-    rows: np.ndarray[Any, np.dtype[np.float64]],
-    where: list[int],
-    batch: list[dict[str, Any]],
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    safety: np.ndarray[Any, np.dtype[np.int8]],
+    at: np.ndarray[Any, np.dtype[np.intp]],
+    rows: list[Row],
     now: float,
 ) -> None:
+    """Admitted telemetry of registered units (``at``: their rows, in order), written to
+    the fleet's arrays at once."""
     fleet = campus.fleet
-    power, soc, p_min, p_max, safety = rows.T
+    power, soc, p_min, p_max = values
     # What the schema does not check and the fleet does: limits of the right sign
     # (finite and SOC range the schema checked). A refused one goes through the fleet's
     # own call, which counts and logs it as one by one.
     bad = (p_min > 0.0) | (p_max < 0.0)
-    for k in np.flatnonzero(bad).tolist():
-        b = batch[where[k]]["body"]
-        lim = b["limits"]
+    for j in np.flatnonzero(bad).tolist():
+        _, _, _, unit, _, p_kw, soc_pct, lo, hi, state = rows[at[j]]
         try:
-            fleet.telemetry(b["unit"], b["p_kw"], b["soc_pct"], -lim["p_min_kw"],
-                            lim["p_max_kw"], b.get("safety", "none"), now)  # fmt: skip
+            fleet.telemetry(unit, p_kw, soc_pct, -lo, hi, state, now)
         except VppError as err:
             campus.bad_input("telemetry", err)
     good = ~bad
@@ -224,11 +363,11 @@ def _telemetry(
     keep = np.flatnonzero(fresh)[::-1]
     _, first = np.unique(slots[keep], return_index=True)
     keep = keep[first]
-    at = slots[keep]
-    fleet.telemetry_time[at] = now
-    fleet.last_seen[at] = np.maximum(fleet.last_seen[at], now)
-    fleet.power[at] = power[keep]
-    fleet.soc[at] = soc[keep]
-    fleet.charge_limit[at] = -p_min[keep]
-    fleet.discharge_limit[at] = p_max[keep]
-    fleet.safety[at] = safety[keep]
+    to = slots[keep]
+    fleet.telemetry_time[to] = now
+    fleet.last_seen[to] = np.maximum(fleet.last_seen[to], now)
+    fleet.power[to] = power[keep]
+    fleet.soc[to] = soc[keep]
+    fleet.charge_limit[to] = -p_min[keep]
+    fleet.discharge_limit[to] = p_max[keep]
+    fleet.safety[to] = safety[keep]

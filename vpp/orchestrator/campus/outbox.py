@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +95,11 @@ class Outbox:
         self.ids[slot] = unit
         self.owner[slot] = self._index.get(owner, -1) if owner is not None else -1
         self.acked_kw[slot] = math.nan
+
+    def field_indices(self, ids: Sequence[str]) -> IntArray:
+        """The indices of field controllers ``ids`` in :attr:`fields`, in one pass (-1 for
+        an id that is none), to compare with :attr:`owner`."""
+        return np.fromiter(map(self._index.get, ids, repeat(-1)), np.intp, len(ids))
 
     def slots_of(self, field: str) -> IntArray:
         """The slots of the units ``field`` owns."""

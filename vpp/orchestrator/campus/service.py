@@ -188,17 +188,45 @@ class Campus(Service):
         self.ingest(batch, self.clock())
 
     async def _receive(self) -> None:
-        # Telemetry and heartbeats skip the model objects (campus.ingest, 3-4 times the
-        # rate); what that path does not take goes through the models as before.
-        assert self.subscriber is not None
-        sub = self.subscriber
+        # Telemetry and heartbeats skip the model objects (campus.ingest); what that path
+        # does not take goes through the models as before.
         while True:
-            self.ingest_frames(await sub.recv_frames(4096), sub, self.clock())
+            await self.ingest_queued()
+            # A stream that never runs dry never suspends the receive: let the dispatch
+            # loop and the command server run between batches.
+            await asyncio.sleep(0)
+
+    async def ingest_queued(self, sub: Subscriber | None = None, limit: int = ingest.BATCH) -> int:
+        """Wait for a message on ``sub`` (default: the campus's subscriber), then validate
+        and apply what is queued, up to ``limit`` messages; how many were taken.
+
+        Received and decoded :data:`ingest.CHUNK <vpp.orchestrator.campus.ingest.CHUNK>`
+        at a time (their frames still in the processor's cache), applied at once
+        (:mod:`vpp.orchestrator.campus.ingest`).
+        """
+        sub = sub if sub is not None else self.subscriber
+        assert sub is not None
+        rows: list[ingest.Row] = []
+        payloads: list[bytes] = []
+        slow: list[s.Message] = []
+        taken, wait = 0, True
+        while taken < limit:
+            got = await sub.recv_parts(min(ingest.CHUNK, limit - taken), wait=wait)
+            n = len(got[0]) + len(got[2])
+            if not n:
+                break
+            taken, wait = taken + n, False
+            ingest.decode_into(*got, sub, rows, payloads, slow)
+        now = self.clock()
+        ingest.apply(self, rows, payloads, now)
+        if slow:
+            self.ingest(slow, now)
+        return taken
 
     def ingest_frames(self, batch: list[list[bytes]], sub: Subscriber, now: float) -> None:
         """Validate and apply received frames (:mod:`vpp.orchestrator.campus.ingest`)."""
-        fast, payloads, slow = ingest.decode(batch, sub)
-        ingest.apply(self, fast, payloads, now)
+        rows, payloads, slow = ingest.decode(batch, sub)
+        ingest.apply(self, rows, payloads, now)
         if slow:
             self.ingest(slow, now)
 
