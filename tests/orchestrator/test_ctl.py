@@ -51,12 +51,15 @@ class RunningSite:
         finally:
             db.close()
 
-    def wait_rows(self, sql: str, *params: Any, timeout: float = 20) -> list[tuple[Any, ...]]:
-        """The rows of ``sql`` once there are some (the history is flushed every second)."""
+    def wait_rows(
+        self, sql: str, *params: Any, timeout: float = 20, count: int = 1
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` once there are ``count`` (the history is flushed every
+        second, so rows of commands a moment apart may land in two flushes)."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.rows(sql, *params)
-            if rows or time.monotonic() > deadline:
+            if len(rows) >= count or time.monotonic() > deadline:
                 return rows
             time.sleep(0.2)
 
@@ -184,7 +187,7 @@ def test_a_viewer_may_read_but_not_control(site: RunningSite) -> None:
     assert r.returncode == 0, r.stderr
     assert units_of(json.loads(r.stdout))["bess-3"]["enabled"] is True
     audit = site.wait_rows("SELECT ok, refused FROM commands WHERE identity = 'viewer' AND "
-                           "command = 'control'")  # fmt: skip
+                           "command = 'control'", count=2)  # fmt: skip
     assert audit == [(0, "not_authorised"), (0, "not_authorised")]
 
 
