@@ -939,7 +939,6 @@ class RtLoop:
         idle_period_s: float = 0.1,
         write_timeout_s: float = 0.5,
         ring_size: int = 2048,
-        record_every: int = 1,
         priority: int = 0,
         lock_memory: bool = False,
         spin_s: float = 0.0,

@@ -130,7 +130,7 @@ impl PyRtLoop {
     #[new]
     #[pyo3(signature = (pmu_address, idcode, units, *, udp_bind=None, pmu_index=0,
                         read_timeout_s=2.0, stale_s=0.5, idle_period_s=0.1,
-                        write_timeout_s=0.5, ring_size=2048, record_every=1, priority=0,
+                        write_timeout_s=0.5, ring_size=2048, priority=0,
                         lock_memory=false, spin_s=0.0, backoff_initial_s=0.1,
                         backoff_max_s=2.0))]
     #[allow(clippy::too_many_arguments)]
@@ -146,7 +146,6 @@ impl PyRtLoop {
         idle_period_s: f64,
         write_timeout_s: f64,
         ring_size: usize,
-        record_every: u32,
         priority: i32,
         lock_memory: bool,
         spin_s: f64,
@@ -168,7 +167,6 @@ impl PyRtLoop {
             idle_period_s,
             write_timeout_s,
             ring_size,
-            record_every,
             priority,
             lock_memory,
             spin_s,

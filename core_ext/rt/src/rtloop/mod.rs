@@ -104,8 +104,6 @@ pub struct LoopSpec {
     pub write_timeout_s: f64,
     /// Records the ring holds.
     pub ring_size: usize,
-    /// Every n-th decision of a unit goes to the ring (events and changes always do).
-    pub record_every: u32,
     /// SCHED_FIFO priority (1-99) for the loop thread; 0: do not ask.
     pub priority: i32,
     /// Lock the process's memory (mlockall MCL_CURRENT) when the loop starts.
@@ -146,9 +144,6 @@ impl LoopSpec {
                 "priority",
                 format!("must be within 0-99, got {}", self.priority),
             ));
-        }
-        if self.record_every == 0 {
-            return Err(ConfigError::new("record_every", "must be at least 1"));
         }
         Ok(())
     }

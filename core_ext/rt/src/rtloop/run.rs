@@ -18,13 +18,7 @@ use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameTyp
 use crate::clock::{monotonic_s, Clock};
 use crate::error::{FrameError, FrameErrorKind};
 use crate::pipeline::{Decision, Measurement, Pipeline};
-use crate::safety::Action;
 
-/// Requests a connection may have unanswered at once. One, as most Modbus TCP servers
-/// expect: pipelined requests were seen held up for 100-250 ms by pymodbus's server, and
-/// many embedded servers drop them. A newer setpoint waits for the answer (coalesced:
-/// only the newest is sent).
-const MAX_INFLIGHT: usize = 1;
 /// Longest poll: the alive stamp and the stop flag are looked at this often.
 const MAX_WAIT_S: f64 = 0.010;
 /// An iteration this much later than the one before was a stall: an inverter whose
@@ -43,8 +37,11 @@ struct Link {
     target: ModbusTarget,
     slot: Arc<Slot>,
     stream: Option<TcpStream>,
-    inflight: [(u16, f64, Sent); MAX_INFLIGHT],
-    n_inflight: usize,
+    /// The one request unanswered (transaction id, when sent, what): one at a time, as
+    /// most Modbus TCP servers expect (pipelined requests were seen held up 100-250 ms by
+    /// pymodbus's server, and many embedded servers drop them). A newer setpoint waits
+    /// for the answer (only the newest is sent).
+    inflight: Option<(u16, f64, Sent)>,
     rx: [u8; 512],
     rx_len: usize,
     next_tid: u16,
@@ -62,9 +59,6 @@ struct UnitState {
     pipeline: Arc<PiMutex<Pipeline>>,
     shared: Arc<UnitShared>,
     link: Option<Link>,
-    decisions: u64,
-    last_action: Action,
-    last_violations: usize,
 }
 
 pub(super) struct Loop {
@@ -107,8 +101,7 @@ impl Loop {
                     target,
                     slot: Arc::new(Slot::default()),
                     stream: None,
-                    inflight: [(0, 0.0, Sent::Watchdog); MAX_INFLIGHT],
-                    n_inflight: 0,
+                    inflight: None,
                     rx: [0; 512],
                     rx_len: 0,
                     next_tid: 1,
@@ -120,9 +113,6 @@ impl Loop {
                     next_watchdog: 0.0,
                     timeout_due: true,
                 }),
-                decisions: 0,
-                last_action: Action::None,
-                last_violations: 0,
             })
             .collect();
         let pmu = PmuSource::new(spec.pmu.clone(), spec.backoff_initial_s, spec.backoff_max_s);
@@ -230,9 +220,9 @@ impl Loop {
         for u in &self.units {
             if let Some(l) = &u.link {
                 if let Some(s) = &l.stream {
-                    if l.n_inflight > 0 {
+                    if let Some((_, sent, _)) = l.inflight {
                         self.fds.push(s.as_raw_fd());
-                        until = until.min(l.inflight[0].1 + self.spec.write_timeout_s);
+                        until = until.min(sent + self.spec.write_timeout_s);
                     }
                     if l.target.watchdog.is_some() {
                         until = until.min(l.next_watchdog);
@@ -312,7 +302,7 @@ impl Loop {
                     Ok(Some(m)) => {
                         got_data = true;
                         shared.data_frames.fetch_add(1, Ordering::Relaxed);
-                        if step_units(units, ring, spec, m, now) {
+                        if step_units(units, ring, m, now) {
                             *last_admitted = now;
                         } else {
                             shared.refused.fetch_add(1, Ordering::Relaxed);
@@ -333,8 +323,10 @@ impl Loop {
         if got_config && self.configs.get(self.spec.pmu.idcode).is_some() {
             self.pmu.have_config = true;
         }
-        // Write what the frames decided now, and note how long it took.
-        self.flush(now);
+        if got_data {
+            // Write what the frames decided now, and note how long it took.
+            self.flush(now);
+        }
     }
 
     fn idle(&mut self, now: f64) {
@@ -342,7 +334,7 @@ impl Loop {
         for (i, u) in self.units.iter_mut().enumerate() {
             let d = *lock(&u.pipeline).idle(clock);
             self.shared.idle_steps.fetch_add(1, Ordering::Relaxed);
-            decided(u, i, &self.ring, &self.spec, d, RecordKind::Idle, now);
+            decided(u, i, &self.ring, d, RecordKind::Idle, now);
         }
         self.flush(now);
     }
@@ -370,7 +362,7 @@ impl Loop {
                     Ok(s) => {
                         l.stream = Some(s);
                         l.backoff = self.spec.backoff_initial_s;
-                        l.n_inflight = 0;
+                        l.inflight = None;
                         l.rx_len = 0;
                         l.last = None;
                         l.timeout_due = true;
@@ -404,7 +396,9 @@ impl Loop {
                 reset(l, &u.shared, now, &self.spec);
                 continue;
             }
-            if l.n_inflight > 0 && now - l.inflight[0].1 > self.spec.write_timeout_s {
+            if l.inflight
+                .is_some_and(|(_, sent, _)| now - sent > self.spec.write_timeout_s)
+            {
                 u.shared.timeouts.fetch_add(1, Ordering::Relaxed);
                 self.shared.note(|| {
                     format!(
@@ -415,7 +409,7 @@ impl Loop {
                 reset(l, &u.shared, now, &self.spec);
                 continue;
             }
-            if l.timeout_due && l.n_inflight < MAX_INFLIGHT {
+            if l.timeout_due && l.inflight.is_none() {
                 if let Some(p) = l.target.watchdog_timeout {
                     if let Some((w, n)) = p.encode(l.target.watchdog_timeout_s) {
                         if send(l, &u.shared, p.address, &w[..n], Sent::Timeout, now).is_err() {
@@ -431,7 +425,7 @@ impl Loop {
             // A setpoint waiting goes before the watchdog.
             send_pending(l, &u.shared, &self.spec);
             if let Some(p) = l.target.watchdog {
-                if now >= l.next_watchdog && l.n_inflight < MAX_INFLIGHT {
+                if now >= l.next_watchdog && l.inflight.is_none() {
                     l.counter = l.counter.wrapping_add(1);
                     let w = [l.counter];
                     if send(l, &u.shared, p.address, &w, Sent::Watchdog, now).is_err() {
@@ -503,13 +497,7 @@ fn count_error(shared: &LoopShared, e: &FrameError) {
 }
 
 /// Step every unit with `m`; true when some unit admitted it.
-fn step_units(
-    units: &mut [UnitState],
-    ring: &Ring<Record>,
-    spec: &LoopSpec,
-    m: Measurement,
-    now: f64,
-) -> bool {
+fn step_units(units: &mut [UnitState], ring: &Ring<Record>, m: Measurement, now: f64) -> bool {
     let clock = Clock::now();
     let mut admitted = false;
     for (i, u) in units.iter_mut().enumerate() {
@@ -518,22 +506,21 @@ fn step_units(
             Err(_) => continue,
         };
         admitted = true;
-        decided(u, i, ring, spec, d, RecordKind::Frame, now);
+        decided(u, i, ring, d, RecordKind::Frame, now);
     }
     admitted
 }
 
-/// A unit decided `d`: queue its setpoint (units the loop writes) and record it.
+/// A unit decided `d`: queue its setpoint (units the loop writes) and record it (every
+/// decision: the controller publishes every n-th and raises events on changes).
 fn decided(
     u: &mut UnitState,
     i: usize,
     ring: &Ring<Record>,
-    spec: &LoopSpec,
     d: Decision,
     kind: RecordKind,
     now: f64,
 ) {
-    u.decisions += 1;
     let mut written = false;
     if let Some(l) = u.link.as_mut() {
         if !u.shared.writable.load(Ordering::Acquire) {
@@ -556,30 +543,20 @@ fn decided(
             }
         }
     }
-    let nv = d.safety.violations().len();
-    let notable = d.transition.is_some()
-        || d.safety.action != u.last_action
-        || nv != u.last_violations
-        || nv > 0
-        || u.link.is_none();
-    u.last_action = d.safety.action;
-    u.last_violations = nv;
-    if notable || u.decisions % u64::from(spec.record_every) == 0 {
-        ring.push(Record {
-            unit: i as u16,
-            kind,
-            decision: d,
-            received: now,
-            written,
-        });
-    }
+    ring.push(Record {
+        unit: i as u16,
+        kind,
+        decision: d,
+        received: now,
+        written,
+    });
 }
 
 /// Send the unit's pending setpoint if the link can take it; the send time if sent.
 fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f64> {
     let sp = l.pending?;
     l.stream.as_ref()?;
-    if l.n_inflight >= MAX_INFLIGHT {
+    if l.inflight.is_some() {
         shared.coalesced.fetch_add(1, Ordering::Relaxed);
         return None;
     }
@@ -618,9 +595,10 @@ fn send(
     let Some(s) = l.stream.as_mut() else {
         return Err(());
     };
-    // Every caller checks for room first; a request beyond it would break the matching.
-    debug_assert!(l.n_inflight < MAX_INFLIGHT);
-    if l.n_inflight >= MAX_INFLIGHT {
+    // Every caller checks that nothing is in flight; a second request would break the
+    // matching of the answer.
+    debug_assert!(l.inflight.is_none());
+    if l.inflight.is_some() {
         return Ok(());
     }
     let tid = l.next_tid;
@@ -631,8 +609,7 @@ fn send(
     // else means the device stopped reading: the connection is reset.
     match s.write(&req[..n]) {
         Ok(k) if k == n => {
-            l.inflight[l.n_inflight] = (tid, now, what);
-            l.n_inflight += 1;
+            l.inflight = Some((tid, now, what));
             Ok(())
         }
         _ => {
@@ -668,12 +645,9 @@ fn read_replies(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), Strin
             Reply::Ok(t) | Reply::Exception(t, _) => t,
             Reply::Malformed => return Err("malformed answer".into()),
         };
-        let Some(k) = l.inflight[..l.n_inflight].iter().position(|f| f.0 == tid) else {
+        let Some((_, sent, what)) = l.inflight.take_if(|f| f.0 == tid) else {
             return Err(format!("answer to unknown transaction {tid}"));
         };
-        let (_, sent, what) = l.inflight[k];
-        l.inflight.copy_within(k + 1..l.n_inflight, k);
-        l.n_inflight -= 1;
         match reply {
             Reply::Ok(_) => {
                 shared.acks.fetch_add(1, Ordering::Relaxed);
@@ -701,7 +675,7 @@ fn read_replies(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), Strin
 /// whatever it is, and a new connection is made after the backoff.
 fn reset(l: &mut Link, shared: &UnitShared, now: f64, spec: &LoopSpec) {
     l.stream = None;
-    l.n_inflight = 0;
+    l.inflight = None;
     l.rx_len = 0;
     l.last = None;
     l.next_attempt = now + l.backoff;
