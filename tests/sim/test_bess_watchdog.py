@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
+from tests.support.bess_client import bess as started_bess
+from tests.support.bess_client import settle as settle_on
+from tests.support.bess_client import start_power, write_point
 from tests.support.devices import run
-from vpp.drivers.register_map import Point, PointType, Table, decode, encode, load_register_map
+from vpp.drivers.register_map import PointType, Table, decode, encode, load_register_map
 from vpp.sim.bess import BessSimulator
 
 TIMEOUT_S = 30.0
@@ -49,20 +51,13 @@ class FakeClock:
         self.now += dt
 
 
-@asynccontextmanager
-async def bess(
+def bess(
     clock: FakeClock | None = None, **options: Any
-) -> AsyncIterator[tuple[BessSimulator, AsyncModbusTcpClient]]:
+) -> AbstractAsyncContextManager[tuple[BessSimulator, AsyncModbusTcpClient]]:
     """A started simulator (watchdog on ``clock`` if given) and a connected client."""
     if clock is not None:
         options["clock"] = clock
-    async with BessSimulator(host="127.0.0.1", port=0, **options) as sim:
-        client = AsyncModbusTcpClient("127.0.0.1", port=sim.port, timeout=2, retries=0)
-        try:
-            assert await client.connect()
-            yield sim, client
-        finally:
-            client.close()
+    return started_bess(**options)
 
 
 async def read(sim: BessSimulator, client: AsyncModbusTcpClient, *names: str) -> dict[str, float]:
@@ -86,35 +81,11 @@ async def read(sim: BessSimulator, client: AsyncModbusTcpClient, *names: str) ->
     return out
 
 
-async def write_point(
-    sim: BessSimulator, client: AsyncModbusTcpClient, name: str, value: float
-) -> None:
-    p: Point = sim.map.point(name)
-    dev = sim.device_id
-    if p.table is Table.COIL:
-        rr = await client.write_coil(p.address, bool(value), device_id=dev)
-    else:
-        rr = await client.write_registers(p.address, encode(p, value), device_id=dev)
-    assert not rr.isError(), rr
-
-
-async def start_power(sim: BessSimulator, client: AsyncModbusTcpClient, kw: float) -> None:
-    """Enable power control at ``kw``."""
-    await write_point(sim, client, "enable", 1)
-    await write_point(sim, client, "mode", 1)
-    await write_point(sim, client, "active_power_setpoint", kw)
-
-
 async def settle(
     sim: BessSimulator, client: AsyncModbusTcpClient, name: str, value: float, within_s: float
 ) -> dict[str, float]:
-    """Poll until point ``name`` reads ``value``; the last reading (checked by the caller)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        pts = await read(sim, client)
-        if abs(pts[name] - value) < 0.05 or time.monotonic() > deadline:
-            return pts
-        await asyncio.sleep(0.02)
+    """Poll the watched points until ``name`` reads ``value`` (see bess_client.settle)."""
+    return await settle_on(sim, client, name, value, within_s, read=read)
 
 
 async def steps(sim: BessSimulator, n: int = 3) -> None:
