@@ -265,12 +265,24 @@ class FieldController(FieldCommands, Startable):
         if not self.step(frame.time, pmu.freq, pmu.dfreq, pmu.stat, frame.idcode, decimate):
             self.frames_refused += 1
             return
+        self._stream_alive()
+
+    def _stream_alive(self) -> None:
         # Only an admitted frame shows the stream is alive: a flood of refused frames
         # must not keep the units from stepping without a measurement.
         self._last_frame = time.monotonic()
         if not self.pmu_live:
             self.pmu_live = True
             self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
+
+    def _frame_events(self, first: Decision, t: float, f: float, publish: bool) -> None:
+        """What one admitted frame publishes once, whatever the units: a band change, and
+        (when due) the frequency."""
+        if first.transition is not None:
+            transition = first.transition
+            self.publish(lambda: m.band_event(transition, f))
+        if publish and math.isfinite(f) and f > 0:
+            self.publish(lambda: m.frequency(t, f, first))
 
     @property
     def pmu_reconnects(self) -> int:
@@ -300,11 +312,7 @@ class FieldController(FieldCommands, Startable):
             self._offer(unit, writer, d, publish)
         if first is None:
             return False
-        if first.transition is not None:
-            transition = first.transition
-            self.publish(lambda: m.band_event(transition, f))
-        if publish and math.isfinite(f) and f > 0:
-            self.publish(lambda: m.frequency(t, f, first))
+        self._frame_events(first, t, f, publish)
         return True
 
     def _unit_failed(self, unit: FieldUnit, exc: Exception) -> Decision:
@@ -335,13 +343,12 @@ class FieldController(FieldCommands, Startable):
 
     def _start_rt(self) -> None:
         units = [unit for _uid, unit, _writer in self._frame_units]
-        period = min(u.inverter.poll_interval_s for u in self.field.units) / 2
         self.rt, self._rt_written = start_loop(
             self.field,
             units,
             read_timeout_s=self.pmu_read_timeout_s,
             stale_s=self.pmu_stale_s,
-            idle_period_s=period,
+            idle_period_s=self._watch_period_s,
             realtime_settings=self.realtime_settings,
         )
         for i, (_uid, _unit, writer) in enumerate(self._frame_units):
@@ -383,28 +390,17 @@ class FieldController(FieldCommands, Startable):
             if idle:
                 if i == 0:
                     self.steps_without_pmu += 1
-            elif d.time != self._rt_last_t:
-                # The first record of a new frame: what `on_frame` and `step` do once.
-                self._rt_last_t = d.time
-                self.frames += 1
-                publish = self.frames % self.field.decisions_every == 0
-                self._frame_seen(d, publish)
             else:
+                if d.time != self._rt_last_t:
+                    # The first record of a new frame: what `on_frame` and `step` do once.
+                    self._rt_last_t = d.time
+                    self.frames += 1
+                    self._stream_alive()
+                    due = self.frames % self.field.decisions_every == 0
+                    self._frame_events(d, d.time, d.freq, due and self.publisher is not None)
                 publish = self.frames % self.field.decisions_every == 0
             self._offer(unit, writer, d, publish and self.publisher is not None,
                         write=not self._rt_written[i])  # fmt: skip
-
-    def _frame_seen(self, d: Decision, publish: bool) -> None:
-        self._last_frame = time.monotonic()
-        if not self.pmu_live:
-            self.pmu_live = True
-            self.event("device", "PMU stream up", data={"device": "pmu", "online": True})
-        f = d.freq
-        if d.transition is not None:
-            transition = d.transition
-            self.publish(lambda: m.band_event(transition, f))
-        if publish and self.publisher is not None and math.isfinite(f) and f > 0:
-            self.publish(lambda: m.frequency(d.time, f, d))
 
     def _rt_check(self, rt: RtLoop) -> bool:
         """Report a stalled or ended loop; False once the asyncio path took over."""
@@ -475,10 +471,14 @@ class FieldController(FieldCommands, Startable):
                 data={"online": False, "reason": reason},
             )
 
+    @property
+    def _watch_period_s(self) -> float:
+        """How often devices are watched, and the units stepped while no frame comes."""
+        return min(u.inverter.poll_interval_s for u in self.field.units) / 2
+
     async def _watch_loop(self) -> None:
-        period = min(u.inverter.poll_interval_s for u in self.field.units) / 2
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self._watch_period_s)
             if time.monotonic() - self._last_frame > self.pmu_stale_s:
                 self._without_pmu()
             for uid, comm in self.comms.items():
