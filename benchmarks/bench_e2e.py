@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vpp import c37118 as c  # noqa: E402
-from vpp.bench import percentile, row  # noqa: E402
+from vpp.bench import child_output, percentile, row  # noqa: E402
 from vpp.core import Pipeline  # noqa: E402
 from vpp.sim.bess import BessSimulator  # noqa: E402
 from vpp.sim.pmu import PmuServer  # noqa: E402
@@ -144,18 +144,8 @@ async def _plant(seconds: float) -> tuple[list[float], dict[str, Any]]:
     pmu = TimedPmu(port=0, rate=RATE, source=Triangle())
     bess = TimedBess(port=0, rated_power_kw=RATED, ramp_kw_s=1000.0)
     async with bess, pmu:
-        # A process of its own, started as a script: `vpp bench` loads this file under
-        # another module name, which multiprocessing's spawn could not import.
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--controller", str(pmu.port), str(bess.port),
-            str(seconds), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), seconds + 60)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        out = await child_output(sys.executable, __file__, "--controller", str(pmu.port),
+                                 str(bess.port), str(seconds), timeout=seconds + 60)  # fmt: skip
         stats: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     # Leave the first 2 s out: connection set-up and the first telemetry.
     start = pmu.sent[0][0] + 2.0 if pmu.sent else 0.0

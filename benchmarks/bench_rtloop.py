@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_e2e, also under `vpp bench
 
 from bench_e2e import TimedPmu, _match  # noqa: E402  # the same frame stamps and matching
 
-from vpp.bench import percentile, row  # noqa: E402
+from vpp.bench import child_output, percentile, row  # noqa: E402
 
 Row = dict[str, Any]
 RATE, RATED, UNITS = 50, 500.0, 10
@@ -258,17 +258,11 @@ async def _case(realtime: bool, case: str, seconds: float) -> tuple[list[float],
     pmu = TimedPmu(port=0, rate=RATE, source=Sawtooth())
     try:
         async with pmu:
-            proc = await asyncio.create_subprocess_exec(
+            out = await child_output(
                 sys.executable, __file__, "--controller", str(pmu.port), json.dumps(ports),
                 "1" if realtime else "0", str(seconds), "1" if case == "gil hog" else "0",
-                stdout=asyncio.subprocess.PIPE, preexec_fn=_normal,
+                timeout=seconds + 60, preexec_fn=_normal,
             )  # fmt: skip
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), seconds + 60)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
     finally:
         for h in hogs:
             h.kill()

@@ -8,6 +8,7 @@ even when the absolute figures drift.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import math
@@ -23,6 +24,21 @@ from vpp.validation import config_error
 Row = dict[str, Any]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+async def child_output(*args: str, timeout: float, **options: Any) -> bytes:
+    """Run ``args`` as a child process and return its standard output; the child is
+    killed if it outlives ``timeout`` or the caller is cancelled. A benchmark's own parts
+    run as scripts: ``vpp bench`` loads a benchmark under another module name, which
+    multiprocessing's spawn could not import."""
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, **options)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return out
 
 
 def percentile(values: Sequence[float], q: float) -> float:
