@@ -50,13 +50,23 @@ from msgspec import Meta, Struct
 
 from vpp.errors import VppError
 from vpp.orchestrator.bus import schema as s
-from vpp.orchestrator.campus.fleet import SAFETY_STATES
+from vpp.orchestrator.campus.fleet import SAFETY_STATES, Fleet
 
 if TYPE_CHECKING:
     from vpp.orchestrator.bus.pubsub import Subscriber
     from vpp.orchestrator.campus.service import Campus
 
-__all__ = ["BATCH", "CHUNK", "HEARTBEAT", "TELEMETRY", "Row", "apply", "decode", "decode_into"]
+__all__ = [
+    "BATCH",
+    "CHUNK",
+    "HEARTBEAT",
+    "TELEMETRY",
+    "Row",
+    "apply",
+    "decode",
+    "decode_into",
+    "store_latest",
+]
 
 #: A row's ``kind``.
 TELEMETRY, HEARTBEAT = 0, 1
@@ -359,7 +369,21 @@ def _telemetry(
     campus.ingested += int(good.sum())
     fresh = good & (now >= fleet.telemetry_time[slots])
     fleet.out_of_order += int((good & ~fresh).sum())
-    # The last message per unit wins: unique over the reversed order keeps the last.
+    store_latest(fleet, slots, fresh, now, power, soc, p_min, p_max, safety)
+
+
+def store_latest(
+    fleet: Fleet,
+    slots: np.ndarray[Any, np.dtype[np.intp]],
+    fresh: np.ndarray[Any, np.dtype[np.bool_]],
+    now: float,
+    *columns: np.ndarray[Any, Any],
+) -> None:
+    """Write the ``fresh`` rows of a batch (``slots``: each row's unit; ``columns``:
+    power, SOC, minimum and maximum power, safety code) into the fleet's arrays at
+    ``now``; of a unit's rows the last wins, as one by one."""
+    power, soc, p_min, p_max, safety = columns
+    # Unique over the reversed order keeps each unit's last row.
     keep = np.flatnonzero(fresh)[::-1]
     _, first = np.unique(slots[keep], return_index=True)
     keep = keep[first]
