@@ -304,6 +304,9 @@ def run(quick: bool = False) -> list[Row]:
                             rt_v, "ms", target=f"<= {target} ms", ok=rt_v <= target,
                             reference=f"asyncio path {py_v:.3g} ms",
                             ratio=py_v / rt_v if rt_v else float("nan")))  # fmt: skip
+        firsts = rt_st["unit_p50"]
+        rows.append(row(f"{case}: loop, median of the first unit written / of the last",
+                        firsts[0], "ms", reference=f"last unit {firsts[-1]:.3g} ms"))  # fmt: skip
         rows.append(row(f"{case}: frames sent / setpoints matched (loop; asyncio)",
                         rt_st["sent"], "frames",
                         reference=f"{rt_st['matched']} of {rt_st['writes']} writes; asyncio "
