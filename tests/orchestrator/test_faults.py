@@ -116,13 +116,18 @@ async def ask(launcher: Launcher, target: str, command: str, **params: Any) -> A
     return ack.result
 
 
-def responding(decisions: list[s.Decision]) -> set[str]:
+def responding(decisions: list[s.Decision], starting: bool = False) -> set[str]:
     """Units whose decisions show a droop response to the frequency: below the deadband,
-    the low band and a discharge response (> 0)."""
+    the low band and a discharge response (> 0). ``starting``: a unit's decisions before
+    its first response are passed over (its first frame starts the response's ramp at 0,
+    and until its BMS's first telemetry the state of charge is unknown, which derates the
+    droop to 0); from then on every decision must respond."""
     ok = set()
     for d in decisions:
         if d.hz < 49.89:
-            assert d.response_kw > 0, d
+            if starting and d.unit not in ok and d.response_kw == 0:
+                continue
+            assert d.response_kw > 0, '\n'.join(f'{x.t:.2f} {x.hz:.3f} r={x.response_kw:.1f} b={x.base_kw:.1f} sp={x.setpoint_kw:.1f} {x.action}' for x in decisions if x.unit == d.unit)
             assert d.band in ("low", "critical_low"), d
             ok.add(d.unit)
     return ok
@@ -130,7 +135,8 @@ def responding(decisions: list[s.Decision]) -> set[str]:
 
 async def settled(launcher: Launcher, seen: Seen) -> None:
     """Every unit online at the campus, decisions with a response from each."""
-    await until(lambda: responding(seen.since(0.0)) == UNITS, 40.0, "droop on every unit")
+    await until(lambda: responding(seen.since(0.0), starting=True) == UNITS, 40.0,
+                "droop on every unit")  # fmt: skip
     await until(lambda: dispatched_to_all(seen, 0.0), 20.0, "dispatch to 3 units")
 
 

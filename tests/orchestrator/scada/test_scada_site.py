@@ -123,7 +123,7 @@ def test_an_iec104_master_interrogates_and_steers_the_site_with_agc(site: Site) 
     async def go() -> None:
         async with c104_master(site.ports["iec104"], MONITOR) as m:
             setpoint = m.add(AGC_CMD, c104.Type.C_SE_NC_1)
-            assert await asyncio.to_thread(m.conn.interrogation, 1)
+            assert await asyncio.to_thread(m.interrogate)
             # Every unit online (the units' telemetry reaches the points; a change goes
             # out spontaneously).
             await until(lambda: _value(m, UNITS_ONLINE) == 3.0, timeout=60)
