@@ -57,6 +57,8 @@ def short_dir() -> Iterator[Path]:
 
 def site_text(transport: str, d: Path) -> str:
     site = yaml.safe_load(default_text())
+    # A process per role: the attacks are checked per process (descriptors, liveness).
+    site["supervision"] = {"shared": {}}
     if transport == "ipc":
         site["bus"] = {"transport": "ipc", "dir": str(d / "bus")}
     else:
@@ -334,8 +336,17 @@ def test_forged_telemetry_heartbeats_times_and_fake_ids_change_nothing(
     # units, at times near now, and never moves a command endpoint.
     async def go() -> None:
         async with running_site(transport, short_dir) as site:
-            before_fleet = (await site.ask("viewer", "campus", "fleet", {"levels": []})).result
-            before_grid = (await site.ask("viewer", "grid", "status")).result
+            deadline = time.monotonic() + 30
+            while True:
+                # The services start after the field controllers: wait until the campus
+                # and the grid know every unit, so that "before" is the settled picture.
+                before_fleet = (await site.ask("viewer", "campus", "fleet",
+                                               {"levels": []})).result  # fmt: skip
+                before_grid = (await site.ask("viewer", "grid", "status")).result
+                if before_fleet["units"] == before_grid["units"] == 3:
+                    break
+                assert time.monotonic() < deadline, (before_fleet["units"], before_grid["units"])
+                await asyncio.sleep(0.2)
             pids = {n: p["pid"] for n, p in site.launcher.process_table().items()}
             fds = {n: _fds(pids[n]) for n in ("campus", "grid")}
             pub = Publisher(site.events_in, bind=False, curve=site.curve("field-b", "broker"))

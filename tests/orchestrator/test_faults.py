@@ -127,10 +127,17 @@ def responding(decisions: list[s.Decision], starting: bool = False) -> set[str]:
         if d.hz < 49.89:
             if starting and d.unit not in ok and d.response_kw == 0:
                 continue
-            assert d.response_kw > 0, '\n'.join(f'{x.t:.2f} {x.hz:.3f} r={x.response_kw:.1f} b={x.base_kw:.1f} sp={x.setpoint_kw:.1f} {x.action}' for x in decisions if x.unit == d.unit)
+            assert d.response_kw > 0, _history(decisions, d.unit)
             assert d.band in ("low", "critical_low"), d
             ok.add(d.unit)
     return ok
+
+
+def _history(decisions: list[s.Decision], unit: str) -> str:
+    """The unit's decisions, one a line: what a failed check shows."""
+    return "\n".join(f"{x.t:.2f} {x.hz:.3f} Hz response {x.response_kw:.1f} base "
+                     f"{x.base_kw:.1f} setpoint {x.setpoint_kw:.1f} {x.action}"
+                     for x in decisions if x.unit == unit)  # fmt: skip
 
 
 async def settled(launcher: Launcher, seen: Seen) -> None:
@@ -145,12 +152,15 @@ def dispatched_to_all(seen: Seen, since: float) -> bool:
     return any(set(e.body.data.get("setpoints", {})) == UNITS for e in seen.kind("dispatch", since))
 
 
-@pytest.mark.parametrize("victim", ["campus", "grid", "market"])
+# "services": the default, every service in one process; the others with a process per
+# role (supervision.shared = {}).
+@pytest.mark.parametrize("victim", ["services", "campus", "grid", "market"])
 def test_a_killed_service_is_restarted_while_the_field_keeps_responding(
     victim: str, tmp_path: Path
 ) -> None:
     async def main() -> None:
-        async with running(site(), tmp_path, backoff_s=2.0) as (launcher, seen):
+        cfg = site() if victim == "services" else site(supervision={"shared": {}})
+        async with running(cfg, tmp_path, backoff_s=2.0) as (launcher, seen):
             await settled(launcher, seen)
             pid = launcher.procs[victim].pid
             assert pid is not None

@@ -42,6 +42,13 @@ def _stop_resource_tracker() -> Iterator[None]:
     resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _process_per_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests kill and count one role's process: a process per role (the shared
+    # default is tested in test_shared_process.py).
+    monkeypatch.setenv("VPP__SUPERVISION__SHARED", "{}")
+
+
 def tracker_pid() -> int | None:
     pid: int | None = resource_tracker._resource_tracker._pid  # type: ignore[attr-defined]
     return pid

@@ -55,6 +55,8 @@ def site_without_plant(budget: int = 5, window_s: float = 600.0) -> Launcher:
         "VPP__SUPERVISION__BACKOFF_S": "0.1", "VPP__SUPERVISION__MAX_BACKOFF_S": "0.4",
         "VPP__SUPERVISION__MAX_RESTARTS": str(budget),
         "VPP__SUPERVISION__RESTART_WINDOW_S": str(window_s),
+        # A process per role: these tests fail one role and watch the others go on.
+        "VPP__SUPERVISION__SHARED": "{}",
     })  # fmt: skip
     assert site.supervision.max_restarts == budget
     return Launcher(site, modules={}, out=None)

@@ -394,6 +394,12 @@ class HistoryConfig(BaseModel):
     )
 
 
+#: The roles that may share a process (``supervision.shared``); ``ldc`` is the simulated
+#: despatch centre.
+SharedRole = Literal["campus", "grid", "market", "api", "scada", "ldc"]
+SHARED_ROLES: tuple[SharedRole, ...] = ("campus", "grid", "market", "api", "scada", "ldc")
+
+
 class SupervisionConfig(BaseModel):
     """How ``vpp run`` restarts the site's processes (roles and the simulated plant).
 
@@ -415,6 +421,34 @@ class SupervisionConfig(BaseModel):
     stop_timeout_s: float = Field(
         default=5.0, gt=0, le=300, description="grace after SIGTERM before SIGKILL, s"
     )
+    shared: dict[str, list[SharedRole]] = Field(
+        default_factory=lambda: {"services": list(SHARED_ROLES)},
+        description="roles that run together in one process, by that process's name "
+        "(the default: every service in `services`, which halves the site's memory; "
+        "`{}`: a process per role). A field controller always has a process of its own. "
+        "A shared process is supervised as one: if a role in it fails, its roles are "
+        "restarted together",
+    )
+    fields_first_s: float = Field(
+        default=2.0, ge=0, le=60,
+        description="at start, the field controllers start alone and the other roles once "
+        "every unit has decided, or after this long (s; 0: all at once): on a small machine "
+        "the services' imports would otherwise delay the first decisions",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _groups(self) -> SupervisionConfig:
+        seen: dict[str, str] = {}
+        for name, roles in self.shared.items():
+            if not name or name in SHARED_ROLES or name in ("plant", "broker", "launcher"):
+                raise ValueError(f"shared: {name!r} cannot name a shared process")
+            if not roles:
+                raise ValueError(f"shared.{name}: no role")
+            for role in roles:
+                if role in seen:
+                    raise ValueError(f"shared: {role!r} is in both {seen[role]!r} and {name!r}")
+                seen[role] = name
+        return self
 
 
 class SiteInfo(BaseModel):
@@ -453,6 +487,9 @@ class SiteConfig(BaseModel):
             dup = sorted(i for i, k in collections.Counter(names).items() if k > 1)
             if dup:
                 raise ValueError(f"{what} ids repeat: {dup}")
+        clash = sorted(set(self.supervision.shared) & set(ids))
+        if clash:
+            raise ValueError(f"supervision.shared: a process may not take a field id: {clash}")
         known = set(units)
         for b in self.simulation.bess:
             if b.unit not in known:

@@ -57,7 +57,14 @@ from vpp.orchestrator.bus.broker import Broker
 from vpp.orchestrator.bus.pubsub import Publisher, Subscriber
 from vpp.orchestrator.bus.topology import API, SCADA, SERVICES, Topology
 from vpp.orchestrator.history import History
-from vpp.orchestrator.processes import ROLE_MODULES, Managed, plant_main, role_main, spawn_context
+from vpp.orchestrator.processes import (
+    ROLE_MODULES,
+    Managed,
+    group_main,
+    plant_main,
+    role_main,
+    spawn_context,
+)
 from vpp.orchestrator.recorder import Recorder
 from vpp.orchestrator.rundir import RunDir, check_ipc_paths, ipc_files, record_of, site_dir
 from vpp.orchestrator.site_status import SiteStatus, render_text
@@ -211,7 +218,7 @@ class Launcher:
             raise err
         self.site = with_ports(self.site, ports)
 
-    def _start_roles(self, topo: Topology) -> None:
+    async def _start_roles(self, topo: Topology) -> None:
         names = [(f.id, "field") for f in self.site.field]
         enabled = {
             "campus": self.site.campus.enabled,
@@ -225,15 +232,49 @@ class Launcher:
             names.append((SCADA, "scada"))
             if self.site.simulation.enabled and self.site.simulation.ldc.enabled:
                 names.append((LDC, "ldc"))
+        names = [(n, r) for n, r in names if self.runs(n)]
+        shared = self.site.supervision.shared
+        for group, roles in shared.items():
+            members = [(n, r) for n, r in names if n in roles]
+            if len(members) < 2:
+                continue  # one role alone runs as itself
+            names = [nr for nr in names if nr not in members]
+            parts: list[tuple[str, str]] = [(self.modules[r], n) for n, r in members]
+
+            def group_args(parts: list[tuple[str, str]] = parts,
+                           group: str = group) -> tuple[Any, ...]:  # fmt: skip
+                return (parts, self.site, topo, group, os.getpid(), self._log_level)
+
+            self._manage(group, "shared", group_main, group_args)
         for name, role in names:
-            if not self.runs(name):
-                continue
             module = self.modules[role]
 
             def args(module: str = module, name: str = name) -> tuple[Any, ...]:
                 return (module, self.site, topo, name, os.getpid(), self._log_level)
 
-            self._manage(name, role, role_main, args).start()
+            self._manage(name, role, role_main, args)
+        fields = [m for m in self.procs.values() if m.role == "field"]
+        for m in fields:
+            m.start()
+        if fields and self.site.supervision.fields_first_s > 0:
+            # The field controllers first: on a small machine the services' imports would
+            # otherwise take the CPU they need to reach their first decision.
+            await self._fields_decided(self.site.supervision.fields_first_s)
+        for m in self.procs.values():
+            if m.role not in ("field", "plant"):
+                m.start()
+
+    async def _fields_decided(self, limit_s: float) -> None:
+        """Wait until every unit of the field controllers this launcher runs has decided,
+        at most ``limit_s``."""
+        units = {u.id for f in self.site.field if self.runs(f.id) for u in f.units}
+        deadline = time.monotonic() + limit_s
+        while not units <= self.status.decided and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if not units <= self.status.decided:
+            log.info("starting the services before every field controller decided "
+                     "(after %.1f s; undecided: %s)", limit_s,
+                     sorted(units - self.status.decided))  # fmt: skip
 
     def _prepare_api(self, run_dir: Path) -> str:
         """Check the API's port is free (a port in use is a one-line error now, not a
@@ -280,8 +321,12 @@ class Launcher:
         self.site = self.site.model_copy(update={"scada": cfg.model_copy(update=update)})
 
     def runs(self, name: str) -> bool:
-        """Whether this launcher runs process ``name`` (``broker`` and ``plant`` too)."""
-        return self.only is None or name in self.only
+        """Whether this launcher runs role or process ``name`` (``broker`` and ``plant``
+        too); ``--only`` may name a shared process for all its roles."""
+        if self.only is None or name in self.only:
+            return True
+        return any(name in roles and group in self.only
+                   for group, roles in self.site.supervision.shared.items())  # fmt: skip
 
     def process_table(self) -> dict[str, dict[str, Any]]:
         """name -> {alive, pid, restarts, deaths, last_exit}."""
@@ -445,7 +490,7 @@ class Launcher:
                 # the bus.
                 run.write({**record_of(self.site, topo, self.config_path, self.only),
                            "api": self.api_url, "scada": self.scada_ports})  # fmt: skip
-            self._start_roles(topo)
+            await self._start_roles(topo)
             tasks.append(self._loop(self._supervise, "supervise"))
             self._announce(f"vpp run: bus at {run.path}")
             if link is not None:
@@ -534,6 +579,7 @@ def _check_only(site: SiteConfig, only: Iterable[str] | None) -> frozenset[str] 
         return None
     names = frozenset(only)
     known = {f.id for f in site.field} | set(SERVICES) | {"broker", "plant", API, SCADA, LDC}
+    known |= set(site.supervision.shared)
     unknown = sorted(names - known)
     if unknown or not names:
         err = ConfigError(f"--only: unknown process {unknown}; known: {sorted(known)}")

@@ -1,6 +1,7 @@
 """The OS processes of a site: what runs in each child, and how one is supervised.
 
-Every role runs in its own process, started with multiprocessing's ``spawn`` context (a
+Every role runs in its own process, or shares one with others (``supervision.shared``,
+:func:`group_main`), started with multiprocessing's ``spawn`` context (a
 fresh interpreter: no inherited event loop, sockets or threads of the launcher). A child
 asks Linux to send it SIGTERM when the launcher dies (``prctl(PR_SET_PDEATHSIG)``), so
 even a SIGKILLed launcher leaves nothing behind, then runs its own asyncio loop with
@@ -53,6 +54,7 @@ __all__ = [
     "ROLE_MODULES",
     "ChildError",
     "Managed",
+    "group_main",
     "plant_main",
     "role_main",
     "spawn_context",
@@ -167,11 +169,50 @@ def role_main(
     _child_setup(name, parent_pid, logs)
 
     def body() -> None:
-        path, _, attr = module.partition(":")
-        serve = getattr(importlib.import_module(path), attr or "serve")
+        serve = _serve_fn(module)
         asyncio.run(_until_signalled(lambda stop: serve(site, topo, name, stop)))
 
     _reporting(report, body)
+
+
+def group_main(
+    members: list[tuple[str, str]],
+    site: SiteConfig,
+    topo: Topology,
+    name: str,
+    parent_pid: int,
+    logs: LogSettings | int,
+    *,
+    report: Connection | None = None,
+) -> None:
+    """Body of a shared process (``supervision.shared``): each member's ``serve`` (given
+    as ``(module, role name)``) on one event loop. The first member to fail ends the
+    others and the process, so that the launcher restarts them together: a half-alive
+    process would look healthy to the supervisor."""
+    _child_setup(name, parent_pid, logs)
+
+    async def serve_all(stop: asyncio.Event) -> None:
+        tasks = [
+            asyncio.create_task(_serve_fn(module)(site, topo, member, stop), name=member)
+            for module, member in members
+        ]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                log.error("%s failed in shared process %s", task.get_name(), name)
+                raise exc
+
+    _reporting(report, lambda: asyncio.run(_until_signalled(serve_all)))
+
+
+def _serve_fn(module: str) -> Callable[..., Any]:
+    path, _, attr = module.partition(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(path), attr or "serve")
+    return fn
 
 
 def plant_main(

@@ -85,6 +85,8 @@ class SiteStatus:
         """The last finished event: its record and the fleet's compliance verdict."""
         self.messages = 0
         self.started = time.time()
+        self.decided: set[str] = set()
+        """The units that have published a decision."""
 
     def update(self, msg: s.Message) -> None:
         """Take in one bus message."""
@@ -99,6 +101,7 @@ class SiteStatus:
         elif isinstance(b, s.Decision):
             u = self.units.get(b.unit)
             if u is not None:
+                self.decided.add(b.unit)
                 # The fleet's response kept as a running sum: one decision costs O(1)
                 # however many units the site has.
                 self.response_kw += b.response_kw - u.response_kw
