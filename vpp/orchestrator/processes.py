@@ -166,13 +166,7 @@ def role_main(
     """Body of a role's child process: ``module.serve(site, topo, name, stop)`` (or
     another function, given as ``module:function``); a failure goes to the launcher
     through ``report`` (see the module docstring)."""
-    _child_setup(name, parent_pid, logs)
-
-    def body() -> None:
-        serve = _serve_fn(module)
-        asyncio.run(_until_signalled(lambda stop: serve(site, topo, name, stop)))
-
-    _reporting(report, body)
+    group_main([(module, name)], site, topo, name, parent_pid, logs, report=report)
 
 
 def group_main(
@@ -185,10 +179,10 @@ def group_main(
     *,
     report: Connection | None = None,
 ) -> None:
-    """Body of a shared process (``supervision.shared``): each member's ``serve`` (given
-    as ``(module, role name)``) on one event loop. The first member to fail ends the
-    others and the process, so that the launcher restarts them together: a half-alive
-    process would look healthy to the supervisor."""
+    """Body of a shared process (``supervision.shared``), or of one role's (a group of
+    one): each member's ``serve`` (given as ``(module, role name)``) on one event loop.
+    The first member to fail ends the others and the process, so that the launcher
+    restarts them together: a half-alive process would look healthy to the supervisor."""
     _child_setup(name, parent_pid, logs)
 
     async def serve_all(stop: asyncio.Event) -> None:
@@ -203,7 +197,8 @@ def group_main(
         for task in done:
             exc = task.exception()
             if exc is not None:
-                log.error("%s failed in shared process %s", task.get_name(), name)
+                if len(tasks) > 1:
+                    log.error("%s failed in shared process %s", task.get_name(), name)
                 raise exc
 
     _reporting(report, lambda: asyncio.run(_until_signalled(serve_all)))
