@@ -415,9 +415,11 @@ impl PyRtLoop {
         Ok(())
     }
 
-    /// Stop the thread and wait for it (the GIL is released meanwhile).
-    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
-        let inner = &mut self.inner;
+    /// Stop the thread and wait for it (the GIL is released meanwhile). Takes `&self`:
+    /// a worker thread may be waiting in `transact` on this loop (it then returns
+    /// ConnectionError).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.inner;
         py.detach(|| inner.stop());
         if self.inner.shared.running.load(Ordering::Acquire) {
             return Err(PyRuntimeError::new_err("the real-time loop did not stop"));

@@ -292,7 +292,9 @@ pub struct RtLoop {
     pub shared: Arc<LoopShared>,
     pub units: Vec<Arc<UnitShared>>,
     pub ring: Arc<Ring<Record>>,
-    thread: Option<JoinHandle<()>>,
+    /// Behind a mutex so that `stop` takes `&self`: Python may stop the loop while
+    /// another thread waits in a transaction on it.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RtLoop {
@@ -373,14 +375,15 @@ impl RtLoop {
             shared,
             units: unit_shared,
             ring,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Ask the loop to end and wait for it.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
             let _ = t.join();
         }
     }

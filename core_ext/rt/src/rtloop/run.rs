@@ -95,6 +95,11 @@ struct Link {
     counter: u16,
     next_watchdog: f64,
     timeout_due: bool,
+    /// Serial line: a request went unanswered, and none has been answered since; the
+    /// first answer then makes the watchdog timeout due again (the device may have
+    /// restarted). Not at the timeout itself: on a cut line that write would take every
+    /// turn and starve the watchdog counter and Python's polls.
+    unanswered: bool,
 }
 
 struct UnitState {
@@ -158,6 +163,7 @@ impl Loop {
                     counter: 0,
                     next_watchdog: 0.0,
                     timeout_due: true,
+                    unanswered: false,
                 }),
             })
             .collect();
@@ -469,8 +475,12 @@ impl Loop {
                         line.undelivered = None;
                     }
                 }
-                if l.stream.is_none() && u.shared.exchange.posted() {
-                    u.shared.exchange.refuse(); // not open: the driver hears so at once
+                // Not open and not being opened (a failed open or a reset waits out its
+                // backoff): the driver hears so at once. While the open is under way (at
+                // start above all) the request waits for it, up to its deadline.
+                let opening = l.slot.pending() || now < l.next_attempt;
+                if l.stream.is_none() && !opening && u.shared.exchange.posted() {
+                    u.shared.exchange.refuse();
                 }
             }
             if l.stream.is_none() {
@@ -503,15 +513,16 @@ impl Loop {
                 }
                 // A tty has nothing to reconnect: the line is flushed (a late answer
                 // must not be taken for the next one's) and the next request goes after
-                // the silence. The device may have restarted meanwhile: its watchdog
-                // timeout is written again, and the next setpoint whatever it is.
+                // the silence. The device may restart meanwhile: once it answers again
+                // its watchdog timeout is written again, and the next setpoint whatever
+                // it is.
                 if let Some(Stream::Tty(f)) = &l.stream {
                     serial::flush(f);
                 }
                 fail_inflight(l, &u.shared, TxError::Timeout);
                 l.rx_len = 0;
                 l.last = None;
-                l.timeout_due = true;
+                l.unanswered = true;
                 if let Some(line) = l.line.as_mut() {
                     line.free_at = now + line.silence_s;
                 }
@@ -912,6 +923,10 @@ fn read_line(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), String> 
         rtu::check_reply(l.target.unit_id, line.function, &l.rx[..len])
     };
     l.inflight = None;
+    if verdict != RtuReply::Bad && l.unanswered {
+        l.unanswered = false;
+        l.timeout_due = true; // the device is back: it may have restarted
+    }
     match (verdict, what) {
         (RtuReply::Bad, _) => {
             shared.bad_replies.fetch_add(1, Ordering::Relaxed);
