@@ -217,6 +217,8 @@ class RtuRecorder:
     :class:`~tests.orchestrator.test_realtime_properties.Recorder`."""
 
     def __init__(self) -> None:
+        #: Answer with a broken CRC ("crc") or as another device ("device"); None: right.
+        self.fault: str | None = None
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave)  # kept open: the master never sees a hang-up
         self.path = os.ttyname(self._slave)
@@ -254,8 +256,9 @@ class RtuRecorder:
             if fc == 16 and addr == 0:
                 raw = struct.unpack(">i", req[7:11])[0]
                 self.setpoints.append(-raw * 0.1)  # bess_default: i32, 0.1 kW, charge +
-            echo = req[:6]
-            os.write(self.master, echo + FramerRTU.compute_CRC(echo).to_bytes(2, "big"))
+            echo = bytes([req[0] + (self.fault == "device"), *req[1:6]])
+            crc = FramerRTU.compute_CRC(echo) ^ (self.fault == "crc")
+            os.write(self.master, echo + crc.to_bytes(2, "big"))
         return buf
 
     def close(self) -> None:
@@ -278,6 +281,31 @@ def test_the_rtu_recorder_sees_what_the_loop_writes() -> None:
 @given(actions)
 def test_over_a_serial_line_the_loop_writes_only_when_bidden(seq: list[tuple[Any, ...]]) -> None:
     check_sequence(*run_sequence(seq, RtuRecorder()))
+
+
+def test_bad_replies_are_counted_and_fail_the_request() -> None:
+    loop, rec = _silent_loop()
+    try:
+        write = bytes([6, 0, 12, 0, 7])  # the watchdog register, which the recorder echoes
+        assert loop.transact(0, write, 1.0) == write
+        u = loop.stats()["units"][0]
+        assert u["bad_replies"] == 0 and u["acks"] > 0, u  # the watchdog writes too
+        for fault in ("crc", "device"):
+            rec.fault = fault
+            before = loop.stats()["units"][0]
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError):
+                loop.transact(0, write, 1.0)
+            # Failed when the bad reply came, not at the end of the timeout.
+            assert time.monotonic() - t0 < 0.5
+            u = loop.stats()["units"][0]
+            assert u["bad_replies"] > before["bad_replies"], (fault, u)
+            assert u["acks"] == before["acks"], (fault, u)  # nor a watchdog write acked
+        rec.fault = None
+        assert loop.transact(0, write, 1.0) == write
+    finally:
+        loop.stop()
+        rec.close()
 
 
 def _silent_loop() -> tuple[Any, RtuRecorder]:
