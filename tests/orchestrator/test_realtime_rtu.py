@@ -261,10 +261,16 @@ class RtuRecorder:
             os.write(self.master, echo + crc.to_bytes(2, "big"))
         return buf
 
-    def close(self) -> None:
+    def unplug(self) -> None:
+        """The far end goes away, as a USB adapter pulled out: the pty is hung up."""
         self._stop = True
         self._thread.join(2)
-        os.close(self.master)
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+    def close(self) -> None:
+        self.unplug()
         os.close(self._slave)
 
 
@@ -303,6 +309,29 @@ def test_bad_replies_are_counted_and_fail_the_request() -> None:
             assert u["acks"] == before["acks"], (fault, u)  # nor a watchdog write acked
         rec.fault = None
         assert loop.transact(0, write, 1.0) == write
+    finally:
+        loop.stop()
+        rec.close()
+
+
+def test_an_unplugged_line_is_closed_and_polls_hear_so() -> None:
+    loop, rec = _silent_loop()
+    try:
+        write = bytes([6, 0, 12, 0, 7])
+        assert loop.transact(0, write, 1.0) == write
+        assert loop.stats()["units"][0]["connected"]
+        rec.unplug()
+        # The hang-up closes the tty (reopening it fails: the pty is gone); a poll is
+        # told the line is not open rather than left to time out; the loop goes on.
+        deadline = time.monotonic() + 3.0
+        while loop.stats()["units"][0]["connected"]:
+            assert time.monotonic() < deadline, loop.stats()
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionError):
+            loop.transact(0, write, 2.0)
+        assert time.monotonic() - t0 < 1.0
+        assert loop.running and loop.stats()["units"][0]["connects"] == 1
     finally:
         loop.stop()
         rec.close()

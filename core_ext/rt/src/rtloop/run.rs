@@ -477,9 +477,9 @@ impl Loop {
                 }
                 // Not open and not being opened (a failed open or a reset waits out its
                 // backoff): the driver hears so at once. While the open is under way (at
-                // start above all) the request waits for it, up to its deadline.
-                let opening = l.slot.pending() || now < l.next_attempt;
-                if l.stream.is_none() && !opening && u.shared.exchange.posted() {
+                // start above all: `maintain_links` asked for it already) the request
+                // waits for it, up to its deadline.
+                if l.stream.is_none() && !l.slot.pending() && u.shared.exchange.posted() {
                     u.shared.exchange.refuse();
                 }
             }
