@@ -902,10 +902,12 @@ def iec104_reply(frame: bytes, cot: int, negative: bool) -> bytes: ...
 
 #: A holding-register point: (address, type, scale, negate, little_words).
 _Point = tuple[int, str, float, bool, bool]
+#: Serial line settings: (baudrate, parity "N"/"E"/"O", stopbits, bytesize).
+_Serial = tuple[int, str, int, int]
 
 @final
 class RtTarget:
-    """A unit's inverter written by the real-time loop over Modbus TCP."""
+    """A unit's inverter written by the real-time loop over Modbus TCP or RTU."""
 
     def __new__(
         cls,
@@ -918,9 +920,12 @@ class RtTarget:
         watchdog_timeout: _Point | None = None,
         watchdog_timeout_s: float = 2.0,
         threshold_kw: float = 0.0,
+        serial: _Serial | None = None,
     ) -> RtTarget: ...
     @property
     def address(self) -> str: ...
+    @property
+    def serial(self) -> _Serial | None: ...
 
 @final
 class RtLoop:
@@ -946,6 +951,7 @@ class RtLoop:
         backoff_max_s: float = 2.0,
     ) -> RtLoop: ...
     def drain(self) -> list[tuple[int, bool, Decision, float, bool]]: ...
+    def transact(self, i: int, pdu: bytes, timeout_s: float) -> bytes: ...
     def set_writable(self, i: int, writable: bool) -> None: ...
     def resync(self, i: int) -> None: ...
     @property

@@ -108,21 +108,27 @@ def _gc_storm(marks: list[float]) -> None:
 
 
 def _writes_under(
-    hog: Callable[[list[float]], None], realtime: bool
+    hog: Callable[[list[float]], None],
+    realtime: bool,
+    plant_main: Callable[[Any], None] = _plant,
+    make_field: Callable[..., FieldConfig] = _field,
 ) -> tuple[list[float], float, float]:
-    """Setpoint arrivals at the plant while ``hog`` runs in the controller's process."""
+    """Setpoint arrivals at the plant while ``hog`` runs in the controller's process.
+    ``plant_main`` sends (PMU port, where the BESS is) and, when told to stop, the
+    arrivals; ``make_field`` builds the field from those two (test_realtime_rtu.py
+    passes a BESS on a serial line)."""
     ctx = multiprocessing.get_context("fork")
     here, there = ctx.Pipe()
-    plant = ctx.Process(target=_plant, args=(there,), daemon=True)
+    plant = ctx.Process(target=plant_main, args=(there,), daemon=True)
     plant.start()
     try:
-        pmu_port, bess_port = here.recv()
+        pmu_port, bess_where = here.recv()
         marks: list[float] = []
 
         async def main() -> None:
             # SCHED_FIFO for the loop's thread where allowed, as in a controller process;
             # the memory of this test process is left unlocked.
-            cfg = _field(pmu_port, bess_port, lock_memory=False)
+            cfg = make_field(pmu_port, bess_where, lock_memory=False)
             async with FieldController(cfg, realtime=realtime, realtime_settings=True) as ctl:
                 await wait_until(lambda: ctl.frames > 50, timeout=10)
                 t = threading.Thread(target=hog, args=(marks,))

@@ -11,6 +11,9 @@ written. Whatever the sequence:
 - what reaches the device is the decisions the loop marked written, in order (newer ones
   may replace one still waiting for its answer), the last one included;
 - nothing is marked written once the unit was made not writable.
+
+:func:`run_sequence` takes the device (a :class:`Device`): tests/orchestrator/
+test_realtime_rtu.py plays the same sequences to a Modbus RTU recorder on a pty.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,6 +39,20 @@ from vpp.orchestrator.field.unit import FieldUnit, map_telemetry
 from vpp.sim.pmu import TIME_BASE, V_PHASE, PmuServer
 
 IDCODE, RATED = 7734, 200.0
+
+
+class Device(Protocol):
+    """A device that answers the loop's writes and records the setpoints written."""
+
+    setpoints: list[float]
+
+    def inverter(self) -> DeviceConfig:
+        """The unit's inverter configuration that reaches this device."""
+        ...
+
+    def close(self) -> None:
+        """Stop serving."""
+        ...
 
 
 class Recorder:
@@ -94,6 +111,9 @@ class Recorder:
             conn.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, uid) + pdu)
         return buf
 
+    def inverter(self) -> DeviceConfig:
+        return DeviceConfig(protocol="modbus_tcp", config={"host": "127.0.0.1", "port": self.port})
+
     def close(self) -> None:
         self._stop = True
         self._thread.join(2)
@@ -130,12 +150,14 @@ actions = st.lists(
 )
 
 
-def run_sequence(seq: list[tuple[Any, ...]]) -> tuple[list[Any], list[float], list[Any], float]:
-    """Play ``seq`` through a loop; (records, setpoints on the wire, unwritable spans, ramp)."""
-    rec = Recorder()
-    where = {"host": "127.0.0.1", "port": rec.port}
+def run_sequence(
+    seq: list[tuple[Any, ...]], device: Device | None = None
+) -> tuple[list[Any], list[float], list[Any], float]:
+    """Play ``seq`` through a loop writing ``device`` (a Modbus TCP :class:`Recorder` by
+    default, closed here); (records, setpoints on the wire, unwritable spans, ramp)."""
+    rec = device or Recorder()
     cfg_unit = UnitConfig(id="u", rated_power_kw=RATED, capacity_kwh=400,
-                          inverter=DeviceConfig(protocol="modbus_tcp", config=where))  # fmt: skip
+                          inverter=rec.inverter())  # fmt: skip
     unit = FieldUnit(cfg_unit)
     target = rt_target(cfg_unit, RealtimeConfig())
     assert target is not None
@@ -195,12 +217,10 @@ def run_sequence(seq: list[tuple[Any, ...]]) -> tuple[list[Any], list[float], li
     return records, rec.setpoints, unwritable_since, unit.limits["ramp_kw_per_s"]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(actions)
-def test_the_loop_keeps_the_safety_promise_and_writes_only_when_bidden(
-    seq: list[tuple[Any, ...]],
+def check_sequence(
+    records: list[Any], setpoints: list[float], unwritable_since: list[Any], ramp: float
 ) -> None:
-    records, setpoints, unwritable_since, ramp = run_sequence(seq)
+    """The properties of the module docstring, over what :func:`run_sequence` returns."""
     prev = InForce(0.0, -math.inf)  # anchored at 0 before the first frame
     marked = []
     for _i, _idle, d, received, written in records:
@@ -213,3 +233,11 @@ def test_the_loop_keeps_the_safety_promise_and_writes_only_when_bidden(
     wire = [round(v, 1) for v in setpoints]
     it = iter(marked)
     assert all(any(abs(w - m) < 0.051 for m in it) for w in wire), (wire, marked)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(actions)
+def test_the_loop_keeps_the_safety_promise_and_writes_only_when_bidden(
+    seq: list[tuple[Any, ...]],
+) -> None:
+    check_sequence(*run_sequence(seq))

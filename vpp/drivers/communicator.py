@@ -105,6 +105,10 @@ class ResourceCommunicator:
         except KeyError:
             raise KeyError(f"no resource {resource_id!r}") from None
 
+    def protocol(self, resource_id: str) -> BaseProtocol:
+        """The resource's active protocol (its driver)."""
+        return self._get(resource_id).protocol
+
     async def remove_resource(self, resource_id: str) -> None:
         """Stop polling the resource and close its connection."""
         res = self._resources.pop(resource_id, None)

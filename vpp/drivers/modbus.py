@@ -55,6 +55,7 @@ from vpp.drivers.errors import (
     ValidationError,
     number_param,
 )
+from vpp.drivers.modbus_loop import LoopClient
 from vpp.drivers.register_map import (
     DEFAULT_MAP,
     Point,
@@ -153,7 +154,7 @@ class ModbusProtocol(BaseProtocol):
         self.device_id = config.device_id
         self.map: RegisterMap = self._load_map(config)
         self.blocks: list[ReadBlock] = read_blocks(self.map.points)
-        self._client: ModbusBaseClient | None = None
+        self._client: ModbusBaseClient | LoopClient | None = None
 
     @classmethod
     def _load_map(cls, config: ModbusConfig) -> RegisterMap:
@@ -171,8 +172,9 @@ class ModbusProtocol(BaseProtocol):
     # --- transport ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _new_client(self) -> ModbusBaseClient:
-        """A new, unconnected pymodbus client for this device.
+    def _new_client(self) -> ModbusBaseClient | LoopClient:
+        """A new, unconnected pymodbus client for this device (or, for a serial device
+        whose line the real-time loop owns, a client that talks through the loop).
 
         Built with ``retries=0`` and ``reconnect_delay=0``: the base class owns retries
         and backoff, and pymodbus's own reconnect loop would fight it.
@@ -204,7 +206,7 @@ class ModbusProtocol(BaseProtocol):
             call, what, resource=self.name, timeout=self.config.timeout, point=point
         )
 
-    def _live(self) -> ModbusBaseClient:
+    def _live(self) -> ModbusBaseClient | LoopClient:
         if self._client is None:
             raise DeviceOfflineError("not connected", resource=self.name)
         return self._client

@@ -3,12 +3,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyIndexError, PyRuntimeError};
+use pyo3::exceptions::{
+    PyConnectionError, PyIndexError, PyRuntimeError, PyTimeoutError, PyValueError,
+};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use vpp_rt::rtloop::exchange::TxError;
+use vpp_rt::rtloop::rtu::{self, MAX_PDU};
 use vpp_rt::rtloop::{
-    LoopSpec, ModbusTarget, PmuSpec, PmuTransport, RegType, RegisterPoint, RtLoop, UnitShared,
-    UnitSpec,
+    LoopSpec, ModbusTarget, Parity, PmuSpec, PmuTransport, RegType, RegisterPoint, RtLoop,
+    SerialSpec, Transport, UnitShared, UnitSpec,
 };
 use vpp_rt::FrameErrorKind;
 
@@ -37,10 +41,33 @@ fn point(py: Python<'_>, what: &'static str, p: PointTuple) -> PyResult<Register
     Ok(p)
 }
 
-/// A unit's inverter written by the loop over Modbus TCP: `address` "host:port", the
-/// device's `unit_id`, the setpoint point and the optional watchdog counter and timeout
-/// points, each `(address, type, scale, negate, little_words)` as the register map file
-/// gives them.
+/// Serial settings as `(baudrate, parity "N"/"E"/"O", stopbits, bytesize)`.
+type SerialTuple = (u32, String, u8, u8);
+
+fn serial_spec(py: Python<'_>, t: SerialTuple) -> PyResult<SerialSpec> {
+    let (baudrate, parity, stopbits, bytesize) = t;
+    let parity = Parity::parse(&parity).ok_or_else(|| {
+        config_err(
+            py,
+            &vpp_rt::ConfigError::new("parity", format!("must be N, E or O, got {parity:?}")),
+        )
+    })?;
+    let spec = SerialSpec {
+        baudrate,
+        parity,
+        stopbits,
+        bytesize,
+    };
+    spec.validate().map_err(|e| config_err(py, &e))?;
+    Ok(spec)
+}
+
+/// A unit's inverter written by the loop over Modbus TCP (`address` "host:port") or,
+/// with `serial` `(baudrate, parity, stopbits, bytesize)`, over Modbus RTU on the serial
+/// port `address` (which the loop then owns: the unit's driver polls through
+/// `RtLoop.transact`); the device's `unit_id`, the setpoint point and the optional
+/// watchdog counter and timeout points, each `(address, type, scale, negate,
+/// little_words)` as the register map file gives them.
 #[pyclass(module = "vpp._core", name = "RtTarget", frozen)]
 pub struct PyRtTarget {
     inner: ModbusTarget,
@@ -50,7 +77,8 @@ pub struct PyRtTarget {
 impl PyRtTarget {
     #[new]
     #[pyo3(signature = (address, unit_id, setpoint, *, watchdog=None, watchdog_period_s=0.2,
-                        watchdog_timeout=None, watchdog_timeout_s=2.0, threshold_kw=0.0))]
+                        watchdog_timeout=None, watchdog_timeout_s=2.0, threshold_kw=0.0,
+                        serial=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -62,10 +90,16 @@ impl PyRtTarget {
         watchdog_timeout: Option<PointTuple>,
         watchdog_timeout_s: f64,
         threshold_kw: f64,
+        serial: Option<SerialTuple>,
     ) -> PyResult<Self> {
+        let transport = match serial {
+            Some(t) => Transport::Rtu(serial_spec(py, t)?),
+            None => Transport::Tcp,
+        };
         Ok(Self {
             inner: ModbusTarget {
                 address,
+                transport,
                 unit_id,
                 setpoint: point(py, "setpoint", setpoint)?,
                 watchdog: watchdog.map(|p| point(py, "watchdog", p)).transpose()?,
@@ -83,6 +117,22 @@ impl PyRtTarget {
     fn address(&self) -> String {
         self.inner.address.clone()
     }
+
+    /// The serial settings of an RTU target (None: Modbus TCP).
+    #[getter]
+    fn serial(&self) -> Option<SerialTuple> {
+        match self.inner.transport {
+            Transport::Tcp => None,
+            Transport::Rtu(s) => {
+                let parity = match s.parity {
+                    Parity::None => "N",
+                    Parity::Even => "E",
+                    Parity::Odd => "O",
+                };
+                Some((s.baudrate, parity.to_owned(), s.stopbits, s.bytesize))
+            }
+        }
+    }
 }
 
 /// The per-frame path in a thread of the core: the PMU stream (TCP, or UDP with
@@ -93,6 +143,8 @@ impl PyRtTarget {
 #[pyclass(module = "vpp._core", name = "RtLoop")]
 pub struct PyRtLoop {
     inner: RtLoop,
+    /// Per unit: the loop owns its serial line (`transact` serves it).
+    serial: Vec<bool>,
 }
 
 fn unit_stats<'py>(py: Python<'py>, u: &UnitShared) -> PyResult<Bound<'py, PyDict>> {
@@ -106,6 +158,8 @@ fn unit_stats<'py>(py: Python<'py>, u: &UnitShared) -> PyResult<Bound<'py, PyDic
     d.set_item("exceptions", n(&u.exceptions))?;
     d.set_item("timeouts", n(&u.timeouts))?;
     d.set_item("io_errors", n(&u.io_errors))?;
+    d.set_item("bad_replies", n(&u.bad_replies))?;
+    d.set_item("transactions", n(&u.transactions))?;
     d.set_item("unencodable", n(&u.unencodable))?;
     d.set_item("watchdog_writes", n(&u.watchdog_writes))?;
     d.set_item("coalesced", n(&u.coalesced))?;
@@ -173,6 +227,13 @@ impl PyRtLoop {
             backoff_initial_s,
             backoff_max_s,
         };
+        let serial = units
+            .iter()
+            .map(|(_, t)| {
+                t.as_ref()
+                    .is_some_and(|t| matches!(t.inner.transport, Transport::Rtu(_)))
+            })
+            .collect();
         let units = units
             .iter()
             .map(|(p, t)| UnitSpec {
@@ -183,7 +244,49 @@ impl PyRtLoop {
         let inner = py
             .detach(|| RtLoop::start(spec, units))
             .map_err(|e| config_err(py, &e))?;
-        Ok(Self { inner })
+        Ok(Self { inner, serial })
+    }
+
+    /// One Modbus transaction with serial unit `i`'s device, carried by the loop (which
+    /// owns the line): `pdu` is the request's function code and data (functions 1-6, 15,
+    /// 16); returns the reply's (an exception reply included, function code | 0x80).
+    /// Waits up to `timeout_s` with the GIL released. TimeoutError: no valid answer in
+    /// time (silence, a bad CRC or another device's); ConnectionError: the line is not
+    /// open (being reopened) or the loop has ended.
+    fn transact<'py>(
+        &self,
+        py: Python<'py>,
+        i: usize,
+        pdu: &[u8],
+        timeout_s: f64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let u = self.unit(i)?;
+        if !self.serial[i] {
+            return Err(PyValueError::new_err(format!(
+                "unit {i} is not on a serial line of the loop"
+            )));
+        }
+        if pdu.is_empty() || pdu.len() > MAX_PDU || !rtu::supported(pdu[0]) {
+            return Err(PyValueError::new_err(
+                "pdu must be 1-253 bytes of function 1-6, 15 or 16",
+            ));
+        }
+        if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 60.0) {
+            return Err(PyValueError::new_err("timeout_s must be within (0, 60]"));
+        }
+        let timeout = std::time::Duration::from_secs_f64(timeout_s);
+        let running = &self.inner.shared.running;
+        let mut reply = [0u8; MAX_PDU];
+        let r = py.detach(|| u.exchange.transact(pdu, timeout, running, &mut reply));
+        match r {
+            Ok(n) => Ok(PyBytes::new(py, &reply[..n])),
+            Err(TxError::Timeout) => Err(PyTimeoutError::new_err(format!(
+                "no answer from unit {i} within {timeout_s} s"
+            ))),
+            Err(TxError::Closed) => Err(PyConnectionError::new_err(format!(
+                "the serial line of unit {i} is not open"
+            ))),
+        }
     }
 
     /// The decisions recorded since the last call, oldest first.
@@ -312,9 +415,11 @@ impl PyRtLoop {
         Ok(())
     }
 
-    /// Stop the thread and wait for it (the GIL is released meanwhile).
-    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
-        let inner = &mut self.inner;
+    /// Stop the thread and wait for it (the GIL is released meanwhile). Takes `&self`:
+    /// a worker thread may be waiting in `transact` on this loop (it then returns
+    /// ConnectionError).
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let inner = &self.inner;
         py.detach(|| inner.stop());
         if self.inner.shared.running.load(Ordering::Acquire) {
             return Err(PyRuntimeError::new_err("the real-time loop did not stop"));

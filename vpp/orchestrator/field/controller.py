@@ -27,7 +27,8 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -46,9 +47,12 @@ from vpp.orchestrator.bus.pubsub import Publisher, Server
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.field import messages as m
 from vpp.orchestrator.field.commands import FieldCommands, Params
-from vpp.orchestrator.field.realtime import start_loop
+from vpp.orchestrator.field.realtime import serial_units, start_loop
 from vpp.orchestrator.field.unit import SEVERITY, FieldUnit
 from vpp.orchestrator.field.writer import SetpointWriter
+
+if TYPE_CHECKING:
+    from vpp.drivers.modbus_rtu import ModbusRtuProtocol
 
 __all__ = ["FieldController", "serve"]
 
@@ -140,6 +144,8 @@ class FieldController(FieldCommands, Startable):
         self.pmu_read_timeout_s = pmu_read_timeout_s
         self.rt: RtLoop | None = None
         self._rt_written: list[bool] = []
+        self._rt_serial: list[int] = []
+        """Units whose serial line the loop owns (their drivers poll through it)."""
         self._rt_stalled = False
         self._rt_last_t = math.nan
         self.rt_fallbacks = 0
@@ -152,6 +158,10 @@ class FieldController(FieldCommands, Startable):
         self._started = time.monotonic()
         if self.events_in is not None:
             self.publisher = Publisher(self.events_in, bind=False, curve=self.publish_curve)
+        if self.use_realtime:
+            # Before any polling starts: a serial unit's driver must never open the port
+            # the loop owns (its polls go through the loop).
+            self._start_rt()
         # Never unsubscribed: stop() closes the communicators, which ends their polling.
         for uid, comm in self.comms.items():
             comm.subscribe_to_resource(uid, self._status_cb(self.units[uid]))
@@ -171,8 +181,7 @@ class FieldController(FieldCommands, Startable):
             )
             await self.server.__aenter__()
         frames = (self._frame_loop, "frames")
-        if self.use_realtime:
-            self._start_rt()
+        if self.rt is not None:
             frames = (self._rt_loop, "realtime")
         for fn, name in (
             frames,
@@ -354,6 +363,11 @@ class FieldController(FieldCommands, Startable):
         for i, (_uid, _unit, writer) in enumerate(self._frame_units):
             if self._rt_written[i]:
                 writer.hand_to(self.rt, i)
+        self._rt_serial = serial_units(units, self._rt_written)
+        for i in self._rt_serial:
+            driver = self._driver(i)
+            if driver is not None:
+                driver.use_loop(partial(self.rt.transact, i))
         st = self.rt.stats()
         log.info("field %s: real-time loop started for %d of %d units (SCHED_FIFO %s, "
                  "memory locked %s)", self.id, sum(self._rt_written), len(units),
@@ -421,11 +435,29 @@ class FieldController(FieldCommands, Startable):
             self.event("realtime", "real-time loop running again")
         return True
 
+    def _driver(self, i: int) -> ModbusRtuProtocol | None:
+        """Unit ``i``'s Modbus RTU driver (None if it has another protocol)."""
+        # Imported here: at module level it would load pymodbus with the controller's
+        # role module (the import contracts); the communicator created the driver, so
+        # the module is loaded by now.
+        from vpp.drivers.modbus_rtu import ModbusRtuProtocol
+
+        uid = self._frame_units[i][0]
+        driver = self.comms[uid].protocol(uid)
+        return driver if isinstance(driver, ModbusRtuProtocol) else None
+
     def _rt_fallback(self) -> None:
         self.rt_fallbacks += 1
         self.rt = None
         for _uid, _unit, writer in self._frame_units:
             writer.hand_to(None, 0)
+        # The loop closed its serial ports before it said it ended: the drivers open
+        # them again themselves.
+        for i in self._rt_serial:
+            driver = self._driver(i)
+            if driver is not None:
+                driver.use_loop(None)
+        self._rt_serial = []
         what = f"field {self.id}: frames"
         self._tasks.append(start_supervised(self._frame_loop, what, on_failure=self._loop_failed))
 

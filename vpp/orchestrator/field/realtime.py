@@ -1,8 +1,10 @@
 """The field controller's side of the core's real-time loop (docs/realtime-loop.md).
 
 :func:`rt_target` reads a unit's inverter configuration and its register map file and
-says how the loop writes its setpoint (None: the unit's setpoints stay on the Python
-path: another protocol, a failover path, or a map without a writable setpoint).
+says how the loop writes its setpoint: over Modbus TCP, or over Modbus RTU on a serial
+port the loop then owns (the unit's driver polls through the loop). None: the unit's
+setpoints stay on the Python path: another protocol, a failover path, a map without a
+writable setpoint, or a serial port another unit uses too.
 :func:`start_loop` starts the core's :class:`~vpp.core.RtLoop` over the units'
 pipelines: the same objects the :class:`~vpp.orchestrator.field.unit.FieldUnit` keeps
 feeding with telemetry, base power and droop settings, so nothing is copied and the
@@ -12,7 +14,9 @@ ramp carries over whichever path steps them.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from vpp.config.models import FieldConfig, RealtimeConfig, UnitConfig
 from vpp.core import RtLoop, RtTarget
@@ -28,7 +32,7 @@ from vpp.drivers.register_map import (
 from vpp.errors import ConfigError
 from vpp.orchestrator.field.unit import FieldUnit
 
-__all__ = ["SETPOINT_POINT", "point_tuple", "rt_target", "start_loop"]
+__all__ = ["SETPOINT_POINT", "point_tuple", "rt_target", "serial_units", "start_loop"]
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +60,51 @@ def _writable(regmap_points: dict[str, Point], name: str) -> Point | None:
     return p
 
 
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: The serial settings the driver defaults to (``ModbusRtuConfig``): 19200 8E1.
+RTU_DEFAULTS: dict[str, Any] = {"baudrate": 19200, "parity": "E", "stopbits": 1, "bytesize": 8}
+
+
+def _link(protocol: str, c: dict[str, Any]) -> tuple[str, tuple[int, str, int, int] | None] | None:
+    """Where the loop reaches the device: ("host:port", None) for Modbus TCP, (serial
+    port, (baudrate, parity, stopbits, bytesize)) for Modbus RTU; None if the config
+    does not say it plainly (the driver reports a bad one with its own error)."""
+    if protocol == "modbus_tcp":
+        host, port = c.get("host"), c.get("port", 502)
+        if not (isinstance(host, str) and host and _is_int(port) and 1 <= port <= 65535):
+            return None
+        return f"{host}:{port}", None
+    if protocol == "modbus_rtu":
+        path = c.get("port")
+        s = {k: c.get(k, d) for k, d in RTU_DEFAULTS.items()}
+        if not (isinstance(path, str) and path and isinstance(s["parity"], str)):
+            return None
+        if not all(_is_int(s[k]) for k in ("baudrate", "stopbits", "bytesize")):
+            return None
+        return path, (s["baudrate"], s["parity"], s["stopbits"], s["bytesize"])
+    return None
+
+
 def rt_target(unit: UnitConfig, rt: RealtimeConfig) -> RtTarget | None:
     """How the loop writes ``unit``'s setpoint, or None for the Python path (see the
     module docstring). A map that cannot be read is a ConfigError, as for the driver."""
     inv = unit.inverter
-    if inv.protocol != "modbus_tcp" or inv.secondary is not None:
+    if inv.secondary is not None:
         return None
     # Read by hand rather than through the driver's model, which would import pymodbus
     # with this module (the import contracts); the driver validates the same dict when
     # it starts and reports a bad one with its own error.
     c = inv.config
-    host, port = c.get("host"), c.get("port", 502)
+    link = _link(inv.protocol, dict(c))
     device_id, map_file = c.get("device_id", 1), c.get("map", DEFAULT_MAP)
-    if not (isinstance(host, str) and host and isinstance(map_file, str)):
+    if link is None or not isinstance(map_file, str):
         return None
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (port, device_id)):
+    if not (_is_int(device_id) and 1 <= device_id <= 247):
         return None
-    if not (1 <= port <= 65535 and 1 <= device_id <= 247):
-        return None
+    address, serial = link
     regmap = load_register_map(map_file)
     points = {p.name: p for p in regmap.points}
     setpoint = _writable(points, SETPOINT_POINT)
@@ -81,16 +112,25 @@ def rt_target(unit: UnitConfig, rt: RealtimeConfig) -> RtTarget | None:
         return None
     watchdog = _writable(points, WATCHDOG_POINT)
     timeout = _writable(points, WATCHDOG_TIMEOUT_POINT)
-    return RtTarget(
-        f"{host}:{port}",
-        device_id,
-        point_tuple(setpoint),
-        watchdog=None if watchdog is None else point_tuple(watchdog),
-        watchdog_period_s=rt.watchdog_period_s,
-        watchdog_timeout=None if timeout is None else point_tuple(timeout),
-        watchdog_timeout_s=rt.watchdog_timeout_s,
-        threshold_kw=unit.write_threshold_kw,
-    )
+    try:
+        return RtTarget(
+            address,
+            device_id,
+            point_tuple(setpoint),
+            watchdog=None if watchdog is None else point_tuple(watchdog),
+            watchdog_period_s=rt.watchdog_period_s,
+            watchdog_timeout=None if timeout is None else point_tuple(timeout),
+            watchdog_timeout_s=rt.watchdog_timeout_s,
+            threshold_kw=unit.write_threshold_kw,
+            serial=serial,
+        )
+    except ValueError as exc:
+        if serial is None:
+            raise
+        # A line setting the loop cannot make (a baud rate termios has no constant for):
+        # the driver, through pyserial, may still; the unit stays on the Python path.
+        log.warning("unit %s: serial line not for the real-time loop: %s", unit.id, exc)
+        return None
 
 
 def start_loop(
@@ -107,6 +147,14 @@ def start_loop(
     memory (a dedicated controller process; not a test process hosting many)."""
     rt = field.realtime
     targets = [rt_target(u.cfg, rt) for u in units]
+    # One request in flight per line, and the loop's links are one per unit: units that
+    # share a serial port stay on the Python path (their drivers share it as before).
+    ports = Counter(t.address for t in targets if t is not None and t.serial is not None)
+    for i, t in enumerate(targets):
+        if t is not None and t.serial is not None and ports[t.address] > 1:
+            log.warning("unit %s: serial port %s is shared with another unit; its "
+                        "setpoints stay on the Python path", units[i].id, t.address)  # fmt: skip
+            targets[i] = None
     pmu = field.pmu
     udp = f"0.0.0.0:{pmu.udp_port}" if pmu.transport == "udp" else None
     try:
@@ -126,3 +174,13 @@ def start_loop(
     except ValueError as exc:
         raise ConfigError(f"field {field.id}: real-time loop: {exc}") from exc
     return loop, [t is not None for t in targets]
+
+
+def serial_units(units: Sequence[FieldUnit], written: Sequence[bool]) -> list[int]:
+    """The indexes of the units whose serial line the loop owns (written by the loop
+    over Modbus RTU): their drivers must poll through the loop."""
+    return [
+        i
+        for i, (u, w) in enumerate(zip(units, written, strict=True))
+        if w and u.cfg.inverter.protocol == "modbus_rtu"
+    ]

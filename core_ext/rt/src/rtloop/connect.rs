@@ -1,19 +1,60 @@
-//! Connections made off the loop: a connector thread resolves and connects, and parks
-//! the socket in a slot the loop takes without waiting. A device that does not answer
-//! a SYN therefore costs the loop nothing.
+//! Connections made off the loop: a connector thread resolves and connects (or opens a
+//! serial line's tty), and parks the stream in a slot the loop takes without waiting. A
+//! device that does not answer a SYN therefore costs the loop nothing.
 
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::serial::{self, SerialSpec};
+
+/// A link's open stream: a TCP connection or a serial line's tty (both non-blocking).
+pub enum Stream {
+    Tcp(TcpStream),
+    Tty(File),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.read(buf),
+            Self::Tty(f) => f.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.write(buf),
+            Self::Tty(f) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Tty(f) => f.as_raw_fd(),
+        }
+    }
+}
+
 /// Where a connection attempt's result waits for the loop.
 #[derive(Default)]
 pub struct Slot {
     pending: AtomicBool,
-    result: Mutex<Option<Result<TcpStream, String>>>,
+    result: Mutex<Option<Result<Stream, String>>>,
 }
 
 impl Slot {
@@ -23,7 +64,7 @@ impl Slot {
     }
 
     /// The attempt's result, if it is there (never waits).
-    pub fn take(&self) -> Option<Result<TcpStream, String>> {
+    pub fn take(&self) -> Option<Result<Stream, String>> {
         let r = self.result.try_lock().ok()?.take();
         if r.is_some() {
             self.pending.store(false, Ordering::Release);
@@ -36,6 +77,8 @@ struct Request {
     slot: Arc<Slot>,
     address: String,
     timeout: Duration,
+    /// Some: `address` is a tty path, opened with these settings.
+    serial: Option<SerialSpec>,
 }
 
 pub struct Connector {
@@ -55,8 +98,15 @@ impl Connector {
         })
     }
 
-    /// Ask for a connection to `address` into `slot` (ignored while one is pending).
-    pub fn request(&self, slot: &Arc<Slot>, address: &str, timeout: Duration) {
+    /// Ask for a connection to `address` into `slot` (ignored while one is pending); with
+    /// `serial`, `address` is a tty path to open with those settings.
+    pub fn request(
+        &self,
+        slot: &Arc<Slot>,
+        address: &str,
+        timeout: Duration,
+        serial: Option<SerialSpec>,
+    ) {
         if slot.pending.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -64,6 +114,7 @@ impl Connector {
             slot: Arc::clone(slot),
             address: address.to_owned(),
             timeout,
+            serial,
         };
         if let Some(tx) = &self.tx {
             if tx.send(req).is_err() {
@@ -84,7 +135,10 @@ impl Drop for Connector {
 
 fn serve(rx: Receiver<Request>) {
     while let Ok(req) = rx.recv() {
-        let r = connect(&req.address, req.timeout);
+        let r = match &req.serial {
+            Some(spec) => serial::open(&req.address, spec).map(Stream::Tty),
+            None => connect(&req.address, req.timeout).map(Stream::Tcp),
+        };
         let mut g = req.slot.result.lock().unwrap_or_else(|e| e.into_inner());
         *g = Some(r);
     }

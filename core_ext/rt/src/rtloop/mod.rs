@@ -17,7 +17,9 @@
 //! with priority inheritance (`PiMutex`), so a CPU hog cannot stretch those microseconds.
 //! Connecting (the PMU, each inverter) happens in a connector thread, so a dead device
 //! never stalls the loop; a write that is not answered within the write timeout resets
-//! that connection only. Setpoints are the pipelines' decisions, already clamped to the
+//! that connection only. An inverter on a serial line (Modbus RTU) is a tty the loop
+//! opens (through the connector) and owns: the unit's Python driver polls it through
+//! the loop (`exchange`), the setpoint and watchdog writes going first. Setpoints are the pipelines' decisions, already clamped to the
 //! safety envelope and its ramp; a value the point cannot encode is not written.
 //!
 //! If the loop stops stepping (a stall, or the thread ended), the watchdog register it
@@ -25,12 +27,15 @@
 //! Python controller sees the alive stamp age and reports it (docs/realtime-loop.md).
 
 mod connect;
+pub mod exchange;
 pub mod modbus;
 mod pimutex;
 mod pmu;
 pub mod ring;
+pub mod rtu;
 mod run;
 pub mod sched;
+pub mod serial;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +48,16 @@ use crate::pipeline::{Decision, Pipeline};
 pub use modbus::{RegType, RegisterPoint};
 pub use pimutex::{PiGuard, PiMutex};
 pub use ring::Ring;
+pub use serial::{Parity, SerialSpec};
+
+/// How the loop reaches an inverter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Modbus TCP; the target's address is "host:port".
+    Tcp,
+    /// Modbus RTU on a serial line; the target's address is the tty's path.
+    Rtu(SerialSpec),
+}
 
 /// Where the PMU stream comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,11 +82,12 @@ pub struct PmuSpec {
     pub read_timeout_s: f64,
 }
 
-/// A unit's inverter reached by the loop over Modbus TCP.
+/// A unit's inverter reached by the loop over Modbus TCP or Modbus RTU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModbusTarget {
-    /// "host:port".
+    /// "host:port" (TCP), or the serial port's path (RTU).
     pub address: String,
+    pub transport: Transport,
     pub unit_id: u8,
     /// The active power setpoint's point, from the register map file.
     pub setpoint: RegisterPoint,
@@ -186,6 +202,10 @@ pub struct UnitShared {
     pub exceptions: AtomicU64,
     pub timeouts: AtomicU64,
     pub io_errors: AtomicU64,
+    /// Serial line: replies with a wrong CRC, device id or function (the request failed).
+    pub bad_replies: AtomicU64,
+    /// Serial line: Python's transactions the loop sent (`exchange`).
+    pub transactions: AtomicU64,
     pub unencodable: AtomicU64,
     pub watchdog_writes: AtomicU64,
     /// Writes not sent because one was still unanswered (the newest value waits).
@@ -195,6 +215,8 @@ pub struct UnitShared {
     /// Sum and count of write round trips (ns), for the mean.
     pub rtt_ns_sum: AtomicU64,
     pub step_errors: AtomicU64,
+    /// Python's requests to a serial line's device, carried by the loop.
+    pub exchange: exchange::Exchange,
 }
 
 /// Counters and state of the loop, shared with Python (all atomics).
@@ -270,7 +292,9 @@ pub struct RtLoop {
     pub shared: Arc<LoopShared>,
     pub units: Vec<Arc<UnitShared>>,
     pub ring: Arc<Ring<Record>>,
-    thread: Option<JoinHandle<()>>,
+    /// Behind a mutex so that `stop` takes `&self`: Python may stop the loop while
+    /// another thread waits in a transaction on it.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RtLoop {
@@ -291,6 +315,20 @@ impl RtLoop {
                 }
                 if !(t.watchdog_period_s.is_finite() && t.watchdog_period_s > 0.0) {
                     return Err(ConfigError::new("watchdog_period_s", "must be positive"));
+                }
+                if let Transport::Rtu(serial) = &t.transport {
+                    serial.validate()?;
+                    // One request in flight per line: two units on one port would need
+                    // the line shared between their links (not done; see the docs).
+                    let same = units.iter().filter_map(|v| v.target.as_ref()).filter(|v| {
+                        matches!(v.transport, Transport::Rtu(_)) && v.address == t.address
+                    });
+                    if same.count() > 1 {
+                        return Err(ConfigError::new(
+                            "address",
+                            format!("serial port {} is used by more than one unit", t.address),
+                        ));
+                    }
                 }
             }
         }
@@ -337,14 +375,15 @@ impl RtLoop {
             shared,
             units: unit_shared,
             ring,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Ask the loop to end and wait for it.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
+        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
             let _ = t.join();
         }
     }

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::{Connector, Slot};
+use super::connect::{Connector, Slot, Stream};
 use super::{LoopShared, PmuSpec, PmuTransport};
 use crate::c37118::command::encode_command;
 use crate::c37118::{check_frame, Command, CommandFrame, StreamDecoder, StreamItem};
@@ -92,7 +92,7 @@ impl PmuSource {
         if self.tcp.is_none() && need_tcp {
             if let Some(r) = self.slot.take() {
                 match r {
-                    Ok(s) => {
+                    Ok(Stream::Tcp(s)) => {
                         self.tcp = Some(s);
                         self.decoder = StreamDecoder::new();
                         self.data_on_sent = false;
@@ -104,6 +104,7 @@ impl PmuSource {
                             shared.pmu_connected.store(true, Ordering::Release);
                         }
                     }
+                    Ok(Stream::Tty(_)) => unreachable!("the PMU is never a serial line"),
                     Err(e) => {
                         shared.note(|| format!("PMU {e}"));
                         self.retry_later(now);
@@ -111,7 +112,7 @@ impl PmuSource {
                 }
             } else if !self.slot.pending() && now >= self.next_attempt {
                 let timeout = Duration::from_secs_f64(self.spec.read_timeout_s.min(2.0));
-                connector.request(&self.slot, &self.spec.address, timeout);
+                connector.request(&self.slot, &self.spec.address, timeout, None);
             }
         }
         if self.tcp.is_some() {

@@ -1,17 +1,21 @@
 //! The loop thread's body: poll the sockets, decode each frame once, step every unit,
-//! write the setpoints that changed, refresh the watchdogs, collect the answers.
+//! write the setpoints that changed, refresh the watchdogs, collect the answers; on a
+//! serial line, carry Python's polls when the line has nothing of the loop's to carry.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::connect::{Connector, Slot};
+use super::connect::{Connector, Slot, Stream};
+use super::exchange::TxError;
 use super::modbus::{parse_reply, write_request, Reply, MAX_REQUEST};
 use super::pmu::PmuSource;
+use super::rtu::{self, RtuReply, MAX_ADU, MAX_PDU};
+use super::serial::{self, SerialSpec};
+use super::Transport;
 use super::{LoopShared, LoopSpec, ModbusTarget, Record, RecordKind, Ring, UnitShared, UnitSpec};
 use super::{PiGuard, PiMutex};
 use crate::c37118::{self, Cfg3Assembler, ConfigStore, DataFrame, Frame, FrameType, StreamItem};
@@ -31,12 +35,50 @@ enum Sent {
     Setpoint(f64),
     Watchdog,
     Timeout,
+    /// Python's transaction (its id in the unit's exchange); serial lines only.
+    Python(u64),
+}
+
+/// What a serial link knows of its line beyond what a TCP link has.
+struct Line {
+    spec: SerialSpec,
+    char_s: f64,
+    /// t3.5: the silence before each request.
+    silence_s: f64,
+    /// The line has been quiet long enough from then on (its last byte + t3.5).
+    free_at: f64,
+    /// The function code of the request in flight, which tells its reply's length.
+    function: u8,
+    /// Python's request PDU, taken from the exchange.
+    pdu: [u8; MAX_PDU],
+    /// An answer for Python not posted yet (the slot was busy): id, result, and the
+    /// reply PDU in `answer`.
+    undelivered: Option<(u64, Result<usize, TxError>)>,
+    answer: [u8; MAX_PDU],
+}
+
+impl Line {
+    fn new(spec: SerialSpec) -> Self {
+        let char_s = spec.char_time_s();
+        Self {
+            spec,
+            char_s,
+            silence_s: rtu::silence_s(spec.baudrate, char_s),
+            free_at: 0.0,
+            function: 0,
+            pdu: [0; MAX_PDU],
+            undelivered: None,
+            answer: [0; MAX_PDU],
+        }
+    }
 }
 
 struct Link {
     target: ModbusTarget,
     slot: Arc<Slot>,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
+    /// Some: Modbus RTU on a serial line.
+    line: Option<Line>,
     /// The one request unanswered (transaction id, when sent, what): one at a time, as
     /// most Modbus TCP servers expect (pipelined requests were seen held up 100-250 ms by
     /// pymodbus's server, and many embedded servers drop them). A newer setpoint waits
@@ -53,6 +95,11 @@ struct Link {
     counter: u16,
     next_watchdog: f64,
     timeout_due: bool,
+    /// Serial line: a request went unanswered, and none has been answered since; the
+    /// first answer then makes the watchdog timeout due again (the device may have
+    /// restarted). Not at the timeout itself: on a cut line that write would take every
+    /// turn and starve the watchdog counter and Python's polls.
+    unanswered: bool,
 }
 
 struct UnitState {
@@ -98,6 +145,10 @@ impl Loop {
                 pipeline: u.pipeline,
                 shared,
                 link: u.target.map(|target| Link {
+                    line: match target.transport {
+                        Transport::Rtu(spec) => Some(Line::new(spec)),
+                        Transport::Tcp => None,
+                    },
                     target,
                     slot: Arc::new(Slot::default()),
                     stream: None,
@@ -112,6 +163,7 @@ impl Loop {
                     counter: 0,
                     next_watchdog: 0.0,
                     timeout_due: true,
+                    unanswered: false,
                 }),
             })
             .collect();
@@ -152,6 +204,9 @@ pub(super) fn run(mut state: Loop, ready: std::sync::mpsc::Sender<()>) {
     if let Some(why) = why {
         *shared.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
     }
+    // Every socket and tty closed before `running` says the loop ended: the Python
+    // driver of a serial unit then opens the port the loop no longer holds.
+    drop(state);
     shared.pmu_connected.store(false, Ordering::Release);
     shared.running.store(false, Ordering::Release);
 }
@@ -219,7 +274,24 @@ impl Loop {
         self.pmu.fds(&mut self.fds);
         for u in &self.units {
             if let Some(l) = &u.link {
-                if let Some(s) = &l.stream {
+                if let (Some(fd), Some(_)) = (u.shared.exchange.wake_fd(), &l.line) {
+                    self.fds.push(fd); // Python queued a request (or a closed line's refusal)
+                }
+                if let (Some(s), Some(line)) = (&l.stream, &l.line) {
+                    // A tty is always watched: a hang-up shows as readable (EOF or EIO).
+                    self.fds.push(s.as_raw_fd());
+                    if let Some((_, sent, _)) = l.inflight {
+                        until = until.min(sent + self.spec.write_timeout_s);
+                    } else if l.pending.is_some() || l.timeout_due || u.shared.exchange.posted() {
+                        until = until.min(line.free_at);
+                    }
+                    if line.undelivered.is_some() {
+                        until = until.min(now + 0.001);
+                    }
+                    if l.target.watchdog.is_some() {
+                        until = until.min(l.next_watchdog.max(line.free_at));
+                    }
+                } else if let Some(s) = &l.stream {
                     if let Some((_, sent, _)) = l.inflight {
                         self.fds.push(s.as_raw_fd());
                         until = until.min(sent + self.spec.write_timeout_s);
@@ -367,6 +439,9 @@ impl Loop {
                         l.last = None;
                         l.timeout_due = true;
                         l.next_watchdog = now;
+                        if let Some(line) = l.line.as_mut() {
+                            line.free_at = now + line.silence_s;
+                        }
                         u.shared.connected.store(true, Ordering::Release);
                         u.shared.connects.fetch_add(1, Ordering::Relaxed);
                     }
@@ -378,19 +453,45 @@ impl Loop {
                 }
             } else if !l.slot.pending() && now >= l.next_attempt {
                 let t = Duration::from_secs_f64(self.spec.write_timeout_s.max(0.05));
-                connector.request(&l.slot, &l.target.address, t);
+                let serial = l.line.as_ref().map(|line| line.spec);
+                connector.request(&l.slot, &l.target.address, t, serial);
             }
         }
     }
 
-    /// Answers, timeouts, watchdog refreshes and setpoints still waiting.
+    /// Answers, timeouts, watchdog refreshes and setpoints still waiting; on a serial
+    /// line then Python's request, if the line has nothing of the loop's to carry.
     fn service_links(&mut self, now: f64) {
         for u in &mut self.units {
             let Some(l) = u.link.as_mut() else { continue };
+            if let Some(line) = l.line.as_mut() {
+                u.shared.exchange.clear_wake();
+                if let Some((id, r)) = line.undelivered {
+                    let ok = match r {
+                        Ok(n) => u.shared.exchange.answer(id, Ok(&line.answer[..n])),
+                        Err(e) => u.shared.exchange.answer(id, Err(e)),
+                    };
+                    if ok {
+                        line.undelivered = None;
+                    }
+                }
+                // Not open and not being opened (a failed open or a reset waits out its
+                // backoff): the driver hears so at once. While the open is under way (at
+                // start above all: `maintain_links` asked for it already) the request
+                // waits for it, up to its deadline.
+                if l.stream.is_none() && !l.slot.pending() && u.shared.exchange.posted() {
+                    u.shared.exchange.refuse();
+                }
+            }
             if l.stream.is_none() {
                 continue;
             }
-            if let Err(why) = read_replies(l, &u.shared, now) {
+            let read = if l.line.is_some() {
+                read_line(l, &u.shared, now)
+            } else {
+                read_replies(l, &u.shared, now)
+            };
+            if let Err(why) = read {
                 self.shared
                     .note(|| format!("inverter {}: {why}", l.target.address));
                 reset(l, &u.shared, now, &self.spec);
@@ -406,10 +507,27 @@ impl Loop {
                         l.target.address, self.spec.write_timeout_s
                     )
                 });
-                reset(l, &u.shared, now, &self.spec);
-                continue;
+                if l.line.is_none() {
+                    reset(l, &u.shared, now, &self.spec);
+                    continue;
+                }
+                // A tty has nothing to reconnect: the line is flushed (a late answer
+                // must not be taken for the next one's) and the next request goes after
+                // the silence. The device may restart meanwhile: once it answers again
+                // its watchdog timeout is written again, and the next setpoint whatever
+                // it is.
+                if let Some(Stream::Tty(f)) = &l.stream {
+                    serial::flush(f);
+                }
+                fail_inflight(l, &u.shared, TxError::Timeout);
+                l.rx_len = 0;
+                l.last = None;
+                l.unanswered = true;
+                if let Some(line) = l.line.as_mut() {
+                    line.free_at = now + line.silence_s;
+                }
             }
-            if l.timeout_due && l.inflight.is_none() {
+            if l.timeout_due && l.inflight.is_none() && line_free(l, now) {
                 if let Some(p) = l.target.watchdog_timeout {
                     if let Some((w, n)) = p.encode(l.target.watchdog_timeout_s) {
                         if send(l, &u.shared, p.address, &w[..n], Sent::Timeout, now).is_err() {
@@ -425,7 +543,7 @@ impl Loop {
             // A setpoint waiting goes before the watchdog.
             send_pending(l, &u.shared, &self.spec);
             if let Some(p) = l.target.watchdog {
-                if now >= l.next_watchdog && l.inflight.is_none() {
+                if now >= l.next_watchdog && l.inflight.is_none() && line_free(l, now) {
                     l.counter = l.counter.wrapping_add(1);
                     let w = [l.counter];
                     if send(l, &u.shared, p.address, &w, Sent::Watchdog, now).is_err() {
@@ -436,7 +554,60 @@ impl Loop {
                     l.next_watchdog = (l.next_watchdog + l.target.watchdog_period_s).max(now);
                 }
             }
+            // Python's poll last: only on a free line with no write of the loop's
+            // waiting, so it delays a frame's setpoint by one transaction at most.
+            let watchdog_due = l.target.watchdog.is_some() && now >= l.next_watchdog;
+            if l.line.is_some()
+                && l.inflight.is_none()
+                && l.pending.is_none()
+                && !l.timeout_due
+                && !watchdog_due
+                && line_free(l, now)
+                && u.shared.exchange.posted()
+            {
+                if let Some(line) = l.line.as_mut() {
+                    if let Some((id, n)) = u.shared.exchange.take(&mut line.pdu) {
+                        let mut adu = [0u8; MAX_ADU];
+                        let len = rtu::adu(l.target.unit_id, &line.pdu[..n], &mut adu);
+                        match len {
+                            Some(len) if rtu::supported(line.pdu[0]) => {
+                                if transmit(l, &u.shared, &adu[..len], 0, Sent::Python(id), now)
+                                    .is_err()
+                                {
+                                    reset(l, &u.shared, now, &self.spec);
+                                    continue;
+                                }
+                                u.shared.transactions.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // The binding refuses these; never put on the line.
+                            _ => {
+                                u.shared.exchange.answer(id, Err(TxError::Timeout));
+                            }
+                        }
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The line has been quiet for t3.5 (always true of a TCP link).
+fn line_free(l: &Link, now: f64) -> bool {
+    l.line.as_ref().is_none_or(|line| now >= line.free_at)
+}
+
+/// The request in flight failed with `e`: Python's is told; a setpoint is sent again.
+fn fail_inflight(l: &mut Link, shared: &UnitShared, e: TxError) {
+    match l.inflight.take() {
+        Some((_, _, Sent::Python(id))) => {
+            if let Some(line) = l.line.as_mut() {
+                if !shared.exchange.answer(id, Err(e)) {
+                    line.undelivered = Some((id, Err(e)));
+                }
+            }
+        }
+        Some((_, _, Sent::Setpoint(_))) => l.last = None,
+        _ => {}
     }
 }
 
@@ -560,13 +731,16 @@ fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f6
         shared.coalesced.fetch_add(1, Ordering::Relaxed);
         return None;
     }
+    let now = monotonic_s();
+    if !line_free(l, now) {
+        return None; // the silence before a request: the loop comes back at `free_at`
+    }
     l.pending = None;
     let Some((w, n)) = l.target.setpoint.encode(sp) else {
         shared.unencodable.fetch_add(1, Ordering::Relaxed);
         l.last = None;
         return None;
     };
-    let now = monotonic_s();
     if send(
         l,
         shared,
@@ -592,6 +766,28 @@ fn send(
     what: Sent,
     now: f64,
 ) -> Result<(), ()> {
+    if l.line.is_some() {
+        let mut adu = [0u8; MAX_ADU];
+        let n = rtu::write_adu(l.target.unit_id, address, words, &mut adu);
+        return transmit(l, shared, &adu[..n], 0, what, now);
+    }
+    let tid = l.next_tid;
+    l.next_tid = l.next_tid.wrapping_add(1).max(1);
+    let mut req = [0u8; MAX_REQUEST];
+    let n = write_request(tid, l.target.unit_id, address, words, &mut req);
+    transmit(l, shared, &req[..n], tid, what, now)
+}
+
+/// Put one request on the link (transaction `tid` for TCP), which must have none in
+/// flight.
+fn transmit(
+    l: &mut Link,
+    shared: &UnitShared,
+    bytes: &[u8],
+    tid: u16,
+    what: Sent,
+    now: f64,
+) -> Result<(), ()> {
     let Some(s) = l.stream.as_mut() else {
         return Err(());
     };
@@ -601,15 +797,21 @@ fn send(
     if l.inflight.is_some() {
         return Ok(());
     }
-    let tid = l.next_tid;
-    l.next_tid = l.next_tid.wrapping_add(1).max(1);
-    let mut req = [0u8; MAX_REQUEST];
-    let n = write_request(tid, l.target.unit_id, address, words, &mut req);
-    // A 17-byte request into an empty socket buffer goes whole or not at all; anything
-    // else means the device stopped reading: the connection is reset.
-    match s.write(&req[..n]) {
-        Ok(k) if k == n => {
+    if l.line.is_some() {
+        l.rx_len = 0; // whatever came unasked is no answer to this request
+    }
+    // A request of at most 256 bytes into an empty socket or tty buffer goes whole or
+    // not at all; anything else means the device stopped reading (or the serial adapter
+    // went away): the link is reset.
+    match s.write(bytes) {
+        Ok(k) if k == bytes.len() => {
             l.inflight = Some((tid, now, what));
+            if let Some(line) = l.line.as_mut() {
+                line.function = bytes[1];
+                // Not before the request is out and the line quiet again (the answer,
+                // when it comes, moves this on).
+                line.free_at = now + bytes.len() as f64 * line.char_s + line.silence_s;
+            }
             Ok(())
         }
         _ => {
@@ -648,32 +850,110 @@ fn read_replies(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), Strin
         let Some((_, sent, what)) = l.inflight.take_if(|f| f.0 == tid) else {
             return Err(format!("answer to unknown transaction {tid}"));
         };
-        match reply {
-            Reply::Ok(_) => {
-                shared.acks.fetch_add(1, Ordering::Relaxed);
-                if let Sent::Setpoint(kw) = what {
-                    shared.acked_kw.store(kw.to_bits(), Ordering::Relaxed);
-                    let ns = ((now - sent).max(0.0) * 1e9) as u64;
-                    shared.rtt_ns_sum.fetch_add(ns, Ordering::Relaxed);
-                }
-            }
-            _ => {
-                shared.exceptions.fetch_add(1, Ordering::Relaxed);
-                if matches!(what, Sent::Setpoint(_)) {
-                    // Refused: the next decision is sent whatever it is.
-                    l.last = None;
-                }
-            }
-        }
+        answered(l, shared, what, sent, now, matches!(reply, Reply::Ok(_)));
     }
     l.rx.copy_within(at..l.rx_len, 0);
     l.rx_len -= at;
     Ok(())
 }
 
+/// The device answered a write of the loop's: acknowledged (`ok`) or an exception.
+fn answered(l: &mut Link, shared: &UnitShared, what: Sent, sent: f64, now: f64, ok: bool) {
+    if ok {
+        shared.acks.fetch_add(1, Ordering::Relaxed);
+        if let Sent::Setpoint(kw) = what {
+            shared.acked_kw.store(kw.to_bits(), Ordering::Relaxed);
+            let ns = ((now - sent).max(0.0) * 1e9) as u64;
+            shared.rtt_ns_sum.fetch_add(ns, Ordering::Relaxed);
+        }
+    } else {
+        shared.exceptions.fetch_add(1, Ordering::Relaxed);
+        if matches!(what, Sent::Setpoint(_)) {
+            // Refused: the next decision is sent whatever it is.
+            l.last = None;
+        }
+    }
+}
+
+/// Read what a serial line brought: the answer to the request in flight once its length
+/// is there, judged by CRC, device id and function. Err: the line is gone (EOF on a hung
+/// up tty, a read error such as EIO of an unplugged adapter): the link is reset.
+fn read_line(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), String> {
+    let Some(s) = l.stream.as_mut() else {
+        return Ok(());
+    };
+    let mut got = false;
+    loop {
+        if l.rx_len == l.rx.len() {
+            l.rx_len = 0; // noise on the line: nothing of ours is that long
+        }
+        match s.read(&mut l.rx[l.rx_len..]) {
+            Ok(0) => return Err("serial line hung up".into()),
+            Ok(n) => {
+                l.rx_len += n;
+                got = true;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                shared.io_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e.to_string());
+            }
+        }
+    }
+    let Some(line) = l.line.as_mut() else {
+        return Ok(());
+    };
+    if got {
+        // Bytes on the line: it is busy until t3.5 after them.
+        line.free_at = line.free_at.max(now + line.silence_s);
+    }
+    let Some((_, sent, what)) = l.inflight else {
+        l.rx_len = 0; // a late answer after a timeout, or noise: dropped
+        return Ok(());
+    };
+    let Some(len) = rtu::reply_len(line.function, &l.rx[..l.rx_len]) else {
+        return Ok(());
+    };
+    let verdict = if len > MAX_ADU {
+        RtuReply::Bad // a byte count no ADU can carry
+    } else if l.rx_len < len {
+        return Ok(()); // the rest is still on its way
+    } else {
+        rtu::check_reply(l.target.unit_id, line.function, &l.rx[..len])
+    };
+    l.inflight = None;
+    if verdict != RtuReply::Bad && l.unanswered {
+        l.unanswered = false;
+        l.timeout_due = true; // the device is back: it may have restarted
+    }
+    match (verdict, what) {
+        (RtuReply::Bad, _) => {
+            shared.bad_replies.fetch_add(1, Ordering::Relaxed);
+            if let Some(Stream::Tty(f)) = &l.stream {
+                serial::flush(f);
+            }
+            l.inflight = Some((0, sent, what));
+            fail_inflight(l, shared, TxError::Timeout);
+        }
+        (_, Sent::Python(id)) => {
+            let pdu = &l.rx[1..len - 2];
+            if !shared.exchange.answer(id, Ok(pdu)) {
+                line.answer[..pdu.len()].copy_from_slice(pdu);
+                line.undelivered = Some((id, Ok(pdu.len())));
+            }
+        }
+        (v, _) => answered(l, shared, what, sent, now, v == RtuReply::Ok),
+    }
+    // One request in flight: whatever follows its answer is noise.
+    l.rx_len = 0;
+    Ok(())
+}
+
 /// Drop the connection: what was unanswered is forgotten, the next setpoint is sent
 /// whatever it is, and a new connection is made after the backoff.
 fn reset(l: &mut Link, shared: &UnitShared, now: f64, spec: &LoopSpec) {
+    fail_inflight(l, shared, TxError::Closed);
     l.stream = None;
     l.inflight = None;
     l.rx_len = 0;
