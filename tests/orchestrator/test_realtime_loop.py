@@ -90,9 +90,11 @@ def _gil_hog(marks: list[float]) -> None:
 
 
 def _gc_storm(marks: list[float]) -> None:
-    # Cycles only the collector frees, collected again and again with the GIL held.
+    # Cycles only the collector frees, collected again and again with the GIL held
+    # (600,000 of them: each full collection then holds the GIL for a few hundred ms on
+    # this VM, which the asyncio path's control check below must see).
     junk: list[Any] = []
-    for _ in range(300_000):
+    for _ in range(600_000):
         a: list[Any] = []
         a.append(a)
         junk.append(a)
