@@ -75,7 +75,7 @@ def test_the_example_records_show_the_response(example_run: tuple[int, str, Path
     assert all(float(r["soc_pct"]) < 10 for r in soc if r["soc_pct"] != "nan")
 
 
-def test_a_mistuned_droop_and_a_disabled_response_fail_their_criteria(tmp_path: Path) -> None:
+def test_a_mistuned_droop_a_disabled_response_and_a_soc_derating_fail(tmp_path: Path) -> None:
     step = {"kind": "step", "from_hz": 50.0, "to_hz": 49.5, "at_s": 2.0}
     plan = write_plan(tmp_path, {
         "name": "mistuned",
@@ -87,6 +87,10 @@ def test_a_mistuned_droop_and_a_disabled_response_fail_their_criteria(tmp_path: 
             # Out of the service: no response at all.
             {"name": "participation-0", "procedure": "iegc_primary", "profile": step,
              "duration_s": 8, "start": {"participation_kw": 0}},
+            # At 15 % SOC the droop's discharge is derated by half, not stopped: the SOC
+            # limit procedure, which wants none, must fail it.
+            {"name": "soc-15pct", "procedure": "soc_limit", "profile": step,
+             "duration_s": 8, "start": {"soc_pct": 15}},
         ],
     })  # fmt: skip
     out = tmp_path / "out"
@@ -101,7 +105,8 @@ def test_a_mistuned_droop_and_a_disabled_response_fail_their_criteria(tmp_path: 
     # The envelope held in both: nothing was commanded beyond it.
     assert not fails["droop-10pct"] & CRITERIA_ALL and not fails["participation-0"] & CRITERIA_ALL
     suite = ET.parse(out / "junit.xml").getroot()
-    assert suite.attrib["failures"] == "2"
+    assert fails["soc-15pct"] == {"setpoint_stopped", "discharge_stopped"}
+    assert suite.attrib["failures"] == "3"
     msg = suite.find("testcase[@name='droop-10pct']/failure[@type='rms_error']")
     assert msg is not None and "limit 5" in msg.attrib["message"]
-    assert "FAIL" in r.stdout and "mistuned: FAIL (0/2 cases passed)" in r.stdout
+    assert "FAIL" in r.stdout and "mistuned: FAIL (0/3 cases passed)" in r.stdout

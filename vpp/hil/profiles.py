@@ -93,7 +93,9 @@ class CaseSource:
 
     def sample(self, t: float) -> tuple[float, float]:
         """(frequency Hz, ROCOF Hz/s) at PMU time ``t``."""
-        tc = t - self.settle_s
+        # Rounded to the nanosecond: a step at a frame's time must fall on that frame,
+        # whatever the binary fractions of k / rate - settle_s make of it.
+        tc = round(t - self.settle_s, 9)
         f = self.fn.value(tc)
-        rocof = (f - self.fn.value(tc - self.dt)) / self.dt
+        rocof = (f - self.fn.value(round(tc - self.dt, 9))) / self.dt
         return f, rocof if math.isfinite(rocof) else 0.0

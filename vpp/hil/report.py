@@ -89,7 +89,9 @@ def format_table(outcomes: Sequence[CaseOutcome]) -> str:
             rows.append((o.record.name, c.name, _figure(c.value), f"{c.limit:g}",
                          "PASS" if c.passed else "FAIL"))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def write_junit(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None:
