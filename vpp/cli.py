@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vpp import ctl
 
     ctl.add_parser(sub)
+    from vpp.hil import cli as hil_cli
+
+    hil_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print a table")
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

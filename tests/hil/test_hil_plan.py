@@ -1,0 +1,75 @@
+"""A bad plan is one line on standard error and exit code 2, naming what is wrong,
+before anything runs; the built-in procedures load and cite their sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.hil.helpers import EXAMPLE, hil_run, write_plan
+from vpp.hil.plan import BUILTIN_PROCEDURES, load_plan, load_procedure
+
+STEP = {"kind": "step", "to_hz": 49.5}
+
+
+def _plan(**over: Any) -> dict[str, Any]:
+    case = {"name": "c1", "procedure": "iegc_primary", "profile": STEP, "duration_s": 5}
+    case.update(over.pop("case", {}))
+    return {"name": "bad", "cases": [case], **over}
+
+
+@pytest.mark.parametrize(
+    ("plan", "says"),
+    [
+        (_plan(target="device"), "'target': 'device'"),
+        (_plan(target="hardware"), "field 'target'"),
+        (_plan(case={"procedure": "nerc_bal"}), "unknown procedure 'nerc_bal'"),
+        (_plan(case={"profile": {"kind": "step", "to_hz": "49.5"}}), "cases.0.profile.step.to_hz"),
+        (_plan(case={"profile": {"kind": "chirp"}}), "cases.0.profile"),
+        (_plan(case={"duration_s": -1}), "cases.0.duration_s"),
+        (_plan(case={"criteria": {"max_start_delay": 2}}), "cases.0.criteria.max_start_delay"),
+        (_plan(case={"start": {"soc_pct": 140}}), "cases.0.start.soc_pct"),
+        (_plan(case={"unit": {"droop": 10}}), "cases.0.unit.droop"),
+        (_plan(case={"profile": {"kind": "csv", "file": "missing.csv"}}), "missing.csv"),
+        (_plan(colour="red"), "field 'colour'"),
+        (_plan(cases=[]), "field 'cases'"),
+    ],
+)
+def test_a_bad_plan_is_one_line_and_exit_2(tmp_path: Path, plan: dict[str, Any], says: str) -> None:
+    r = hil_run(write_plan(tmp_path, plan), "--out", str(tmp_path / "out"), timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vpp hil: ConfigError:"), r.stderr
+    assert says in lines[0]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_not_yaml_and_no_file_are_one_line_too(tmp_path: Path) -> None:
+    bad = tmp_path / "plan.yaml"
+    bad.write_text("name: [unclosed\n", encoding="utf-8")
+    for path, says in ((bad, "not YAML"), (tmp_path / "none.yaml", "cannot read")):
+        r = hil_run(path, timeout=60)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert says in r.stderr
+
+
+def test_the_builtin_procedures_load_and_cite_their_sources() -> None:
+    for name in BUILTIN_PROCEDURES:
+        proc = load_procedure(name, Path("."))
+        assert proc.name == name
+        assert "STANDARDS.md" in proc.source or "control.md" in proc.source
+    iegc = load_procedure("iegc_primary", Path("."))
+    assert (iegc.characteristic.droop_percent, iegc.characteristic.deadband_low_hz,
+            iegc.characteristic.deadband_high_hz) == (5.0, 49.90, 50.05)  # fmt: skip
+    assert load_procedure("fcr_ce", Path(".")).criteria["max_full_delay_s"] == 30.0
+    assert load_procedure("gb_dc", Path(".")).criteria["max_full_delay_s"] == 1.0
+
+
+def test_the_example_plan_loads_with_a_case_per_builtin_procedure() -> None:
+    plan, procs = load_plan(EXAMPLE)
+    assert plan.target == "simulated"
+    assert sorted(p.name for p in procs.values()) == sorted(BUILTIN_PROCEDURES)
+    # Short enough to run in about a minute.
+    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 60

@@ -1,0 +1,147 @@
+"""Pass or fail per criterion, from a case's record (docs/hil.md, "Criteria").
+
+Droop procedures reuse the grid service's compliance check
+(:func:`vpp.orchestrator.grid.compliance.check_unit`): the measured power against the
+procedure's characteristic over the frequency the unit saw, giving ``start_delay``,
+``full_delay``, ``rms_error``, ``max_error`` and ``rel_rms_error`` with the limits of
+:class:`~vpp.orchestrator.grid.config.ComplianceConfig`. Every procedure adds:
+
+- ``within_envelope``: no setpoint outside the safety envelope's range of its frame
+  (value: the largest excess, kW; limit 0);
+- ``within_rating``: the measured power never beyond the rating plus
+  ``power_tolerance_pct`` (value and limit in % of the rating).
+
+The ``soc_limit`` procedure replaces the droop criteria with ``setpoint_stopped`` and
+``discharge_stopped``: the largest commanded and measured discharge (kW above the
+baseline before the event), in % of the rating, within ``max_discharge_pct``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vpp.hil.plan import Case, Procedure
+from vpp.hil.runner import CaseRecord
+from vpp.orchestrator.grid.compliance import (
+    ComplianceConfig,
+    Criterion,
+    DroopCharacteristic,
+    check_unit,
+)
+from vpp.orchestrator.grid.events import FrequencyEvent
+
+__all__ = ["CaseResult", "Criterion", "evaluate", "expected_kw", "limits"]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """A case's verdict: its criteria and the expected response per frame (kW, from
+    the baseline; NaN where the procedure expects none)."""
+
+    case: str
+    procedure: str
+    criteria: list[Criterion]
+    expected_kw: FloatArray
+    event_start_s: float
+
+    @property
+    def passed(self) -> bool:
+        """Every criterion passed."""
+        return all(c.passed for c in self.criteria)
+
+
+def limits(proc: Procedure, case: Case) -> tuple[ComplianceConfig, dict[str, float]]:
+    """The compliance limits and the envelope limits: the procedure's, the case's on
+    top (keys were checked when the plan was loaded)."""
+    merged = proc.criteria | case.criteria
+    comp = {k: v for k, v in merged.items() if k in ComplianceConfig.model_fields}
+    env = {k: v for k, v in merged.items() if k not in comp}
+    env.setdefault("power_tolerance_pct", 5.0)
+    env.setdefault("max_discharge_pct", 1.0)
+    return ComplianceConfig(**comp), env
+
+
+def _characteristic(proc: Procedure, rec: CaseRecord) -> DroopCharacteristic:
+    c = proc.characteristic
+    # The procedure's droop at the unit's participation (out of the service: at its
+    # rating, so that a unit that does not answer fails rather than passes).
+    rated = rec.participation_kw if rec.participation_kw > 0 else rec.rated_kw
+    return DroopCharacteristic(
+        rated_kw=rated,
+        droop_percent=c.droop_percent,
+        nominal_hz=c.nominal_hz,
+        deadband_low_hz=c.deadband_low_hz,
+        deadband_high_hz=c.deadband_high_hz,
+    )
+
+
+def expected_kw(proc: Procedure, rec: CaseRecord) -> FloatArray:
+    """The procedure's expected response (kW from 0) at each recorded frequency."""
+    return _characteristic(proc, rec).expected_kw(rec.column("freq_hz"))
+
+
+def _event(t: FloatArray, f: FloatArray, proc: Procedure, duration: float) -> FrequencyEvent:
+    c = proc.characteristic
+    out = np.flatnonzero((f < c.deadband_low_hz) | (f > c.deadband_high_hz))
+    start = float(t[out[0]]) if out.size else 0.0
+    return FrequencyEvent(
+        start=start,
+        trigger="low" if out.size and f[out[0]] < c.deadband_low_hz else "high",
+        nadir_hz=float(f.min()),
+        nadir_time=float(t[int(np.argmin(f))]),
+        zenith_hz=float(f.max()),
+        zenith_time=float(t[int(np.argmax(f))]),
+        end=duration,
+        nominal_hz=c.nominal_hz,
+        low_hz=c.deadband_low_hz,
+        high_hz=c.deadband_high_hz,
+    )
+
+
+def _pct_criterion(name: str, value: float, limit: float, what: str) -> Criterion:
+    ok = value <= limit
+    verdict = "within" if ok else "over"
+    return Criterion(name, ok, value, limit, f"{name}: {what} {value:.2f} % {verdict} {limit:g} %")
+
+
+def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
+    """The criteria of ``proc`` on ``rec``."""
+    comp, env = limits(proc, case)
+    t = rec.column("t_s")
+    f = rec.column("freq_hz")
+    measured = rec.column("measured_kw")
+    # Frames before the first inverter poll have no measurement: the last known value
+    # (or 0, the simulator's power at start) stands for it.
+    measured = np.where(np.isfinite(measured), measured, 0.0)
+    setpoint = rec.column("setpoint_kw")
+    event = _event(t, f, proc, case.duration_s)
+    crits: list[Criterion] = []
+    before = (t < event.start) & (t >= event.start - comp.baseline_s)
+    base = float(measured[before].mean()) if before.any() else float(measured[0])
+    if proc.kind == "droop":
+        result = check_unit(case.name, event, t, f, measured, _characteristic(proc, rec), comp)
+        crits += result.criteria
+    else:
+        after = t >= event.start
+        top = env["max_discharge_pct"]
+        cmd = 100.0 * max(0.0, float((setpoint[after] - base).max(initial=0.0))) / rec.rated_kw
+        meas = 100.0 * max(0.0, float((measured[after] - base).max(initial=0.0))) / rec.rated_kw
+        crits.append(_pct_criterion("setpoint_stopped", cmd, top, "largest discharge commanded"))
+        crits.append(_pct_criterion("discharge_stopped", meas, top, "largest discharge measured"))
+    excess = np.maximum(setpoint - rec.column("max_kw"), rec.column("min_kw") - setpoint)
+    worst = max(0.0, float(np.nanmax(excess))) if excess.size else 0.0
+    ok = worst <= 1e-6
+    crits.append(Criterion(
+        "within_envelope", ok, worst, 0.0,
+        f"within_envelope: setpoint {worst:.3f} kW {'inside' if ok else 'outside'} the envelope",
+    ))  # fmt: skip
+    peak = 100.0 * float(np.abs(measured).max()) / rec.rated_kw
+    tol = 100.0 + env["power_tolerance_pct"]
+    crits.append(_pct_criterion("within_rating", peak, tol, "peak measured power"))
+    expected = expected_kw(proc, rec) if proc.kind == "droop" else np.zeros_like(t)
+    return CaseResult(case.name, proc.name, crits, expected, event.start)

@@ -1,0 +1,264 @@
+"""The test plan and the procedures it refers to (docs/hil.md, "Plan format").
+
+A plan (YAML) names a ``target`` and its ``cases``. A case names a procedure (a built-in
+of ``vpp/hil/procedures`` or a YAML file of the same form), a frequency profile, its
+duration, the starting conditions of the unit, and overrides: of the unit's droop
+settings (the tuning under test) and of the procedure's criteria limits.
+
+Every model is strict (no unknown keys, no strings for numbers); a bad plan is a
+:class:`~vpp.errors.ConfigError` whose message names the file and the field as a dotted
+path (``cases.1.profile.to_hz``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vpp.errors import ConfigError
+from vpp.validation import config_error, validate_model
+
+__all__ = [
+    "BUILTIN_PROCEDURES",
+    "Case",
+    "CharacteristicSpec",
+    "ComtradeProfile",
+    "CsvProfile",
+    "OscillationProfile",
+    "Plan",
+    "Procedure",
+    "RampProfile",
+    "StartConditions",
+    "StepProfile",
+    "UnitSettings",
+    "UnitSpec",
+    "load_plan",
+    "load_procedure",
+]
+
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+#: The procedures shipped in ``vpp/hil/procedures`` (name -> file).
+BUILTIN_PROCEDURES = ("iegc_primary", "fcr_ce", "gb_dc", "soc_limit")
+
+#: Criteria limits that are not ComplianceConfig's (see :mod:`vpp.hil.criteria`).
+ENVELOPE_LIMITS = ("power_tolerance_pct", "max_discharge_pct")
+
+
+class StepProfile(BaseModel):
+    """``from_hz`` until ``at_s``, then ``to_hz``."""
+
+    model_config = _STRICT
+    kind: Literal["step"]
+    from_hz: float = Field(default=50.0, ge=45, le=65)
+    to_hz: float = Field(ge=45, le=65)
+    at_s: float = Field(default=2.0, ge=0)
+
+
+class RampProfile(BaseModel):
+    """``from_hz`` until ``at_s``, then ``rate_hz_s`` for ``ramp_s`` seconds, then held."""
+
+    model_config = _STRICT
+    kind: Literal["ramp"]
+    from_hz: float = Field(default=50.0, ge=45, le=65)
+    rate_hz_s: float = Field(ge=-10, le=10)
+    ramp_s: float = Field(gt=0)
+    at_s: float = Field(default=2.0, ge=0)
+
+
+class OscillationProfile(BaseModel):
+    """``center_hz + amplitude_hz * sin(2 pi (t - at_s) / period_s)`` from ``at_s``."""
+
+    model_config = _STRICT
+    kind: Literal["oscillation"]
+    center_hz: float = Field(default=50.0, ge=45, le=65)
+    amplitude_hz: float = Field(gt=0, le=5)
+    period_s: float = Field(gt=0)
+    at_s: float = Field(default=2.0, ge=0)
+
+
+class CsvProfile(BaseModel):
+    """A recording of ``time_s,freq_hz`` rows (relative to the plan's directory), played
+    from ``at_s`` (its first value held before, its last after)."""
+
+    model_config = _STRICT
+    kind: Literal["csv"]
+    file: str = Field(min_length=1)
+    at_s: float = Field(default=0.0, ge=0)
+
+
+class ComtradeProfile(BaseModel):
+    """The analog ``channel`` (its ch_id) of a COMTRADE record (the ``.cfg``, relative to
+    the plan's directory; the ``.dat`` beside it), in Hz, played like a CSV recording."""
+
+    model_config = _STRICT
+    kind: Literal["comtrade"]
+    file: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    at_s: float = Field(default=0.0, ge=0)
+
+
+Profile = Annotated[
+    StepProfile | RampProfile | OscillationProfile | CsvProfile | ComtradeProfile,
+    Field(discriminator="kind"),
+]
+
+
+class StartConditions(BaseModel):
+    """The unit when the case starts."""
+
+    model_config = _STRICT
+    soc_pct: float = Field(default=50.0, ge=0, le=100)
+    temperature_c: float = Field(default=25.0, ge=-40, le=80)
+    base_kw: float = 0.0
+    participation_kw: float | None = Field(
+        default=None, ge=0, description="the droop's full response, kW (None: the rating)"
+    )
+
+
+class UnitSettings(BaseModel):
+    """The controller's settings for the unit (all optional: a procedure gives them, a
+    case overrides some to test a mis-tuned controller)."""
+
+    model_config = _STRICT
+    droop_percent: float | None = Field(default=None, gt=0, le=20)
+    deadband_low_hz: float | None = None
+    deadband_high_hz: float | None = None
+    ramp_pu_per_s: float | None = Field(
+        default=None, gt=0, description="the safety envelope's ramp limit, rating per second"
+    )
+
+
+class UnitSpec(BaseModel):
+    """The simulated unit: its rating and capacity."""
+
+    model_config = _STRICT
+    rated_kw: float = Field(default=500.0, gt=0)
+    capacity_kwh: float = Field(default=1000.0, gt=0)
+
+
+class CharacteristicSpec(BaseModel):
+    """The response a procedure expects (the droop of
+    :class:`~vpp.orchestrator.grid.compliance.DroopCharacteristic`)."""
+
+    model_config = _STRICT
+    droop_percent: float = Field(gt=0, le=100)
+    deadband_low_hz: float = Field(gt=0)
+    deadband_high_hz: float = Field(gt=0)
+    nominal_hz: float = Field(default=50.0, gt=0)
+
+
+class Procedure(BaseModel):
+    """A test procedure: what it expects, which settings it asks of the controller, and
+    the limits of its criteria."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="where the figures come from")
+    kind: Literal["droop", "soc_limit"]
+    characteristic: CharacteristicSpec
+    unit: UnitSettings = Field(default_factory=UnitSettings)
+    criteria: dict[str, float] = Field(default_factory=dict)
+
+
+class Case(BaseModel):
+    """One case of a plan."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    procedure: str = Field(min_length=1, description="a built-in name or a YAML file")
+    profile: Profile
+    duration_s: float = Field(gt=0, le=600)
+    start: StartConditions = Field(default_factory=StartConditions)
+    unit: UnitSettings = Field(default_factory=UnitSettings)
+    criteria: dict[str, float] = Field(default_factory=dict)
+
+
+class Plan(BaseModel):
+    """A test plan: its target and cases."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    target: Literal["simulated", "device"] = "simulated"
+    unit: UnitSpec = Field(default_factory=UnitSpec)
+    rate: Literal[10, 25, 50] = 50
+    settle_s: float = Field(
+        default=3.0, ge=1, le=30, description="seconds at the first frequency before t = 0"
+    )
+    cases: list[Case] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Plan:
+        names = [c.name for c in self.cases]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"case names repeat: {dup}")
+        return self
+
+
+def _read_yaml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise config_error(f"{what} {path}: cannot read ({exc.strerror or exc})", what) from exc
+    except yaml.YAMLError as exc:
+        # The parser's message spans lines; its first line says what and where.
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise config_error(f"{what} {path}: not YAML: {first}", what) from exc
+    if not isinstance(data, dict):
+        raise config_error(f"{what} {path}: expected a mapping at the top", what)
+    return data
+
+
+def load_procedure(ref: str, base: Path) -> Procedure:
+    """The procedure ``ref``: a built-in name, else a YAML file relative to ``base``."""
+    if ref in BUILTIN_PROCEDURES:
+        text = resources.files("vpp.hil").joinpath("procedures", f"{ref}.yaml").read_text()
+        data = yaml.safe_load(text)
+        return validate_model(Procedure, data, f"procedure {ref}")
+    path = base / ref
+    if not path.suffix or not path.exists():
+        raise config_error(
+            f"unknown procedure {ref!r}: not a built-in {list(BUILTIN_PROCEDURES)} "
+            f"nor a file in {base}",
+            "procedure",
+        )
+    return validate_model(Procedure, _read_yaml(path, "procedure"), f"procedure {path}")
+
+
+def load_plan(path: Path) -> tuple[Plan, dict[str, Procedure]]:
+    """The plan at ``path`` and each case's procedure (by case name), checked: the
+    target is supported, every procedure exists, every criteria key is known."""
+    from vpp.orchestrator.grid.config import ComplianceConfig
+
+    plan = validate_model(Plan, _read_yaml(path, "plan"), f"plan {path}")
+    if plan.target == "device":
+        raise config_error(
+            f"plan {path}: field 'target': 'device' (a unit under test over C37.118 and "
+            "Modbus/SunSpec) is not supported yet; use 'simulated'",
+            "target",
+        )
+    known = set(ComplianceConfig.model_fields) | set(ENVELOPE_LIMITS)
+    procedures: dict[str, Procedure] = {}
+    for i, case in enumerate(plan.cases):
+        try:
+            proc = load_procedure(case.procedure, path.parent)
+        except ConfigError as exc:
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.procedure': {exc}", "procedure"
+            ) from exc
+        for where, limits in (("procedure", proc.criteria), (f"cases.{i}", case.criteria)):
+            bad = sorted(set(limits) - known)
+            if bad:
+                raise config_error(
+                    f"plan {path}: field '{where}.criteria.{bad[0]}': unknown criterion "
+                    f"limit; known: {sorted(known)}",
+                    "criteria",
+                )
+        procedures[case.name] = proc
+    return plan, procedures

@@ -1,0 +1,180 @@
+"""Run a case in real time against the simulated target and record every frame.
+
+The simulated target is this project's own field controller
+(:class:`~vpp.orchestrator.field.controller.FieldController`, its asyncio frame path)
+with one unit, driving the BESS simulator (:class:`~vpp.sim.bess.BessSimulator`) over
+Modbus TCP on loopback, fed by a C37.118 PMU server (:class:`~vpp.sim.pmu.PmuServer`)
+on loopback whose frequency source is the case's profile, paced in real time. Nothing is
+mocked: the frames, the setpoints and the power read back all cross real sockets.
+
+Per admitted frame the record keeps the frame's time (s from the case start), its
+frequency and the pipeline's ROCOF, the decision (setpoint, the envelope's range, the
+safety action), and the unit's last inverter status as polled over Modbus (measured
+power, SOC). The power is the last poll's, so it lags by up to one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vpp.config.models import DeviceConfig, DroopSettings, FieldConfig, PmuSource, UnitConfig
+from vpp.errors import ConfigError, VppError
+from vpp.hil.plan import Case, Plan, Procedure, UnitSettings
+from vpp.hil.profiles import CaseSource, ProfileFunction
+from vpp.orchestrator.field.controller import FieldController
+from vpp.sim.bess import BessSimulator
+from vpp.sim.pmu import PmuServer
+
+__all__ = ["ACTIONS", "CaseRecord", "RecordingController", "run_case", "unit_settings"]
+
+log = logging.getLogger(__name__)
+
+UNIT_ID = "dut"
+#: The safety actions, by severity (the record's ``action`` column is the index).
+ACTIONS = ("none", "log", "reduce", "stop", "emergency_shutdown")
+#: Seconds of the record kept before the case start (the compliance baseline needs 1 s).
+PRE_ROLL_S = 1.5
+#: Inverter poll interval, s: the measured power's lag is at most this.
+POLL_S = 0.1
+#: How much longer than the case a run may take before it is abandoned.
+SLACK_S = 20.0
+
+COLUMNS = (
+    "t_s", "freq_hz", "rocof_hz_s", "setpoint_kw", "requested_kw", "min_kw", "max_kw",
+    "measured_kw", "soc_pct", "action",
+)  # fmt: skip
+
+
+@dataclass
+class CaseRecord:
+    """The frames of one case: ``rows`` of :data:`COLUMNS`; ``start_unix_s`` is the
+    UNIX time of case time 0; ``rated_kw`` and ``participation_kw`` what the unit had."""
+
+    name: str
+    start_unix_s: float
+    rated_kw: float
+    participation_kw: float
+    rows: list[tuple[float, ...]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def column(self, name: str) -> NDArray[np.float64]:
+        """One column as an array."""
+        i = COLUMNS.index(name)
+        return np.array([r[i] for r in self.rows], dtype=np.float64)
+
+
+class RecordingController(FieldController):
+    """A field controller that records each admitted frame's decision (the step itself
+    is the controller's own: this only looks at its result)."""
+
+    def __init__(self, cfg: FieldConfig, record: CaseRecord, t0: float) -> None:
+        super().__init__(cfg, realtime=False)
+        self.record, self.t0 = record, t0
+
+    def step(self, t: float, f: float, dfreq: float, stat: int, idcode: int, publish: bool) -> bool:
+        """Step as the controller does, then record the unit's decision."""
+        ok = super().step(t, f, dfreq, stat, idcode, publish)
+        unit = self.units[UNIT_ID]
+        d = unit.decision
+        tc = t - self.t0
+        if ok and d is not None and tc >= -PRE_ROLL_S:
+            st = unit.status or {}
+            rocof = d.rocof if d.rocof is not None else math.nan
+            self.record.rows.append((
+                tc, f, rocof, d.setpoint_kw, d.requested_kw, d.min_kw, d.max_kw,
+                float(st.get("active_power", math.nan)), float(st.get("soc", math.nan)),
+                float(ACTIONS.index(d.action.label)) if d.action.label in ACTIONS else math.nan,
+            ))  # fmt: skip
+        return ok
+
+
+def unit_settings(proc: Procedure, case: Case) -> UnitSettings:
+    """The procedure's unit settings with the case's overrides on top."""
+    merged = proc.unit.model_dump(exclude_none=True) | case.unit.model_dump(exclude_none=True)
+    return UnitSettings(**merged)
+
+
+def _unit_config(plan: Plan, settings: UnitSettings, bess_port: int) -> UnitConfig:
+    rated = plan.unit.rated_kw
+    droop: dict[str, Any] = {
+        k: v
+        for k, v in settings.model_dump(exclude_none=True).items()
+        if k in DroopSettings.model_fields
+    }
+    where = {"host": "127.0.0.1", "port": bess_port, "timeout": 0.5, "retries": 0}
+    inverter = DeviceConfig(protocol="modbus_tcp", config=where, poll_interval_s=POLL_S)
+    safety = {}
+    if settings.ramp_pu_per_s is not None:
+        # Both ramps: the droop's own (its default is 1 p.u./s) and the envelope's.
+        droop["ramp_kw_per_s"] = safety["ramp_kw_per_s"] = settings.ramp_pu_per_s * rated
+    try:
+        return UnitConfig(
+            id=UNIT_ID,
+            rated_power_kw=rated,
+            capacity_kwh=plan.unit.capacity_kwh,
+            inverter=inverter,
+            droop=DroopSettings(**droop),
+            safety=safety,
+        )
+    except ValueError as exc:
+        # A deadband or droop the controller refuses: the plan's fault, said in one line.
+        raise ConfigError(f"unit settings {droop}: {exc}") from exc
+
+
+async def run_case(plan: Plan, case: Case, proc: Procedure, base: Path) -> CaseRecord:
+    """Run ``case`` in real time (``plan.settle_s`` before it, its duration after) and
+    return its record."""
+    fn = ProfileFunction(case.profile, base)
+    source = CaseSource(fn, plan.settle_s, plan.rate)
+    settings = unit_settings(proc, case)
+    rated = plan.unit.rated_kw
+    part = rated if case.start.participation_kw is None else case.start.participation_kw
+    if part > rated:
+        raise ConfigError(
+            f"case {case.name}: field 'start.participation_kw': {part:g} kW is above the "
+            f"unit's rating {rated:g} kW"
+        )
+    bess = BessSimulator(
+        port=0,
+        rated_power_kw=rated,
+        capacity_kwh=plan.unit.capacity_kwh,
+        initial_soc_pct=case.start.soc_pct,
+        # The inverter follows at 10 p.u./s: the ramp under test is the controller's.
+        ramp_kw_s=10 * rated,
+    )
+    bess.model.temp_c = case.start.temperature_c
+    pmu = PmuServer(rate=plan.rate, port=0, source=source)
+    wall0 = time.monotonic()
+    async with pmu, bess:
+        while pmu.ticks == 0:  # k0, the PMU's first frame on the time grid, is set then
+            await asyncio.sleep(0.01)
+        t0 = pmu.k0 / plan.rate + plan.settle_s
+        record = CaseRecord(case.name, t0, rated, part)
+        cfg = FieldConfig(id="hil", pmu=PmuSource(port=pmu.port),
+                          units=[_unit_config(plan, settings, bess.port)])  # fmt: skip
+        ctl = RecordingController(cfg, record, t0)
+        unit = ctl.units[UNIT_ID]
+        unit.set_participation(part)
+        unit.set_base(case.start.base_kw)
+        async with ctl:
+            deadline = time.monotonic() + plan.settle_s + case.duration_s + SLACK_S
+            while not record.rows or record.rows[-1][0] < case.duration_s:
+                if time.monotonic() > deadline:
+                    raise VppError(
+                        f"case {case.name}: the target recorded "
+                        f"{len(record.rows)} frames in {SLACK_S:g} s more than the case's "
+                        "duration; is the machine overloaded?"
+                    )
+                await asyncio.sleep(0.05)
+    record.wall_s = time.monotonic() - wall0
+    log.info("case %s: %d frames in %.1f s", case.name, len(record.rows), record.wall_s)
+    return record
