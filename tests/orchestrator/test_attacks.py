@@ -136,7 +136,17 @@ async def running_site(transport: str, d: Path) -> AsyncIterator[Site]:
     try:
         await until(launcher.ready.is_set, what="start")
         await until(lambda: launcher.status.snapshot({})["units_online"] == 3, what="units")
-        yield Site(launcher, keys, history)
+        site = Site(launcher, keys, history)
+        # The services start after the field controllers decide: wait until each answers.
+        deadline = time.monotonic() + 30
+        for server in NAMES:
+            while True:
+                with contextlib.suppress(CommandTimeoutError):
+                    await site.ask("viewer", server, "status")  # any ack: it serves
+                    break
+                assert time.monotonic() < deadline, f"{server} does not answer"
+                await asyncio.sleep(0.2)
+        yield site
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
@@ -337,16 +347,20 @@ def test_forged_telemetry_heartbeats_times_and_fake_ids_change_nothing(
     async def go() -> None:
         async with running_site(transport, short_dir) as site:
             deadline = time.monotonic() + 30
+            seen: list[tuple[int, int, float]] = []
             while True:
                 # The services start after the field controllers: wait until the campus
-                # and the grid know every unit, so that "before" is the settled picture.
+                # and the grid know every unit and the grid's obligation holds still (it
+                # grows as units register), so that "before" is the settled picture.
                 before_fleet = (await site.ask("viewer", "campus", "fleet",
                                                {"levels": []})).result  # fmt: skip
                 before_grid = (await site.ask("viewer", "grid", "status")).result
-                if before_fleet["units"] == before_grid["units"] == 3:
+                seen.append((before_fleet["units"], before_grid["units"],
+                             before_grid["obligation_kw"]))  # fmt: skip
+                if len(seen) >= 3 and seen[-1][:2] == (3, 3) and len(set(seen[-3:])) == 1:
                     break
-                assert time.monotonic() < deadline, (before_fleet["units"], before_grid["units"])
-                await asyncio.sleep(0.2)
+                assert time.monotonic() < deadline, seen[-3:]
+                await asyncio.sleep(0.5)
             pids = {n: p["pid"] for n, p in site.launcher.process_table().items()}
             fds = {n: _fds(pids[n]) for n in ("campus", "grid")}
             pub = Publisher(site.events_in, bind=False, curve=site.curve("field-b", "broker"))
