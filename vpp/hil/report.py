@@ -103,9 +103,11 @@ def format_table(outcomes: Sequence[CaseOutcome]) -> str:
         for nj in o.result.not_judged:
             rows.append((o.record.name, nj.name, "-", "-", NOT_JUDGED))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    # A case not run has no figures: its reason is the only thing to read.
+    lines += [f"{o.record.name}: not run: {o.record.not_run}" for o in outcomes
+              if o.record.not_run is not None]  # fmt: skip
+    return "\n".join(lines)
 
 
 def write_junit(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None:
