@@ -12,6 +12,7 @@ from tests.hil.helpers import EXAMPLE, hil_run, write_plan
 from vpp.hil.plan import BUILTIN_PROCEDURES, load_plan, load_procedure
 
 STEP = {"kind": "step", "to_hz": 49.5}
+DEVICE = {"pmu": {"port": 4712}, "meter": {"port": 5020}}
 
 
 def _plan(**over: Any) -> dict[str, Any]:
@@ -23,7 +24,38 @@ def _plan(**over: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("plan", "says"),
     [
-        (_plan(target="device"), "'target': 'device'"),
+        (_plan(target="device"), "a 'device' section goes with target 'device'"),
+        (_plan(device=DEVICE), "a 'device' section goes with target 'device'"),
+        (
+            _plan(
+                target="device", device={**DEVICE, "meter": {"port": 5020, "power_point": "pwr"}}
+            ),
+            "field 'device.meter.power_point': no point 'pwr'",
+        ),
+        (
+            _plan(
+                target="device",
+                device={**DEVICE, "meter": {"port": 5020, "register_map": "x.yaml"}},
+            ),
+            "field 'device.meter.register_map'",
+        ),
+        (_plan(target="device", device={**DEVICE, "pmu": {"port": 0}}), "device.pmu.port"),
+        (
+            _plan(target="device", device=DEVICE, case={"unit": {"droop_percent": 10}}),
+            "field 'cases.0.unit': a device's settings are its own",
+        ),
+        (
+            _plan(target="device", device=DEVICE, case={"start": {"temperature_c": 30}}),
+            "field 'cases.0.start.temperature_c'",
+        ),
+        (
+            _plan(
+                target="device",
+                device={**DEVICE, "meter": {"port": 5020, "soc_point": None}},
+                case={"start": {"soc_pct": 30}},
+            ),
+            "field 'cases.0.start.soc_pct': the meter has no",
+        ),
         (_plan(target="hardware"), "field 'target'"),
         (_plan(case={"procedure": "nerc_bal"}), "unknown procedure 'nerc_bal'"),
         (_plan(case={"profile": {"kind": "step", "to_hz": "49.5"}}), "cases.0.profile.step.to_hz"),

@@ -14,6 +14,13 @@ procedure's characteristic over the frequency the unit saw, giving ``start_delay
 The ``soc_limit`` procedure replaces the droop criteria with ``setpoint_stopped`` and
 ``discharge_stopped``: the largest commanded and measured discharge (kW above the
 baseline before the event), in % of the rating, within ``max_discharge_pct``.
+
+A device (``target: device``) shows only its measured power (and SOC): the criteria
+that need a setpoint or an envelope (``within_envelope``, ``setpoint_stopped``) are
+"not judged", with the reason, and so is ``discharge_stopped`` when the device's SOC is
+not read (nothing shows that the SOC limit applied). A not-judged criterion is never a
+pass: it is listed apart (:attr:`CaseResult.not_judged`), and the case's verdict rests
+on the criteria judged. A case that was not run fails on ``not_run``.
 """
 
 from __future__ import annotations
@@ -33,9 +40,17 @@ from vpp.orchestrator.grid.compliance import (
 )
 from vpp.orchestrator.grid.events import FrequencyEvent
 
-__all__ = ["CaseResult", "Criterion", "evaluate", "expected_kw", "limits"]
+__all__ = ["CaseResult", "Criterion", "NotJudged", "evaluate", "expected_kw", "limits"]
 
 FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class NotJudged:
+    """A criterion of the procedure that this target's record cannot decide."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -48,11 +63,12 @@ class CaseResult:
     criteria: list[Criterion]
     expected_kw: FloatArray
     event_start_s: float
+    not_judged: tuple[NotJudged, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """Every criterion passed."""
-        return all(c.passed for c in self.criteria)
+        """Every criterion judged passed (and at least one was judged)."""
+        return bool(self.criteria) and all(c.passed for c in self.criteria)
 
 
 def limits(proc: Procedure, case: Case) -> tuple[ComplianceConfig, dict[str, float]]:
@@ -111,16 +127,41 @@ def _pct_criterion(name: str, value: float, limit: float, what: str) -> Criterio
 
 def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
     """The criteria of ``proc`` on ``rec``."""
+    if rec.not_run is not None:
+        crit = Criterion("not_run", False, None, 0.0, f"not run: {rec.not_run}")
+        return CaseResult(case.name, proc.name, [crit], np.zeros(0), 0.0)
+    device = rec.target == "device"
+    skipped: list[NotJudged] = []
+    no_setpoint = "a device reports no setpoint or envelope: only its measured power is seen"
     comp, env = limits(proc, case)
     t = rec.column("t_s")
     f = rec.column("freq_hz")
     measured = rec.column("measured_kw")
-    # Frames before the first inverter poll have no measurement: the last known value
-    # (or 0, the simulator's power at start) stands for it.
-    measured = np.where(np.isfinite(measured), measured, 0.0)
+    crits: list[Criterion] = []
+    if device:
+        # A frame without a reading (a failed poll) is a hole in what the harness saw:
+        # counted as a criterion of its own, and the holes filled with the reading before
+        # them so that the other criteria can still be computed.
+        missing = ~np.isfinite(measured)
+        share = 100.0 * float(missing.mean()) if missing.size else 100.0
+        ok = share == 0.0
+        crits.append(Criterion(
+            "meter_readings", ok, share, 0.0,
+            f"meter_readings: {share:.1f} % of the frames without a meter reading"
+            + (f" ({rec.meter_errors} failed polls)" if rec.meter_errors else ""),
+        ))  # fmt: skip
+        if missing.all():
+            return CaseResult(case.name, proc.name, crits, np.zeros_like(t), 0.0)
+        idx = np.where(missing, 0, np.arange(measured.size))
+        np.maximum.accumulate(idx, out=idx)
+        first = int(np.flatnonzero(~missing)[0])
+        measured = measured[np.maximum(idx, first)]
+    else:
+        # Frames before the first inverter poll have no measurement: the last known
+        # value (or 0, the simulator's power at start) stands for it.
+        measured = np.where(np.isfinite(measured), measured, 0.0)
     setpoint = rec.column("setpoint_kw")
     event = _event(t, f, proc, case.duration_s)
-    crits: list[Criterion] = []
     before = (t < event.start) & (t >= event.start - comp.baseline_s)
     base = float(measured[before].mean()) if before.any() else float(measured[0])
     if proc.kind == "droop":
@@ -129,19 +170,35 @@ def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
     else:
         after = t >= event.start
         top = env["max_discharge_pct"]
-        cmd = 100.0 * max(0.0, float((setpoint[after] - base).max(initial=0.0))) / rec.rated_kw
-        meas = 100.0 * max(0.0, float((measured[after] - base).max(initial=0.0))) / rec.rated_kw
-        crits.append(_pct_criterion("setpoint_stopped", cmd, top, "largest discharge commanded"))
-        crits.append(_pct_criterion("discharge_stopped", meas, top, "largest discharge measured"))
-    excess = np.maximum(setpoint - rec.column("max_kw"), rec.column("min_kw") - setpoint)
-    worst = max(0.0, float(np.nanmax(excess))) if excess.size else 0.0
-    ok = worst <= 1e-6
-    crits.append(Criterion(
-        "within_envelope", ok, worst, 0.0,
-        f"within_envelope: setpoint {worst:.3f} kW {'inside' if ok else 'outside'} the envelope",
-    ))  # fmt: skip
+        if device:
+            skipped.append(NotJudged("setpoint_stopped", no_setpoint))
+        else:
+            cmd = max(0.0, float((setpoint[after] - base).max(initial=0.0)))
+            crits.append(_pct_criterion("setpoint_stopped", 100.0 * cmd / rec.rated_kw, top,
+                                        "largest discharge commanded"))  # fmt: skip
+        if device and not np.isfinite(rec.column("soc_pct")).any():
+            skipped.append(NotJudged(
+                "discharge_stopped",
+                "the device's SOC is not read (no soc_point): nothing shows the SOC limit "
+                "applied, so a discharge cannot be told right or wrong",
+            ))  # fmt: skip
+        else:
+            meas = max(0.0, float((measured[after] - base).max(initial=0.0)))
+            crits.append(_pct_criterion("discharge_stopped", 100.0 * meas / rec.rated_kw, top,
+                                        "largest discharge measured"))  # fmt: skip
+    if device:
+        skipped.append(NotJudged("within_envelope", no_setpoint))
+    else:
+        excess = np.maximum(setpoint - rec.column("max_kw"), rec.column("min_kw") - setpoint)
+        worst = max(0.0, float(np.nanmax(excess))) if excess.size else 0.0
+        ok = worst <= 1e-6
+        crits.append(Criterion(
+            "within_envelope", ok, worst, 0.0,
+            f"within_envelope: setpoint {worst:.3f} kW "
+            f"{'inside' if ok else 'outside'} the envelope",
+        ))  # fmt: skip
     peak = 100.0 * float(np.abs(measured).max()) / rec.rated_kw
     tol = 100.0 + env["power_tolerance_pct"]
     crits.append(_pct_criterion("within_rating", peak, tol, "peak measured power"))
     expected = expected_kw(proc, rec) if proc.kind == "droop" else np.zeros_like(t)
-    return CaseResult(case.name, proc.name, crits, expected, event.start)
+    return CaseResult(case.name, proc.name, crits, expected, event.start, tuple(skipped))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from vpp.errors import ConfigError
 from vpp.hil.criteria import evaluate
+from vpp.hil.device import run_device_case
 from vpp.hil.plan import Plan, load_plan
 from vpp.hil.profiles import ProfileFunction
 from vpp.hil.report import CaseOutcome, write_case_files, write_html, write_junit
@@ -50,7 +51,10 @@ def run_plan(path: Path, out_dir: Path) -> PlanRun:
     outcomes: list[CaseOutcome] = []
     for case in plan.cases:
         proc = procedures[case.name]
-        record = asyncio.run(run_case(plan, case, proc, path.parent))
+        if plan.target == "device":
+            record = asyncio.run(run_device_case(plan, case, path.parent))
+        else:
+            record = asyncio.run(run_case(plan, case, proc, path.parent))
         outcome = CaseOutcome(record, evaluate(proc, case, record), proc)
         write_case_files(out_dir, outcome)
         outcomes.append(outcome)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,13 +22,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vpp.errors import ConfigError
 from vpp.validation import config_error, validate_model
 
+if TYPE_CHECKING:
+    from vpp.drivers.register_map import RegisterMap
+
 __all__ = [
     "BUILTIN_PROCEDURES",
     "Case",
     "CharacteristicSpec",
     "ComtradeProfile",
     "CsvProfile",
+    "DeviceSpec",
+    "MeterSpec",
     "OscillationProfile",
+    "PdcSpec",
     "Plan",
     "Procedure",
     "RampProfile",
@@ -38,6 +44,7 @@ __all__ = [
     "UnitSpec",
     "load_plan",
     "load_procedure",
+    "meter_map",
 ]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
@@ -141,6 +148,55 @@ class UnitSpec(BaseModel):
     capacity_kwh: float = Field(default=1000.0, gt=0)
 
 
+class PdcSpec(BaseModel):
+    """Where the harness serves its C37.118 stream to the device (TCP only: the device
+    connects as the PDC and turns data on)."""
+
+    model_config = _STRICT
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(ge=1, le=65535, description="the TCP port the device connects to")
+    idcode: int = Field(default=7734, ge=1, le=65534)
+    connect_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="how long to wait for data on from the device"
+    )
+
+
+class MeterSpec(BaseModel):
+    """How the harness reads the device's response: Modbus TCP points of a register map
+    (:func:`vpp.drivers.register_map.load_register_map`: a file, or a map shipped in
+    ``vpp/drivers/maps``), decoded with the map's scale and sign (vpp's convention:
+    positive = discharge)."""
+
+    model_config = _STRICT
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(ge=1, le=65535)
+    device_id: int = Field(default=1, ge=0, le=255)
+    register_map: str = Field(default="bess_default.yaml", min_length=1)
+    power_point: str = Field(default="active_power", min_length=1)
+    soc_point: str | None = Field(
+        default="soc", description="None: the device reports no SOC (SOC checks not judged)"
+    )
+    poll_s: float = Field(default=0.1, ge=0.02, le=5)
+    timeout_s: float = Field(default=0.5, gt=0, le=10)
+
+
+class DeviceStartTolerance(BaseModel):
+    """How far the device may be from a case's stated starting conditions."""
+
+    model_config = _STRICT
+    soc_pct: float = Field(default=2.0, ge=0)
+    base_pct: float = Field(default=2.0, ge=0, description="% of the rating")
+
+
+class DeviceSpec(BaseModel):
+    """A unit under test reached only through its protocols (``target: device``)."""
+
+    model_config = _STRICT
+    pmu: PdcSpec
+    meter: MeterSpec
+    start_tolerance: DeviceStartTolerance = Field(default_factory=DeviceStartTolerance)
+
+
 class CharacteristicSpec(BaseModel):
     """The response a procedure expects (the droop of
     :class:`~vpp.orchestrator.grid.compliance.DroopCharacteristic`)."""
@@ -190,6 +246,7 @@ class Plan(BaseModel):
     settle_s: float = Field(
         default=3.0, ge=1, le=30, description="seconds at the first frequency before t = 0"
     )
+    device: DeviceSpec | None = None
     cases: list[Case] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -198,6 +255,8 @@ class Plan(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"case names repeat: {dup}")
+        if (self.target == "device") != (self.device is not None):
+            raise ValueError("a 'device' section goes with target 'device', and only with it")
         return self
 
 
@@ -213,6 +272,55 @@ def _read_yaml(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise config_error(f"{what} {path}: expected a mapping at the top", what)
     return data
+
+
+def meter_map(meter: MeterSpec, base: Path) -> RegisterMap:
+    """The meter's register map: a file relative to the plan's directory, else a map
+    shipped in ``vpp/drivers/maps``."""
+    from vpp.drivers.register_map import load_register_map
+
+    local = base / meter.register_map
+    return load_register_map(local if local.is_file() else meter.register_map)
+
+
+def _check_device(path: Path, plan: Plan, dev: DeviceSpec) -> None:
+    """A device plan: its meter points exist, and no case asks for what a device cannot
+    be given (its settings are its own; its state is what it is: only checked)."""
+    try:
+        regmap = meter_map(dev.meter, path.parent)
+    except ConfigError as exc:
+        raise config_error(
+            f"plan {path}: field 'device.meter.register_map': {exc}", "register_map"
+        ) from exc
+    names = {p.name for p in regmap.points}
+    for key in ("power_point", "soc_point"):
+        name = getattr(dev.meter, key)
+        if name is not None and name not in names:
+            raise config_error(
+                f"plan {path}: field 'device.meter.{key}': no point {name!r} in "
+                f"{dev.meter.register_map}",
+                key,
+            )
+    for i, case in enumerate(plan.cases):
+        if case.unit.model_fields_set:
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.unit': a device's settings are its own; "
+                "the harness cannot set them (configure the device instead)",
+                "unit",
+            )
+        given = case.start.model_fields_set
+        if "temperature_c" in given:
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.start.temperature_c': a device's "
+                "temperature can be neither set nor read by the harness",
+                "start",
+            )
+        if "soc_pct" in given and dev.meter.soc_point is None:
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.start.soc_pct': the meter has no soc_point "
+                "to check it against",
+                "start",
+            )
 
 
 def load_procedure(ref: str, base: Path) -> Procedure:
@@ -237,12 +345,8 @@ def load_plan(path: Path) -> tuple[Plan, dict[str, Procedure]]:
     from vpp.orchestrator.grid.config import ComplianceConfig
 
     plan = validate_model(Plan, _read_yaml(path, "plan"), f"plan {path}")
-    if plan.target == "device":
-        raise config_error(
-            f"plan {path}: field 'target': 'device' (a unit under test over C37.118 and "
-            "Modbus/SunSpec) is not supported yet; use 'simulated'",
-            "target",
-        )
+    if plan.device is not None:
+        _check_device(path, plan, plan.device)
     known = set(ComplianceConfig.model_fields) | set(ENVELOPE_LIMITS)
     procedures: dict[str, Procedure] = {}
     for i, case in enumerate(plan.cases):

@@ -27,7 +27,17 @@ from vpp.hil.plan import Plan, Procedure
 from vpp.hil.runner import ACTIONS, COLUMNS, CaseRecord
 from vpp.reports.svg import Level, Series, line_chart
 
-__all__ = ["CaseOutcome", "format_table", "write_case_files", "write_html", "write_junit"]
+#: The verdict of a criterion the target's record cannot decide (never a pass).
+NOT_JUDGED = "NOT JUDGED"
+
+__all__ = [
+    "NOT_JUDGED",
+    "CaseOutcome",
+    "format_table",
+    "write_case_files",
+    "write_html",
+    "write_junit",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ def write_case_files(out_dir: Path, o: CaseOutcome) -> list[Path]:
         w.writerow([*COLUMNS, "expected_kw"])
         for row, e in zip(rec.rows, exp, strict=True):
             w.writerow([f"{v:.6g}" for v in (*row, e)])
+    if not rec.rows:
+        return [path]  # a case not run: no COMTRADE record of nothing
     t = rec.column("t_s")
     channels = [
         AnalogChannel("freq", "Hz", rec.column("freq_hz")),
@@ -65,7 +77,7 @@ def write_case_files(out_dir: Path, o: CaseOutcome) -> list[Path]:
     cfg, dat = write_comtrade(
         out_dir / rec.name,
         station=f"vpp hil {rec.name}",
-        device="vpp-field-sim",
+        device="vpp-field-sim" if rec.target == "simulated" else "vpp-hil-device",
         start_unix_s=rec.start_unix_s + float(t[0]) if t.size else rec.start_unix_s,
         times_s=t,
         analog=channels,
@@ -88,10 +100,14 @@ def format_table(outcomes: Sequence[CaseOutcome]) -> str:
         for c in o.result.criteria:
             rows.append((o.record.name, c.name, _figure(c.value), f"{c.limit:g}",
                          "PASS" if c.passed else "FAIL"))  # fmt: skip
+        for nj in o.result.not_judged:
+            rows.append((o.record.name, nj.name, "-", "-", NOT_JUDGED))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    # A case not run has no figures: its reason is the only thing to read.
+    lines += [f"{o.record.name}: not run: {o.record.not_run}" for o in outcomes
+              if o.record.not_run is not None]  # fmt: skip
+    return "\n".join(lines)
 
 
 def write_junit(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None:
@@ -116,12 +132,15 @@ def write_junit(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None
         props = ET.SubElement(tc, "properties")
         for c in o.result.criteria:
             ET.SubElement(props, "property", name=c.name, value=_figure(c.value))
+        for nj in o.result.not_judged:
+            ET.SubElement(props, "property", name=nj.name, value=f"not judged: {nj.reason}")
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
 _CSS = """body{font-family:sans-serif;margin:2em;max-width:60em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.2em .6em}
-.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}"""
+.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}
+.nj{color:#8a6d00;font-weight:bold}"""
 
 
 def _verdict(ok: bool) -> str:
@@ -135,7 +154,9 @@ def _case_html(o: CaseOutcome) -> str:
     parts = [
         f'<h2 id="{escape(rec.name)}">{escape(rec.name)} {_verdict(res.passed)}</h2>',
         f"<p>Procedure <b>{escape(proc.title)}</b> ({escape(proc.name)}). "
-        f"Source: {escape(proc.source)}. {len(rec.rows)} frames in {rec.wall_s:.1f} s.</p>",
+        f"Source: {escape(proc.source)}. {len(rec.rows)} frames in {rec.wall_s:.1f} s."
+        + "".join(f" Note: {escape(n)}." for n in rec.notes)
+        + "</p>",
         "<table><tr><th>criterion</th><th>measured</th><th>limit</th><th>verdict</th>"
         "<th>detail</th></tr>",
     ]
@@ -144,7 +165,14 @@ def _case_html(o: CaseOutcome) -> str:
             f"<tr><td>{escape(cr.name)}</td><td>{_figure(cr.value)}</td><td>{cr.limit:g}</td>"
             f"<td>{_verdict(cr.passed)}</td><td>{escape(cr.reason)}</td></tr>"
         )
+    for nj in res.not_judged:
+        parts.append(
+            f"<tr><td>{escape(nj.name)}</td><td>-</td><td>-</td>"
+            f'<td><span class="nj">{NOT_JUDGED}</span></td><td>{escape(nj.reason)}</td></tr>'
+        )
     parts.append("</table>")
+    if not rec.rows:
+        return "\n".join(parts)
     mark = [("event", res.event_start_s)]
     parts.append(line_chart(
         "Frequency", [Series("frequency", t, list(rec.column("freq_hz")))], y_label="Hz",
@@ -174,6 +202,22 @@ def _case_html(o: CaseOutcome) -> str:
     return "\n".join(parts)
 
 
+def _target_text(plan: Plan) -> str:
+    dev = plan.device
+    if dev is None:
+        return ("the project's field controller, the BESS simulator over Modbus TCP, a "
+                "C37.118 PMU server, on loopback, in real time")  # fmt: skip
+    m = dev.meter
+    soc = f", SOC point {m.soc_point!r}" if m.soc_point else ", no SOC point"
+    return (
+        f"a device reached through its protocols: the harness serves C37.118 over TCP at "
+        f"{dev.pmu.host}:{dev.pmu.port} (IDCODE {dev.pmu.idcode}) and reads Modbus TCP "
+        f"{m.host}:{m.port} unit {m.device_id}, point {m.power_point!r} of "
+        f"{m.register_map}{soc}, every {m.poll_s:g} s; a device shows no setpoint, "
+        "envelope or safety action: the criteria that need them are not judged"
+    )
+
+
 def write_html(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None:
     """The run's HTML report (see the module docstring)."""
     passed = all(o.result.passed for o in outcomes)
@@ -181,8 +225,7 @@ def write_html(path: Path, plan: Plan, outcomes: Sequence[CaseOutcome]) -> None:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>HIL {escape(plan.name)}"
         f"</title><style>{_CSS}</style></head><body>",
         f"<h1>HIL plan {escape(plan.name)} {_verdict(passed)}</h1>",
-        f"<p>Target: {escape(plan.target)} (the project's field controller, the BESS "
-        "simulator over Modbus TCP, a C37.118 PMU server, on loopback, in real time). "
+        f"<p>Target: {escape(plan.target)} ({escape(_target_text(plan))}). "
         f"Unit: {plan.unit.rated_kw:g} kW, {plan.unit.capacity_kwh:g} kWh.</p>",
         "<table><tr><th>case</th><th>procedure</th><th>verdict</th><th>failed criteria</th></tr>",
     ]

@@ -65,6 +65,14 @@ class CaseRecord:
     participation_kw: float
     rows: list[tuple[float, ...]] = field(default_factory=list)
     wall_s: float = 0.0
+    #: Why the case was not run (a failed case), or None.
+    not_run: str | None = None
+    #: The target: "simulated", or "device" (no setpoint, envelope or safety action).
+    target: str = "simulated"
+    #: Meter polls that failed (device target).
+    meter_errors: int = 0
+    #: What the report should say about the run itself (frames the PMU skipped, ...).
+    notes: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> NDArray[np.float64]:
         """One column as an array."""
