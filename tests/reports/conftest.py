@@ -1,8 +1,8 @@
 """One real history for every test of vpp.reports: ``vpp run`` of the default site.
 
-The embedded default site tells the story of a frequency event within 40 s (a trip at
-15 s; the event starts, is answered by the three simulated units, ends and is judged);
-its HTTP API is turned off here. The run takes about 50 s, so it is made once per
+The embedded default site tells the story of a frequency event within 45 s (a trip at
+20 s; the event starts, is answered by the three simulated units, ends and is judged);
+its HTTP API is turned off here. The run takes about 55 s, so it is made once per
 session; tests read the file only.
 """
 
@@ -22,14 +22,14 @@ from vpp.config.loader import default_text
 
 @pytest.fixture(scope="session")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The history file of a 45 s run with one frequency event that ended."""
+    """The history file of a 50 s run with one frequency event that ended."""
     d = tmp_path_factory.mktemp("history")
     path, site = d / "history.db", d / "site.yaml"
     text = yaml.safe_load(default_text())
     text["api"] = {"enabled": False}
     site.write_text(yaml.safe_dump(text))
-    # 45 s: the event ends about 31 s after the start, later on a loaded machine.
-    r = vpp("run", "--duration", "45", "--config", str(site), "--history", str(path),
+    # 50 s: the event ends about 36 s after the start, later on a loaded machine.
+    r = vpp("run", "--duration", "50", "--config", str(site), "--history", str(path),
             timeout=150)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     ends = [d for d in raw_events(path, "frequency_event") if d["phase"] == "end"]
