@@ -165,7 +165,8 @@ def test_writes_go_on_under_a_hog(hog: Callable[[list[float]], None]) -> None:
     # The same hog on the asyncio path: its writes stop (the hog did hold the GIL).
     writes, start, end = _writes_under(hog, realtime=False)
     gap, _ = _largest_gap(writes, start, end)
-    assert gap > 0.2, f"the hog did not hold the asyncio path up ({gap * 1e3:.0f} ms)"
+    # Longer than the loop's bound above (a loaded VM shortens the calibrated hog).
+    assert gap > 0.15, f"the hog did not hold the asyncio path up ({gap * 1e3:.0f} ms)"
 
 
 STEP = FrequencyProfile(kind="step", magnitude=-0.2, start=0.0, noise=0.0)

@@ -146,7 +146,8 @@ def test_writes_go_on_through_a_gil_hog() -> None:
     # The same hog on the asyncio path (the driver's own serial port): its writes stop.
     writes, start, end = _writes_under(_gil_hog, False, _plant_rtu, _field)
     gap, _ = _largest_gap(writes, start, end)
-    assert gap > 0.2, f"the hog did not hold the asyncio path up ({gap * 1e3:.0f} ms)"
+    # Longer than the loop's bound above (a loaded VM shortens the calibrated hog).
+    assert gap > 0.15, f"the hog did not hold the asyncio path up ({gap * 1e3:.0f} ms)"
 
 
 def test_a_cut_line_lets_the_watchdog_expire_then_the_loop_recovers() -> None:
