@@ -31,12 +31,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from vpp.hil.harness import run_plan
-    from vpp.hil.plan import load_plan
     from vpp.hil.report import format_table
 
-    plan, _ = load_plan(args.plan)
-    out = args.out if args.out is not None else Path("hil-out") / plan.name
-    result = run_plan(args.plan, out)
+    result = run_plan(args.plan, args.out)
+    plan = result.plan
     print(format_table(result.outcomes))
     verdict = "PASS" if result.passed else "FAIL"
     failed = sum(not o.result.passed for o in result.outcomes)

@@ -177,9 +177,12 @@ def _rows(
     return rows
 
 
-async def run_device_case(plan: Plan, case: Case, base: Path) -> CaseRecord:
-    """Run ``case`` against the plan's device and return its record (``not_run`` set
-    when the device never turned data on or was not in the stated conditions)."""
+async def run_device_case(
+    plan: Plan, case: Case, fn: ProfileFunction, base: Path
+) -> CaseRecord:
+    """Run ``case`` (its frequency ``fn``) against the plan's device (its meter's map
+    relative to ``base``) and return its record (``not_run`` set when the device never
+    turned data on or was not in the stated conditions)."""
     dev = plan.device
     assert dev is not None  # load_plan checked target and section together
     regmap = meter_map(dev.meter, base)
@@ -187,7 +190,7 @@ async def run_device_case(plan: Plan, case: Case, base: Path) -> CaseRecord:
                   regmap.point(dev.meter.soc_point) if dev.meter.soc_point else None)  # fmt: skip
     rated = plan.unit.rated_kw
     part = rated if case.start.participation_kw is None else case.start.participation_kw
-    source = DeviceSource(ProfileFunction(case.profile, base), plan.settle_s, plan.rate)
+    source = DeviceSource(fn, plan.settle_s, plan.rate)
     pmu = PmuServer(idcode=dev.pmu.idcode, rate=plan.rate, host=dev.pmu.host,
                     port=dev.pmu.port, source=source, station="VPP HIL PMU")  # fmt: skip
     wall0 = time.monotonic()

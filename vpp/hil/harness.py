@@ -36,25 +36,27 @@ class PlanRun:
         return all(o.result.passed for o in self.outcomes)
 
 
-def run_plan(path: Path, out_dir: Path) -> PlanRun:
-    """Run the plan at ``path``, writing everything in ``out_dir`` (created). A bad plan
-    is a ConfigError before anything runs."""
+def run_plan(path: Path, out_dir: Path | None = None) -> PlanRun:
+    """Run the plan at ``path``, writing everything in ``out_dir`` (created; default
+    ``hil-out/PLAN-NAME``). A bad plan is a ConfigError before anything runs."""
     plan, procedures = load_plan(path)
+    profiles: list[ProfileFunction] = []
     for i, case in enumerate(plan.cases):
-        # Recordings are read now: a missing or bad file fails before anything runs.
+        # Recordings are read now, once: a missing or bad file fails before anything runs.
         try:
-            ProfileFunction(case.profile, path.parent)
+            profiles.append(ProfileFunction(case.profile, path.parent))
         except ConfigError as exc:
             raise config_error(f"plan {path}: field 'cases.{i}.profile': {exc}", "profile") from exc
+    out_dir = out_dir if out_dir is not None else Path("hil-out") / plan.name
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     outcomes: list[CaseOutcome] = []
-    for case in plan.cases:
+    for case, fn in zip(plan.cases, profiles, strict=True):
         proc = procedures[case.name]
         if plan.target == "device":
-            record = asyncio.run(run_device_case(plan, case, path.parent))
+            record = asyncio.run(run_device_case(plan, case, fn, path.parent))
         else:
-            record = asyncio.run(run_case(plan, case, proc, path.parent))
+            record = asyncio.run(run_case(plan, case, proc, fn))
         outcome = CaseOutcome(record, evaluate(proc, case, record), proc)
         write_case_files(out_dir, outcome)
         outcomes.append(outcome)

@@ -20,7 +20,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,10 +137,9 @@ def _unit_config(plan: Plan, settings: UnitSettings, bess_port: int) -> UnitConf
         raise ConfigError(f"unit settings {droop}: {exc}") from exc
 
 
-async def run_case(plan: Plan, case: Case, proc: Procedure, base: Path) -> CaseRecord:
-    """Run ``case`` in real time (``plan.settle_s`` before it, its duration after) and
-    return its record."""
-    fn = ProfileFunction(case.profile, base)
+async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction) -> CaseRecord:
+    """Run ``case`` (its frequency ``fn``) in real time (``plan.settle_s`` before it, its
+    duration after) and return its record."""
     source = CaseSource(fn, plan.settle_s, plan.rate)
     settings = unit_settings(proc, case)
     rated = plan.unit.rated_kw
