@@ -41,18 +41,33 @@ class Broker:
         self.thread = threading.Thread(target=self._run, name="test broker")
 
     def _run(self) -> None:
-        with contextlib.suppress(zmq.ContextTerminated):
-            zmq.proxy(self.xsub, self.xpub)
-        self.xsub.close(linger=0)
-        self.xpub.close(linger=0)
+        # The sockets are closed however the proxy ends: ``ctx.term()`` waits for every
+        # socket of the context, and one left open would hang the test for good.
+        try:
+            while True:
+                try:
+                    zmq.proxy(self.xsub, self.xpub)
+                except zmq.InterruptedSystemCall:
+                    continue  # a signal to the process landed on this thread
+                except zmq.ContextTerminated:
+                    return
+        finally:
+            self.xsub.close(linger=0)
+            self.xpub.close(linger=0)
 
     def __enter__(self) -> Broker:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.ctx.term()
+        # Terminated from a helper thread, so that a broker that cannot stop fails the
+        # test with its reason instead of blocking it until the suite's timeout.
+        closer = threading.Thread(target=self.ctx.term, name="test broker term", daemon=True)
+        closer.start()
+        closer.join(10)
         self.thread.join(5)
+        if closer.is_alive() or self.thread.is_alive():
+            raise AssertionError("the test broker did not stop within 10 s")
 
 
 @dataclasses.dataclass

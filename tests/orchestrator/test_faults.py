@@ -10,7 +10,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from pathlib import Path
@@ -61,14 +61,21 @@ class Seen:
     def since(self, t: float) -> list[s.Decision]:
         return [d for at, d in self.decisions if at >= t]
 
+    def before(self, t: float) -> list[s.Decision]:
+        return [d for at, d in self.decisions if at < t]
+
     def kind(self, kind: str, since: float = 0.0) -> list[s.EventMsg]:
         return [e for at, e in self.events if at >= since and e.body.kind == kind]
 
 
-async def until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+async def until(
+    cond: Callable[[], bool], timeout: float = 30.0, what: str | Callable[[], str] = ""
+) -> None:
+    """Wait for ``cond()``; ``what`` (or what it returns) names it when it times out."""
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, "timed out waiting for " + (
+            what if isinstance(what, str) else what())
         await asyncio.sleep(0.05)
 
 
@@ -119,7 +126,9 @@ async def ask(launcher: Launcher, target: str, command: str, **params: Any) -> A
     return ack.result
 
 
-def responding(decisions: list[s.Decision], starting: bool = False) -> set[str]:
+def responding(
+    decisions: list[s.Decision], starting: bool = False, prior: Sequence[s.Decision] = ()
+) -> set[str]:
     """Units whose decisions show a droop response to the frequency: below the deadband,
     the low band and a discharge response (> 0). ``starting``: a unit's decisions before
     its first response are passed over (its first frame starts the response's ramp at 0,
@@ -128,9 +137,11 @@ def responding(decisions: list[s.Decision], starting: bool = False) -> set[str]:
     in the PMU stream of at least ``PMU_STALE_S``: the simulated PMU runs in the plant's
     Python process, which a restart's imports on two shared CPUs can starve, and a
     stream that is lost makes the field controller ramp the response down, as it must
-    (docs/pipeline.md); the next frame starts the ramp again from there."""
+    (docs/pipeline.md); the next frame starts the ramp again from there. ``prior``: the
+    decisions before ``decisions``, not checked but telling when each unit's last frame
+    came (a gap can end just inside a window of time that ``decisions`` is)."""
     ok = set()
-    last: dict[str, float] = {}
+    last = {d.unit: d.t for d in prior if d.hz is not None and math.isfinite(d.hz)}
     for d in decisions:
         if d.hz is None or not math.isfinite(d.hz):
             continue  # a step without a measurement (the stream lost)
@@ -157,7 +168,15 @@ async def settled(launcher: Launcher, seen: Seen) -> None:
     """Every unit online at the campus, decisions with a response from each."""
     await until(lambda: responding(seen.since(0.0), starting=True) == UNITS, 40.0,
                 "droop on every unit")  # fmt: skip
-    await until(lambda: dispatched_to_all(seen, 0.0), 20.0, "dispatch to 3 units")
+    # With a process per role, nine processes start on two CPUs: the campus can take
+    # 15 s to come up after the field controllers' first decisions.
+    await until(lambda: dispatched_to_all(seen, 0.0), 40.0,
+                lambda: f"dispatch to 3 units; the last: {_last_dispatch(seen)}")  # fmt: skip
+
+
+def _last_dispatch(seen: Seen) -> dict[str, Any] | None:
+    dispatches = seen.kind("dispatch")
+    return dict(dispatches[-1].body.data) if dispatches else None
 
 
 def dispatched_to_all(seen: Seen, since: float) -> bool:
@@ -184,7 +203,7 @@ def test_a_killed_service_is_restarted_while_the_field_keeps_responding(
             # While it was down (the 2 s backoff) the field controllers went on.
             down = [d for at, d in seen.decisions if killed < at < restarted]
             assert {d.unit for d in down} == UNITS
-            assert responding(down) == UNITS
+            assert responding(down, prior=seen.before(killed)) == UNITS
             # The safety envelope stayed in force and never had to stop a unit meanwhile.
             assert not [d for d in down if d.action in ("stop", "emergency_shutdown")]
             assert not [e for e in seen.kind("safety", killed) if e.body.severity in
@@ -247,7 +266,7 @@ def test_a_killed_field_controller_goes_offline_and_its_share_moves(tmp_path: Pa
                        if e.body.data.get("field") == "field-b"]  # fmt: skip
             assert offline and offline[0].data.get("online") is False
             # field-a went on responding the whole time.
-            assert responding(seen.since(killed)) >= {"bess-1", "bess-2"}
+            assert responding(seen.since(killed), prior=seen.before(killed)) >= {"bess-1", "bess-2"}
             # After its backoff field-b is back, registers again and gets its share.
             await until(lambda: launcher.procs["field-b"].restarts == 1, 20.0, "restart")
             back = time.monotonic()

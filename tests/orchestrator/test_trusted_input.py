@@ -229,7 +229,9 @@ def test_a_future_frequency_sample_does_not_hide_the_real_ones(ipc_dir: Path) ->
             try:
                 async with GridService(cfg, topo) as grid:
                     await until(lambda: len(grid.frequency.samples) >= 5)
+                    end = time.monotonic() + 10.0
                     while grid.errors["future"] < 3 or grid.errors["unknown_sender"] < 3:
+                        assert time.monotonic() < end, grid.errors
                         now = time.time()
                         low = s.Frequency(hz=49.0, band="low", t=now + 3600.0)
                         await pub.publish(s.make(low, "field-a"))
