@@ -26,17 +26,15 @@ import json
 import statistics
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vpp import c37118 as c  # noqa: E402
 from vpp.bench import child_output, percentile, row  # noqa: E402
+from vpp.commission.e2e import TimedPmu, match  # noqa: E402
 from vpp.core import Pipeline  # noqa: E402
 from vpp.sim.bess import BessSimulator  # noqa: E402
 from vpp.sim.pmu import PmuServer  # noqa: E402
@@ -44,7 +42,6 @@ from vpp.sim.pmu import PmuServer  # noqa: E402
 Row = dict[str, Any]
 RATE, RATED = 50, 500.0
 LOW, HIGH, SLOPE = 49.60, 49.85, 0.1  # Hz, Hz, Hz/s
-KW_PER_HZ = RATED / (0.05 * 50.0)  # 5 % droop
 
 
 class Triangle:
@@ -56,26 +53,6 @@ class Triangle:
         span = HIGH - LOW
         x = (t * SLOPE) % (2 * span)
         return (HIGH - x, -SLOPE) if x < span else (LOW + (x - span), SLOPE)
-
-
-class TimedPmu(PmuServer):
-    """Records (send time, expected setpoint) of every frame."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.sent: deque[tuple[float, float]] = deque(maxlen=100_000)
-        self._expected = 0.0
-
-    def data_frame(self, k: int) -> bytes:
-        f, _, _ = self._signal.at(k)
-        # The wire carries float32: the controller computes from the rounded value.
-        self._expected = KW_PER_HZ * (49.90 - float(np.float32(f)))
-        # The base class asks the signal again: frame k is a pure function of k.
-        return super().data_frame(k)
-
-    def _broadcast(self, data: bytes) -> None:
-        super()._broadcast(data)
-        self.sent.append((time.monotonic(), self._expected))
 
 
 class TimedBess(BessSimulator):
@@ -126,20 +103,6 @@ def _controller(pmu_port: int, bess_port: int, seconds: float) -> None:
     asyncio.run(main())
 
 
-def _match(sent: list[tuple[float, float]], writes: list[tuple[float, float]]) -> list[float]:
-    """Latency (ms) of each write: arrival minus the send of the latest frame carrying it."""
-    lat = []
-    i = 0
-    for t_w, kw in writes:
-        while i < len(sent) and sent[i][0] <= t_w:
-            i += 1
-        for j in range(i - 1, max(-1, i - 50), -1):
-            if abs(sent[j][1] - kw) < 0.051:
-                lat.append((t_w - sent[j][0]) * 1e3)
-                break
-    return lat
-
-
 async def _plant(seconds: float) -> tuple[list[float], dict[str, Any]]:
     pmu = TimedPmu(port=0, rate=RATE, source=Triangle())
     bess = TimedBess(port=0, rated_power_kw=RATED, ramp_kw_s=1000.0)
@@ -151,7 +114,7 @@ async def _plant(seconds: float) -> tuple[list[float], dict[str, Any]]:
     start = pmu.sent[0][0] + 2.0 if pmu.sent else 0.0
     sent = [s for s in pmu.sent if s[0] >= start - 1.0]
     writes = [w for w in bess.writes if w[0] >= start]
-    lat = _match(sent, writes)
+    lat = match(sent, writes)
     stats.update(sent=len([s for s in sent if s[0] >= start]), writes=len(writes),
                  matched=len(lat))  # fmt: skip
     return lat, stats

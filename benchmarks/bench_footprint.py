@@ -35,10 +35,8 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,132 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vpp.bench import Row, row  # noqa: E402
+from vpp.commission.footprint import SIMULATORS, bare_interpreter, measure_site, ports_free  # noqa: E402
+from vpp.config import load  # noqa: E402
 
 FIELD_TARGET_MB = 60.0
 SITE_TARGET_MB = 400.0
 FIRST_DECISION_TARGET_S = 1.5
-#: Processes of the simulation (not on a real site's RTU): the plant and the simulated
-#: load despatch centre.
-SIMULATORS = ("plant", "ldc")
-_ENV = {
-    "VPP__API__PORT": "0",
-    "VPP__SCADA__IEC104__PORT": "0",
-    "VPP__SCADA__DNP3__PORT": "0",
-}
-
-
-def _status_kb(pid: int | str, key: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1])
-    return float("nan")
-
-
-def _pss_kb(pid: int | str) -> float:
-    """PSS from smaps_rollup; NaN where the kernel does not let us read it."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return float("nan")
-    for line in text.splitlines():
-        if line.startswith("Pss:"):
-            return float(line.split()[1])
-    return float("nan")
-
-
-def _memory(pid: int | str) -> tuple[float, float]:
-    """(RSS, PSS) in MB."""
-    return _status_kb(pid, "VmRSS") / 1024, _pss_kb(pid) / 1024
-
-
-def _bare_interpreter() -> tuple[float, float]:
-    """RSS and PSS of an interpreter that imports nothing (the reference)."""
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"]) as p:
-        time.sleep(1.0)  # started and settled; it sleeps for another second
-        mem = _memory(p.pid)
-        p.wait()
-    return mem
-
-
-def _children(ppid: int) -> set[int]:
-    """The processes whose parent is ``ppid``."""
-    out: set[int] = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[1]) == ppid:
-            out.add(int(stat.parent.name))
-    return out
-
-
-def _age_cpu_s(pid: int) -> tuple[float, float]:
-    """Seconds since process ``pid`` started, and the CPU seconds it has used (user and
-    system): clock-tick resolution, 10 ms."""
-    # Fields after the command name (which may hold spaces): utime, stime are fields 14
-    # and 15 of the line, starttime 22.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - int(fields[19]) / tick, (int(fields[11]) + int(fields[12])) / tick
-
-
-async def _once(tmp: Path) -> tuple[dict[str, tuple[float, float]], float, dict[str, float]]:
-    """One run: memory by process, Launcher.run to every unit deciding, and each field
-    controller's own start to its first decision."""
-    from vpp.config import load
-    from vpp.orchestrator.bus import schema as s
-    from vpp.orchestrator.launcher import Launcher
-
-    site = load(env={**os.environ, **_ENV})
-    field_of = {u.id: f.id for f in site.field for u in f.units}
-    launcher = Launcher(site, history_path=tmp / "bench.db")
-    stop = asyncio.Event()
-    t0 = time.monotonic()
-    task = asyncio.create_task(launcher.run(None, stop))
-    try:
-        while launcher.topo is None:
-            await asyncio.sleep(0.01)
-        # The bus is authenticated (keys made at start): read it as the viewer.
-        sub = launcher.topo.subscriber("viewer", ("decision/",))
-        own: dict[str, float] = {}
-        seen: set[str] = set()
-        try:
-            deadline = time.monotonic() + 60.0
-            while seen != set(field_of):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("the site did not decide in time")
-                for msg in await asyncio.wait_for(sub.recv_batch(), left):
-                    if not isinstance(msg, s.DecisionMsg) or msg.body.unit in seen:
-                        continue
-                    seen.add(msg.body.unit)
-                    field = field_of[msg.body.unit]
-                    pid = launcher.procs[field].pid
-                    if field not in own and pid is not None:
-                        # The message's age (its ts is the sender's wall clock) is
-                        # taken off: the decision was made when it was sent.
-                        age, cpu = _age_cpu_s(pid)
-                        own[field] = age - max(time.time() - msg.ts, 0.0)
-                        own[f"{field} cpu"] = cpu
-            up = time.monotonic() - t0
-        finally:
-            sub.close()
-        # Let the roles finish their start (first dispatch, schedule, API's first poll).
-        await asyncio.sleep(2.0)
-        mem = {"launcher": _memory(os.getpid())}
-        for name, m in launcher.procs.items():
-            if m.pid is not None:
-                mem[name] = _memory(m.pid)
-        known = {m.pid for m in launcher.procs.values()}
-        for pid in _children(os.getpid()) - known:
-            # multiprocessing's resource tracker, which every spawn starts: the site's too.
-            mem["mp-helper" if "mp-helper" not in mem else f"mp-helper-{pid}"] = _memory(pid)
-        return mem, up, own
-    finally:
-        stop.set()
-        await task
 
 
 def _median(runs: list[dict[str, tuple[float, float]]], i: int) -> Callable[[str], float]:
@@ -190,8 +68,9 @@ def run(quick: bool = False) -> list[Row]:
         os.environ["VPP_RUN_DIR"] = d
         try:
             for _ in range(n):
-                refs.append(_bare_interpreter())
-                mem, up, own = asyncio.run(_once(Path(d)))
+                refs.append(bare_interpreter())
+                site = load(env={**os.environ, **ports_free})
+                mem, up, own = asyncio.run(measure_site(site, Path(d)))
                 mems.append(mem)
                 ups.append(up)
                 owns.append(own)

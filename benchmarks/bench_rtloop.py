@@ -22,7 +22,8 @@ frame within the last second whose droop setpoint it carries.
 - GIL hog: a thread of the controller's process holding the GIL for ~500 ms at a time
   (one C call, ``sum(range(n))``, which never releases it), then 100 ms free.
 
-The loop asks for SCHED_FIFO and locked memory as ``vpp run`` does; the table says
+The measurement is :mod:`vpp.commission.e2e` (``vpp bench --commission`` runs its
+quiet case). The loop asks for SCHED_FIFO and locked memory as ``vpp run`` does; the table says
 whether they were granted. Reference in the same run: the asyncio path's figures.
 
 Run: ``python benchmarks/bench_rtloop.py [--quick]`` or ``vpp bench rtloop``.
@@ -31,269 +32,28 @@ Run: ``python benchmarks/bench_rtloop.py [--quick]`` or ``vpp bench rtloop``.
 from __future__ import annotations
 
 import asyncio
-import json
-import multiprocessing
 import os
-import selectors
-import socket
-import struct
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_e2e, also under `vpp bench`
 
-from bench_e2e import TimedPmu, _match  # noqa: E402  # the same frame stamps and matching
-
-from vpp.bench import child_output, percentile, row  # noqa: E402
+from vpp.bench import percentile, row  # noqa: E402
+from vpp.commission.e2e import CASES, fifo, measure  # noqa: E402
 
 Row = dict[str, Any]
-RATE, RATED, UNITS = 50, 500.0, 10
-LOW, HIGH, PERIOD = 49.60, 49.85, 10.0  # Hz, Hz, s
-CASES = ("quiet", "cpu hog", "gil hog")
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
-
-
-class Sawtooth:
-    """A frequency source: from HIGH down to LOW in PERIOD seconds, again and again."""
-
-    nominal = 50.0
-
-    def sample(self, t: float) -> tuple[float, float]:
-        slope = (HIGH - LOW) / PERIOD
-        return HIGH - (t % PERIOD) * slope, -slope
-
-
-def _fifo(priority: int) -> bool:
-    """Run this process under SCHED_FIFO (the simulated devices); False if refused."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-def _normal() -> None:
-    """In a child: back to the normal policy (the controller and the hogs)."""
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-
-
-# --- the Modbus server process -------------------------------------------------------
-
-
-def _image() -> dict[int, dict[int, int]]:
-    """The simulated BESS's register image by function code table (1-4)."""
-    from vpp.drivers.register_map import Table
-    from vpp.sim.bess import BessSimulator
-
-    sim = BessSimulator(port=0, rated_power_kw=RATED, capacity_kwh=1000.0)
-    sim._init_image()
-    t = sim.image.tables
-    return {1: dict(t[Table.COIL]), 2: dict(t[Table.DISCRETE]),  # type: ignore[dict-item]
-            3: dict(t[Table.HOLDING]), 4: dict(t[Table.INPUT])}  # type: ignore[dict-item]  # fmt: skip
-
-
-def _answer(req: bytes, image: dict[int, dict[int, int]], log: list[tuple[float, float]],
-            t: float) -> bytes:  # fmt: skip
-    tid, _, _, uid, fc = struct.unpack(">HHHBB", req[:8])
-    body = req[8:]
-    if fc in (1, 2, 3, 4):
-        addr, n = struct.unpack(">HH", body[:4])
-        table = image[fc]
-        if fc in (3, 4):
-            data = b"".join(struct.pack(">H", int(table.get(a, 0)) & 0xFFFF)
-                            for a in range(addr, addr + n))  # fmt: skip
-        else:
-            bits = [bool(table.get(a, 0)) for a in range(addr, addr + n)]
-            data = bytes(sum(1 << i for i, b in enumerate(bits[k : k + 8]) if b)
-                         for k in range(0, n, 8))  # fmt: skip
-        pdu = bytes([fc, len(data)]) + data
-    elif fc in (5, 6):
-        addr, v = struct.unpack(">HH", body[:4])
-        if fc == 6:
-            image[3][addr] = v
-        pdu = bytes([fc]) + body[:4]
-    elif fc in (15, 16):
-        addr, n = struct.unpack(">HH", body[:4])
-        if fc == 16:
-            words = struct.unpack(f">{n}H", body[5 : 5 + 2 * n])
-            for i, w in enumerate(words):
-                image[3][addr + i] = w
-            if addr == 0 and n >= 2:
-                # active_power_setpoint: i32, 0.1 kW, charge positive.
-                raw = struct.unpack(">i", struct.pack(">HH", words[0], words[1]))[0]
-                log.append((t, -raw * 0.1))
-        pdu = bytes([fc]) + body[:4]
-    else:
-        pdu = bytes([fc | 0x80, 1])
-    return struct.pack(">HHHB", tid, 0, len(pdu) + 1, uid) + pdu
-
-
-def _server(conn: Any, n: int) -> None:
-    """Serve ``n`` units until told to stop; send back every setpoint write's arrival."""
-    sel = selectors.DefaultSelector()
-    listeners = []
-    for i in range(n):
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, ("listen", i))
-        listeners.append(s)
-    # Below the loop's priority (50): the server's stamps are the kernel's, so its own
-    # scheduling does not matter, and at 60 it took the CPU from the loop mid-frame.
-    _fifo(40)
-    offset = time.time() - time.monotonic()  # realtime - monotonic, for the stamps
-    conn.send([s.getsockname()[1] for s in listeners])
-    images = [_image() for _ in range(n)]
-    logs: list[list[tuple[float, float]]] = [[] for _ in range(n)]
-    bufs: dict[socket.socket, bytearray] = {}
-    while not conn.poll():
-        ready = []
-        # Every ready socket is read and stamped first, then answered: the stamps are
-        # the arrivals, not the arrivals plus the answers to the sockets before.
-        for key, _ in sel.select(0.05):
-            kind, i = key.data
-            sock: socket.socket = key.fileobj  # type: ignore[assignment]
-            if kind == "listen":
-                c, _ = sock.accept()
-                c.setblocking(False)
-                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                c.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                sel.register(c, selectors.EVENT_READ, ("conn", i))
-                bufs[c] = bytearray()
-                continue
-            t = time.monotonic()
-            try:
-                data, anc, _, _ = sock.recvmsg(65536, 64)
-            except OSError:
-                data, anc = b"", []
-            for level, kind, raw in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
-                    sec, nsec = struct.unpack("qq", raw[:16])
-                    t = sec + nsec * 1e-9 - offset  # the kernel's arrival, as monotonic
-            ready.append((sock, i, data, t))
-        for sock, i, data, t in ready:
-            if not data:
-                sel.unregister(sock)
-                sock.close()
-                continue
-            buf = bufs[sock]
-            buf += data
-            out = bytearray()
-            while len(buf) >= 7:
-                size = 6 + struct.unpack(">H", buf[4:6])[0]
-                if len(buf) < size:
-                    break
-                out += _answer(bytes(buf[:size]), images[i], logs[i], t)
-                del buf[:size]
-            if out:
-                sock.sendall(out)
-    conn.send(logs)
-
-
-# --- the controller process ------------------------------------------------------------
-
-
-def _gil_hog(stop: threading.Event) -> None:
-    n = 1_000_000
-    t0 = time.perf_counter()
-    sum(range(n))
-    per = (time.perf_counter() - t0) / n
-    n = int(0.5 / per)
-    while not stop.is_set():
-        sum(range(n))  # one C call: the GIL is held throughout
-        time.sleep(0.1)
-
-
-def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
-                gil: bool) -> None:  # fmt: skip
-    from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, UnitConfig
-    from vpp.orchestrator.field.controller import FieldController
-
-    units = []
-    for i, port in enumerate(ports):
-        where = {"host": "127.0.0.1", "port": port, "timeout": 1.0}
-        inv = DeviceConfig(protocol="modbus_tcp", config=where)
-        units.append(UnitConfig(id=f"bess-{i + 1}", rated_power_kw=RATED, capacity_kwh=1000,
-                                inverter=inv))  # fmt: skip
-    rt = {}
-    if "BENCH_RTLOOP_SPIN_US" in os.environ:  # the spin's effect, by hand
-        rt["spin_us"] = float(os.environ["BENCH_RTLOOP_SPIN_US"])
-    cfg = FieldConfig(id="field-a", pmu=PmuSource(port=pmu_port), units=units, realtime=rt)
-
-    async def main() -> None:
-        stop = threading.Event()
-        async with FieldController(cfg, realtime=realtime, realtime_settings=True) as ctl:
-            hog = threading.Thread(target=_gil_hog, args=(stop,), daemon=True)
-            if gil:
-                await asyncio.sleep(2.0)
-                hog.start()
-            await asyncio.sleep(seconds)
-            stop.set()
-            st = ctl.realtime_status() or {}
-        print(json.dumps({"frames": ctl.frames, "realtime": st.get("realtime"),
-                          "memory_locked": st.get("memory_locked"),
-                          "max_frame_ms": st.get("max_frame_ms")}))  # fmt: skip
-
-    asyncio.run(main())
-
-
-async def _case(realtime: bool, case: str, seconds: float) -> tuple[list[float], dict[str, Any]]:
-    ctx = multiprocessing.get_context("fork")
-    here, there = ctx.Pipe()
-    server = ctx.Process(target=_server, args=(there, UNITS), daemon=True)
-    server.start()
-    ports: list[int] = here.recv()
-    hogs = []
-    if case == "cpu hog":
-        for _ in range(os.cpu_count() or 2):
-            hogs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "while True: pass", preexec_fn=_normal))  # fmt: skip
-    pmu = TimedPmu(port=0, rate=RATE, source=Sawtooth())
-    try:
-        async with pmu:
-            out = await child_output(
-                sys.executable, __file__, "--controller", str(pmu.port), json.dumps(ports),
-                "1" if realtime else "0", str(seconds), "1" if case == "gil hog" else "0",
-                timeout=seconds + 60, preexec_fn=_normal,
-            )  # fmt: skip
-    finally:
-        for h in hogs:
-            h.kill()
-            await h.wait()
-        here.send("stop")
-        logs: list[list[tuple[float, float]]] = here.recv()
-        server.join(5)
-    stats: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    # Leave the first 3 s out: connection set-up, the first telemetry, the hog's start.
-    start = pmu.sent[0][0] + 3.0 if pmu.sent else 0.0
-    sent = [s for s in pmu.sent if s[0] >= start - 1.0]
-    lat: list[float] = []
-    firsts: list[float] = []
-    for writes in logs:
-        one = _match(sent, [w for w in writes if w[0] >= start])
-        lat += one
-        firsts.append(percentile(one, 0.5) if one else float("nan"))
-    stats["unit_p50"] = firsts
-    stats.update(sent=len([s for s in sent if s[0] >= start]), matched=len(lat),
-                 writes=sum(len(w) for w in logs))  # fmt: skip
-    return lat, stats
 
 
 def run(quick: bool = False) -> list[Row]:
     seconds = float(os.environ.get("BENCH_RTLOOP_S", 10.0 if quick else 30.0))
     rows: list[Row] = []
-    devices_fifo = _fifo(60)  # the PMU, in this process
+    devices_fifo = fifo(60)  # the PMU, in this process
     results: dict[tuple[str, bool], tuple[list[float], dict[str, Any]]] = {}
     for case in CASES:
         for realtime in (False, True):
-            results[case, realtime] = asyncio.run(_case(realtime, case, seconds))
+            results[case, realtime] = asyncio.run(measure(realtime, case, seconds))
     for case in CASES:
         py_lat, py_st = results[case, False]
         rt_lat, rt_st = results[case, True]
@@ -322,10 +82,7 @@ def run(quick: bool = False) -> list[Row]:
     return rows
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--controller"]:
-    _controller(int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1",
-                float(sys.argv[5]), sys.argv[6] == "1")  # fmt: skip
-elif __name__ == "__main__":
+if __name__ == "__main__":
     from vpp.bench import print_table
 
     print_table(run(quick="--quick" in sys.argv))

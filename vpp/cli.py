@@ -150,6 +150,16 @@ def _cmd_pmu_listen(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from vpp import bench
 
+    if args.commission or (not args.names and not bench.discover()):
+        # An installed package has no benchmarks/ (the development comparisons): what
+        # ships is the deployment's own suite.
+        from vpp.commission import cli as commission_cli
+
+        return commission_cli.run(args)
+    if args.config is not None or args.record is not None:
+        from vpp.validation import config_error
+
+        raise config_error("--config and --record go with --commission", "bench")
     rows = bench.run(args.names, quick=args.quick)
     if args.json:
         bench.print_json(rows)
@@ -303,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     bench.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    bench.add_argument(
+        "--commission",
+        action="store_true",
+        help="measure what a deployment depends on and check the site's requirements "
+        "(the default where no benchmarks/ source tree is present; docs/deploy.md)",
+    )
+    bench.add_argument("--config", help="site YAML file whose requirements apply (--commission)")
+    bench.add_argument(
+        "--record", help="write the JSON commissioning record here (--commission)"
+    )
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -456,6 +456,47 @@ class SiteInfo(BaseModel):
     name: str = "site"
 
 
+class CommissioningConfig(BaseModel):
+    """What ``vpp bench --commission`` requires of the machine a site is deployed on
+    (docs/deploy.md); each figure is measured on the target and compared with these."""
+
+    model_config = _STRICT
+    pipeline_us: float = Field(
+        default=20.0, gt=0, le=10_000,
+        description="per-frame pipeline (decode, estimate, droop, envelope) called from "
+        "Python, median, microseconds",
+    )  # fmt: skip
+    frame_to_setpoint_p50_ms: float = Field(
+        default=0.25, gt=0, le=1000,
+        description="PMU frame sent -> setpoint written at the inverter's Modbus server, "
+        "real-time loop, median (ms)",
+    )  # fmt: skip
+    frame_to_setpoint_p99_ms: float = Field(default=1.0, gt=0, le=1000, description="the same, p99")
+    frame_to_setpoint_max_ms: float = Field(
+        default=5.0, gt=0, le=10_000, description="the same, largest"
+    )
+    ticker_late_p99_ms: float = Field(
+        default=1.0, gt=0, le=1000,
+        description="the core's ticker (the field loop's 100 ms step): lateness p99 (ms)",
+    )  # fmt: skip
+    field_rss_mb: float = Field(
+        default=60.0, gt=0, le=100_000, description="RSS of each field controller (MB)"
+    )
+    site_rss_mb: float = Field(
+        default=400.0, gt=0, le=100_000,
+        description="RSS of all the site's processes together, simulators included (MB)",
+    )  # fmt: skip
+    first_decision_s: float = Field(
+        default=1.5, gt=0, le=600,
+        description="a field controller's process start to its first decision (s)",
+    )  # fmt: skip
+    realtime_required: bool = Field(
+        default=False,
+        description="fail commissioning when SCHED_FIFO or memory locking is refused "
+        "(otherwise reported as a shortfall)",
+    )
+
+
 class SiteConfig(BaseModel):
     """The whole site: every process reads this."""
 
@@ -477,6 +518,7 @@ class SiteConfig(BaseModel):
     api: ApiSection = Field(default_factory=ApiSection)
     scada: ScadaSection = Field(default_factory=ScadaSection)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
+    commissioning: CommissioningConfig = Field(default_factory=CommissioningConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> SiteConfig:
