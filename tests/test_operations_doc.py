@@ -4,8 +4,12 @@ page installs exist."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,28 @@ def test_the_files_the_page_installs_exist() -> None:
     text = DOC.read_text()
     for path in re.findall(r"install [^\n]*?((?:deploy|config)/[\w./-]+)", text):
         assert (ROOT / path).is_file(), path
+
+
+def test_the_unit_is_valid_hardened_and_watched(tmp_path: Path) -> None:
+    # systemd's own checker on the unit as shipped (its ExecStart pointed at an
+    # executable that exists here), and its exposure score, as docs/operations.md says.
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze (Debian: systemd) is part of the test setup"
+    text = (ROOT / "deploy" / "vpp.service").read_text()
+    unit = tmp_path / "vpp.service"
+    unit.write_text(text.replace("/opt/vpp/.venv/bin/vpp", os.path.realpath(sys.executable)))
+    verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    sec = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
+                         capture_output=True, text=True)  # fmt: skip
+    score = re.search(r"Overall exposure level for vpp.service: ([\d.]+)", sec.stdout)
+    assert score is not None and float(score.group(1)) <= 2.5, sec.stdout[-500:]
+    settings = dict(line.split("=", 1) for line in text.splitlines()
+                    if "=" in line and not line.startswith("#"))  # fmt: skip
+    assert settings["Type"] == "notify" and settings["WatchdogSec"] == "10s"
+    # The real-time loop's two privileges, and no other.
+    assert settings["CapabilityBoundingSet"].split() == ["CAP_SYS_NICE", "CAP_IPC_LOCK"]
+    assert settings["AmbientCapabilities"] == settings["CapabilityBoundingSet"]
+    assert settings["ProtectSystem"] == "strict" and settings["NoNewPrivileges"] == "yes"
+    journald = (ROOT / "deploy" / "journald-vpp.conf").read_text()
+    assert "SystemMaxUse=" in journald and "[Journal]" in journald

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -67,6 +68,7 @@ from vpp.orchestrator.processes import (
 )
 from vpp.orchestrator.recorder import Recorder
 from vpp.orchestrator.rundir import RunDir, check_ipc_paths, ipc_files, record_of, site_dir
+from vpp.orchestrator.sdnotify import Notifier
 from vpp.orchestrator.site_status import SiteStatus, render_text
 from vpp.orchestrator.status_screen import StatusScreen
 
@@ -139,6 +141,10 @@ class Launcher:
         self.topo: Topology | None = None
         self.ports: dict[str, int] = {}
         self.ready = asyncio.Event()
+        #: systemd's notification socket and watchdog (Type=notify; inactive outside).
+        self.systemd = Notifier()
+        #: Watchdog notifications held back because a field controller stopped deciding.
+        self.watchdog_withheld = 0
         self._publisher: Publisher | None = None
         self.subscriber: Subscriber | None = None
         """The launcher's own subscriber (its ``errors`` count what it refused)."""
@@ -426,6 +432,31 @@ class Launcher:
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.flush)
 
+    def stalled_units(self, within_s: float) -> list[str]:
+        """This host's units without a decision in the last ``within_s`` seconds: their
+        field controller's loop has stopped (or never started)."""
+        now = time.monotonic()
+        return sorted(u.id for f in self.site.field if self.runs(f.id) for u in f.units
+                      if now - self.status.decided_at.get(u.id, -math.inf) > within_s)  # fmt: skip
+
+    async def _watchdog(self) -> None:
+        # systemd restarts the service when no WATCHDOG=1 comes within WatchdogSec: sent
+        # at half that, and only while every field controller here keeps deciding (a
+        # controller's process alive with its loop stuck is what the watchdog is for; a
+        # dead one is restarted by the launcher itself). The window is the watchdog's
+        # half, at least 2 s: a decision goes out every frame, or every step without one.
+        assert self.systemd.watchdog_s is not None
+        half = self.systemd.watchdog_s / 2
+        while True:
+            stalled = self.stalled_units(max(2.0, half))
+            if stalled:
+                self.watchdog_withheld += 1
+                log.warning("systemd watchdog withheld: no decision from %s", ", ".join(stalled))
+                self.systemd.notify(f"STATUS=no decision from {', '.join(stalled)}")
+            else:
+                self.systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(half)
+
     async def _show(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval_s)
@@ -498,9 +529,13 @@ class Launcher:
             for proto, where in self.scada_ports.items():
                 self._announce(f"vpp run: {_PROTOCOLS[proto]} outstation at {where}")
             self.ready.set()
+            self.systemd.notify("READY=1", "STATUS=running")
+            if self.systemd.watchdog_s is not None:
+                tasks.append(self._loop(self._watchdog, "watchdog"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), duration)
         finally:
+            self.systemd.notify("STOPPING=1")
             for task in await cancel_and_wait(tasks):
                 log.error("launcher: %s ended with %r", task.get_name(), task.exception())
             await self._stop_processes()

@@ -87,6 +87,8 @@ class SiteStatus:
         self.started = time.time()
         self.decided: set[str] = set()
         """The units that have published a decision."""
+        self.decided_at: dict[str, float] = {}
+        """Each unit's last decision, monotonic time of receipt."""
 
     def update(self, msg: s.Message) -> None:
         """Take in one bus message."""
@@ -102,6 +104,7 @@ class SiteStatus:
             u = self.units.get(b.unit)
             if u is not None:
                 self.decided.add(b.unit)
+                self.decided_at[b.unit] = time.monotonic()
                 # The fleet's response kept as a running sum: one decision costs O(1)
                 # however many units the site has.
                 self.response_kw += b.response_kw - u.response_kw
