@@ -208,6 +208,7 @@ thread_local! {
 }
 
 /// Whether this thread must use the portable path (only ever true in tests).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline]
 fn table_only() -> bool {
     #[cfg(test)]

@@ -61,11 +61,12 @@ fn tail<const N: usize>(crc: u16, rest: &[u8]) -> u16 {
 }
 
 /// CRC-CCITT (0xFFFF init, poly 0x1021) of `data`: carry-less-multiply folding where
-/// the CPU has it (x86_64 with PCLMULQDQ) and the message is long enough, else tables.
+/// the CPU has it (x86_64 with PCLMULQDQ, aarch64 with PMULL) and the message is long
+/// enough, else tables.
 pub fn crc_ccitt(data: &[u8]) -> u16 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if data.len() >= clmul::MIN_LEN && clmul::available() {
-        // SAFETY: `available()` has just confirmed that the CPU supports PCLMULQDQ.
+        // SAFETY: `available()` has just confirmed that the CPU has the multiply.
         return unsafe { clmul::crc(data) };
     }
     crc_table(data)
@@ -107,7 +108,8 @@ pub fn crc_table(data: &[u8]) -> u16 {
     }
 }
 
-/// CRC-CCITT by carry-less multiplication (x86_64 PCLMULQDQ).
+/// CRC-CCITT by carry-less multiplication (x86_64 PCLMULQDQ, aarch64 PMULL: the same
+/// algorithm over one 64×64-bit multiply; the batch decoder's `FixedLen` is x86_64's).
 ///
 /// The message is read as a polynomial over GF(2), first byte highest, and CHK is
 /// `M(x)·x^16 mod P(x)` once the initial 0xFFFF has been XORed into the first two bytes.
@@ -118,8 +120,11 @@ pub fn crc_table(data: &[u8]) -> u16 {
 /// `x^128 mod P` (so the accumulator never grows past 80 bits). At the end `acc·x^16` is
 /// folded to 64 bits and reduced mod P by Barrett's method. Per 16 bytes this is two
 /// independent multiplies instead of sixteen table loads, and frames of a batch overlap.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub mod clmul {
+    #[cfg(target_arch = "aarch64")]
+    use std::arch::aarch64::vmull_p64;
+    #[cfg(target_arch = "x86_64")]
     use std::arch::x86_64::{
         __m128i, _mm_and_si128, _mm_clmulepi64_si128, _mm_cvtsi128_si32, _mm_cvtsi64_si128,
         _mm_move_epi64, _mm_set_epi8, _mm_shuffle_epi8, _mm_slli_si128, _mm_srli_epi64,
@@ -169,13 +174,32 @@ pub mod clmul {
 
     /// Whether this CPU has PCLMULQDQ and SSSE3 (the answers are cached by the standard
     /// library; every CPU with the first has the second).
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     pub fn available() -> bool {
         std::arch::is_x86_feature_detected!("pclmulqdq")
             && std::arch::is_x86_feature_detected!("ssse3")
     }
 
+    /// Whether this CPU has PMULL (ARMv8's crypto extension: Cortex-A53 and A72 with it).
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    pub fn available() -> bool {
+        std::arch::is_aarch64_feature_detected!("pmull")
+    }
+
     /// Carry-less product of two 64-bit polynomials.
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    #[target_feature(enable = "neon,aes")]
+    fn mul(a: u64, b: u64) -> u128 {
+        // Safe inside this function: its target features are the intrinsic's (the
+        // callers checked `available()`).
+        vmull_p64(a, b)
+    }
+
+    /// Carry-less product of two 64-bit polynomials.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "pclmulqdq")]
     fn mul(a: u64, b: u64) -> u128 {
@@ -188,14 +212,16 @@ pub mod clmul {
 
     /// `acc·x^128 mod P` as a polynomial of under 80 bits.
     #[inline]
-    #[target_feature(enable = "pclmulqdq")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "pclmulqdq"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon,aes"))]
     fn shift128(acc: u128) -> u128 {
         mul((acc >> 64) as u64, K192) ^ mul(acc as u64, K128)
     }
 
     /// `acc·x^16 mod P`.
     #[inline]
-    #[target_feature(enable = "pclmulqdq")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "pclmulqdq"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon,aes"))]
     fn reduce(acc: u128) -> u16 {
         // acc·x^16 = hi·x^80 + lo·x^16 ≡ hi·(x^80 mod P) + lo·x^16: under 80 bits.
         let t = mul((acc >> 64) as u64, K80) ^ ((acc as u64 as u128) << 16);
@@ -212,7 +238,8 @@ pub mod clmul {
     /// # Safety
     /// The CPU must support PCLMULQDQ (see `available`).
     #[inline]
-    #[target_feature(enable = "pclmulqdq")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "pclmulqdq"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon,aes"))]
     pub unsafe fn crc(data: &[u8]) -> u16 {
         crc_from(0xFFFF, data)
     }
@@ -222,6 +249,7 @@ pub mod clmul {
     /// the first partial block into place, `crc_at` loads the 16 bytes that end where
     /// that block ends (the tail of the previous message) and masks off what is not
     /// part of this message; the initial value's position is a constant too.
+    #[cfg(target_arch = "x86_64")]
     #[derive(Debug, Clone, Copy)]
     pub struct FixedLen {
         len: usize,
@@ -233,6 +261,7 @@ pub mod clmul {
         init_second: u128,
     }
 
+    #[cfg(target_arch = "x86_64")]
     impl FixedLen {
         /// For messages of `len >= MIN_LEN` bytes.
         pub fn new(len: usize) -> Self {
@@ -312,6 +341,7 @@ pub mod clmul {
     }
 
     /// A `u128` as an SSE register (lane 0 = low 64 bits).
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "pclmulqdq,ssse3")]
     fn xmm(v: u128) -> __m128i {
@@ -320,6 +350,7 @@ pub mod clmul {
     }
 
     /// 16 bytes read as a big-endian number (first byte highest), as `u128::from_be_bytes`.
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "pclmulqdq,ssse3")]
     fn load_be(c: &[u8]) -> __m128i {
@@ -331,7 +362,8 @@ pub mod clmul {
     }
 
     #[inline]
-    #[target_feature(enable = "pclmulqdq")]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "pclmulqdq"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon,aes"))]
     fn crc_from(init: u16, data: &[u8]) -> u16 {
         let block = |c: &[u8]| u128::from_be_bytes(c.try_into().expect("16-byte block"));
         let head = match data.len() % 16 {
@@ -404,7 +436,7 @@ mod tests {
 
     /// The carry-less path against the tables on random messages of every length up to
     /// a few blocks (all head sizes, including the one-byte head) and random contents.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[test]
     fn clmul_matches_table() {
         if !clmul::available() {
@@ -435,6 +467,7 @@ mod tests {
         }
         // The fixed-length form, for every head size and position in a buffer (messages
         // at the start take the general path).
+        #[cfg(target_arch = "x86_64")]
         for len in clmul::MIN_LEN..70 {
             let f = clmul::FixedLen::new(len);
             for at in 0..40 {
