@@ -56,6 +56,37 @@ def _plan(**over: Any) -> dict[str, Any]:
             ),
             "field 'cases.0.start.soc_pct': the meter has no",
         ),
+        (
+            _plan(target="device", device=DEVICE,
+                  case={"procedure": "safety_trip", "trip": {"kind": "over_temperature",
+                                                             "at_s": 2}}),
+            "case c1: a trip cannot be injected into a device",
+        ),
+        (
+            # The built-in procedure's own trip, on a device: refused just the same.
+            _plan(target="device", device=DEVICE, case={"procedure": "safety_trip"}),
+            "field 'cases.0.procedure': case c1: a trip cannot be injected into a device",
+        ),
+        (
+            _plan(case={"trip": {"kind": "cell_over_voltage", "at_s": 2}}),
+            "field 'cases.0.trip': a trip goes with a procedure of kind 'safety_trip'",
+        ),
+        (
+            _plan(case={"procedure": "safety_trip", "trip": {"kind": "cell_over_voltage",
+                                                             "at_s": 7}}),
+            "the trip at 7 s is not within the case's duration_s 5 s",
+        ),
+        (
+            # The procedure's trip at 6 s does not fit a 5 s case either.
+            _plan(case={"procedure": "safety_trip"}),
+            "field 'cases.0.trip.at_s': the trip at 6 s is not within",
+        ),
+        (_plan(case={"procedure": "safety_trip", "trip": {"kind": "flood", "at_s": 1}}),
+         "cases.0.trip"),
+        (_plan(case={"procedure": "safety_trip",
+                     "trip": {"kind": "over_temperature", "at_s": 1, "cell_v": 4}}),
+         "cases.0.trip.over_temperature.cell_v"),
+        (_plan(case={"unit": {"max_deviation_hz": 0}}), "cases.0.unit.max_deviation_hz"),
         (_plan(target="hardware"), "field 'target'"),
         (_plan(case={"procedure": "nerc_bal"}), "unknown procedure 'nerc_bal'"),
         (_plan(case={"profile": {"kind": "step", "to_hz": "49.5"}}), "cases.0.profile.step.to_hz"),
@@ -97,11 +128,17 @@ def test_the_builtin_procedures_load_and_cite_their_sources() -> None:
             iegc.characteristic.deadband_high_hz) == (5.0, 49.90, 50.05)  # fmt: skip
     assert load_procedure("fcr_ce", Path(".")).criteria["max_full_delay_s"] == 30.0
     assert load_procedure("gb_dc", Path(".")).criteria["max_full_delay_s"] == 1.0
+    rocof = load_procedure("rocof_ride_through", Path("."))
+    assert "1 Hz/s" in rocof.source and rocof.criteria["min_rocof_hz_s"] == 1.0
+    assert rocof.criteria["rocof_window_s"] == 0.5
+    trip = load_procedure("safety_trip", Path("."))
+    assert trip.trip is not None and trip.trip.kind == "cell_over_voltage"
+    assert trip.criteria["max_trip_setpoint_delay_s"] == 0.5
 
 
 def test_the_example_plan_loads_with_a_case_per_builtin_procedure() -> None:
     plan, procs = load_plan(EXAMPLE)
     assert plan.target == "simulated"
     assert sorted(p.name for p in procs.values()) == sorted(BUILTIN_PROCEDURES)
-    # Short enough to run in about a minute.
-    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 60
+    # Short enough to run in about a minute and a half.
+    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 80

@@ -15,6 +15,8 @@ from tests.hil.helpers import EXAMPLE, hil_run, write_plan
 CRITERIA_DROOP = {"start_delay", "full_delay", "rms_error", "max_error", "rel_rms_error"}
 CRITERIA_ALL = {"within_envelope", "within_rating"}
 CRITERIA_SOC = {"setpoint_stopped", "discharge_stopped"}
+CRITERIA_RIDE = CRITERIA_DROOP | {"rocof_applied", "stayed_in_service", "frequency_used"}
+CRITERIA_TRIP = {"response_before_trip", "setpoint_tripped", "power_tripped", "stayed_tripped"}
 
 
 def _failures(junit: Path) -> dict[str, set[str]]:
@@ -39,18 +41,20 @@ def test_the_example_plan_passes_end_to_end(example_run: tuple[int, str, Path]) 
     assert code == 0, output
     suite = ET.parse(out / "junit.xml").getroot()
     assert suite.attrib["name"] == "example"
-    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("4", "0")
+    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("6", "0")
     cases = {tc.attrib["name"]: tc for tc in suite.findall("testcase")}
     assert set(cases) == {
         "iegc-step-49.50", "fcr-step-50.20", "gb-dc-step-49.45", "soc-8pct-step-49.60",
+        "rocof-2hz-s", "trip-cell-ov",
     }  # fmt: skip
+    special = {"soc": CRITERIA_SOC, "rocof": CRITERIA_RIDE, "trip": CRITERIA_TRIP}
     assert all(not tc.findall("failure") for tc in cases.values())
     # Every criterion of every case has its figure in the JUnit properties and its row
     # in the HTML report.
     html = (out / "report.html").read_text(encoding="utf-8")
     for name, tc in cases.items():
         props = {p.attrib["name"] for p in tc.iter("property")}
-        expected = CRITERIA_ALL | (CRITERIA_SOC if name.startswith("soc") else CRITERIA_DROOP)
+        expected = CRITERIA_ALL | special.get(name.split("-")[0], CRITERIA_DROOP)
         assert props == expected, name
         for crit in expected:
             assert f"<td>{crit}</td>" in html, crit

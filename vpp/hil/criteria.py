@@ -14,6 +14,8 @@ procedure's characteristic over the frequency the unit saw, giving ``start_delay
 The ``soc_limit`` procedure replaces the droop criteria with ``setpoint_stopped`` and
 ``discharge_stopped``: the largest commanded and measured discharge (kW above the
 baseline before the event), in % of the rating, within ``max_discharge_pct``.
+``rocof_ride_through`` adds to the droop criteria, and ``safety_trip`` replaces them
+with, the criteria of :mod:`vpp.hil.safety_criteria`.
 
 A device (``target: device``) shows only its measured power (and SOC): the criteria
 that need a setpoint or an envelope (``within_envelope``, ``setpoint_stopped``) are
@@ -32,6 +34,7 @@ from numpy.typing import NDArray
 
 from vpp.hil.plan import Case, Procedure
 from vpp.hil.runner import CaseRecord
+from vpp.hil.safety_criteria import ride_through_criteria, trip_criteria
 from vpp.orchestrator.grid.compliance import (
     ComplianceConfig,
     Criterion,
@@ -97,8 +100,12 @@ def _characteristic(proc: Procedure, rec: CaseRecord) -> DroopCharacteristic:
 
 
 def expected_kw(proc: Procedure, rec: CaseRecord) -> FloatArray:
-    """The procedure's expected response (kW from 0) at each recorded frequency."""
-    return _characteristic(proc, rec).expected_kw(rec.column("freq_hz"))
+    """The procedure's expected response (kW from 0) at each recorded frequency (for a
+    safety trip: none from the trip on)."""
+    out = _characteristic(proc, rec).expected_kw(rec.column("freq_hz"))
+    if proc.kind == "safety_trip" and rec.trip_at_s is not None:
+        out = np.where(rec.column("t_s") >= rec.trip_at_s, 0.0, out)
+    return out
 
 
 def _event(t: FloatArray, f: FloatArray, proc: Procedure, duration: float) -> FrequencyEvent:
@@ -164,9 +171,18 @@ def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
     event = _event(t, f, proc, case.duration_s)
     before = (t < event.start) & (t >= event.start - comp.baseline_s)
     base = float(measured[before].mean()) if before.any() else float(measured[0])
-    if proc.kind == "droop":
+    if proc.kind in ("droop", "rocof_ride_through"):
         result = check_unit(case.name, event, t, f, measured, _characteristic(proc, rec), comp)
         crits += result.criteria
+        if proc.kind == "rocof_ride_through":
+            ride = ride_through_criteria(rec, env)
+            if device:
+                why = "a device reports no safety action nor which frames it used"
+                skipped += [NotJudged(c.name, why) for c in ride[1:]]
+                ride = ride[:1]
+            crits += ride
+    elif proc.kind == "safety_trip":
+        crits += trip_criteria(rec, env, measured, base)
     else:
         after = t >= event.start
         top = env["max_discharge_pct"]
@@ -200,5 +216,5 @@ def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
     peak = 100.0 * float(np.abs(measured).max()) / rec.rated_kw
     tol = 100.0 + env["power_tolerance_pct"]
     crits.append(_pct_criterion("within_rating", peak, tol, "peak measured power"))
-    expected = expected_kw(proc, rec) if proc.kind == "droop" else np.zeros_like(t)
+    expected = expected_kw(proc, rec) if proc.kind != "soc_limit" else np.zeros_like(t)
     return CaseResult(case.name, proc.name, crits, expected, event.start, tuple(skipped))

@@ -28,20 +28,24 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_PROCEDURES",
     "Case",
+    "CellOverVoltageTrip",
     "CharacteristicSpec",
     "ComtradeProfile",
     "CsvProfile",
     "DeviceSpec",
     "MeterSpec",
     "OscillationProfile",
+    "OverTemperatureTrip",
     "PdcSpec",
     "Plan",
     "Procedure",
     "RampProfile",
     "StartConditions",
     "StepProfile",
+    "Trip",
     "UnitSettings",
     "UnitSpec",
+    "case_trip",
     "load_plan",
     "load_procedure",
     "meter_map",
@@ -50,10 +54,20 @@ __all__ = [
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 #: The procedures shipped in ``vpp/hil/procedures`` (name -> file).
-BUILTIN_PROCEDURES = ("iegc_primary", "fcr_ce", "gb_dc", "soc_limit")
+BUILTIN_PROCEDURES = (
+    "iegc_primary", "fcr_ce", "gb_dc", "soc_limit", "rocof_ride_through", "safety_trip",
+)  # fmt: skip
 
-#: Criteria limits that are not ComplianceConfig's (see :mod:`vpp.hil.criteria`).
-ENVELOPE_LIMITS = ("power_tolerance_pct", "max_discharge_pct")
+#: Criteria limits that are not ComplianceConfig's (see :mod:`vpp.hil.criteria` and
+#: :mod:`vpp.hil.safety_criteria`).
+ENVELOPE_LIMITS = (
+    "power_tolerance_pct", "max_discharge_pct",
+    # rocof_ride_through
+    "min_rocof_hz_s", "rocof_window_s", "max_safety_frames", "max_unused_frames",
+    # safety_trip
+    "min_response_pct", "max_trip_setpoint_delay_s", "max_trip_power_delay_s",
+    "trip_tolerance_pct",
+)  # fmt: skip
 
 
 class StepProfile(BaseModel):
@@ -115,6 +129,32 @@ Profile = Annotated[
 ]
 
 
+class CellOverVoltageTrip(BaseModel):
+    """From ``at_s`` (case time) to the end of the case the simulated BESS reports its DC
+    voltage as ``cell_v`` per cell: the envelope's cell (and pack) over-voltage trips.
+    The simulated inverter does not stop by itself: only the controller's trip stops it."""
+
+    model_config = _STRICT
+    kind: Literal["cell_over_voltage"]
+    at_s: float = Field(ge=0)
+    cell_v: float = Field(default=3.75, gt=0, le=10, description="V per cell")
+
+
+class OverTemperatureTrip(BaseModel):
+    """From ``at_s`` (case time) to the end of the case the simulated battery is at
+    ``temperature_c`` (and so is its ambient, so that it stays there): the envelope's
+    temperature rise and discharge temperature limits (and, at or above 70 C, its critical
+    temperature); the simulated inverter also faults above 60 C, as a real one would."""
+
+    model_config = _STRICT
+    kind: Literal["over_temperature"]
+    at_s: float = Field(ge=0)
+    temperature_c: float = Field(default=65.0, ge=-40, le=200)
+
+
+Trip = Annotated[CellOverVoltageTrip | OverTemperatureTrip, Field(discriminator="kind")]
+
+
 class StartConditions(BaseModel):
     """The unit when the case starts."""
 
@@ -137,6 +177,13 @@ class UnitSettings(BaseModel):
     deadband_high_hz: float | None = None
     ramp_pu_per_s: float | None = Field(
         default=None, gt=0, description="the safety envelope's ramp limit, rating per second"
+    )
+    max_deviation_hz: float | None = Field(
+        default=None,
+        gt=0,
+        le=20,
+        description="the controller takes a frequency further than this from nominal as a "
+        "bad measurement (its PMU admission rule; default 5 Hz)",
     )
 
 
@@ -216,10 +263,19 @@ class Procedure(BaseModel):
     name: str = Field(min_length=1)
     title: str = Field(min_length=1)
     source: str = Field(min_length=1, description="where the figures come from")
-    kind: Literal["droop", "soc_limit"]
+    kind: Literal["droop", "soc_limit", "rocof_ride_through", "safety_trip"]
     characteristic: CharacteristicSpec
     unit: UnitSettings = Field(default_factory=UnitSettings)
     criteria: dict[str, float] = Field(default_factory=dict)
+    trip: Trip | None = Field(
+        default=None, description="the trip a safety_trip procedure injects (a case may replace it)"
+    )
+
+    @model_validator(mode="after")
+    def _trip_kind(self) -> Procedure:
+        if self.trip is not None and self.kind != "safety_trip":
+            raise ValueError("a 'trip' goes with a procedure of kind 'safety_trip'")
+        return self
 
 
 class Case(BaseModel):
@@ -233,6 +289,18 @@ class Case(BaseModel):
     start: StartConditions = Field(default_factory=StartConditions)
     unit: UnitSettings = Field(default_factory=UnitSettings)
     criteria: dict[str, float] = Field(default_factory=dict)
+    trip: Trip | None = Field(
+        default=None, description="a safety trip injected into the simulated plant"
+    )
+
+    @model_validator(mode="after")
+    def _trip_in_case(self) -> Case:
+        if self.trip is not None and self.trip.at_s >= self.duration_s:
+            raise ValueError(
+                f"the trip at {self.trip.at_s:g} s is not within the case's "
+                f"duration_s {self.duration_s:g} s"
+            )
+        return self
 
 
 class Plan(BaseModel):
@@ -257,7 +325,17 @@ class Plan(BaseModel):
             raise ValueError(f"case names repeat: {dup}")
         if (self.target == "device") != (self.device is not None):
             raise ValueError("a 'device' section goes with target 'device', and only with it")
+        tripped = [c.name for c in self.cases if c.trip is not None]
+        if self.target == "device" and tripped:
+            raise ValueError(_NO_DEVICE_TRIP.format(tripped[0]))
         return self
+
+
+#: A device's plant is out of the harness's reach (see :class:`Plan`, :func:`load_plan`).
+_NO_DEVICE_TRIP = (
+    "case {}: a trip cannot be injected into a device (target 'device'): only the "
+    "simulated target's plant can be made to trip"
+)
 
 
 def _read_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -364,5 +442,29 @@ def load_plan(path: Path) -> tuple[Plan, dict[str, Procedure]]:
                     f"limit; known: {sorted(known)}",
                     "criteria",
                 )
+        trip = case.trip or proc.trip
+        if trip is not None and plan.target == "device":
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.procedure': " + _NO_DEVICE_TRIP.format(case.name),
+                "trip",
+            )
+        if (proc.kind == "safety_trip") != (trip is not None):
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.trip': "
+                + ("a safety_trip procedure needs a trip (in the procedure or the case)"
+                   if trip is None else "a trip goes with a procedure of kind 'safety_trip'"),
+                "trip",
+            )  # fmt: skip
+        if trip is not None and trip.at_s >= case.duration_s:
+            raise config_error(
+                f"plan {path}: field 'cases.{i}.trip.at_s': the trip at {trip.at_s:g} s is "
+                f"not within the case's duration_s {case.duration_s:g} s",
+                "trip",
+            )
         procedures[case.name] = proc
     return plan, procedures
+
+
+def case_trip(proc: Procedure, case: Case) -> CellOverVoltageTrip | OverTemperatureTrip | None:
+    """The trip a case injects: its own, else its procedure's, else None."""
+    return case.trip or proc.trip

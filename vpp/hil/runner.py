@@ -10,7 +10,13 @@ mocked: the frames, the setpoints and the power read back all cross real sockets
 Per admitted frame the record keeps the frame's time (s from the case start), its
 frequency and the pipeline's ROCOF, the decision (setpoint, the envelope's range, the
 safety action), and the unit's last inverter status as polled over Modbus (measured
-power, SOC). The power is the last poll's, so it lags by up to one poll interval.
+power, SOC). The power is the last poll's, so it lags by up to one poll interval. The
+times of the frames the controller refused or took as invalid are kept apart.
+
+A case with a ``trip`` (the ``safety_trip`` procedure) has it injected into the
+simulated plant at its case time, and held to the end of the case: a cell over-voltage
+(the BESS reports its DC voltage at the trip's cell voltage) or an over-temperature (the
+battery and its ambient at the trip's temperature).
 """
 
 from __future__ import annotations
@@ -27,10 +33,19 @@ from numpy.typing import NDArray
 
 from vpp.config.models import DeviceConfig, DroopSettings, FieldConfig, PmuSource, UnitConfig
 from vpp.errors import ConfigError, VppError
-from vpp.hil.plan import Case, Plan, Procedure, UnitSettings
+from vpp.hil.plan import (
+    Case,
+    CellOverVoltageTrip,
+    OverTemperatureTrip,
+    Plan,
+    Procedure,
+    UnitSettings,
+    case_trip,
+)
 from vpp.hil.profiles import CaseSource, ProfileFunction
 from vpp.orchestrator.field.controller import FieldController
 from vpp.sim.bess import BessSimulator
+from vpp.sim.bess_model import BessModel
 from vpp.sim.pmu import PmuServer
 
 __all__ = ["ACTIONS", "CaseRecord", "RecordingController", "run_case", "unit_settings"]
@@ -72,6 +87,12 @@ class CaseRecord:
     meter_errors: int = 0
     #: What the report should say about the run itself (frames the PMU skipped, ...).
     notes: list[str] = field(default_factory=list)
+    #: Case times of the frames from case time 0 on that the controller refused (another
+    #: stream, late, jumped...) or took as invalid (flagged, implausible): frames it did
+    #: not respond to (simulated target only).
+    unused_s: list[float] = field(default_factory=list)
+    #: Case time the trip was injected at (None: no trip).
+    trip_at_s: float | None = None
 
     def column(self, name: str) -> NDArray[np.float64]:
         """One column as an array."""
@@ -93,6 +114,8 @@ class RecordingController(FieldController):
         unit = self.units[UNIT_ID]
         d = unit.decision
         tc = t - self.t0
+        if tc >= 0 and (not ok or d is None or not d.freq_valid):
+            self.record.unused_s.append(tc)
         if ok and d is not None and tc >= -PRE_ROLL_S:
             st = unit.status or {}
             rocof = d.rocof if d.rocof is not None else math.nan
@@ -108,6 +131,30 @@ def unit_settings(proc: Procedure, case: Case) -> UnitSettings:
     """The procedure's unit settings with the case's overrides on top."""
     merged = proc.unit.model_dump(exclude_none=True) | case.unit.model_dump(exclude_none=True)
     return UnitSettings(**merged)
+
+
+@dataclass
+class TrippableModel(BessModel):
+    """The BESS model with the harness's cell over-voltage: while :attr:`cell_v_trip` is
+    set the DC voltage is reported at that voltage per cell (the simulator itself has no
+    such fault; the over-temperature needs no help: it sets the temperature)."""
+
+    cell_v_trip: float | None = field(default=None, init=False)
+
+    def dc_voltage_v(self) -> float:
+        """The pack voltage: the tripped cell voltage times the cells while tripped."""
+        if self.cell_v_trip is not None:
+            return self.cell_v_trip * self.cells
+        return super().dc_voltage_v()
+
+
+def _inject(model: TrippableModel, trip: CellOverVoltageTrip | OverTemperatureTrip) -> None:
+    """Put the plant into the trip's state (held: nothing in the case clears it)."""
+    if isinstance(trip, CellOverVoltageTrip):
+        model.cell_v_trip = trip.cell_v
+    else:
+        # The ambient too, or the thermal model would cool the battery back down.
+        model.temp_c = model.ambient_c = trip.temperature_c
 
 
 def _unit_config(plan: Plan, settings: UnitSettings, bess_port: int) -> UnitConfig:
@@ -149,15 +196,16 @@ async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction)
             f"case {case.name}: field 'start.participation_kw': {part:g} kW is above the "
             f"unit's rating {rated:g} kW"
         )
-    bess = BessSimulator(
-        port=0,
-        rated_power_kw=rated,
+    trip = case_trip(proc, case)
+    model = TrippableModel(
         capacity_kwh=plan.unit.capacity_kwh,
-        initial_soc_pct=case.start.soc_pct,
+        p_max_kw=rated,
+        soc_pct=case.start.soc_pct,
         # The inverter follows at 10 p.u./s: the ramp under test is the controller's.
         ramp_kw_s=10 * rated,
     )
-    bess.model.temp_c = case.start.temperature_c
+    model.temp_c = case.start.temperature_c
+    bess = BessSimulator(port=0, model=model)
     pmu = PmuServer(rate=plan.rate, port=0, source=source)
     wall0 = time.monotonic()
     async with pmu, bess:
@@ -165,7 +213,10 @@ async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction)
             await asyncio.sleep(0.01)
         t0 = pmu.k0 / plan.rate + plan.settle_s
         record = CaseRecord(case.name, t0, rated, part)
-        cfg = FieldConfig(id="hil", pmu=PmuSource(port=pmu.port),
+        admit: dict[str, Any] = {}
+        if settings.max_deviation_hz is not None:
+            admit["max_deviation_hz"] = settings.max_deviation_hz
+        cfg = FieldConfig(id="hil", pmu=PmuSource(port=pmu.port, **admit),
                           units=[_unit_config(plan, settings, bess.port)])  # fmt: skip
         ctl = RecordingController(cfg, record, t0)
         unit = ctl.units[UNIT_ID]
@@ -180,6 +231,15 @@ async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction)
                         f"{len(record.rows)} frames in {SLACK_S:g} s more than the case's "
                         "duration; is the machine overloaded?"
                     )
+                if trip is not None and record.trip_at_s is None:
+                    now = time.time() - t0  # case time (the PMU's clock is the wall clock)
+                    if now >= trip.at_s:
+                        _inject(model, trip)
+                        record.trip_at_s = now
+                        log.info("case %s: %s injected at %.3f s", case.name, trip.kind, now)
+                        continue
+                    await asyncio.sleep(min(0.05, trip.at_s - now))
+                    continue
                 await asyncio.sleep(0.05)
     record.wall_s = time.monotonic() - wall0
     log.info("case %s: %d frames in %.1f s", case.name, len(record.rows), record.wall_s)
