@@ -139,7 +139,9 @@ def dut_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Dut] = []
 
     def make(
-        droop_percent: float, deadband: tuple[float, float] = (49.90, 50.05), transport: str = "tcp"
+        droop_percent: float,
+        deadband: tuple[float, float] = (49.90, 50.05),
+        transport: str = "tcp",
     ) -> Dut:
         dut = Dut(tmp_path, droop_percent, deadband, transport)
         made.append(dut)

@@ -26,7 +26,6 @@ reason (a failed case), and no profile is played for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -214,9 +213,14 @@ async def run_device_case(plan: Plan, case: Case, fn: ProfileFunction, base: Pat
                     f"dropped {dropped} (the device's socket full)"
                 )
         finally:
+            meter.stop()
             poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            # Bounded: a poller whose cancellation was lost ends at its next poll.
+            done, _ = await asyncio.wait(
+                [poller], timeout=dev.meter.poll_s + 2 * dev.meter.timeout_s + 1
+            )
+            if not done:
+                log.warning("case %s: the meter's poller did not stop", case.name)
             record.wall_s = time.monotonic() - wall0
     record.rows = _rows(source, meter, record.start_unix_s, plan.rate, case.duration_s)
     record.meter_errors = meter.errors

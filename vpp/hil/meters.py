@@ -42,6 +42,7 @@ class Meter(abc.ABC):
         self.readings: list[tuple[float, float, float]] = []
         self.errors = 0
         self.last_error = ""
+        self._stopping = False
 
     @abc.abstractmethod
     async def _poll(self) -> tuple[float, float]:
@@ -52,12 +53,19 @@ class Meter(abc.ABC):
     async def _reset(self) -> None:
         """Drop the connection after a failure (the next poll reconnects)."""
 
+    def stop(self) -> None:
+        """Make :meth:`run` return after the poll in progress. Besides cancelling: on
+        Python 3.11 ``asyncio.wait_for`` (inside pymodbus's connect) can swallow a
+        cancellation that comes as its inner call completes, and the poller must end
+        all the same."""
+        self._stopping = True
+
     async def run(self) -> None:
-        """Poll until cancelled, reconnecting after a failure."""
+        """Poll until cancelled or stopped, reconnecting after a failure."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         try:
-            while True:
+            while not self._stopping:
                 power = soc = math.nan
                 try:
                     power, soc = await self._poll()
