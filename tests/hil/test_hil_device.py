@@ -120,12 +120,16 @@ class Dut:
         if self._log is not None:
             self._log.close()
 
-    def device_section(self, connect_timeout_s: float = 30.0) -> dict[str, Any]:
-        """The plan's ``device:`` section pointing at this DUT."""
+    def device_section(
+        self, connect_timeout_s: float = 30.0, await_command: bool = True
+    ) -> dict[str, Any]:
+        """The plan's ``device:`` section pointing at this DUT (``await_command``: UDP
+        only, see docs/hil.md)."""
         pmu: dict[str, Any] = {"host": "127.0.0.1", "port": self.pmu_port, "idcode": IDCODE,
                                "connect_timeout_s": connect_timeout_s}  # fmt: skip
         if self.transport == "udp":
-            pmu |= {"transport": "udp", "udp_host": "127.0.0.1", "udp_port": self.udp_port}
+            pmu |= {"transport": "udp", "udp_host": "127.0.0.1", "udp_port": self.udp_port,
+                    "await_command": await_command}  # fmt: skip
         return {
             "pmu": pmu,
             "meter": {"host": "127.0.0.1", "port": self.meter_port, "device_id": 1,
@@ -181,14 +185,18 @@ def _props(tc: ET.Element) -> dict[str, str]:
 TRANSPORTS = pytest.mark.parametrize("transport", ["tcp", "udp"])
 
 
-@TRANSPORTS
+# Over UDP also without waiting for the device's command: the settle starts at once.
+@pytest.mark.parametrize(
+    ("transport", "await_command"), [("tcp", True), ("udp", True), ("udp", False)]
+)
 def test_the_field_controller_as_a_device_passes_iegc(
-    tmp_path: Path, dut_factory: Any, transport: str
+    tmp_path: Path, dut_factory: Any, transport: str, await_command: bool
 ) -> None:
     dut = dut_factory(5.0, transport=transport)
     # A case whose stated SOC the device is not at is not run, with the reason.
     wrong_soc = {**IEGC, "name": "iegc-at-80pct", "start": {"soc_pct": 80}}
-    plan = write_plan(tmp_path, _plan(dut.device_section(), [IEGC, wrong_soc]))
+    device = dut.device_section(await_command=await_command)
+    plan = write_plan(tmp_path, _plan(device, [IEGC, wrong_soc]))
     out = tmp_path / "out"
     r = hil_run(plan, "--out", str(out), timeout=200)
     output = r.stdout + r.stderr + dut.logs.read_text(errors="replace")[-3000:]
