@@ -222,6 +222,7 @@ def test_the_field_controller_as_a_device_passes_iegc(
     assert (out / "iegc-step-49.50.cfg").exists() and (out / "iegc-step-49.50.dat").exists()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "NOT JUDGED" in html and "a device reached through its protocols" in html
+    assert ("the data over UDP to 127.0.0.1:" in html) == (transport == "udp")
     assert "within_envelope  -         -      NOT JUDGED" in r.stdout
 
 
