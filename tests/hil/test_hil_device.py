@@ -51,13 +51,25 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 2
 
 class Dut:
     """The device under test: the BESS simulator and the field controller, two
-    processes; ``pmu_port`` is where the harness must serve C37.118, ``meter_port``
-    the simulator's Modbus TCP port."""
+    processes; ``pmu_port`` is where the harness must serve C37.118 (TCP; with
+    ``transport`` udp the controller fetches the configuration there and takes the data
+    frames on ``udp_port``), ``meter_port`` the simulator's Modbus TCP port."""
 
     def __init__(
-        self, where: Path, droop_percent: float, deadband: tuple[float, float] = (49.90, 50.05)
+        self,
+        where: Path,
+        droop_percent: float,
+        deadband: tuple[float, float] = (49.90, 50.05),
+        transport: str = "tcp",
     ) -> None:
         self.pmu_port, self.meter_port = free_port(), free_port()
+        self.transport = transport
+        # The controller binds this UDP port for the PMU's data (free_port checks TCP;
+        # a loopback port free for TCP is as good a guess for UDP).
+        self.udp_port = free_port() if transport == "udp" else 0
+        pmu: dict[str, Any] = {"host": "127.0.0.1", "port": self.pmu_port, "idcode": IDCODE}
+        if transport == "udp":
+            pmu |= {"transport": "udp", "udp_port": self.udp_port}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = where / "dut.log"
         self._log: BinaryIO | None = None
@@ -65,7 +77,7 @@ class Dut:
             "site": {"name": f"hil-dut-{self.pmu_port}"},
             "field": [{
                 "id": "field-a",
-                "pmu": {"host": "127.0.0.1", "port": self.pmu_port, "idcode": IDCODE},
+                "pmu": pmu,
                 "units": [{
                     "id": "dut", "rated_power_kw": 500, "capacity_kwh": 1000,
                     "inverter": {"protocol": "modbus_tcp", "poll_interval_s": 0.1,
@@ -108,11 +120,18 @@ class Dut:
         if self._log is not None:
             self._log.close()
 
-    def device_section(self, connect_timeout_s: float = 30.0) -> dict[str, Any]:
-        """The plan's ``device:`` section pointing at this DUT."""
+    def device_section(
+        self, connect_timeout_s: float = 30.0, await_command: bool = True
+    ) -> dict[str, Any]:
+        """The plan's ``device:`` section pointing at this DUT (``await_command``: UDP
+        only, see docs/hil.md)."""
+        pmu: dict[str, Any] = {"host": "127.0.0.1", "port": self.pmu_port, "idcode": IDCODE,
+                               "connect_timeout_s": connect_timeout_s}  # fmt: skip
+        if self.transport == "udp":
+            pmu |= {"transport": "udp", "udp_host": "127.0.0.1", "udp_port": self.udp_port,
+                    "await_command": await_command}  # fmt: skip
         return {
-            "pmu": {"host": "127.0.0.1", "port": self.pmu_port, "idcode": IDCODE,
-                    "connect_timeout_s": connect_timeout_s},
+            "pmu": pmu,
             "meter": {"host": "127.0.0.1", "port": self.meter_port, "device_id": 1,
                       "register_map": "bess_default.yaml", "power_point": "active_power",
                       "soc_point": "soc", "poll_s": 0.1},
@@ -123,8 +142,12 @@ class Dut:
 def dut_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Dut] = []
 
-    def make(droop_percent: float, deadband: tuple[float, float] = (49.90, 50.05)) -> Dut:
-        dut = Dut(tmp_path, droop_percent, deadband)
+    def make(
+        droop_percent: float,
+        deadband: tuple[float, float] = (49.90, 50.05),
+        transport: str = "tcp",
+    ) -> Dut:
+        dut = Dut(tmp_path, droop_percent, deadband, transport)
         made.append(dut)
         dut.start()
         return dut
@@ -157,11 +180,23 @@ def _props(tc: ET.Element) -> dict[str, str]:
     return {p.attrib["name"]: p.attrib["value"] for p in tc.iter("property")}
 
 
-def test_the_field_controller_as_a_device_passes_iegc(tmp_path: Path, dut_factory: Any) -> None:
-    dut = dut_factory(5.0)
+# The field controller takes its PMU stream over TCP, or over UDP (the configuration
+# fetched over TCP, the data frames by UDP to its port): the harness serves either.
+TRANSPORTS = pytest.mark.parametrize("transport", ["tcp", "udp"])
+
+
+# Over UDP also without waiting for the device's command: the settle starts at once.
+@pytest.mark.parametrize(
+    ("transport", "await_command"), [("tcp", True), ("udp", True), ("udp", False)]
+)
+def test_the_field_controller_as_a_device_passes_iegc(
+    tmp_path: Path, dut_factory: Any, transport: str, await_command: bool
+) -> None:
+    dut = dut_factory(5.0, transport=transport)
     # A case whose stated SOC the device is not at is not run, with the reason.
     wrong_soc = {**IEGC, "name": "iegc-at-80pct", "start": {"soc_pct": 80}}
-    plan = write_plan(tmp_path, _plan(dut.device_section(), [IEGC, wrong_soc]))
+    device = dut.device_section(await_command=await_command)
+    plan = write_plan(tmp_path, _plan(device, [IEGC, wrong_soc]))
     out = tmp_path / "out"
     r = hil_run(plan, "--out", str(out), timeout=200)
     output = r.stdout + r.stderr + dut.logs.read_text(errors="replace")[-3000:]
@@ -187,6 +222,7 @@ def test_the_field_controller_as_a_device_passes_iegc(tmp_path: Path, dut_factor
     assert (out / "iegc-step-49.50.cfg").exists() and (out / "iegc-step-49.50.dat").exists()
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "NOT JUDGED" in html and "a device reached through its protocols" in html
+    assert ("the data over UDP to 127.0.0.1:" in html) == (transport == "udp")
     assert "within_envelope  -         -      NOT JUDGED" in r.stdout
 
 
@@ -206,8 +242,11 @@ def test_an_fcr_tuned_device_passes_fcr(tmp_path: Path, dut_factory: Any) -> Non
     assert float(props["within_rating"]) > 95.0, props  # full charge at +200 mHz
 
 
-def test_a_mistuned_droop_fails_the_right_criteria(tmp_path: Path, dut_factory: Any) -> None:
-    dut = dut_factory(10.0)  # half the response IEGC asks for
+@TRANSPORTS
+def test_a_mistuned_droop_fails_the_right_criteria(
+    tmp_path: Path, dut_factory: Any, transport: str
+) -> None:
+    dut = dut_factory(10.0, transport=transport)  # half the response IEGC asks for
     plan = write_plan(tmp_path, _plan(dut.device_section(), [IEGC]))
     out = tmp_path / "out"
     r = hil_run(plan, "--out", str(out), timeout=120)
@@ -220,9 +259,11 @@ def test_a_mistuned_droop_fails_the_right_criteria(tmp_path: Path, dut_factory: 
     assert "start_delay" not in failed and "meter_readings" not in failed, output
 
 
-def test_a_device_that_never_connects_fails_its_case(tmp_path: Path) -> None:
-    # Nothing on either port (the DUT is configured, never started): not run.
-    dut = Dut(tmp_path, 5.0)
+@TRANSPORTS
+def test_a_device_that_never_connects_fails_its_case(tmp_path: Path, transport: str) -> None:
+    # Nothing on either port (the DUT is configured, never started): not run. Over UDP
+    # the frames go out regardless; no command on TCP is what shows nobody is there.
+    dut = Dut(tmp_path, 5.0, transport=transport)
     plan = write_plan(tmp_path, _plan(dut.device_section(connect_timeout_s=1.5), [IEGC]))
     out = tmp_path / "out"
     r = hil_run(plan, "--out", str(out), timeout=60)
@@ -230,5 +271,6 @@ def test_a_device_that_never_connects_fails_its_case(tmp_path: Path) -> None:
     tc = _cases(out / "junit.xml")["iegc-step-49.50"]
     fail = tc.find("failure")
     assert fail is not None and fail.attrib["type"] == "not_run"
-    assert "did not connect to the PMU" in (fail.text or "")
+    says = "turn data on" if transport == "tcp" else "send a command"
+    assert "did not connect to the PMU" in (fail.text or "") and says in (fail.text or "")
     assert "not_run" in r.stdout

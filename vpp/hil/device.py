@@ -1,10 +1,14 @@
 """Run a case against a device: a unit under test reached only through its protocols.
 
-The harness is the device's PMU: a C37.118 server (:class:`~vpp.sim.pmu.PmuServer`,
-TCP) at the plan's ``device.pmu`` address, whose frequency source is the case's profile.
-It waits for the device to connect as the PDC and turn data on, holds the profile's first
-frequency for ``settle_s``, then plays the case in real time. Meanwhile it polls the
-device's meter (Modbus TCP points of a register map) every ``device.meter.poll_s``.
+The harness is the device's PMU: a C37.118 server (:class:`~vpp.sim.pmu.PmuServer`)
+at the plan's ``device.pmu`` address, whose frequency source is the case's profile.
+Over TCP it waits for the device to connect as the PDC and turn data on; over UDP it
+sends every frame to the device's address from the start and waits for the device's
+first command over TCP (its configuration request), or not at all
+(:class:`~vpp.hil.plan.PdcSpec`). It holds the profile's first frequency until then,
+and for ``settle_s`` more, then plays the case in real time. Meanwhile it polls the
+device's meter (:mod:`vpp.hil.meters`: Modbus points of a register map, or SunSpec
+models) every ``device.meter.poll_s``.
 
 The record has one row per frame on the PMU's grid: its case time, the frequency and
 ROCOF the frame carried (the profile, and its backward difference over one frame: the
@@ -22,23 +26,22 @@ reason (a failed case), and no profile is played for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
 
-from vpp.drivers.register_map import Point, Table, decode
-from vpp.hil.plan import Case, DeviceSpec, MeterSpec, Plan, meter_map
+from vpp import c37118
+from vpp.hil.meters import Meter, make_meter
+from vpp.hil.plan import Case, DeviceSpec, PdcSpec, Plan
 from vpp.hil.profiles import CaseSource, ProfileFunction
 from vpp.hil.runner import PRE_ROLL_S, CaseRecord
 from vpp.sim.pmu import PmuServer
 
-__all__ = ["DeviceSource", "Meter", "run_device_case"]
+__all__ = ["DeviceSource", "run_device_case"]
 
 log = logging.getLogger(__name__)
 
@@ -68,66 +71,6 @@ class DeviceSource:
         if self.armed_at is None:
             return self.case.sample(0.0)  # case time -settle_s: the first frequency
         return self.case.sample(t - self.armed_at)
-
-
-@dataclass
-class Meter:
-    """Polls the device's power (and SOC) points over Modbus TCP; ``readings`` holds
-    (UNIX time of the reply, power kW, SOC %) with NaN for what failed or is absent."""
-
-    spec: MeterSpec
-    power: Point
-    soc: Point | None
-    readings: list[tuple[float, float, float]] = field(default_factory=list)
-    errors: int = 0
-    last_error: str = ""
-
-    async def _read(self, client: AsyncModbusTcpClient, p: Point) -> float:
-        dev = self.spec.device_id
-        if p.table is Table.HOLDING:
-            reply = await client.read_holding_registers(p.address, count=p.type.words,
-                                                        device_id=dev)  # fmt: skip
-        elif p.table is Table.INPUT:
-            reply = await client.read_input_registers(p.address, count=p.type.words,
-                                                      device_id=dev)  # fmt: skip
-        else:
-            raise ValueError(f"point {p.name!r} is a bit, not a measurement")
-        if reply.isError():
-            raise ConnectionError(f"Modbus exception reading {p.name!r}: {reply}")
-        return decode(p, list(reply.registers))
-
-    async def run(self) -> None:
-        """Poll until cancelled, reconnecting after a failure (a failed poll is a NaN
-        reading: the record shows the gap rather than a stale value)."""
-        s = self.spec
-        client = AsyncModbusTcpClient(s.host, port=s.port, timeout=s.timeout_s, retries=0)
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        try:
-            while True:
-                power = soc = math.nan
-                try:
-                    if not client.connected:
-                        await client.connect()
-                    power = await self._read(client, self.power)
-                    if self.soc is not None:
-                        soc = await self._read(client, self.soc)
-                except Exception as exc:  # any failure is a gap in the record, counted
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    client.close()
-                self.readings.append((time.time(), power, soc))
-                # Absolute deadlines: a slow reply does not stretch the interval after it.
-                next_at = max(next_at + s.poll_s, loop.time())
-                await asyncio.sleep(next_at - loop.time())
-        finally:
-            client.close()
-
-    def window(self, t_from: float, t_to: float) -> tuple[np.ndarray, np.ndarray]:
-        """The power and SOC readings with reply times in [t_from, t_to) (UNIX s)."""
-        rows = [r for r in self.readings if t_from <= r[0] < t_to]
-        return (np.array([r[1] for r in rows], dtype=np.float64),
-                np.array([r[2] for r in rows], dtype=np.float64))  # fmt: skip
 
 
 def _start_check(case: Case, dev: DeviceSpec, meter: Meter, t0: float, rated: float) -> str:
@@ -177,34 +120,74 @@ def _rows(
     return rows
 
 
-async def run_device_case(
-    plan: Plan, case: Case, fn: ProfileFunction, base: Path
-) -> CaseRecord:
+class _HarnessPmu(PmuServer):
+    """The harness's PMU: counts the commands of every TCP client, those gone too (a
+    device on UDP fetches the configuration over TCP and closes the link)."""
+
+    commands = 0
+
+    def _command(self, cl: Any, cmd: c37118.CommandFrame) -> None:
+        self.commands += 1
+        super()._command(cl, cmd)
+
+
+#: UDP devices (PMU address, data address, IDCODE) that have sent a command in this
+#: process. A device on UDP fetches the configuration once and keeps it (the field
+#: controller's loop does): it does not ask again for the next case's PMU, whose
+#: stream is configured the same, so its first command stands for the whole run.
+_heard: set[tuple[str, int, str | None, int | None, int]] = set()
+
+
+def _connected(pmu: _HarnessPmu, spec: PdcSpec) -> bool:
+    """Whether the device is there: data on over TCP; over UDP its first command in this
+    run (or at once without ``await_command``: nothing tells whether a UDP device
+    listens)."""
+    if spec.transport == "tcp":
+        return any(c.data_on for c in pmu.clients)
+    key = (spec.host, spec.port, spec.udp_host, spec.udp_port, spec.idcode)
+    if pmu.commands:
+        _heard.add(key)
+    return not spec.await_command or key in _heard
+
+
+def _not_connected(spec: PdcSpec) -> str:
+    where = f"{spec.host}:{spec.port}"
+    if spec.transport == "tcp":
+        return (f"the device did not connect to the PMU at {where} and turn data on "
+                f"within {spec.connect_timeout_s:g} s")  # fmt: skip
+    return (f"the device did not connect to the PMU at {where} (UDP data to "
+            f"{spec.udp_host}:{spec.udp_port}) and send a command, e.g. ask for the "
+            f"configuration, within {spec.connect_timeout_s:g} s")  # fmt: skip
+
+
+async def run_device_case(plan: Plan, case: Case, fn: ProfileFunction, base: Path) -> CaseRecord:
     """Run ``case`` (its frequency ``fn``) against the plan's device (its meter's map
     relative to ``base``) and return its record (``not_run`` set when the device never
-    turned data on or was not in the stated conditions)."""
+    connected (see :class:`~vpp.hil.plan.PdcSpec`) or was not in the stated
+    conditions)."""
     dev = plan.device
     assert dev is not None  # load_plan checked target and section together
-    regmap = meter_map(dev.meter, base)
-    meter = Meter(dev.meter, regmap.point(dev.meter.power_point),
-                  regmap.point(dev.meter.soc_point) if dev.meter.soc_point else None)  # fmt: skip
+    meter = make_meter(dev.meter, base)
     rated = plan.unit.rated_kw
     part = rated if case.start.participation_kw is None else case.start.participation_kw
     source = DeviceSource(fn, plan.settle_s, plan.rate)
-    pmu = PmuServer(idcode=dev.pmu.idcode, rate=plan.rate, host=dev.pmu.host,
-                    port=dev.pmu.port, source=source, station="VPP HIL PMU")  # fmt: skip
+    spec = dev.pmu
+    udp: list[tuple[str, int]] = []
+    if spec.transport == "udp":
+        assert spec.udp_host is not None and spec.udp_port is not None  # load_plan checked
+        udp.append((spec.udp_host, spec.udp_port))
+    pmu = _HarnessPmu(idcode=spec.idcode, rate=plan.rate, host=spec.host, port=spec.port,
+                      source=source, station="VPP HIL PMU", udp_targets=udp)  # fmt: skip
     wall0 = time.monotonic()
     record = CaseRecord(case.name, math.nan, rated, part, target="device")
     async with pmu:
         poller = asyncio.create_task(meter.run())
         try:
-            deadline = time.monotonic() + dev.pmu.connect_timeout_s
-            while not any(c.data_on for c in pmu.clients):
+            deadline = time.monotonic() + spec.connect_timeout_s
+            # k0, the first frame's grid index, is set with the first tick.
+            while pmu.ticks == 0 or not _connected(pmu, spec):
                 if time.monotonic() > deadline:
-                    record.not_run = (
-                        f"the device did not connect to the PMU at {dev.pmu.host}:"
-                        f"{dev.pmu.port} and turn data on within {dev.pmu.connect_timeout_s:g} s"
-                    )
+                    record.not_run = _not_connected(spec)
                     return record
                 await asyncio.sleep(0.05)
             # Two frames ahead of the one being built: no frame already built moves.
@@ -219,7 +202,7 @@ async def run_device_case(
                 return record
             await asyncio.sleep(max(0.0, t0 + case.duration_s + 2 * dev.meter.poll_s
                                     - time.time()))  # fmt: skip
-            if not any(c.data_on for c in pmu.clients):
+            if spec.transport == "tcp" and not any(c.data_on for c in pmu.clients):
                 record.notes.append("the device turned data off or left during the case")
             # The harness's own faults, so that a dip in the response is not blamed on
             # the device when the PMU fell behind or the device's socket was full.
@@ -230,9 +213,14 @@ async def run_device_case(
                     f"dropped {dropped} (the device's socket full)"
                 )
         finally:
+            meter.stop()
             poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            # Bounded: a poller whose cancellation was lost ends at its next poll.
+            done, _ = await asyncio.wait(
+                [poller], timeout=dev.meter.poll_s + 2 * dev.meter.timeout_s + 1
+            )
+            if not done:
+                log.warning("case %s: the meter's poller did not stop", case.name)
             record.wall_s = time.monotonic() - wall0
     record.rows = _rows(source, meter, record.start_unix_s, plan.rate, case.duration_s)
     record.meter_errors = meter.errors

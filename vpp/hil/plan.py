@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PROCEDURES",
+    "SUNSPEC_POWER_MODELS",
+    "SUNSPEC_SOC_MODELS",
     "Case",
     "CellOverVoltageTrip",
     "CharacteristicSpec",
@@ -196,25 +198,66 @@ class UnitSpec(BaseModel):
 
 
 class PdcSpec(BaseModel):
-    """Where the harness serves its C37.118 stream to the device (TCP only: the device
-    connects as the PDC and turns data on)."""
+    """Where the harness serves its C37.118 stream to the device, as a PMU would.
+
+    ``transport: tcp``: the device connects to ``host:port`` as the PDC and turns data
+    on; the data frames go over that connection. ``transport: udp`` (a PMU configured
+    for UDP spontaneous data): every data frame goes to the device at
+    ``udp_host:udp_port`` from the moment the PMU starts, and ``host:port`` still
+    answers commands over TCP (a device fetches the configuration there). With
+    ``await_command`` the case's settle starts when the device has sent its first
+    command over TCP (the sign that it is there); without, at once.
+    """
 
     model_config = _STRICT
     host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(ge=1, le=65535, description="the TCP port the device connects to")
+    port: int = Field(
+        ge=1,
+        le=65535,
+        description="the TCP port the device connects to (commands, and with tcp the data)",
+    )
     idcode: int = Field(default=7734, ge=1, le=65534)
     connect_timeout_s: float = Field(
-        default=30.0, gt=0, le=600, description="how long to wait for data on from the device"
+        default=30.0, gt=0, le=600,
+        description="how long to wait for data on (tcp) or the first command (udp)",
+    )  # fmt: skip
+    transport: Literal["tcp", "udp"] = "tcp"
+    udp_host: str | None = Field(
+        default=None, min_length=1, description="udp: the device's address for the data"
+    )
+    udp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="udp: the device's port for the data"
+    )
+    await_command: bool = Field(
+        default=True,
+        description="udp: start the settle on the device's first TCP command (false: "
+        "at once, for a device that never asks)",
     )
 
 
+#: SunSpec models the harness reads the device's power from (the point, in W, positive
+#: for generation: a BESS's discharge, vpp's sign).
+SUNSPEC_POWER_MODELS = {701: "W"}
+#: SunSpec models the harness reads the device's SOC from (the point, in %).
+SUNSPEC_SOC_MODELS = {713: "SoC", 802: "SoC"}
+_MODBUS_KEYS = ("register_map", "power_point", "soc_point")
+_SUNSPEC_KEYS = ("power_model", "soc_model")
+
+
 class MeterSpec(BaseModel):
-    """How the harness reads the device's response: Modbus TCP points of a register map
+    """How the harness reads the device's response over Modbus TCP.
+
+    ``protocol: modbus``: points of a register map
     (:func:`vpp.drivers.register_map.load_register_map`: a file, or a map shipped in
     ``vpp/drivers/maps``), decoded with the map's scale and sign (vpp's convention:
-    positive = discharge)."""
+    positive = discharge). ``protocol: sunspec``: the device's SunSpec models, found
+    by discovery (the ``SunS`` marker, the model chain) as the field's SunSpec driver
+    finds them: the power from ``power_model`` (701 ``W``), the SOC from ``soc_model``
+    (713 or 802 ``SoC``), each with its model's scale factor.
+    """
 
     model_config = _STRICT
+    protocol: Literal["modbus", "sunspec"] = "modbus"
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(ge=1, le=65535)
     device_id: int = Field(default=1, ge=0, le=255)
@@ -223,8 +266,19 @@ class MeterSpec(BaseModel):
     soc_point: str | None = Field(
         default="soc", description="None: the device reports no SOC (SOC checks not judged)"
     )
+    power_model: int = Field(default=701, description="sunspec: the model of the power")
+    soc_model: int | None = Field(
+        default=713, description="sunspec: the model of the SOC (None: not read)"
+    )
     poll_s: float = Field(default=0.1, ge=0.02, le=5)
     timeout_s: float = Field(default=0.5, gt=0, le=10)
+
+    @property
+    def reads_soc(self) -> bool:
+        """Whether the meter reads the device's SOC."""
+        if self.protocol == "sunspec":
+            return self.soc_model is not None
+        return self.soc_point is not None
 
 
 class DeviceStartTolerance(BaseModel):
@@ -361,24 +415,86 @@ def meter_map(meter: MeterSpec, base: Path) -> RegisterMap:
     return load_register_map(local if local.is_file() else meter.register_map)
 
 
-def _check_device(path: Path, plan: Plan, dev: DeviceSpec) -> None:
-    """A device plan: its meter points exist, and no case asks for what a device cannot
-    be given (its settings are its own; its state is what it is: only checked)."""
+def _check_pdc(path: Path, pmu: PdcSpec) -> None:
+    """The UDP keys go with ``transport: udp``, and only with it."""
+    given = pmu.model_fields_set
+    if pmu.transport == "udp":
+        for key in ("udp_host", "udp_port"):
+            if getattr(pmu, key) is None:
+                raise config_error(
+                    f"plan {path}: field 'device.pmu.{key}': transport udp needs the "
+                    "device's address for the data frames (udp_host and udp_port)",
+                    key,
+                )
+        return
+    for key in ("udp_host", "udp_port", "await_command"):
+        if key in given:
+            raise config_error(
+                f"plan {path}: field 'device.pmu.{key}': only with transport udp "
+                "(with tcp the data go over the device's connection)",
+                key,
+            )
+
+
+def _check_meter(path: Path, meter: MeterSpec) -> None:
+    """The meter's keys fit its protocol, and its points or models exist."""
+    given = meter.model_fields_set
+    if meter.protocol == "sunspec":
+        for key in _MODBUS_KEYS:
+            if key in given:
+                raise config_error(
+                    f"plan {path}: field 'device.meter.{key}': not with protocol sunspec "
+                    "(its points come from the device's SunSpec models: power_model, "
+                    "soc_model)",
+                    key,
+                )
+        if not 1 <= meter.device_id <= 247:
+            raise config_error(
+                f"plan {path}: field 'device.meter.device_id': a SunSpec device's unit id "
+                f"is 1-247, not {meter.device_id}",
+                "device_id",
+            )
+        for key, models in (("power_model", SUNSPEC_POWER_MODELS),
+                            ("soc_model", SUNSPEC_SOC_MODELS)):  # fmt: skip
+            model = getattr(meter, key)
+            if model is not None and model not in models:
+                known = ", ".join(f"{m} ({p})" for m, p in models.items())
+                raise config_error(
+                    f"plan {path}: field 'device.meter.{key}': the harness reads no "
+                    f"SunSpec model {model}; known: {known}",
+                    key,
+                )
+        return
+    for key in _SUNSPEC_KEYS:
+        if key in given:
+            raise config_error(
+                f"plan {path}: field 'device.meter.{key}': only with protocol sunspec "
+                "(a Modbus meter reads the points of its register_map)",
+                key,
+            )
     try:
-        regmap = meter_map(dev.meter, path.parent)
+        regmap = meter_map(meter, path.parent)
     except ConfigError as exc:
         raise config_error(
             f"plan {path}: field 'device.meter.register_map': {exc}", "register_map"
         ) from exc
     names = {p.name for p in regmap.points}
     for key in ("power_point", "soc_point"):
-        name = getattr(dev.meter, key)
+        name = getattr(meter, key)
         if name is not None and name not in names:
             raise config_error(
                 f"plan {path}: field 'device.meter.{key}': no point {name!r} in "
-                f"{dev.meter.register_map}",
+                f"{meter.register_map}",
                 key,
             )
+
+
+def _check_device(path: Path, plan: Plan, dev: DeviceSpec) -> None:
+    """A device plan: its PMU's transport keys agree, its meter's points or models
+    exist, and no case asks for what a device cannot be given (its settings are its
+    own; its state is what it is: only checked)."""
+    _check_pdc(path, dev.pmu)
+    _check_meter(path, dev.meter)
     for i, case in enumerate(plan.cases):
         if case.unit.model_fields_set:
             raise config_error(
@@ -393,10 +509,10 @@ def _check_device(path: Path, plan: Plan, dev: DeviceSpec) -> None:
                 "temperature can be neither set nor read by the harness",
                 "start",
             )
-        if "soc_pct" in given and dev.meter.soc_point is None:
+        if "soc_pct" in given and not dev.meter.reads_soc:
             raise config_error(
                 f"plan {path}: field 'cases.{i}.start.soc_pct': the meter has no soc_point "
-                "to check it against",
+                "(sunspec: soc_model) to check it against",
                 "start",
             )
 

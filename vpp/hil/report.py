@@ -207,14 +207,20 @@ def _target_text(plan: Plan) -> str:
     if dev is None:
         return ("the project's field controller, the BESS simulator over Modbus TCP, a "
                 "C37.118 PMU server, on loopback, in real time")  # fmt: skip
-    m = dev.meter
-    soc = f", SOC point {m.soc_point!r}" if m.soc_point else ", no SOC point"
+    m, pmu = dev.meter, dev.pmu
+    if m.protocol == "sunspec":
+        soc = f", SOC of model {m.soc_model}" if m.soc_model else ", no SOC"
+        points = f"SunSpec, power of model {m.power_model}{soc}"
+    else:
+        soc = f", SOC point {m.soc_point!r}" if m.soc_point else ", no SOC point"
+        points = f"point {m.power_point!r} of {m.register_map}{soc}"
+    data = "" if pmu.transport == "tcp" else f", the data over UDP to {pmu.udp_host}:{pmu.udp_port}"
     return (
         f"a device reached through its protocols: the harness serves C37.118 over TCP at "
-        f"{dev.pmu.host}:{dev.pmu.port} (IDCODE {dev.pmu.idcode}) and reads Modbus TCP "
-        f"{m.host}:{m.port} unit {m.device_id}, point {m.power_point!r} of "
-        f"{m.register_map}{soc}, every {m.poll_s:g} s; a device shows no setpoint, "
-        "envelope or safety action: the criteria that need them are not judged"
+        f"{pmu.host}:{pmu.port} (IDCODE {pmu.idcode}){data} and reads Modbus TCP "
+        f"{m.host}:{m.port} unit {m.device_id}, {points}, every {m.poll_s:g} s; a device "
+        "shows no setpoint, envelope or safety action: the criteria that need them are "
+        "not judged"
     )
 
 
