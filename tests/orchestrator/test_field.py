@@ -28,6 +28,7 @@ from vpp.sim.bess_model import BessModel
 from vpp.sim.bms import BmsSimulator
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import PmuServer
+from vpp.sim.sunspec import SunSpecBessSimulator
 
 RATED = 500.0
 # 5 % droop, deadband edge 49.90 Hz: 0.1 Hz below the edge is 500 / (0.05 x 50) x 0.1 kW.
@@ -35,9 +36,9 @@ STEP_HZ = 49.80
 DROOP_KW = RATED / (0.05 * 50.0) * (49.90 - STEP_HZ)
 
 
-def unit_cfg(uid: str, port: int, **kw: Any) -> UnitConfig:
+def unit_cfg(uid: str, port: int, protocol: str = "modbus_tcp", **kw: Any) -> UnitConfig:
     inverter = DeviceConfig(
-        protocol="modbus_tcp",
+        protocol=protocol,
         config={"host": "127.0.0.1", "port": port, "timeout": 0.5, "retries": 0},
         poll_interval_s=0.1,
     )
@@ -96,6 +97,7 @@ async def rig(
     sims: dict[str, BessSimulator],
     profile: FrequencyProfile | None = None,
     bms: dict[str, DeviceConfig] | None = None,
+    protocol: str = "modbus_tcp",
 ) -> AsyncIterator[Rig]:
     topo = Topology.build(BusSection(), ["field-a"], ipc_dir)
     async with contextlib.AsyncExitStack() as stack:
@@ -109,7 +111,7 @@ async def rig(
         stack.callback(sub.close)
         await _joined(topo, sub)
         bms = bms or {}
-        units = [unit_cfg(uid, sim.port, bms=bms.get(uid)) for uid, sim in sims.items()]
+        units = [unit_cfg(uid, sim.port, protocol, bms=bms.get(uid)) for uid, sim in sims.items()]
         ctl = FieldController(
             field_cfg(pmu.port, units),
             events_in=topo.events_in,
@@ -193,6 +195,25 @@ def test_droop_base_and_emergency_stop(ipc_dir: Path) -> None:
             assert not done[-1]["ok"] and "rating" in done[-1]["detail"]
             stops = [m for m in cmds if m.body.data["command"] == "control"]
             assert stops[0].body.data["params"]["action"] == "emergency_stop"
+
+    run(main)
+
+
+def test_a_sunspec_inverter_gets_the_droop_response(ipc_dir: Path) -> None:
+    # Before: the SunSpec driver's status (power_kw, soc_pct, dc_voltage_v, ...) was not
+    # the register map's names the unit reads, so a SunSpec unit's telemetry was "not
+    # usable" and it never responded. Now the same step gives the same droop as Modbus.
+    async def main() -> None:
+        sim = SunSpecBessSimulator(port=0, rated_power_kw=RATED, initial_soc_pct=60,
+                                   ramp_kw_s=500)  # fmt: skip
+        async with rig(ipc_dir, {"bess-1": sim}, protocol="sunspec") as r:
+            await wait_until(lambda: near(sim.model.power_kw, DROOP_KW), timeout=8)
+            assert near(sim.command.p_kw, DROOP_KW, 0.05)
+            await wait_until(lambda: bool(r.of(s.TelemetryMsg, unit="bess-1")), timeout=5)
+            await asyncio.sleep(1.0)  # telemetry after the measured power settled
+            tel = r.of(s.TelemetryMsg, unit="bess-1")[-1].body
+            assert near(tel.p_kw, sim.model.power_kw, 1.0) and near(tel.soc_pct, 60.0, 1.0)
+            assert tel.safety == "none"
 
     run(main)
 

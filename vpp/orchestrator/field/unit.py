@@ -95,6 +95,32 @@ def build_envelope(unit: UnitConfig) -> SafetyEnvelope:
     return SafetyEnvelope(unit.chemistry, **limits)
 
 
+#: The register map's point names the unit reads, and the SunSpec driver's keys for the
+#: same quantities (vpp.drivers.sunspec_status): a SunSpec inverter's status is read
+#: through these. Its alarms (701 ``Alrm``) are its fault bits: any of them stops the
+#: unit, as a register map's ``fault_bits`` do.
+_SUNSPEC_NAMES = {
+    "dc_voltage": "dc_voltage_v",
+    "dc_current": "dc_current_a",
+    "temperature_max": "temperature_c",
+    "soc": "soc_pct",
+    "soh": "soh_pct",
+    "active_power": "power_kw",
+    "reactive_power": "reactive_power_kvar",
+    "fault_bits": "der_alarms",
+}
+
+
+def inverter_status(raw: Mapping[str, float | bool | str]) -> dict[str, float | bool | str]:
+    """A driver's status with the register map's names the unit reads: a point the
+    status lacks is taken from the SunSpec driver's key for it, where there is one."""
+    out = dict(raw)
+    for name, key in _SUNSPEC_NAMES.items():
+        if name not in out and key in raw:
+            out[name] = raw[key]
+    return out
+
+
 def map_telemetry(
     unit: UnitConfig,
     inverter: Mapping[str, float | bool | str],
@@ -269,9 +295,9 @@ class FieldUnit:
 
     def on_status(self, status: Mapping[str, float | bool | str]) -> None:
         """A new inverter status: map it into the pipeline's telemetry."""
-        self.status = dict(status)
+        self.status = inverter_status(status)
         if self._telemetry() and self.resume_pending:
-            self.pipeline.anchor(float(status["active_power"]), mono=self.clock()[1])
+            self.pipeline.anchor(float(self.status["active_power"]), mono=self.clock()[1])
             self.resume_pending = False
 
     def on_bms_status(self, status: Mapping[str, float | bool | str]) -> None:
