@@ -18,25 +18,35 @@ from vpp.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "operations.md"
+DEPLOY = ROOT / "docs" / "deploy.md"
 
 
-def shown_commands() -> list[str]:
+def shown_commands(doc: Path = DOC) -> list[str]:
     """Each ``vpp ...`` command in the page's shell blocks, comments removed."""
-    blocks = re.findall(r"```sh\n(.*?)```", DOC.read_text(), flags=re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", doc.read_text(), flags=re.S)
     out = []
     for block in blocks:
         for line in block.splitlines():
             line = line.split("#", 1)[0].strip()
-            if line.startswith(("vpp ", ".venv/bin/vpp ")):
+            if line.startswith(("vpp ", ".venv/bin/vpp ", "/opt/vpp/.venv/bin/vpp ")):
                 out.append(line)
     return out
 
 
 def test_the_page_shows_commands() -> None:
     assert len(shown_commands()) >= 6
+    assert len(shown_commands(DEPLOY)) >= 1
 
 
-@pytest.mark.parametrize("line", shown_commands())
+def test_the_deploy_page_runs_scripts_and_installs_files_that_exist() -> None:
+    text = DEPLOY.read_text()
+    scripts = re.findall(r"bash (scripts/[\w.-]+)", text)
+    assert scripts and all((ROOT / s).is_file() for s in scripts), scripts
+    for path in re.findall(r"install [^\n]*?((?:deploy|config)/[\w./-]+)", text):
+        assert (ROOT / path).is_file(), path
+
+
+@pytest.mark.parametrize("line", shown_commands() + shown_commands(DEPLOY))
 def test_every_command_shown_parses(line: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = shlex.split(line)[1:]
     if argv == ["--version"]:
