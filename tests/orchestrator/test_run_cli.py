@@ -71,7 +71,9 @@ def test_run_for_a_duration_ends_cleanly(tmp_path: Path) -> None:
         rest = proc.stdout.read()
         assert proc.wait(timeout=60) == 0
     lines += [json.loads(x) for x in rest.splitlines()]
-    assert 4 <= len(lines) <= 7 and time.monotonic() - t0 < 60
+    # A status line a second: the 5 s of the run and its start before them (the fields
+    # first, then the services: 2-6 s on two loaded CPUs).
+    assert 4 <= len(lines) <= 12 and time.monotonic() - t0 < 60
     assert set(lines[-1]["processes"]) == NAMES  # type: ignore[arg-type]
     assert [u["unit"] for u in lines[-1]["units"]] == ["bess-1", "bess-2", "bess-3"]  # type: ignore[index]
     assert len(seen) >= len(NAMES)  # every process of the site (+ multiprocessing helper)
