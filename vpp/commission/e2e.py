@@ -281,7 +281,26 @@ async def measure(
     """One case (one of :data:`CASES`) for ``seconds``: the latencies (ms) of the writes
     matched to frames after the first 3 s, and the controller's figures (``frames``,
     ``realtime``, ``memory_locked``, ``max_frame_ms``, ``unit_p50``, ``sent``,
-    ``matched``, ``writes``)."""
+    ``matched``, ``writes``, ``devices_fifo``).
+
+    The PMU (this process) runs under SCHED_FIFO 60 for the case where allowed, as a
+    device with a CPU of its own would: it takes each frame's send time after its write,
+    and a loop above it in priority would otherwise answer (at 50) before that stamp is
+    taken, so that its writes could not be matched to their frames."""
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    devices_fifo = fifo(60)
+    try:
+        lat, stats = await _measure(realtime, case, seconds, units)
+    finally:
+        if devices_fifo:
+            os.sched_setscheduler(0, policy, param)  # the caller's own policy again
+    stats["devices_fifo"] = devices_fifo
+    return lat, stats
+
+
+async def _measure(
+    realtime: bool, case: str, seconds: float, units: int
+) -> tuple[list[float], dict[str, Any]]:
     ctx = multiprocessing.get_context("fork")
     here, there = ctx.Pipe()
     server = ctx.Process(target=_server, args=(there, units), daemon=True)

@@ -152,14 +152,14 @@ def pipeline_us(frames: int) -> float:
     from vpp.sim.pmu import PmuServer
 
     pmu = PmuServer(port=0, rate=50, source=Sawtooth())
-    cfg = c.ConfigFrame("cfg2", 7734, pmu.config.pmus, time_base=1_000_000, data_rate=50)
+    cfg = c.encode(pmu.config)
     raw = [pmu.data_frame(k) for k in range(frames)]
     means = []
     block = max(1, frames // 10)
     for start in range(0, frames - block + 1, block):
         # A fresh pipeline for every block: it refuses a frame not newer than the last.
         p = Pipeline(p_max_kw=500.0)
-        p.process(c.encode(cfg))
+        p.process(cfg)
         t0 = time.perf_counter_ns()
         for b in raw[start : start + block]:
             p.process(b, replay=True)

@@ -85,10 +85,13 @@ class SiteStatus:
         """The last finished event: its record and the fleet's compliance verdict."""
         self.messages = 0
         self.started = time.time()
-        self.decided: set[str] = set()
-        """The units that have published a decision."""
         self.decided_at: dict[str, float] = {}
         """Each unit's last decision, monotonic time of receipt."""
+
+    @property
+    def decided(self) -> set[str]:
+        """The units that have published a decision."""
+        return set(self.decided_at)
 
     def update(self, msg: s.Message) -> None:
         """Take in one bus message."""
@@ -103,7 +106,6 @@ class SiteStatus:
         elif isinstance(b, s.Decision):
             u = self.units.get(b.unit)
             if u is not None:
-                self.decided.add(b.unit)
                 self.decided_at[b.unit] = time.monotonic()
                 # The fleet's response kept as a running sum: one decision costs O(1)
                 # however many units the site has.
