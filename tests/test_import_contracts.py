@@ -123,6 +123,39 @@ def test_field_controller_imports_only_what_it_uses() -> None:
     assert simulators(mods) == []
 
 
+#: Our modules of the other sections' configuration (SCADA point maps, market, grid,
+#: API, simulation) and the whole site's models: a field controller's process is given
+#: its own section (vpp.config.field.FieldSite) and imports none of them. (The campus's
+#: small config module is allowed: the bus's command models name its strategies.)
+OTHER_SECTIONS = {
+    "vpp.config.models",
+    "vpp.config.loader",
+    "vpp.orchestrator.scada",
+    "vpp.orchestrator.market",
+    "vpp.orchestrator.grid",
+    "vpp.orchestrator.api",
+    "vpp.sim",
+}
+
+
+def test_a_field_controller_process_imports_no_other_section() -> None:
+    # What the launcher gives a field controller's process, pickled as spawn does,
+    # unpickled in a fresh interpreter that then runs the process's imports.
+    import pickle
+
+    from vpp.config import load
+    from vpp.orchestrator.launcher import Launcher
+
+    site = load()
+    given = Launcher(site)._site_for("field", site.field[0].id)
+    assert [f.id for f in given.field] == [site.field[0].id]
+    blob = pickle.dumps(given).hex()
+    mods = modules_after(f"import pickle\npickle.loads(bytes.fromhex({blob!r}))\n{FIELD_PROCESS}")
+    assert loaded(mods, OTHER_SECTIONS) == []
+    # The launcher gives every other role the whole site.
+    assert Launcher(site)._site_for("campus", "campus") is site
+
+
 # ---- every role alone ----
 
 ROLES = {

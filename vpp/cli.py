@@ -29,7 +29,6 @@ code 2; a site whose process spent its restart budget exits 1.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import logging
 import sys
@@ -328,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
+    # Imported here: every process `vpp run` spawns imports this module again (it is the
+    # console script's), and importlib.metadata costs about 0.1 s of its start.
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("vpp")
     except importlib.metadata.PackageNotFoundError:

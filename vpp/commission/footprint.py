@@ -18,8 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vpp.config.models import SiteConfig
+if TYPE_CHECKING:
+    # Not at run time: every process of the measured site imports this module again (it
+    # is __main__'s), and a field controller's must not import the whole site's models.
+    from vpp.config.models import SiteConfig
 
 __all__ = ["SIMULATORS", "bare_interpreter", "measure_site", "memory", "ports_free"]
 
@@ -158,6 +162,8 @@ def _main() -> None:
     memory is a launcher's, not that of whatever measured before it."""
     import json
     import tempfile
+
+    from vpp.config.models import SiteConfig
 
     site = SiteConfig.model_validate_json(sys.stdin.read())
     with tempfile.TemporaryDirectory(prefix="vpp-footprint-") as d:

@@ -27,6 +27,7 @@ import yaml
 
 from vpp.config.models import SiteConfig
 from vpp.errors import ConfigError, VppError
+from vpp.validation import load_yaml
 
 __all__ = ["DEFAULT_CONFIG", "ENV_PREFIX", "default_text", "load", "load_text"]
 
@@ -69,7 +70,7 @@ def load_text(
     """Parse, substitute secrets, apply overrides and validate (see the module docstring)."""
     env = os.environ if env is None else env
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -145,13 +146,13 @@ def _override(data: Any, keys: list[str], value: str, file: str, var: str) -> No
             if not key.isdigit() or int(key) >= len(node):
                 raise _error(f"{var}: no list item {key}", where, file)
             if last:
-                node[int(key)] = yaml.safe_load(value)
+                node[int(key)] = load_yaml(value)
             else:
                 node = node[int(key)]
         elif isinstance(node, dict):
             match = next((k for k in node if str(k).lower() == key), key)
             if last:
-                node[match] = yaml.safe_load(value)
+                node[match] = load_yaml(value)
             else:
                 node = node.setdefault(match, {})
         else:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vpp.errors import ConfigError
-from vpp.validation import config_error
+from vpp.validation import config_error, load_yaml
 
 __all__ = [
     "DEFAULT_MAP",
@@ -242,7 +242,7 @@ def _parse(label: str, text: str) -> RegisterMap:
     # Validation takes ~20 ms; a fleet of devices shares a handful of maps, and a
     # RegisterMap is frozen, so one parsed copy per file content serves them all.
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise config_error(f"{label}: not valid YAML: {exc}", "path") from exc
     try:

@@ -50,7 +50,7 @@ from typing import Any, TextIO
 import zmq
 
 from vpp.aio import cancel_and_wait, start_supervised, stop_on_signals
-from vpp.config.models import SiteConfig
+from vpp.config.models import FieldSite, SiteConfig
 from vpp.errors import BindError, ConfigError, ProcessFailedError, VppError
 from vpp.logsetup import LogSettings, configure, settings
 from vpp.orchestrator.bus import schema as s
@@ -255,8 +255,9 @@ class Launcher:
         for name, role in names:
             module = self.modules[role]
 
-            def args(module: str = module, name: str = name) -> tuple[Any, ...]:
-                return (module, self.site, topo, name, os.getpid(), self._log_level)
+            def args(module: str = module, name: str = name, role: str = role) -> tuple[Any, ...]:
+                return (module, self._site_for(role, name), topo, name, os.getpid(),
+                        self._log_level)  # fmt: skip
 
             self._manage(name, role, role_main, args)
         fields = [m for m in self.procs.values() if m.role == "field"]
@@ -269,6 +270,14 @@ class Launcher:
         for m in self.procs.values():
             if m.role not in ("field", "plant"):
                 m.start()
+
+    def _site_for(self, role: str, name: str) -> SiteConfig | FieldSite:
+        """What a role's process is given: a field controller its own section only
+        (:class:`~vpp.config.field.FieldSite`: its process then imports no other
+        section's models, a third of its start-up), any other role the whole site."""
+        if role == "field":
+            return FieldSite(field=tuple(f for f in self.site.field if f.id == name))
+        return self.site
 
     async def _fields_decided(self, limit_s: float) -> None:
         """Wait until every unit of the field controllers this launcher runs has decided,

@@ -39,15 +39,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import zmq
 
 from vpp.aio import stop_on_signals
-from vpp.config.models import SiteConfig
 from vpp.errors import BindError, ConfigError
 from vpp.logsetup import LogSettings, configure
 from vpp.orchestrator.bus.topology import Topology
+
+if TYPE_CHECKING:
+    # Annotations only: a field controller's process is given a FieldSite and must not
+    # import every section's models (vpp.config.field).
+    from vpp.config.models import FieldSite, SiteConfig
 
 __all__ = [
     "EXIT_CONFIG",
@@ -155,7 +159,7 @@ async def _until_signalled(run: Callable[[asyncio.Event], Any]) -> None:
 
 def role_main(
     module: str,
-    site: SiteConfig,
+    site: SiteConfig | FieldSite,
     topo: Topology,
     name: str,
     parent_pid: int,
@@ -171,7 +175,7 @@ def role_main(
 
 def group_main(
     members: list[tuple[str, str]],
-    site: SiteConfig,
+    site: SiteConfig | FieldSite,
     topo: Topology,
     name: str,
     parent_pid: int,

@@ -20,7 +20,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.config.commands import CommandLimits
-from vpp.config.models import DroopSettings
+from vpp.config.field import DroopSettings
 from vpp.errors import CommandError
 from vpp.orchestrator.campus.config import Strategy
 from vpp.validation import first_error

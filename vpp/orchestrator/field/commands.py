@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from vpp.config.commands import CommandLimits
-from vpp.config.models import DroopSettings
+from vpp.config.field import DroopSettings
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.errors import DeviceOfflineError, DriverError, ValidationError
 from vpp.errors import CommandError, VppError

@@ -34,7 +34,7 @@ import zmq
 
 from vpp import c37118 as c
 from vpp.aio import Backoff, Startable, cancel_and_wait, start_supervised
-from vpp.config.models import FieldConfig, SiteConfig
+from vpp.config.field import FieldConfig
 from vpp.core import Decision, RtLoop
 from vpp.drivers.communicator import ResourceCommunicator
 from vpp.drivers.pmu import PdcClient
@@ -52,6 +52,8 @@ from vpp.orchestrator.field.unit import SEVERITY, FieldUnit
 from vpp.orchestrator.field.writer import SetpointWriter
 
 if TYPE_CHECKING:
+    from vpp.config.field import FieldSite
+    from vpp.config.models import SiteConfig
     from vpp.drivers.modbus_rtu import ModbusRtuProtocol
 
 __all__ = ["FieldController", "serve"]
@@ -618,8 +620,11 @@ class FieldController(FieldCommands, Startable):
         return handle
 
 
-async def serve(site: SiteConfig, topo: Topology, name: str, stop: asyncio.Event) -> None:
-    """Run field controller ``name`` (a ``site.field[i].id``) until ``stop`` is set."""
+async def serve(
+    site: SiteConfig | FieldSite, topo: Topology, name: str, stop: asyncio.Event
+) -> None:
+    """Run field controller ``name`` (a ``site.field[i].id``) until ``stop`` is set; the
+    launcher gives it a :class:`~vpp.config.field.FieldSite`, tests may give the site."""
     field = next((f for f in site.field if f.id == name), None)
     if field is None:
         err = ConfigError(f"no field controller {name!r}; known: {[f.id for f in site.field]}")

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from vpp.config.models import FieldConfig, RealtimeConfig, UnitConfig
+from vpp.config.field import FieldConfig, RealtimeConfig, UnitConfig
 from vpp.core import RtLoop, RtTarget
 from vpp.drivers.register_map import (
     DEFAULT_MAP,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vpp.config.models import DroopSettings, PmuSource, UnitConfig
+from vpp.config.field import DroopSettings, PmuSource, UnitConfig
 from vpp.core import Decision, DroopController, Pipeline, SafetyEnvelope, SafetyReset, Telemetry
 from vpp.drivers.errors import ValidationError
 from vpp.validation import finite_or_none

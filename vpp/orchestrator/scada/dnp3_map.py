@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vpp.errors import ConfigError
 from vpp.orchestrator.scada.listen_config import OutstationConfig
 from vpp.orchestrator.scada.points import COMMAND_POINTS, PLANT_POINTS, UNIT_POINTS
-from vpp.validation import config_error
+from vpp.validation import config_error, load_yaml
 
 __all__ = [
     "CONTROL_CODES",
@@ -296,7 +296,7 @@ class Dnp3PointMap:
     def parse(cls, text: str, unit_ids: Sequence[str], *, label: str = "<map>") -> Dnp3PointMap:
         """Like :meth:`load`, from the text of a map file."""
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)
         except yaml.YAMLError as exc:
             msg = str(exc).replace("\n", " ")
             raise config_error(f"{label}: not valid YAML: {msg}", "path") from None

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vpp.errors import ConfigError
 from vpp.orchestrator.scada.listen_config import OutstationConfig
 from vpp.orchestrator.scada.points import COMMAND_POINTS, PLANT_POINTS, UNIT_POINTS
-from vpp.validation import config_error, first_error
+from vpp.validation import config_error, first_error, load_yaml
 
 __all__ = [
     "MAX_IOA",
@@ -203,7 +203,7 @@ class Iec104PointMap:
                     f"{label}: cannot read the point map: {exc}", "point_map"
                 ) from exc
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text)
         except yaml.YAMLError as exc:
             msg = str(exc).replace("\n", " ")
             raise config_error(f"{label}: not valid YAML: {msg}", "point_map") from exc
