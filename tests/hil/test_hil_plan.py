@@ -140,5 +140,5 @@ def test_the_example_plan_loads_with_a_case_per_builtin_procedure() -> None:
     plan, procs = load_plan(EXAMPLE)
     assert plan.target == "simulated"
     assert sorted(p.name for p in procs.values()) == sorted(BUILTIN_PROCEDURES)
-    # Short enough to run in about a minute and a half.
-    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 80
+    # Short enough to run in about two minutes (the AGC case, 37 s, the longest).
+    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 120

@@ -17,6 +17,8 @@ CRITERIA_ALL = {"within_envelope", "within_rating"}
 CRITERIA_SOC = {"setpoint_stopped", "discharge_stopped"}
 CRITERIA_RIDE = CRITERIA_DROOP | {"rocof_applied", "stayed_in_service", "frequency_used"}
 CRITERIA_TRIP = {"response_before_trip", "setpoint_tripped", "power_tripped", "stayed_tripped"}
+CRITERIA_AGC = {"start_delay", "full_delay", "tracking_rms_error", "tracking_max_error",
+                "within_reserve"}  # fmt: skip
 
 
 def _failures(junit: Path) -> dict[str, set[str]]:
@@ -41,13 +43,14 @@ def test_the_example_plan_passes_end_to_end(example_run: tuple[int, str, Path]) 
     assert code == 0, output
     suite = ET.parse(out / "junit.xml").getroot()
     assert suite.attrib["name"] == "example"
-    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("6", "0")
+    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("7", "0")
     cases = {tc.attrib["name"]: tc for tc in suite.findall("testcase")}
     assert set(cases) == {
         "iegc-step-49.50", "fcr-step-50.20", "gb-dc-step-49.45", "soc-8pct-step-49.60",
-        "rocof-2hz-s", "trip-cell-ov",
+        "rocof-2hz-s", "trip-cell-ov", "agc-steps",
     }  # fmt: skip
-    special = {"soc": CRITERIA_SOC, "rocof": CRITERIA_RIDE, "trip": CRITERIA_TRIP}
+    special = {"soc": CRITERIA_SOC, "rocof": CRITERIA_RIDE, "trip": CRITERIA_TRIP,
+               "agc": CRITERIA_AGC}  # fmt: skip
     assert all(not tc.findall("failure") for tc in cases.values())
     # Every criterion of every case has its figure in the JUnit properties and its row
     # in the HTML report.

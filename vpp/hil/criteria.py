@@ -15,7 +15,8 @@ The ``soc_limit`` procedure replaces the droop criteria with ``setpoint_stopped`
 ``discharge_stopped``: the largest commanded and measured discharge (kW above the
 baseline before the event), in % of the rating, within ``max_discharge_pct``.
 ``rocof_ride_through`` adds to the droop criteria, and ``safety_trip`` replaces them
-with, the criteria of :mod:`vpp.hil.safety_criteria`.
+with, the criteria of :mod:`vpp.hil.safety_criteria`; an ``agc`` procedure has its own
+(:mod:`vpp.hil.agc_criteria`).
 
 A device (``target: device``) shows only its measured power (and SOC): the criteria
 that need a setpoint or an envelope (``within_envelope``, ``setpoint_stopped``) are
@@ -137,6 +138,11 @@ def evaluate(proc: Procedure, case: Case, rec: CaseRecord) -> CaseResult:
     if rec.not_run is not None:
         crit = Criterion("not_run", False, None, 0.0, f"not run: {rec.not_run}")
         return CaseResult(case.name, proc.name, [crit], np.zeros(0), 0.0)
+    if proc.kind == "agc":
+        # Imported here: vpp.hil.agc_criteria builds on this module.
+        from vpp.hil.agc_criteria import evaluate_agc
+
+        return evaluate_agc(proc, case, rec)
     device = rec.target == "device"
     skipped: list[NotJudged] = []
     no_setpoint = "a device reports no setpoint or envelope: only its measured power is seen"

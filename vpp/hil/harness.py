@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vpp.errors import ConfigError
+from vpp.hil.agc_target import run_agc_case
 from vpp.hil.criteria import evaluate
 from vpp.hil.device import run_device_case
 from vpp.hil.plan import Plan, load_plan
@@ -55,6 +56,8 @@ def run_plan(path: Path, out_dir: Path | None = None) -> PlanRun:
         proc = procedures[case.name]
         if plan.target == "device":
             record = asyncio.run(run_device_case(plan, case, fn, path.parent))
+        elif proc.kind == "agc":
+            record = asyncio.run(run_agc_case(plan, case, proc, fn))
         else:
             record = asyncio.run(run_case(plan, case, proc, fn))
         outcome = CaseOutcome(record, evaluate(proc, case, record), proc)

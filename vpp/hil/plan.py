@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vpp.errors import ConfigError
+from vpp.hil.agc_plan import AGC_LIMITS, AgcProfile, AgcSettings, check_agc_case
 from vpp.validation import config_error, validate_model
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ __all__ = [
     "BUILTIN_PROCEDURES",
     "SUNSPEC_POWER_MODELS",
     "SUNSPEC_SOC_MODELS",
+    "AgcProfile",
+    "AgcSettings",
     "Case",
     "CellOverVoltageTrip",
     "CharacteristicSpec",
@@ -58,6 +61,7 @@ _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=Tr
 #: The procedures shipped in ``vpp/hil/procedures`` (name -> file).
 BUILTIN_PROCEDURES = (
     "iegc_primary", "fcr_ce", "gb_dc", "soc_limit", "rocof_ride_through", "safety_trip",
+    "sras_agc",
 )  # fmt: skip
 
 #: Criteria limits that are not ComplianceConfig's (see :mod:`vpp.hil.criteria` and
@@ -126,7 +130,7 @@ class ComtradeProfile(BaseModel):
 
 
 Profile = Annotated[
-    StepProfile | RampProfile | OscillationProfile | CsvProfile | ComtradeProfile,
+    StepProfile | RampProfile | OscillationProfile | CsvProfile | ComtradeProfile | AgcProfile,
     Field(discriminator="kind"),
 ]
 
@@ -317,18 +321,27 @@ class Procedure(BaseModel):
     name: str = Field(min_length=1)
     title: str = Field(min_length=1)
     source: str = Field(min_length=1, description="where the figures come from")
-    kind: Literal["droop", "soc_limit", "rocof_ride_through", "safety_trip"]
+    kind: Literal["droop", "soc_limit", "rocof_ride_through", "safety_trip", "agc"]
     characteristic: CharacteristicSpec
     unit: UnitSettings = Field(default_factory=UnitSettings)
     criteria: dict[str, float] = Field(default_factory=dict)
     trip: Trip | None = Field(
         default=None, description="the trip a safety_trip procedure injects (a case may replace it)"
     )
+    agc: AgcSettings | None = Field(
+        default=None, description="an agc procedure's obligation, cycle and campus"
+    )
 
     @model_validator(mode="after")
     def _trip_kind(self) -> Procedure:
         if self.trip is not None and self.kind != "safety_trip":
             raise ValueError("a 'trip' goes with a procedure of kind 'safety_trip'")
+        return self
+
+    @model_validator(mode="after")
+    def _agc_kind(self) -> Procedure:
+        if (self.agc is not None) != (self.kind == "agc"):
+            raise ValueError("a procedure of kind 'agc' needs an 'agc' section; no other has one")
         return self
 
 
@@ -345,6 +358,9 @@ class Case(BaseModel):
     criteria: dict[str, float] = Field(default_factory=dict)
     trip: Trip | None = Field(
         default=None, description="a safety trip injected into the simulated plant"
+    )
+    agc: AgcSettings | None = Field(
+        default=None, description="overrides of an agc procedure's obligation, cycle and campus"
     )
 
     @model_validator(mode="after")
@@ -541,7 +557,7 @@ def load_plan(path: Path) -> tuple[Plan, dict[str, Procedure]]:
     plan = validate_model(Plan, _read_yaml(path, "plan"), f"plan {path}")
     if plan.device is not None:
         _check_device(path, plan, plan.device)
-    known = set(ComplianceConfig.model_fields) | set(ENVELOPE_LIMITS)
+    known = set(ComplianceConfig.model_fields) | set(ENVELOPE_LIMITS) | set(AGC_LIMITS)
     procedures: dict[str, Procedure] = {}
     for i, case in enumerate(plan.cases):
         try:
@@ -577,6 +593,7 @@ def load_plan(path: Path) -> tuple[Plan, dict[str, Procedure]]:
                 f"not within the case's duration_s {case.duration_s:g} s",
                 "trip",
             )
+        check_agc_case(path, i, plan, case, proc)
         procedures[case.name] = proc
     return plan, procedures
 

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from vpp.hil.comtrade import read_channel
 from vpp.hil.plan import (
+    AgcProfile,
     ComtradeProfile,
     CsvProfile,
     OscillationProfile,
@@ -30,7 +31,9 @@ from vpp.validation import config_error
 __all__ = ["CaseSource", "ProfileFunction"]
 
 FloatArray = NDArray[np.float64]
-AnyProfile = StepProfile | RampProfile | OscillationProfile | CsvProfile | ComtradeProfile
+AnyProfile = (
+    StepProfile | RampProfile | OscillationProfile | CsvProfile | ComtradeProfile | AgcProfile
+)
 
 
 class ProfileFunction:
@@ -67,6 +70,8 @@ class ProfileFunction:
             f = p.from_hz + p.rate_hz_s * np.minimum(dt, p.ramp_s)
         elif isinstance(p, OscillationProfile):
             f = p.center_hz + p.amplitude_hz * np.sin(2 * np.pi * dt / p.period_s)
+        elif isinstance(p, AgcProfile):
+            f = np.full_like(t, p.hz)  # set-points go to the campus; the PMU holds hz
         else:
             assert self._rec is not None
             times, freqs = self._rec

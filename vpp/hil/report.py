@@ -24,7 +24,7 @@ import numpy as np
 from vpp.hil.comtrade import AnalogChannel, write_comtrade
 from vpp.hil.criteria import CaseResult
 from vpp.hil.plan import Plan, Procedure
-from vpp.hil.runner import ACTIONS, COLUMNS, CaseRecord
+from vpp.hil.runner import ACTIONS, CaseRecord
 from vpp.reports.svg import Level, Series, line_chart
 
 #: The verdict of a criterion the target's record cannot decide (never a pass).
@@ -56,7 +56,7 @@ def write_case_files(out_dir: Path, o: CaseOutcome) -> list[Path]:
     path = out_dir / f"{rec.name}.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow([*COLUMNS, "expected_kw"])
+        w.writerow([*rec.columns, "expected_kw"])
         for row, e in zip(rec.rows, exp, strict=True):
             w.writerow([f"{v:.6g}" for v in (*row, e)])
     if not rec.rows:
@@ -72,6 +72,9 @@ def write_case_files(out_dir: Path, o: CaseOutcome) -> list[Path]:
         AnalogChannel("envelope_min", "kW", rec.column("min_kw")),
         AnalogChannel("soc", "%", rec.column("soc_pct")),
     ]
+    # A procedure's own columns (an AGC case's set-point, the campus's offset...).
+    channels += [AnalogChannel(name.rsplit("_", 1)[0], _UNITS.get(name.rsplit("_", 1)[-1], ""),
+                               rec.column(name)) for name in rec.extra_columns]  # fmt: skip
     action = rec.column("action")
     limited = [int(a > 0) for a in np.nan_to_num(action)]
     cfg, dat = write_comtrade(
@@ -85,6 +88,10 @@ def write_case_files(out_dir: Path, o: CaseOutcome) -> list[Path]:
         trigger_s=-float(t[0]) if t.size else 0.0,
     )
     return [path, cfg, dat]
+
+
+#: The unit of an extra column, by its name's suffix.
+_UNITS = {"kw": "kW", "pct": "%", "mw": "MW", "hz": "Hz", "s": "s"}
 
 
 def _figure(v: float | None) -> str:
@@ -193,6 +200,16 @@ def _case_html(o: CaseOutcome) -> str:
             Series("envelope min", t, list(rec.column("min_kw")), "#7b1fa2", "2,3"),
         ], y_label="kW", marks=mark,
     ))  # fmt: skip
+    if "agc_setpoint_kw" in rec.extra_columns:
+        parts.append(line_chart(
+            "AGC: set-point and response (sums over the units)", [
+                Series("set-point in force", t, list(rec.column("agc_setpoint_kw")), "#000000"),
+                Series("obligation (+ baseline)", t, list(res.expected_kw), "#999999", "6,4"),
+                Series("campus offset", t, list(rec.column("campus_offset_kw")), "#7b1fa2", "2,3"),
+                Series("units' setpoints", t, list(rec.column("setpoint_kw")), "#e08a00"),
+                Series("measured", t, list(rec.column("measured_kw")), "#1f5fa8"),
+            ], y_label="kW", marks=mark,
+        ))  # fmt: skip
     parts.append(line_chart(
         "Safety state (" + ", ".join(f"{i} {a}" for i, a in enumerate(ACTIONS)) + ") and SOC",
         [Series("action", t, list(rec.column("action")), "#c62828"),

@@ -93,10 +93,18 @@ class CaseRecord:
     unused_s: list[float] = field(default_factory=list)
     #: Case time the trip was injected at (None: no trip).
     trip_at_s: float | None = None
+    #: Columns of a procedure's own after :data:`COLUMNS` in each row (an AGC case's
+    #: set-point and the campus's offset, ...); the CSV and COMTRADE exports take them too.
+    extra_columns: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The names of a row's values: :data:`COLUMNS` and the extra ones."""
+        return COLUMNS + self.extra_columns
 
     def column(self, name: str) -> NDArray[np.float64]:
         """One column as an array."""
-        i = COLUMNS.index(name)
+        i = self.columns.index(name)
         return np.array([r[i] for r in self.rows], dtype=np.float64)
 
 
@@ -157,7 +165,9 @@ def _inject(model: TrippableModel, trip: CellOverVoltageTrip | OverTemperatureTr
         model.temp_c = model.ambient_c = trip.temperature_c
 
 
-def _unit_config(plan: Plan, settings: UnitSettings, bess_port: int) -> UnitConfig:
+def _unit_config(
+    plan: Plan, settings: UnitSettings, bess_port: int, uid: str = UNIT_ID
+) -> UnitConfig:
     rated = plan.unit.rated_kw
     droop: dict[str, Any] = {
         k: v
@@ -172,7 +182,7 @@ def _unit_config(plan: Plan, settings: UnitSettings, bess_port: int) -> UnitConf
         droop["ramp_kw_per_s"] = safety["ramp_kw_per_s"] = settings.ramp_pu_per_s * rated
     try:
         return UnitConfig(
-            id=UNIT_ID,
+            id=uid,
             rated_power_kw=rated,
             capacity_kwh=plan.unit.capacity_kwh,
             inverter=inverter,
