@@ -22,6 +22,7 @@ from vpp.orchestrator.bus.config import BusSection
 from vpp.orchestrator.bus.receipt import ReceiptWindow
 from vpp.orchestrator.campus.config import DispatchConfig, FleetConfig
 from vpp.orchestrator.grid.agc import AgcConfig
+from vpp.orchestrator.grid.characteristic import knee_error
 from vpp.orchestrator.grid.config import ComplianceConfig, EventDetectionConfig
 from vpp.orchestrator.market.bids import BidLimits
 from vpp.orchestrator.market.dsm import DsmConfig
@@ -86,13 +87,27 @@ NOMINAL_HZ = 50.0
 
 
 class DroopSettings(BaseModel):
-    """Primary frequency response of a unit (the core's DroopController)."""
+    """Primary frequency response of a unit (the core's DroopController): droop or knee."""
 
+    # A straight droop from the deadband edge, or with knee_hz > 0 two segments through
+    # the service's points, the same both sides of nominal: 0 at the deadband edge,
+    # knee_percent of the share at knee_hz from nominal, 100 % at full_hz (droop_percent
+    # is then unused; docs/control.md). GB Dynamic Containment: deadband 49.985-50.015,
+    # knee_hz 0.2, knee_percent 5, full_hz 0.5.
     # Strict: numbers only (also when the set_droop command carries them), no bools.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     droop_percent: float = Field(default=5.0, gt=0, le=20)
     deadband_low_hz: float = 49.90
     deadband_high_hz: float = 50.05
+    knee_hz: float = Field(
+        default=0.0, ge=0, description="deviation from nominal at the knee, Hz (0: no knee)"
+    )
+    knee_percent: float = Field(
+        default=0.0, ge=0, lt=100, description="response at the knee, % of the share"
+    )
+    full_hz: float = Field(
+        default=0.0, ge=0, description="deviation from nominal at 100 % with a knee, Hz"
+    )
     ramp_kw_per_s: float | None = Field(default=None, gt=0)
     inertia_kw_per_hz_s: float = Field(default=0.0, ge=0)
 
@@ -103,6 +118,10 @@ class DroopSettings(BaseModel):
         if not self.deadband_low_hz <= NOMINAL_HZ <= self.deadband_high_hz:
             # Outside it the unit would answer a normal grid as if it were an event.
             raise ValueError(f"the deadband must contain the nominal {NOMINAL_HZ:g} Hz")
+        bad = knee_error(NOMINAL_HZ, self.deadband_low_hz, self.deadband_high_hz,
+                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
+        if bad is not None:
+            raise ValueError(f"{bad[0]} {bad[1]}")
         return self
 
 
