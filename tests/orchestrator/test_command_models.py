@@ -110,8 +110,9 @@ def test_set_droop_takes_a_knee_to_the_core_and_refuses_a_bad_one() -> None:
     ctl = field()
     dc = {"deadband_low_hz": 49.985, "deadband_high_hz": 50.015, "knee_hz": 0.2,
           "knee_percent": 5.0, "full_hz": 0.5}  # fmt: skip
-    for bad in [{"knee_hz": 0.01}, {"knee_percent": 0.0}, {"full_hz": 0.1},
-                {"knee_percent": math.nan}, {"knee_hz": "0.2"}]:  # fmt: skip
+    bads: list[dict[str, Any]] = [{"knee_hz": 0.01}, {"knee_percent": 0.0}, {"full_hz": 0.1},
+                                  {"knee_percent": math.nan}, {"knee_hz": "0.2"}]  # fmt: skip
+    for bad in bads:
         refused(ctl, "set_droop", {"unit": "u1", **dc, **bad})
     out = asyncio.run(ctl.command("set_droop", {"unit": "u1", **dc}))
     assert (out["knee_hz"], out["knee_percent"], out["full_hz"]) == (0.2, 5.0, 0.5)

@@ -1,15 +1,20 @@
 """The compliance check with a knee (GB Dynamic Containment): the expected response
-follows the knee's two segments, as the core's controller does, and a response on a
-straight droop from the deadband edge is judged wrong against it."""
+follows the knee's two segments, as the core's controller does, a response on a
+straight droop from the deadband edge is judged wrong against it, and the event report
+redraws the knee."""
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from vpp.config import load_text
 from vpp.core import DroopController
 from vpp.orchestrator.grid.compliance import DroopCharacteristic, check_unit
 from vpp.orchestrator.grid.events import detect_events
+from vpp.reports.response import _characteristic
 
 T0 = 1_700_000_000.0
 RATE = 10
@@ -57,3 +62,19 @@ def test_a_step_into_the_knee_judged_against_the_knee() -> None:
     failed = {c.name for c in res.criteria if not c.passed}
     assert {"rms_error", "max_error", "rel_rms_error"} <= failed
     assert res.metrics["max_error_pct"] == pytest.approx(38.1 - 5.0, abs=0.1)
+
+
+def test_the_report_redraws_the_knee_recorded_or_configured() -> None:
+    """``vpp report`` redraws the expected response from the characteristic the grid
+    recorded with its verdict (a model dump), else from the unit's configured droop."""
+    recorded = {"units": {"u1": {"characteristic": CHAR.model_dump()}}}
+    ch, _ = _characteristic(cast(Any, None), "u1", {"start": T0}, recorded, None)
+    assert ch == CHAR and ch is not None and ch.expected_kw(49.8) == pytest.approx(5.0)
+    unit = ("{id: u1, rated_power_kw: 100, capacity_kwh: 200, inverter: {protocol: "
+            "modbus_tcp, config: {host: 10.0.0.1}}, droop: {deadband_low_hz: 49.985, "
+            "deadband_high_hz: 50.015, knee_hz: 0.2, knee_percent: 5, full_hz: 0.5}}")  # fmt: skip
+    site = load_text(f"field:\n  - id: f1\n    units: [{unit}]\n", env={})
+    shares = {"units": {"u1": {"share_kw": 80.0}}}
+    ch, why = _characteristic(cast(Any, None), "u1", {"start": T0}, shares, site)
+    assert ch is not None and "configured droop" in why
+    assert ch.expected_kw([49.8, 49.5]) == pytest.approx([4.0, 80.0])  # 5 % and 100 % of 80
