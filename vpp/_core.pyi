@@ -449,7 +449,12 @@ class DroopOutput:
 
 @final
 class DroopController:
-    """Droop response with deadband, inertia, SOC / temperature derating, limits, ramp."""
+    """Droop response with deadband, inertia, SOC / temperature derating, limits, ramp.
+
+    ``knee_hz > 0`` replaces the straight droop by two segments through the service's
+    points (deviations from nominal): 0 at the deadband edge, ``knee_percent`` of
+    ``p_max_kw`` at ``knee_hz``, 100 % at ``full_hz``; ``droop_percent`` is then unused.
+    """
 
     def __new__(
         cls,
@@ -459,6 +464,9 @@ class DroopController:
         nominal_hz: float = 50.0,
         deadband_low_hz: float = 49.90,
         deadband_high_hz: float = 50.05,
+        knee_hz: float = 0.0,
+        knee_percent: float = 0.0,
+        full_hz: float = 0.0,
         max_charge_kw: float | None = None,
         max_discharge_kw: float | None = None,
         ramp_kw_per_s: float | None = None,

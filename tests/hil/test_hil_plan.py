@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tests.hil.helpers import EXAMPLE, hil_run, write_plan
-from vpp.hil.plan import BUILTIN_PROCEDURES, load_plan, load_procedure
+from vpp.hil.plan import BUILTIN_PROCEDURES, CharacteristicSpec, load_plan, load_procedure
 
 STEP = {"kind": "step", "to_hz": 49.5}
 DEVICE = {"pmu": {"port": 4712}, "meter": {"port": 5020}}
@@ -127,7 +128,14 @@ def test_the_builtin_procedures_load_and_cite_their_sources() -> None:
     assert (iegc.characteristic.droop_percent, iegc.characteristic.deadband_low_hz,
             iegc.characteristic.deadband_high_hz) == (5.0, 49.90, 50.05)  # fmt: skip
     assert load_procedure("fcr_ce", Path(".")).criteria["max_full_delay_s"] == 30.0
-    assert load_procedure("gb_dc", Path(".")).criteria["max_full_delay_s"] == 1.0
+    dc = load_procedure("gb_dc", Path("."))
+    assert dc.criteria["max_full_delay_s"] == 1.0
+    # DC's own characteristic, its knee included, expected and given to the controller.
+    ch = dc.characteristic
+    assert (ch.deadband_low_hz, ch.deadband_high_hz, ch.knee_hz, ch.knee_percent,
+            ch.full_hz, ch.droop_percent) == (49.985, 50.015, 0.2, 5.0, 0.5, None)  # fmt: skip
+    assert (dc.unit.knee_hz, dc.unit.knee_percent, dc.unit.full_hz) == (0.2, 5.0, 0.5)
+    assert "not tested" not in dc.source
     rocof = load_procedure("rocof_ride_through", Path("."))
     assert "1 Hz/s" in rocof.source and rocof.criteria["min_rocof_hz_s"] == 1.0
     assert rocof.criteria["rocof_window_s"] == 0.5
@@ -139,6 +147,25 @@ def test_the_builtin_procedures_load_and_cite_their_sources() -> None:
 def test_the_example_plan_loads_with_a_case_per_builtin_procedure() -> None:
     plan, procs = load_plan(EXAMPLE)
     assert plan.target == "simulated"
-    assert sorted(p.name for p in procs.values()) == sorted(BUILTIN_PROCEDURES)
+    # Every procedure, gb_dc twice: beyond full delivery and at its knee.
+    names = sorted(procs[c.name].name for c in plan.cases)
+    assert names == sorted([*BUILTIN_PROCEDURES, "gb_dc"])
     # Short enough to run in about two minutes (the AGC case, 37 s, the longest).
-    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 120
+    assert sum(c.duration_s + plan.settle_s for c in plan.cases) <= 130
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"droop_percent": 1.0}, "one of the two"),  # a droop and a knee
+        ({"knee_hz": 0.0, "knee_percent": 0.0, "full_hz": 0.0}, "one of the two"),  # neither
+        ({"knee_hz": 0.01}, "knee_hz"),
+        ({"full_hz": 0.1}, "full_hz"),
+    ],
+)
+def test_a_characteristic_is_a_droop_or_a_knee(change: dict[str, Any], says: str) -> None:
+    knee = {"deadband_low_hz": 49.985, "deadband_high_hz": 50.015, "knee_hz": 0.2,
+            "knee_percent": 5.0, "full_hz": 0.5}  # fmt: skip
+    assert CharacteristicSpec.model_validate(knee).knee_hz == 0.2
+    with pytest.raises(ValidationError, match=says):
+        CharacteristicSpec.model_validate(knee | change)

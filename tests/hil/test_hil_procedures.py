@@ -26,6 +26,8 @@ ENVELOPE = {"within_envelope", "within_rating"}
 #: -2 Hz/s for 0.5 s, 50 -> 49 Hz: twice a loss-of-mains relay's 1 Hz/s over 500 ms.
 FAST = {"kind": "ramp", "from_hz": 50.0, "rate_hz_s": -2.0, "ramp_s": 0.5, "at_s": 2.0}
 STEP_49 = {"kind": "step", "from_hz": 50.0, "to_hz": 49.0, "at_s": 2.0}
+#: GB DC's deadband with a straight droop from its edge to 100 % at 0.5 Hz, no knee.
+DC_NO_KNEE = {"droop_percent": 0.97, "knee_hz": 0.0, "knee_percent": 0.0, "full_hz": 0.0}
 
 
 def _criteria(junit: Path) -> dict[str, dict[str, float | None]]:
@@ -85,6 +87,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
                          "period_s": 6.0, "at_s": 2.0}},
             {"name": "iegc-csv-dip", "procedure": "iegc_primary", "duration_s": 9,
              "profile": {"kind": "csv", "file": "dip.csv"}},
+            # GB DC's knee: 5 % at 49.80 Hz; 52.5 % (charging) at 50.35 Hz, between the
+            # knee and full delivery.
+            {"name": "dc-knee-49.80", "procedure": "gb_dc", "duration_s": 8,
+             "profile": {"kind": "step", "to_hz": 49.80, "at_s": 2.0}},
+            {"name": "dc-knee-50.35", "procedure": "gb_dc", "duration_s": 8,
+             "profile": {"kind": "step", "to_hz": 50.35, "at_s": 2.0}},
+            # The old gb_dc controller: no knee, a straight 0.97 % droop from the edge
+            # (100 % at 0.5 Hz, but 38 % instead of 5 % at the knee).
+            {"name": "dc-no-knee-49.80", "procedure": "gb_dc", "duration_s": 8,
+             "profile": {"kind": "step", "to_hz": 49.80, "at_s": 2.0},
+             "unit": DC_NO_KNEE},
         ],
     })  # fmt: skip
     out = where / "out"
@@ -170,6 +183,25 @@ def test_the_oscillation_and_csv_profiles_pass_end_to_end(run: tuple[int, str, P
     # the crests (50.30 Hz: 50 kW).
     powers = [float(r["measured_kw"]) for r in osc if float(r["t_s"]) > 3.0]
     assert 38.0 < max(powers) < 42.0 and -52.0 < min(powers) < -48.0
+
+
+def test_gb_dc_passes_a_controller_with_the_knee_and_fails_one_without(
+    run: tuple[int, str, Path],
+) -> None:
+    _, output, out = run
+    fails, figs = _failures(out / "junit.xml"), _criteria(out / "junit.xml")
+    assert fails["dc-knee-49.80"] == set() and fails["dc-knee-50.35"] == set(), output
+    for name, kw in (("dc-knee-49.80", 25.0), ("dc-knee-50.35", -262.5)):
+        with (out / f"{name}.csv").open(encoding="utf-8") as fh:
+            late = [r for r in csv.DictReader(fh) if float(r["t_s"]) > 4.0]
+        # The record shows the knee: 5 % of 500 kW at 49.80 Hz; 52.5 % charging at 50.35.
+        assert late and all(abs(float(r["measured_kw"]) - kw) < 1.0 for r in late), name
+    # Without the knee the unit gives 190 kW where DC wants 25 kW: fast enough, but
+    # wrong by 33 % of the rating; its envelope held.
+    wrong = fails["dc-no-knee-49.80"]
+    assert {"rms_error", "max_error", "rel_rms_error"} <= wrong, output
+    assert not wrong & ({"start_delay"} | ENVELOPE), output
+    assert figs["dc-no-knee-49.80"]["max_error"] == pytest.approx(33.1, abs=1.0)
 
 
 # --- the failing side on records built here -----------------------------------------------

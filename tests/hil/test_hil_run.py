@@ -43,11 +43,11 @@ def test_the_example_plan_passes_end_to_end(example_run: tuple[int, str, Path]) 
     assert code == 0, output
     suite = ET.parse(out / "junit.xml").getroot()
     assert suite.attrib["name"] == "example"
-    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("7", "0")
+    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("8", "0")
     cases = {tc.attrib["name"]: tc for tc in suite.findall("testcase")}
     assert set(cases) == {
-        "iegc-step-49.50", "fcr-step-50.20", "gb-dc-step-49.45", "soc-8pct-step-49.60",
-        "rocof-2hz-s", "trip-cell-ov", "agc-steps",
+        "iegc-step-49.50", "fcr-step-50.20", "gb-dc-step-49.45", "gb-dc-knee-49.80",
+        "soc-8pct-step-49.60", "rocof-2hz-s", "trip-cell-ov", "agc-steps",
     }  # fmt: skip
     special = {"soc": CRITERIA_SOC, "rocof": CRITERIA_RIDE, "trip": CRITERIA_TRIP,
                "agc": CRITERIA_AGC}  # fmt: skip
@@ -75,6 +75,11 @@ def test_the_example_records_show_the_response(example_run: tuple[int, str, Path
     after = [r for r in rows if float(r["t_s"]) > 4.0]
     # 49.45 Hz is beyond GB DC's full-delivery point: the rated 500 kW, measured back.
     assert all(abs(float(r["measured_kw"]) - 500.0) < 1.0 for r in after)
+    with (out / "gb-dc-knee-49.80.csv").open(encoding="utf-8") as fh:
+        knee = [r for r in csv.DictReader(fh) if float(r["t_s"]) > 4.0]
+    # 49.80 Hz is DC's knee: 5 % of the 500 kW share, not the 190 kW of a straight line
+    # from the deadband edge to 100 % at 0.5 Hz.
+    assert knee and all(abs(float(r["measured_kw"]) - 25.0) < 1.0 for r in knee)
     with (out / "soc-8pct-step-49.60.csv").open(encoding="utf-8") as fh:
         soc = list(csv.DictReader(fh))
     low = [r for r in soc if float(r["freq_hz"]) < 49.9]

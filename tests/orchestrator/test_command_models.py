@@ -106,6 +106,27 @@ def test_droop_settings_that_make_no_sense_are_refused() -> None:
     assert out["droop_percent"] == 4.0 and ctl.units["u1"].droop_settings.droop_percent == 4.0
 
 
+def test_set_droop_takes_a_knee_to_the_core_and_refuses_a_bad_one() -> None:
+    ctl = field()
+    dc = {"deadband_low_hz": 49.985, "deadband_high_hz": 50.015, "knee_hz": 0.2,
+          "knee_percent": 5.0, "full_hz": 0.5}  # fmt: skip
+    bads: list[dict[str, Any]] = [{"knee_hz": 0.01}, {"knee_percent": 0.0}, {"full_hz": 0.1},
+                                  {"knee_percent": math.nan}, {"knee_hz": "0.2"}]  # fmt: skip
+    for bad in bads:
+        refused(ctl, "set_droop", {"unit": "u1", **dc, **bad})
+    out = asyncio.run(ctl.command("set_droop", {"unit": "u1", **dc}))
+    assert (out["knee_hz"], out["knee_percent"], out["full_hz"]) == (0.2, 5.0, 0.5)
+    # The pipeline's droop (what the real-time loop runs) has the knee: 5 % of the share
+    # at 49.80 Hz, 100 % at 49.50 Hz.
+    droop = ctl.units["u1"].pipeline.droop
+    share = ctl.units["u1"].participation_kw
+    assert droop.droop_kw(49.8) == pytest.approx(0.05 * share)
+    assert droop.droop_kw(49.5) == pytest.approx(share)
+    # And back to the straight droop.
+    asyncio.run(ctl.command("set_droop", {"unit": "u1", "droop_percent": 5.0}))
+    assert ctl.units["u1"].pipeline.droop.droop_kw(49.8) == pytest.approx(0.1 * share / 2.5)
+
+
 @given(st.floats(allow_nan=True, allow_infinity=True), st.floats(), st.integers(0, 2000))
 def test_check_schedule_accepts_only_what_makes_sense(start: float, block: float, n: int) -> None:
     now = 1_763_700_000.0

@@ -91,12 +91,17 @@ def _characteristic(proc: Procedure, rec: CaseRecord) -> DroopCharacteristic:
     # The procedure's droop at the unit's participation (out of the service: at its
     # rating, so that a unit that does not answer fails rather than passes).
     rated = rec.participation_kw if rec.participation_kw > 0 else rec.rated_kw
+    # Without a droop (a knee) the model's droop_percent stays at its default, unused.
+    droop = {} if c.droop_percent is None else {"droop_percent": c.droop_percent}
     return DroopCharacteristic(
         rated_kw=rated,
-        droop_percent=c.droop_percent,
         nominal_hz=c.nominal_hz,
         deadband_low_hz=c.deadband_low_hz,
         deadband_high_hz=c.deadband_high_hz,
+        knee_hz=c.knee_hz,
+        knee_percent=c.knee_percent,
+        full_hz=c.full_hz,
+        **droop,
     )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vpp.config.field import knee_error
 from vpp.errors import ConfigError
 from vpp.hil.agc_plan import AGC_LIMITS, AgcProfile, AgcSettings, check_agc_case
 from vpp.validation import config_error, validate_model
@@ -181,6 +182,15 @@ class UnitSettings(BaseModel):
     droop_percent: float | None = Field(default=None, gt=0, le=20)
     deadband_low_hz: float | None = None
     deadband_high_hz: float | None = None
+    knee_hz: float | None = Field(
+        default=None, ge=0, description="the knee's deviation from nominal, Hz (0: none)"
+    )
+    knee_percent: float | None = Field(
+        default=None, ge=0, lt=100, description="the response at the knee, % of the share"
+    )
+    full_hz: float | None = Field(
+        default=None, ge=0, description="with a knee, the deviation at 100 %, Hz"
+    )
     ramp_pu_per_s: float | None = Field(
         default=None, gt=0, description="the safety envelope's ramp limit, rating per second"
     )
@@ -304,13 +314,30 @@ class DeviceSpec(BaseModel):
 
 class CharacteristicSpec(BaseModel):
     """The response a procedure expects (the droop of
-    :class:`~vpp.orchestrator.grid.compliance.DroopCharacteristic`)."""
+    :class:`~vpp.orchestrator.grid.compliance.DroopCharacteristic`): a straight droop
+    (``droop_percent``) or a knee (``knee_hz``, ``knee_percent``, ``full_hz``: the
+    service's points, deviations from nominal), one or the other."""
 
     model_config = _STRICT
-    droop_percent: float = Field(gt=0, le=100)
+    droop_percent: float | None = Field(default=None, gt=0, le=100)
     deadband_low_hz: float = Field(gt=0)
     deadband_high_hz: float = Field(gt=0)
     nominal_hz: float = Field(default=50.0, gt=0)
+    knee_hz: float = Field(default=0.0, ge=0, description="0: no knee")
+    knee_percent: float = Field(default=0.0, ge=0, lt=100)
+    full_hz: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _droop_or_knee(self) -> CharacteristicSpec:
+        knee = self.knee_hz > 0
+        if knee == (self.droop_percent is not None):
+            # Both would leave the reader to guess which one the criteria judge against.
+            raise ValueError("give droop_percent or a knee (knee_hz > 0), one of the two")
+        bad = knee_error(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
+                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
+        if bad is not None:
+            raise ValueError(f"{bad[0]} {bad[1]}")
+        return self
 
 
 class Procedure(BaseModel):

@@ -197,8 +197,14 @@ def _characteristics(r: EventResponse) -> str:
             rows.append(f"<tr><td>{escape(u.unit)}</td><td colspan=4>none</td>"
                         f"<td>{escape(u.characteristic_from)}</td></tr>")  # fmt: skip
             continue
+        # With a knee the droop is unused: the knee's points are the characteristic.
+        droop = (
+            f"<td>knee {ch.knee_percent:g} % at {ch.knee_hz:g} Hz, 100 % at {ch.full_hz:g} Hz</td>"
+            if ch.knee_hz > 0
+            else _num_cell(ch.droop_percent)
+        )
         rows.append(
-            f"<tr><td>{escape(u.unit)}</td>{_num_cell(ch.rated_kw)}{_num_cell(ch.droop_percent)}"
+            f"<tr><td>{escape(u.unit)}</td>{_num_cell(ch.rated_kw)}{droop}"
             f"<td>{ch.deadband_low_hz:g} - {ch.deadband_high_hz:g} Hz</td>"
             f"{_num_cell(u.baseline_kw)}<td>{escape(u.characteristic_from)}</td></tr>"
         )

@@ -105,6 +105,7 @@ def _characteristic(
     ch = DroopCharacteristic(
         rated_kw=float(share), droop_percent=d.droop_percent, nominal_hz=nominal,
         deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
+        knee_hz=d.knee_hz, knee_percent=d.knee_percent, full_hz=d.full_hz,
     )  # fmt: skip
     return ch, f"{why}, {where}"
 

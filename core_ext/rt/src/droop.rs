@@ -4,7 +4,10 @@
 //! Per sample, in this order (positive = discharge):
 //! 1. droop: `P_f = -(p_max / R) * (f - edge) / f_nom` with `edge` the deadband edge
 //!    that was crossed (`R = droop_percent / 100`), zero inside the deadband, so the
-//!    output is continuous at both edges;
+//!    output is continuous at both edges; or, with a knee (`knee_hz > 0`), two segments
+//!    through the service's points (deviation from nominal, response in % of p_max):
+//!    (edge, 0), (`knee_hz`, `knee_percent`), (`full_hz`, 100), the outer one continued
+//!    beyond `full_hz` (see [`DroopConfig`]);
 //! 2. inertia: `P_i = -inertia_kw_per_hz_s * rocof` (zero when no valid ROCOF);
 //! 3. derating: a positive (discharge) target times `soc_discharge_factor * temp_factor`,
 //!    a negative (charge) one times `soc_charge_factor * temp_factor`;
@@ -72,11 +75,41 @@ impl DroopController {
     /// Droop term alone for frequency `f` (Hz): zero inside the deadband. NaN for NaN input.
     pub fn droop_kw(&self, f: f64) -> f64 {
         let c = &self.cfg;
+        if c.knee_hz > 0.0 {
+            return self.knee_kw(f);
+        }
         let gain = c.p_max_kw / (c.droop_percent / 100.0);
         if f < c.deadband_low_hz {
             -gain * (f - c.deadband_low_hz) / c.nominal_hz
         } else if f > c.deadband_high_hz {
             -gain * (f - c.deadband_high_hz) / c.nominal_hz
+        } else if f.is_nan() {
+            f64::NAN
+        } else {
+            0.0
+        }
+    }
+
+    /// The two-segment characteristic (`knee_hz > 0`): the fraction of `p_max_kw` at a
+    /// deviation `x` beyond the edge `edge` (both from nominal, Hz), then signed:
+    /// under-frequency discharges, over-frequency charges.
+    fn knee_kw(&self, f: f64) -> f64 {
+        let c = &self.cfg;
+        let knee = c.knee_pct_fraction();
+        // Each segment as knee + share x (a ratio in [0, 1] at its ends): rounding then
+        // keeps the inner segment at or below the knee and the outer at or above it, so
+        // the response is monotonic to the last bit across the knee.
+        let fraction = |x: f64, edge: f64| -> f64 {
+            if x <= c.knee_hz {
+                knee * ((x - edge) / (c.knee_hz - edge))
+            } else {
+                knee + (1.0 - knee) * (x - c.knee_hz) / (c.full_hz - c.knee_hz)
+            }
+        };
+        if f < c.deadband_low_hz {
+            c.p_max_kw * fraction(c.nominal_hz - f, c.nominal_hz - c.deadband_low_hz)
+        } else if f > c.deadband_high_hz {
+            -c.p_max_kw * fraction(f - c.nominal_hz, c.deadband_high_hz - c.nominal_hz)
         } else if f.is_nan() {
             f64::NAN
         } else {
@@ -185,6 +218,9 @@ impl DroopController {
         self.last_t = f64::NAN;
     }
 }
+
+#[cfg(test)]
+mod tests_knee;
 
 #[cfg(test)]
 mod tests {

@@ -36,6 +36,14 @@ fn per_sample_methods_do_not_allocate() {
     let mut cfg = DroopConfig::new(100.0);
     cfg.inertia_kw_per_hz_s = 10.0;
     let mut droop = DroopController::new(cfg).unwrap();
+    // The knee's two segments (GB Dynamic Containment) on the same path.
+    let mut knee_cfg = DroopConfig::new(100.0);
+    knee_cfg.deadband_low_hz = 49.985;
+    knee_cfg.deadband_high_hz = 50.015;
+    knee_cfg.knee_hz = 0.2;
+    knee_cfg.knee_percent = 5.0;
+    knee_cfg.full_hz = 0.5;
+    let mut knee = DroopController::new(knee_cfg).unwrap();
     let mut env = SafetyEnvelope::new(SafetyLimits::nmc_16s()).unwrap();
     let mut tel = Telemetry {
         timestamp: 0.0,
@@ -68,6 +76,7 @@ fn per_sample_methods_do_not_allocate() {
         let r = roc.update(t, f, f64::NAN).unwrap_or(f64::NAN);
         dfr.update(t, f, f);
         let o = droop.update(t, f, r, f.abs() % 100.0, f);
+        let _ = knee.update(t, f - 0.6, r, f.abs() % 100.0, f);
         tel.timestamp = t;
         tel.temp_max_c = 25.0 + (seed % 60) as f64;
         tel.soc_pct = f;

@@ -7,7 +7,8 @@ set_base               {unit, kw}: dispatch base power (kW, + = discharge); ends
 set_schedule           {unit, start, block_s, base_kw: [...]}: base power by time block
 set_participation      {unit, p_max_kw}: the droop's full-response kW (0 = out)
 set_droop              {unit, droop_percent?, deadband_low_hz?, deadband_high_hz?,
-                       ramp_kw_per_s?, inertia_kw_per_hz_s?}: new droop settings
+                       knee_hz?, knee_percent?, full_hz?, ramp_kw_per_s?,
+                       inertia_kw_per_hz_s?}: new droop settings
 set_power              {unit, kw}: operator manual base power (as set_base)
 control                {unit, action}: enable, disable, reset_alarms, emergency_stop
 safety_history         {unit?, limit?} -> [{time, unit, code, action, detail, ...}]

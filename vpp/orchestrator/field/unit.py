@@ -251,6 +251,9 @@ class FieldUnit:
             droop_percent=d.droop_percent,
             deadband_low_hz=d.deadband_low_hz,
             deadband_high_hz=d.deadband_high_hz,
+            knee_hz=d.knee_hz,
+            knee_percent=d.knee_percent,
+            full_hz=d.full_hz,
             max_charge_kw=share,
             max_discharge_kw=share,
             ramp_kw_per_s=d.ramp_kw_per_s,
@@ -270,7 +273,7 @@ class FieldUnit:
         self.participation_kw = share_kw
 
     def set_droop(self, settings: DroopSettings) -> None:
-        """New droop settings (droop, deadband, ramp, inertia) at the present share."""
+        """New droop settings (droop or knee, deadband, ramp, inertia) at the present share."""
         self.pipeline.set_droop(self._droop(self.participation_kw, settings))
         self.droop_settings = settings
 

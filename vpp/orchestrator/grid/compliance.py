@@ -5,7 +5,8 @@ For one event and one power trace (times, the frequency the unit saw, its power)
 - baseline: the mean power over ``baseline_s`` before the event start (the first
   sample when there is none before); response = power - baseline;
 - expected response: ``clip(baseline + droop(f), -max_charge, max_discharge) - baseline``
-  with the droop of :class:`DroopCharacteristic` (the core DroopController's formula);
+  with the droop of :class:`DroopCharacteristic` (the core DroopController's formula:
+  the straight droop, or the two segments of a knee, :mod:`.characteristic`);
 - start delay: when the measured response first reaches ``start_fraction`` of the
   peak expected response (in its direction), minus when the expected response did;
 - full-response delay: the same with ``full_fraction``;
@@ -28,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vpp.orchestrator.grid.characteristic import knee_error, knee_kw
 from vpp.orchestrator.grid.config import ComplianceConfig
 from vpp.orchestrator.grid.events import FrequencyEvent
 from vpp.orchestrator.grid.verdict import fleet_verdict
@@ -48,7 +50,8 @@ FloatArray = NDArray[np.float64]
 
 
 class DroopCharacteristic(BaseModel):
-    """The configured response of one unit (defaults: droop 5 %, IEGC band 49.90-50.05)."""
+    """The configured response of one unit (defaults: droop 5 %, IEGC band 49.90-50.05,
+    no knee; with ``knee_hz > 0`` the knee's two segments replace the droop)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +60,9 @@ class DroopCharacteristic(BaseModel):
     nominal_hz: float = Field(default=50.0, gt=0)
     deadband_low_hz: float = Field(default=49.90, gt=0)
     deadband_high_hz: float = Field(default=50.05, gt=0)
+    knee_hz: float = Field(default=0.0, ge=0, description="0: no knee")
+    knee_percent: float = Field(default=0.0, ge=0, lt=100)
+    full_hz: float = Field(default=0.0, ge=0)
     max_discharge_kw: float | None = Field(default=None, ge=0, description="None: rated")
     max_charge_kw: float | None = Field(default=None, ge=0, description="None: rated")
 
@@ -64,11 +70,19 @@ class DroopCharacteristic(BaseModel):
     def _band(self) -> DroopCharacteristic:
         if self.deadband_low_hz > self.deadband_high_hz:
             raise ValueError("deadband_low_hz must be <= deadband_high_hz")
+        bad = knee_error(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
+                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
+        if bad is not None:
+            raise ValueError(f"{bad[0]} {bad[1]}")
         return self
 
     def droop_kw(self, f: ArrayLike) -> FloatArray:
         """Unlimited droop response (kW) at frequencies ``f``: zero in the deadband,
-        ``-(rated / R) (f - edge) / nominal`` beyond it."""
+        ``-(rated / R) (f - edge) / nominal`` beyond it, or the knee's two segments."""
+        if self.knee_hz > 0:
+            return knee_kw(f, self.rated_kw, self.nominal_hz, self.deadband_low_hz,
+                           self.deadband_high_hz, self.knee_hz, self.knee_percent,
+                           self.full_hz)  # fmt: skip
         fs = np.asarray(f, dtype=np.float64)
         slope = self.rated_kw / (self.droop_percent / 100.0) / self.nominal_hz
         below = np.minimum(fs - self.deadband_low_hz, 0.0)

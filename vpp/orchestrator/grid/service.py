@@ -238,6 +238,7 @@ class GridService(Service):
                 droop_percent=d.droop_percent,
                 nominal_hz=self.config.events.nominal_hz,
                 deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
+                knee_hz=d.knee_hz, knee_percent=d.knee_percent, full_hz=d.full_hz,
             )  # fmt: skip
         if not powers:
             return {**base, "fleet": None, "units": {}, "reason": "no power data"}

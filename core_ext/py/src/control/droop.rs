@@ -42,7 +42,9 @@ impl PyDroopOutput {
 
 /// Droop frequency response with deadband, inertia term, SOC / temperature derating,
 /// limits and a timestamp-based ramp. `None` limits default to `p_max_kw`; `None` ramp
-/// defaults to `p_max_kw` per second.
+/// defaults to `p_max_kw` per second. `knee_hz > 0` replaces the straight droop by two
+/// segments through the service's points (deviations from nominal): 0 at the deadband
+/// edge, `knee_percent` of `p_max_kw` at `knee_hz`, 100 % at `full_hz`.
 #[pyclass(module = "vpp._core", name = "DroopController")]
 pub struct PyDroopController {
     pub(crate) inner: DroopController,
@@ -52,7 +54,8 @@ pub struct PyDroopController {
 impl PyDroopController {
     #[new]
     #[pyo3(signature = (*, p_max_kw, droop_percent=5.0, nominal_hz=50.0, deadband_low_hz=49.90,
-                        deadband_high_hz=50.05, max_charge_kw=None, max_discharge_kw=None,
+                        deadband_high_hz=50.05, knee_hz=0.0, knee_percent=0.0, full_hz=0.0,
+                        max_charge_kw=None, max_discharge_kw=None,
                         ramp_kw_per_s=None, inertia_kw_per_hz_s=0.0, soc_min_pct=10.0,
                         soc_low_knee_pct=20.0, soc_high_knee_pct=90.0, soc_max_pct=100.0,
                         temp_knee_c=45.0, temp_max_c=55.0))]
@@ -64,6 +67,9 @@ impl PyDroopController {
         nominal_hz: f64,
         deadband_low_hz: f64,
         deadband_high_hz: f64,
+        knee_hz: f64,
+        knee_percent: f64,
+        full_hz: f64,
         max_charge_kw: Option<f64>,
         max_discharge_kw: Option<f64>,
         ramp_kw_per_s: Option<f64>,
@@ -81,6 +87,9 @@ impl PyDroopController {
             nominal_hz,
             deadband_low_hz,
             deadband_high_hz,
+            knee_hz,
+            knee_percent,
+            full_hz,
             max_charge_kw: max_charge_kw.unwrap_or(p_max_kw),
             max_discharge_kw: max_discharge_kw.unwrap_or(p_max_kw),
             ramp_kw_per_s: ramp_kw_per_s.unwrap_or(p_max_kw),
