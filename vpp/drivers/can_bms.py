@@ -16,6 +16,7 @@ per source address.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -91,9 +92,17 @@ def default_dbc_path() -> Path:
 
 
 def load_dbc(path: Path) -> cantools.database.can.Database:
-    """The CAN database of DBC file ``path``."""
+    """The CAN database of DBC file ``path`` (parsed once per file and version: it is
+    only read, and each BMS unit's config check and driver would parse it again, about
+    15 ms each of a field controller's start)."""
+    st = path.stat()
+    return _parsed_dbc(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_dbc(path: str, _mtime_ns: int, _size: int) -> cantools.database.can.Database:
     db = cantools.database.can.Database()
-    db.add_dbc_file(str(path))
+    db.add_dbc_file(path)
     return db
 
 
