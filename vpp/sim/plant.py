@@ -46,6 +46,19 @@ __all__ = ["FleetGridSource", "Plant", "serve_plant", "with_ports"]
 log = logging.getLogger(__name__)
 
 
+class _ClientGone(logging.Filter):
+    """Drops pymodbus's "Cancel send, because not connected!": its server answering a
+    client that has just disconnected (every field controller's stop, or a restart), a
+    race the simulated plant sees at each site stop. It is logged at ERROR with the
+    frame, which told `vpp run`'s users of a fault that is not one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Cancel send, because not connected")
+
+
+logging.getLogger("pymodbus.logging").addFilter(_ClientGone())
+
+
 
 class FleetGridSource(GridFrequencySource):
     """The grid model as a PMU source whose fleet input is the simulators' power.
