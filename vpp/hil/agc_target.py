@@ -47,6 +47,7 @@ from vpp.hil.runner import (
     SLACK_S,
     CaseRecord,
     _unit_config,
+    participation_kw,
     unit_settings,
 )
 from vpp.orchestrator.bus.pubsub import Client
@@ -203,12 +204,7 @@ async def run_agc_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunct
     limits = agc_limits(proc, case)
     settings = unit_settings(proc, case)
     rated = plan.unit.rated_kw
-    part = rated if case.start.participation_kw is None else case.start.participation_kw
-    if part > rated:
-        raise ConfigError(
-            f"case {case.name}: field 'start.participation_kw': {part:g} kW is above the "
-            f"unit's rating {rated:g} kW"
-        )
+    part = participation_kw(plan, case)
     models = []
     for _ in range(agc.units):
         # The inverters follow at 10 p.u./s: the response under test is the campus's.

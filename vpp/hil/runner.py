@@ -48,7 +48,14 @@ from vpp.sim.bess import BessSimulator
 from vpp.sim.bess_model import BessModel
 from vpp.sim.pmu import PmuServer
 
-__all__ = ["ACTIONS", "CaseRecord", "RecordingController", "run_case", "unit_settings"]
+__all__ = [
+    "ACTIONS",
+    "CaseRecord",
+    "RecordingController",
+    "participation_kw",
+    "run_case",
+    "unit_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +201,9 @@ def _unit_config(
         raise ConfigError(f"unit settings {droop}: {exc}") from exc
 
 
-async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction) -> CaseRecord:
-    """Run ``case`` (its frequency ``fn``) in real time (``plan.settle_s`` before it, its
-    duration after) and return its record."""
-    source = CaseSource(fn, plan.settle_s, plan.rate)
-    settings = unit_settings(proc, case)
+def participation_kw(plan: Plan, case: Case) -> float:
+    """The unit's participation in ``case`` (kW; its rating unless the case says); above
+    the rating is a ConfigError naming the field."""
     rated = plan.unit.rated_kw
     part = rated if case.start.participation_kw is None else case.start.participation_kw
     if part > rated:
@@ -206,6 +211,16 @@ async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction)
             f"case {case.name}: field 'start.participation_kw': {part:g} kW is above the "
             f"unit's rating {rated:g} kW"
         )
+    return part
+
+
+async def run_case(plan: Plan, case: Case, proc: Procedure, fn: ProfileFunction) -> CaseRecord:
+    """Run ``case`` (its frequency ``fn``) in real time (``plan.settle_s`` before it, its
+    duration after) and return its record."""
+    source = CaseSource(fn, plan.settle_s, plan.rate)
+    settings = unit_settings(proc, case)
+    rated = plan.unit.rated_kw
+    part = participation_kw(plan, case)
     trip = case_trip(proc, case)
     model = TrippableModel(
         capacity_kwh=plan.unit.capacity_kwh,
