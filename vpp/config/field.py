@@ -10,6 +10,7 @@ its start-up CPU. :mod:`vpp.config.models` re-exports every name here.
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,9 +28,42 @@ __all__ = [
     "PmuSource",
     "RealtimeConfig",
     "UnitConfig",
+    "knee_error",
 ]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def knee_error(
+    nominal_hz: float,
+    deadband_low_hz: float,
+    deadband_high_hz: float,
+    knee_hz: float,
+    knee_percent: float,
+    full_hz: float,
+) -> tuple[str, str] | None:
+    """``(field, reason)`` when the knee is not one the core takes, else None: no knee
+    (all three 0), or a knee beyond both deadband edges, ``knee_percent`` in (0, 100)
+    and ``full_hz`` beyond ``knee_hz`` (a continuous, monotonic response)."""
+    if not (math.isfinite(knee_hz) and knee_hz >= 0):
+        return "knee_hz", f"must be >= 0 and finite (0 = no knee), got {knee_hz}"
+    if knee_hz == 0:
+        # A knee_percent or full_hz without knee_hz would be silently ignored.
+        for name, v in (("knee_percent", knee_percent), ("full_hz", full_hz)):
+            if v != 0:
+                return name, f"must be 0 without a knee (knee_hz 0), got {v}"
+        return None
+    below, above = nominal_hz - deadband_low_hz, deadband_high_hz - nominal_hz
+    if not (knee_hz > below and knee_hz > above):
+        return "knee_hz", (
+            f"must be beyond both deadband edges ({below:.6g} and {above:.6g} Hz from "
+            f"nominal), got {knee_hz}"
+        )
+    if not (math.isfinite(knee_percent) and 0 < knee_percent < 100):
+        return "knee_percent", f"must be in (0, 100) with a knee, got {knee_percent}"
+    if not (math.isfinite(full_hz) and full_hz > knee_hz):
+        return "full_hz", f"must be finite and beyond knee_hz ({knee_hz}), got {full_hz}"
+    return None
 
 
 class Location(BaseModel):
@@ -65,13 +99,27 @@ NOMINAL_HZ = 50.0
 
 
 class DroopSettings(BaseModel):
-    """Primary frequency response of a unit (the core's DroopController)."""
+    """Primary frequency response of a unit (the core's DroopController): droop or knee."""
 
+    # A straight droop from the deadband edge, or with knee_hz > 0 two segments through
+    # the service's points, the same both sides of nominal: 0 at the deadband edge,
+    # knee_percent of the share at knee_hz from nominal, 100 % at full_hz (droop_percent
+    # is then unused; docs/control.md). GB Dynamic Containment: deadband 49.985-50.015,
+    # knee_hz 0.2, knee_percent 5, full_hz 0.5.
     # Strict: numbers only (also when the set_droop command carries them), no bools.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     droop_percent: float = Field(default=5.0, gt=0, le=20)
     deadband_low_hz: float = 49.90
     deadband_high_hz: float = 50.05
+    knee_hz: float = Field(
+        default=0.0, ge=0, description="deviation from nominal at the knee, Hz (0: no knee)"
+    )
+    knee_percent: float = Field(
+        default=0.0, ge=0, lt=100, description="response at the knee, % of the share"
+    )
+    full_hz: float = Field(
+        default=0.0, ge=0, description="deviation from nominal at 100 % with a knee, Hz"
+    )
     ramp_kw_per_s: float | None = Field(default=None, gt=0)
     inertia_kw_per_hz_s: float = Field(default=0.0, ge=0)
 
@@ -82,6 +130,10 @@ class DroopSettings(BaseModel):
         if not self.deadband_low_hz <= NOMINAL_HZ <= self.deadband_high_hz:
             # Outside it the unit would answer a normal grid as if it were an event.
             raise ValueError(f"the deadband must contain the nominal {NOMINAL_HZ:g} Hz")
+        bad = knee_error(NOMINAL_HZ, self.deadband_low_hz, self.deadband_high_hz,
+                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
+        if bad is not None:
+            raise ValueError(f"{bad[0]} {bad[1]}")
         return self
 
 

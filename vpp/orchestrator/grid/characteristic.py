@@ -9,50 +9,20 @@ discharges (positive), over-frequency charges. GB Dynamic Containment: deadband
 49.985-50.015 Hz, knee 5 % at 0.2 Hz, full at 0.5 Hz.
 
 :func:`knee_error` is the core's validation (``DroopConfig::validate_knee``), so that a
-setting is refused when the configuration is loaded rather than when the core gets it;
-:func:`knee_kw` is its formula on arrays, for the expected response of compliance checks.
+setting is refused when the configuration is loaded rather than when the core gets it
+(it lives with the configuration's models in :mod:`vpp.config.field`, which must not
+import numpy; re-exported here); :func:`knee_kw` is its formula on arrays, for the
+expected response of compliance checks.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from vpp.config.field import knee_error
+
 __all__ = ["knee_error", "knee_kw"]
-
-
-def knee_error(
-    nominal_hz: float,
-    deadband_low_hz: float,
-    deadband_high_hz: float,
-    knee_hz: float,
-    knee_percent: float,
-    full_hz: float,
-) -> tuple[str, str] | None:
-    """``(field, reason)`` when the knee is not one the core takes, else None: no knee
-    (all three 0), or a knee beyond both deadband edges, ``knee_percent`` in (0, 100)
-    and ``full_hz`` beyond ``knee_hz`` (a continuous, monotonic response)."""
-    if not (math.isfinite(knee_hz) and knee_hz >= 0):
-        return "knee_hz", f"must be >= 0 and finite (0 = no knee), got {knee_hz}"
-    if knee_hz == 0:
-        # A knee_percent or full_hz without knee_hz would be silently ignored.
-        for name, v in (("knee_percent", knee_percent), ("full_hz", full_hz)):
-            if v != 0:
-                return name, f"must be 0 without a knee (knee_hz 0), got {v}"
-        return None
-    below, above = nominal_hz - deadband_low_hz, deadband_high_hz - nominal_hz
-    if not (knee_hz > below and knee_hz > above):
-        return "knee_hz", (
-            f"must be beyond both deadband edges ({below:.6g} and {above:.6g} Hz from "
-            f"nominal), got {knee_hz}"
-        )
-    if not (math.isfinite(knee_percent) and 0 < knee_percent < 100):
-        return "knee_percent", f"must be in (0, 100) with a knee, got {knee_percent}"
-    if not (math.isfinite(full_hz) and full_hz > knee_hz):
-        return "full_hz", f"must be finite and beyond knee_hz ({knee_hz}), got {full_hz}"
-    return None
 
 
 def knee_kw(
