@@ -74,7 +74,7 @@ class Dut:
     frames on ``udp_port``), ``meter_port`` the simulator's Modbus TCP port.
 
     ``inverter`` is the unit's inverter protocol: ``modbus_tcp`` (``vpp sim bess``, the
-    register map) or ``sunspec`` (the SunSpec BESS simulator, tests/hil/sunspec_sim.py);
+    register map) or ``sunspec`` (the SunSpec BESS simulator, ``vpp sim bess --sunspec``);
     the plan's meter reads that simulator by the same protocol."""
 
     def __init__(
@@ -128,10 +128,10 @@ class Dut:
         self._log = log = self.logs.open("ab")
         # The inverter follows at 10 p.u./s: the ramp under test is the controller's.
         sim_args = ["--port", str(self.meter_port), "--soc", "50", "--ramp-kw-s", "5000"]
-        module = ["vpp", "sim", "bess"] if self.inverter == "modbus_tcp" else [
-            "tests.hil.sunspec_sim"]  # fmt: skip
+        if self.inverter == "sunspec":
+            sim_args.append("--sunspec")
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", *module, *sim_args],
+            [sys.executable, "-m", "vpp", "sim", "bess", *sim_args],
             cwd=ROOT, env=_env(), stdout=log, stderr=log,
         ))  # fmt: skip
         _wait_listening(self.meter_port, self.procs[0])

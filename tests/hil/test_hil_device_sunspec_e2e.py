@@ -3,7 +3,7 @@ SunSpec, end to end (docs/hil.md, "The project's own field controller as a devic
 test").
 
 Three processes besides the harness, reached only through their protocols: the SunSpec
-BESS simulator (tests/hil/sunspec_sim.py, a SunSpec Modbus TCP server), and this
+BESS simulator (``vpp sim bess --sunspec``, a SunSpec Modbus TCP server), and this
 project's field controller (``python -m vpp run --only field-a``) whose PMU is the
 harness's C37.118 port and whose unit's inverter is that simulator with ``protocol:
 sunspec``. The plan's meter is ``protocol: sunspec``: the harness discovers the same

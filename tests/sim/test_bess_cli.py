@@ -114,3 +114,39 @@ def test_sim_bess_bad_options_exit_2() -> None:
             assert b"vpp sim bess:" in err
 
     run(main, timeout=60)
+
+
+def test_sim_bess_serves_sunspec_to_the_sunspec_driver() -> None:
+    async def main() -> None:
+        proc, line = await start("--sunspec", "--port", "0", "--soc", "37",
+                                 "--rated-power-kw", "120")  # fmt: skip
+        try:
+            assert "SunSpec over Modbus TCP" in line
+            port = int(line.split("127.0.0.1:")[1].split(",")[0])
+            proto = ProtocolFactory().create("sunspec", {"host": "127.0.0.1", "port": port})
+            try:
+                # The driver finds the 'SunS' marker and the model chain, and reads the
+                # battery's SOC (713) and the inverter's rating (702) as served.
+                status = await proto.read_status()
+                assert status["soc_pct"] == pytest.approx(37.0, abs=0.1)
+                assert status["rated_power_kw"] == pytest.approx(120.0)
+            finally:
+                await proto.close()
+        finally:
+            code, rest = await stop(proc, signal.SIGTERM)
+        assert code == 0, rest
+
+    run(main, timeout=60)
+
+
+def test_sim_bess_refuses_sunspec_over_rtu_in_one_line() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "vpp", "sim", "bess", "--sunspec", "--rtu", "/dev/null"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "vpp sim bess: --sunspec serves Modbus TCP only, not with --rtu"
+    ]

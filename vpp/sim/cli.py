@@ -1,7 +1,9 @@
 """``vpp sim``: run a simulated device on its own, for a driver or a tool to talk to.
 
 - ``vpp sim bess``: the BESS simulator (:class:`vpp.sim.bess.BessSimulator`) on Modbus
-  TCP (``--host``/``--port``), or Modbus RTU on a serial port (``--rtu PORT``). It runs
+  TCP (``--host``/``--port``), or Modbus RTU on a serial port (``--rtu PORT``), or with
+  ``--sunspec`` the SunSpec BESS simulator (:class:`vpp.sim.sunspec.SunSpecBessSimulator`:
+  the SunSpec model chain over Modbus TCP, as a SunSpec inverter serves it). It runs
   until SIGINT or SIGTERM (or ``--duration``), then stops cleanly and exits 0.
 - ``vpp sim scada``: a simulated load despatch centre (:mod:`vpp.sim.ldc`), an IEC 104
   master that interrogates a site's outstation and sends it AGC set-points every cycle,
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from typing import Any
 
 from vpp.aio import stop_on_signals
 from vpp.errors import ConfigError
@@ -40,6 +43,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bess.add_argument(
         "--rtu", metavar="SERIALPORT", default=None, help="serve Modbus RTU on this port instead"
     )
+    bess.add_argument(
+        "--sunspec", action="store_true",
+        help="serve SunSpec models (1, 701, 702, 704, 711, 713, 802 from 40000) instead of "
+        "the register map (Modbus TCP only)",
+    )  # fmt: skip
     bess.add_argument("--baudrate", type=int, default=19200, help="RTU baud rate (default 19200)")
     bess.add_argument("--parity", default="E", choices=("N", "E", "O"), help="RTU parity (E)")
     bess.add_argument("--capacity-kwh", type=float, default=1000.0, help="capacity (1000 kWh)")
@@ -74,17 +82,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _cmd_sim_bess(args: argparse.Namespace) -> int:
     from vpp.sim.bess import BessSimulator, SerialLine
 
+    if args.sunspec and args.rtu:
+        print("vpp sim bess: --sunspec serves Modbus TCP only, not with --rtu", file=sys.stderr)
+        return 2
+    sim: BessSimulator
     try:
-        sim = BessSimulator(
-            host=args.host,
-            port=args.port,
-            device_id=args.device_id,
-            capacity_kwh=args.capacity_kwh,
-            rated_power_kw=args.rated_power_kw,
-            initial_soc_pct=args.soc,
-            ramp_kw_s=args.ramp_kw_s,
-            rtu=SerialLine(args.rtu, args.baudrate, args.parity) if args.rtu else None,
-        )
+        common: dict[str, Any] = {
+            "host": args.host, "port": args.port, "device_id": args.device_id,
+            "capacity_kwh": args.capacity_kwh, "rated_power_kw": args.rated_power_kw,
+            "initial_soc_pct": args.soc, "ramp_kw_s": args.ramp_kw_s,
+        }  # fmt: skip
+        if args.sunspec:
+            from vpp.sim.sunspec import SunSpecBessSimulator
+
+            sim = SunSpecBessSimulator(**common)
+        else:
+            sim = BessSimulator(
+                **common, rtu=SerialLine(args.rtu, args.baudrate, args.parity) if args.rtu else None
+            )
     except ConfigError as exc:
         print(f"vpp sim bess: {exc}", file=sys.stderr)
         return 2
@@ -100,7 +115,8 @@ def _cmd_sim_bess(args: argparse.Namespace) -> int:
                 where = (
                     f"Modbus RTU on {args.rtu} ({args.baudrate} 8{args.parity}1)"
                     if args.rtu
-                    else f"Modbus TCP on {args.host}:{sim.port}"
+                    else f"{'SunSpec over ' if args.sunspec else ''}Modbus TCP on "
+                    f"{args.host}:{sim.port}"
                 )
                 # Printed after binding, so that a caller using --port 0 learns the port.
                 print(
