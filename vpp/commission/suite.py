@@ -5,6 +5,8 @@ configuration, docs/deploy.md).
 The figures, each measured here, on this machine, with what ships in the package (no
 source tree, no test dependencies, no foreign implementations):
 
+- the site's own inverters and BMSs, when its simulation is off: reachable, poll time
+  and a usable status, READ ONLY (:mod:`vpp.commission.devices`);
 - the per-frame pipeline (C37.118 decode, estimate, droop, envelope) called from Python;
 - the core's ticker (the field loop's 100 ms step): how late it wakes;
 - PMU frame sent -> setpoint written at the inverter's Modbus server, through the field
@@ -231,11 +233,15 @@ def run_commission(site: SiteConfig, quick: bool = False, log: Any = None) -> Co
     """Measure everything (see the module docstring) and compare it with
     ``site.commissioning``; ``log(text)`` is told what runs (default: nothing)."""
     from vpp.commission import e2e
+    from vpp.commission.devices import run_device_checks
 
     say = log or (lambda _text: None)
     req = site.commissioning
     out = Commissioning(realtime_required=req.realtime_required)
     out.settings = check_settings()
+    if not site.simulation.enabled:
+        say("the site's own devices, read only")
+    out.figures += run_device_checks(site, quick, out.notes)
     say("per-frame pipeline")
     out.figures.append(
         Figure(

@@ -300,6 +300,17 @@ class CommissioningConfig(BaseModel):
         default=1.5, gt=0, le=600,
         description="a field controller's process start to its first decision (s)",
     )  # fmt: skip
+    device_poll_p99_ms: float = Field(
+        default=100.0, gt=0, le=60_000,
+        description="a status read of each of the site's own inverters and BMSs (simulation "
+        "off), p99 (ms); read only, never written",
+    )  # fmt: skip
+    devices_required: bool = Field(
+        default=True,
+        description="fail commissioning when one of the site's own devices does not answer "
+        "every read or its status lacks what the field controller needs (false: reported "
+        "only, e.g. before the devices are wired)",
+    )
     realtime_required: bool = Field(
         default=False,
         description="fail commissioning when SCHED_FIFO or memory locking is refused "

@@ -31,11 +31,13 @@ from vpp.drivers.errors import ValidationError
 from vpp.validation import finite_or_none
 
 __all__ = [
+    "INVERTER_NEEDS",
     "SEVERITY",
     "Clock",
     "FieldUnit",
     "Schedule",
     "build_envelope",
+    "inverter_status",
     "map_telemetry",
     "system_clock",
 ]
@@ -109,6 +111,11 @@ _SUNSPEC_NAMES = {
     "reactive_power": "reactive_power_kvar",
     "fault_bits": "der_alarms",
 }
+
+
+#: The inverter status points :func:`map_telemetry` cannot do without (after
+#: :func:`inverter_status`): commissioning checks a device's status has each, finite.
+INVERTER_NEEDS = ("dc_voltage", "dc_current", "temperature_max", "soc", "active_power")
 
 
 def inverter_status(raw: Mapping[str, float | bool | str]) -> dict[str, float | bool | str]:
