@@ -335,8 +335,9 @@ class Client(Endpoint):
     ) -> s.Ack:
         """Send command ``name`` and return its ack (``ok`` False: refused or failed).
 
-        Waits ``timeout`` seconds per attempt and resends the same message (same id)
-        ``retries`` times; raises :class:`CommandTimeoutError` when no ack came.
+        Waits ``timeout`` seconds per attempt (for the send, then for the ack) and
+        resends the same message (same id) ``retries`` times; raises
+        :class:`CommandTimeoutError` when no ack came.
         """
         if self._task is None:
             raise RuntimeError("Client.request outside 'async with Client(...)'")
@@ -349,7 +350,13 @@ class Client(Endpoint):
         attempts = 1 + (self.retries if retries is None else retries)
         try:
             for _ in range(attempts):
-                await self.sock.send(payload)
+                try:
+                    # Bounded too: a DEALER with no peer to send to (between a refused
+                    # Curve handshake and the next reconnect, say) holds the send, and
+                    # the caller was promised an answer or an error within its timeout.
+                    await asyncio.wait_for(self.sock.send(payload), per_try)
+                except asyncio.TimeoutError:
+                    continue
                 self.sent += 1
                 with contextlib.suppress(asyncio.TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(fut), per_try)
