@@ -28,42 +28,43 @@ __all__ = [
     "PmuSource",
     "RealtimeConfig",
     "UnitConfig",
-    "knee_error",
+    "check_knee",
 ]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-def knee_error(
+def check_knee(
     nominal_hz: float,
     deadband_low_hz: float,
     deadband_high_hz: float,
     knee_hz: float,
     knee_percent: float,
     full_hz: float,
-) -> tuple[str, str] | None:
-    """``(field, reason)`` when the knee is not one the core takes, else None: no knee
-    (all three 0), or a knee beyond both deadband edges, ``knee_percent`` in (0, 100)
-    and ``full_hz`` beyond ``knee_hz`` (a continuous, monotonic response)."""
+) -> None:
+    """Raise ValueError ("FIELD reason") unless the knee is one the core takes
+    (``DroopConfig::validate_knee``, so that a setting is refused when the configuration
+    is loaded rather than when the core gets it): no knee (all three 0), or a knee
+    beyond both deadband edges, ``knee_percent`` in (0, 100) and ``full_hz`` beyond
+    ``knee_hz`` (a continuous, monotonic response)."""
     if not (math.isfinite(knee_hz) and knee_hz >= 0):
-        return "knee_hz", f"must be >= 0 and finite (0 = no knee), got {knee_hz}"
+        raise ValueError(f"knee_hz must be >= 0 and finite (0 = no knee), got {knee_hz}")
     if knee_hz == 0:
         # A knee_percent or full_hz without knee_hz would be silently ignored.
         for name, v in (("knee_percent", knee_percent), ("full_hz", full_hz)):
             if v != 0:
-                return name, f"must be 0 without a knee (knee_hz 0), got {v}"
-        return None
+                raise ValueError(f"{name} must be 0 without a knee (knee_hz 0), got {v}")
+        return
     below, above = nominal_hz - deadband_low_hz, deadband_high_hz - nominal_hz
     if not (knee_hz > below and knee_hz > above):
-        return "knee_hz", (
-            f"must be beyond both deadband edges ({below:.6g} and {above:.6g} Hz from "
-            f"nominal), got {knee_hz}"
+        raise ValueError(
+            f"knee_hz must be beyond both deadband edges ({below:.6g} and {above:.6g} Hz "
+            f"from nominal), got {knee_hz}"
         )
     if not (math.isfinite(knee_percent) and 0 < knee_percent < 100):
-        return "knee_percent", f"must be in (0, 100) with a knee, got {knee_percent}"
+        raise ValueError(f"knee_percent must be in (0, 100) with a knee, got {knee_percent}")
     if not (math.isfinite(full_hz) and full_hz > knee_hz):
-        return "full_hz", f"must be finite and beyond knee_hz ({knee_hz}), got {full_hz}"
-    return None
+        raise ValueError(f"full_hz must be finite and beyond knee_hz ({knee_hz}), got {full_hz}")
 
 
 class Location(BaseModel):
@@ -130,10 +131,8 @@ class DroopSettings(BaseModel):
         if not self.deadband_low_hz <= NOMINAL_HZ <= self.deadband_high_hz:
             # Outside it the unit would answer a normal grid as if it were an event.
             raise ValueError(f"the deadband must contain the nominal {NOMINAL_HZ:g} Hz")
-        bad = knee_error(NOMINAL_HZ, self.deadband_low_hz, self.deadband_high_hz,
-                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
-        if bad is not None:
-            raise ValueError(f"{bad[0]} {bad[1]}")
+        check_knee(NOMINAL_HZ, self.deadband_low_hz, self.deadband_high_hz,
+                   self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
         return self
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpp.config.field import knee_error
+from vpp.config.field import check_knee
 from vpp.errors import ConfigError
 from vpp.hil.agc_plan import AGC_LIMITS, AgcProfile, AgcSettings, check_agc_case
 from vpp.validation import config_error, validate_model
@@ -333,10 +333,8 @@ class CharacteristicSpec(BaseModel):
         if knee == (self.droop_percent is not None):
             # Both would leave the reader to guess which one the criteria judge against.
             raise ValueError("give droop_percent or a knee (knee_hz > 0), one of the two")
-        bad = knee_error(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
-                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
-        if bad is not None:
-            raise ValueError(f"{bad[0]} {bad[1]}")
+        check_knee(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
+                   self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
         return self
 
 

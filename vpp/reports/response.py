@@ -102,11 +102,7 @@ def _characteristic(
     where = "configured droop" if droop is not None else "default droop"
     d = droop or DroopSettings()
     nominal = site.grid.events.nominal_hz if site else EventDetectionConfig().nominal_hz
-    ch = DroopCharacteristic(
-        rated_kw=float(share), droop_percent=d.droop_percent, nominal_hz=nominal,
-        deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
-        knee_hz=d.knee_hz, knee_percent=d.knee_percent, full_hz=d.full_hz,
-    )  # fmt: skip
+    ch = DroopCharacteristic.of_settings(d, rated_kw=float(share), nominal_hz=nominal)
     return ch, f"{why}, {where}"
 
 

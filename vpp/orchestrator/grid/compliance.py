@@ -6,7 +6,7 @@ For one event and one power trace (times, the frequency the unit saw, its power)
   sample when there is none before); response = power - baseline;
 - expected response: ``clip(baseline + droop(f), -max_charge, max_discharge) - baseline``
   with the droop of :class:`DroopCharacteristic` (the core DroopController's formula:
-  the straight droop, or the two segments of a knee, :mod:`.characteristic`);
+  the straight droop, or the two segments of a knee);
 - start delay: when the measured response first reaches ``start_fraction`` of the
   peak expected response (in its direction), minus when the expected response did;
 - full-response delay: the same with ``full_fraction``;
@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vpp.orchestrator.grid.characteristic import knee_error, knee_kw
+from vpp.config.field import DroopSettings, check_knee
 from vpp.orchestrator.grid.config import ComplianceConfig
 from vpp.orchestrator.grid.events import FrequencyEvent
 from vpp.orchestrator.grid.verdict import fleet_verdict
@@ -70,20 +70,41 @@ class DroopCharacteristic(BaseModel):
     def _band(self) -> DroopCharacteristic:
         if self.deadband_low_hz > self.deadband_high_hz:
             raise ValueError("deadband_low_hz must be <= deadband_high_hz")
-        bad = knee_error(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
-                         self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
-        if bad is not None:
-            raise ValueError(f"{bad[0]} {bad[1]}")
+        check_knee(self.nominal_hz, self.deadband_low_hz, self.deadband_high_hz,
+                   self.knee_hz, self.knee_percent, self.full_hz)  # fmt: skip
         return self
+
+    @classmethod
+    def of_settings(
+        cls, d: DroopSettings, *, rated_kw: float, nominal_hz: float, **limits: float
+    ) -> DroopCharacteristic:
+        """The characteristic of a unit's configured droop settings (``limits``:
+        ``max_discharge_kw``, ``max_charge_kw``)."""
+        return cls(
+            rated_kw=rated_kw, nominal_hz=nominal_hz, droop_percent=d.droop_percent,
+            deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
+            knee_hz=d.knee_hz, knee_percent=d.knee_percent, full_hz=d.full_hz, **limits,
+        )  # fmt: skip
 
     def droop_kw(self, f: ArrayLike) -> FloatArray:
         """Unlimited droop response (kW) at frequencies ``f``: zero in the deadband,
-        ``-(rated / R) (f - edge) / nominal`` beyond it, or the knee's two segments."""
-        if self.knee_hz > 0:
-            return knee_kw(f, self.rated_kw, self.nominal_hz, self.deadband_low_hz,
-                           self.deadband_high_hz, self.knee_hz, self.knee_percent,
-                           self.full_hz)  # fmt: skip
+        ``-(rated / R) (f - edge) / nominal`` beyond it; with a knee, the fraction of
+        ``rated_kw`` on its two segments (deviations from nominal), signed as the droop."""
         fs = np.asarray(f, dtype=np.float64)
+        if self.knee_hz > 0:
+            knee, k, full = self.knee_percent / 100.0, self.knee_hz, self.full_hz
+
+            def fraction(x: FloatArray, edge: float) -> FloatArray:
+                inner = knee * ((x - edge) / (k - edge))  # as the core: <= knee at the knee
+                outer = knee + (1.0 - knee) * (x - k) / (full - k)
+                return np.asarray(np.where(x <= k, inner, outer), dtype=np.float64)
+
+            nom = self.nominal_hz
+            low = fraction(nom - fs, nom - self.deadband_low_hz)
+            high = fraction(fs - nom, self.deadband_high_hz - nom)
+            out = np.where(fs < self.deadband_low_hz, low,
+                           np.where(fs > self.deadband_high_hz, -high, 0.0))  # fmt: skip
+            return np.asarray(self.rated_kw * out, dtype=np.float64)
         slope = self.rated_kw / (self.droop_percent / 100.0) / self.nominal_hz
         below = np.minimum(fs - self.deadband_low_hz, 0.0)
         above = np.maximum(fs - self.deadband_high_hz, 0.0)

@@ -233,13 +233,10 @@ class GridService(Service):
             # responds from -300 kW, and clipping the expectation to +-200 kW would expect
             # it to jump to -200 kW at once.
             rating = self.rating.get(uid, share)
-            chars[uid] = DroopCharacteristic(
-                rated_kw=share, max_discharge_kw=rating, max_charge_kw=rating,
-                droop_percent=d.droop_percent,
-                nominal_hz=self.config.events.nominal_hz,
-                deadband_low_hz=d.deadband_low_hz, deadband_high_hz=d.deadband_high_hz,
-                knee_hz=d.knee_hz, knee_percent=d.knee_percent, full_hz=d.full_hz,
-            )  # fmt: skip
+            chars[uid] = DroopCharacteristic.of_settings(
+                d, rated_kw=share, nominal_hz=self.config.events.nominal_hz,
+                max_discharge_kw=rating, max_charge_kw=rating,
+            )
         if not powers:
             return {**base, "fleet": None, "units": {}, "reason": "no power data"}
         res = check_fleet(ev, t, hz, powers, chars, cfg)
