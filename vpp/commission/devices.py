@@ -31,7 +31,6 @@ Per device it tells:
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from vpp.commission.suite import Figure
 from vpp.config.field import DeviceConfig
 from vpp.config.models import CommissioningConfig, SiteConfig
 from vpp.drivers.factory import ProtocolFactory, default_factory
+from vpp.validation import finite_or_none
 
 __all__ = [
     "BMS_NEEDS",
@@ -117,10 +117,7 @@ def _where(protocol: str, config: Mapping[str, Any]) -> str:
 
 def _not_usable(status: Status, keys: Sequence[str]) -> str:
     missing = [k for k in keys if k not in status]
-    bad = [
-        k for k in keys if k in status
-        and (isinstance(status[k], bool | str) or not math.isfinite(float(status[k])))
-    ]  # fmt: skip
+    bad = [k for k in keys if k in status and finite_or_none(status[k]) is None]
     out = []
     if missing:
         out.append(f"missing {', '.join(missing)}")
