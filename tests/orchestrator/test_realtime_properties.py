@@ -24,6 +24,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from hypothesis import HealthCheck, given, settings
@@ -33,7 +34,7 @@ from tests.support.net import free_udp_port
 from tests.support.ramp import InForce, check_step
 from vpp import c37118 as c
 from vpp.config.models import DeviceConfig, RealtimeConfig, UnitConfig
-from vpp.core import RtLoop
+from vpp.core import RtLoop, RtTarget
 from vpp.orchestrator.field.realtime import rt_target
 from vpp.orchestrator.field.unit import FieldUnit, map_telemetry
 from vpp.sim.pmu import TIME_BASE, V_PHASE, PmuServer
@@ -151,15 +152,20 @@ actions = st.lists(
 
 
 def run_sequence(
-    seq: list[tuple[Any, ...]], device: Device | None = None
+    seq: list[tuple[Any, ...]],
+    device: Device | None = None,
+    make_target: Callable[[UnitConfig], RtTarget | None] | None = None,
 ) -> tuple[list[Any], list[float], list[Any], float]:
     """Play ``seq`` through a loop writing ``device`` (a Modbus TCP :class:`Recorder` by
-    default, closed here); (records, setpoints on the wire, unwritable spans, ramp)."""
+    default, closed here) with the target ``make_target`` makes of the unit (the
+    register map's, :func:`rt_target`, by default); (records, setpoints on the wire,
+    unwritable spans, ramp)."""
     rec = device or Recorder()
     cfg_unit = UnitConfig(id="u", rated_power_kw=RATED, capacity_kwh=400,
                           inverter=rec.inverter())  # fmt: skip
     unit = FieldUnit(cfg_unit)
-    target = rt_target(cfg_unit, RealtimeConfig())
+    make = make_target or (lambda cfg: rt_target(cfg, RealtimeConfig()))
+    target = make(cfg_unit)
     assert target is not None
     pipe = unit.pipeline
     pipe.set_telemetry(map_telemetry(cfg_unit, _status(50.0, 25.0), None, time.time()))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, ClassVar
 
@@ -47,6 +48,7 @@ __all__ = [
     "SunSpecModelMissingError",
     "SunSpecNotFoundError",
     "SunSpecProtocol",
+    "SunSpecSetpoint",
 ]
 
 COMMANDS = STANDARD_COMMANDS
@@ -54,6 +56,27 @@ COMMANDS = STANDARD_COMMANDS
 _MAX_READ = 125
 # A chain longer than this is a device bug (or not SunSpec): stop walking.
 _MAX_MODELS = 100
+
+
+#: SunSpec point types the core's real-time loop can write, as the register map's types.
+_LOOP_TYPES = {"int32": "i32", "int16": "i16"}
+
+
+@dataclass(frozen=True)
+class SunSpecSetpoint:
+    """Where a discovered device takes its active power setpoint, as the core's
+    real-time loop writes it (docs/realtime-loop.md): 704 ``WSet``'s address, type and
+    scale-factor exponent; ``prefix``, the registers of ``WSetEna`` = ENABLED and
+    ``WSetMod`` = WATTS right before it, written in the same request as the driver's
+    ``set_power`` writes them; ``verify``, the register runs that identify this layout
+    (the ``SunS`` marker, 704's ID and L, the value of ``WSet_SF``), which the loop
+    reads on each connect before it writes anything."""
+
+    address: int
+    type: str
+    sf: int
+    prefix: tuple[int, ...]
+    verify: tuple[tuple[int, tuple[int, ...]], ...]
 
 
 class SunSpecNotFoundError(ProtocolError):
@@ -107,6 +130,10 @@ class SunSpecProtocol(BaseProtocol):
         self.blocks: dict[int, ModelBlock] = {}
         #: Symbol names of the enum points of the last status (state, mode, ...).
         self.names: dict[str, str] = {}
+        #: The setpoint layout of the last discovery (None: none yet, or the device's
+        #: 704 does not allow the real-time loop's write; see :class:`SunSpecSetpoint`).
+        self.setpoint_layout: SunSpecSetpoint | None = None
+        self._rediscover = False
 
     # --- transport ---------------------------------------------------------------------------
 
@@ -172,7 +199,39 @@ class SunSpecProtocol(BaseProtocol):
             f"not a SunSpec device: no 'SunS' marker ({'; '.join(tried)})", resource=self.name
         )
 
+    def rediscover(self) -> None:
+        """Walk the model chain again before the next status read (the real-time loop
+        found registers that no longer match the layout discovered)."""
+        self._rediscover = True
+
+    def _loop_layout(self) -> SunSpecSetpoint | None:
+        block = self.blocks.get(704)
+        if block is None or not block.loaded or self.base_address is None:
+            return None
+        try:
+            kind = _LOOP_TYPES.get(block.point_type("WSet"))
+            sf = block.scale_factor("WSet")
+            sf_name = block.sf_point("WSet")
+            ena = block.encode("WSetEna", block.symbol_value("WSetEna", "ENABLED"))
+            mod = block.encode("WSetMod", block.symbol_value("WSetMod", "WATTS"))
+            wset = block.address_of("WSet")
+            writable = all(block.writable(p) for p in ("WSet", "WSetEna", "WSetMod"))
+        except SunSpecLayoutError:
+            return None
+        adjacent = ena[0] + len(ena[1]) == mod[0] and mod[0] + len(mod[1]) == wset
+        if kind is None or sf is None or not (adjacent and writable):
+            return None
+        verify: list[tuple[int, tuple[int, ...]]] = [
+            (self.base_address, SUNS_MARKER),
+            (block.address, (704, block.length)),
+        ]
+        if sf_name is not None:
+            verify.append((block.address_of(sf_name), (sf & 0xFFFF,)))
+        return SunSpecSetpoint(wset, kind, sf, (*ena[1], *mod[1]), tuple(verify))
+
     async def _discover(self) -> None:
+        self.setpoint_layout = None
+        self._rediscover = False
         self.blocks, self.chain = {}, []
         base = await self._find_base()
         address = base + 2
@@ -207,6 +266,7 @@ class SunSpecProtocol(BaseProtocol):
         self.base_address = base
         for block in self.blocks.values():
             await self._load(block)
+        self.setpoint_layout = self._loop_layout()
 
     async def _load(self, block: ModelBlock, words: list[int] | None = None) -> None:
         if words is None:
@@ -252,6 +312,8 @@ class SunSpecProtocol(BaseProtocol):
         return spans
 
     async def _read(self) -> Status:
+        if self._rediscover:
+            await self._discover()
         for span in self._spans():
             start = span[0].address
             count = span[-1].address + span[-1].length + 2 - start

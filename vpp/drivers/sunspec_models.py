@@ -225,6 +225,16 @@ class ModelBlock:
         """Modbus address of top-level point ``name``."""
         return self.address + int(self._point(name).offset)
 
+    def point_type(self, name: str) -> str:
+        """SunSpec type of top-level point ``name`` (``int32``, ``enum16``, ...)."""
+        return str(self._point(name).pdef["type"])
+
+    def sf_point(self, name: str) -> str | None:
+        """The name of the point holding ``name``'s scale factor (None: a constant one,
+        or none)."""
+        sf = self._point(name).pdef.get("sf")
+        return sf if isinstance(sf, str) else None
+
     def writable(self, name: str) -> bool:
         """Whether the definition allows writing point ``name``."""
         return bool(self._point(name).pdef.get("access") == "RW")

@@ -67,7 +67,10 @@ fn serial_spec(py: Python<'_>, t: SerialTuple) -> PyResult<SerialSpec> {
 /// port `address` (which the loop then owns: the unit's driver polls through
 /// `RtLoop.transact`); the device's `unit_id`, the setpoint point and the optional
 /// watchdog counter and timeout points, each `(address, type, scale, negate,
-/// little_words)` as the register map file gives them.
+/// little_words)` as the register map file gives them. Modbus TCP only: `prefix`, words
+/// written in the same request just before the setpoint's registers, and `verify`,
+/// `(address, words)` runs read on each connect and compared before anything is
+/// written (a device that answers otherwise is never written).
 #[pyclass(module = "vpp._core", name = "RtTarget", frozen)]
 pub struct PyRtTarget {
     inner: ModbusTarget,
@@ -78,7 +81,7 @@ impl PyRtTarget {
     #[new]
     #[pyo3(signature = (address, unit_id, setpoint, *, watchdog=None, watchdog_period_s=0.2,
                         watchdog_timeout=None, watchdog_timeout_s=2.0, threshold_kw=0.0,
-                        serial=None))]
+                        serial=None, prefix=Vec::new(), verify=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -91,13 +94,14 @@ impl PyRtTarget {
         watchdog_timeout_s: f64,
         threshold_kw: f64,
         serial: Option<SerialTuple>,
+        prefix: Vec<u16>,
+        verify: Vec<(u16, Vec<u16>)>,
     ) -> PyResult<Self> {
         let transport = match serial {
             Some(t) => Transport::Rtu(serial_spec(py, t)?),
             None => Transport::Tcp,
         };
-        Ok(Self {
-            inner: ModbusTarget {
+        let inner = ModbusTarget {
                 address,
                 transport,
                 unit_id,
@@ -109,8 +113,11 @@ impl PyRtTarget {
                     .transpose()?,
                 watchdog_timeout_s,
                 threshold_kw,
-            },
-        })
+                prefix,
+                verify,
+        };
+        inner.validate().map_err(|e| config_err(py, &e))?;
+        Ok(Self { inner })
     }
 
     #[getter]
@@ -163,6 +170,9 @@ fn unit_stats<'py>(py: Python<'py>, u: &UnitShared) -> PyResult<Bound<'py, PyDic
     d.set_item("unencodable", n(&u.unencodable))?;
     d.set_item("watchdog_writes", n(&u.watchdog_writes))?;
     d.set_item("coalesced", n(&u.coalesced))?;
+    d.set_item("has_target", u.has_target.load(Ordering::Relaxed))?;
+    d.set_item("verified", u.verified.load(Ordering::Relaxed))?;
+    d.set_item("layout_mismatches", n(&u.layout_mismatches))?;
     let acked = f64::from_bits(n(&u.acked_kw));
     d.set_item("acked_kw", acked.is_finite().then_some(acked))?;
     let acks = n(&u.acks).max(1);
@@ -321,6 +331,33 @@ impl PyRtLoop {
             u.resync.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Give the loop a Modbus TCP `target` for unit `i` (None: it stops writing the
+    /// unit), replacing the one it has within an iteration (10 ms): the old connection
+    /// is closed, the new one runs the target's `verify` reads before any write. For a
+    /// device whose layout is known only after start (SunSpec discovery). A unit on a
+    /// serial line of the loop keeps its line.
+    fn set_target(
+        &self,
+        py: Python<'_>,
+        i: usize,
+        target: Option<PyRef<'_, PyRtTarget>>,
+    ) -> PyResult<()> {
+        let u = self.unit(i)?;
+        if self.serial[i] {
+            return Err(PyValueError::new_err(format!(
+                "unit {i} is on a serial line of the loop: its target is fixed"
+            )));
+        }
+        u.set_target(target.map(|t| t.inner.clone()))
+            .map_err(|e| config_err(py, &e))
+    }
+
+    /// Connections to unit `i`'s device whose layout check (`RtTarget.verify`) failed:
+    /// the loop wrote nothing on them. One atomic read, for a check every drain.
+    fn layout_mismatches(&self, i: usize) -> PyResult<u64> {
+        Ok(self.unit(i)?.layout_mismatches.load(Ordering::Relaxed))
     }
 
     /// Write unit `i`'s next setpoint whatever it is.

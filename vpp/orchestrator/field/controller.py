@@ -47,7 +47,12 @@ from vpp.orchestrator.bus.pubsub import Publisher, Server
 from vpp.orchestrator.bus.topology import Topology
 from vpp.orchestrator.field import messages as m
 from vpp.orchestrator.field.commands import FieldCommands, Params
-from vpp.orchestrator.field.realtime import serial_units, start_loop
+from vpp.orchestrator.field.realtime import (
+    serial_units,
+    start_loop,
+    sunspec_target,
+    sunspec_units,
+)
 from vpp.orchestrator.field.unit import SEVERITY, FieldUnit
 from vpp.orchestrator.field.writer import SetpointWriter
 
@@ -55,6 +60,7 @@ if TYPE_CHECKING:
     from vpp.config.field import FieldSite
     from vpp.config.models import SiteConfig
     from vpp.drivers.modbus_rtu import ModbusRtuProtocol
+    from vpp.drivers.sunspec import SunSpecProtocol, SunSpecSetpoint
 
 __all__ = ["FieldController", "serve"]
 
@@ -148,6 +154,9 @@ class FieldController(FieldCommands, Startable):
         self._rt_written: list[bool] = []
         self._rt_serial: list[int] = []
         """Units whose serial line the loop owns (their drivers poll through it)."""
+        self._rt_sunspec: dict[int, SunSpecSetpoint | None] = {}
+        """SunSpec units the loop may write: the driver's layout it has (None: none)."""
+        self._rt_mismatches: dict[int, int] = {}
         self._rt_stalled = False
         self._rt_last_t = math.nan
         self.rt_fallbacks = 0
@@ -366,6 +375,7 @@ class FieldController(FieldCommands, Startable):
             if self._rt_written[i]:
                 writer.hand_to(self.rt, i)
         self._rt_serial = serial_units(units, self._rt_written)
+        self._rt_sunspec = dict.fromkeys(sunspec_units(self.field))
         for i in self._rt_serial:
             driver = self._driver(i)
             if driver is not None:
@@ -386,8 +396,12 @@ class FieldController(FieldCommands, Startable):
             now = time.time()
             for i, (_uid, unit, writer) in enumerate(self._frame_units):
                 unit.apply_schedule(now)
+                if i in self._rt_sunspec:
+                    self._rt_adopt(rt, i, unit, writer)
                 if self._rt_written[i]:
                     self._rt_sync(rt, i, unit, writer)
+            if self._rt_sunspec:
+                self._rt_layout_check(rt)
             self._rt_records(rt.drain())
             if not self._rt_check(rt):
                 return
@@ -398,6 +412,42 @@ class FieldController(FieldCommands, Startable):
             writer.start_init()  # enable and power-control mode first, through the driver
             want = False
         rt.set_writable(i, want)
+
+    def _rt_adopt(self, rt: RtLoop, i: int, unit: FieldUnit, writer: SetpointWriter) -> None:
+        """SunSpec unit ``i``: give the loop the setpoint layout its driver discovered,
+        or take the unit back to the Python path when the driver has none; only while
+        the driver's writer has no write in flight, so that the two never overlap."""
+        driver = self._sunspec_driver(i)
+        layout = None if driver is None else driver.setpoint_layout
+        if layout == self._rt_sunspec[i] or writer.busy:
+            return
+        target = None if layout is None else sunspec_target(unit.cfg, layout)
+        rt.set_target(i, target)
+        self._rt_sunspec[i] = layout
+        loop_writes = target is not None
+        if loop_writes != self._rt_written[i]:
+            self._rt_written[i] = loop_writes
+            rt.set_writable(i, False)  # `_rt_sync` says when, from now on
+            writer.hand_to(rt if loop_writes else None, i)
+        log.info("unit %s: SunSpec setpoints written by %s", unit.id,
+                 f"the real-time loop ({layout})" if loop_writes else "the driver")  # fmt: skip
+
+    def _rt_layout_check(self, rt: RtLoop) -> None:
+        """A SunSpec device whose registers no longer match the discovered layout (the
+        loop checks them on each connect and writes nothing then): alarm, and the driver
+        walks the model chain again; a new layout replaces the loop's target."""
+        for i in self._rt_sunspec:
+            n = rt.layout_mismatches(i)
+            if n > self._rt_mismatches.get(i, 0):
+                self._rt_mismatches[i] = n
+                uid = self._frame_units[i][0]
+                self.event("realtime", "the inverter's SunSpec registers differ from the "
+                           "layout discovered; the real-time loop does not write it until "
+                           "the driver discovers it again", unit=uid, severity="alarm",
+                           data={"layout_mismatches": n})  # fmt: skip
+                driver = self._sunspec_driver(i)
+                if driver is not None:
+                    driver.rediscover()
 
     def _rt_records(self, records: list[tuple[int, bool, Decision, float, bool]]) -> None:
         for i, idle, d, _received, _written in records:
@@ -447,6 +497,14 @@ class FieldController(FieldCommands, Startable):
         uid = self._frame_units[i][0]
         driver = self.comms[uid].protocol(uid)
         return driver if isinstance(driver, ModbusRtuProtocol) else None
+
+    def _sunspec_driver(self, i: int) -> SunSpecProtocol | None:
+        """Unit ``i``'s SunSpec driver (None if it has another protocol)."""
+        from vpp.drivers.sunspec import SunSpecProtocol  # as in `_driver`
+
+        uid = self._frame_units[i][0]
+        driver = self.comms[uid].protocol(uid)
+        return driver if isinstance(driver, SunSpecProtocol) else None
 
     def _rt_fallback(self) -> None:
         self.rt_fallbacks += 1

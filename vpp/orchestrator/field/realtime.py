@@ -4,7 +4,10 @@
 says how the loop writes its setpoint: over Modbus TCP, or over Modbus RTU on a serial
 port the loop then owns (the unit's driver polls through the loop). None: the unit's
 setpoints stay on the Python path: another protocol, a failover path, a map without a
-writable setpoint, or a serial port another unit uses too.
+writable setpoint, or a serial port another unit uses too. A SunSpec unit's layout is
+known only once its driver has walked the model chain: :func:`sunspec_target` makes
+its target from the driver's :class:`~vpp.drivers.sunspec.SunSpecSetpoint`, which the
+controller gives the running loop (``RtLoop.set_target``).
 :func:`start_loop` starts the core's :class:`~vpp.core.RtLoop` over the units'
 pipelines: the same objects the :class:`~vpp.orchestrator.field.unit.FieldUnit` keeps
 feeding with telemetry, base power and droop settings, so nothing is copied and the
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vpp.config.field import FieldConfig, RealtimeConfig, UnitConfig
 from vpp.core import RtLoop, RtTarget
@@ -32,7 +35,18 @@ from vpp.drivers.register_map import (
 from vpp.errors import ConfigError
 from vpp.orchestrator.field.unit import FieldUnit
 
-__all__ = ["SETPOINT_POINT", "point_tuple", "rt_target", "serial_units", "start_loop"]
+if TYPE_CHECKING:  # the driver's module imports pymodbus (the import contracts)
+    from vpp.drivers.sunspec import SunSpecSetpoint
+
+__all__ = [
+    "SETPOINT_POINT",
+    "point_tuple",
+    "rt_target",
+    "serial_units",
+    "start_loop",
+    "sunspec_target",
+    "sunspec_units",
+]
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +145,37 @@ def rt_target(unit: UnitConfig, rt: RealtimeConfig) -> RtTarget | None:
         # the driver, through pyserial, may still; the unit stays on the Python path.
         log.warning("unit %s: serial line not for the real-time loop: %s", unit.id, exc)
         return None
+
+
+def sunspec_units(field: FieldConfig) -> list[int]:
+    """The indexes of ``field``'s units whose SunSpec inverter the loop may write once
+    discovered (a failover path stays on the Python path, as for Modbus)."""
+    return [
+        i
+        for i, u in enumerate(field.units)
+        if u.inverter.protocol == "sunspec" and u.inverter.secondary is None
+    ]
+
+
+def sunspec_target(unit: UnitConfig, layout: SunSpecSetpoint) -> RtTarget:
+    """The loop's target for SunSpec ``unit`` with its driver's discovered ``layout``:
+    704 ``WSet`` in W at 10^sf per step (the loop's setpoints are kW, positive
+    discharging as SunSpec's), with ``WSetEna``/``WSetMod`` in the same request and the
+    layout's registers checked on each connect."""
+    c = unit.inverter.config
+    address = f"{c.get('host')}:{c.get('port', 502)}"
+    point = (layout.address, layout.type, 10.0**layout.sf / 1000.0, False, False)
+    try:
+        return RtTarget(
+            address,
+            c.get("device_id", 1),
+            point,
+            threshold_kw=unit.write_threshold_kw,
+            prefix=list(layout.prefix),
+            verify=[(a, list(words)) for a, words in layout.verify],
+        )
+    except ValueError as exc:
+        raise ConfigError(f"unit {unit.id}: real-time loop: {exc}") from exc
 
 
 def start_loop(

@@ -99,6 +99,91 @@ pub struct ModbusTarget {
     pub watchdog_timeout_s: f64,
     /// A setpoint within this of the last one written is not written again.
     pub threshold_kw: f64,
+    /// Words written in the same request just before the setpoint's registers (the
+    /// request then starts at `setpoint.address - prefix.len()`): SunSpec 704's
+    /// `WSetEna` and `WSetMod` before `WSet`, so that the device never runs a setpoint
+    /// in another mode. Modbus TCP only; at most `MAX_PREFIX` words.
+    pub prefix: Vec<u16>,
+    /// Register runs read on each connect and compared with these words before anything
+    /// is written (a SunSpec device's marker, model header and scale factor): a device
+    /// that answers otherwise (another layout at the same address) is never written;
+    /// the connection is dropped and tried again, counted in `layout_mismatches`.
+    /// Modbus TCP only; at most `MAX_VERIFY` runs of 1-`MAX_VERIFY_WORDS` words.
+    pub verify: Vec<(u16, Vec<u16>)>,
+}
+
+/// Most words of `ModbusTarget::prefix`.
+pub const MAX_PREFIX: usize = 6;
+/// Most runs of `ModbusTarget::verify`, and words in one.
+pub const MAX_VERIFY: usize = 8;
+pub const MAX_VERIFY_WORDS: usize = 16;
+
+impl ModbusTarget {
+    /// Check the points and settings (the loop refuses a target that fails).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.setpoint.validate("setpoint")?;
+        if let Some(w) = &self.watchdog {
+            w.validate("watchdog")?;
+        }
+        if let Some(w) = &self.watchdog_timeout {
+            w.validate("watchdog_timeout")?;
+        }
+        if !(self.watchdog_period_s.is_finite() && self.watchdog_period_s > 0.0) {
+            return Err(ConfigError::new("watchdog_period_s", "must be positive"));
+        }
+        if !(self.threshold_kw.is_finite() && self.threshold_kw >= 0.0) {
+            return Err(ConfigError::new("threshold_kw", "must be 0 or more"));
+        }
+        let tcp = self.transport == Transport::Tcp;
+        if !self.prefix.is_empty() {
+            if !tcp {
+                return Err(ConfigError::new("prefix", "is for Modbus TCP targets only"));
+            }
+            if self.prefix.len() > MAX_PREFIX {
+                return Err(ConfigError::new(
+                    "prefix",
+                    format!("at most {MAX_PREFIX} words, got {}", self.prefix.len()),
+                ));
+            }
+            if usize::from(self.setpoint.address) < self.prefix.len() {
+                return Err(ConfigError::new(
+                    "prefix",
+                    format!(
+                        "{} words do not fit before register {}",
+                        self.prefix.len(),
+                        self.setpoint.address
+                    ),
+                ));
+            }
+        }
+        if !self.verify.is_empty() && !tcp {
+            return Err(ConfigError::new("verify", "is for Modbus TCP targets only"));
+        }
+        if self.verify.len() > MAX_VERIFY {
+            return Err(ConfigError::new(
+                "verify",
+                format!("at most {MAX_VERIFY} runs, got {}", self.verify.len()),
+            ));
+        }
+        for (address, words) in &self.verify {
+            if words.is_empty() || words.len() > MAX_VERIFY_WORDS {
+                return Err(ConfigError::new(
+                    "verify",
+                    format!("a run has 1-{MAX_VERIFY_WORDS} words, got {}", words.len()),
+                ));
+            }
+            if usize::from(*address) + words.len() > 0x1_0000 {
+                return Err(ConfigError::new(
+                    "verify",
+                    format!("run at {address} goes past register 65535"),
+                ));
+            }
+        }
+        if let Transport::Rtu(serial) = &self.transport {
+            serial.validate()?;
+        }
+        Ok(())
+    }
 }
 
 /// One unit of the loop.
@@ -217,6 +302,47 @@ pub struct UnitShared {
     pub step_errors: AtomicU64,
     /// Python's requests to a serial line's device, carried by the loop.
     pub exchange: exchange::Exchange,
+    /// The loop has a target for the unit (it writes its setpoints).
+    pub has_target: AtomicBool,
+    /// The connection's `verify` runs all matched (true at once without any).
+    pub verified: AtomicBool,
+    /// Connections whose `verify` read found other words (or an exception).
+    pub layout_mismatches: AtomicU64,
+    /// A target Python gave after start (`set_target`), waiting for the loop to take it:
+    /// `Some(None)` takes the unit's target away. The loop only `try_lock`s it.
+    new_target: Mutex<Option<Option<ModbusTarget>>>,
+    target_changed: AtomicBool,
+}
+
+impl UnitShared {
+    /// Give the loop `target` for this unit (None: it stops writing it), replacing the
+    /// one it has: the old connection is closed and the new one verified before any
+    /// write. Modbus TCP targets only (a serial line is the loop's from start to end).
+    pub fn set_target(&self, target: Option<ModbusTarget>) -> Result<(), ConfigError> {
+        if let Some(t) = &target {
+            t.validate()?;
+            if t.transport != Transport::Tcp {
+                return Err(ConfigError::new(
+                    "transport",
+                    "only a Modbus TCP target can be given after start",
+                ));
+            }
+        }
+        *self.new_target.lock().unwrap_or_else(|e| e.into_inner()) = Some(target);
+        self.target_changed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The target waiting, if any (never waits: a busy mailbox is looked at again on the
+    /// next iteration).
+    fn take_target(&self) -> Option<Option<ModbusTarget>> {
+        if !self.target_changed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut g = self.new_target.try_lock().ok()?;
+        self.target_changed.store(false, Ordering::Release);
+        g.take()
+    }
 }
 
 /// Counters and state of the loop, shared with Python (all atomics).
@@ -306,18 +432,8 @@ impl RtLoop {
         }
         for u in &units {
             if let Some(t) = &u.target {
-                t.setpoint.validate("setpoint")?;
-                if let Some(w) = &t.watchdog {
-                    w.validate("watchdog")?;
-                }
-                if let Some(w) = &t.watchdog_timeout {
-                    w.validate("watchdog_timeout")?;
-                }
-                if !(t.watchdog_period_s.is_finite() && t.watchdog_period_s > 0.0) {
-                    return Err(ConfigError::new("watchdog_period_s", "must be positive"));
-                }
-                if let Transport::Rtu(serial) = &t.transport {
-                    serial.validate()?;
+                t.validate()?;
+                if let Transport::Rtu(_) = &t.transport {
                     // One request in flight per line: two units on one port would need
                     // the line shared between their links (not done; see the docs).
                     let same = units.iter().filter_map(|v| v.target.as_ref()).filter(|v| {
@@ -345,9 +461,10 @@ impl RtLoop {
         let shared = Arc::new(LoopShared::default());
         let unit_shared: Vec<Arc<UnitShared>> = units
             .iter()
-            .map(|_| {
+            .map(|spec| {
                 let u = UnitShared::default();
                 u.acked_kw.store(f64::NAN.to_bits(), Ordering::Relaxed);
+                u.has_target.store(spec.target.is_some(), Ordering::Relaxed);
                 Arc::new(u)
             })
             .collect();

@@ -1,6 +1,7 @@
-//! The minimal Modbus TCP writer of the real-time loop: one holding-register point
+//! The minimal Modbus TCP client of the real-time loop: one holding-register point
 //! encoded as the register map file describes it (type, scale, sign, word order), a
-//! write request (function 6 for one register, 16 for two), and the response check.
+//! write request (function 6 for one register, 16 for more), a read request (function
+//! 3, for the checks made on connect), and the response check.
 //!
 //! Pure functions on byte slices, so every rule is unit-tested without a socket; the
 //! loop owns the sockets (`run.rs`). Nothing here allocates.
@@ -116,11 +117,34 @@ fn in_range(raw: f64, lo: f64, hi: f64) -> Option<f64> {
     (lo..=hi).contains(&raw).then_some(raw)
 }
 
-/// Longest request built here: MBAP (7) + function 16 with two registers (10).
-pub const MAX_REQUEST: usize = 17;
+/// Most registers one write request built here carries: a setpoint's two and the
+/// target's prefix (`super::MAX_PREFIX`).
+pub const MAX_WRITE_WORDS: usize = 2 + super::MAX_PREFIX;
+/// Longest request built here: MBAP (7) + function 16 header (6) + the registers.
+pub const MAX_REQUEST: usize = 13 + 2 * MAX_WRITE_WORDS;
 
-/// A write request for `words` at `address` of device `unit_id`, transaction `tid`, into
-/// `out`; returns its length. Function 6 for one register, 16 for two.
+/// A read request (function 3) for `count` holding registers at `address`; returns
+/// its length (12).
+pub fn read_request(
+    tid: u16,
+    unit_id: u8,
+    address: u16,
+    count: u16,
+    out: &mut [u8; MAX_REQUEST],
+) -> usize {
+    out[0..2].copy_from_slice(&tid.to_be_bytes());
+    out[2..4].copy_from_slice(&[0, 0]);
+    out[4..6].copy_from_slice(&6u16.to_be_bytes());
+    out[6] = unit_id;
+    out[7] = 3;
+    out[8..10].copy_from_slice(&address.to_be_bytes());
+    out[10..12].copy_from_slice(&count.to_be_bytes());
+    12
+}
+
+/// A write request for `words` (1 to `MAX_WRITE_WORDS`) at `address` of device
+/// `unit_id`, transaction `tid`, into `out`; returns its length. Function 6 for one
+/// register, 16 for more.
 pub fn write_request(
     tid: u16,
     unit_id: u8,
@@ -155,6 +179,9 @@ pub fn write_request(
 pub enum Reply {
     /// The write was done (transaction id).
     Ok(u16),
+    /// A read's registers (transaction id, count): the words are the response's bytes
+    /// from 9 on, big-endian.
+    Registers(u16, u16),
     /// An exception response (transaction id, exception code).
     Exception(u16, u8),
     /// Not a response to a write of ours (wrong protocol id, function, length).
@@ -180,7 +207,10 @@ pub fn parse_reply(buf: &[u8]) -> Option<(usize, Reply)> {
     let func = buf[7];
     let reply = match func {
         6 | 16 if len == 6 => Reply::Ok(tid),
-        0x86 | 0x90 if len == 3 => Reply::Exception(tid, buf[8]),
+        3 if len >= 5 && len == 3 + usize::from(buf[8]) && buf[8] % 2 == 0 => {
+            Reply::Registers(tid, u16::from(buf[8] / 2))
+        }
+        0x83 | 0x86 | 0x90 if len == 3 => Reply::Exception(tid, buf[8]),
         _ => Reply::Malformed,
     };
     Some((total, reply))
@@ -242,6 +272,29 @@ mod tests {
         assert_eq!(parse_reply(&bad), Some((9, Reply::Malformed)));
         let huge = [0, 9, 0, 0, 0xFF, 0xFF, 1];
         assert_eq!(parse_reply(&huge), Some((7, Reply::Malformed)));
+    }
+
+    #[test]
+    fn reads_and_long_writes() {
+        let mut out = [0u8; MAX_REQUEST];
+        let n = read_request(5, 1, 40000, 2, &mut out);
+        assert_eq!(&out[..n], &[0, 5, 0, 0, 0, 6, 1, 3, 0x9C, 0x40, 0, 2]);
+        let regs = [0, 5, 0, 0, 0, 7, 1, 3, 4, 0x53, 0x75, 0x6E, 0x53];
+        assert_eq!(parse_reply(&regs), Some((13, Reply::Registers(5, 2))));
+        // A byte count that disagrees with the length, or an odd one: malformed.
+        let odd = [0, 5, 0, 0, 0, 6, 1, 3, 3, 0x53, 0x75, 0x6E];
+        assert_eq!(parse_reply(&odd), Some((12, Reply::Malformed)));
+        let short = [0, 5, 0, 0, 0, 7, 1, 3, 2, 0x53, 0x75, 0x6E, 0x53];
+        assert_eq!(parse_reply(&short), Some((13, Reply::Malformed)));
+        let exc = [0, 5, 0, 0, 0, 3, 1, 0x83, 2];
+        assert_eq!(parse_reply(&exc), Some((9, Reply::Exception(5, 2))));
+        // The longest write: prefix and a two-register setpoint in one function 16.
+        let words = [1u16; MAX_WRITE_WORDS];
+        let n = write_request(1, 1, 100, &words, &mut out);
+        assert_eq!(n, MAX_REQUEST);
+        assert_eq!(out[7], 16);
+        assert_eq!(usize::from(out[12]), 2 * MAX_WRITE_WORDS);
+        assert_eq!(usize::from(u16::from_be_bytes([out[4], out[5]])), n - 6);
     }
 
     #[test]

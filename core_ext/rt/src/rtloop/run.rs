@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::connect::{Connector, Slot, Stream};
 use super::exchange::TxError;
-use super::modbus::{parse_reply, write_request, Reply, MAX_REQUEST};
+use super::modbus::{parse_reply, read_request, write_request, Reply, MAX_REQUEST, MAX_WRITE_WORDS};
 use super::pmu::PmuSource;
 use super::rtu::{self, RtuReply, MAX_ADU, MAX_PDU};
 use super::serial::{self, SerialSpec};
@@ -35,6 +35,8 @@ enum Sent {
     Setpoint(f64),
     Watchdog,
     Timeout,
+    /// The read of the target's `verify` run with this index.
+    Verify(usize),
     /// Python's transaction (its id in the unit's exchange); serial lines only.
     Python(u64),
 }
@@ -100,6 +102,41 @@ struct Link {
     /// restarted). Not at the timeout itself: on a cut line that write would take every
     /// turn and starve the watchdog counter and Python's polls.
     unanswered: bool,
+    /// The next `verify` run to read on this connection; all read and matched when it
+    /// reaches their number. Nothing is written before.
+    verify_next: usize,
+}
+
+impl Link {
+    fn new(target: ModbusTarget, backoff: f64) -> Self {
+        Self {
+            line: match target.transport {
+                Transport::Rtu(spec) => Some(Line::new(spec)),
+                Transport::Tcp => None,
+            },
+            target,
+            slot: Arc::new(Slot::default()),
+            stream: None,
+            inflight: None,
+            rx: [0; 512],
+            rx_len: 0,
+            next_tid: 1,
+            last: None,
+            pending: None,
+            next_attempt: 0.0,
+            backoff,
+            counter: 0,
+            next_watchdog: 0.0,
+            timeout_due: true,
+            unanswered: false,
+            verify_next: 0,
+        }
+    }
+
+    /// Every `verify` run of this connection matched: the loop may write.
+    fn verified(&self) -> bool {
+        self.verify_next >= self.target.verify.len()
+    }
 }
 
 struct UnitState {
@@ -144,27 +181,9 @@ impl Loop {
             .map(|(u, shared)| UnitState {
                 pipeline: u.pipeline,
                 shared,
-                link: u.target.map(|target| Link {
-                    line: match target.transport {
-                        Transport::Rtu(spec) => Some(Line::new(spec)),
-                        Transport::Tcp => None,
-                    },
-                    target,
-                    slot: Arc::new(Slot::default()),
-                    stream: None,
-                    inflight: None,
-                    rx: [0; 512],
-                    rx_len: 0,
-                    next_tid: 1,
-                    last: None,
-                    pending: None,
-                    next_attempt: 0.0,
-                    backoff: spec.backoff_initial_s,
-                    counter: 0,
-                    next_watchdog: 0.0,
-                    timeout_due: true,
-                    unanswered: false,
-                }),
+                link: u
+                    .target
+                    .map(|target| Link::new(target, spec.backoff_initial_s)),
             })
             .collect();
         let pmu = PmuSource::new(spec.pmu.clone(), spec.backoff_initial_s, spec.backoff_max_s);
@@ -241,6 +260,7 @@ impl Loop {
                 .alive_ns
                 .store((now * 1e9) as u64, Ordering::Release);
             self.pmu.maintain(now, &connector, &self.shared);
+            self.take_targets();
             self.maintain_links(now, &connector);
             self.wait(now);
             let now = monotonic_s();
@@ -423,6 +443,25 @@ impl Loop {
         }
     }
 
+    /// Targets Python gave since the last iteration: the old link (and its connection)
+    /// goes, the new one connects and verifies before it writes anything.
+    fn take_targets(&mut self) {
+        for u in &mut self.units {
+            let Some(target) = u.shared.take_target() else {
+                continue;
+            };
+            if u.link.as_ref().is_some_and(|l| l.line.is_some()) {
+                continue; // a serial line stays the loop's (the binding refuses this)
+            }
+            u.link = target.map(|t| Link::new(t, self.spec.backoff_initial_s));
+            u.shared.connected.store(false, Ordering::Release);
+            u.shared.verified.store(false, Ordering::Release);
+            u.shared
+                .has_target
+                .store(u.link.is_some(), Ordering::Release);
+        }
+    }
+
     fn maintain_links(&mut self, now: f64, connector: &Connector) {
         for u in &mut self.units {
             let Some(l) = u.link.as_mut() else { continue };
@@ -439,6 +478,8 @@ impl Loop {
                         l.last = None;
                         l.timeout_due = true;
                         l.next_watchdog = now;
+                        l.verify_next = 0;
+                        u.shared.verified.store(l.verified(), Ordering::Release);
                         if let Some(line) = l.line.as_mut() {
                             line.free_at = now + line.silence_s;
                         }
@@ -526,6 +567,17 @@ impl Loop {
                 if let Some(line) = l.line.as_mut() {
                     line.free_at = now + line.silence_s;
                 }
+            }
+            if !l.verified() {
+                // Nothing else goes on this connection before the device is the one
+                // the target was made for.
+                if l.inflight.is_none() {
+                    let k = l.verify_next;
+                    if send_read(l, &u.shared, k, now).is_err() {
+                        reset(l, &u.shared, now, &self.spec);
+                    }
+                }
+                continue;
             }
             if l.timeout_due && l.inflight.is_none() && line_free(l, now) {
                 if let Some(p) = l.target.watchdog_timeout {
@@ -727,6 +779,9 @@ fn decided(
 fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f64> {
     let sp = l.pending?;
     l.stream.as_ref()?;
+    if !l.verified() {
+        return None; // the newest setpoint waits for the device's check
+    }
     if l.inflight.is_some() {
         shared.coalesced.fetch_add(1, Ordering::Relaxed);
         return None;
@@ -741,16 +796,13 @@ fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f6
         l.last = None;
         return None;
     };
-    if send(
-        l,
-        shared,
-        l.target.setpoint.address,
-        &w[..n],
-        Sent::Setpoint(sp),
-        now,
-    )
-    .is_err()
-    {
+    // The prefix's words, then the setpoint's, in one request (validated to fit).
+    let p = l.target.prefix.len();
+    let mut words = [0u16; MAX_WRITE_WORDS];
+    words[..p].copy_from_slice(&l.target.prefix);
+    words[p..p + n].copy_from_slice(&w[..n]);
+    let address = l.target.setpoint.address - p as u16;
+    if send(l, shared, address, &words[..p + n], Sent::Setpoint(sp), now).is_err() {
         reset(l, shared, now, spec);
         return None;
     }
@@ -776,6 +828,17 @@ fn send(
     let mut req = [0u8; MAX_REQUEST];
     let n = write_request(tid, l.target.unit_id, address, words, &mut req);
     transmit(l, shared, &req[..n], tid, what, now)
+}
+
+/// Read the target's `verify` run `k` (Modbus TCP: the only transport that has them).
+fn send_read(l: &mut Link, shared: &UnitShared, k: usize, now: f64) -> Result<(), ()> {
+    let (address, words) = &l.target.verify[k];
+    let (address, count) = (*address, words.len() as u16);
+    let tid = l.next_tid;
+    l.next_tid = l.next_tid.wrapping_add(1).max(1);
+    let mut req = [0u8; MAX_REQUEST];
+    let n = read_request(tid, l.target.unit_id, address, count, &mut req);
+    transmit(l, shared, &req[..n], tid, Sent::Verify(k), now)
 }
 
 /// Put one request on the link (transaction `tid` for TCP), which must have none in
@@ -842,18 +905,72 @@ fn read_replies(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), Strin
     }
     let mut at = 0;
     while let Some((used, reply)) = parse_reply(&l.rx[at..l.rx_len]) {
+        let start = at;
         at += used;
         let tid = match reply {
-            Reply::Ok(t) | Reply::Exception(t, _) => t,
+            Reply::Ok(t) | Reply::Exception(t, _) | Reply::Registers(t, _) => t,
             Reply::Malformed => return Err("malformed answer".into()),
         };
         let Some((_, sent, what)) = l.inflight.take_if(|f| f.0 == tid) else {
             return Err(format!("answer to unknown transaction {tid}"));
         };
-        answered(l, shared, what, sent, now, matches!(reply, Reply::Ok(_)));
+        match (what, reply) {
+            (Sent::Verify(k), _) => {
+                let data = &l.rx[start + 9..start + used];
+                check_layout(&l.target, shared, k, reply, data)?;
+                l.verify_next = k + 1;
+                if l.verified() {
+                    shared.verified.store(true, Ordering::Release);
+                }
+            }
+            (_, Reply::Registers(..)) => return Err("registers in answer to a write".into()),
+            _ => answered(l, shared, what, sent, now, matches!(reply, Reply::Ok(_))),
+        }
     }
     l.rx.copy_within(at..l.rx_len, 0);
     l.rx_len -= at;
+    Ok(())
+}
+
+/// The device answered the read of `verify` run `k` with `reply` (`data`: the
+/// registers' bytes of a normal reply). Err: not the words the target expects (or an
+/// exception): counted, and the connection is dropped without a write.
+fn check_layout(
+    target: &ModbusTarget,
+    shared: &UnitShared,
+    k: usize,
+    reply: Reply,
+    data: &[u8],
+) -> Result<(), String> {
+    let (address, expected) = &target.verify[k];
+    let matched = matches!(reply, Reply::Registers(_, n) if usize::from(n) == expected.len())
+        && data.len() == 2 * expected.len()
+        && data
+            .chunks_exact(2)
+            .zip(expected)
+            .all(|(b, w)| u16::from_be_bytes([b[0], b[1]]) == *w);
+    if !matched {
+        shared.layout_mismatches.fetch_add(1, Ordering::Relaxed);
+        shared.verified.store(false, Ordering::Release);
+        let got: Vec<u16> = match reply {
+            Reply::Registers(..) => data
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect(),
+            _ => Vec::new(),
+        };
+        return Err(match reply {
+            Reply::Exception(_, code) => format!(
+                "layout check: registers {address}+{} answered exception {code}; not written",
+                expected.len()
+            ),
+            _ => format!(
+                "layout check: registers {address}+{} hold {got:?}, expected {expected:?}; \
+                 not written",
+                expected.len()
+            ),
+        });
+    }
     Ok(())
 }
 
