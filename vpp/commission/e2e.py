@@ -17,6 +17,10 @@ Cases: ``quiet``; ``cpu hog`` (a busy process per core at normal priority; the P
 the server stand for devices with CPUs of their own and run under SCHED_FIFO where
 allowed); ``gil hog`` (a thread of the controller's process holding the GIL for ~500 ms
 at a time).
+
+``protocol`` ``sunspec``: the units are SunSpec devices (the SunSpec BESS simulator's
+register image at 40000; a setpoint is a write of 704 ``WSetEna``, ``WSetMod`` and
+``WSet`` in one request, from the loop or from the driver's ``set_power``).
 """
 
 from __future__ import annotations
@@ -110,8 +114,36 @@ def _normal() -> None:
 # --- the Modbus server process -------------------------------------------------------
 
 
-def _image() -> dict[int, dict[int, int]]:
+def _i32(hi: int, lo: int) -> int:
+    return int(struct.unpack(">i", struct.pack(">HH", hi, lo))[0])
+
+
+class Setpoint:
+    """Where a unit's setpoint write lands: a function 16 request at ``address`` of at
+    least ``words`` registers, and its value in kW (``kw``)."""
+
+    def __init__(self, protocol: str) -> None:
+        self.sunspec = protocol == "sunspec"
+        self.address, self.words, self.sf = 0, 2, 0
+
+    def kw(self, words: tuple[int, ...]) -> float:
+        if self.sunspec:  # WSetEna, WSetMod, WSet (i32 W at 10^sf), discharge positive
+            return _i32(words[2], words[3]) * 10.0**self.sf / 1000.0
+        # bess_default's active_power_setpoint: i32, 0.1 kW, charge positive.
+        return -_i32(words[0], words[1]) * 0.1
+
+
+def _image(sp: Setpoint) -> dict[int, dict[int, int]]:
     """The simulated BESS's register image by function code table (1-4)."""
+    if sp.sunspec:
+        from vpp.sim.sunspec import SunSpecBessSimulator
+
+        ss = SunSpecBessSimulator(port=0, rated_power_kw=RATED, capacity_kwh=1000.0)
+        m704 = ss.blocks[704]
+        sp.address = ss.address_of(704) + int(m704.points["WSetEna"].offset)
+        sp.words, sp.sf = 4, int(m704.points["WSet_SF"].value)
+        holding = {ss.base_address + k: w for k, w in enumerate(ss._words)}
+        return {1: {}, 2: {}, 3: holding, 4: {}}
     from vpp.drivers.register_map import Table
     from vpp.sim.bess import BessSimulator
 
@@ -123,7 +155,7 @@ def _image() -> dict[int, dict[int, int]]:
 
 
 def _answer(req: bytes, image: dict[int, dict[int, int]], log: list[tuple[float, float]],
-            t: float) -> bytes:  # fmt: skip
+            t: float, sp: Setpoint) -> bytes:  # fmt: skip
     tid, _, _, uid, fc = struct.unpack(">HHHBB", req[:8])
     body = req[8:]
     if fc in (1, 2, 3, 4):
@@ -148,17 +180,15 @@ def _answer(req: bytes, image: dict[int, dict[int, int]], log: list[tuple[float,
             words = struct.unpack(f">{n}H", body[5 : 5 + 2 * n])
             for i, w in enumerate(words):
                 image[3][addr + i] = w
-            if addr == 0 and n >= 2:
-                # active_power_setpoint: i32, 0.1 kW, charge positive.
-                raw = struct.unpack(">i", struct.pack(">HH", words[0], words[1]))[0]
-                log.append((t, -raw * 0.1))
+            if addr == sp.address and n >= sp.words:
+                log.append((t, sp.kw(words)))
         pdu = bytes([fc]) + body[:4]
     else:
         pdu = bytes([fc | 0x80, 1])
     return struct.pack(">HHHB", tid, 0, len(pdu) + 1, uid) + pdu
 
 
-def _server(conn: Any, n: int) -> None:
+def _server(conn: Any, n: int, protocol: str) -> None:
     """Serve ``n`` units until told to stop; send back every setpoint write's arrival."""
     sel = selectors.DefaultSelector()
     listeners = []
@@ -175,7 +205,8 @@ def _server(conn: Any, n: int) -> None:
     fifo(40)
     offset = time.time() - time.monotonic()  # realtime - monotonic, for the stamps
     conn.send([s.getsockname()[1] for s in listeners])
-    images = [_image() for _ in range(n)]
+    sp = Setpoint(protocol)
+    images = [_image(sp) for _ in range(n)]
     logs: list[list[tuple[float, float]]] = [[] for _ in range(n)]
     bufs: dict[socket.socket, bytearray] = {}
     while not conn.poll():
@@ -215,7 +246,7 @@ def _server(conn: Any, n: int) -> None:
                 size = 6 + struct.unpack(">H", buf[4:6])[0]
                 if len(buf) < size:
                     break
-                out += _answer(bytes(buf[:size]), images[i], logs[i], t)
+                out += _answer(bytes(buf[:size]), images[i], logs[i], t, sp)
                 del buf[:size]
             if out:
                 sock.sendall(out)
@@ -237,7 +268,7 @@ def _gil_hog(stop: threading.Event) -> None:
 
 
 def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
-                gil: bool) -> None:  # fmt: skip
+                gil: bool, protocol: str) -> None:  # fmt: skip
     from vpp.config.models import (
         DeviceConfig,
         FieldConfig,
@@ -250,7 +281,7 @@ def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
     units = []
     for i, port in enumerate(ports):
         where = {"host": "127.0.0.1", "port": port, "timeout": 1.0}
-        inv = DeviceConfig(protocol="modbus_tcp", config=where)
+        inv = DeviceConfig(protocol=protocol, config=where)
         units.append(UnitConfig(id=f"bess-{i + 1}", rated_power_kw=RATED, capacity_kwh=1000,
                                 inverter=inv))  # fmt: skip
     rt = RealtimeConfig()
@@ -268,7 +299,9 @@ def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
             await asyncio.sleep(seconds)
             stop.set()
             st = ctl.realtime_status() or {}
+        loop_units = sum(bool(u.get("loop_writes")) for u in st.get("units", []))
         print(json.dumps({"frames": ctl.frames, "realtime": st.get("realtime"),
+                          "loop_units": loop_units,
                           "memory_locked": st.get("memory_locked"),
                           "max_frame_ms": st.get("max_frame_ms")}))  # fmt: skip
 
@@ -276,9 +309,10 @@ def _controller(pmu_port: int, ports: list[int], realtime: bool, seconds: float,
 
 
 async def measure(
-    realtime: bool, case: str, seconds: float, units: int = UNITS
+    realtime: bool, case: str, seconds: float, units: int = UNITS, protocol: str = "modbus_tcp"
 ) -> tuple[list[float], dict[str, Any]]:
-    """One case (one of :data:`CASES`) for ``seconds``: the latencies (ms) of the writes
+    """One case (one of :data:`CASES`) for ``seconds`` with ``units`` units of
+    ``protocol`` (``modbus_tcp`` or ``sunspec``): the latencies (ms) of the writes
     matched to frames after the first 3 s, and the controller's figures (``frames``,
     ``realtime``, ``memory_locked``, ``max_frame_ms``, ``unit_p50``, ``sent``,
     ``matched``, ``writes``, ``devices_fifo``).
@@ -290,7 +324,7 @@ async def measure(
     policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
     devices_fifo = fifo(60)
     try:
-        lat, stats = await _measure(realtime, case, seconds, units)
+        lat, stats = await _measure(realtime, case, seconds, units, protocol)
     finally:
         if devices_fifo:
             os.sched_setscheduler(0, policy, param)  # the caller's own policy again
@@ -299,11 +333,11 @@ async def measure(
 
 
 async def _measure(
-    realtime: bool, case: str, seconds: float, units: int
+    realtime: bool, case: str, seconds: float, units: int, protocol: str
 ) -> tuple[list[float], dict[str, Any]]:
     ctx = multiprocessing.get_context("fork")
     here, there = ctx.Pipe()
-    server = ctx.Process(target=_server, args=(there, units), daemon=True)
+    server = ctx.Process(target=_server, args=(there, units, protocol), daemon=True)
     server.start()
     ports: list[int] = here.recv()
     hogs = []
@@ -318,6 +352,7 @@ async def _measure(
                 sys.executable, "-m", "vpp.commission.e2e", "--controller", str(pmu.port),
                 json.dumps(ports),
                 "1" if realtime else "0", str(seconds), "1" if case == "gil hog" else "0",
+                protocol,
                 timeout=seconds + 60, preexec_fn=_normal,
             )  # fmt: skip
     finally:
@@ -345,4 +380,4 @@ async def _measure(
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--controller"]:
     _controller(int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1",
-                float(sys.argv[5]), sys.argv[6] == "1")  # fmt: skip
+                float(sys.argv[5]), sys.argv[6] == "1", sys.argv[7])  # fmt: skip

@@ -102,19 +102,19 @@ impl PyRtTarget {
             None => Transport::Tcp,
         };
         let inner = ModbusTarget {
-                address,
-                transport,
-                unit_id,
-                setpoint: point(py, "setpoint", setpoint)?,
-                watchdog: watchdog.map(|p| point(py, "watchdog", p)).transpose()?,
-                watchdog_period_s,
-                watchdog_timeout: watchdog_timeout
-                    .map(|p| point(py, "watchdog_timeout", p))
-                    .transpose()?,
-                watchdog_timeout_s,
-                threshold_kw,
-                prefix,
-                verify,
+            address,
+            transport,
+            unit_id,
+            setpoint: point(py, "setpoint", setpoint)?,
+            watchdog: watchdog.map(|p| point(py, "watchdog", p)).transpose()?,
+            watchdog_period_s,
+            watchdog_timeout: watchdog_timeout
+                .map(|p| point(py, "watchdog_timeout", p))
+                .transpose()?,
+            watchdog_timeout_s,
+            threshold_kw,
+            prefix,
+            verify,
         };
         inner.validate().map_err(|e| config_err(py, &e))?;
         Ok(Self { inner })

@@ -511,3 +511,85 @@ impl Drop for RtLoop {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(setpoint_address: u16) -> ModbusTarget {
+        ModbusTarget {
+            address: "127.0.0.1:502".into(),
+            transport: Transport::Tcp,
+            unit_id: 1,
+            setpoint: RegisterPoint {
+                address: setpoint_address,
+                kind: RegType::I32,
+                scale: 0.001,
+                negate: false,
+                little_words: false,
+            },
+            watchdog: None,
+            watchdog_period_s: 0.2,
+            watchdog_timeout: None,
+            watchdog_timeout_s: 2.0,
+            threshold_kw: 0.0,
+            prefix: vec![1, 1],
+            verify: vec![(40000, vec![0x5375, 0x6E53]), (40100, vec![704, 57])],
+        }
+    }
+
+    #[test]
+    fn targets_with_a_prefix_and_checks_are_validated() {
+        assert!(target(40112).validate().is_ok());
+        let field = |t: ModbusTarget| t.validate().unwrap_err().field;
+        let mut t = target(40112);
+        t.prefix = vec![0; MAX_PREFIX + 1];
+        assert_eq!(field(t), "prefix");
+        assert_eq!(field(target(1)), "prefix"); // two words do not fit before register 1
+        let mut t = target(40112);
+        t.verify = vec![(65535, vec![1, 2])];
+        assert_eq!(field(t), "verify");
+        let mut t = target(40112);
+        t.verify = vec![(0, vec![])];
+        assert_eq!(field(t), "verify");
+        let mut t = target(40112);
+        t.verify = vec![(0, vec![1; MAX_VERIFY_WORDS + 1])];
+        assert_eq!(field(t), "verify");
+        let mut t = target(40112);
+        t.verify = vec![(0, vec![1]); MAX_VERIFY + 1];
+        assert_eq!(field(t), "verify");
+        let mut t = target(40112);
+        t.threshold_kw = f64::NAN;
+        assert_eq!(field(t), "threshold_kw");
+        let mut t = target(40112);
+        t.transport = Transport::Rtu(SerialSpec {
+            baudrate: 19200,
+            parity: Parity::Even,
+            stopbits: 1,
+            bytesize: 8,
+        });
+        assert_eq!(field(t), "prefix"); // prefix and checks are Modbus TCP's only
+    }
+
+    #[test]
+    fn a_target_given_after_start_is_taken_once() {
+        let u = UnitShared::default();
+        assert!(u.take_target().is_none());
+        u.set_target(Some(target(40112))).unwrap();
+        let got = u.take_target().expect("a target waits");
+        assert_eq!(got.map(|t| t.setpoint.address), Some(40112));
+        assert!(u.take_target().is_none()); // taken once
+        u.set_target(None).unwrap();
+        assert_eq!(u.take_target().map(|t| t.is_none()), Some(true));
+        // A bad target is refused at once; nothing waits.
+        assert!(u.set_target(Some(target(0))).is_err());
+        assert!(u.take_target().is_none());
+        // The newest of two given between iterations wins.
+        u.set_target(Some(target(40112))).unwrap();
+        u.set_target(Some(target(40200))).unwrap();
+        assert_eq!(
+            u.take_target().flatten().map(|t| t.setpoint.address),
+            Some(40200)
+        );
+    }
+}

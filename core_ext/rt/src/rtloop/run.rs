@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use super::connect::{Connector, Slot, Stream};
 use super::exchange::TxError;
-use super::modbus::{parse_reply, read_request, write_request, Reply, MAX_REQUEST, MAX_WRITE_WORDS};
+use super::modbus::{
+    parse_reply, read_request, write_request, Reply, MAX_REQUEST, MAX_WRITE_WORDS,
+};
 use super::pmu::PmuSource;
 use super::rtu::{self, RtuReply, MAX_ADU, MAX_PDU};
 use super::serial::{self, SerialSpec};
