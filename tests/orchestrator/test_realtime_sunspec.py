@@ -104,10 +104,7 @@ def test_a_replaced_device_is_never_written_at_the_old_layout(
         async with PmuServer(port=0, rate=50, profile=STEP) as pmu:
             async with first:
                 port = first.port
-                # The driver comes back slower than the loop (which tries again after
-                # 0.1 s): the loop meets the new device before its layout is known.
-                cfg = _field(pmu.port, port, backoff_initial=1.0, backoff_max=1.0,
-                             required_models=[1, 701, 704, 713, 802])  # fmt: skip
+                cfg = _field(pmu.port, port, required_models=[1, 701, 704, 713, 802])
                 ctl = FieldController(cfg, realtime=True)
                 publish = ctl.event
 
@@ -122,6 +119,18 @@ def test_a_replaced_device_is_never_written_at_the_old_layout(
                                      timeout=10)  # fmt: skip
                     assert _loop_unit(ctl)["verified"]
                     old = first.wset_ena()
+                    # The driver comes back only when the test says (a device that
+                    # answers it late): the loop meets the new device first.
+                    driver = ctl._sunspec_driver(0)
+                    assert driver is not None
+                    gate = asyncio.Event()
+                    discover = driver._discover
+
+                    async def late_discover() -> None:
+                        await gate.wait()
+                        await discover()
+
+                    monkeypatch.setattr(driver, "_discover", late_discover)
                 except BaseException:
                     await ctl.stop()
                     raise
@@ -133,14 +142,18 @@ def test_a_replaced_device_is_never_written_at_the_old_layout(
             assert second.wset_ena() != old
             try:
                 async with second:
+                    # The loop meets the device first: refused, reported, never written.
+                    await wait_until(lambda: _loop_unit(ctl)["layout_mismatches"] >= 2,
+                                     timeout=10)  # fmt: skip
+                    assert second.writes == [] and not _loop_unit(ctl)["verified"]
+                    alarms = [text for kind, text in events if kind == "realtime"]
+                    assert len(alarms) == 1 and "SunSpec registers differ" in alarms[0], events
+                    # The driver discovers the new layout; the loop writes it.
+                    gate.set()
                     await wait_until(lambda: abs(second.model.power_kw - DROOP_KW) < 1,
                                      timeout=15)  # fmt: skip
                     u = _loop_unit(ctl)
                     assert u["verified"] and u["loop_writes"], u
-                    # The loop met the device first: refused, reported, never written.
-                    assert u["layout_mismatches"] >= 1, u
-                    alarms = [text for kind, text in events if kind == "realtime"]
-                    assert any("SunSpec registers differ" in t for t in alarms), events
                     await asyncio.sleep(0.3)
             finally:
                 await ctl.stop()

@@ -157,6 +157,8 @@ class FieldController(FieldCommands, Startable):
         self._rt_sunspec: dict[int, SunSpecSetpoint | None] = {}
         """SunSpec units the loop may write: the driver's layout it has (None: none)."""
         self._rt_mismatches: dict[int, int] = {}
+        self._rt_alarmed: set[int] = set()
+        """SunSpec units whose layout mismatch was reported (once until a new target)."""
         self._rt_stalled = False
         self._rt_last_t = math.nan
         self.rt_fallbacks = 0
@@ -424,6 +426,7 @@ class FieldController(FieldCommands, Startable):
         target = None if layout is None else sunspec_target(unit.cfg, layout)
         rt.set_target(i, target)
         self._rt_sunspec[i] = layout
+        self._rt_alarmed.discard(i)
         loop_writes = target is not None
         if loop_writes != self._rt_written[i]:
             self._rt_written[i] = loop_writes
@@ -434,20 +437,24 @@ class FieldController(FieldCommands, Startable):
 
     def _rt_layout_check(self, rt: RtLoop) -> None:
         """A SunSpec device whose registers no longer match the discovered layout (the
-        loop checks them on each connect and writes nothing then): alarm, and the driver
-        walks the model chain again; a new layout replaces the loop's target."""
+        loop checks them on each connect and writes nothing then): the driver walks the
+        model chain again, and an alarm says so once (the loop tries again after its
+        backoff, each try counted) until a new layout replaces the loop's target."""
         for i in self._rt_sunspec:
             n = rt.layout_mismatches(i)
-            if n > self._rt_mismatches.get(i, 0):
-                self._rt_mismatches[i] = n
+            if n <= self._rt_mismatches.get(i, 0):
+                continue
+            self._rt_mismatches[i] = n
+            driver = self._sunspec_driver(i)
+            if driver is not None:
+                driver.rediscover()
+            if i not in self._rt_alarmed:
+                self._rt_alarmed.add(i)
                 uid = self._frame_units[i][0]
                 self.event("realtime", "the inverter's SunSpec registers differ from the "
                            "layout discovered; the real-time loop does not write it until "
                            "the driver discovers it again", unit=uid, severity="alarm",
                            data={"layout_mismatches": n})  # fmt: skip
-                driver = self._sunspec_driver(i)
-                if driver is not None:
-                    driver.rediscover()
 
     def _rt_records(self, records: list[tuple[int, bool, Decision, float, bool]]) -> None:
         for i, idle, d, _received, _written in records:
