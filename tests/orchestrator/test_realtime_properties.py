@@ -103,14 +103,18 @@ class Recorder:
             if len(buf) < size:
                 break
             req, buf = buf[:size], buf[size:]
-            tid, _, _, uid, fc = struct.unpack(">HHHBB", req[:8])
-            addr = struct.unpack(">H", req[8:10])[0]
-            if fc == 16 and addr == 0:
-                raw = struct.unpack(">i", req[13:17])[0]
-                self.setpoints.append(-raw * 0.1)  # bess_default: i32, 0.1 kW, charge +
-            pdu = req[7:12]
+            tid, _, _, uid = struct.unpack(">HHHB", req[:7])
+            pdu = self._reply(req)
             conn.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, uid) + pdu)
         return buf
+
+    def _reply(self, req: bytes) -> bytes:
+        """The answer's PDU to request ``req`` (MBAP included): every write done."""
+        fc, addr = req[7], struct.unpack(">H", req[8:10])[0]
+        if fc == 16 and addr == 0:
+            raw = struct.unpack(">i", req[13:17])[0]
+            self.setpoints.append(-raw * 0.1)  # bess_default: i32, 0.1 kW, charge +
+        return req[7:12]
 
     def inverter(self) -> DeviceConfig:
         return DeviceConfig(protocol="modbus_tcp", config={"host": "127.0.0.1", "port": self.port})

@@ -67,28 +67,20 @@ class SunSpecRecorder(Recorder):
         self.refuse_reads = False
         super().__init__()
 
-    def _answer(self, conn: socket.socket, buf: bytes) -> bytes:
-        while len(buf) >= 7:
-            size = 6 + struct.unpack(">H", buf[4:6])[0]
-            if len(buf) < size:
-                break
-            req, buf = buf[:size], buf[size:]
-            tid, _, _, uid, fc = struct.unpack(">HHHBB", req[:8])
-            addr, count = struct.unpack(">HH", req[8:12])
-            if fc == 3 and self.refuse_reads:
-                pdu = bytes([0x83, 2])
-            elif fc == 3:
-                words = [self.image.get(addr + k, 0xFFFF) for k in range(count)]
-                pdu = bytes([3, 2 * count]) + struct.pack(f">{count}H", *words)
-            else:
-                words = list(struct.unpack(f">{count}H", req[13 : 13 + 2 * count]))
-                self.writes.append((addr, words))
-                if addr == WSETENA and count == 4:
-                    raw = struct.unpack(">i", struct.pack(">HH", *words[2:4]))[0]
-                    self.setpoints.append(raw * 10.0**SF / 1000.0)
-                pdu = req[7:12]
-            conn.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, uid) + pdu)
-        return buf
+    def _reply(self, req: bytes) -> bytes:
+        fc = req[7]
+        addr, count = struct.unpack(">HH", req[8:12])
+        if fc == 3 and self.refuse_reads:
+            return bytes([0x83, 2])
+        if fc == 3:
+            words = [self.image.get(addr + k, 0xFFFF) for k in range(count)]
+            return bytes([3, 2 * count]) + struct.pack(f">{count}H", *words)
+        written = list(struct.unpack(f">{count}H", req[13 : 13 + 2 * count]))
+        self.writes.append((addr, written))
+        if addr == WSETENA and count == 4:
+            raw = struct.unpack(">i", struct.pack(">HH", *written[2:4]))[0]
+            self.setpoints.append(raw * 10.0**SF / 1000.0)
+        return req[7:12]
 
     def inverter(self) -> DeviceConfig:
         return DeviceConfig(protocol="sunspec", config={"host": "127.0.0.1", "port": self.port})
