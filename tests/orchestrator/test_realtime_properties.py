@@ -141,18 +141,15 @@ frame_step = st.tuples(
     st.sampled_from([0.0, -0.02, 0.01, 0.01, 0.01, 0.02, 0.7]),
     st.one_of(st.floats(49.0, 51.0), st.sampled_from([math.nan, 0.0, 60.0, 49.5])),
 )
-actions = st.lists(
-    st.one_of(
-        frame_step,
-        frame_step,
-        frame_step,
-        st.tuples(st.just("telemetry"), st.floats(0.0, 100.0), st.floats(-10.0, 80.0)),
-        st.tuples(st.just("base"), st.floats(-2 * RATED, 2 * RATED), st.just(0.0)),
-        st.tuples(st.just("writable"), st.booleans(), st.just(0.0)),
-    ),
-    min_size=5,
-    max_size=40,
+action = st.one_of(
+    frame_step,
+    frame_step,
+    frame_step,
+    st.tuples(st.just("telemetry"), st.floats(0.0, 100.0), st.floats(-10.0, 80.0)),
+    st.tuples(st.just("base"), st.floats(-2 * RATED, 2 * RATED), st.just(0.0)),
+    st.tuples(st.just("writable"), st.booleans(), st.just(0.0)),
 )
+actions = st.lists(action, min_size=5, max_size=40)
 
 
 def run_sequence(
@@ -180,6 +177,7 @@ def run_sequence(
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     config = PmuServer(port=0, idcode=IDCODE).config
     records: list[tuple[int, bool, Any, float, bool]] = []
+    has_target = True
     unwritable_since: list[tuple[float, float]] = []  # (made not writable, made writable again)
     try:
         out.sendto(c.encode(config), ("127.0.0.1", udp))
@@ -195,6 +193,9 @@ def run_sequence(
                 pipe.set_telemetry(tm)
             elif kind == "base":
                 pipe.base_kw = a
+            elif kind == "target":  # given again or taken away (a rediscovery)
+                loop.set_target(0, target if a else None)
+                has_target = bool(a)
             elif a:
                 # Stamped before: a frame read after it may already be written.
                 back = time.monotonic()
@@ -214,8 +215,10 @@ def run_sequence(
             records += loop.drain()
             last = [d.setpoint_kw for _i, _idle, d, _r, w in records if w]
             done = not last or (rec.setpoints and abs(rec.setpoints[-1] - last[-1]) < 0.051)
-            # Made not writable: a setpoint still waiting is dropped, as a disable must.
-            if done or (unwritable_since and math.isinf(unwritable_since[-1][1])):
+            # Made not writable: a setpoint still waiting is dropped, as a disable must;
+            # the target taken away: its connection with it.
+            stopped = unwritable_since and math.isinf(unwritable_since[-1][1])
+            if done or stopped or not has_target:
                 break
             assert time.monotonic() < deadline, (rec.setpoints[-3:], last[-3:], loop.stats())
         loop.stop()

@@ -12,9 +12,10 @@ the ``SunS`` marker, 704's header and ``WSet_SF`` checked on each connect.
   written once it answers as the layout says.
 - A target given after start (``set_target``) is taken within an iteration; taken
   away, the writes stop.
-- Hypothesis: the generated sequences of tests/orchestrator/test_realtime_properties.py
-  through a SunSpec target: the safety promise on every decision, the wire a
-  subsequence of the decisions marked written, each with its prefix.
+- Hypothesis: the generated sequences of tests/orchestrator/test_realtime_properties.py,
+  with the target given again and taken away between frames, through a SunSpec target:
+  the safety promise on every decision, the wire a subsequence of the decisions marked
+  written, each write one request with its prefix.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.orchestrator.test_realtime_properties import (
     IDCODE,
     Recorder,
     _frame,
-    actions,
+    action,
     check_sequence,
     run_sequence,
 )
@@ -214,8 +216,17 @@ def test_a_bad_target_is_refused_in_one_line() -> None:
         RtTarget("/dev/ttyS0", 1, point, serial=(19200, "E", 1, 8), prefix=[1])
 
 
+#: The sequences of test_realtime_properties, with the target given again or taken away
+#: (as the controller does after a rediscovery) between frames.
+with_targets = st.lists(
+    st.one_of(action, st.tuples(st.just("target"), st.booleans(), st.just(0.0))),
+    min_size=5,
+    max_size=40,
+)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(actions)
+@given(with_targets)
 def test_a_sunspec_target_keeps_the_safety_promise_and_writes_only_when_bidden(
     seq: list[tuple[Any, ...]],
 ) -> None:
