@@ -931,6 +931,8 @@ class RtTarget:
         serial: _Serial | None = None,
         prefix: Sequence[int] = ...,
         verify: Sequence[tuple[int, Sequence[int]]] = ...,
+        init: Sequence[tuple[int, Sequence[int]]] = ...,
+        refresh_s: float = 0.0,
     ) -> RtTarget: ...
     @property
     def address(self) -> str: ...

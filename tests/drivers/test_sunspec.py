@@ -333,3 +333,45 @@ def test_communicator_polls_a_sunspec_resource_beside_a_modbus_one() -> None:
                 await comm.close()
 
     run(main)
+
+
+@pytest.mark.parametrize("base", [40000, 50000])
+def test_the_setpoint_layout_is_where_the_device_has_it(base: int) -> None:
+    """What the field controller gives the core's real-time loop: 704's WSetEna, WSetMod
+    and WSet, the registers that identify the layout, and the reversion points."""
+
+    async def main() -> None:
+        async with bess(base_address=base) as (sim, proto):
+            await proto.read_status()
+            lay = proto.setpoint_layout
+            assert lay is not None
+            m704 = sim.address_of(704)
+            offset = {n: int(p.offset) for n, p in sim.blocks[704].points.items()}
+            assert lay.address == m704 + offset["WSet"] and lay.type == "i32" and lay.sf == 0
+            assert lay.prefix == (1, 1)  # WSetEna ENABLED, WSetMod WATTS
+            assert lay.verify[0] == (base, (0x5375, 0x6E53))
+            assert lay.verify[1] == (m704, (704, int(sim.blocks[704].len) - 2))
+            assert lay.verify[2] == (m704 + offset["WSet_SF"], (0,))
+            assert lay.reversion == ((m704 + offset["WSetRvrt"], (0, 0)),
+                                     (m704 + offset["WSetEnaRvrt"], (1,)))  # fmt: skip
+            assert lay.reversion_time == m704 + offset["WSetRvrtTms"]
+            # Asked to, the driver walks the chain again before its next read.
+            sim.blocks[704].points["WSetRvrtTms"].value = None  # "not implemented" now
+            sim._serialise(704)
+            proto.rediscover()
+            await proto.read_status()
+            again = proto.setpoint_layout
+            assert again is not None and again.reversion == () and again.reversion_time is None
+            assert again.address == lay.address
+
+    run(main)
+
+
+def test_a_device_without_704_has_no_setpoint_layout() -> None:
+    async def main() -> None:
+        models = (1, 701, 702, 713, 802)
+        async with bess({"required_models": list(models)}, models=models) as (_sim, proto):
+            await proto.read_status()
+            assert proto.setpoint_layout is None
+
+    run(main)

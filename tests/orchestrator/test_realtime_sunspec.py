@@ -7,7 +7,8 @@ from the loop (the driver writes none of them any more). When the device is repl
 one with another model chain at the same address (704 elsewhere), nothing is ever
 written at the old layout's registers: the loop's check on connect refuses the device
 (an alarm says so) until the driver has discovered it again, and the loop then writes
-the new layout.
+the new layout. 704's reversion is the loop's watchdog: the setting holds while the
+loop runs, reverts to 0 W while it stalls, and the loop brings it back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.devices import run, wait_until
-from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, UnitConfig
+from vpp.config.models import DeviceConfig, FieldConfig, PmuSource, RealtimeConfig, UnitConfig
 from vpp.orchestrator.field.controller import FieldController
 from vpp.sim.frequency import FrequencyProfile
 from vpp.sim.pmu import PmuServer
@@ -57,11 +58,14 @@ class RecordingSunSpec(SunSpecBessSimulator):
         return self.address_of(704) + int(self.blocks[704].points["WSetEna"].offset)
 
 
-def _field(pmu_port: int, port: int, **driver: Any) -> FieldConfig:
+def _field(
+    pmu_port: int, port: int, rt: RealtimeConfig | None = None, **driver: Any
+) -> FieldConfig:
     where = {"host": "127.0.0.1", "port": port, "timeout": 0.5, "retries": 0, **driver}
     inv = DeviceConfig(protocol="sunspec", config=where, poll_interval_s=0.1)
     unit = UnitConfig(id="bess-1", rated_power_kw=RATED, capacity_kwh=1000, inverter=inv)
-    return FieldConfig(id="field-a", pmu=PmuSource(port=pmu_port), units=[unit])
+    return FieldConfig(id="field-a", pmu=PmuSource(port=pmu_port), units=[unit],
+                       realtime=rt or RealtimeConfig())  # fmt: skip
 
 
 def _loop_unit(ctl: FieldController) -> dict[str, Any]:
@@ -163,3 +167,31 @@ def test_a_replaced_device_is_never_written_at_the_old_layout(
             assert asked and abs(asked[-1] - DROOP_KW) < 1, asked
 
     run(main, timeout=60)
+
+
+def test_a_stalled_loop_lets_the_sunspec_setting_revert_then_resumes() -> None:
+    async def main() -> None:
+        sim = RecordingSunSpec(port=0, rated_power_kw=RATED, ramp_kw_s=5000.0)
+        pmu = PmuServer(port=0, rate=50, profile=STEP)
+        rt = RealtimeConfig(watchdog_timeout_s=1.0, stall_after_s=0.3)
+        async with sim, pmu:
+            ctl = FieldController(_field(pmu.port, sim.port, rt), realtime=True)
+            async with ctl:
+                await wait_until(lambda: abs(sim.model.power_kw - DROOP_KW) < 1, timeout=10)
+                # Written on connect: revert to 0 W, enabled, after 1 s without a write.
+                assert sim._raw(704, "WSetRvrtTms") == 1 and sim._raw(704, "WSetEnaRvrt") == 1
+                assert sim._raw(704, "WSetRvrt") == 0
+                # The frequency holds at 49.80 Hz, so the setpoint does not change: the
+                # loop writes it again every 0.2 s and the setting never reverts.
+                await asyncio.sleep(2.5)
+                assert sim.reversions == 0 and abs(sim.model.power_kw - DROOP_KW) < 1
+                assert ctl.rt is not None
+                ctl.rt.inject("stall", 2.5)
+                await wait_until(lambda: sim.reversions > 0, timeout=2.5)
+                await wait_until(lambda: abs(sim.model.power_kw) < 1, timeout=1)
+                assert ctl._rt_stalled  # reported while it lasts
+                # Running again: the next setpoint is written whatever it is.
+                await wait_until(lambda: abs(sim.model.power_kw - DROOP_KW) < 1, timeout=5)
+                assert sim.reversions == 1
+
+    run(main, timeout=40)

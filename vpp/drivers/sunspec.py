@@ -70,13 +70,37 @@ class SunSpecSetpoint:
     ``WSetMod`` = WATTS right before it, written in the same request as the driver's
     ``set_power`` writes them; ``verify``, the register runs that identify this layout
     (the ``SunS`` marker, 704's ID and L, the value of ``WSet_SF``), which the loop
-    reads on each connect before it writes anything."""
+    reads on each connect before it writes anything; where the device implements 704's
+    reversion, ``reversion`` (the writes of ``WSetRvrt`` = 0 W and ``WSetEnaRvrt`` =
+    ENABLED) and ``reversion_time``, the address of ``WSetRvrtTms`` (uint32 s)."""
 
     address: int
     type: str
     sf: int
     prefix: tuple[int, ...]
     verify: tuple[tuple[int, tuple[int, ...]], ...]
+    reversion: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    reversion_time: int | None = None
+
+
+def _reversion(
+    block: ModelBlock,
+) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int | None]:
+    """704's reversion writes (``WSetRvrt`` = 0 W, ``WSetEnaRvrt`` = ENABLED) and the
+    address of ``WSetRvrtTms``, if the device implements all three (read back as
+    numbers, writable); else nothing."""
+    names = ("WSetRvrt", "WSetEnaRvrt", "WSetRvrtTms")
+    try:
+        if not all(block.writable(n) and isinstance(block.raw(n), int) for n in names):
+            return (), None
+        if block.point_type("WSetRvrtTms") != "uint32":
+            return (), None
+        zero = block.encode("WSetRvrt", 0.0)
+        ena = block.encode("WSetEnaRvrt", block.symbol_value("WSetEnaRvrt", "ENABLED"))
+        tms = block.address_of("WSetRvrtTms")
+    except SunSpecLayoutError:
+        return (), None
+    return ((zero[0], tuple(zero[1])), (ena[0], tuple(ena[1]))), tms
 
 
 class SunSpecNotFoundError(ProtocolError):
@@ -227,7 +251,9 @@ class SunSpecProtocol(BaseProtocol):
         ]
         if sf_name is not None:
             verify.append((block.address_of(sf_name), (sf & 0xFFFF,)))
-        return SunSpecSetpoint(wset, kind, sf, (*ena[1], *mod[1]), tuple(verify))
+        reversion, reversion_time = _reversion(block)
+        return SunSpecSetpoint(wset, kind, sf, (*ena[1], *mod[1]), tuple(verify),
+                               reversion, reversion_time)  # fmt: skip
 
     async def _discover(self) -> None:
         self.setpoint_layout = None

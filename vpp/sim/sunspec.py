@@ -15,6 +15,9 @@ Writes to the control points act on the model: 704 ``WSet`` (W, + = discharge) w
 request while ``WSetEna`` is ENABLED (else standby); ``VarSet`` while ``VarSetEna``;
 802 ``SetOp`` = CONNECT and ``SetInvState`` = INVERTER_STARTED enable the inverter;
 ``AlmRst`` = 1 clears the latched 802 events (those no longer active) and reads back 0.
+704's reversion: a write of ``WSetEna``, ``WSetMod`` or ``WSet`` starts ``WSetRvrtTms``
+(0: off) again; when it passes without another, the setting takes ``WSetRvrt`` and
+``WSetEnaRvrt`` (``reversions`` counts it).
 A map without 802 has no start/stop: the inverter follows 704 alone.
 A write that touches a read-only point is refused with ILLEGAL_ADDRESS; an enum value
 outside its symbols with ILLEGAL_VALUE.
@@ -95,6 +98,10 @@ class SunSpecBessSimulator(BessSimulator):
         self.latched_events = 0
         #: Modbus requests served (reads and writes).
         self.requests = 0
+        #: Times 704's active power setting reverted (``WSetRvrtTms`` passed without a
+        #: write of ``WSet``, ``WSetEna`` or ``WSetMod``).
+        self.reversions = 0
+        self._revert_at: float | None = None
         self.blocks: dict[int, Any] = {}  # model id -> pysunspec2 Model (untyped)
         self._offsets: dict[int, int] = {}  # model id -> register offset from base
         self._words: list[int] = []
@@ -133,7 +140,8 @@ class SunSpecBessSimulator(BessSimulator):
                   "VNomRtg": self.voltage_v},
             704: {"WSet_SF": 0, "WSetPct_SF": -2, "VarSet_SF": 0, "VarSetPct_SF": -2,
                   "WSetEna": 0, "WSetMod": 1, "WSet": 0, "WSetPct": 0, "VarSetEna": 0,
-                  "VarSetMod": 4, "VarSetPri": 0, "VarSet": 0},
+                  "VarSetMod": 4, "VarSetPri": 0, "VarSet": 0, "WSetRvrt": 0,
+                  "WSetEnaRvrt": 0, "WSetRvrtTms": 0, "WSetRvrtRem": 0},
             711: {"Ena": 0, "AdptCtlReq": 0, "AdptCtlRslt": 1, "NCtl": 1, "Db_SF": -3,
                   "K_SF": -2, "RspTms_SF": -1,
                   "Ctl": [{"DbOf": 0.05, "DbUf": 0.1, "KOf": 0.05, "KUf": 0.05, "RspTms": 1.0,
@@ -277,8 +285,42 @@ class SunSpecBessSimulator(BessSimulator):
         # All or nothing: the request is applied only once every model accepted it.
         self.blocks.update(decoded)
         self._words = words
+        self._arm_reversion(offset, end)
         self._apply()
         return None
+
+    def _arm_reversion(self, offset: int, end: int) -> None:
+        """A write of 704's active power setting (``WSetEna``, ``WSetMod``, ``WSet``)
+        starts ``WSetRvrtTms`` again: the setting reverts unless written again in time
+        (read here as SunSpec's reversion timeout after loss of communication)."""
+        if 704 not in self.blocks:
+            return
+        start, points = self._offsets[704], self.blocks[704].points
+        first = start + int(points["WSetEna"].offset)
+        last = start + int(points["WSet"].offset) + int(points["WSet"].len)
+        if end <= first or offset >= last:
+            return
+        tms = self._raw(704, "WSetRvrtTms")
+        self._revert_at = self.clock() + tms if tms > 0 else None
+
+    def _check_watchdog(self) -> None:
+        super()._check_watchdog()
+        if self._revert_at is None or 704 not in self.blocks:
+            return
+        left = self._revert_at - self.clock()
+        model = self.blocks[704]
+        if left > 0:
+            model.points["WSetRvrtRem"].value = math.ceil(left)
+            self._serialise(704)
+            return
+        # Reverted: the setting takes the reversion values until written again.
+        self._revert_at = None
+        self.reversions += 1
+        model.points["WSet"].value = self._raw(704, "WSetRvrt")
+        model.points["WSetEna"].value = self._raw(704, "WSetEnaRvrt")
+        model.points["WSetRvrtRem"].value = 0
+        self._serialise(704)
+        self._apply()
 
     def _apply(self) -> None:
         """Turn the control points into the model's command."""

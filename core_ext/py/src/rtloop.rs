@@ -70,7 +70,10 @@ fn serial_spec(py: Python<'_>, t: SerialTuple) -> PyResult<SerialSpec> {
 /// little_words)` as the register map file gives them. Modbus TCP only: `prefix`, words
 /// written in the same request just before the setpoint's registers, and `verify`,
 /// `(address, words)` runs read on each connect and compared before anything is
-/// written (a device that answers otherwise is never written).
+/// written (a device that answers otherwise is never written); `init`, `(address,
+/// words)` writes made on each connect after the check, before any setpoint; and
+/// `refresh_s` (0: off), the last setpoint written again when none was for that long
+/// (the heartbeat of a device whose setpoint reverts, SunSpec's `WSetRvrtTms`).
 #[pyclass(module = "vpp._core", name = "RtTarget", frozen)]
 pub struct PyRtTarget {
     inner: ModbusTarget,
@@ -81,7 +84,8 @@ impl PyRtTarget {
     #[new]
     #[pyo3(signature = (address, unit_id, setpoint, *, watchdog=None, watchdog_period_s=0.2,
                         watchdog_timeout=None, watchdog_timeout_s=2.0, threshold_kw=0.0,
-                        serial=None, prefix=Vec::new(), verify=Vec::new()))]
+                        serial=None, prefix=Vec::new(), verify=Vec::new(), init=Vec::new(),
+                        refresh_s=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -96,6 +100,8 @@ impl PyRtTarget {
         serial: Option<SerialTuple>,
         prefix: Vec<u16>,
         verify: Vec<(u16, Vec<u16>)>,
+        init: Vec<(u16, Vec<u16>)>,
+        refresh_s: f64,
     ) -> PyResult<Self> {
         let transport = match serial {
             Some(t) => Transport::Rtu(serial_spec(py, t)?),
@@ -115,6 +121,8 @@ impl PyRtTarget {
             threshold_kw,
             prefix,
             verify,
+            init,
+            refresh_s,
         };
         inner.validate().map_err(|e| config_err(py, &e))?;
         Ok(Self { inner })

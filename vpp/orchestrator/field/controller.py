@@ -423,7 +423,7 @@ class FieldController(FieldCommands, Startable):
         layout = None if driver is None else driver.setpoint_layout
         if layout == self._rt_sunspec[i] or writer.busy:
             return
-        target = None if layout is None else sunspec_target(unit.cfg, layout)
+        target = None if layout is None else sunspec_target(unit.cfg, layout, self.field.realtime)
         rt.set_target(i, target)
         self._rt_sunspec[i] = layout
         self._rt_alarmed.discard(i)

@@ -17,6 +17,7 @@ ramp carries over whichever path steps them.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -157,14 +158,27 @@ def sunspec_units(field: FieldConfig) -> list[int]:
     ]
 
 
-def sunspec_target(unit: UnitConfig, layout: SunSpecSetpoint) -> RtTarget:
+def sunspec_target(
+    unit: UnitConfig, layout: SunSpecSetpoint, rt: RealtimeConfig | None = None
+) -> RtTarget:
     """The loop's target for SunSpec ``unit`` with its driver's discovered ``layout``:
     704 ``WSet`` in W at 10^sf per step (the loop's setpoints are kW, positive
     discharging as SunSpec's), with ``WSetEna``/``WSetMod`` in the same request and the
-    layout's registers checked on each connect."""
+    layout's registers checked on each connect. Where the device implements 704's
+    reversion, it is the watchdog: ``WSetRvrt`` = 0 W, enabled, after ``rt``'s
+    ``watchdog_timeout_s`` (whole seconds, rounded up) without a write, written on each
+    connect, and the loop writes the setpoint again every ``watchdog_period_s``."""
+    rt = rt or RealtimeConfig()
     c = unit.inverter.config
     address = f"{c.get('host')}:{c.get('port', 502)}"
     point = (layout.address, layout.type, 10.0**layout.sf / 1000.0, False, False)
+    init: list[tuple[int, list[int]]] = []
+    refresh_s = 0.0
+    if layout.reversion_time is not None:
+        seconds = max(1, math.ceil(rt.watchdog_timeout_s))
+        init = [(a, list(words)) for a, words in layout.reversion]
+        init.append((layout.reversion_time, [seconds >> 16, seconds & 0xFFFF]))
+        refresh_s = rt.watchdog_period_s
     try:
         return RtTarget(
             address,
@@ -173,6 +187,8 @@ def sunspec_target(unit: UnitConfig, layout: SunSpecSetpoint) -> RtTarget:
             threshold_kw=unit.write_threshold_kw,
             prefix=list(layout.prefix),
             verify=[(a, list(words)) for a, words in layout.verify],
+            init=init,
+            refresh_s=refresh_s,
         )
     except ValueError as exc:
         raise ConfigError(f"unit {unit.id}: real-time loop: {exc}") from exc

@@ -110,6 +110,15 @@ pub struct ModbusTarget {
     /// the connection is dropped and tried again, counted in `layout_mismatches`.
     /// Modbus TCP only; at most `MAX_VERIFY` runs of 1-`MAX_VERIFY_WORDS` words.
     pub verify: Vec<(u16, Vec<u16>)>,
+    /// Writes made on each connect once the layout check passed, before any setpoint
+    /// (SunSpec 704's reversion: `WSetRvrt` = 0, `WSetEnaRvrt`, `WSetRvrtTms`).
+    /// Modbus TCP only; at most `MAX_VERIFY` of 1-`MAX_WRITE_WORDS` words.
+    pub init: Vec<(u16, Vec<u16>)>,
+    /// 0: off. Else the last setpoint is written again when none was for this long,
+    /// while the unit is writable: the heartbeat of a device whose setpoint reverts
+    /// when not written in time (SunSpec's `WSetRvrtTms`), so that a stalled loop lets
+    /// it fall back as a watchdog register would.
+    pub refresh_s: f64,
 }
 
 /// Most words of `ModbusTarget::prefix`.
@@ -158,6 +167,39 @@ impl ModbusTarget {
         }
         if !self.verify.is_empty() && !tcp {
             return Err(ConfigError::new("verify", "is for Modbus TCP targets only"));
+        }
+        if !self.init.is_empty() && !tcp {
+            return Err(ConfigError::new("init", "is for Modbus TCP targets only"));
+        }
+        if self.init.len() > MAX_VERIFY {
+            return Err(ConfigError::new(
+                "init",
+                format!("at most {MAX_VERIFY} writes, got {}", self.init.len()),
+            ));
+        }
+        for (address, words) in &self.init {
+            if words.is_empty() || words.len() > modbus::MAX_WRITE_WORDS {
+                return Err(ConfigError::new(
+                    "init",
+                    format!(
+                        "a write has 1-{} words, got {}",
+                        modbus::MAX_WRITE_WORDS,
+                        words.len()
+                    ),
+                ));
+            }
+            if usize::from(*address) + words.len() > 0x1_0000 {
+                return Err(ConfigError::new(
+                    "init",
+                    format!("write at {address} goes past register 65535"),
+                ));
+            }
+        }
+        if !(self.refresh_s.is_finite() && (self.refresh_s == 0.0 || self.refresh_s >= 0.01)) {
+            return Err(ConfigError::new(
+                "refresh_s",
+                format!("must be 0 (off) or at least 0.01 s, got {}", self.refresh_s),
+            ));
         }
         if self.verify.len() > MAX_VERIFY {
             return Err(ConfigError::new(
@@ -535,6 +577,8 @@ mod tests {
             threshold_kw: 0.0,
             prefix: vec![1, 1],
             verify: vec![(40000, vec![0x5375, 0x6E53]), (40100, vec![704, 57])],
+            init: vec![(40114, vec![0, 0]), (40119, vec![0, 2])],
+            refresh_s: 0.2,
         }
     }
 
@@ -561,6 +605,15 @@ mod tests {
         let mut t = target(40112);
         t.threshold_kw = f64::NAN;
         assert_eq!(field(t), "threshold_kw");
+        let mut t = target(40112);
+        t.init = vec![(0, vec![])];
+        assert_eq!(field(t), "init");
+        let mut t = target(40112);
+        t.init = vec![(65535, vec![1, 2])];
+        assert_eq!(field(t), "init");
+        let mut t = target(40112);
+        t.refresh_s = 0.001;
+        assert_eq!(field(t), "refresh_s");
         let mut t = target(40112);
         t.transport = Transport::Rtu(SerialSpec {
             baudrate: 19200,

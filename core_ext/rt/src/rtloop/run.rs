@@ -39,6 +39,8 @@ enum Sent {
     Timeout,
     /// The read of the target's `verify` run with this index.
     Verify(usize),
+    /// The target's `init` write with this index.
+    Init,
     /// Python's transaction (its id in the unit's exchange); serial lines only.
     Python(u64),
 }
@@ -107,6 +109,10 @@ struct Link {
     /// The next `verify` run to read on this connection; all read and matched when it
     /// reaches their number. Nothing is written before.
     verify_next: usize,
+    /// The next `init` write of this connection; setpoints wait for the last.
+    init_next: usize,
+    /// When the last setpoint was sent (for `refresh_s`).
+    sent_at: f64,
 }
 
 impl Link {
@@ -132,12 +138,19 @@ impl Link {
             timeout_due: true,
             unanswered: false,
             verify_next: 0,
+            init_next: 0,
+            sent_at: f64::NEG_INFINITY,
         }
     }
 
     /// Every `verify` run of this connection matched: the loop may write.
     fn verified(&self) -> bool {
         self.verify_next >= self.target.verify.len()
+    }
+
+    /// Verified and every `init` write sent: setpoints may go.
+    fn ready(&self) -> bool {
+        self.verified() && self.init_next >= self.target.init.len()
     }
 }
 
@@ -481,6 +494,7 @@ impl Loop {
                         l.timeout_due = true;
                         l.next_watchdog = now;
                         l.verify_next = 0;
+                        l.init_next = 0;
                         u.shared.verified.store(l.verified(), Ordering::Release);
                         if let Some(line) = l.line.as_mut() {
                             line.free_at = now + line.silence_s;
@@ -593,6 +607,25 @@ impl Loop {
                     }
                 }
                 l.timeout_due = false;
+            }
+            if l.init_next < l.target.init.len() && l.inflight.is_none() {
+                let (address, words) = &l.target.init[l.init_next];
+                let (address, n) = (*address, words.len());
+                let mut w = [0u16; MAX_WRITE_WORDS];
+                w[..n].copy_from_slice(words);
+                l.init_next += 1;
+                if send(l, &u.shared, address, &w[..n], Sent::Init, now).is_err() {
+                    reset(l, &u.shared, now, &self.spec);
+                    continue;
+                }
+            }
+            // The heartbeat of a device whose setpoint reverts: the last one again.
+            if l.target.refresh_s > 0.0
+                && l.pending.is_none()
+                && now - l.sent_at >= l.target.refresh_s
+                && u.shared.writable.load(Ordering::Acquire)
+            {
+                l.pending = l.last;
             }
             // A setpoint waiting goes before the watchdog.
             send_pending(l, &u.shared, &self.spec);
@@ -781,8 +814,8 @@ fn decided(
 fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f64> {
     let sp = l.pending?;
     l.stream.as_ref()?;
-    if !l.verified() {
-        return None; // the newest setpoint waits for the device's check
+    if !l.ready() {
+        return None; // the newest setpoint waits for the device's check and init
     }
     if l.inflight.is_some() {
         shared.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -804,6 +837,7 @@ fn send_pending(l: &mut Link, shared: &UnitShared, spec: &LoopSpec) -> Option<f6
     words[..p].copy_from_slice(&l.target.prefix);
     words[p..p + n].copy_from_slice(&w[..n]);
     let address = l.target.setpoint.address - p as u16;
+    l.sent_at = now;
     if send(l, shared, address, &words[..p + n], Sent::Setpoint(sp), now).is_err() {
         reset(l, shared, now, spec);
         return None;
