@@ -256,8 +256,18 @@ class SunSpecProtocol(BaseProtocol):
                                reversion, reversion_time)  # fmt: skip
 
     async def _discover(self) -> None:
-        self.setpoint_layout = None
+        # The layout the controller gave the real-time loop stays while the chain is
+        # walked (the loop checks it on each of its connects): it changes at the end, to
+        # the new one, or to None if the walk fails.
         self._rediscover = False
+        try:
+            await self._walk()
+        except BaseException:
+            self.setpoint_layout = None
+            raise
+        self.setpoint_layout = self._loop_layout()
+
+    async def _walk(self) -> None:
         self.blocks, self.chain = {}, []
         base = await self._find_base()
         address = base + 2
@@ -292,7 +302,6 @@ class SunSpecProtocol(BaseProtocol):
         self.base_address = base
         for block in self.blocks.values():
             await self._load(block)
-        self.setpoint_layout = self._loop_layout()
 
     async def _load(self, block: ModelBlock, words: list[int] | None = None) -> None:
         if words is None:
