@@ -92,10 +92,8 @@ def site() -> Iterator[RunningSite]:
             assert proc.poll() is None, f"vpp run ended: {log.read_text()}"
             r = s.ctl("--json", "--timeout", "1", "units")
             assert "usage:" not in r.stderr, r.stderr
-            if r.returncode == 0:
-                units = units_of(json.loads(r.stdout))
-                if len(units) == 3 and all(u["online"] for u in units.values()):
-                    break
+            if r.returncode == 0 and _up(s, units_of(json.loads(r.stdout))):
+                break
             assert time.monotonic() < deadline, f"site not up: {r.stderr}"
             time.sleep(0.5)
         yield s
@@ -107,6 +105,22 @@ def site() -> Iterator[RunningSite]:
             proc.kill()
             proc.wait()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _up(s: RunningSite, units: dict[str, dict[str, Any]]) -> bool:
+    """Every unit online at its field controller, the launcher done starting (it says
+    so on stderr), and the campus and the grid service have heard every unit: a field
+    controller answers before the services' process has heard its first heartbeat."""
+    if len(units) != 3 or not all(u["online"] for u in units.values()):
+        return False
+    if "vpp run: bus at" not in s.log.read_text():
+        return False
+    r = s.ctl("--json", "--timeout", "1", "status")
+    if r.returncode != 0:
+        return False
+    doc = json.loads(r.stdout)
+    heard = doc.get("campus", {}).get("units") == 3
+    return bool(heard and doc.get("grid", {}).get("obligation_kw"))
 
 
 def test_run_prints_its_bus_directory_and_writes_site_json(site: RunningSite) -> None:
