@@ -149,7 +149,9 @@ def test_dead_field_controller_goes_offline_and_its_share_moves(ipc_dir: Path) -
 def test_command_timeout_marks_the_field_offline_at_once(ipc_dir: Path) -> None:
     # field-b's heartbeats and telemetry keep coming (a publisher alone), but nothing
     # answers its commands: the first timeout takes its unit out of the next round.
-    cfg = _site(campus={"dispatch_interval_s": 0.2, "fleet": {"offline_timeout_s": 30.0}})
+    # Rounds of 0.6 s give commands 0.3 s (half a round, at most the bus's): at 0.1 s
+    # field-a's own acks were once late in the full suite on a loaded machine.
+    cfg = _site(campus={"dispatch_interval_s": 0.6, "fleet": {"offline_timeout_s": 30.0}})
     topo = topology(cfg, ipc_dir)
     a, b = _fields()
 
