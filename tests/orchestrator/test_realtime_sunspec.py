@@ -125,8 +125,7 @@ def test_a_replaced_device_is_never_written_at_the_old_layout(
                     old = first.wset_ena()
                     # The driver comes back only when the test says (a device that
                     # answers it late): the loop meets the new device first.
-                    driver = ctl._sunspec_driver(0)
-                    assert driver is not None
+                    driver = ctl._rt_sunspec[0]
                     gate = asyncio.Event()
                     discover = driver._discover
 

@@ -39,7 +39,7 @@ from tests.orchestrator.test_realtime_properties import (
 )
 from tests.support.net import free_udp_port
 from vpp import c37118 as c
-from vpp.config.models import DeviceConfig, UnitConfig
+from vpp.config.models import DeviceConfig, RealtimeConfig, UnitConfig
 from vpp.core import Pipeline, RtLoop, RtTarget
 from vpp.drivers.sunspec import SunSpecSetpoint
 from vpp.orchestrator.field.realtime import sunspec_target
@@ -103,7 +103,7 @@ def _loop(rec: SunSpecRecorder, with_target: bool = True) -> tuple[RtLoop, Any, 
     pipe.anchor(0.0)
     pipe.base_kw = 40.0  # ramps up at the unit's ramp: a new setpoint every frame
     udp = free_udp_port()
-    target = sunspec_target(cfg, LAYOUT) if with_target else None
+    target = sunspec_target(cfg, LAYOUT, RealtimeConfig()) if with_target else None
     loop = RtLoop("127.0.0.1:9", IDCODE, [(pipe, target)], udp_bind=f"127.0.0.1:{udp}",
                   backoff_max_s=0.2)  # fmt: skip
     loop.set_writable(0, True)
@@ -185,7 +185,7 @@ def test_a_target_given_after_start_is_taken_and_can_be_taken_away() -> None:
                           serial=(19200, "E", 1, 8))  # fmt: skip
         with pytest.raises(ValueError, match="Modbus TCP"):
             loop.set_target(0, serial)
-        loop.set_target(0, sunspec_target(cfg, LAYOUT))
+        loop.set_target(0, sunspec_target(cfg, LAYOUT, RealtimeConfig()))
         _frames(loop, udp, config, 0.6)
         st = loop.stats()["units"][0]
         assert st["has_target"] and st["verified"] and rec.setpoints, st
@@ -232,7 +232,7 @@ def test_a_sunspec_target_keeps_the_safety_promise_and_writes_only_when_bidden(
 ) -> None:
     rec = SunSpecRecorder()
     records, setpoints, unwritable, ramp = run_sequence(
-        seq, rec, make_target=lambda cfg: sunspec_target(cfg, LAYOUT)
+        seq, rec, make_target=lambda cfg: sunspec_target(cfg, LAYOUT, RealtimeConfig())
     )
     check_sequence(records, setpoints, unwritable, ramp)
     # Every write is one request of the enables and the setpoint.

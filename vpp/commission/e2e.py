@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -118,32 +119,38 @@ def _i32(hi: int, lo: int) -> int:
     return int(struct.unpack(">i", struct.pack(">HH", hi, lo))[0])
 
 
+@dataclass(frozen=True)
 class Setpoint:
     """Where a unit's setpoint write lands: a function 16 request at ``address`` of at
     least ``words`` registers, and its value in kW (``kw``)."""
 
-    def __init__(self, protocol: str) -> None:
-        self.sunspec = protocol == "sunspec"
-        self.address, self.words, self.sf = 0, 2, 0
+    address: int = 0
+    words: int = 2
+    #: SunSpec: WSetEna, WSetMod, WSet (i32 W at 10^sf, + = discharge); else the
+    #: register map's active_power_setpoint (i32, 0.1 kW, charge positive).
+    sunspec_sf: int | None = None
 
     def kw(self, words: tuple[int, ...]) -> float:
-        if self.sunspec:  # WSetEna, WSetMod, WSet (i32 W at 10^sf), discharge positive
-            return _i32(words[2], words[3]) * 10.0**self.sf / 1000.0
-        # bess_default's active_power_setpoint: i32, 0.1 kW, charge positive.
+        if self.sunspec_sf is not None:
+            return _i32(words[2], words[3]) * 10.0**self.sunspec_sf / 1000.0
         return -_i32(words[0], words[1]) * 0.1
 
 
-def _image(sp: Setpoint) -> dict[int, dict[int, int]]:
-    """The simulated BESS's register image by function code table (1-4)."""
-    if sp.sunspec:
+Image = dict[int, dict[int, int]]
+
+
+def _image(protocol: str) -> tuple[Image, Setpoint]:
+    """The simulated BESS's register image by function code table (1-4), and where its
+    setpoint is written."""
+    if protocol == "sunspec":
         from vpp.sim.sunspec import SunSpecBessSimulator
 
         ss = SunSpecBessSimulator(port=0, rated_power_kw=RATED, capacity_kwh=1000.0)
         m704 = ss.blocks[704]
-        sp.address = ss.address_of(704) + int(m704.points["WSetEna"].offset)
-        sp.words, sp.sf = 4, int(m704.points["WSet_SF"].value)
+        sp = Setpoint(ss.address_of(704) + int(m704.points["WSetEna"].offset), 4,
+                      int(m704.points["WSet_SF"].value))  # fmt: skip
         holding = {ss.base_address + k: w for k, w in enumerate(ss._words)}
-        return {1: {}, 2: {}, 3: holding, 4: {}}
+        return {1: {}, 2: {}, 3: holding, 4: {}}, sp
     from vpp.drivers.register_map import Table
     from vpp.sim.bess import BessSimulator
 
@@ -151,11 +158,11 @@ def _image(sp: Setpoint) -> dict[int, dict[int, int]]:
     sim._init_image()
     t = sim.image.tables
     return {1: dict(t[Table.COIL]), 2: dict(t[Table.DISCRETE]),
-            3: dict(t[Table.HOLDING]), 4: dict(t[Table.INPUT])}  # fmt: skip
+            3: dict(t[Table.HOLDING]), 4: dict(t[Table.INPUT])}, Setpoint()  # fmt: skip
 
 
-def _answer(req: bytes, image: dict[int, dict[int, int]], log: list[tuple[float, float]],
-            t: float, sp: Setpoint) -> bytes:  # fmt: skip
+def _answer(req: bytes, image: Image, log: list[tuple[float, float]], t: float,
+            sp: Setpoint) -> bytes:  # fmt: skip
     tid, _, _, uid, fc = struct.unpack(">HHHBB", req[:8])
     body = req[8:]
     if fc in (1, 2, 3, 4):
@@ -205,8 +212,9 @@ def _server(conn: Any, n: int, protocol: str) -> None:
     fifo(40)
     offset = time.time() - time.monotonic()  # realtime - monotonic, for the stamps
     conn.send([s.getsockname()[1] for s in listeners])
-    sp = Setpoint(protocol)
-    images = [_image(sp) for _ in range(n)]
+    image, sp = _image(protocol)
+    # One image per unit: each takes its own writes.
+    images = [{fc: dict(table) for fc, table in image.items()} for _ in range(n)]
     logs: list[list[tuple[float, float]]] = [[] for _ in range(n)]
     bufs: dict[socket.socket, bytearray] = {}
     while not conn.poll():

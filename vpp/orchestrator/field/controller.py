@@ -154,8 +154,10 @@ class FieldController(FieldCommands, Startable):
         self._rt_written: list[bool] = []
         self._rt_serial: list[int] = []
         """Units whose serial line the loop owns (their drivers poll through it)."""
-        self._rt_sunspec: dict[int, SunSpecSetpoint | None] = {}
-        """SunSpec units the loop may write: the driver's layout it has (None: none)."""
+        self._rt_sunspec: dict[int, SunSpecProtocol] = {}
+        """SunSpec units the loop may write, and their drivers."""
+        self._rt_layouts: dict[int, SunSpecSetpoint | None] = {}
+        """The driver's layout the loop has for each (None: none, the driver writes)."""
         self._rt_mismatches: dict[int, int] = {}
         self._rt_alarmed: set[int] = set()
         """SunSpec units whose layout mismatch was reported (once until a new target)."""
@@ -377,7 +379,8 @@ class FieldController(FieldCommands, Startable):
             if self._rt_written[i]:
                 writer.hand_to(self.rt, i)
         self._rt_serial = serial_units(units, self._rt_written)
-        self._rt_sunspec = dict.fromkeys(sunspec_units(self.field))
+        self._rt_sunspec = self._sunspec_drivers(sunspec_units(self.field))
+        self._rt_layouts = dict.fromkeys(self._rt_sunspec)
         for i in self._rt_serial:
             driver = self._driver(i)
             if driver is not None:
@@ -399,7 +402,7 @@ class FieldController(FieldCommands, Startable):
             for i, (_uid, unit, writer) in enumerate(self._frame_units):
                 unit.apply_schedule(now)
                 if i in self._rt_sunspec:
-                    self._rt_adopt(rt, i, unit, writer)
+                    self._rt_adopt(rt, i, unit, writer, self._rt_sunspec[i])
                 if self._rt_written[i]:
                     self._rt_sync(rt, i, unit, writer)
             if self._rt_sunspec:
@@ -415,17 +418,17 @@ class FieldController(FieldCommands, Startable):
             want = False
         rt.set_writable(i, want)
 
-    def _rt_adopt(self, rt: RtLoop, i: int, unit: FieldUnit, writer: SetpointWriter) -> None:
+    def _rt_adopt(self, rt: RtLoop, i: int, unit: FieldUnit, writer: SetpointWriter,
+                  driver: SunSpecProtocol) -> None:  # fmt: skip
         """SunSpec unit ``i``: give the loop the setpoint layout its driver discovered,
         or take the unit back to the Python path when the driver has none; only while
         the driver's writer has no write in flight, so that the two never overlap."""
-        driver = self._sunspec_driver(i)
-        layout = None if driver is None else driver.setpoint_layout
-        if layout == self._rt_sunspec[i] or writer.busy:
+        layout = driver.setpoint_layout
+        if layout == self._rt_layouts[i] or writer.busy:
             return
         target = None if layout is None else sunspec_target(unit.cfg, layout, self.field.realtime)
         rt.set_target(i, target)
-        self._rt_sunspec[i] = layout
+        self._rt_layouts[i] = layout
         self._rt_alarmed.discard(i)
         loop_writes = target is not None
         if loop_writes != self._rt_written[i]:
@@ -440,14 +443,12 @@ class FieldController(FieldCommands, Startable):
         loop checks them on each connect and writes nothing then): the driver walks the
         model chain again, and an alarm says so once (the loop tries again after its
         backoff, each try counted) until a new layout replaces the loop's target."""
-        for i in self._rt_sunspec:
+        for i, driver in self._rt_sunspec.items():
             n = rt.layout_mismatches(i)
             if n <= self._rt_mismatches.get(i, 0):
                 continue
             self._rt_mismatches[i] = n
-            driver = self._sunspec_driver(i)
-            if driver is not None:
-                driver.rediscover()
+            driver.rediscover()
             if i not in self._rt_alarmed:
                 self._rt_alarmed.add(i)
                 uid = self._frame_units[i][0]
@@ -505,13 +506,19 @@ class FieldController(FieldCommands, Startable):
         driver = self.comms[uid].protocol(uid)
         return driver if isinstance(driver, ModbusRtuProtocol) else None
 
-    def _sunspec_driver(self, i: int) -> SunSpecProtocol | None:
-        """Unit ``i``'s SunSpec driver (None if it has another protocol)."""
+    def _sunspec_drivers(self, units: list[int]) -> dict[int, SunSpecProtocol]:
+        """The SunSpec drivers of ``units``, by index (looked up once, at start)."""
+        if not units:
+            return {}
         from vpp.drivers.sunspec import SunSpecProtocol  # as in `_driver`
 
-        uid = self._frame_units[i][0]
-        driver = self.comms[uid].protocol(uid)
-        return driver if isinstance(driver, SunSpecProtocol) else None
+        out = {}
+        for i in units:
+            uid = self._frame_units[i][0]
+            driver = self.comms[uid].protocol(uid)
+            if isinstance(driver, SunSpecProtocol):
+                out[i] = driver
+        return out
 
     def _rt_fallback(self) -> None:
         self.rt_fallbacks += 1

@@ -158,9 +158,7 @@ def sunspec_units(field: FieldConfig) -> list[int]:
     ]
 
 
-def sunspec_target(
-    unit: UnitConfig, layout: SunSpecSetpoint, rt: RealtimeConfig | None = None
-) -> RtTarget:
+def sunspec_target(unit: UnitConfig, layout: SunSpecSetpoint, rt: RealtimeConfig) -> RtTarget:
     """The loop's target for SunSpec ``unit`` with its driver's discovered ``layout``:
     704 ``WSet`` in W at 10^sf per step (the loop's setpoints are kW, positive
     discharging as SunSpec's), with ``WSetEna``/``WSetMod`` in the same request and the
@@ -168,7 +166,6 @@ def sunspec_target(
     reversion, it is the watchdog: ``WSetRvrt`` = 0 W, enabled, after ``rt``'s
     ``watchdog_timeout_s`` (whole seconds, rounded up) without a write, written on each
     connect, and the loop writes the setpoint again every ``watchdog_period_s``."""
-    rt = rt or RealtimeConfig()
     c = unit.inverter.config
     address = f"{c.get('host')}:{c.get('port', 502)}"
     point = (layout.address, layout.type, 10.0**layout.sf / 1000.0, False, False)

@@ -110,9 +110,10 @@ pub struct ModbusTarget {
     /// the connection is dropped and tried again, counted in `layout_mismatches`.
     /// Modbus TCP only; at most `MAX_VERIFY` runs of 1-`MAX_VERIFY_WORDS` words.
     pub verify: Vec<(u16, Vec<u16>)>,
-    /// Writes made on each connect once the layout check passed, before any setpoint
-    /// (SunSpec 704's reversion: `WSetRvrt` = 0, `WSetEnaRvrt`, `WSetRvrtTms`).
-    /// Modbus TCP only; at most `MAX_VERIFY` of 1-`MAX_WRITE_WORDS` words.
+    /// Writes made on each connect once the layout check passed, before any setpoint,
+    /// after the watchdog timeout (SunSpec 704's reversion: `WSetRvrt` = 0,
+    /// `WSetEnaRvrt`, `WSetRvrtTms`). Modbus TCP only; at most `MAX_VERIFY` of
+    /// 1-`MAX_WRITE_WORDS` words.
     pub init: Vec<(u16, Vec<u16>)>,
     /// 0: off. Else the last setpoint is written again when none was for this long,
     /// while the unit is writable: the heartbeat of a device whose setpoint reverts
@@ -123,7 +124,7 @@ pub struct ModbusTarget {
 
 /// Most words of `ModbusTarget::prefix`.
 pub const MAX_PREFIX: usize = 6;
-/// Most runs of `ModbusTarget::verify`, and words in one.
+/// Most runs of `ModbusTarget::verify` (and writes of `init`), and words in one read.
 pub const MAX_VERIFY: usize = 8;
 pub const MAX_VERIFY_WORDS: usize = 16;
 
@@ -165,33 +166,14 @@ impl ModbusTarget {
                 ));
             }
         }
-        if !self.verify.is_empty() && !tcp {
-            return Err(ConfigError::new("verify", "is for Modbus TCP targets only"));
-        }
-        if !self.init.is_empty() && !tcp {
-            return Err(ConfigError::new("init", "is for Modbus TCP targets only"));
-        }
-        if self.init.len() > MAX_VERIFY {
-            return Err(ConfigError::new(
-                "init",
-                format!("at most {MAX_VERIFY} writes, got {}", self.init.len()),
-            ));
-        }
-        for (address, words) in &self.init {
-            if words.is_empty() || words.len() > modbus::MAX_WRITE_WORDS {
+        check_runs("verify", &self.verify, tcp, MAX_VERIFY_WORDS)?;
+        check_runs("init", &self.init, tcp, modbus::MAX_WRITE_WORDS)?;
+        if let Some(p) = &self.watchdog_timeout {
+            // Written on each connect: a value the point cannot hold is a setting error.
+            if p.encode(self.watchdog_timeout_s).is_none() {
                 return Err(ConfigError::new(
-                    "init",
-                    format!(
-                        "a write has 1-{} words, got {}",
-                        modbus::MAX_WRITE_WORDS,
-                        words.len()
-                    ),
-                ));
-            }
-            if usize::from(*address) + words.len() > 0x1_0000 {
-                return Err(ConfigError::new(
-                    "init",
-                    format!("write at {address} goes past register 65535"),
+                    "watchdog_timeout_s",
+                    format!("{} does not fit the point", self.watchdog_timeout_s),
                 ));
             }
         }
@@ -201,31 +183,45 @@ impl ModbusTarget {
                 format!("must be 0 (off) or at least 0.01 s, got {}", self.refresh_s),
             ));
         }
-        if self.verify.len() > MAX_VERIFY {
-            return Err(ConfigError::new(
-                "verify",
-                format!("at most {MAX_VERIFY} runs, got {}", self.verify.len()),
-            ));
-        }
-        for (address, words) in &self.verify {
-            if words.is_empty() || words.len() > MAX_VERIFY_WORDS {
-                return Err(ConfigError::new(
-                    "verify",
-                    format!("a run has 1-{MAX_VERIFY_WORDS} words, got {}", words.len()),
-                ));
-            }
-            if usize::from(*address) + words.len() > 0x1_0000 {
-                return Err(ConfigError::new(
-                    "verify",
-                    format!("run at {address} goes past register 65535"),
-                ));
-            }
-        }
         if let Transport::Rtu(serial) = &self.transport {
             serial.validate()?;
         }
         Ok(())
     }
+}
+
+/// Register runs `(address, words)` of a target (`verify` reads, `init` writes): Modbus
+/// TCP only, at most `MAX_VERIFY` of 1-`max_words` words, inside the register space.
+fn check_runs(
+    field: &'static str,
+    runs: &[(u16, Vec<u16>)],
+    tcp: bool,
+    max_words: usize,
+) -> Result<(), ConfigError> {
+    if !runs.is_empty() && !tcp {
+        return Err(ConfigError::new(field, "is for Modbus TCP targets only"));
+    }
+    if runs.len() > MAX_VERIFY {
+        return Err(ConfigError::new(
+            field,
+            format!("at most {MAX_VERIFY} runs, got {}", runs.len()),
+        ));
+    }
+    for (address, words) in runs {
+        if words.is_empty() || words.len() > max_words {
+            return Err(ConfigError::new(
+                field,
+                format!("a run has 1-{max_words} words, got {}", words.len()),
+            ));
+        }
+        if usize::from(*address) + words.len() > 0x1_0000 {
+            return Err(ConfigError::new(
+                field,
+                format!("run at {address} goes past register 65535"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One unit of the loop.
@@ -622,6 +618,21 @@ mod tests {
             bytesize: 8,
         });
         assert_eq!(field(t), "prefix"); // prefix and checks are Modbus TCP's only
+    }
+
+    #[test]
+    fn a_watchdog_timeout_the_point_cannot_hold_is_refused() {
+        let mut t = target(40112);
+        t.watchdog_timeout = Some(RegisterPoint {
+            address: 13,
+            kind: RegType::U16,
+            scale: 1.0,
+            negate: false,
+            little_words: false,
+        });
+        assert!(t.validate().is_ok());
+        t.watchdog_timeout_s = 70_000.0;
+        assert_eq!(t.validate().unwrap_err().field, "watchdog_timeout_s");
     }
 
     #[test]

@@ -36,10 +36,9 @@ const RESYNC_GAP_S: f64 = 0.2;
 enum Sent {
     Setpoint(f64),
     Watchdog,
-    Timeout,
     /// The read of the target's `verify` run with this index.
     Verify(usize),
-    /// The target's `init` write with this index.
+    /// One of the writes made on each connect (the watchdog timeout, the target's `init`).
     Init,
     /// Python's transaction (its id in the unit's exchange); serial lines only.
     Python(u64),
@@ -100,23 +99,30 @@ struct Link {
     backoff: f64,
     counter: u16,
     next_watchdog: f64,
-    timeout_due: bool,
     /// Serial line: a request went unanswered, and none has been answered since; the
-    /// first answer then makes the watchdog timeout due again (the device may have
+    /// first answer then makes the connect writes due again (the device may have
     /// restarted). Not at the timeout itself: on a cut line that write would take every
     /// turn and starve the watchdog counter and Python's polls.
     unanswered: bool,
     /// The next `verify` run to read on this connection; all read and matched when it
     /// reaches their number. Nothing is written before.
     verify_next: usize,
-    /// The next `init` write of this connection; setpoints wait for the last.
+    /// The next of the writes made on each connect (`target.init`, the watchdog timeout
+    /// first); setpoints wait for the last.
     init_next: usize,
     /// When the last setpoint was sent (for `refresh_s`).
     sent_at: f64,
 }
 
 impl Link {
-    fn new(target: ModbusTarget, backoff: f64) -> Self {
+    fn new(mut target: ModbusTarget, backoff: f64) -> Self {
+        // The watchdog timeout is the first of the writes made on each connect (the
+        // target's validation made sure that it encodes).
+        if let Some(p) = target.watchdog_timeout {
+            if let Some((w, n)) = p.encode(target.watchdog_timeout_s) {
+                target.init.insert(0, (p.address, w[..n].to_vec()));
+            }
+        }
         Self {
             line: match target.transport {
                 Transport::Rtu(spec) => Some(Line::new(spec)),
@@ -135,7 +141,6 @@ impl Link {
             backoff,
             counter: 0,
             next_watchdog: 0.0,
-            timeout_due: true,
             unanswered: false,
             verify_next: 0,
             init_next: 0,
@@ -317,7 +322,7 @@ impl Loop {
                     self.fds.push(s.as_raw_fd());
                     if let Some((_, sent, _)) = l.inflight {
                         until = until.min(sent + self.spec.write_timeout_s);
-                    } else if l.pending.is_some() || l.timeout_due || u.shared.exchange.posted() {
+                    } else if l.pending.is_some() || !l.ready() || u.shared.exchange.posted() {
                         until = until.min(line.free_at);
                     }
                     if line.undelivered.is_some() {
@@ -491,7 +496,6 @@ impl Loop {
                         l.inflight = None;
                         l.rx_len = 0;
                         l.last = None;
-                        l.timeout_due = true;
                         l.next_watchdog = now;
                         l.verify_next = 0;
                         l.init_next = 0;
@@ -595,20 +599,7 @@ impl Loop {
                 }
                 continue;
             }
-            if l.timeout_due && l.inflight.is_none() && line_free(l, now) {
-                if let Some(p) = l.target.watchdog_timeout {
-                    if let Some((w, n)) = p.encode(l.target.watchdog_timeout_s) {
-                        if send(l, &u.shared, p.address, &w[..n], Sent::Timeout, now).is_err() {
-                            reset(l, &u.shared, now, &self.spec);
-                            continue;
-                        }
-                    } else {
-                        u.shared.unencodable.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                l.timeout_due = false;
-            }
-            if l.init_next < l.target.init.len() && l.inflight.is_none() {
+            if !l.ready() && l.inflight.is_none() && line_free(l, now) {
                 let (address, words) = &l.target.init[l.init_next];
                 let (address, n) = (*address, words.len());
                 let mut w = [0u16; MAX_WRITE_WORDS];
@@ -647,7 +638,7 @@ impl Loop {
             if l.line.is_some()
                 && l.inflight.is_none()
                 && l.pending.is_none()
-                && !l.timeout_due
+                && l.ready()
                 && !watchdog_due
                 && line_free(l, now)
                 && u.shared.exchange.posted()
@@ -987,7 +978,6 @@ fn check_layout(
             .all(|(b, w)| u16::from_be_bytes([b[0], b[1]]) == *w);
     if !matched {
         shared.layout_mismatches.fetch_add(1, Ordering::Relaxed);
-        shared.verified.store(false, Ordering::Release);
         let got: Vec<u16> = match reply {
             Reply::Registers(..) => data
                 .chunks_exact(2)
@@ -1078,7 +1068,7 @@ fn read_line(l: &mut Link, shared: &UnitShared, now: f64) -> Result<(), String> 
     l.inflight = None;
     if verdict != RtuReply::Bad && l.unanswered {
         l.unanswered = false;
-        l.timeout_due = true; // the device is back: it may have restarted
+        l.init_next = 0; // the device is back: it may have restarted
     }
     match (verdict, what) {
         (RtuReply::Bad, _) => {
